@@ -1,0 +1,76 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+/// Settings every Swift target shares (swift-log / Hummingbird style).
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "cdfsync",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "cdfsync", targets: ["cdfsync"]),
+        .executable(name: "dbsql-sim", targets: ["dbsql-sim"]),
+        .library(name: "CDFSyncCore", targets: ["CDFSyncCore"]),
+        .library(name: "CDFSyncStorage", targets: ["CDFSyncStorage"]),
+        .library(name: "CDFSyncClient", targets: ["CDFSyncClient"]),
+        .library(name: "CDFSyncEngine", targets: ["CDFSyncEngine"]),
+        .library(name: "WarehouseSimulator", targets: ["WarehouseSimulator"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // System libraries: a module map plus a shim header each.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+
+        // No I/O: models, JSON_ARRAY decoder, SQL building, mapping.
+        .target(name: "CDFSyncCore", swiftSettings: swiftSettings),
+        // LMDB environment, panel, identity index, checkpoints, outbox; zstd.
+        .target(name: "CDFSyncStorage", dependencies: ["CDFSyncCore", "CLMDB", "CZstd"], swiftSettings: swiftSettings),
+        // libcurl transport, auth, statement execution, chunk fetching.
+        .target(name: "CDFSyncClient", dependencies: ["CDFSyncCore", "CCurl"], swiftSettings: swiftSettings),
+        // Sync runs: plans, apply, delivery, summaries.
+        .target(
+            name: "CDFSyncEngine",
+            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient"],
+            swiftSettings: swiftSettings
+        ),
+        // The Databricks SQL warehouse simulator (library).
+        .target(name: "WarehouseSimulator", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
+
+        .executableTarget(
+            name: "cdfsync",
+            dependencies: [
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "dbsql-sim",
+            dependencies: [
+                "WarehouseSimulator",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        .testTarget(name: "CDFSyncCoreTests", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CDFSyncStorageTests", dependencies: ["CDFSyncStorage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "WarehouseSimulatorTests",
+            dependencies: ["WarehouseSimulator", "CDFSyncCore"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator"],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,45 @@
+/// A 64-bit content hash that is the same in every process and on every run.
+///
+/// Swift's `Hasher` is randomly seeded per process, so it cannot be stored. This is FNV-1a over 8-byte
+/// words with a final avalanche (from SplitMix64); it is used to tell an unchanged record from a changed
+/// one, not for security.
+public struct StableHash: Sendable {
+    private var state: UInt64 = 0xcbf2_9ce4_8422_2325
+
+    public init() {}
+
+    public mutating func combine(_ bytes: UnsafeRawBufferPointer) {
+        var i = 0
+        let n = bytes.count
+        while i + 8 <= n {
+            let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            state = (state ^ w) &* 0x0000_0100_0000_01B3
+            state ^= state >> 29
+            i += 8
+        }
+        while i < n {
+            state = (state ^ UInt64(bytes[i])) &* 0x0000_0100_0000_01B3
+            i += 1
+        }
+        // Mix in the length so that "ab"+"c" and "a"+"bc" differ when combined field by field.
+        state = (state ^ UInt64(truncatingIfNeeded: n)) &* 0x0000_0100_0000_01B3
+    }
+
+    public mutating func combine(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { combine($0) }
+    }
+
+    public var value: UInt64 {
+        var z = state &+ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Hashes one byte sequence.
+    public static func hash(_ bytes: [UInt8]) -> UInt64 {
+        var h = StableHash()
+        h.combine(bytes)
+        return h.value
+    }
+}
