@@ -1,0 +1,68 @@
+/// The one error type of the client, in the categories admins already know from Databricks'
+/// troubleshooting tables. Every error carries a one-line remedy.
+///
+/// `description` is safe to print and log: it never contains tokens, secrets or presigned URLs.
+public struct DatabricksError: Error, Sendable, CustomStringConvertible {
+    /// An open set of categories.
+    public struct Category: Hashable, Sendable, CustomStringConvertible {
+        public let name: String
+        private init(_ name: String) { self.name = name }
+        public var description: String { name }
+
+        public static let configuration = Category("configuration")
+        public static let hostUnreachable = Category("host unreachable")
+        public static let tls = Category("TLS")
+        public static let authenticationFailed = Category("authentication failed")
+        public static let permissionDenied = Category("permission denied")
+        public static let warehouseNotFound = Category("warehouse not found")
+        public static let warehouseStopped = Category("warehouse stopped")
+        public static let warehouseStartTimeout = Category("warehouse starting too long")
+        public static let catalogNotFound = Category("catalog not found")
+        public static let schemaNotFound = Category("schema not found")
+        public static let tableNotFound = Category("table not found")
+        public static let columnNotFound = Category("column not found")
+        public static let changeDataUnavailable = Category("change data unavailable")
+        public static let statementFailed = Category("statement failed")
+        public static let statementCanceled = Category("statement canceled")
+        public static let timedOut = Category("timed out")
+        public static let rateLimited = Category("rate limited")
+        public static let serverError = Category("server error")
+        public static let invalidResponse = Category("invalid response")
+    }
+
+    public var category: Category
+    public var message: String
+    public var remedy: String
+    /// The Spark/Delta error class, e.g. `DELTA_MISSING_CHANGE_DATA`, when the warehouse gave one.
+    public var errorClass: String?
+    public var sqlState: String?
+    public var httpStatus: Int?
+    public var statementID: String?
+    /// Seconds the server asked us to wait (`Retry-After`).
+    public var retryAfter: Double?
+
+    public init(
+        _ category: Category, _ message: String, remedy: String, errorClass: String? = nil, sqlState: String? = nil,
+        httpStatus: Int? = nil, statementID: String? = nil, retryAfter: Double? = nil
+    ) {
+        self.category = category
+        self.message = message
+        self.remedy = remedy
+        self.errorClass = errorClass
+        self.sqlState = sqlState
+        self.httpStatus = httpStatus
+        self.statementID = statementID
+        self.retryAfter = retryAfter
+    }
+
+    public var description: String { "\(category): \(message) — \(remedy)" }
+
+    /// Whether the change data history needed for the range is gone (vacuum, retention) or was never
+    /// recorded, so a snapshot resync is the way forward.
+    public var isHistoryLost: Bool { category == .changeDataUnavailable }
+
+    /// Whether a start version after the latest one was asked for: "no new changes".
+    public var isStartAfterLatest: Bool {
+        errorClass == "DELTA_CDC_START_VERSION_AFTER_LATEST" || errorClass == "DELTA_TIMESTAMP_GREATER_THAN_COMMIT"
+    }
+}

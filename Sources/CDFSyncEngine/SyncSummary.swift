@@ -1,0 +1,108 @@
+import CDFSyncCore
+import Foundation
+
+/// What one sync run did: the numbers printed at the end and stored in the run's audit record.
+public struct SyncSummary: Sendable, Equatable {
+    public var runID: UInt64 = 0
+    public var pipeline: String
+    public var table: String
+    public var mode: String = "cdf"
+    /// The checkpoint before the run (nil: never synced).
+    public var fromVersion: Int64?
+    /// The version the run read up to (inclusive), when it read anything.
+    public var toVersion: Int64?
+    public var latestVersion: Int64?
+    public var statementIDs: [String] = []
+    public var rowsRead = 0
+    public var inserted = 0
+    public var updated = 0
+    public var unchanged = 0
+    /// Rows older than what the panel already holds for their key (per-key monotonicity).
+    public var skippedOlder = 0
+    public var deletesIgnored = 0
+    public var preimagesIgnored = 0
+    public var invalid = 0
+    public var invalidSamples: [String] = []
+    public var bytesReceived = 0
+    public var seconds: Double = 0
+    public var delivered = 0
+    public var outputFiles: [String] = []
+    public var warnings: [String] = []
+    public var error: String?
+    public var startedAt = Date()
+
+    public init(pipeline: String, table: String) {
+        self.pipeline = pipeline
+        self.table = table
+    }
+
+    /// Whether the run found nothing to do.
+    public var noNewCommits: Bool { toVersion == nil && error == nil }
+
+    public var rowsPerSecond: Double { seconds > 0 ? Double(rowsRead) / seconds : 0 }
+
+    /// The audit record (design §2.6) as JSON.
+    public func auditJSON() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("run_id"); w.uint(runID)
+        w.key("pipeline"); w.string(pipeline)
+        w.key("source"); w.string(table)
+        w.key("mode"); w.string(mode)
+        w.key("started_at"); w.string(ISO8601DateFormatter().string(from: startedAt))
+        w.key("seconds"); w.raw(Array(String(format: "%.3f", seconds).utf8))
+        w.key("host"); w.string(ProcessInfo.processInfo.hostName)
+        w.key("user"); w.string(ProcessInfo.processInfo.environment["USER"] ?? "unknown")
+        w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
+        w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
+        w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
+        w.key("statement_ids"); w.beginArray(); statementIDs.forEach { w.string($0) }; w.endArray()
+        w.key("counts")
+        w.beginObject()
+        w.key("read"); w.int(Int64(rowsRead))
+        w.key("inserted"); w.int(Int64(inserted))
+        w.key("updated"); w.int(Int64(updated))
+        w.key("unchanged"); w.int(Int64(unchanged))
+        w.key("skipped_older"); w.int(Int64(skippedOlder))
+        w.key("deletes_ignored"); w.int(Int64(deletesIgnored))
+        w.key("preimages_ignored"); w.int(Int64(preimagesIgnored))
+        w.key("invalid"); w.int(Int64(invalid))
+        w.key("delivered"); w.int(Int64(delivered))
+        w.endObject()
+        w.key("invalid_samples"); w.beginArray(); invalidSamples.forEach { w.string($0) }; w.endArray()
+        w.key("bytes_received"); w.int(Int64(bytesReceived))
+        w.key("output_files"); w.beginArray(); outputFiles.forEach { w.string($0) }; w.endArray()
+        w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
+        w.key("status"); w.string(error == nil ? "succeeded" : "failed")
+        w.key("error"); w.string(error)
+        w.endObject()
+        return w.bytes
+    }
+
+    /// The human summary printed after a run.
+    public func render() -> String {
+        var lines: [String] = []
+        let from = fromVersion.map { "v\($0)" } ?? "the beginning"
+        if let error {
+            lines.append("sync of \(table) FAILED after \(String(format: "%.2f", seconds)) s: \(error)")
+            lines.append("  checkpoint unchanged at \(from); nothing after it was applied")
+            return lines.joined(separator: "\n")
+        }
+        if noNewCommits {
+            lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); nothing changed")
+            return lines.joined(separator: "\n")
+        }
+        let range = "v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
+        lines.append("sync of \(table) [\(mode)] versions \(range) (run \(runID))")
+        lines.append("  rows read      \(rowsRead)  (\(String(format: "%.1f", Double(bytesReceived) / 1_048_576)) MiB of JSON, \(statementIDs.count) statement(s))")
+        lines.append("  inserted       \(inserted)")
+        lines.append("  updated        \(updated)")
+        lines.append("  unchanged      \(unchanged)" + (skippedOlder > 0 ? "  (+\(skippedOlder) older than the panel, skipped)" : ""))
+        lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
+        if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
+        lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
+        lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
+        for w in warnings { lines.append("  warning: \(w)") }
+        return lines.joined(separator: "\n")
+    }
+}
