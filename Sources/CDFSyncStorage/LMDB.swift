@@ -1,0 +1,461 @@
+internal import CLMDB
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Result codes
+
+/// An LMDB return code, with the C names, for matching in `catch` and for `StorageError.underlying`.
+public struct LMDBResultCode: Error, RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    public static let MDB_KEYEXIST = LMDBResultCode(rawValue: CLMDB.MDB_KEYEXIST)
+    public static let MDB_NOTFOUND = LMDBResultCode(rawValue: CLMDB.MDB_NOTFOUND)
+    public static let MDB_PAGE_NOTFOUND = LMDBResultCode(rawValue: CLMDB.MDB_PAGE_NOTFOUND)
+    public static let MDB_CORRUPTED = LMDBResultCode(rawValue: CLMDB.MDB_CORRUPTED)
+    public static let MDB_PANIC = LMDBResultCode(rawValue: CLMDB.MDB_PANIC)
+    public static let MDB_VERSION_MISMATCH = LMDBResultCode(rawValue: CLMDB.MDB_VERSION_MISMATCH)
+    public static let MDB_INVALID = LMDBResultCode(rawValue: CLMDB.MDB_INVALID)
+    public static let MDB_MAP_FULL = LMDBResultCode(rawValue: CLMDB.MDB_MAP_FULL)
+    public static let MDB_DBS_FULL = LMDBResultCode(rawValue: CLMDB.MDB_DBS_FULL)
+    public static let MDB_READERS_FULL = LMDBResultCode(rawValue: CLMDB.MDB_READERS_FULL)
+    public static let MDB_TXN_FULL = LMDBResultCode(rawValue: CLMDB.MDB_TXN_FULL)
+    public static let MDB_MAP_RESIZED = LMDBResultCode(rawValue: CLMDB.MDB_MAP_RESIZED)
+    public static let MDB_BAD_VALSIZE = LMDBResultCode(rawValue: CLMDB.MDB_BAD_VALSIZE)
+
+    public var description: String { String(cString: mdb_strerror(rawValue)) + " (\(rawValue))" }
+
+    /// Lets `catch LMDBResultCode.MDB_MAP_FULL` match a ``StorageError`` whose underlying cause is that code.
+    public static func ~= (pattern: LMDBResultCode, error: any Error) -> Bool {
+        if let code = error as? LMDBResultCode { return code == pattern }
+        if let storage = error as? StorageError, let code = storage.underlying as? LMDBResultCode {
+            return code == pattern
+        }
+        return false
+    }
+}
+
+extension StorageError {
+    /// Maps an LMDB return code to a `StorageError` whose message names `path` and says what to do.
+    static func lmdb(_ rc: Int32, _ operation: String, path: String) -> StorageError {
+        if rc > 0 { return .system(rc, "LMDB \(operation) in", path: path) }
+        let cause = LMDBResultCode(rawValue: rc)
+        switch rc {
+        case CLMDB.MDB_MAP_FULL:
+            return StorageError(
+                code: .mapFull,
+                message: "LMDB map of \(path) is full during \(operation); the transaction was aborted and nothing "
+                    + "was written. Reopen the store with a larger map size (mapSize) and rerun.",
+                underlying: cause)
+        case CLMDB.MDB_READERS_FULL:
+            return StorageError(
+                code: .readersFull,
+                message: "LMDB environment \(path) has no free reader slot (\(operation)); too many concurrent "
+                    + "read transactions or processes. Close idle readers or stale processes and retry.",
+                underlying: cause)
+        case CLMDB.MDB_KEYEXIST:
+            return StorageError(
+                code: .keyExists, message: "LMDB \(operation) in \(path): key already exists or is out of order",
+                underlying: cause)
+        case CLMDB.MDB_CORRUPTED, CLMDB.MDB_PAGE_NOTFOUND, CLMDB.MDB_PANIC, CLMDB.MDB_INVALID:
+            return StorageError(
+                code: .corrupted,
+                message: "LMDB environment \(path) is corrupted or not an LMDB file (\(operation): \(cause)). "
+                    + "Restore it from a backup or delete the directory and resync from the source.",
+                underlying: cause)
+        case CLMDB.MDB_VERSION_MISMATCH:
+            return StorageError(
+                code: .versionMismatch,
+                message: "LMDB environment \(path) was written by an incompatible LMDB version (\(operation))",
+                underlying: cause)
+        case CLMDB.MDB_TXN_FULL:
+            return StorageError(
+                code: .transactionFull,
+                message: "LMDB transaction in \(path) has too many dirty pages (\(operation)); apply smaller batches",
+                underlying: cause)
+        case CLMDB.MDB_DBS_FULL:
+            return StorageError(
+                code: .databasesFull,
+                message: "LMDB environment \(path) has no room for another named database (\(operation)); "
+                    + "raise maxDatabases",
+                underlying: cause)
+        case CLMDB.MDB_MAP_RESIZED:
+            return StorageError(
+                code: .mapResized,
+                message: "LMDB map of \(path) was grown by another process (\(operation)); reopen the store",
+                underlying: cause)
+        case CLMDB.MDB_BAD_VALSIZE:
+            return StorageError(
+                code: .invalidArgument,
+                message: "LMDB \(operation) in \(path): key is empty or longer than the maximum key size",
+                underlying: cause)
+        default:
+            return StorageError(code: .lmdb, message: "LMDB \(operation) in \(path): \(cause)", underlying: cause)
+        }
+    }
+}
+
+@inline(__always)
+func check(_ rc: Int32, _ operation: @autoclosure () -> String, path: String) throws(StorageError) {
+    if rc != 0 { throw StorageError.lmdb(rc, operation(), path: path) }
+}
+
+// MARK: - Environment
+
+/// Directories whose environment is open in this process; LMDB must not open one environment twice per process
+/// (closing the second handle would release the first one's locks).
+private let openEnvironments = Mutex<Set<String>>([])
+
+/// One LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
+///
+/// The environment is `Sendable` because an `MDB_env` is thread-safe: LMDB documents that any thread may begin
+/// transactions on it. Transactions are not: each one is begun, used and committed or aborted inside one
+/// synchronous call to ``write(_:)`` or ``read(_:)``, so it can never cross threads or suspension points.
+///
+/// - Important: Open each directory once per process (a second open throws ``StorageError/Code/alreadyOpen``).
+///   Write transactions are serialised by LMDB's writer lock; do not call ``write(_:)`` from inside a
+///   ``write(_:)`` body (it would wait for itself). ``read(_:)`` inside a write body is allowed (`MDB_NOTLS`)
+///   but does not see the uncommitted writes.
+public final class LMDBEnvironment: @unchecked Sendable {
+    // @unchecked Sendable: MDB_env is documented thread-safe; the only other state is immutable.
+    let env: OpaquePointer
+    /// The directory holding the environment (as given, for messages).
+    public let path: String
+    private let registryKey: String
+    /// Whether commits are synced to disk (see ``init(directory:mapSize:maxDatabases:durable:)``).
+    public let durable: Bool
+
+    /// Opens (creating if needed) the environment in `directory`.
+    ///
+    /// - Parameters:
+    ///   - directory: created (with parents) if missing.
+    ///   - mapSize: the largest the data file may grow, in bytes. Address space only; the file grows as needed.
+    ///   - maxDatabases: the number of named databases the environment may hold.
+    ///   - durable: `true` (default) syncs every commit to disk. `false` opens with `MDB_NOSYNC | MDB_NOMETASYNC`:
+    ///     much faster commits, but a system crash (not a process crash) may lose the last transactions or, on
+    ///     some file systems, damage the environment. Opt in only for data you can rebuild.
+    /// - Throws: ``StorageError`` with `.permissionDenied` (naming the directory), `.corrupted`,
+    ///   `.versionMismatch`, `.alreadyOpen` or `.io`.
+    public init(directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true) throws {
+        path = directory
+        self.durable = durable
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            var isDir: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) || !isDir.boolValue {
+                throw StorageError(
+                    code: .permissionDenied,
+                    message: "cannot create LMDB directory \(directory): \(error.localizedDescription); "
+                        + "check that the parent directory exists and is writable by this user",
+                    underlying: error)
+            }
+        }
+        let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
+        registryKey = resolved
+        let inserted = openEnvironments.withLock { $0.insert(resolved).inserted }
+        guard inserted else {
+            throw StorageError(
+                code: .alreadyOpen,
+                message: "LMDB environment \(directory) is already open in this process; share the open "
+                    + "LMDBEnvironment/PanelStore instead of opening it twice")
+        }
+        var handle: OpaquePointer?
+        var rc = mdb_env_create(&handle)
+        guard rc == 0, let handle else {
+            openEnvironments.withLock { _ = $0.remove(resolved) }
+            throw StorageError.lmdb(rc, "mdb_env_create", path: directory)
+        }
+        rc = mdb_env_set_mapsize(handle, mapSize)
+        if rc == 0 { rc = mdb_env_set_maxdbs(handle, MDB_dbi(maxDatabases)) }
+        if rc == 0 {
+            var flags = UInt32(MDB_NOTLS)
+            if !durable { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
+            rc = directory.withCString { mdb_env_open(handle, $0, flags, 0o644) }
+        }
+        guard rc == 0 else {
+            mdb_env_close(handle)
+            openEnvironments.withLock { _ = $0.remove(resolved) }
+            throw StorageError.lmdb(rc, "opening the environment", path: directory)
+        }
+        env = handle
+    }
+
+    deinit {
+        mdb_env_close(env)
+        openEnvironments.withLock { _ = $0.remove(registryKey) }
+    }
+
+    /// The largest key LMDB accepts in this environment (511 bytes by default).
+    public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(env)) }
+
+    /// Flushes the data file to disk (useful after non-durable writes).
+    public func sync() throws {
+        try check(mdb_env_sync(env, 1), "mdb_env_sync", path: path)
+    }
+
+    /// Runs `body` in a write transaction: commits when it returns, aborts when it throws.
+    ///
+    /// - Important: `body` is synchronous and must not let the transaction escape. LMDB allows one write
+    ///   transaction at a time; concurrent callers wait.
+    public func write<R>(_ body: (inout WriteTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction", path: path)
+        var transaction = WriteTransaction(pointer: txn!, path: path)
+        let result: R
+        do {
+            result = try body(&transaction)
+        } catch {
+            mdb_txn_abort(txn)
+            throw error
+        }
+        // mdb_txn_commit frees the transaction even when it fails, so never abort after it.
+        try check(mdb_txn_commit(txn), "committing a write transaction", path: path)
+        return result
+    }
+
+    /// Runs `body` in a read-only transaction that sees one consistent snapshot.
+    ///
+    /// - Important: keep read transactions short: an open reader stops LMDB from reusing pages, so the file
+    ///   grows while it is open.
+    public func read<R>(_ body: (ReadTransaction) throws -> R) throws -> R {
+        var txn: OpaquePointer?
+        try check(mdb_txn_begin(env, nil, UInt32(MDB_RDONLY), &txn), "beginning a read transaction", path: path)
+        defer { mdb_txn_abort(txn) }
+        return try body(ReadTransaction(pointer: txn!, path: path))
+    }
+
+    /// Opens (creating when `create`) the named databases in one write transaction.
+    ///
+    /// Call once at startup: `mdb_dbi_open` must not run in concurrent transactions.
+    public func openDatabases(_ names: [String], create: Bool = true) throws -> [Database] {
+        try write { txn in try names.map { try txn.openDatabase($0, create: create) } }
+    }
+}
+
+// MARK: - Databases and transactions
+
+/// A named database inside an ``LMDBEnvironment``. Valid for the life of the environment.
+public struct Database: Sendable, Hashable {
+    let dbi: UInt32
+    /// The database's name.
+    public let name: String
+}
+
+/// Flags for ``WriteTransaction/put(_:key:value:flags:)``.
+public struct PutFlags: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    /// Fail with `.keyExists` instead of overwriting (`MDB_NOOVERWRITE`).
+    public static let noOverwrite = PutFlags(rawValue: UInt32(MDB_NOOVERWRITE))
+    /// The key is greater than every key in the database: append without searching (`MDB_APPEND`).
+    /// Fails with `.keyExists` when the key is out of order.
+    public static let append = PutFlags(rawValue: UInt32(MDB_APPEND))
+}
+
+/// Opaque handle to a live transaction; exists so that ``ReadableTransaction`` can be implemented once.
+public struct TransactionHandle {
+    let pointer: OpaquePointer
+    let path: String
+}
+
+@available(*, unavailable)
+extension TransactionHandle: Sendable {}
+
+/// Operations shared by read and write transactions.
+public protocol ReadableTransaction {
+    /// The live transaction.
+    var handle: TransactionHandle { get }
+}
+
+@inline(__always)
+func withVal<R>(_ bytes: UnsafeRawBufferPointer, _ body: (inout MDB_val) throws -> R) rethrows -> R {
+    var val = MDB_val(mv_size: bytes.count, mv_data: UnsafeMutableRawPointer(mutating: bytes.baseAddress))
+    return try body(&val)
+}
+
+extension MDB_val {
+    @inline(__always) var buffer: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: mv_data, count: mv_size)
+    }
+}
+
+extension ReadableTransaction {
+    /// Lends the value stored under `key` to `body` without copying (`nil` when absent).
+    ///
+    /// The buffer points into the memory map and is valid only inside `body`.
+    public func withValue<R>(
+        _ db: Database, key: UnsafeRawBufferPointer, _ body: (UnsafeRawBufferPointer?) throws -> R
+    ) throws -> R {
+        var value = MDB_val()
+        let rc = withVal(key) { mdb_get(handle.pointer, db.dbi, &$0, &value) }
+        if rc == MDB_NOTFOUND { return try body(nil) }
+        try check(rc, "get from \(db.name)", path: handle.path)
+        return try body(value.buffer)
+    }
+
+    /// Lends the value stored under `key` to `body` without copying (`nil` when absent).
+    public func withValue<R>(_ db: Database, key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> R) throws -> R {
+        try key.withUnsafeBytes { k in try withValue(db, key: k, body) }
+    }
+
+    /// The value stored under `key`, copied out, or `nil`.
+    public func get(_ db: Database, key: [UInt8]) throws -> [UInt8]? {
+        try key.withUnsafeBytes { k in try withValue(db, key: k) { $0.map { Array($0) } } }
+    }
+
+    /// The value stored under the UTF-8 bytes of `key`, copied out, or `nil`.
+    public func get(_ db: Database, key: String) throws -> [UInt8]? {
+        try get(db, key: Array(key.utf8))
+    }
+
+    /// Calls `body` with each key and value in key order (bytewise), starting at the first key `>= start`
+    /// (or the first key), until `body` returns `false`. Buffers are valid only during the call.
+    public func forEach(
+        _ db: Database, from start: [UInt8]? = nil, reverse: Bool = false,
+        _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool
+    ) throws {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle.pointer, db.dbi, &cursor), "cursor on \(db.name)", path: handle.path)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val()
+        var value = MDB_val()
+        var rc: Int32
+        if let start {
+            rc = start.withUnsafeBytes { s in
+                withVal(s) { k in
+                    let r = mdb_cursor_get(cursor, &k, &value, MDB_SET_RANGE)
+                    key = k
+                    return r
+                }
+            }
+            if reverse {
+                if rc == MDB_NOTFOUND {
+                    rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+                } else if rc == 0, !key.buffer.elementsEqual(start) {
+                    rc = mdb_cursor_get(cursor, &key, &value, MDB_PREV)
+                }
+            }
+        } else {
+            rc = mdb_cursor_get(cursor, &key, &value, reverse ? MDB_LAST : MDB_FIRST)
+        }
+        let step = reverse ? MDB_PREV : MDB_NEXT
+        while rc == 0 {
+            guard try body(key.buffer, value.buffer) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, step)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, "cursor on \(db.name)", path: handle.path) }
+    }
+
+    /// The last (greatest) key and its value, copied out, or `nil` when the database is empty.
+    public func last(_ db: Database) throws -> (key: [UInt8], value: [UInt8])? {
+        var result: (key: [UInt8], value: [UInt8])?
+        try forEach(db, reverse: true) { k, v in
+            result = (Array(k), Array(v))
+            return false
+        }
+        return result
+    }
+
+    /// The number of entries in `db` (`mdb_stat`, no scan).
+    public func count(_ db: Database) throws -> Int {
+        var stat = MDB_stat()
+        try check(mdb_stat(handle.pointer, db.dbi, &stat), "stat of \(db.name)", path: handle.path)
+        return stat.ms_entries
+    }
+}
+
+/// A read-only transaction, valid only inside ``LMDBEnvironment/read(_:)``.
+public struct ReadTransaction: ReadableTransaction {
+    public let handle: TransactionHandle
+    init(pointer: OpaquePointer, path: String) { handle = TransactionHandle(pointer: pointer, path: path) }
+}
+
+/// A write transaction, valid only inside ``LMDBEnvironment/write(_:)``.
+public struct WriteTransaction: ReadableTransaction {
+    public let handle: TransactionHandle
+    init(pointer: OpaquePointer, path: String) { handle = TransactionHandle(pointer: pointer, path: path) }
+
+    /// Opens (creating when `create`) a named database.
+    public func openDatabase(_ name: String, create: Bool = true) throws -> Database {
+        var dbi: MDB_dbi = 0
+        let flags: UInt32 = create ? UInt32(MDB_CREATE) : 0
+        try check(
+            name.withCString { mdb_dbi_open(handle.pointer, $0, flags, &dbi) }, "opening database \(name)",
+            path: handle.path)
+        return Database(dbi: dbi, name: name)
+    }
+
+    /// Stores `value` under `key` (both borrowed for the call only).
+    public func put(
+        _ db: Database, key: UnsafeRawBufferPointer, value: UnsafeRawBufferPointer, flags: PutFlags = []
+    ) throws {
+        let rc = withVal(key) { k in
+            withVal(value) { v in mdb_put(handle.pointer, db.dbi, &k, &v, flags.rawValue) }
+        }
+        try check(rc, "put into \(db.name)", path: handle.path)
+    }
+
+    /// Stores `value` under `key`.
+    public func put(_ db: Database, key: [UInt8], value: [UInt8], flags: PutFlags = []) throws {
+        try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try put(db, key: k, value: v, flags: flags) } }
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    @discardableResult
+    public func delete(_ db: Database, key: UnsafeRawBufferPointer) throws -> Bool {
+        let rc = withVal(key) { mdb_del(handle.pointer, db.dbi, &$0, nil) }
+        if rc == MDB_NOTFOUND { return false }
+        try check(rc, "delete from \(db.name)", path: handle.path)
+        return true
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    @discardableResult
+    public func delete(_ db: Database, key: [UInt8]) throws -> Bool {
+        try key.withUnsafeBytes { try delete(db, key: $0) }
+    }
+
+    /// Deletes every entry whose key is in `start ..< end` (bytewise), in one cursor pass; returns how many.
+    @discardableResult
+    public func deleteRange(_ db: Database, from start: [UInt8], upTo end: [UInt8]) throws -> Int {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(handle.pointer, db.dbi, &cursor), "cursor on \(db.name)", path: handle.path)
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val()
+        var value = MDB_val()
+        var deleted = 0
+        // Re-seek from `start` after each delete: robust against cursor-position quirks after mdb_cursor_del,
+        // and each seek lands on the next remaining key.
+        while true {
+            let rc = start.withUnsafeBytes { s in
+                withVal(s) { k in
+                    let r = mdb_cursor_get(cursor, &k, &value, MDB_SET_RANGE)
+                    key = k
+                    return r
+                }
+            }
+            if rc == MDB_NOTFOUND { break }
+            try check(rc, "cursor on \(db.name)", path: handle.path)
+            let inRange = end.withUnsafeBytes { e in key.buffer.lexicographicallyPrecedes(e) }
+            guard inRange else { break }
+            try check(mdb_cursor_del(cursor, 0), "delete from \(db.name)", path: handle.path)
+            deleted += 1
+        }
+        return deleted
+    }
+}
+
+@available(*, unavailable)
+extension ReadTransaction: Sendable {}
+
+@available(*, unavailable)
+extension WriteTransaction: Sendable {}

@@ -1,0 +1,266 @@
+import CDFSyncCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension PanelStore {
+    /// What one ``PanelStore/deliver(to:segmentMaxBytes:)`` wrote.
+    public struct DeliveryOutcome: Sendable, Equatable {
+        /// New segment files written by this call.
+        public var segmentsWritten: Int
+        /// Outbox entries delivered by this call.
+        public var recordsDelivered: Int
+        /// The new segment file names (inside the delivery directory), in sequence order.
+        public var files: [String]
+
+        public init(segmentsWritten: Int = 0, recordsDelivered: Int = 0, files: [String] = []) {
+            self.segmentsWritten = segmentsWritten
+            self.recordsDelivered = recordsDelivered
+            self.files = files
+        }
+    }
+
+    /// One delivered segment file, as recorded in LMDB and listed in `manifest.json`.
+    public struct SegmentInfo: Sendable, Equatable {
+        /// File name inside the delivery directory: `changes-<first 12 digits>-<last 12 digits>.ndjson.zst`.
+        public var file: String
+        public var firstSeq: UInt64
+        public var lastSeq: UInt64
+        public var records: Int
+        public var bytesUncompressed: Int
+        public var bytesCompressed: Int
+    }
+
+    /// The file name of the segment holding outbox sequences `first...last`.
+    public static func segmentFileName(first: UInt64, last: UInt64) -> String {
+        "changes-\(pad12(first))-\(pad12(last)).ndjson.zst"
+    }
+
+    /// Parses a segment file name back into its sequence range (`nil` when `name` is not one).
+    public static func parseSegmentFileName(_ name: String) -> (first: UInt64, last: UInt64)? {
+        let prefix = "changes-"
+        let suffix = ".ndjson.zst"
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
+        let middle = name.dropFirst(prefix.count).dropLast(suffix.count)
+        let parts = middle.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].count >= 12, parts[1].count >= 12,
+            let first = UInt64(parts[0]), let last = UInt64(parts[1])
+        else { return nil }
+        return (first, last)
+    }
+
+    /// The number of outbox entries not yet delivered.
+    public func pendingOutboxCount() throws -> Int {
+        try environment.read { try $0.count(outbox) }
+    }
+
+    /// The highest outbox sequence delivered so far (0 when nothing has been delivered).
+    public func deliveredSequence() throws -> UInt64 {
+        try environment.read { try readCounter($0, MetaKey.deliveredSequence) } ?? 0
+    }
+
+    /// Every delivered segment, in sequence order.
+    public func deliveredSegments() throws -> [SegmentInfo] {
+        var result: [SegmentInfo] = []
+        try environment.read { txn in
+            try txn.forEach(segments) { _, v in
+                result.append(try Self.decodeSegment(v))
+                return true
+            }
+        }
+        return result
+    }
+
+    /// Delivers the outbox, exactly once, as zstd-compressed NDJSON segment files in `directory`.
+    ///
+    /// Protocol (see docs/storage.md): delete stray segment files left by a crashed attempt (first sequence
+    /// greater than the delivered cursor) and temporary files; then, segment by segment: stream outbox lines from
+    /// the delivered cursor + 1 into a temporary file until `segmentMaxBytes` uncompressed bytes, fsync, rename to
+    /// `changes-<first>-<last>.ndjson.zst`, fsync the directory, and in ONE LMDB transaction delete those outbox
+    /// entries, advance the delivered cursor and record the segment; finally rewrite `manifest.json` atomically.
+    /// A crash at any point followed by another `deliver` yields the same files, with no duplicates and no gaps.
+    ///
+    /// Calls are serialised within the process; do not deliver one store to one directory from two processes.
+    ///
+    /// - Parameters:
+    ///   - directory: the delivery directory (created if missing). Use one directory per store.
+    ///   - segmentMaxBytes: a segment is closed once its uncompressed size reaches this (each holds ≥ 1 line).
+    /// - Throws: ``StorageError`` (`.permissionDenied` naming the directory, `.io`, `.corrupted`, ...). Whatever
+    ///   was committed before the error stays delivered; the rest stays in the outbox for the next call.
+    public func deliver(to directory: String, segmentMaxBytes: Int = 64 << 20) throws -> DeliveryOutcome {
+        precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
+        deliveryLock.lock()
+        defer { deliveryLock.unlock() }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StorageError(
+                code: .permissionDenied,
+                message: "cannot create delivery directory \(directory): check that its parent exists and is writable",
+                underlying: error)
+        }
+        var delivered = try deliveredSequence()
+        try removeStrayFiles(in: directory, deliveredSequence: delivered)
+
+        var outcome = DeliveryOutcome()
+        while true {
+            let first = delivered + 1
+            let tempPath = directory + "/" + "changes-\(Self.pad12(first)).ndjson.zst.tmp"
+            var writer: ZstdFileWriter?
+            var last = delivered
+            var records = 0
+            do {
+                try environment.read { txn in
+                    try txn.forEach(outbox, from: bytesBE(first)) { k, v in
+                        let seq = loadBE(k)
+                        guard seq == last + 1 else {
+                            throw StorageError(
+                                code: .corrupted,
+                                message: "outbox of \(self.directory) has a gap: expected sequence \(last + 1), found "
+                                    + "\(seq)")
+                        }
+                        if writer == nil { writer = try ZstdFileWriter(path: tempPath, level: 3) }
+                        try writer!.write(v)
+                        try writer!.write(Self.newline)
+                        last = seq
+                        records += 1
+                        return writer!.bytesIn < segmentMaxBytes
+                    }
+                }
+                guard let writer else { break }
+                try writer.finish()
+            } catch {
+                unlink(tempPath)
+                throw error
+            }
+            let info = SegmentInfo(
+                file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
+                records: records, bytesUncompressed: writer!.bytesIn, bytesCompressed: writer!.bytesOut)
+            let finalPath = directory + "/" + info.file
+            if rename(tempPath, finalPath) != 0 {
+                let err = errno
+                unlink(tempPath)
+                throw StorageError.system(err, "renaming \(tempPath) to", path: finalPath)
+            }
+            try fsyncDirectory(directory)
+            let entry = Self.encodeSegment(info)
+            let newCursor = last
+            try environment.write { txn in
+                let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
+                guard removed == records else {
+                    // Another writer cannot remove outbox entries (delivery is serialised), so this is damage.
+                    throw StorageError(
+                        code: .corrupted,
+                        message: "outbox of \(self.directory) changed during delivery (\(removed) of \(records) removed)")
+                }
+                try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
+                try txn.put(segments, key: bytesBE(first), value: entry)
+            }
+            delivered = newCursor
+            outcome.segmentsWritten += 1
+            outcome.recordsDelivered += records
+            outcome.files.append(info.file)
+        }
+        try writeManifest(in: directory, deliveredSequence: delivered)
+        return outcome
+    }
+
+    /// Deletes segment files whose first sequence is past the delivered cursor (written by an attempt that
+    /// crashed before its LMDB commit) and leftover temporary files.
+    private func removeStrayFiles(in directory: String, deliveredSequence: UInt64) throws {
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            throw StorageError(
+                code: .io, message: "cannot list delivery directory \(directory)", underlying: error)
+        }
+        var removed = false
+        for name in names {
+            let stray: Bool
+            if let range = Self.parseSegmentFileName(name) {
+                stray = range.first > deliveredSequence
+            } else {
+                stray = name.hasPrefix("changes-") && name.hasSuffix(".tmp") || name == "manifest.json.tmp"
+            }
+            guard stray else { continue }
+            let path = directory + "/" + name
+            if unlink(path) != 0 && errno != ENOENT { throw StorageError.system(errno, "removing stray", path: path) }
+            removed = true
+        }
+        if removed { try fsyncDirectory(directory) }
+    }
+
+    /// Rewrites `manifest.json` (temporary file, fsync, rename, directory fsync) from the segments database.
+    private func writeManifest(in directory: String, deliveredSequence: UInt64) throws {
+        var json = JSONWriter(reservingCapacity: 4096)
+        json.beginObject()
+        json.key("version")
+        json.int(1)
+        json.key("delivered_seq")
+        json.uint(deliveredSequence)
+        json.key("segments")
+        json.beginArray()
+        try environment.read { txn in
+            try txn.forEach(segments) { _, v in
+                json.raw(UnsafeRawBufferPointer(v))
+                return true
+            }
+        }
+        json.endArray()
+        json.endObject()
+        json.bytes.append(0x0A)
+        try writeFileAtomically(json.bytes, to: directory + "/manifest.json", directory: directory)
+    }
+
+    static let newline: [UInt8] = [0x0A]
+
+    static func pad12(_ value: UInt64) -> String {
+        let digits = String(value)
+        return digits.count >= 12 ? digits : String(repeating: "0", count: 12 - digits.count) + digits
+    }
+
+    static func encodeSegment(_ info: SegmentInfo) -> [UInt8] {
+        var json = JSONWriter(reservingCapacity: 192)
+        json.beginObject()
+        json.key("file")
+        json.string(info.file)
+        json.key("first_seq")
+        json.uint(info.firstSeq)
+        json.key("last_seq")
+        json.uint(info.lastSeq)
+        json.key("records")
+        json.int(Int64(info.records))
+        json.key("bytes_uncompressed")
+        json.int(Int64(info.bytesUncompressed))
+        json.key("bytes_compressed")
+        json.int(Int64(info.bytesCompressed))
+        json.endObject()
+        return json.bytes
+    }
+
+    static func decodeSegment(_ bytes: UnsafeRawBufferPointer) throws -> SegmentInfo {
+        struct Wire: Decodable {
+            var file: String
+            var first_seq: UInt64
+            var last_seq: UInt64
+            var records: Int
+            var bytes_uncompressed: Int
+            var bytes_compressed: Int
+        }
+        do {
+            let w = try JSONDecoder().decode(Wire.self, from: Data(bytes))
+            return SegmentInfo(
+                file: w.file, firstSeq: w.first_seq, lastSeq: w.last_seq, records: w.records,
+                bytesUncompressed: w.bytes_uncompressed, bytesCompressed: w.bytes_compressed)
+        } catch {
+            throw StorageError(code: .corrupted, message: "a delivered-segment record does not decode", underlying: error)
+        }
+    }
+}

@@ -1,0 +1,561 @@
+internal import CLMDB
+import CDFSyncCore
+import Foundation
+
+/// The deduplicated participant panel, its identity index, per-key versions, checkpoints, outbox and run
+/// records, all in one LMDB environment (see docs/storage.md for the layout).
+///
+/// `PanelStore` is `Sendable`: every method runs its own short LMDB transaction, write transactions are
+/// serialised (LMDB's writer lock plus `writerLock`, which also guards the reused zstd context and buffers), and
+/// delivery is serialised by `deliveryLock`.
+///
+/// - Important: Open a directory once per process. Methods are synchronous and block on disk I/O (durable
+///   commits fsync); call them from a thread that may block, not from the cooperative pool in a tight loop.
+public final class PanelStore: @unchecked Sendable {
+    // @unchecked Sendable: the environment is thread-safe (MDB_env); the mutable scratch state is only touched
+    // while `writerLock` is held, delivery state only while `deliveryLock` is held; the rest is immutable.
+
+    /// The underlying environment (for inspection and tools; prefer the methods below).
+    public let environment: LMDBEnvironment
+    let ident: Database
+    let panel: Database
+    let state: Database
+    let meta: Database
+    let outbox: Database
+    let runsDB: Database
+    let segments: Database
+    /// zstd level used for panel record values.
+    public let recordCompressionLevel: Int32
+
+    let writerLock = NSLock()
+    let deliveryLock = NSLock()
+    private let scratch: WriterScratch
+
+    /// Opens or creates the store in `directory`.
+    ///
+    /// - Parameters:
+    ///   - directory: the LMDB environment directory (created if missing).
+    ///   - durable: `true` syncs every commit; `false` opts in to `MDB_NOSYNC | MDB_NOMETASYNC` (a system crash
+    ///     may lose recent commits).
+    ///   - mapSize: the maximum size of the data file (address space only).
+    ///   - recordCompressionLevel: zstd level for stored records (1 is fastest; records are small).
+    public init(
+        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1
+    ) throws {
+        environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
+        let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
+        (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
+        self.recordCompressionLevel = recordCompressionLevel
+        scratch = try WriterScratch(level: recordCompressionLevel)
+    }
+
+    /// The environment directory.
+    public var directory: String { environment.path }
+
+    // MARK: Types
+
+    /// One row to apply.
+    public struct Change: Sendable {
+        /// The identity key (external id), scoped by the `scope` passed to ``PanelStore/apply(_:scope:pipeline:checkpoint:)``.
+        public var externalID: String
+        /// The `_commit_version` (or watermark ordinal) the row came from.
+        public var commitVersion: Int64
+        /// Canonical JSON object bytes of the mapped fields (must start with `{` and end with `}`).
+        public var record: [UInt8]
+
+        public init(externalID: String, commitVersion: Int64, record: [UInt8]) {
+            self.externalID = externalID
+            self.commitVersion = commitVersion
+            self.record = record
+        }
+    }
+
+    /// Where a pipeline has got to in its source.
+    public struct Checkpoint: Sendable, Codable, Equatable {
+        /// The last source table version fully applied (CDF pipelines).
+        public var tableVersion: Int64
+        /// When the checkpoint was written.
+        public var updatedAt: Date?
+        /// The watermark value (views / tables without CDF), as text.
+        public var watermark: String?
+        /// The tie-breaker key that goes with `watermark` (the last external id at that watermark).
+        public var watermarkKey: String?
+
+        public init(tableVersion: Int64, updatedAt: Date? = nil, watermark: String? = nil, watermarkKey: String? = nil) {
+            self.tableVersion = tableVersion
+            self.updatedAt = updatedAt
+            self.watermark = watermark
+            self.watermarkKey = watermarkKey
+        }
+    }
+
+    /// What one ``PanelStore/apply(_:scope:pipeline:checkpoint:)`` did.
+    ///
+    /// `inserted + updated + unchanged + skippedOlder + superseded` equals the number of input changes.
+    public struct ApplyOutcome: Sendable, Equatable {
+        /// New identities (a participant id was allocated).
+        public var inserted: Int
+        /// Existing identities whose content changed.
+        public var updated: Int
+        /// Existing identities with identical content (no outbox entry; the stored version may move forward).
+        public var unchanged: Int
+        /// Rows older than the stored version for their key (nothing written).
+        public var skippedOlder: Int
+        /// Rows dropped because a row with a higher (or equal, later) version for the same key was in the batch.
+        public var superseded: Int
+
+        public init(inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0) {
+            self.inserted = inserted
+            self.updated = updated
+            self.unchanged = unchanged
+            self.skippedOlder = skippedOlder
+            self.superseded = superseded
+        }
+    }
+
+    /// One stored participant.
+    public struct PanelRecord: Sendable, Equatable {
+        /// Stable forever once allocated; increasing in allocation order, starting at 1.
+        public var participantID: UInt64
+        public var scope: String
+        public var externalID: String
+        /// The version the record was last applied from.
+        public var commitVersion: Int64
+        /// The record's JSON bytes (decompressed).
+        public var record: [UInt8]
+    }
+
+    // MARK: Apply
+
+    /// Applies a batch of changes for `scope` and, when `checkpoint` is given, moves the checkpoint of `pipeline`
+    /// in the same write transaction.
+    ///
+    /// Within the batch the highest `commitVersion` per external id wins (ties: the later one in input order).
+    /// The batch is sorted by key before LMDB is touched. Per key: a new identity gets the next participant id
+    /// and an `insert` outbox entry; an existing one is skipped when older than its stored version, counted as
+    /// unchanged (no outbox entry, stored version moved forward) when its content hash is equal, and otherwise
+    /// updated with an `update` outbox entry.
+    ///
+    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint) is
+    ///   written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit or a record
+    ///   that is not a JSON object; `.mapFull` when the map is full.
+    public func apply(_ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?) throws
+        -> ApplyOutcome
+    {
+        let scopeBytes = Array(scope.utf8)
+        guard !scopeBytes.contains(0) else {
+            throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
+        }
+        let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
+        let maxKey = environment.maxKeySize
+
+        // Flat buffer of external id bytes plus offsets, then sort indices by (bytes, input index).
+        var flat: [UInt8] = []
+        flat.reserveCapacity(changes.count * 16)
+        var offsets = [Int](repeating: 0, count: changes.count + 1)
+        for (i, change) in changes.enumerated() {
+            var id = change.externalID
+            id.withUTF8 { flat.append(contentsOf: $0) }
+            offsets[i + 1] = flat.count
+            let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
+            guard keyLength <= maxKey else {
+                throw StorageError(
+                    code: .invalidArgument,
+                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
+                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
+            }
+            let r = change.record
+            guard r.first == UInt8(ascii: "{"), r.last == UInt8(ascii: "}") else {
+                throw StorageError(
+                    code: .invalidArgument,
+                    message: "record for an external id in scope \(scope) is not a JSON object")
+            }
+        }
+        var order = Array(0..<changes.count)
+        flat.withUnsafeBytes { f in
+            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
+            order.sort { a, b in
+                let c = compareBytes(id(a), id(b))
+                return c != 0 ? c < 0 : a < b
+            }
+        }
+        // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
+        var winners: [Int] = []
+        winners.reserveCapacity(order.count)
+        flat.withUnsafeBytes { f in
+            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
+            var k = 0
+            while k < order.count {
+                var best = order[k]
+                var j = k + 1
+                while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
+                    if changes[order[j]].commitVersion >= changes[best].commitVersion { best = order[j] }
+                    j += 1
+                }
+                winners.append(best)
+                k = j
+            }
+        }
+        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
+
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        let s = scratch
+        try environment.write { txn in
+            var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
+            var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
+            let startPID = nextPID
+            let startSeq = outboxSeq
+            let t = txn.handle.pointer
+            for index in winners {
+                let change = changes[index]
+                // Identity key: scope 0x00 external id.
+                s.key.removeAll(keepingCapacity: true)
+                s.key.append(contentsOf: scopeBytes)
+                s.key.append(0)
+                s.key.append(contentsOf: flat[offsets[index]..<offsets[index + 1]])
+                let hash = StableHash.hash(change.record)
+                var existing: UInt64?
+                var rc: Int32 = 0
+                s.key.withUnsafeBytes { k in
+                    withVal(k) { key in
+                        var value = MDB_val()
+                        rc = mdb_get(t, ident.dbi, &key, &value)
+                        if rc == 0, value.mv_size == 8 { existing = loadBE(value.buffer) }
+                    }
+                }
+                if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "get from ident", path: directory) }
+                if rc == 0 && existing == nil {
+                    throw StorageError(code: .corrupted, message: "ident entry in \(directory) is not 8 bytes")
+                }
+
+                let pid: UInt64
+                let op: String
+                if let existing {
+                    pid = existing
+                    let storedState = try txn.withValue(state, key: bytesBE(pid)) { v -> (Int64, UInt64)? in
+                        guard let v, v.count == 16 else { return nil }
+                        return (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+                    }
+                    guard let (storedVersion, storedHash) = storedState else {
+                        throw StorageError(
+                            code: .corrupted,
+                            message: "state entry for participant \(pid) in \(directory) is missing or not 16 bytes")
+                    }
+                    if change.commitVersion < storedVersion {
+                        outcome.skippedOlder += 1
+                        continue
+                    }
+                    if storedHash == hash {
+                        outcome.unchanged += 1
+                        if change.commitVersion > storedVersion {
+                            try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
+                        }
+                        continue
+                    }
+                    try putPanel(txn, s, pid: pid, record: change.record, flags: [])
+                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
+                    outcome.updated += 1
+                    op = "update"
+                } else {
+                    pid = nextPID
+                    nextPID += 1
+                    try s.key.withUnsafeBytes { k in
+                        try bytesBE(pid).withUnsafeBytes { v in try txn.put(ident, key: k, value: v) }
+                    }
+                    try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
+                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash), flags: .append)
+                    outcome.inserted += 1
+                    op = "insert"
+                }
+                outboxSeq += 1
+                s.json.reset()
+                s.json.beginObject()
+                s.json.key("seq")
+                s.json.uint(outboxSeq)
+                s.json.key("op")
+                s.json.string(op)
+                s.json.key("participant_id")
+                s.json.uint(pid)
+                s.json.key("scope")
+                s.json.string(scope)
+                s.json.key("external_id")
+                s.json.string(change.externalID)
+                s.json.key("commit_version")
+                s.json.int(change.commitVersion)
+                s.json.key("record")
+                s.json.raw(change.record)
+                s.json.endObject()
+                try txn.put(outbox, key: bytesBE(outboxSeq), value: s.json.bytes, flags: .append)
+            }
+            if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
+            if outboxSeq != startSeq { try txn.put(meta, key: MetaKey.outboxSequence, value: bytesBE(outboxSeq)) }
+            if let checkpointBytes {
+                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
+            }
+        }
+        return outcome
+    }
+
+    private func putPanel(_ txn: WriteTransaction, _ s: WriterScratch, pid: UInt64, record: [UInt8], flags: PutFlags)
+        throws
+    {
+        // Value: identity key length (2 bytes BE), identity key, zstd frame of the record.
+        s.value.removeAll(keepingCapacity: true)
+        s.value.append(UInt8(truncatingIfNeeded: s.key.count >> 8))
+        s.value.append(UInt8(truncatingIfNeeded: s.key.count))
+        s.value.append(contentsOf: s.key)
+        try record.withUnsafeBytes { r in
+            try s.compressor.withCompressed(r) { s.value.append(contentsOf: $0) }
+        }
+        try bytesBE(pid).withUnsafeBytes { k in
+            try s.value.withUnsafeBytes { v in try txn.put(panel, key: k, value: v, flags: flags) }
+        }
+    }
+
+    // MARK: Checkpoints
+
+    /// The checkpoint of `pipeline`, or `nil` when it has none.
+    public func checkpoint(pipeline: String) throws -> Checkpoint? {
+        let bytes = try environment.read { try $0.get(meta, key: MetaKey.checkpoint(pipeline)) }
+        return try bytes.map { try Self.decodeCheckpoint($0, pipeline: pipeline) }
+    }
+
+    /// Sets the checkpoint of `pipeline` on its own (e.g. a run that applied nothing but saw a newer version).
+    public func setCheckpoint(_ checkpoint: Checkpoint, pipeline: String) throws {
+        let bytes = try Self.encodeCheckpoint(checkpoint)
+        try environment.write { try $0.put(meta, key: MetaKey.checkpoint(pipeline), value: bytes) }
+    }
+
+    /// Every pipeline that has a checkpoint, with it, in pipeline-name order.
+    public func checkpoints() throws -> [(pipeline: String, checkpoint: Checkpoint)] {
+        let prefix = Array(MetaKey.checkpointPrefix.utf8)
+        var raw: [(String, [UInt8])] = []
+        try environment.read { txn in
+            try txn.forEach(meta, from: prefix) { k, v in
+                guard k.starts(with: prefix) else { return false }
+                raw.append((String(decoding: k[prefix.count...], as: UTF8.self), Array(v)))
+                return true
+            }
+        }
+        return try raw.map { ($0.0, try Self.decodeCheckpoint($0.1, pipeline: $0.0)) }
+    }
+
+    static func encodeCheckpoint(_ checkpoint: Checkpoint) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(checkpoint))
+    }
+
+    static func decodeCheckpoint(_ bytes: [UInt8], pipeline: String) throws -> Checkpoint {
+        do {
+            return try JSONDecoder().decode(Checkpoint.self, from: Data(bytes))
+        } catch {
+            throw StorageError(
+                code: .corrupted, message: "checkpoint of pipeline \(pipeline) does not decode", underlying: error)
+        }
+    }
+
+    // MARK: Reading the panel
+
+    /// The record for `externalID` in `scope`, or `nil`.
+    public func record(externalID: String, scope: String) throws -> PanelRecord? {
+        var key = Array(scope.utf8)
+        key.append(0)
+        key.append(contentsOf: externalID.utf8)
+        let decompressor = try ZstdDecompressor()
+        return try environment.read { txn -> PanelRecord? in
+            guard let pidBytes = try txn.get(ident, key: key), pidBytes.count == 8 else { return nil }
+            let pid: UInt64 = pidBytes.withUnsafeBytes { loadBE($0) }
+            let version = try storedVersion(txn, pid)
+            return try txn.withValue(panel, key: bytesBE(pid)) { value in
+                guard let value else {
+                    throw StorageError(
+                        code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
+                }
+                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: decompressor)
+            }
+        }
+    }
+
+    /// The participant id of `externalID` in `scope`, or `nil` (an index probe only).
+    public func participantID(externalID: String, scope: String) throws -> UInt64? {
+        var key = Array(scope.utf8)
+        key.append(0)
+        key.append(contentsOf: externalID.utf8)
+        return try environment.read { txn in
+            try txn.get(ident, key: key).flatMap { v in v.count == 8 ? v.withUnsafeBytes { loadBE($0) } : nil }
+        }
+    }
+
+    /// Streams every record (of `scope`, or of all scopes when `nil`) in participant id order.
+    ///
+    /// Memory is bounded: one record is decoded at a time inside one read transaction (a consistent snapshot).
+    /// - Important: the read transaction stays open while `body` runs; keep `body` quick.
+    public func forEachRecord(scope: String?, _ body: (PanelRecord) throws -> Void) throws {
+        let scopePrefix: [UInt8]? = scope.map { Array($0.utf8) + [0] }
+        let decompressor = try ZstdDecompressor()
+        try environment.read { txn in
+            try txn.forEach(panel) { k, v in
+                guard k.count == 8 else {
+                    throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
+                }
+                if let scopePrefix {
+                    guard v.count >= 2 else {
+                        throw StorageError(code: .corrupted, message: "panel value in \(directory) is truncated")
+                    }
+                    let keyLength = Int(v[0]) << 8 | Int(v[1])
+                    guard keyLength <= v.count - 2,
+                        UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
+                    else { return true }
+                }
+                let pid: UInt64 = loadBE(k)
+                let version = try storedVersion(txn, pid)
+                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: decompressor))
+                return true
+            }
+        }
+    }
+
+    /// The number of participants (all scopes), without a scan.
+    public func count() throws -> Int {
+        try environment.read { try $0.count(panel) }
+    }
+
+    private func storedVersion(_ txn: some ReadableTransaction, _ pid: UInt64) throws -> Int64 {
+        try txn.withValue(state, key: bytesBE(pid)) { v in
+            guard let v, v.count == 16 else {
+                throw StorageError(
+                    code: .corrupted, message: "state entry for participant \(pid) in \(directory) is missing")
+            }
+            return Int64(bitPattern: loadBE(v))
+        }
+    }
+
+    private func decodePanelValue(
+        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: ZstdDecompressor
+    ) throws -> PanelRecord {
+        guard value.count >= 2 else {
+            throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
+        }
+        let keyLength = Int(value[0]) << 8 | Int(value[1])
+        guard keyLength <= value.count - 2, let sep = value[2..<(2 + keyLength)].firstIndex(of: 0) else {
+            throw StorageError(
+                code: .corrupted, message: "panel value of participant \(pid) in \(directory) has a bad identity key")
+        }
+        let scope = String(decoding: value[2..<sep], as: UTF8.self)
+        let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
+        let record: [UInt8]
+        do {
+            record = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...]))
+        } catch var error as StorageError {
+            error.message += " (record of participant \(pid) in \(directory))"
+            throw error
+        }
+        return PanelRecord(
+            participantID: pid, scope: scope, externalID: externalID, commitVersion: version, record: record)
+    }
+
+    // MARK: Run records
+
+    /// Stores a new run record (JSON bytes) and returns its id; ids increase and start at 1.
+    public func appendRun(_ json: [UInt8]) throws -> UInt64 {
+        try environment.write { txn in
+            let id: UInt64 = try txn.last(runsDB).map { $0.key.withUnsafeBytes { loadBE($0) } + 1 } ?? 1
+            try txn.put(runsDB, key: bytesBE(id), value: json, flags: .append)
+            return id
+        }
+    }
+
+    /// Replaces run record `id`.
+    ///
+    /// - Throws: `.notFound` when there is no such run.
+    public func updateRun(id: UInt64, json: [UInt8]) throws {
+        try environment.write { txn in
+            guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
+                throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
+            }
+            try txn.put(runsDB, key: bytesBE(id), value: json)
+        }
+    }
+
+    /// Up to `limit` run records, newest first.
+    public func runs(limit: Int) throws -> [(id: UInt64, json: [UInt8])] {
+        guard limit > 0 else { return [] }
+        var result: [(id: UInt64, json: [UInt8])] = []
+        try environment.read { txn in
+            try txn.forEach(runsDB, reverse: true) { k, v in
+                result.append((loadBE(k), Array(v)))
+                return result.count < limit
+            }
+        }
+        return result
+    }
+
+    /// Run record `id`, or `nil`.
+    public func run(id: UInt64) throws -> [UInt8]? {
+        try environment.read { try $0.get(runsDB, key: bytesBE(id)) }
+    }
+}
+
+// MARK: - Internals
+
+/// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
+final class WriterScratch {
+    let compressor: ZstdCompressor
+    var key: [UInt8] = []
+    var value: [UInt8] = []
+    var json = JSONWriter(reservingCapacity: 1024)
+
+    init(level: Int32) throws {
+        compressor = try ZstdCompressor(level: level)
+        key.reserveCapacity(512)
+        value.reserveCapacity(1024)
+    }
+}
+
+enum MetaKey {
+    static let nextParticipantID = Array("next_participant_id".utf8)
+    static let outboxSequence = Array("outbox_seq".utf8)
+    static let deliveredSequence = Array("delivered_seq".utf8)
+    static let checkpointPrefix = "checkpoint/"
+    static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
+}
+
+extension PanelStore {
+    /// A big-endian 8-byte counter from `meta`, or `nil` when unset.
+    func readCounter(_ txn: some ReadableTransaction, _ key: [UInt8]) throws -> UInt64? {
+        guard let bytes = try txn.get(meta, key: key) else { return nil }
+        guard bytes.count == 8 else {
+            throw StorageError(code: .corrupted, message: "meta counter in \(directory) is not 8 bytes")
+        }
+        return bytes.withUnsafeBytes { loadBE($0) }
+    }
+}
+
+@inline(__always)
+func bytesBE(_ value: UInt64) -> [UInt8] {
+    withUnsafeBytes(of: value.bigEndian) { Array($0) }
+}
+
+@inline(__always)
+func loadBE(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
+    UInt64(bigEndian: buffer.loadUnaligned(as: UInt64.self))
+}
+
+func stateValue(_ version: Int64, _ hash: UInt64) -> [UInt8] {
+    var out = bytesBE(UInt64(bitPattern: version))
+    out.append(contentsOf: bytesBE(hash))
+    return out
+}
+
+/// memcmp order, shorter first on a common prefix (LMDB's default key order).
+@inline(__always)
+func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Int {
+    let n = min(a.count, b.count)
+    if n > 0 {
+        let c = memcmp(a.baseAddress!, b.baseAddress!, n)
+        if c != 0 { return Int(c) }
+    }
+    return a.count - b.count
+}

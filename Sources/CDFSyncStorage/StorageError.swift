@@ -1,0 +1,121 @@
+/// The one error type of the storage module.
+///
+/// `code` says what kind of failure it was (an open enum: new codes can be added without breaking callers),
+/// `message` says which file or database was involved and what to do about it, and `underlying` keeps the raw
+/// cause (an ``LMDBResultCode``, a ``SystemErrno`` or a zstd error name) for logs.
+///
+/// `description` is short and safe to log: it never contains record bytes.
+public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// What kind of storage failure happened.
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        enum Base: String, Hashable, Sendable {
+            case mapFull, readersFull, keyExists, corrupted, permissionDenied, notFound, alreadyOpen
+            case transactionFull, databasesFull, mapResized, versionMismatch, invalidArgument
+            case io, compression, lmdb
+        }
+        let base: Base
+
+        /// The LMDB map (`mapSize`) is full (`MDB_MAP_FULL`): reopen with a larger map size.
+        public static let mapFull = Code(base: .mapFull)
+        /// All reader slots are in use (`MDB_READERS_FULL`): too many concurrent read transactions or processes.
+        public static let readersFull = Code(base: .readersFull)
+        /// A put with no-overwrite or append found the key already present or out of order (`MDB_KEYEXIST`).
+        public static let keyExists = Code(base: .keyExists)
+        /// The environment or a compressed value is damaged (`MDB_CORRUPTED`, `MDB_PAGE_NOTFOUND`,
+        /// `MDB_INVALID`, `MDB_PANIC`) or stored bytes do not decode.
+        public static let corrupted = Code(base: .corrupted)
+        /// The process may not read or write a file or directory (`EACCES`, `EPERM`, `EROFS`).
+        public static let permissionDenied = Code(base: .permissionDenied)
+        /// Something that must exist does not (a run id, a directory).
+        public static let notFound = Code(base: .notFound)
+        /// The LMDB environment in this directory is already open in this process.
+        public static let alreadyOpen = Code(base: .alreadyOpen)
+        /// One write transaction touched too many pages (`MDB_TXN_FULL`): apply smaller batches.
+        public static let transactionFull = Code(base: .transactionFull)
+        /// More named databases than `maxDatabases` (`MDB_DBS_FULL`).
+        public static let databasesFull = Code(base: .databasesFull)
+        /// Another process grew the map beyond this process's map size (`MDB_MAP_RESIZED`).
+        public static let mapResized = Code(base: .mapResized)
+        /// The environment was written by an incompatible LMDB version (`MDB_VERSION_MISMATCH`).
+        public static let versionMismatch = Code(base: .versionMismatch)
+        /// A caller passed a value the store cannot accept (a key too long, a scope containing NUL).
+        public static let invalidArgument = Code(base: .invalidArgument)
+        /// A file system call failed.
+        public static let io = Code(base: .io)
+        /// zstd failed: a corrupt or truncated frame, or a compression error.
+        public static let compression = Code(base: .compression)
+        /// Any other LMDB return code.
+        public static let lmdb = Code(base: .lmdb)
+
+        public var description: String { base.rawValue }
+    }
+
+    /// What kind of failure this is.
+    public var code: Code
+    /// What happened, to which file or database, and what to do about it. Never contains record bytes.
+    public var message: String
+    /// The raw cause: an ``LMDBResultCode``, a ``SystemErrno``, a ``ZstdErrorName`` or another error.
+    public var underlying: (any Error)?
+
+    public init(code: Code, message: String, underlying: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.underlying = underlying
+    }
+
+    public var description: String { "StorageError(\(code)): \(message)" }
+
+    public var debugDescription: String {
+        if let underlying { return "\(description) [underlying: \(underlying)]" }
+        return description
+    }
+}
+
+/// An `errno` value captured right after the failing system call.
+public struct SystemErrno: Error, Sendable, Hashable, CustomStringConvertible {
+    public var code: Int32
+    public init(_ code: Int32) { self.code = code }
+    public var description: String { "errno \(code) (\(String(cString: strerror(code))))" }
+}
+
+/// The name zstd gives an error code (`ZSTD_getErrorName`).
+public struct ZstdErrorName: Error, Sendable, Hashable, CustomStringConvertible {
+    public var name: String
+    public var description: String { "zstd: \(name)" }
+}
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+extension StorageError {
+    /// Builds an error from an `errno` value, naming `path` and the `operation` that failed.
+    static func system(_ err: Int32, _ operation: String, path: String) -> StorageError {
+        let cause = SystemErrno(err)
+        switch err {
+        case EACCES, EPERM:
+            return StorageError(
+                code: .permissionDenied,
+                message: "\(operation) \(path): permission denied; check that this user owns the directory and may read and write it",
+                underlying: cause)
+        case EROFS:
+            return StorageError(
+                code: .permissionDenied,
+                message: "\(operation) \(path): the file system is read-only; choose a writable directory",
+                underlying: cause)
+        case ENOENT:
+            return StorageError(
+                code: .notFound, message: "\(operation) \(path): no such file or directory", underlying: cause)
+        case ENOSPC:
+            return StorageError(
+                code: .io, message: "\(operation) \(path): no space left on device; free space and rerun",
+                underlying: cause)
+        default:
+            return StorageError(code: .io, message: "\(operation) \(path): \(cause)", underlying: cause)
+        }
+    }
+}
