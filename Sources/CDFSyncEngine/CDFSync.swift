@@ -175,7 +175,9 @@ final class FirstValueSink: ResultSink {
 
     func row(_ row: borrowing RowView) throws {
         guard firstRow == nil else { return }
-        firstRow = (0..<row.count).map { row.string($0) }
+        var values: [String?] = []
+        for i in 0..<row.count { values.append(row.string(i)) }
+        firstRow = values
     }
 
     func discardPartialChunk() { firstRow = nil }

@@ -31,6 +31,9 @@ extension CDFSyncCommand {
         @Option(help: "Version to start from when there is no checkpoint.")
         var startVersion: Int64 = 0
 
+        @Option(help: "Also write the run's record as JSON to this file.")
+        var summaryJson: String?
+
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
 
@@ -53,6 +56,9 @@ extension CDFSyncCommand {
                 if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
                 let summary = try sync.run()
                 print(summary.render())
+                if let path = summaryJson {
+                    try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path))
+                }
                 if !summary.outputFiles.isEmpty || summary.delivered > 0 {
                     print("  output         \(outputDir)")
                 }

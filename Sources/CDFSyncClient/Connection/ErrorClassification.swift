@@ -6,7 +6,7 @@ enum ErrorClassification {
     /// Classifies a non-2xx HTTP response of the workspace API.
     static func http(status: Int, body: [UInt8], headers: HTTPResponseHead, host: String, context: String) -> DatabricksError {
         let parsed = try? JSONDecoder().decode(APIErrorBody.self, from: Data(body))
-        let code = parsed?.errorCode?.text ?? ""
+        let code = parsed?.errorCode?.stringValue ?? ""
         var message = parsed?.message ?? parsed?.error ?? String(decoding: body.prefix(300), as: UTF8.self)
         message = message.trimmingCharacters(in: .whitespacesAndNewlines)
         if message.isEmpty { message = "HTTP \(status)" }

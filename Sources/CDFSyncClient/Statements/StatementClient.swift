@@ -47,7 +47,8 @@ public final class StatementClient {
         var response = try exchange(
             .post, path: "/api/2.0/sql/statements", body: body, rule: .submit, context: "submitting a statement to warehouse \(settings.warehouseID)",
             sink: sink, bytes: &bytes)
-        guard let statementID = response.statementID else {
+        let statementID = response.statementID
+        guard !statementID.isEmpty else {
             throw DatabricksError(.invalidResponse, "the statement response has no statement_id",
                 remedy: "The server is not speaking the Statement Execution API; check the host.")
         }
@@ -107,7 +108,7 @@ public final class StatementClient {
         var result = response.result
         var chunkIndex = result?.chunkIndex ?? 0
         if let r = result, r.rowCount != nil || r.chunkIndex != nil {
-            let n = r.rowCount ?? 0
+            let n = Int(r.rowCount ?? 0)
             rows += n
             chunks += 1
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
@@ -125,15 +126,15 @@ public final class StatementClient {
             let chunk = try exchange(.get, path: next, body: nil, rule: .idempotent,
                 context: "reading chunk \(chunkIndex) of statement \(statementID)", sink: sink, bytes: &bytes,
                 decodeAs: ResultData.self)
-            let n = chunk.rowCount ?? 0
+            let n = Int(chunk.rowCount ?? 0)
             rows += n
             chunks += 1
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
             result = chunk
         }
-        if let total = manifest.totalRowCount, total != rows {
+        if manifest.totalRowCount != Int64(rows) {
             throw DatabricksError(.invalidResponse,
-                "statement \(statementID) delivered \(rows) rows but its manifest says \(total)",
+                "statement \(statementID) delivered \(rows) rows but its manifest says \(manifest.totalRowCount)",
                 remedy: "Rows were lost in transfer; nothing was checkpointed. Run the sync again.", statementID: statementID)
         }
         if manifest.truncated == true {
@@ -198,20 +199,20 @@ public final class StatementClient {
             var decoded = try JSONDecoder().decode(T.self, from: Data(meta))
             // A chunk's declared row_count must match what streamed through.
             if var r = decoded as? ResultData {
-                if let declared = r.rowCount, declared != box.decoder.rowCount {
+                if let declared = r.rowCount, declared != Int64(box.decoder.rowCount) {
                     throw DatabricksError(.invalidResponse,
                         "\(context): chunk declares \(declared) rows but carries \(box.decoder.rowCount)",
                         remedy: "The response was malformed; nothing was checkpointed. Run the sync again.")
                 }
-                r.rowCount = box.decoder.rowCount
+                r.rowCount = Int64(box.decoder.rowCount)
                 decoded = r as! T
             } else if var s = decoded as? StatementResponse, var r = s.result {
-                if let declared = r.rowCount, declared != box.decoder.rowCount {
+                if let declared = r.rowCount, declared != Int64(box.decoder.rowCount) {
                     throw DatabricksError(.invalidResponse,
                         "\(context): chunk 0 declares \(declared) rows but carries \(box.decoder.rowCount)",
                         remedy: "The response was malformed; nothing was checkpointed. Run the sync again.")
                 }
-                if r.rowCount != nil || box.decoder.rowCount > 0 { r.rowCount = box.decoder.rowCount }
+                if r.rowCount != nil || box.decoder.rowCount > 0 { r.rowCount = Int64(box.decoder.rowCount) }
                 s.result = r
                 decoded = s as! T
             }

@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""End-to-end throughput harness for cdfsync.
+
+Starts `dbsql-sim` with a seeded synthetic CDF-enabled participants table, runs a full sync with the
+release `cdfsync` binary, appends a commit updating a fraction of the rows, runs an incremental sync, and
+prints rows/s, MB/s of JSON consumed and peak RSS for each. Peak RSS comes from GNU time (`%M`).
+
+    python3 Benchmarks/harness/throughput.py --bin .build/release --rows 1000000
+
+Only the standard library is used.
+"""
+import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
+
+def start_sim(bin_dir, table, rows, seed, admin, extra):
+    env = dict(os.environ, DBSQL_SIM_ADMIN_TOKEN=admin)
+    workspace = os.path.join(os.path.dirname(__file__), "bench-workspace.json")
+    p = subprocess.Popen([os.path.join(bin_dir, "dbsql-sim"), "--workspace", workspace, "--port", "0",
+                          "--synthetic", f"{table}:{rows}:{seed}"] + extra,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    line = p.stdout.readline().strip()
+    m = re.match(r"listening on (http://\S+)$", line)
+    if not m:
+        p.kill()
+        sys.exit(f"simulator did not start: {line!r}")
+    return p, m.group(1)
+
+def admin_post(url, path, token, body):
+    req = urllib.request.Request(url + path, method="POST", data=json.dumps(body).encode(),
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    return json.loads(urllib.request.urlopen(req).read() or b"{}")
+
+def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None):
+    summary = os.path.join(state, "..", "summary.json")
+    env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token", **(extra_env or {}))
+    cmd = ["/usr/bin/time", "-f", "%M %e", os.path.join(bin_dir, "cdfsync"), "sync", "--warehouse-id", warehouse,
+           "--table", table, "--key", "participant_id", "--state-dir", state, "--output-dir", out,
+           "--summary-json", summary]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"sync failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    rss_kb, _ = r.stderr.strip().splitlines()[-1].split()
+    s = json.load(open(summary))
+    rows = s["counts"]["read"]
+    return {"rows": rows, "wall": wall, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
+            "rss_mb": int(rss_kb) / 1024, "inserted": s["counts"]["inserted"], "updated": s["counts"]["updated"],
+            "unchanged": s["counts"]["unchanged"]}
+
+def fmt(name, r):
+    return (f"{name:<22} {r['rows']:>10,} rows  {r['wall']:7.2f} s  {r['rows']/r['wall']:>11,.0f} rows/s  "
+            f"{r['bytes']/r['wall']/1e6:7.1f} MB/s JSON  peak RSS {r['rss_mb']:6.1f} MB")
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=".build/release")
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--update-fraction", type=float, default=0.01)
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("--json", help="also write the results as JSON to this file")
+    a = ap.parse_args()
+
+    table = "main.bench.participants"
+    admin = f"bench-{os.getpid()}"
+    work = tempfile.mkdtemp(prefix="cdfsync-bench-")
+    sim, url = start_sim(a.bin, table, a.rows, a.seed, admin, [])
+    try:
+        warehouse = json.load(open(os.path.join(os.path.dirname(__file__), "bench-workspace.json")))["warehouses"][0]["id"]
+        state, out = os.path.join(work, "state"), os.path.join(work, "out")
+        full = run_sync(a.bin, url, warehouse, table, state, out)
+        admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
+        incr = run_sync(a.bin, url, warehouse, table, state, out)
+        print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+        print(fmt("full sync", full))
+        print(fmt(f"incremental ({a.update_fraction:.0%})", incr))
+        if a.json:
+            json.dump({"rows": a.rows, "full": full, "incremental": incr}, open(a.json, "w"), indent=2)
+    finally:
+        sim.terminate()
+        sim.wait()
+        if not a.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+if __name__ == "__main__":
+    main()
