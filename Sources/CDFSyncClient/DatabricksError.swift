@@ -2,6 +2,8 @@
 /// troubleshooting tables. Every error carries a one-line remedy.
 ///
 /// `description` is safe to print and log: it never contains tokens, secrets or presigned URLs.
+import Foundation
+
 public struct DatabricksError: Error, Sendable, CustomStringConvertible {
     /// An open set of categories.
     public struct Category: Hashable, Sendable, CustomStringConvertible {
@@ -60,6 +62,9 @@ public struct DatabricksError: Error, Sendable, CustomStringConvertible {
     /// Whether the change data history needed for the range is gone (vacuum, retention) or was never
     /// recorded, so a snapshot resync is the way forward.
     public var isHistoryLost: Bool { category == .changeDataUnavailable }
+
+    /// Whether an INLINE statement failed on the 25 MiB inline result cap (retry with EXTERNAL_LINKS).
+    public var isInlineLimitExceeded: Bool { message.localizedCaseInsensitiveContains("inline byte limit exceeded") }
 
     /// Whether a start version after the latest one was asked for: "no new changes".
     public var isStartAfterLatest: Bool {

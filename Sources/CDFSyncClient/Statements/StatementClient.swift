@@ -10,7 +10,6 @@ import Foundation
 /// - Important: not thread-safe; use one client per thread.
 public final class StatementClient {
     public let settings: ConnectionSettings
-    public var retryPolicy = RetryPolicy()
     /// Seconds a statement may take from submission to its last chunk.
     public var statementDeadline: Double = 3600
     /// Seconds the POST waits on the server (`wait_timeout`: 0 or 5–50).
@@ -20,39 +19,88 @@ public final class StatementClient {
     /// Polled between requests; when it returns true the statement is cancelled and `statementCanceled` thrown.
     public var isCancelled: () -> Bool = { false }
 
-    let transport: CurlTransport
-    let tokens: any TokenProvider
+    let api: WorkspaceAPI
+    var tokens: any TokenProvider { api.tokens }
 
     public init(settings: ConnectionSettings, tokens: (any TokenProvider)? = nil) {
         self.settings = settings
-        self.transport = CurlTransport(options: settings.transport)
-        switch settings.authentication {
-        case .personalAccessToken(let t): self.tokens = tokens ?? StaticTokenProvider(token: t)
-        case .oauthM2M(let id, let secret, let scope):
-            self.tokens = tokens ?? OAuthM2MTokenProvider(baseURL: settings.baseURL, clientID: id, clientSecret: secret, scope: scope)
-        }
+        self.api = WorkspaceAPI(settings: settings, tokens: tokens ?? WorkspaceAPI.defaultTokens(for: settings))
+        api.onProgress = { [unowned self] in self.onProgress($0) }
+    }
+
+    public var retryPolicy: RetryPolicy {
+        get { api.retryPolicy }
+        set { api.retryPolicy = newValue }
     }
 
     // MARK: - Executing
 
+    /// Chunks downloaded in parallel for EXTERNAL_LINKS results.
+    public var externalLinksInFlight = 4
+
     /// Runs `statement` and streams its rows to `sink`.
+    ///
+    /// An INLINE statement that fails on the 25 MiB inline cap is run again with EXTERNAL_LINKS.
     /// - Throws: `DatabricksError` (categorised, with a remedy); errors thrown by the sink pass through.
     @discardableResult
     public func execute(_ statement: Statement, sink: any ResultSink) throws -> StatementOutcome {
+        do {
+            return try executeOnce(statement, sink: sink)
+        } catch let e as DatabricksError where statement.disposition == .inline && e.isInlineLimitExceeded {
+            onProgress("result exceeds the inline limit; reading it through external links")
+            var again = statement
+            again.disposition = .externalLinks
+            return try executeOnce(again, sink: sink)
+        }
+    }
+
+    private func executeOnce(_ statement: Statement, sink: any ResultSink) throws -> StatementOutcome {
         let started = Date()
         let deadline = started.addingTimeInterval(statementDeadline)
+        var bytes = 0
+        let response = try submitAndWait(statement, sink: sink, deadline: deadline, bytes: &bytes)
+        let statementID = response.statementID
+        guard let manifest = response.manifest else {
+            throw DatabricksError(.invalidResponse, "statement \(statementID) succeeded without a manifest",
+                remedy: "Unexpected server response; report it.", statementID: statementID)
+        }
+        if manifest.truncated == true {
+            throw DatabricksError(.invalidResponse, "statement \(statementID) result was truncated by the server",
+                remedy: "The result exceeded a size limit; read a smaller range. Nothing was checkpointed.",
+                statementID: statementID)
+        }
+        try sink.manifestReady(manifest, statementID: statementID)
+        let (rows, chunks): (Int, Int)
+        if let links = response.result?.externalLinks {
+            (rows, chunks) = try readExternal(statementID: statementID, manifest: manifest, initialLinks: links,
+                sink: sink, bytes: &bytes, deadline: deadline)
+        } else {
+            (rows, chunks) = try readInline(statementID: statementID, first: response.result, sink: sink, bytes: &bytes)
+        }
+        if manifest.totalRowCount != Int64(rows) {
+            throw DatabricksError(.invalidResponse,
+                "statement \(statementID) delivered \(rows) rows but its manifest says \(manifest.totalRowCount)",
+                remedy: "Rows were lost in transfer; nothing was checkpointed. Run the sync again.", statementID: statementID)
+        }
+        return StatementOutcome(
+            statementID: statementID, manifest: manifest, rowCount: rows, bytesReceived: bytes, chunkCount: chunks,
+            seconds: Date().timeIntervalSince(started))
+    }
+
+    /// POSTs the statement and polls until it is terminal; returns the SUCCEEDED response.
+    private func submitAndWait(_ statement: Statement, sink: any ResultSink, deadline: Date, bytes: inout Int) throws
+        -> StatementResponse
+    {
         let body = statement.requestBody(
             warehouseID: settings.warehouseID, catalog: settings.catalog, schema: settings.schema, waitTimeout: waitTimeout)
-        var bytes = 0
         var response = try exchange(
-            .post, path: "/api/2.0/sql/statements", body: body, rule: .submit, context: "submitting a statement to warehouse \(settings.warehouseID)",
-            sink: sink, bytes: &bytes)
+            .post, path: "/api/2.0/sql/statements", body: body, rule: .submit,
+            context: "submitting a statement to warehouse \(settings.warehouseID)", sink: sink, bytes: &bytes)
         let statementID = response.statementID
         guard !statementID.isEmpty else {
             throw DatabricksError(.invalidResponse, "the statement response has no statement_id",
                 remedy: "The server is not speaking the Statement Execution API; check the host.")
         }
-
         var attempt = 0
         var pendingSince: Date?
         while let state = response.status?.state, state == .pending || state == .running {
@@ -80,11 +128,12 @@ public final class StatementClient {
                 .get, path: "/api/2.0/sql/statements/\(statementID)", body: nil, rule: .idempotent,
                 context: "polling statement \(statementID)", sink: sink, bytes: &bytes)
         }
-
         let state = response.status?.state ?? .failed
         switch state {
-        case .succeeded, .closed where response.manifest != nil && response.result != nil:
-            break
+        case .succeeded:
+            return response
+        case .closed where response.manifest != nil && response.result != nil:
+            return response
         case .failed:
             let err = response.status?.error
             throw ErrorClassification.failedStatement(
@@ -97,15 +146,15 @@ public final class StatementClient {
             throw DatabricksError(.invalidResponse, "statement \(statementID) ended \(state.rawValue) without a result",
                 remedy: "The result expired or was closed before it was read; run the sync again.", statementID: statementID)
         }
-        guard let manifest = response.manifest else {
-            throw DatabricksError(.invalidResponse, "statement \(statementID) succeeded without a manifest",
-                remedy: "Unexpected server response; report it.", statementID: statementID)
-        }
-        try sink.manifestReady(manifest, statementID: statementID)
+    }
 
+    /// Chunk 0 came with the response (its rows already streamed); follows `next_chunk_internal_link`.
+    private func readInline(statementID: String, first: ResultData?, sink: any ResultSink, bytes: inout Int) throws
+        -> (rows: Int, chunks: Int)
+    {
         var rows = 0
         var chunks = 0
-        var result = response.result
+        var result = first
         var chunkIndex = result?.chunkIndex ?? 0
         if let r = result, r.rowCount != nil || r.chunkIndex != nil {
             let n = Int(r.rowCount ?? 0)
@@ -113,11 +162,9 @@ public final class StatementClient {
             chunks += 1
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
         }
-        if let links = result?.externalLinks, !links.isEmpty {
-            throw DatabricksError(.invalidResponse, "statement \(statementID) answered with EXTERNAL_LINKS to an INLINE request",
-                remedy: "Unexpected server response; report it.", statementID: statementID)
-        }
-        while let next = result?.nextChunkInternalLink ?? result?.nextChunkIndex.map({ "/api/2.0/sql/statements/\(statementID)/result/chunks/\($0)" }) {
+        while let next = result?.nextChunkInternalLink
+            ?? result?.nextChunkIndex.map({ "/api/2.0/sql/statements/\(statementID)/result/chunks/\($0)" })
+        {
             if isCancelled() {
                 throw DatabricksError(.statementCanceled, "sync cancelled while reading statement \(statementID)",
                     remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
@@ -132,19 +179,48 @@ public final class StatementClient {
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
             result = chunk
         }
-        if manifest.totalRowCount != Int64(rows) {
-            throw DatabricksError(.invalidResponse,
-                "statement \(statementID) delivered \(rows) rows but its manifest says \(manifest.totalRowCount)",
-                remedy: "Rows were lost in transfer; nothing was checkpointed. Run the sync again.", statementID: statementID)
+        return (rows, chunks)
+    }
+
+    /// Downloads every chunk through its presigned link, K at a time, and decodes them in order.
+    private func readExternal(statementID: String, manifest: ResultManifest, initialLinks: [ExternalLink],
+                              sink: any ResultSink, bytes: inout Int, deadline: Date) throws -> (rows: Int, chunks: Int)
+    {
+        let total = manifest.totalChunkCount
+        guard total > 0 else { return (0, 0) }
+        let fetcher = ExternalLinkFetcher(
+            statementID: statementID, totalChunks: total, initialLinks: initialLinks, inFlight: externalLinksInFlight,
+            settings: settings, tokens: tokens, retryPolicy: retryPolicy)
+        fetcher.start()
+        defer { fetcher.stop() }
+        var rows = 0
+        let expected = manifest.schema.columnCount
+        for index in 0..<total {
+            if isCancelled() || Date() >= deadline {
+                throw DatabricksError(.statementCanceled, "sync stopped while reading statement \(statementID)",
+                    remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
+            }
+            let body = try fetcher.take(index)
+            var decoder = ResultStreamDecoder(layout: .bareArray, expectedColumnCount: expected > 0 ? expected : nil)
+            let context = "chunk \(index) (external link)"
+            do {
+                try body.withUnsafeBytes { raw in try decoder.feed(raw) { row in try sink.row(row) } }
+                _ = try decoder.finish()
+            } catch let e as JSONArrayDecodingError {
+                throw Self.malformed(e, statementID: statementID, context: context)
+            }
+            if let declared = manifest.chunks?.first(where: { $0.chunkIndex == index })?.rowCount,
+                declared != Int64(decoder.rowCount)
+            {
+                throw DatabricksError(.invalidResponse,
+                    "chunk \(index) of statement \(statementID) carries \(decoder.rowCount) rows, the manifest says \(declared)",
+                    remedy: "The download was incomplete; nothing was checkpointed. Run the sync again.", statementID: statementID)
+            }
+            bytes += body.count
+            rows += decoder.rowCount
+            try sink.chunkCompleted(index: index, rowCount: decoder.rowCount)
         }
-        if manifest.truncated == true {
-            throw DatabricksError(.invalidResponse, "statement \(statementID) result was truncated by the server",
-                remedy: "The result exceeded a size limit; cdfsync will read smaller ranges. Nothing was checkpointed.",
-                statementID: statementID)
-        }
-        return StatementOutcome(
-            statementID: statementID, manifest: manifest, rowCount: rows, bytesReceived: bytes, chunkCount: chunks,
-            seconds: Date().timeIntervalSince(started))
+        return (rows, total)
     }
 
     /// Asks the warehouse to cancel a statement; failures are ignored (the cancel is best-effort and asynchronous).
@@ -232,53 +308,11 @@ public final class StatementClient {
             statementID: statementID)
     }
 
-    /// Sends with auth, retries and error classification; 2xx bodies go to `consume` as they arrive.
     private func send(
         _ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRule, context: String,
         restart: () throws -> Void, consume: (UnsafeRawBufferPointer) throws -> Void
     ) throws -> HTTPResponseHead {
-        let started = Date()
-        var attempt = 0
-        var refreshedToken = false
-        while true {
-            attempt += 1
-            let token = try tokens.bearerToken(using: transport)
-            var headers = [("Authorization", "Bearer \(token.reveal())"), ("Accept", "application/json")]
-            if body != nil { headers.append(("Content-Type", "application/json")) }
-            let request = HTTPRequest(method: method, url: settings.baseURL + path, headers: headers, body: body)
-            var errorBody: [UInt8] = []
-            var status = 0
-            var delivered = false
-            let failure: DatabricksError
-            let retryable: Bool
-            do {
-                let head = try transport.perform(request, onHead: { h in status = h.status }) { chunk in
-                    if status >= 200 && status < 300 {
-                        delivered = true
-                        try consume(chunk)
-                    } else if errorBody.count < 1 << 20 {
-                        errorBody.append(contentsOf: chunk)
-                    }
-                }
-                if head.status >= 200 && head.status < 300 { return head }
-                failure = ErrorClassification.http(status: head.status, body: errorBody, headers: head,
-                    host: settings.hostName, context: context)
-                if failure.category == .authenticationFailed && head.status == 403 && !refreshedToken && tokens.invalidate() {
-                    refreshedToken = true
-                    continue
-                }
-                retryable = rule.shouldRetry(status: head.status)
-            } catch let e as TransportError {
-                failure = ErrorClassification.transport(e, context: context)
-                retryable = rule.shouldRetry(e)
-            }
-            let elapsed = Date().timeIntervalSince(started)
-            guard retryable, attempt < retryPolicy.maxAttempts, elapsed < retryPolicy.budget else { throw failure }
-            if delivered { try restart() }
-            let wait = retryPolicy.delay(attempt: attempt, retryAfter: failure.retryAfter)
-            onProgress("\(failure.category) — retrying in \(String(format: "%.1f", wait))s (attempt \(attempt + 1))")
-            Thread.sleep(forTimeInterval: wait)
-        }
+        try api.send(method, path: path, body: body, rule: rule, context: context, restart: restart, consume: consume)
     }
 }
 
