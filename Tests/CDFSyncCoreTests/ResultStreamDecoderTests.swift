@@ -9,4 +9,250 @@ struct ResultStreamDecoderValueTests {
         #expect(d.rows == [["1", "a"], ["2", nil], ["3", ""]])
         #expect(d.metadataText == #"{"statement_id":"s1","status":{"state":"SUCCEEDED"},"result":{"chunk_index":0,"row_count":3,"next_chunk_index":1}}"#)
     }
+
+    @Test func decodesEveryEscape() throws {
+        let body = #"[["\"", "\\", "\/", "\b", "\f", "\n", "\r", "\t", "a\u0041b", "\u00e9\u00E9", "\u20ac", "\u0000", "x\"y\\z"]]"#
+        let d = try decode(body, layout: .bareArray)
+        #expect(d.rows == [["\"", "\\", "/", "\u{08}", "\u{0C}", "\n", "\r", "\t", "aAb", "éé", "€", "\u{0}", "x\"y\\z"]])
+        #expect(d.metadata == [])
+    }
+
+    @Test func combinesSurrogatePairsIntoOneCodePoint() throws {
+        let d = try decode(#"[["\ud83d\ude00", "a\uD834\uDD1Eb", "\udbff\udfff"]]"#, layout: .bareArray)
+        #expect(d.rows == [["😀", "a𝄞b", "\u{10FFFF}"]])
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        var raw: [UInt8] = []
+        try Array(#"[["\ud83d\ude00"]]"#.utf8).withUnsafeBytes { b in
+            try decoder.feed(b) { row in raw = row.bytes(0)! }
+        }
+        #expect(raw == [0xF0, 0x9F, 0x98, 0x80])
+    }
+
+    @Test func passesRawMultiByteUTF8Through() throws {
+        let values = ["こんにちは", "😀 emoji", "é", "Ω≈ç√", "mixed ascii 日本 text that is long enough for the 8-byte path"]
+        let body = "[" + "[" + values.map { "\"\($0)\"" }.joined(separator: ",") + "]" + "]"
+        let d = try decode(body, layout: .bareArray)
+        #expect(d.rows == [values])
+    }
+
+    @Test func distinguishesNullFromEmptyString() throws {
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        var checks: [Bool] = []
+        try Array(#"[[null,"",null,"x"]]"#.utf8).withUnsafeBytes { b in
+            try decoder.feed(b) { row in
+                checks = [row.isNull(0), row.isNull(1), row.isNull(2), row.isNull(3)]
+                #expect(row.withValue(0) { $0.count } == nil)
+                #expect(row.withValue(1) { $0.count } == 0)
+                #expect(row.string(3) == "x")
+            }
+        }
+        _ = try decoder.finish()
+        #expect(checks == [true, false, true, false])
+    }
+
+    @Test func allowsWhitespaceEverywhereJSONDoes() throws {
+        let body = " \n{ \"statement_id\" : \"s\" ,\r\n \"result\" :\t{ \"data_array\" : [ [ \"a\" , null ] ,\n [ \"\" ,\"b\"\t] ] , \"row_count\" : 2 } , \"x\" : [ 1 , true , null , { } , [ ] ] } \n\t"
+        let d = try decode(body)
+        #expect(d.rows == [["a", nil], ["", "b"]])
+        #expect(d.metadataText == #"{"statement_id":"s","result":{"row_count":2},"x":[1,true,null,{},[]]}"#)
+    }
+
+    @Test func emptyDataArrayAndMissingDataArray() throws {
+        let empty = try decode(#"{"result":{"row_count":0,"data_array":[]}}"#)
+        #expect(empty.rows.isEmpty)
+        #expect(empty.metadataText == #"{"result":{"row_count":0}}"#)
+        let missing = try decode(#"{"statement_id":"s","status":{"state":"PENDING"}}"#)
+        #expect(missing.rows.isEmpty)
+        #expect(missing.metadataText == #"{"statement_id":"s","status":{"state":"PENDING"}}"#)
+        let emptyObject = try decode("{}")
+        #expect(emptyObject.metadataText == "{}")
+        let nullArray = try decode(#"{"data_array":null,"a":1}"#)
+        #expect(nullArray.rows.isEmpty)
+        #expect(nullArray.metadataText == #"{"a":1}"#)
+        let emptyRows = try decode("[[],[]]", layout: .bareArray)
+        #expect(emptyRows.rows == [[], []])
+        #expect(try decode(" [ ] ", layout: .bareArray).rows.isEmpty)
+    }
+
+    @Test func findsTopLevelDataArrayInChunkResponse() throws {
+        let body = #"{"data_array":[["1"],["2"]],"chunk_index":1,"row_offset":2,"row_count":2,"next_chunk_index":2}"#
+        let d = try decode(body)
+        #expect(d.rows == [["1"], ["2"]])
+        #expect(d.metadataText == #"{"chunk_index":1,"row_offset":2,"row_count":2,"next_chunk_index":2}"#)
+    }
+
+    @Test func skipsTrickyMembersAroundDataArray() throws {
+        let body = #"{"note":"\"data_array\":[[\"no\"]] ] } [","data_array_x":[["keep"]],"manifest":{"data_array":[["not rows"]],"s":"\\"},"result":{"a":"]","data_array":[["yes","\\\"]"]],"b":"[\"data_array\""}}"#
+        let d = try decode(body)
+        #expect(d.rows == [["yes", "\\\"]"]])
+        #expect(d.metadataText == #"{"note":"\"data_array\":[[\"no\"]] ] } [","data_array_x":[["keep"]],"manifest":{"data_array":[["not rows"]],"s":"\\"},"result":{"a":"]","b":"[\"data_array\""}}"#)
+    }
+
+    @Test func dataArrayInsideNestedResultIsNotRows() throws {
+        // Only the top-level object and the top-level "result" object may hold rows.
+        let body = #"{"x":{"result":{"data_array":[["n"]]}},"result":[{"data_array":[["m"]]}]}"#
+        let d = try decode(body)
+        #expect(d.rows.isEmpty)
+        #expect(d.metadataText == body)
+    }
+
+    @Test func int64FastPath() throws {
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        var got: [Int64?] = []
+        let body = #"[["0","42","-7","+5","9223372036854775807","-9223372036854775808","9223372036854775808","12a","",null,"-"]]"#
+        try Array(body.utf8).withUnsafeBytes { b in
+            try decoder.feed(b) { row in got = (0..<row.count).map { row.int64($0) } }
+        }
+        #expect(got == [0, 42, -7, 5, .max, .min, nil, nil, nil, nil, nil])
+    }
+
+    @Test func expectedColumnCountCanBeSetLater() throws {
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        decoder.setExpectedColumnCount(2)
+        #expect(decoder.expectedColumnCount == 2)
+        var n = 0
+        try Array(#"[["a","b"]]"#.utf8).withUnsafeBytes { b in try decoder.feed(b) { _ in n += 1 } }
+        _ = try decoder.finish()
+        #expect(n == 1)
+    }
+
+    @Test func rowHandlerErrorStopsTheDecoder() throws {
+        struct Stop: Error {}
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        var seen = 0
+        let body = Array(#"[["a"],["b"],["c"]]"#.utf8)
+        #expect(throws: Stop.self) {
+            try body.withUnsafeBytes { b in
+                try decoder.feed(b) { _ in
+                    seen += 1
+                    if seen == 2 { throw Stop() }
+                }
+            }
+        }
+        #expect(seen == 2)
+        #expect(throws: JSONArrayDecodingError.self) { _ = try decoder.finish() }
+    }
+
+    @Test func largeValuesGrowTheScratchBuffer() throws {
+        let big = String(repeating: "x", count: 100_000) + "\\n" + String(repeating: "é", count: 5000)
+        let columns = (0..<300).map { "\"v\($0)\"" }.joined(separator: ",")
+        let d = try decode("[[\"\(big)\"],[\"\(big)\"]]", layout: .bareArray)
+        #expect(d.rows.count == 2 && d.rows[0].count == 1 && d.rows[0] == d.rows[1])
+        #expect(d.rows[0][0]!.utf8.count == 100_000 + 1 + 10_000)
+        let wide = try decode("[[\(columns)],[\(columns)]]", layout: .bareArray, expectedColumnCount: 300)
+        #expect(wide.rows.count == 2 && wide.rows[1].count == 300 && wide.rows[1][299] == "v299")
+    }
+}
+
+@Suite("ResultStreamDecoder: errors")
+struct ResultStreamDecoderErrorTests {
+    @Test func truncatedBodyFailsInFinishAtEveryPrefix() throws {
+        let body = Array(#"{"result":{"data_array":[["a\u00e9\ud83d\ude00",null],["x","y"]]},"n":-1.5e3,"t":true}"#.utf8)
+        for k in 0..<body.count {
+            var decoder = ResultStreamDecoder(layout: .envelope)
+            try body[0..<k].withUnsafeBytes { try decoder.feed($0) { _ in } }
+            #expect(throws: JSONArrayDecodingError(byteOffset: k, rowIndex: decoder.rowCount, reason: "truncated JSON")) {
+                _ = try decoder.finish()
+            }
+        }
+        #expect(try decode(body).rows.count == 2)
+    }
+
+    @Test func wrongValueCountAgainstExpected() {
+        let e = decodingError(#"[["a","b","c"],["d","e"]]"#, layout: .bareArray, expectedColumnCount: 3)
+        #expect(e == JSONArrayDecodingError(byteOffset: 23, rowIndex: 1, reason: "row has 2 values, expected 3"))
+        let first = decodingError(#"[["a","b","c"]]"#, layout: .bareArray, expectedColumnCount: 4)
+        #expect(first == JSONArrayDecodingError(byteOffset: 13, rowIndex: 0, reason: "row has 3 values, expected 4"))
+    }
+
+    @Test func rowsOfOneBodyMustAgree() {
+        let e = decodingError(#"{"data_array":[["a","b"],["c","d"],["e"]]}"#)
+        #expect(e?.rowIndex == 2)
+        #expect(e?.byteOffset == 39)
+        #expect(e?.reason.hasPrefix("row has 1 values, expected 2") == true)
+    }
+
+    @Test(arguments: [
+        (#"[["a",1]]"#, 6, "value is a number; JSON_ARRAY values must be strings or null"),
+        (#"[["a",-1]]"#, 6, "value is a number; JSON_ARRAY values must be strings or null"),
+        (#"[[true]]"#, 2, "value is a boolean; JSON_ARRAY values must be strings or null"),
+        (#"[["x"],[false]]"#, 8, "value is a boolean; JSON_ARRAY values must be strings or null"),
+        (#"[[{"a":"b"}]]"#, 2, "value is an object; JSON_ARRAY values must be strings or null"),
+        (#"[[["a"]]]"#, 2, "value is an array; JSON_ARRAY values must be strings or null"),
+        (#"[[nul]]"#, 5, "invalid literal (expected null); JSON_ARRAY values must be strings or null"),
+    ])
+    func nonStringValues(body: String, offset: Int, reason: String) {
+        let e = decodingError(body, layout: .bareArray)
+        #expect(e?.byteOffset == offset)
+        #expect(e?.reason == reason)
+    }
+
+    @Test func errorRowIndexCountsCompletedRows() {
+        let e = decodingError(#"{"result":{"data_array":[["1"],["2"],["3",4]]}}"#)
+        #expect(e?.rowIndex == 2)
+        #expect(e?.byteOffset == 42)
+    }
+
+    @Test(arguments: [
+        (#"[["\ud83d"]]"#, "lone high surrogate in a \\u escape"),
+        (#"[["\ud83dx"]]"#, "lone high surrogate in a \\u escape"),
+        (#"[["\ud83d\n"]]"#, "lone high surrogate in a \\u escape"),
+        (#"[["\ud83d\u0041"]]"#, "lone high surrogate in a \\u escape"),
+        (#"[["\ude00"]]"#, "lone low surrogate in a \\u escape"),
+        (#"[["\x"]]"#, "invalid escape '\\'x'' in a string"),
+        (#"[["\u12g4"]]"#, "invalid hex digit 'g' in a \\u escape"),
+    ])
+    func badEscapes(body: String, reason: String) {
+        #expect(decodingError(body, layout: .bareArray)?.reason == reason)
+    }
+
+    @Test func rawControlCharacterInString() {
+        let e = decodingError("[[\"a\nb\"]]", layout: .bareArray)
+        #expect(e?.byteOffset == 4)
+        #expect(e?.reason == "unescaped control character 0x0A in a string")
+    }
+
+    @Test(arguments: [
+        ("[[\"a\"]] x", 8, ResultStreamDecoder.Layout.bareArray),
+        ("{\"a\":1}}", 7, .envelope),
+        ("[\"a\"]", 1, .bareArray),
+        ("x", 0, .bareArray),
+        ("[[\"a\"]]", 0, .envelope),
+        ("{\"a\" 1}", 5, .envelope),
+        ("{\"a\":1,}", 7, .envelope),
+        ("{\"a\":[1,]}", 8, .envelope),
+        ("{\"a\":]}", 5, .envelope),
+        ("{\"a\":[}", 6, .envelope),
+        ("{\"a\":nope}", 5, .envelope),
+        ("{\"data_array\":\"x\"}", 14, .envelope),
+        ("{\"data_array\":[[\"a\"] [\"b\"]]}", 21, .envelope),
+        ("[[\"a\" \"b\"]]", 6, .bareArray),
+        ("[[\"a\",]]", 6, .bareArray),
+        ("[[,\"a\"]]", 2, .bareArray),
+    ])
+    func garbage(body: String, offset: Int, layout: ResultStreamDecoder.Layout) {
+        let e = decodingError(body, layout: layout)
+        #expect(e != nil)
+        #expect(e?.byteOffset == offset, "\(body): \(String(describing: e))")
+    }
+
+    @Test func errorIsStickyAndIndependentOfSplits() {
+        let bodies = [
+            #"{"result":{"data_array":[["a","b"],["c",12]]}}"#,
+            #"[["ok"],["\ud800\u0020"]]"#,
+            #"{"result":{"data_array":[["a","b"],["c"]]}}"#,
+            #"[["a\u00e9"],["b"]] ]"#,
+        ]
+        for body in bodies {
+            let layout: ResultStreamDecoder.Layout = body.hasPrefix("{") ? .envelope : .bareArray
+            guard let whole = decodingError(body, layout: layout) else {
+                Issue.record("no error for \(body)")
+                continue
+            }
+            for k in 0...body.utf8.count {
+                #expect(decodingError(body, layout: layout, cuts: [k]) == whole, "split at \(k) of \(body)")
+            }
+            #expect(decodingError(body, layout: layout, cuts: Array(0..<body.utf8.count)) == whole)
+        }
+    }
 }
