@@ -97,14 +97,7 @@ extension PanelStore {
         precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
         deliveryLock.lock()
         defer { deliveryLock.unlock() }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StorageError(
-                code: .permissionDenied,
-                message: "cannot create delivery directory \(directory): check that its parent exists and is writable",
-                underlying: error)
-        }
+        try makeDirectories(directory)
         var delivered = try deliveredSequence()
         try removeStrayFiles(in: directory, deliveredSequence: delivered)
 
