@@ -147,18 +147,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     public init(directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true) throws {
         path = directory
         self.durable = durable
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            var isDir: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: directory, isDirectory: &isDir) || !isDir.boolValue {
-                throw StorageError(
-                    code: .permissionDenied,
-                    message: "cannot create LMDB directory \(directory): \(error.localizedDescription); "
-                        + "check that the parent directory exists and is writable by this user",
-                    underlying: error)
-            }
-        }
+        try makeDirectories(directory)
         let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
         registryKey = resolved
         let inserted = openEnvironments.withLock { $0.insert(resolved).inserted }

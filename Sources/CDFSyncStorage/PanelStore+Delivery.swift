@@ -97,14 +97,7 @@ extension PanelStore {
         precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
         deliveryLock.lock()
         defer { deliveryLock.unlock() }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw StorageError(
-                code: .permissionDenied,
-                message: "cannot create delivery directory \(directory): check that its parent exists and is writable",
-                underlying: error)
-        }
+        try makeDirectories(directory)
         var delivered = try deliveredSequence()
         try removeStrayFiles(in: directory, deliveredSequence: delivered)
 
@@ -135,6 +128,7 @@ extension PanelStore {
                 }
                 guard let writer else { break }
                 try writer.finish()
+                try deliveryHook?(.segmentWritten(tempPath))
             } catch {
                 unlink(tempPath)
                 throw error
@@ -149,6 +143,7 @@ extension PanelStore {
                 throw StorageError.system(err, "renaming \(tempPath) to", path: finalPath)
             }
             try fsyncDirectory(directory)
+            try deliveryHook?(.segmentRenamed(info.file))
             let entry = Self.encodeSegment(info)
             let newCursor = last
             try environment.write { txn in
@@ -166,9 +161,24 @@ extension PanelStore {
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
             outcome.files.append(info.file)
+            try deliveryHook?(.segmentCommitted(info.file))
         }
+        try deliveryHook?(.beforeManifest)
         try writeManifest(in: directory, deliveredSequence: delivered)
         return outcome
+    }
+
+    /// Points in ``deliver(to:segmentMaxBytes:)`` where tests inject a crash (a thrown error stops delivery
+    /// exactly there, as a killed process would).
+    enum DeliveryStep: Equatable {
+        /// The temporary segment file is complete and fsynced, not yet renamed.
+        case segmentWritten(String)
+        /// The segment has its final name (directory fsynced); the LMDB commit has not happened.
+        case segmentRenamed(String)
+        /// The LMDB transaction for the segment committed.
+        case segmentCommitted(String)
+        /// All segments are committed; `manifest.json` is not yet rewritten.
+        case beforeManifest
     }
 
     /// Deletes segment files whose first sequence is past the delivered cursor (written by an attempt that

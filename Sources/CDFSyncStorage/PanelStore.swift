@@ -29,6 +29,8 @@ public final class PanelStore: @unchecked Sendable {
 
     let writerLock = NSLock()
     let deliveryLock = NSLock()
+    /// Test hook: called at each step of delivery (set only while no delivery runs).
+    nonisolated(unsafe) var deliveryHook: ((DeliveryStep) throws -> Void)?
     private let scratch: WriterScratch
 
     /// Opens or creates the store in `directory`.

@@ -110,6 +110,11 @@ extension StorageError {
         case ENOENT:
             return StorageError(
                 code: .notFound, message: "\(operation) \(path): no such file or directory", underlying: cause)
+        case ENOTDIR, EEXIST:
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): a path component is a file, not a directory; choose another directory",
+                underlying: cause)
         case ENOSPC:
             return StorageError(
                 code: .io, message: "\(operation) \(path): no space left on device; free space and rerun",

@@ -144,7 +144,7 @@ public final class ZstdDecompressor {
                 do {
                     let written = try output.withUnsafeMutableBytes { out in
                         try zstdCheck(
-                            ZSTD_decompressDCtx(dctx, out.baseAddress! + start, n, bytes.baseAddress, bytes.count),
+                            ZSTD_decompressDCtx(dctx, out.baseAddress.map { $0 + start }, n, bytes.baseAddress, bytes.count),
                             "decompress")
                     }
                     guard written == n else {
@@ -408,6 +408,18 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) thro
         }
         offset += n
     }
+}
+
+/// Creates `path` and its missing parents (like `mkdir -p`), mapping `errno` to ``StorageError``.
+func makeDirectories(_ path: String) throws {
+    var isDir: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+        if isDir.boolValue { return }
+        throw StorageError.system(ENOTDIR, "creating directory", path: path)
+    }
+    let parent = (path as NSString).deletingLastPathComponent
+    if !parent.isEmpty && parent != path { try makeDirectories(parent) }
+    if mkdir(path, 0o755) != 0 && errno != EEXIST { throw StorageError.system(errno, "creating directory", path: path) }
 }
 
 /// fsyncs a directory so that a rename inside it is durable.

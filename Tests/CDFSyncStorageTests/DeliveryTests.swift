@@ -1,0 +1,185 @@
+import Foundation
+import Testing
+
+@testable import CDFSyncStorage
+
+struct InjectedCrash: Error {}
+
+/// Applies the same deterministic history to `store`: inserts, an update, an unchanged replay.
+func applyHistory(_ store: PanelStore, rows: Int = 40) throws {
+    let first = (0..<rows).map { i in
+        PanelStore.Change(externalID: String(format: "ext-%03d", i), commitVersion: 1, record: record("n\(i)", i))
+    }
+    _ = try store.apply(first, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 1))
+    var second = first.prefix(rows / 2).map { PanelStore.Change(externalID: $0.externalID, commitVersion: 2, record: $0.record) }
+    second[3].record = record("changed", 3)
+    _ = try store.apply(second, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 2))
+}
+
+/// Name → bytes of every file in `directory`.
+func directoryContents(_ directory: String) throws -> [String: Data] {
+    var result: [String: Data] = [:]
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+        result[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
+    }
+    return result
+}
+
+@Suite struct DeliveryTests {
+    @Test func segmentsHoldExactlyTheExpectedNDJSONLines() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply(
+                [
+                    .init(externalID: "b\"q", commitVersion: 7, record: bytes(#"{"email":"b@x.io"}"#)),
+                    .init(externalID: "a", commitVersion: 7, record: bytes(#"{"email":"a@x.io"}"#)),
+                ], scope: "c1/s", pipeline: "p", checkpoint: nil)
+            _ = try store.apply(
+                [.init(externalID: "a", commitVersion: 9, record: bytes(#"{"email":"a2@x.io"}"#))],
+                scope: "c1/s", pipeline: "p", checkpoint: nil)
+            let out = dir + "/out"
+            let outcome = try store.deliver(to: out)
+            #expect(outcome == .init(segmentsWritten: 1, recordsDelivered: 3, files: ["changes-000000000001-000000000003.ndjson.zst"]))
+            let lines = try deliveredLines(out, outcome.files)
+            #expect(lines == [
+                #"{"seq":1,"op":"insert","participant_id":1,"scope":"c1/s","external_id":"a","commit_version":7,"record":{"email":"a@x.io"}}"#,
+                #"{"seq":2,"op":"insert","participant_id":2,"scope":"c1/s","external_id":"b\"q","commit_version":7,"record":{"email":"b@x.io"}}"#,
+                #"{"seq":3,"op":"update","participant_id":1,"scope":"c1/s","external_id":"a","commit_version":9,"record":{"email":"a2@x.io"}}"#,
+            ])
+            for line in lines { _ = try jsonObject(line) }  // each line is valid JSON
+            #expect(try store.pendingOutboxCount() == 0)
+            #expect(try store.deliveredSequence() == 3)
+
+            let manifest = try jsonObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")), as: UTF8.self))
+            #expect(manifest["delivered_seq"] as? Int == 3)
+            let segments = try #require(manifest["segments"] as? [[String: Any]])
+            #expect(segments.count == 1)
+            #expect(segments[0]["file"] as? String == outcome.files[0])
+            #expect(segments[0]["first_seq"] as? Int == 1 && segments[0]["last_seq"] as? Int == 3)
+            #expect(segments[0]["records"] as? Int == 3)
+            let rawSize = lines.map { $0.utf8.count + 1 }.reduce(0, +)
+            #expect(segments[0]["bytes_uncompressed"] as? Int == rawSize)
+            let fileSize = try FileManager.default.attributesOfItem(atPath: out + "/" + outcome.files[0])[.size] as? Int
+            #expect(segments[0]["bytes_compressed"] as? Int == fileSize)
+
+            // Nothing pending: no new segment, same files.
+            let before = try directoryContents(out)
+            #expect(try store.deliver(to: out) == .init())
+            #expect(try directoryContents(out) == before)
+            // More changes continue the sequence in a new segment.
+            _ = try store.apply([.init(externalID: "c", commitVersion: 10, record: record("c"))], scope: "c1/s",
+                pipeline: "p", checkpoint: nil)
+            let next = try store.deliver(to: out)
+            #expect(next.files == ["changes-000000000004-000000000004.ndjson.zst"])
+            #expect(try store.deliveredSegments().map(\.file) == outcome.files + next.files)
+        }
+    }
+
+    @Test func segmentsRotateBySize() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store, rows: 40)
+            let pending = try store.pendingOutboxCount()
+            #expect(pending == 41)  // 40 inserts + 1 update; 19 unchanged rows produce nothing
+            let out = dir + "/out"
+            let maxBytes = 1000
+            let outcome = try store.deliver(to: out, segmentMaxBytes: maxBytes)
+            #expect(outcome.recordsDelivered == 41)
+            #expect(outcome.segmentsWritten > 2)
+            #expect(try segmentFiles(out) == outcome.files)
+            let infos = try store.deliveredSegments()
+            #expect(infos.map(\.file) == outcome.files)
+            var expectedFirst: UInt64 = 1
+            for (i, info) in infos.enumerated() {
+                #expect(info.firstSeq == expectedFirst)  // contiguous: no gaps, no overlaps
+                expectedFirst = info.lastSeq + 1
+                let lines = try deliveredLines(out, [info.file])
+                #expect(lines.count == info.records)
+                let size = lines.map { $0.utf8.count + 1 }.reduce(0, +)
+                #expect(size == info.bytesUncompressed)
+                if i < infos.count - 1 {
+                    #expect(size >= maxBytes)  // rotated once the size was reached ...
+                    #expect(size - (lines.last!.utf8.count + 1) < maxBytes)  // ... and not before
+                }
+            }
+            #expect(expectedFirst == 42)
+            let seqs = try deliveredLines(out, outcome.files).map { try jsonObject($0)["seq"] as? Int }
+            #expect(seqs == (1...41).map { $0 })
+        }
+    }
+
+    @Test func leftoversOfACrashedAttemptAreReplaced() throws {
+        try withTemporaryDirectory { dir in
+            // Reference: an uninterrupted delivery.
+            let reference = try PanelStore(directory: dir + "/ref-db")
+            try applyHistory(reference)
+            _ = try reference.deliver(to: dir + "/ref-out", segmentMaxBytes: 1500)
+            let expected = try directoryContents(dir + "/ref-out")
+
+            // A crashed attempt left: a renamed segment never committed (different range, from another size
+            // setting), a half-written temporary file and a temporary manifest.
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try Data("garbage".utf8).write(to: URL(fileURLWithPath: out + "/changes-000000000001-000000000007.ndjson.zst"))
+            try Data([0x28, 0xB5]).write(to: URL(fileURLWithPath: out + "/changes-000000000001.ndjson.zst.tmp"))
+            try Data("{".utf8).write(to: URL(fileURLWithPath: out + "/manifest.json.tmp"))
+            try Data("keep me".utf8).write(to: URL(fileURLWithPath: out + "/README"))
+
+            _ = try store.deliver(to: out, segmentMaxBytes: 1500)
+            var actual = try directoryContents(out)
+            #expect(actual.removeValue(forKey: "README") == Data("keep me".utf8))
+            #expect(actual == expected)
+        }
+    }
+
+    /// Crashes delivery at every step it has, then reruns it, and checks the result is byte-identical to an
+    /// uninterrupted run: no duplicates, no gaps, same manifest.
+    @Test func crashAtAnyStepThenRerunGivesIdenticalOutput() throws {
+        try withTemporaryDirectory { dir in
+            let reference = try PanelStore(directory: dir + "/ref-db")
+            try applyHistory(reference)
+            var steps: [PanelStore.DeliveryStep] = []
+            reference.deliveryHook = { steps.append($0) }
+            _ = try reference.deliver(to: dir + "/ref-out", segmentMaxBytes: 1200)
+            let expected = try directoryContents(dir + "/ref-out")
+            #expect(steps.count > 6)  // several segments, each with three steps, plus the manifest step
+
+            for crashAt in steps.indices {
+                let store = try PanelStore(directory: dir + "/db-\(crashAt)")
+                try applyHistory(store)
+                let out = dir + "/out-\(crashAt)"
+                var seen = 0
+                store.deliveryHook = { _ in
+                    if seen == crashAt { throw InjectedCrash() }
+                    seen += 1
+                }
+                #expect(throws: InjectedCrash.self) { try store.deliver(to: out, segmentMaxBytes: 1200) }
+                store.deliveryHook = nil
+                _ = try store.deliver(to: out, segmentMaxBytes: 1200)
+                #expect(try directoryContents(out) == expected, "crash at step \(crashAt): \(steps[crashAt])")
+                #expect(try store.pendingOutboxCount() == 0)
+                let seqs = try deliveredLines(out, try segmentFiles(out)).map { try jsonObject($0)["seq"] as? Int }
+                #expect(seqs == (1...41).map { $0 })
+            }
+        }
+    }
+
+    @Test func crashAfterCommitBeforeManifestIsRepairedByTheNextDelivery() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            store.deliveryHook = { if $0 == .beforeManifest { throw InjectedCrash() } }
+            #expect(throws: InjectedCrash.self) { try store.deliver(to: out) }
+            #expect(!FileManager.default.fileExists(atPath: out + "/manifest.json"))
+            store.deliveryHook = nil
+            let again = try store.deliver(to: out)
+            #expect(again == .init())  // everything was already committed
+            let manifest = try jsonObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")), as: UTF8.self))
+            #expect((manifest["segments"] as? [Any])?.count == 1)
+            #expect(manifest["delivered_seq"] as? Int == 41)
+        }
+    }
+}

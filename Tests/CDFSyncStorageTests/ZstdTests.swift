@@ -1,0 +1,106 @@
+import Foundation
+import Testing
+
+@testable import CDFSyncStorage
+
+@Suite struct ZstdTests {
+    @Test func oneShotRoundTripRestoresBytes() throws {
+        let input = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 31 >> 3) }
+        let compressed = try Zstd.compress(input)
+        #expect(compressed.count < input.count)
+        #expect(Array(compressed.prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD])  // zstd frame magic
+        #expect(try Zstd.decompress(compressed) == input)
+    }
+
+    @Test func emptyInputRoundTrips() throws {
+        let compressed = try Zstd.compress([UInt8]())
+        #expect(try Zstd.decompress(compressed) == [])
+    }
+
+    @Test func reusedCompressorProducesIndependentFrames() throws {
+        let compressor = try ZstdCompressor(level: 1)
+        let decompressor = try ZstdDecompressor()
+        for i in 0..<50 {
+            let input = record("participant-\(i)", i)
+            let frame = try compressor.compress(input)
+            #expect(try decompressor.decompress(frame) == input)
+        }
+    }
+
+    @Test func concatenatedFramesDecompressToConcatenation() throws {
+        let a = bytes(String(repeating: "alpha ", count: 100))
+        let b = bytes(String(repeating: "beta ", count: 100))
+        let both = try Zstd.compress(a) + Zstd.compress(b)
+        #expect(try Zstd.decompress(both) == a + b)
+    }
+
+    @Test(arguments: [
+        [UInt8](repeating: 0x41, count: 64),  // not a frame at all
+        [0x28, 0xB5, 0x2F, 0xFD, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF],  // magic then garbage
+    ])
+    func corruptInputThrowsCompressionError(_ input: [UInt8]) throws {
+        let error = try #require(throws: StorageError.self) { try Zstd.decompress(input) }
+        #expect(error.code == .compression)
+    }
+
+    @Test func flippedPayloadByteIsDetected() throws {
+        let input = bytes(String(repeating: "the quick brown fox ", count: 500))
+        let file = try withTemporaryDirectory { dir -> [UInt8] in
+            // Frames from the file writer carry a checksum, so a flipped payload byte is detected.
+            let w = try ZstdFileWriter(path: dir + "/x.zst")
+            try w.write(input)
+            try w.finish()
+            return Array(try Data(contentsOf: URL(fileURLWithPath: dir + "/x.zst")))
+        }
+        var damaged = file
+        damaged[damaged.count / 2] ^= 0xFF
+        let error = try #require(throws: StorageError.self) { try Zstd.decompress(damaged) }
+        #expect(error.code == .compression)
+    }
+
+    @Test func truncatedFrameThrows() throws {
+        let input = bytes(String(repeating: "0123456789", count: 1000))
+        let compressed = try Zstd.compress(input)
+        let truncated = Array(compressed.prefix(compressed.count - 5))
+        let error = try #require(throws: StorageError.self) { try Zstd.decompress(truncated) }
+        #expect(error.code == .compression)
+    }
+
+    @Test func fileWriterAndReaderStreamLargeContent() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/lines.ndjson.zst"
+            let writer = try ZstdFileWriter(path: path, level: 3)
+            var expected: [String] = []
+            for i in 0..<20_000 {
+                let line = #"{"i":\#(i),"pad":"\#(String(repeating: "x", count: i % 50))"}"#
+                expected.append(line)
+                try writer.write(bytes(line + "\n"))
+            }
+            try writer.finish()
+            #expect(writer.bytesOut > 0 && writer.bytesOut < writer.bytesIn)
+            let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int
+            #expect(size == writer.bytesOut)
+
+            var lines: [String] = []
+            try ZstdFileReader(path: path).forEachLine { lines.append(String(decoding: $0, as: UTF8.self)) }
+            #expect(lines == expected)
+            // The file is a standard zstd frame: the one-shot decoder reads it too.
+            let whole = try Zstd.decompress(Array(try Data(contentsOf: URL(fileURLWithPath: path))))
+            #expect(whole == bytes(expected.joined(separator: "\n") + "\n"))
+        }
+    }
+
+    @Test func readerReportsTruncatedFileWithItsPath() throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/t.zst"
+            let writer = try ZstdFileWriter(path: path)
+            try writer.write(bytes(String(repeating: "abcdefgh", count: 10_000)))
+            try writer.finish()
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            try data.prefix(data.count - 3).write(to: URL(fileURLWithPath: path))
+            let error = try #require(throws: StorageError.self) { try ZstdFileReader(path: path).readAll() }
+            #expect(error.code == .compression)
+            #expect(error.message.contains(path))
+        }
+    }
+}
