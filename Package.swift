@@ -60,7 +60,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
-        .testTarget(name: "CDFSyncCoreTests", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
+        .testTarget(name: "CDFSyncCoreTests", dependencies: ["CDFSyncCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
         .testTarget(name: "CDFSyncStorageTests", dependencies: ["CDFSyncStorage"], swiftSettings: swiftSettings),
         .testTarget(
             name: "WarehouseSimulatorTests",
