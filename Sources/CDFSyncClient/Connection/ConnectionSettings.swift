@@ -53,12 +53,16 @@ public struct ConnectionSettings: Sendable {
     /// Accepts `host`, `host:port`, `https://host[:port][/]`, and `http://` only for loopback.
     public static func normalizeHost(_ raw: String) throws -> String {
         var text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
-        while text.hasSuffix("/") { text.removeLast() }
-        guard !text.isEmpty else {
+        if !text.contains("://") { text = "https://" + text }
+        if let r = text.range(of: "://") {
+            var rest = text[r.upperBound...]
+            while rest.hasSuffix("/") { rest.removeLast() }
+            text = String(text[..<r.upperBound]) + rest
+        }
+        guard !text.hasSuffix("://") else {
             throw DatabricksError(.configuration, "no workspace host given",
                 remedy: "Pass --host or set DATABRICKS_HOST to the workspace URL, e.g. https://dbc-1234.cloud.databricks.com.")
         }
-        if !text.contains("://") { text = "https://" + text }
         guard let c = URLComponents(string: text), let scheme = c.scheme?.lowercased(), let host = c.host, !host.isEmpty,
             c.path.isEmpty || c.path == "/", c.query == nil
         else {
