@@ -21,6 +21,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // System libraries: a module map plus a shim header each.
@@ -37,7 +39,11 @@ let package = Package(
         // Sync runs: plans, apply, delivery, summaries.
         .target(
             name: "CDFSyncEngine",
-            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient"],
+            dependencies: [
+                "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The Databricks SQL warehouse simulator (library).
