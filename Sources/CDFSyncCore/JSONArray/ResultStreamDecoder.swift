@@ -402,7 +402,9 @@ public struct ResultStreamDecoder: Sendable {
     public mutating func finish() throws -> [UInt8] {
         if let failure { throw failure }
         guard state == .done else {
-            throw fail("truncated JSON", at: bytesConsumed)
+            let e = fail("truncated JSON", at: bytesConsumed)
+            failure = e
+            throw e
         }
         finished = true
         return layout == .envelope ? metadata : []
