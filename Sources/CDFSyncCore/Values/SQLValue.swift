@@ -44,6 +44,7 @@ public enum SQLValue: Sendable, Hashable {
         /// How BINARY text is encoded.
         public var binaryEncoding: BinaryEncoding
 
+        /// Creates options; the default accepts base64 or hex BINARY text.
         public init(binaryEncoding: BinaryEncoding = .automatic) {
             self.binaryEncoding = binaryEncoding
         }
@@ -138,6 +139,7 @@ public struct SQLValueError: Error, Sendable, Hashable, CustomStringConvertible 
     /// Why it was rejected.
     public var reason: String
 
+    /// Creates an error value.
     public init(column: String, typeText: String, text: String, reason: String) {
         self.column = column
         self.typeText = typeText
