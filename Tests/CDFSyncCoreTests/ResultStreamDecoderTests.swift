@@ -256,3 +256,47 @@ struct ResultStreamDecoderErrorTests {
         }
     }
 }
+
+@Suite("ResultStreamDecoder: onRowsBegin")
+struct ResultStreamDecoderRowsBeginTests {
+    @Test func reportsManifestBeforeTheFirstRowAtEverySplit() throws {
+        let text = #"{"statement_id":"s","status":{"state":"SUCCEEDED"},"manifest":{"format":"JSON_ARRAY","schema":{"column_count":1,"columns":[{"name":"id","type_text":"INT","type_name":"INT","position":0}]},"total_chunk_count":1,"total_row_count":2},"result":{"chunk_index":0,"data_array":[["1"],["2"]],"row_count":2}}"#
+        let body = Array(text.utf8)
+        for k in 0...body.count {
+            var decoder = ResultStreamDecoder(layout: .envelope)
+            var events: [String] = []
+            var partial: [UInt8] = []
+            for piece in [body[0..<k], body[k...]] {
+                try piece.withUnsafeBytes { b in
+                    try decoder.feed(b, onRowsBegin: { partial = $0; events.append("begin") },
+                                     onRow: { events.append($0.string(0)!) })
+                }
+            }
+            #expect(events == ["begin", "1", "2"], "split at \(k)")
+            let early = try APIJSON.decode(StatementResponse.self, from: partial)
+            #expect(early.manifest?.schema.columns?.first?.name == "id")
+            #expect(early.result == ResultData(chunkIndex: 0))
+            let full = try APIJSON.decode(StatementResponse.self, from: try decoder.finish())
+            #expect(full.result?.rowCount == 2)
+        }
+    }
+
+    @Test func notCalledWithoutDataArrayOrForBareArrays() throws {
+        for (text, layout) in [(#"{"statement_id":"s","status":{"state":"PENDING"}}"#, ResultStreamDecoder.Layout.envelope),
+                               (#"[["a"]]"#, .bareArray)] {
+            var decoder = ResultStreamDecoder(layout: layout)
+            var calls = 0
+            try Array(text.utf8).withUnsafeBytes { b in
+                try decoder.feed(b, onRowsBegin: { _ in calls += 1 }, onRow: { _ in })
+            }
+            _ = try decoder.finish()
+            #expect(calls == 0)
+        }
+        var chunk = ResultStreamDecoder(layout: .envelope)
+        var partial: [UInt8] = []
+        try Array(#"{"chunk_index":3,"row_offset":10,"data_array":[],"next_chunk_index":4}"#.utf8).withUnsafeBytes { b in
+            try chunk.feed(b, onRowsBegin: { partial = $0 }, onRow: { _ in })
+        }
+        #expect(String(decoding: partial, as: UTF8.self) == #"{"chunk_index":3,"row_offset":10}"#)
+    }
+}

@@ -95,6 +95,26 @@ public struct ResultStreamDecoder: Sendable {
     /// - Throws: ``JSONArrayDecodingError`` for malformed input, or whatever `onRow` throws. Either way the
     ///   decoder cannot be used further.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, onRow: (borrowing RowView) throws -> Void) throws {
+        try feed(bytes, onRowsBegin: { _ in }, onRow: onRow)
+    }
+
+    /// Feeds the next bytes, also reporting the envelope read so far when `data_array` begins.
+    ///
+    /// In a statement response the server sends `statement_id`, `status` and `manifest` before `result`, so
+    /// `onRowsBegin` receives them (as a valid JSON object: everything before `data_array`, with the open objects
+    /// closed) before the first row: decode it as ``StatementResponse`` to learn the schema without buffering
+    /// rows. It is called once per `data_array` found, only for ``Layout/envelope``, and never when the body
+    /// has no `data_array`. ``finish()`` still returns the complete metadata.
+    ///
+    /// - Parameters:
+    ///   - bytes: The next piece of the body.
+    ///   - onRowsBegin: Receives the partial envelope (JSON object bytes) when `data_array`'s `[` is read.
+    ///   - onRow: Receives each completed row; the ``RowView`` is valid only during the call.
+    /// - Throws: ``JSONArrayDecodingError`` for malformed input, or whatever a callback throws.
+    public mutating func feed(
+        _ bytes: UnsafeRawBufferPointer, onRowsBegin: ([UInt8]) throws -> Void,
+        onRow: (borrowing RowView) throws -> Void
+    ) throws {
         if let failure { throw failure }
         if finished {
             throw fail("bytes fed after finish()", at: bytesConsumed)
@@ -381,6 +401,7 @@ public struct ResultStreamDecoder: Sendable {
                     // Envelope states: small, byte at a time.
                     state = try envelopeStep(state, p.load(fromByteOffset: i, as: UInt8.self), at: base + i,
                                              advance: &i)
+                    if state == .arrayStart { try onRowsBegin(partialMetadata()) }
                 }
             }
         } catch {
@@ -430,6 +451,14 @@ public struct ResultStreamDecoder: Sendable {
         let row = RowView(base: UnsafeRawPointer(sb), ends: UnsafePointer(ends), count: fc)
         try onRow(row)
         rowCount &+= 1
+    }
+
+    /// The metadata so far with every open container closed (valid JSON between members).
+    private func partialMetadata() -> [UInt8] {
+        var out = metadata
+        out.reserveCapacity(out.count + containers.count)
+        for c in containers.reversed() { out.append(c.isObject ? 0x7D : 0x5D) }
+        return out
     }
 
     private mutating func endDataArray() -> State {
