@@ -57,6 +57,12 @@ struct ResultStreamDecoderValueTests {
         #expect(d.metadataText == #"{"statement_id":"s","result":{"row_count":2},"x":[1,true,null,{},[]]}"#)
     }
 
+    @Test func envelopeNumbersAndEscapesAreCopiedExactly() throws {
+        let body = #"{"n":[0,-0,12,-3.25,1e5,2E-3,6.02e+23,-0.0],"s":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","k\"ey":1}"#
+        let d = try decode(body)
+        #expect(d.metadataText == body)
+    }
+
     @Test func emptyDataArrayAndMissingDataArray() throws {
         let empty = try decode(#"{"result":{"row_count":0,"data_array":[]}}"#)
         #expect(empty.rows.isEmpty)
@@ -229,6 +235,17 @@ struct ResultStreamDecoderErrorTests {
         ("[[\"a\" \"b\"]]", 6, .bareArray),
         ("[[\"a\",]]", 6, .bareArray),
         ("[[,\"a\"]]", 2, .bareArray),
+        ("{\"a\":01}", 6, .envelope),
+        ("{\"a\":1.}", 7, .envelope),
+        ("{\"a\":-}", 6, .envelope),
+        ("{\"a\":1e}", 7, .envelope),
+        ("{\"a\":1e+}", 8, .envelope),
+        ("{\"a\":\"\\x\"}", 7, .envelope),
+        ("{\"a\\q\":1}", 4, .envelope),
+        ("{\"a\":\"\\ud800\"}", 12, .envelope),
+        ("{\"a\":\"\\udc00\"}", 6, .envelope),
+        ("{\"a\":\"\\u12x4\"}", 10, .envelope),
+        ("{\"a\":\"x\ny\"}", 7, .envelope),
     ])
     func garbage(body: String, offset: Int, layout: ResultStreamDecoder.Layout) {
         let e = decodingError(body, layout: layout)

@@ -66,6 +66,8 @@ public struct ResultStreamDecoder: Sendable {
     private var skippingDataArray = false
     private var nextObjectIsResult = false
     private var literal: [UInt8] = []
+    private var numberPhase: NumberPhase = .start
+    private var envEscapeInKey = false
 
     /// Creates a decoder for one body.
     ///
@@ -521,11 +523,6 @@ public struct ResultStreamDecoder: Sendable {
             metadata.append(c)
             return c == 0x5C ? .keyEscape : .key
 
-        case .keyEscape:
-            i += 1
-            if c < 0x20 { throw fail("unescaped control character 0x\(Self.hex(c)) in a key", at: offset) }
-            metadata.append(c)
-            return .key
 
         case .colon:
             i += 1
@@ -577,6 +574,7 @@ public struct ResultStreamDecoder: Sendable {
                 literal.removeAll(keepingCapacity: true)
                 return .envLiteral
             case 0x2D, 0x30...0x39:
+                numberPhase = .start
                 return .envNumber
             default:
                 throw fail("expected a JSON value, found \(Self.describe(c))", at: offset)
@@ -589,11 +587,59 @@ public struct ResultStreamDecoder: Sendable {
             if c == 0x22 { return .envAfterValue }
             return c == 0x5C ? .envStringEscape : .envString
 
-        case .envStringEscape:
+        case .envStringEscape, .keyEscape:
             i += 1
-            if c < 0x20 { throw fail("unescaped control character 0x\(Self.hex(c)) in a string", at: offset) }
+            let inKey = state == .keyEscape
+            switch c {
+            case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:
+                metadata.append(c)
+                return inKey ? .key : .envString
+            case 0x75:
+                metadata.append(c)
+                hexCount = 0
+                hexValue = 0
+                envEscapeInKey = inKey
+                return .envUnicode
+            default:
+                throw fail("invalid escape '\\\(Self.describe(c))' in a string", at: offset)
+            }
+
+        case .envUnicode:
+            i += 1
+            guard let d = Self.hexDigit(c) else {
+                throw fail("invalid hex digit \(Self.describe(c)) in a \\u escape", at: offset)
+            }
             metadata.append(c)
-            return .envString
+            hexValue = hexValue << 4 | UInt32(d)
+            hexCount += 1
+            if hexCount < 4 { return state }
+            let v = hexValue
+            if highSurrogate != 0 {
+                guard v >= 0xDC00 && v <= 0xDFFF else {
+                    throw fail("lone high surrogate in a \\u escape", at: offset - 5)
+                }
+                highSurrogate = 0
+            } else if v >= 0xD800 && v <= 0xDBFF {
+                highSurrogate = v
+                return .envLowBackslash
+            } else if v >= 0xDC00 && v <= 0xDFFF {
+                throw fail("lone low surrogate in a \\u escape", at: offset - 5)
+            }
+            return envEscapeInKey ? .key : .envString
+
+        case .envLowBackslash:
+            i += 1
+            guard c == 0x5C else { throw fail("lone high surrogate in a \\u escape", at: offset) }
+            metadata.append(c)
+            return .envLowU
+
+        case .envLowU:
+            i += 1
+            guard c == 0x75 else { throw fail("lone high surrogate in a \\u escape", at: offset) }
+            metadata.append(c)
+            hexCount = 0
+            hexValue = 0
+            return .envUnicode
 
         case .envLiteral:
             if c >= 0x61 && c <= 0x7A {
@@ -615,14 +661,28 @@ public struct ResultStreamDecoder: Sendable {
             return .envAfterValue
 
         case .envNumber:
-            switch c {
-            case 0x30...0x39, 0x2B, 0x2D, 0x2E, 0x45, 0x65:
-                i += 1
-                metadata.append(c)
-                return state
-            default:
-                return .envAfterValue  // reprocess this byte
+            // RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+            let isDigit = c >= 0x30 && c <= 0x39
+            let isExp = c == 0x65 || c == 0x45
+            let next: NumberPhase?
+            switch numberPhase {
+            case .start: next = c == 0x2D ? .minus : c == 0x30 ? .zero : isDigit ? .integer : nil
+            case .minus: next = c == 0x30 ? .zero : isDigit ? .integer : nil
+            case .zero: next = c == 0x2E ? .point : isExp ? .exponent : isDigit ? nil : .end
+            case .integer: next = isDigit ? .integer : c == 0x2E ? .point : isExp ? .exponent : .end
+            case .point: next = isDigit ? .fraction : nil
+            case .fraction: next = isDigit ? .fraction : isExp ? .exponent : .end
+            case .exponent: next = c == 0x2B || c == 0x2D ? .exponentSign : isDigit ? .exponentDigits : nil
+            case .exponentSign: next = isDigit ? .exponentDigits : nil
+            case .exponentDigits: next = isDigit ? .exponentDigits : .end
+            case .end: next = .end
             }
+            guard let next else { throw fail("invalid number", at: offset) }
+            if next == .end { return .envAfterValue }  // reprocess this byte
+            i += 1
+            metadata.append(c)
+            numberPhase = next
+            return state
 
         case .envAfterValue:
             i += 1
@@ -751,7 +811,11 @@ extension ResultStreamDecoder {
         // Outer structure.
         case bareStart, done
         case envStart, objectKeyOrEnd, objectKey, key, keyEscape, colon, envValue, arrayValueOrEnd
-        case envString, envStringEscape, envLiteral, envNumber, envAfterValue
+        case envString, envStringEscape, envUnicode, envLowBackslash, envLowU, envLiteral, envNumber, envAfterValue
+    }
+
+    enum NumberPhase: UInt8, Sendable {
+        case start, minus, zero, integer, point, fraction, exponent, exponentSign, exponentDigits, end
     }
 
     struct Container: Sendable {
