@@ -175,7 +175,7 @@ struct ResultStreamDecoderErrorTests {
         let e = decodingError(#"{"data_array":[["a","b"],["c","d"],["e"]]}"#)
         #expect(e?.rowIndex == 2)
         #expect(e?.byteOffset == 39)
-        #expect(e?.reason.hasPrefix("row has 1 values, expected 2") == true)
+        #expect(e?.reason.hasPrefix("row has 1 value, expected 2") == true)
     }
 
     @Test(arguments: [

@@ -441,11 +441,11 @@ public struct ResultStreamDecoder: Sendable {
         onRow: (borrowing RowView) throws -> Void
     ) throws {
         if let expected = expectedColumnCount, fc != expected {
-            throw fail("row has \(fc) values, expected \(expected)", at: offset)
+            throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(expected)", at: offset)
         }
         if let first = bodyColumnCount {
             if fc != first {
-                throw fail("row has \(fc) values, expected \(first) like the first row of this body", at: offset)
+                throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(first) like the first row of this body", at: offset)
             }
         } else {
             bodyColumnCount = fc
