@@ -317,3 +317,38 @@ struct ResultStreamDecoderRowsBeginTests {
         #expect(String(decoding: partial, as: UTF8.self) == #"{"chunk_index":3,"row_offset":10}"#)
     }
 }
+
+@Suite("ResultStreamDecoder: value semantics")
+struct ResultStreamDecoderValueSemanticsTests {
+    /// A copy taken mid-row (scratch half full) continues independently of the original.
+    @Test func copiesAreIndependent() throws {
+        let body = Array(#"{"result":{"data_array":[["first","sec"#.utf8)
+        let rest1 = Array(#"ond"],["x",null]]},"a":1}"#.utf8)
+        let rest2 = Array(#"ONDLONGER_TO_FORCE_GROWTH_\#(String(repeating: "z", count: 10_000))"]]},"b":2}"#.utf8)
+        var original = ResultStreamDecoder(layout: .envelope)
+        var rows1: [[String?]] = []
+        try body.withUnsafeBytes { b in try original.feed(b) { rows1.append($0.strings()) } }
+        var copy = original
+        var rows2 = rows1
+        try rest2.withUnsafeBytes { b in try copy.feed(b) { rows2.append($0.strings()) } }
+        try rest1.withUnsafeBytes { b in try original.feed(b) { rows1.append($0.strings()) } }
+        #expect(rows1 == [["first", "second"], ["x", nil]])
+        #expect(rows2 == [["first", "secONDLONGER_TO_FORCE_GROWTH_" + String(repeating: "z", count: 10_000)]])
+        #expect(String(decoding: try original.finish(), as: UTF8.self) == #"{"result":{},"a":1}"#)
+        #expect(String(decoding: try copy.finish(), as: UTF8.self) == #"{"result":{},"b":2}"#)
+        #expect(original.rowCount == 2 && copy.rowCount == 1)
+    }
+
+    @Test func feedingAfterFinishIsAnError() throws {
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        try Array("[]".utf8).withUnsafeBytes { b in try decoder.feed(b) { _ in } }
+        #expect(try decoder.finish() == [])
+        #expect(throws: JSONArrayDecodingError.self) {
+            try Array(" ".utf8).withUnsafeBytes { b in try decoder.feed(b) { _ in } }
+        }
+        // Empty pieces are fine at any time before finish.
+        var other = ResultStreamDecoder(layout: .bareArray)
+        try other.feed(UnsafeRawBufferPointer(start: nil, count: 0)) { _ in }
+        #expect(other.bytesConsumed == 0)
+    }
+}
