@@ -445,7 +445,8 @@ public struct ResultStreamDecoder: Sendable {
         }
         if let first = bodyColumnCount {
             if fc != first {
-                throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(first) like the first row of this body", at: offset)
+                throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(first) like the first row",
+                           at: offset)
             }
         } else {
             bodyColumnCount = fc
