@@ -120,6 +120,7 @@ final class ChangeCollector: ResultSink {
         summary.updated += outcome.updated
         summary.unchanged += outcome.unchanged
         summary.skippedOlder += outcome.skippedOlder
+        summary.superseded += outcome.superseded
     }
 
     private func process<R: RowAccess & ~Copyable>(_ row: borrowing R) throws {
