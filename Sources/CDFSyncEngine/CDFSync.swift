@@ -41,7 +41,7 @@ public final class CDFSync {
     let store: PanelStore
     public let options: SyncOptions
     /// Progress lines ("read 120000 rows ...").
-    public var onProgress: (String) -> Void = { _ in }
+    public var onProgress: @Sendable (String) -> Void = { _ in }
 
     public init(client: StatementClient, store: PanelStore, options: SyncOptions) {
         self.client = client
@@ -106,40 +106,41 @@ public final class CDFSync {
     }
 
     private func readChanges(from start: Int64, to end: Int64, summary: inout SyncSummary) throws {
-        let sql = SQL.tableChanges(of: options.table, columns: options.columns.map { cols in
-            cols.contains(options.keyColumn) ? cols : [options.keyColumn] + cols
-        }, startVersion: start, endVersion: end)
-        let collector = makeCollector(.changeFeed, summary: summary)
-        let outcome = try client.execute(Statement(sql: sql), sink: collector)
-        try collector.finish(completeThrough: end)
-        summary = collector.summary
-        summary.statementIDs.append(outcome.statementID)
-        summary.bytesReceived += outcome.bytesReceived
+        let sql = SQL.tableChanges(of: options.table, columns: selectedColumns, startVersion: start, endVersion: end)
+        try read(Statement(sql: sql), source: .changeFeed, completeThrough: end, summary: &summary)
     }
 
     private func readSnapshot(at version: Int64, summary: inout SyncSummary) throws {
-        let cols = options.columns.map { $0.contains(options.keyColumn) ? $0 : [options.keyColumn] + $0 }
-        let collector = makeCollector(.snapshot(version: version), summary: summary)
-        let outcome = try client.execute(Statement(sql: SQL.snapshot(of: options.table, columns: cols, version: version)), sink: collector)
-        try collector.finish(completeThrough: version)
-        summary = collector.summary
+        let sql = SQL.snapshot(of: options.table, columns: selectedColumns, version: version)
+        try read(Statement(sql: sql), source: .snapshot(version: version), completeThrough: version, summary: &summary)
         summary.toVersion = version
-        summary.statementIDs.append(outcome.statementID)
-        summary.bytesReceived += outcome.bytesReceived
     }
 
-    private func makeCollector(_ source: ChangeCollector.Source, summary: SyncSummary) -> ChangeCollector {
-        let store = self.store
-        let pipeline = options.pipeline
-        let scope = options.pipeline
-        return ChangeCollector(
+    private var selectedColumns: [String]? {
+        options.columns.map { $0.contains(options.keyColumn) ? $0 : [options.keyColumn] + $0 }
+    }
+
+    /// Streams one statement into the collector (this thread: download and decode) and the writer (its own
+    /// thread: LMDB). On failure the writer still finishes the batches already handed to it — each is complete
+    /// and carries only a checkpoint its rows justify — and the error is rethrown.
+    private func read(_ statement: Statement, source: ChangeCollector.Source, completeThrough: Int64,
+                      summary: inout SyncSummary) throws {
+        let writer = BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
+        let progress = onProgress
+        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let collector = ChangeCollector(
             source: source, keyColumn: options.keyColumn, columns: options.columns, batchSize: options.batchSize,
-            summary: summary
-        ) { [onProgress] changes, completeThrough in
-            let checkpoint = completeThrough.map { PanelStore.Checkpoint(tableVersion: $0) }
-            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
-            onProgress("applied \(changes.count) changes" + (completeThrough.map { " (checkpoint v\($0))" } ?? ""))
-            return outcome
+            summary: summary, writer: writer)
+        do {
+            let outcome = try client.execute(statement, sink: collector)
+            try collector.finish(completeThrough: completeThrough)
+            summary = collector.summary
+            summary.statementIDs.append(outcome.statementID)
+            summary.bytesReceived += outcome.bytesReceived
+        } catch {
+            _ = try? writer.finish()
+            summary = collector.summary
+            throw error
         }
     }
 
