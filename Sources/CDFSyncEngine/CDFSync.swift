@@ -18,6 +18,10 @@ public struct SyncOptions: Sendable {
     public var batchSize = 50_000
     /// At most this many versions per `table_changes` statement; longer ranges are split.
     public var maxVersionsPerStatement: Int64 = 500
+    /// At most about this many change rows per statement (estimated from the history's operation metrics).
+    public var maxRowsPerStatement: Int64 = 5_000_000
+    /// Force INLINE or EXTERNAL_LINKS; nil picks per statement by expected size.
+    public var disposition: Statement.Disposition?
     /// Version to start from when there is no checkpoint (default 0, the table's first version).
     public var startVersion: Int64 = 0
     /// Take a snapshot at the latest version when change data for the range is gone.
@@ -74,22 +78,26 @@ public final class CDFSync {
         try deliver(&summary)
         let latest = try latestVersion()
         summary.latestVersion = latest
-        var next = checkpoint.map { $0 + 1 } ?? options.startVersion
+        let next = checkpoint.map { $0 + 1 } ?? options.startVersion
         guard next <= latest else { return }
 
-        while next <= latest {
-            let end = min(latest, next + options.maxVersionsPerStatement - 1)
+        // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
+        let history = try self.history(limit: min(latest - next + 1, 10_000))
+        var planner = RangePlanner()
+        planner.maxVersionsPerStatement = options.maxVersionsPerStatement
+        planner.maxRowsPerStatement = options.maxRowsPerStatement
+        if let forced = options.disposition { planner.externalLinksThreshold = forced == .inline ? .max : -1 }
+        for range in planner.plan(start: next, end: latest, history: history) {
             do {
-                try readChanges(from: next, to: end, summary: &summary)
+                try readChanges(range, summary: &summary)
             } catch let e as DatabricksError where e.isHistoryLost && options.fallBackToSnapshot {
                 summary.warnings.append(
-                    "change data for v\(next)…v\(end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
+                    "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
                 summary.mode = "snapshot"
                 try readSnapshot(at: latest, summary: &summary)
                 break
             }
-            summary.toVersion = end
-            next = end + 1
+            summary.toVersion = range.end
         }
         try deliver(&summary)
     }
@@ -105,14 +113,24 @@ public final class CDFSync {
         return v
     }
 
-    private func readChanges(from start: Int64, to end: Int64, summary: inout SyncSummary) throws {
-        let sql = SQL.tableChanges(of: options.table, columns: selectedColumns, startVersion: start, endVersion: end)
-        try read(Statement(sql: sql), source: .changeFeed, completeThrough: end, summary: &summary)
+    /// `DESCRIBE HISTORY t LIMIT n`, newest first.
+    func history(limit: Int64) throws -> [HistoryEntry] {
+        let sink = CollectingSink()
+        try client.execute(Statement(sql: "DESCRIBE HISTORY \(options.table.quoted) LIMIT \(max(1, limit))"), sink: sink)
+        return RangePlanner.entries(from: sink)
+    }
+
+    private func readChanges(_ range: PlannedRange, summary: inout SyncSummary) throws {
+        let sql = SQL.tableChanges(of: options.table, columns: selectedColumns, startVersion: range.start, endVersion: range.end)
+        onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
+            + ", \(range.disposition.rawValue))")
+        try read(Statement(sql: sql, disposition: range.disposition), source: .changeFeed, completeThrough: range.end,
+            summary: &summary)
     }
 
     private func readSnapshot(at version: Int64, summary: inout SyncSummary) throws {
         let sql = SQL.snapshot(of: options.table, columns: selectedColumns, version: version)
-        try read(Statement(sql: sql), source: .snapshot(version: version), completeThrough: version, summary: &summary)
+        try read(Statement(sql: sql, disposition: options.disposition ?? .externalLinks), source: .snapshot(version: version), completeThrough: version, summary: &summary)
         summary.toVersion = version
     }
 
