@@ -10,6 +10,13 @@ public struct HistoryEntry: Sendable, Equatable {
     /// `operationMetrics`, e.g. `numOutputRows`, `numTargetRowsUpdated`.
     public var metrics: [String: Int64]
 
+    public init(version: Int64, operation: String, timestamp: String?, metrics: [String: Int64]) {
+        self.version = version
+        self.operation = operation
+        self.timestamp = timestamp
+        self.metrics = metrics
+    }
+
     /// Change-feed rows this commit most likely produced: inserts + 2 × updates (pre- and post-image) + deletes,
     /// from whichever metrics the operation reports. Nil when the metrics say nothing.
     public var estimatedChangeRows: Int64? {
@@ -28,6 +35,13 @@ public struct PlannedRange: Sendable, Equatable {
     public var end: Int64
     public var estimatedRows: Int64?
     public var disposition: Statement.Disposition
+
+    public init(start: Int64, end: Int64, estimatedRows: Int64?, disposition: Statement.Disposition) {
+        self.start = start
+        self.end = end
+        self.estimatedRows = estimatedRows
+        self.disposition = disposition
+    }
 }
 
 /// Splits `[start, end]` into statements bounded by versions and by expected rows, and picks INLINE for small
