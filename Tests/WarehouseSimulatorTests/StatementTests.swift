@@ -230,4 +230,33 @@ import Testing
         #expect((r["status"] as? [String: Any])?["sql_state"] == nil)
         #expect(errorMessage(r)?.contains("SQLSTATE: 42P01") == true)
     }
+
+    @Test func selectWithoutFromReturnsOneRow() throws {
+        let h = try Harness()
+        let r = try h.rows("SELECT 1 AS one, 'x', :p AS p, NULL", params: [["name": "p", "value": "7", "type": "BIGINT"]])
+        #expect(r.columns == ["one", "'x'", "p", "NULL"])
+        #expect(r.rows == [["1", "x", "7", nil]])
+        let types = ((try h.execute("SELECT 1, NULL")["manifest"] as! [String: Any])["schema"] as! [String: Any])["columns"] as! [[String: Any]]
+        #expect(types.map { $0["type_name"] as! String } == ["INT", "NULL"])
+        let bad = try h.execute("SELECT nope")
+        #expect(errorClass(bad) == "UNRESOLVED_COLUMN.WITH_SUGGESTION")
+    }
+
+    @Test func requestLogNeverSeesSecrets() throws {
+        final class Lines: @unchecked Sendable {
+            let lock = NSLock()
+            var lines: [String] = []
+        }
+        let lines = Lines()
+        var config = Simulator.Configuration(rowsPerChunk: 100)
+        config.requestLog = { line in lines.lock.withLock { lines.lines.append(line) } }
+        let h = try Harness(configuration: config)
+        let r = try h.execute("SELECT id FROM main.crm.customers", extra: ["disposition": "EXTERNAL_LINKS"])
+        let u = URL(string: (((r["result"] as! [String: Any])["external_links"] as! [[String: Any]])[0]["external_link"] as! String))!
+        _ = try TestConnection(port: h.port).request("GET", u.path + "?" + u.query!)
+        let all = lines.lock.withLock { lines.lines }
+        #expect(all.count == 2)
+        #expect(all[0].hasPrefix("POST /api/2.0/sql/statements 200 "))
+        #expect(all.allSatisfy { !$0.contains("dapi-test-token") && !$0.contains("Signature") })
+    }
 }
