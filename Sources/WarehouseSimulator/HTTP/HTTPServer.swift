@@ -344,6 +344,11 @@ struct ConnectionReader {
                  l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         func header(_ n: String) -> String? { headers.first { $0.0 == n }?.1 }
+        // libcurl asks before sending a large body.
+        if header("expect")?.lowercased() == "100-continue" {
+            let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+            _ = interim.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
         // Body.
         var body: [UInt8] = []
         if let te = header("transfer-encoding"), te.lowercased().contains("chunked") {
