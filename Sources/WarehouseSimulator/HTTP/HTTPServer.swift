@@ -316,14 +316,14 @@ struct ConnectionReader {
     mutating func readRequest() -> Outcome {
         // Headers.
         var headerEnd: Int?
-        // Relative to `start`: `fill()` may compact the buffer and move `start` back to 0.
-        var searchOffset = 0
+        // How far past `start` has been scanned; relative, because fill() may move the bytes.
+        var scanned = 0
         while true {
-            if let e = find([13, 10, 13, 10], from: start + searchOffset) {
+            if let e = find([13, 10, 13, 10], from: start + scanned) {
                 headerEnd = e
                 break
             }
-            searchOffset = max(0, buffer.count - start - 3)
+            scanned = max(0, buffer.count - start - 3)
             if buffer.count - start > HTTPServer.maxHeader { return .bad(431, "request headers too large") }
             if !fill() { return .closed }
         }
@@ -344,6 +344,11 @@ struct ConnectionReader {
                  l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         func header(_ n: String) -> String? { headers.first { $0.0 == n }?.1 }
+        // libcurl asks before sending a large body.
+        if header("expect")?.lowercased() == "100-continue" {
+            let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+            _ = interim.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
         // Body.
         var body: [UInt8] = []
         if let te = header("transfer-encoding"), te.lowercased().contains("chunked") {
