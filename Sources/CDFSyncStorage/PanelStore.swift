@@ -26,6 +26,9 @@ public final class PanelStore: @unchecked Sendable {
     let segments: Database
     /// zstd level used for panel record values.
     public let recordCompressionLevel: Int32
+    /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
+    /// stored as is, because a zstd frame of a ~100-byte record is larger than the record and costs ~5 µs.
+    public let recordCompressionThreshold: Int
 
     let writerLock = NSLock()
     let deliveryLock = NSLock()
@@ -40,14 +43,17 @@ public final class PanelStore: @unchecked Sendable {
     ///   - durable: `true` syncs every commit; `false` opts in to `MDB_NOSYNC | MDB_NOMETASYNC` (a system crash
     ///     may lose recent commits).
     ///   - mapSize: the maximum size of the data file (address space only).
-    ///   - recordCompressionLevel: zstd level for stored records (1 is fastest; records are small).
+    ///   - recordCompressionLevel: zstd level for stored records.
+    ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
     public init(
-        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1
+        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 3,
+        recordCompressionThreshold: Int = 512
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
         let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
         (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
         self.recordCompressionLevel = recordCompressionLevel
+        self.recordCompressionThreshold = recordCompressionThreshold
         scratch = try WriterScratch(level: recordCompressionLevel)
     }
 
@@ -235,38 +241,41 @@ public final class PanelStore: @unchecked Sendable {
                 let op: String
                 if let existing {
                     pid = existing
-                    let storedState = try txn.withValue(state, key: bytesBE(pid)) { v -> (Int64, UInt64)? in
-                        guard let v, v.count == 16 else { return nil }
-                        return (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+                    var stored: (version: Int64, hash: UInt64)?
+                    try withBE(pid) { k in
+                        try txn.withValue(state, key: k) { v in
+                            if let v, v.count == 16 {
+                                stored = (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+                            }
+                        }
                     }
-                    guard let (storedVersion, storedHash) = storedState else {
+                    guard let stored else {
                         throw StorageError(
                             code: .corrupted,
                             message: "state entry for participant \(pid) in \(directory) is missing or not 16 bytes")
                     }
-                    if change.commitVersion < storedVersion {
+                    if change.commitVersion < stored.version {
                         outcome.skippedOlder += 1
                         continue
                     }
-                    if storedHash == hash {
+                    if stored.hash == hash {
                         outcome.unchanged += 1
-                        if change.commitVersion > storedVersion {
-                            try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
+                        if change.commitVersion > stored.version {
+                            try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: [])
                         }
                         continue
                     }
                     try putPanel(txn, s, pid: pid, record: change.record, flags: [])
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
+                    try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: [])
                     outcome.updated += 1
                     op = "update"
                 } else {
                     pid = nextPID
                     nextPID += 1
-                    try s.key.withUnsafeBytes { k in
-                        try bytesBE(pid).withUnsafeBytes { v in try txn.put(ident, key: k, value: v) }
-                    }
+                    try s.key.withUnsafeBytes { k in try withBE(pid) { v in try txn.put(ident, key: k, value: v) } }
+                    // New ids are greater than every stored id, so these puts append.
                     try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash), flags: .append)
+                    try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: .append)
                     outcome.inserted += 1
                     op = "insert"
                 }
@@ -288,7 +297,9 @@ public final class PanelStore: @unchecked Sendable {
                 s.json.key("record")
                 s.json.raw(change.record)
                 s.json.endObject()
-                try txn.put(outbox, key: bytesBE(outboxSeq), value: s.json.bytes, flags: .append)
+                try withBE(outboxSeq) { k in
+                    try s.json.bytes.withUnsafeBytes { v in try txn.put(outbox, key: k, value: v, flags: .append) }
+                }
             }
             if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
             if outboxSeq != startSeq { try txn.put(meta, key: MetaKey.outboxSequence, value: bytesBE(outboxSeq)) }
@@ -299,18 +310,34 @@ public final class PanelStore: @unchecked Sendable {
         return outcome
     }
 
+    private func putState(_ txn: WriteTransaction, pid: UInt64, version: Int64, hash: UInt64, flags: PutFlags) throws {
+        var value = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
+        try withBE(pid) { k in try withUnsafeBytes(of: &value) { v in try txn.put(state, key: k, value: v, flags: flags) } }
+    }
+
     private func putPanel(_ txn: WriteTransaction, _ s: WriterScratch, pid: UInt64, record: [UInt8], flags: PutFlags)
         throws
     {
-        // Value: identity key length (2 bytes BE), identity key, zstd frame of the record.
+        // Value: identity key length (2 bytes BE), identity key, then the record: its JSON as is (first byte `{`)
+        // when small or incompressible, else a zstd frame (first byte 0x28).
         s.value.removeAll(keepingCapacity: true)
         s.value.append(UInt8(truncatingIfNeeded: s.key.count >> 8))
         s.value.append(UInt8(truncatingIfNeeded: s.key.count))
         s.value.append(contentsOf: s.key)
-        try record.withUnsafeBytes { r in
-            try s.compressor.withCompressed(r) { s.value.append(contentsOf: $0) }
+        if record.count >= recordCompressionThreshold {
+            try record.withUnsafeBytes { r in
+                try s.compressor.withCompressed(r) { compressed in
+                    if compressed.count < r.count {
+                        s.value.append(contentsOf: compressed)
+                    } else {
+                        s.value.append(contentsOf: r)
+                    }
+                }
+            }
+        } else {
+            s.value.append(contentsOf: record)
         }
-        try bytesBE(pid).withUnsafeBytes { k in
+        try withBE(pid) { k in
             try s.value.withUnsafeBytes { v in try txn.put(panel, key: k, value: v, flags: flags) }
         }
     }
@@ -447,9 +474,10 @@ public final class PanelStore: @unchecked Sendable {
         }
         let scope = String(decoding: value[2..<sep], as: UTF8.self)
         let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
+        let stored = UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...])
         let record: [UInt8]
         do {
-            record = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...]))
+            record = stored.first == UInt8(ascii: "{") ? Array(stored) : try decompressor.decompress(stored)
         } catch var error as StorageError {
             error.message += " (record of participant \(pid) in \(directory))"
             throw error
@@ -545,10 +573,11 @@ func loadBE(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
     UInt64(bigEndian: buffer.loadUnaligned(as: UInt64.self))
 }
 
-func stateValue(_ version: Int64, _ hash: UInt64) -> [UInt8] {
-    var out = bytesBE(UInt64(bitPattern: version))
-    out.append(contentsOf: bytesBE(hash))
-    return out
+/// Lends the 8-byte big-endian encoding of `value` without allocating.
+@inline(__always)
+func withBE<R>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    var be = value.bigEndian
+    return try withUnsafeBytes(of: &be, body)
 }
 
 /// memcmp order, shorter first on a common prefix (LMDB's default key order).

@@ -297,4 +297,57 @@ struct StoreSnapshot: Equatable {
             #expect(try store.appendRun(bytes("{}")) == 6)
         }
     }
+
+    /// The stored panel value of `externalID`, after its identity key header.
+    func storedRecordBytes(_ store: PanelStore, _ externalID: String, scope: String = "s") throws -> [UInt8] {
+        let pid = try #require(try store.participantID(externalID: externalID, scope: scope))
+        let value = try #require(try store.environment.read { try $0.get(store.panel, key: bytesBE(pid)) })
+        let keyLength = Int(value[0]) << 8 | Int(value[1])
+        return Array(value[(2 + keyLength)...])
+    }
+
+    @Test func largeRecordsAreStoredCompressedAndSmallOrIncompressibleOnesAsIs() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let small = record("small")
+            let large = bytes(#"{"notes":"\#(String(repeating: "the same words again ", count: 100))"}"#)
+            var generator = SystemRandomNumberGenerator()
+            let noise = (0..<800).map { _ in "0123456789abcdefghijklmnopqrstuvwxyz".randomElement(using: &generator)! }
+            let random = bytes(#"{"noise":"\#(String(noise))"}"#)
+            _ = try store.apply(
+                [
+                    Change(externalID: "small", commitVersion: 1, record: small),
+                    Change(externalID: "large", commitVersion: 1, record: large),
+                    Change(externalID: "random", commitVersion: 1, record: random),
+                ], scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(try storedRecordBytes(store, "small") == small)
+            let stored = try storedRecordBytes(store, "large")
+            #expect(Array(stored.prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD])
+            #expect(stored.count < large.count / 4)
+            #expect(try Zstd.decompress(stored) == large)
+            let storedRandom = try storedRecordBytes(store, "random")
+            #expect(storedRandom.first == UInt8(ascii: "{") || storedRandom.count < random.count)
+            #expect(try store.record(externalID: "large", scope: "s")?.record == large)
+            #expect(try store.record(externalID: "random", scope: "s")?.record == random)
+            var streamed: [[UInt8]] = []
+            try store.forEachRecord(scope: "s") { streamed.append($0.record) }
+            #expect(streamed == [large, random, small])
+        }
+    }
+
+    @Test func damagedCompressedRecordIsReportedNotReturned() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let large = bytes(#"{"notes":"\#(String(repeating: "abc ", count: 400))"}"#)
+            _ = try store.apply([Change(externalID: "x", commitVersion: 1, record: large)], scope: "s", pipeline: "p",
+                checkpoint: nil)
+            let pid = try #require(try store.participantID(externalID: "x", scope: "s"))
+            var value = try #require(try store.environment.read { try $0.get(store.panel, key: bytesBE(pid)) })
+            value.removeLast(6)  // truncate the frame
+            try store.environment.write { try $0.put(store.panel, key: bytesBE(pid), value: value) }
+            let error = try #require(throws: StorageError.self) { try store.record(externalID: "x", scope: "s") }
+            #expect(error.code == .compression)
+            #expect(error.message.contains("participant \(pid)"))
+        }
+    }
 }

@@ -1,0 +1,80 @@
+import Foundation
+import Testing
+
+@testable import CDFSyncStorage
+
+/// Measures apply throughput; runs only when `CDFSYNC_STORAGE_BENCH` is set (it prints, it does not assert on
+/// time). Command (docs/storage.md):
+/// `CDFSYNC_STORAGE_BENCH=1 swift test -c release -Xswiftc -enable-testing --filter ApplyThroughput`
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_BENCH"] != nil))
+struct ApplyThroughputTests {
+    static let rows = Int(ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_BENCH_ROWS"] ?? "") ?? 1_000_000
+    static let batch = 50_000
+
+    static func makeBatch(_ b: Int, version: Int64, tag: String) -> [PanelStore.Change] {
+        (0..<batch).map { i in
+            let n = b * batch + i
+            // ~180-byte records, like a mapped participant row.
+            return PanelStore.Change(
+                externalID: String(format: "ext-%09d", (n &* 7_919) % rows), commitVersion: version,
+                record: Array(
+                    #"{"email":"user\#(n)@example.com","phone":"+4915112345\#(n % 1000)","country":"DE","first_name":"Name\#(n)","consent":true,"tag":"\#(tag)"}"#
+                        .utf8))
+        }
+    }
+
+    func run(durable: Bool) throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir, durable: durable)
+            let batches = Self.rows / Self.batch
+            let inputs = (0..<batches).map { Self.makeBatch($0, version: 1, tag: "a") }
+            let clock = ContinuousClock()
+            var total = PanelStore.ApplyOutcome()
+            let insertTime = try clock.measure {
+                for (b, changes) in inputs.enumerated() {
+                    let o = try store.apply(changes, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: Int64(b)))
+                    total.inserted += o.inserted
+                }
+            }
+            #expect(total.inserted == Self.rows)
+            let replay = try clock.measure {
+                for changes in inputs {
+                    let o = try store.apply(changes, scope: "conn/src", pipeline: "p", checkpoint: nil)
+                    total.unchanged += o.unchanged
+                }
+            }
+            #expect(total.unchanged == Self.rows)
+            let updates = (0..<batches).map { Self.makeBatch($0, version: 2, tag: "b") }
+            let updateTime = try clock.measure {
+                for changes in updates {
+                    let o = try store.apply(changes, scope: "conn/src", pipeline: "p", checkpoint: nil)
+                    total.updated += o.updated
+                }
+            }
+            #expect(total.updated == Self.rows)
+            let out = dir + "-out"
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            var delivered = 0
+            let deliverTime = try clock.measure { delivered = try store.deliver(to: out).recordsDelivered }
+            #expect(delivered == 2 * Self.rows)
+            var scanned = 0
+            let scanTime = try clock.measure { try store.forEachRecord(scope: nil) { _ in scanned += 1 } }
+            #expect(scanned == Self.rows)
+            func rate(_ d: Duration, _ n: Int) -> String {
+                let s = Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+                return String(format: "%.3f s (%.0f k rows/s)", s, Double(n) / s / 1000)
+            }
+            print("""
+                apply bench durable=\(durable) rows=\(Self.rows) batch=\(Self.batch)
+                  insert (new keys):        \(rate(insertTime, Self.rows))
+                  replay (unchanged):       \(rate(replay, Self.rows))
+                  update (changed content): \(rate(updateTime, Self.rows))
+                  deliver \(delivered) lines:     \(rate(deliverTime, delivered))
+                  forEachRecord scan:       \(rate(scanTime, scanned))
+                """)
+        }
+    }
+
+    @Test func nonDurable() throws { try run(durable: false) }
+    @Test func durable() throws { try run(durable: true) }
+}
