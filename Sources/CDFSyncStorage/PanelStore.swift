@@ -179,14 +179,26 @@ public final class PanelStore: @unchecked Sendable {
                     message: "record for an external id in scope \(scope) is not a JSON object")
             }
         }
-        var order = Array(0..<changes.count)
+        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
+        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
+        var sortKeys = [SortKey]()
+        sortKeys.reserveCapacity(changes.count)
         flat.withUnsafeBytes { f in
+            for i in 0..<changes.count {
+                var prefix: UInt64 = 0
+                let start = offsets[i]
+                let n = min(8, offsets[i + 1] - start)
+                for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
+                sortKeys.append(SortKey(prefix: prefix, index: i))
+            }
             func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            order.sort { a, b in
-                let c = compareBytes(id(a), id(b))
-                return c != 0 ? c < 0 : a < b
+            sortKeys.sort { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
+                let c = compareBytes(id(a.index), id(b.index))
+                return c != 0 ? c < 0 : a.index < b.index
             }
         }
+        let order = sortKeys.map(\.index)
         // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
         var winners: [Int] = []
         winners.reserveCapacity(order.count)
@@ -209,6 +221,8 @@ public final class PanelStore: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         let s = scratch
+        var escapedScope: [UInt8] = []
+        JSONWriter.appendEscaped(scope, to: &escapedScope)
         try environment.write { txn in
             var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
             var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
@@ -238,7 +252,7 @@ public final class PanelStore: @unchecked Sendable {
                 }
 
                 let pid: UInt64
-                let op: String
+                let op: OutboxOp
                 if let existing {
                     pid = existing
                     var stored: (version: Int64, hash: UInt64)?
@@ -268,7 +282,7 @@ public final class PanelStore: @unchecked Sendable {
                     try putPanel(txn, s, pid: pid, record: change.record, flags: [])
                     try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: [])
                     outcome.updated += 1
-                    op = "update"
+                    op = .update
                 } else {
                     pid = nextPID
                     nextPID += 1
@@ -277,28 +291,19 @@ public final class PanelStore: @unchecked Sendable {
                     try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
                     try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: .append)
                     outcome.inserted += 1
-                    op = "insert"
+                    op = .insert
                 }
                 outboxSeq += 1
-                s.json.reset()
-                s.json.beginObject()
-                s.json.key("seq")
-                s.json.uint(outboxSeq)
-                s.json.key("op")
-                s.json.string(op)
-                s.json.key("participant_id")
-                s.json.uint(pid)
-                s.json.key("scope")
-                s.json.string(scope)
-                s.json.key("external_id")
-                s.json.string(change.externalID)
-                s.json.key("commit_version")
-                s.json.int(change.commitVersion)
-                s.json.key("record")
-                s.json.raw(change.record)
-                s.json.endObject()
+                s.line.removeAll(keepingCapacity: true)
+                flat.withUnsafeBytes { f in
+                    appendOutboxLine(
+                        into: &s.line, seq: outboxSeq, insert: op == .insert, participantID: pid,
+                        escapedScope: escapedScope,
+                        externalID: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]),
+                        commitVersion: change.commitVersion, record: change.record)
+                }
                 try withBE(outboxSeq) { k in
-                    try s.json.bytes.withUnsafeBytes { v in try txn.put(outbox, key: k, value: v, flags: .append) }
+                    try s.line.withUnsafeBytes { v in try txn.put(outbox, key: k, value: v, flags: .append) }
                 }
             }
             if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
@@ -535,12 +540,75 @@ final class WriterScratch {
     let compressor: ZstdCompressor
     var key: [UInt8] = []
     var value: [UInt8] = []
-    var json = JSONWriter(reservingCapacity: 1024)
+    var line: [UInt8] = []
 
     init(level: Int32) throws {
         compressor = try ZstdCompressor(level: level)
         key.reserveCapacity(512)
         value.reserveCapacity(1024)
+        line.reserveCapacity(1024)
+    }
+}
+
+struct SortKey {
+    var prefix: UInt64
+    var index: Int
+}
+
+enum OutboxOp { case insert, update }
+
+/// Appends one outbox line (no newline):
+/// `{"seq":N,"op":"insert"|"update","participant_id":P,"scope":"...","external_id":"...","commit_version":V,"record":{...}}`.
+///
+/// Byte-for-byte what `JSONWriter` produces for that object (strings escaped with `JSONWriter.appendEscaped`),
+/// without its per-key escaping and integer-to-String allocations.
+func appendOutboxLine(
+    into out: inout [UInt8], seq: UInt64, insert: Bool, participantID: UInt64, escapedScope: [UInt8],
+    externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: [UInt8]
+) {
+    out.append(contentsOf: OutboxLiterals.seq)
+    appendDecimal(seq, to: &out)
+    out.append(contentsOf: insert ? OutboxLiterals.opInsert : OutboxLiterals.opUpdate)
+    appendDecimal(participantID, to: &out)
+    out.append(contentsOf: OutboxLiterals.scope)
+    out.append(contentsOf: escapedScope)
+    out.append(contentsOf: OutboxLiterals.externalID)
+    JSONWriter.appendEscaped(utf8: externalID, to: &out)
+    out.append(contentsOf: OutboxLiterals.commitVersion)
+    if commitVersion < 0 {
+        out.append(UInt8(ascii: "-"))
+        appendDecimal(commitVersion.magnitude, to: &out)
+    } else {
+        appendDecimal(UInt64(commitVersion), to: &out)
+    }
+    out.append(contentsOf: OutboxLiterals.record)
+    out.append(contentsOf: record)
+    out.append(UInt8(ascii: "}"))
+}
+
+enum OutboxLiterals {
+    static let seq = Array(#"{"seq":"#.utf8)
+    static let opInsert = Array(#","op":"insert","participant_id":"#.utf8)
+    static let opUpdate = Array(#","op":"update","participant_id":"#.utf8)
+    static let scope = Array(#","scope":"#.utf8)
+    static let externalID = Array(#","external_id":"#.utf8)
+    static let commitVersion = Array(#","commit_version":"#.utf8)
+    static let record = Array(#","record":"#.utf8)
+}
+
+/// Appends the decimal digits of `value`.
+@inline(__always)
+func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack
+    withUnsafeMutableBytes(of: &digits) { buf in
+        var v = value
+        var i = 24
+        repeat {
+            i -= 1
+            buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
+            v /= 10
+        } while v != 0
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<24]))
     }
 }
 
