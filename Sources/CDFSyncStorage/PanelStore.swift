@@ -223,87 +223,151 @@ public final class PanelStore: @unchecked Sendable {
         let s = scratch
         var escapedScope: [UInt8] = []
         JSONWriter.appendEscaped(scope, to: &escapedScope)
+        // Hot loop state lives in locals (no class-property access or retain/release per row); the scratch
+        // buffers are swapped out and back so their capacity is reused across batches.
+        var key: [UInt8] = []
+        var value: [UInt8] = []
+        var line: [UInt8] = []
+        swap(&key, &s.key)
+        swap(&value, &s.value)
+        swap(&line, &s.line)
+        defer {
+            swap(&key, &s.key)
+            swap(&value, &s.value)
+            swap(&line, &s.line)
+        }
+        let compressor = s.compressor
+        let threshold = recordCompressionThreshold
+        let (identDBI, panelDBI, stateDBI, outboxDBI) = (ident.dbi, panel.dbi, state.dbi, outbox.dbi)
+        let path = directory
+
         try environment.write { txn in
             var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
             var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
             let startPID = nextPID
             let startSeq = outboxSeq
             let t = txn.handle.pointer
-            for index in winners {
-                let change = changes[index]
-                // Identity key: scope 0x00 external id.
-                s.key.removeAll(keepingCapacity: true)
-                s.key.append(contentsOf: scopeBytes)
-                s.key.append(0)
-                s.key.append(contentsOf: flat[offsets[index]..<offsets[index + 1]])
-                let hash = StableHash.hash(change.record)
-                var existing: UInt64?
-                var rc: Int32 = 0
-                s.key.withUnsafeBytes { k in
-                    withVal(k) { key in
-                        var value = MDB_val()
-                        rc = mdb_get(t, ident.dbi, &key, &value)
-                        if rc == 0, value.mv_size == 8 { existing = loadBE(value.buffer) }
-                    }
-                }
-                if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "get from ident", path: directory) }
-                if rc == 0 && existing == nil {
-                    throw StorageError(code: .corrupted, message: "ident entry in \(directory) is not 8 bytes")
-                }
 
-                let pid: UInt64
-                let op: OutboxOp
-                if let existing {
-                    pid = existing
-                    var stored: (version: Int64, hash: UInt64)?
-                    try withBE(pid) { k in
-                        try txn.withValue(state, key: k) { v in
-                            if let v, v.count == 16 {
-                                stored = (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
-                            }
-                        }
+            @inline(__always) func put(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer,
+                _ flags: UInt32, _ what: StaticString) throws
+            {
+                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                let rc = mdb_put(t, dbi, &kv, &vv, flags)
+                if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
+            }
+            @inline(__always) func putBE(_ dbi: MDB_dbi, _ k: UInt64, _ v: UnsafeRawBufferPointer, _ flags: UInt32,
+                _ what: StaticString) throws
+            {
+                var be = k.bigEndian
+                try withUnsafeBytes(of: &be) { try put(dbi, $0, v, flags, what) }
+            }
+            @inline(__always) func putState(_ pid: UInt64, _ version: Int64, _ hash: UInt64, _ flags: UInt32) throws {
+                var v = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
+                try withUnsafeBytes(of: &v) { try putBE(stateDBI, pid, $0, flags, "state") }
+            }
+            /// Panel value: identity key length (2 bytes BE), identity key, then the record: its JSON as is
+            /// (first byte `{`) when small or incompressible, else a zstd frame (first byte 0x28).
+            func putPanel(_ pid: UInt64, _ record: UnsafeRawBufferPointer, _ flags: UInt32) throws {
+                value.removeAll(keepingCapacity: true)
+                value.append(UInt8(truncatingIfNeeded: key.count >> 8))
+                value.append(UInt8(truncatingIfNeeded: key.count))
+                value.append(contentsOf: key)
+                if record.count >= threshold {
+                    try compressor.withCompressed(record) { compressed in
+                        value.append(contentsOf: compressed.count < record.count ? compressed : record)
                     }
-                    guard let stored else {
-                        throw StorageError(
-                            code: .corrupted,
-                            message: "state entry for participant \(pid) in \(directory) is missing or not 16 bytes")
-                    }
-                    if change.commitVersion < stored.version {
-                        outcome.skippedOlder += 1
-                        continue
-                    }
-                    if stored.hash == hash {
-                        outcome.unchanged += 1
-                        if change.commitVersion > stored.version {
-                            try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: [])
-                        }
-                        continue
-                    }
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: [])
-                    try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: [])
-                    outcome.updated += 1
-                    op = .update
                 } else {
-                    pid = nextPID
-                    nextPID += 1
-                    try s.key.withUnsafeBytes { k in try withBE(pid) { v in try txn.put(ident, key: k, value: v) } }
-                    // New ids are greater than every stored id, so these puts append.
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
-                    try putState(txn, pid: pid, version: change.commitVersion, hash: hash, flags: .append)
-                    outcome.inserted += 1
-                    op = .insert
+                    value.append(contentsOf: record)
                 }
-                outboxSeq += 1
-                s.line.removeAll(keepingCapacity: true)
-                flat.withUnsafeBytes { f in
-                    appendOutboxLine(
-                        into: &s.line, seq: outboxSeq, insert: op == .insert, participantID: pid,
-                        escapedScope: escapedScope,
-                        externalID: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]),
-                        commitVersion: change.commitVersion, record: change.record)
-                }
-                try withBE(outboxSeq) { k in
-                    try s.line.withUnsafeBytes { v in try txn.put(outbox, key: k, value: v, flags: .append) }
+                try value.withUnsafeBytes { try putBE(panelDBI, pid, $0, flags, "panel") }
+            }
+
+            let append = UInt32(MDB_APPEND)
+            try flat.withUnsafeBytes { f in
+                try changes.withUnsafeBufferPointer { cs in
+                    for index in winners {
+                        let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
+                        let version = cs[index].commitVersion
+                        // Identity key: scope 0x00 external id.
+                        key.removeAll(keepingCapacity: true)
+                        key.append(contentsOf: scopeBytes)
+                        key.append(0)
+                        key.append(contentsOf: externalID)
+                        try cs[index].record.withUnsafeBytes { record in
+                            var hasher = StableHash()
+                            hasher.combine(record)
+                            let hash = hasher.value
+                            var existing: UInt64?
+                            var rc: Int32 = 0
+                            key.withUnsafeBytes { k in
+                                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                                var vv = MDB_val()
+                                rc = mdb_get(t, identDBI, &kv, &vv)
+                                if rc == 0, vv.mv_size == 8 { existing = loadBE(vv.buffer) }
+                            }
+                            if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "get from ident", path: path) }
+                            if rc == 0 && existing == nil {
+                                throw StorageError(code: .corrupted, message: "ident entry in \(path) is not 8 bytes")
+                            }
+
+                            let pid: UInt64
+                            let insert: Bool
+                            if let existing {
+                                pid = existing
+                                var stored: (version: Int64, hash: UInt64)?
+                                var be = pid.bigEndian
+                                rc = withUnsafeMutableBytes(of: &be) { k in
+                                    var kv = MDB_val(mv_size: 8, mv_data: k.baseAddress)
+                                    var vv = MDB_val()
+                                    let rc = mdb_get(t, stateDBI, &kv, &vv)
+                                    if rc == 0, vv.mv_size == 16 {
+                                        let v = vv.buffer
+                                        stored = (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+                                    }
+                                    return rc
+                                }
+                                if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "get from state", path: path) }
+                                guard let stored else {
+                                    throw StorageError(
+                                        code: .corrupted,
+                                        message: "state entry for participant \(pid) in \(path) is missing or not 16 bytes")
+                                }
+                                if version < stored.version {
+                                    outcome.skippedOlder += 1
+                                    return
+                                }
+                                if stored.hash == hash {
+                                    outcome.unchanged += 1
+                                    if version > stored.version { try putState(pid, version, hash, 0) }
+                                    return
+                                }
+                                try putPanel(pid, record, 0)
+                                try putState(pid, version, hash, 0)
+                                outcome.updated += 1
+                                insert = false
+                            } else {
+                                pid = nextPID
+                                nextPID += 1
+                                var be = pid.bigEndian
+                                try key.withUnsafeBytes { k in
+                                    try withUnsafeBytes(of: &be) { v in try put(identDBI, k, v, 0, "ident") }
+                                }
+                                // New ids are greater than every stored id, so these puts append.
+                                try putPanel(pid, record, append)
+                                try putState(pid, version, hash, append)
+                                outcome.inserted += 1
+                                insert = true
+                            }
+                            outboxSeq += 1
+                            line.removeAll(keepingCapacity: true)
+                            appendOutboxLine(
+                                into: &line, seq: outboxSeq, insert: insert, participantID: pid,
+                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
+                                record: record)
+                            try line.withUnsafeBytes { try putBE(outboxDBI, outboxSeq, $0, append, "outbox") }
+                        }
+                    }
                 }
             }
             if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
@@ -313,38 +377,6 @@ public final class PanelStore: @unchecked Sendable {
             }
         }
         return outcome
-    }
-
-    private func putState(_ txn: WriteTransaction, pid: UInt64, version: Int64, hash: UInt64, flags: PutFlags) throws {
-        var value = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
-        try withBE(pid) { k in try withUnsafeBytes(of: &value) { v in try txn.put(state, key: k, value: v, flags: flags) } }
-    }
-
-    private func putPanel(_ txn: WriteTransaction, _ s: WriterScratch, pid: UInt64, record: [UInt8], flags: PutFlags)
-        throws
-    {
-        // Value: identity key length (2 bytes BE), identity key, then the record: its JSON as is (first byte `{`)
-        // when small or incompressible, else a zstd frame (first byte 0x28).
-        s.value.removeAll(keepingCapacity: true)
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count >> 8))
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count))
-        s.value.append(contentsOf: s.key)
-        if record.count >= recordCompressionThreshold {
-            try record.withUnsafeBytes { r in
-                try s.compressor.withCompressed(r) { compressed in
-                    if compressed.count < r.count {
-                        s.value.append(contentsOf: compressed)
-                    } else {
-                        s.value.append(contentsOf: r)
-                    }
-                }
-            }
-        } else {
-            s.value.append(contentsOf: record)
-        }
-        try withBE(pid) { k in
-            try s.value.withUnsafeBytes { v in try txn.put(panel, key: k, value: v, flags: flags) }
-        }
     }
 
     // MARK: Checkpoints
@@ -564,7 +596,7 @@ enum OutboxOp { case insert, update }
 /// without its per-key escaping and integer-to-String allocations.
 func appendOutboxLine(
     into out: inout [UInt8], seq: UInt64, insert: Bool, participantID: UInt64, escapedScope: [UInt8],
-    externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: [UInt8]
+    externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer
 ) {
     out.append(contentsOf: OutboxLiterals.seq)
     appendDecimal(seq, to: &out)

@@ -37,9 +37,11 @@ import Testing
         JSONWriter.appendEscaped(scope, to: &escapedScope)
         var line: [UInt8] = []
         Array(externalID.utf8).withUnsafeBytes { ext in
-            appendOutboxLine(
-                into: &line, seq: seq, insert: insert, participantID: pid, escapedScope: escapedScope,
-                externalID: ext, commitVersion: version, record: record)
+            record.withUnsafeBytes { rec in
+                appendOutboxLine(
+                    into: &line, seq: seq, insert: insert, participantID: pid, escapedScope: escapedScope,
+                    externalID: ext, commitVersion: version, record: rec)
+            }
         }
         #expect(String(decoding: line, as: UTF8.self) == String(decoding: writer.bytes, as: UTF8.self))
     }
