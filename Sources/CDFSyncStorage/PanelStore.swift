@@ -268,7 +268,9 @@ public final class PanelStore: @unchecked Sendable {
             }
             /// Panel value: identity key length (2 bytes BE), identity key, then the record: its JSON as is
             /// (first byte `{`) when small or incompressible, else a zstd frame (first byte 0x28).
-            func putPanel(_ pid: UInt64, _ record: UnsafeRawBufferPointer, _ flags: UInt32) throws {
+            func putPanel(
+                _ pid: UInt64, _ record: UnsafeRawBufferPointer, _ flags: UInt32, _ key: [UInt8], _ value: inout [UInt8]
+            ) throws {
                 value.removeAll(keepingCapacity: true)
                 value.append(UInt8(truncatingIfNeeded: key.count >> 8))
                 value.append(UInt8(truncatingIfNeeded: key.count))
@@ -342,7 +344,7 @@ public final class PanelStore: @unchecked Sendable {
                                     if version > stored.version { try putState(pid, version, hash, 0) }
                                     return
                                 }
-                                try putPanel(pid, record, 0)
+                                try putPanel(pid, record, 0, key, &value)
                                 try putState(pid, version, hash, 0)
                                 outcome.updated += 1
                                 insert = false
@@ -354,7 +356,7 @@ public final class PanelStore: @unchecked Sendable {
                                     try withUnsafeBytes(of: &be) { v in try put(identDBI, k, v, 0, "ident") }
                                 }
                                 // New ids are greater than every stored id, so these puts append.
-                                try putPanel(pid, record, append)
+                                try putPanel(pid, record, append, key, &value)
                                 try putState(pid, version, hash, append)
                                 outcome.inserted += 1
                                 insert = true
@@ -690,3 +692,4 @@ func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> I
     }
     return a.count - b.count
 }
+

@@ -25,6 +25,9 @@ struct ThreadCPUClock {
 struct ApplyThroughputTests {
     static let rows = Int(ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_BENCH_ROWS"] ?? "") ?? 1_000_000
     static let batch = 50_000
+    /// `CDFSYNC_STORAGE_BENCH_KEYS=sequential`: batch b holds keys b*50k ..< (b+1)*50k (ident appends too);
+    /// default: every batch's keys are spread over the whole key space (a permutation), the harder case.
+    static let sequentialKeys = ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_BENCH_KEYS"] == "sequential"
 
     /// "ext-" and 9 digits, built natively (String(format:) yields bridged strings that are slow to read).
     static func padded(_ n: Int) -> String {
@@ -37,7 +40,7 @@ struct ApplyThroughputTests {
             let n = b * batch + i
             // ~180-byte records, like a mapped participant row.
             return PanelStore.Change(
-                externalID: padded((n &* 7_919) % rows), commitVersion: version,
+                externalID: padded(sequentialKeys ? n : (n &* 7_919) % rows), commitVersion: version,
                 record: Array(
                     #"{"email":"user\#(n)@example.com","phone":"+4915112345\#(n % 1000)","country":"DE","first_name":"Name\#(n)","consent":true,"tag":"\#(tag)"}"#
                         .utf8))
@@ -89,7 +92,7 @@ struct ApplyThroughputTests {
                 String(format: "wall %.3f s, thread CPU %.3f s (%.0f k rows/s of CPU)", d.wall, d.cpu, Double(n) / d.cpu / 1000)
             }
             print("""
-                apply bench durable=\(durable) rows=\(Self.rows) batch=\(Self.batch)
+                apply bench durable=\(durable) rows=\(Self.rows) batch=\(Self.batch) keys=\(Self.sequentialKeys ? "sequential" : "spread")
                   insert (new keys):        \(rate(insertTime, Self.rows))
                   replay (unchanged):       \(rate(replay, Self.rows))
                   update (changed content): \(rate(updateTime, Self.rows))
