@@ -274,3 +274,6 @@ extension PanelStore {
         }
     }
 }
+
+/// The result of ``PanelStore/deliver(to:segmentMaxBytes:)`` (also reachable as `PanelStore.DeliveryOutcome`).
+public typealias DeliveryOutcome = PanelStore.DeliveryOutcome
