@@ -144,10 +144,20 @@ public final class PanelStore: @unchecked Sendable {
     /// unchanged (no outbox entry, stored version moved forward) when its content hash is equal, and otherwise
     /// updated with an `update` outbox entry.
     ///
-    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint) is
-    ///   written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit or a record
-    ///   that is not a JSON object; `.mapFull` when the map is full.
-    public func apply(_ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?) throws
+    /// - Parameters:
+    ///   - changes: the rows, in any order.
+    ///   - scope: the identity scope (connection + source); must not contain NUL.
+    ///   - pipeline: whose checkpoint `checkpoint` is.
+    ///   - checkpoint: written in the same transaction when not `nil`.
+    ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
+    ///     transaction, so the audit counters never disagree with the panel.
+    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
+    ///   record) is written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit
+    ///   or a record that is not a JSON object; `.notFound` for an unknown run id; `.mapFull` when the map is full.
+    public func apply(
+        _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
+        run: (id: UInt64, json: [UInt8])? = nil
+    ) throws
         -> ApplyOutcome
     {
         let scopeBytes = Array(scope.utf8)
@@ -377,6 +387,7 @@ public final class PanelStore: @unchecked Sendable {
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
+            if let run { try replaceRun(txn, id: run.id, json: run.json) }
         }
         return outcome
     }
@@ -540,12 +551,14 @@ public final class PanelStore: @unchecked Sendable {
     ///
     /// - Throws: `.notFound` when there is no such run.
     public func updateRun(id: UInt64, json: [UInt8]) throws {
-        try environment.write { txn in
-            guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
-                throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
-            }
-            try txn.put(runsDB, key: bytesBE(id), value: json)
+        try environment.write { txn in try replaceRun(txn, id: id, json: json) }
+    }
+
+    private func replaceRun(_ txn: WriteTransaction, id: UInt64, json: [UInt8]) throws {
+        guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
+            throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
         }
+        try txn.put(runsDB, key: bytesBE(id), value: json)
     }
 
     /// Up to `limit` run records, newest first.

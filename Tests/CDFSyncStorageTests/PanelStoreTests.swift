@@ -282,6 +282,25 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    @Test func applyUpdatesTheRunRecordInTheSameTransaction() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let id = try store.appendRun(bytes(#"{"status":"running","inserted":0}"#))
+            _ = try store.apply([Change(externalID: "a", commitVersion: 1, record: record("a"))], scope: "s",
+                pipeline: "p", checkpoint: .init(tableVersion: 1), run: (id, bytes(#"{"status":"running","inserted":1}"#)))
+            #expect(try store.run(id: id) == bytes(#"{"status":"running","inserted":1}"#))
+            // An unknown run id fails the whole batch: no record, no checkpoint move.
+            let error = try #require(throws: StorageError.self) {
+                try store.apply([Change(externalID: "b", commitVersion: 2, record: record("b"))], scope: "s",
+                    pipeline: "p", checkpoint: .init(tableVersion: 2), run: (id + 1, bytes("{}")))
+            }
+            #expect(error.code == .notFound)
+            #expect(try store.record(externalID: "b", scope: "s") == nil)
+            #expect(try store.checkpoint(pipeline: "p")?.tableVersion == 1)
+            #expect(try store.pendingOutboxCount() == 1)
+        }
+    }
+
     @Test func runRecordsAreNewestFirst() throws {
         try withTemporaryDirectory { dir in
             do {
