@@ -1,6 +1,5 @@
 internal import CLMDB
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -111,8 +110,17 @@ func check(_ rc: Int32, _ operation: @autoclosure () -> String, path: String) th
 // MARK: - Environment
 
 /// Directories whose environment is open in this process; LMDB must not open one environment twice per process
-/// (closing the second handle would release the first one's locks).
-private let openEnvironments = Mutex<Set<String>>([])
+/// (closing the second handle would release the first one's locks). Guarded by `openEnvironmentsLock` (an NSLock,
+/// i.e. a pthread mutex, which ThreadSanitizer understands; `Synchronization.Mutex` uses raw futexes on Linux
+/// and is reported as a race by TSan).
+nonisolated(unsafe) private var openEnvironmentSet = Set<String>()
+private let openEnvironmentsLock = NSLock()
+
+private func withOpenEnvironments<R>(_ body: (inout Set<String>) -> R) -> R {
+    openEnvironmentsLock.lock()
+    defer { openEnvironmentsLock.unlock() }
+    return body(&openEnvironmentSet)
+}
 
 /// One LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
 ///
@@ -150,7 +158,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         try makeDirectories(directory)
         let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
         registryKey = resolved
-        let inserted = openEnvironments.withLock { $0.insert(resolved).inserted }
+        let inserted = withOpenEnvironments { $0.insert(resolved).inserted }
         guard inserted else {
             throw StorageError(
                 code: .alreadyOpen,
@@ -160,7 +168,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         var handle: OpaquePointer?
         var rc = mdb_env_create(&handle)
         guard rc == 0, let handle else {
-            openEnvironments.withLock { _ = $0.remove(resolved) }
+            withOpenEnvironments { _ = $0.remove(resolved) }
             throw StorageError.lmdb(rc, "mdb_env_create", path: directory)
         }
         rc = mdb_env_set_mapsize(handle, mapSize)
@@ -172,7 +180,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
         guard rc == 0 else {
             mdb_env_close(handle)
-            openEnvironments.withLock { _ = $0.remove(resolved) }
+            withOpenEnvironments { _ = $0.remove(resolved) }
             throw StorageError.lmdb(rc, "opening the environment", path: directory)
         }
         env = handle
@@ -180,7 +188,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(env)
-        openEnvironments.withLock { _ = $0.remove(registryKey) }
+        withOpenEnvironments { _ = $0.remove(registryKey) }
     }
 
     /// The largest key LMDB accepts in this environment (511 bytes by default).

@@ -1,6 +1,5 @@
 import Dispatch
 import Foundation
-import Synchronization
 import Testing
 
 @testable import CDFSyncStorage
@@ -9,7 +8,7 @@ import Testing
     @Test func concurrentAppliesFromSeveralThreadsGetUniqueContiguousIDs() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir, durable: false)
-            let failures = Mutex<[String]>([])
+            let failures = Failures()
             DispatchQueue.concurrentPerform(iterations: 4) { worker in
                 do {
                     for batch in 0..<10 {
@@ -19,13 +18,13 @@ import Testing
                         }
                         let outcome = try store.apply(changes, scope: "scope-\(worker % 2)", pipeline: "p\(worker)",
                             checkpoint: .init(tableVersion: Int64(batch)))
-                        if outcome.inserted != 200 { failures.withLock { $0.append("inserted \(outcome.inserted)") } }
+                        if outcome.inserted != 200 { failures.append("inserted \(outcome.inserted)") }
                     }
                 } catch {
-                    failures.withLock { $0.append("\(error)") }
+                    failures.append("\(error)")
                 }
             }
-            #expect(failures.withLock { $0 } == [])
+            #expect(failures.all == [])
             var ids: [UInt64] = []
             try store.forEachRecord(scope: nil) { ids.append($0.participantID) }
             #expect(ids == Array(1...8000))
@@ -38,7 +37,7 @@ import Testing
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir + "/db", durable: false)
             let out = dir + "/out"
-            let failures = Mutex<[String]>([])
+            let failures = Failures()
             DispatchQueue.concurrentPerform(iterations: 2) { role in
                 do {
                     if role == 0 {
@@ -54,10 +53,10 @@ import Testing
                         for _ in 0..<30 { _ = try store.deliver(to: out, segmentMaxBytes: 4096) }
                     }
                 } catch {
-                    failures.withLock { $0.append("\(error)") }
+                    failures.append("\(error)")
                 }
             }
-            #expect(failures.withLock { $0 } == [])
+            #expect(failures.all == [])
             _ = try store.deliver(to: out, segmentMaxBytes: 4096)
             #expect(try store.pendingOutboxCount() == 0)
             let lastSeq = try store.deliveredSequence()
@@ -65,5 +64,22 @@ import Testing
             #expect(seqs == (1...Int(lastSeq)).map { $0 })
             #expect(lastSeq == 30 * 100)  // every row is an insert or a changed update
         }
+    }
+}
+
+/// Messages collected from worker threads (NSLock: visible to ThreadSanitizer).
+final class Failures: @unchecked Sendable {
+    // @unchecked Sendable: `messages` is only touched while `lock` is held.
+    private let lock = NSLock()
+    private var messages: [String] = []
+    func append(_ message: String) {
+        lock.lock()
+        messages.append(message)
+        lock.unlock()
+    }
+    var all: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return messages
     }
 }
