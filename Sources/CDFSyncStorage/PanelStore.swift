@@ -310,17 +310,27 @@ public final class PanelStore: @unchecked Sendable {
                             var hasher = StableHash()
                             hasher.combine(record)
                             let hash = hasher.value
+                            // One descent both probes and inserts: put the next id with MDB_NOOVERWRITE; when the
+                            // key exists LMDB returns MDB_KEYEXIST, writes nothing and hands back the stored id.
                             var existing: UInt64?
+                            var candidate = nextPID.bigEndian
                             var rc: Int32 = 0
+                            var storedSize = 0
                             key.withUnsafeBytes { k in
-                                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                                var vv = MDB_val()
-                                rc = mdb_get(t, identDBI, &kv, &vv)
-                                if rc == 0, vv.mv_size == 8 { existing = loadBE(vv.buffer) }
+                                withUnsafeMutableBytes(of: &candidate) { c in
+                                    var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                                    var vv = MDB_val(mv_size: 8, mv_data: c.baseAddress)
+                                    rc = mdb_put(t, identDBI, &kv, &vv, UInt32(MDB_NOOVERWRITE))
+                                    if rc == MDB_KEYEXIST {
+                                        storedSize = vv.mv_size
+                                        if vv.mv_size == 8 { existing = loadBE(vv.buffer) }
+                                    }
+                                }
                             }
-                            if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "get from ident", path: path) }
-                            if rc == 0 && existing == nil {
-                                throw StorageError(code: .corrupted, message: "ident entry in \(path) is not 8 bytes")
+                            if rc != 0 && rc != MDB_KEYEXIST { throw StorageError.lmdb(rc, "put into ident", path: path) }
+                            if rc == MDB_KEYEXIST && existing == nil {
+                                throw StorageError(
+                                    code: .corrupted, message: "ident entry in \(path) is \(storedSize) bytes, not 8")
                             }
 
                             let pid: UInt64
@@ -359,12 +369,9 @@ public final class PanelStore: @unchecked Sendable {
                                 outcome.updated += 1
                                 insert = false
                             } else {
+                                // The ident entry was written by the NOOVERWRITE put above.
                                 pid = nextPID
                                 nextPID += 1
-                                var be = pid.bigEndian
-                                try key.withUnsafeBytes { k in
-                                    try withUnsafeBytes(of: &be) { v in try put(identDBI, k, v, 0, "ident") }
-                                }
                                 // New ids are greater than every stored id, so these puts append.
                                 try putPanel(pid, record, append, key, &value)
                                 try putState(pid, version, hash, append)

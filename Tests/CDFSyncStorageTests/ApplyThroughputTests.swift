@@ -102,6 +102,50 @@ struct ApplyThroughputTests {
         }
     }
 
+    /// The LMDB floor: the same probe + 4 puts per new row with prepared bytes, no hashing, no JSON, no sort.
+    @Test func rawLMDBBaseline() throws {
+        try withTemporaryDirectory { dir in
+            let env = try LMDBEnvironment(directory: dir, durable: false)
+            let dbs = try env.openDatabases(["ident", "panel", "state", "outbox"])
+            let clock = ThreadCPUClock()
+            let batches = Self.rows / Self.batch
+            let value = [UInt8](repeating: 0x61, count: 180)
+            let line = [UInt8](repeating: 0x62, count: 300)
+            var nextID: UInt64 = 1
+            let skipProbe = ProcessInfo.processInfo.environment["BASELINE_NO_PROBE"] != nil
+            let skipOutbox = ProcessInfo.processInfo.environment["BASELINE_NO_OUTBOX"] != nil
+            var total = (wall: 0.0, cpu: 0.0)
+            for b in 0..<batches {
+                let keys = Self.makeBatch(b, version: 1, tag: "a").map { Array(("conn/src\u{0}" + $0.externalID).utf8) }.sorted {
+                    $0.lexicographicallyPrecedes($1)
+                }
+                let t = try clock.measure {
+                    try env.write { txn in
+                        for key in keys {
+                            if !skipProbe { _ = try txn.get(dbs[0], key: key) }
+                            var be = nextID.bigEndian
+                            nextID += 1
+                            try withUnsafeBytes(of: &be) { id in
+                                try key.withUnsafeBytes { k in try txn.put(dbs[0], key: k, value: id) }
+                                try value.withUnsafeBytes { v in try txn.put(dbs[1], key: id, value: v, flags: .append) }
+                                try value.withUnsafeBytes { v in
+                                    try txn.put(dbs[2], key: id, value: UnsafeRawBufferPointer(rebasing: v[0..<16]), flags: .append)
+                                }
+                                if !skipOutbox {
+                                    try line.withUnsafeBytes { v in try txn.put(dbs[3], key: id, value: v, flags: .append) }
+                                }
+                            }
+                        }
+                    }
+                }
+                total.wall += t.wall
+                total.cpu += t.cpu
+            }
+            print(String(format: "raw LMDB baseline keys=%@: wall %.3f s, thread CPU %.3f s for %d rows",
+                Self.sequentialKeys ? "sequential" : "spread", total.wall, total.cpu, Self.rows))
+        }
+    }
+
     @Test func nonDurable() throws { try run(durable: false) }
     @Test func durable() throws { try run(durable: true) }
 }
