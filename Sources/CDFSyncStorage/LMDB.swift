@@ -147,12 +147,15 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///   - directory: created (with parents) if missing.
     ///   - mapSize: the largest the data file may grow, in bytes. Address space only; the file grows as needed.
     ///   - maxDatabases: the number of named databases the environment may hold.
+    ///   - maxReaders: concurrent read transactions allowed (all processes together); LMDB's default is 126.
     ///   - durable: `true` (default) syncs every commit to disk. `false` opens with `MDB_NOSYNC | MDB_NOMETASYNC`:
     ///     much faster commits, but a system crash (not a process crash) may lose the last transactions or, on
     ///     some file systems, damage the environment. Opt in only for data you can rebuild.
     /// - Throws: ``StorageError`` with `.permissionDenied` (naming the directory), `.corrupted`,
     ///   `.versionMismatch`, `.alreadyOpen` or `.io`.
-    public init(directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true) throws {
+    public init(
+        directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true, maxReaders: Int = 126
+    ) throws {
         path = directory
         self.durable = durable
         try makeDirectories(directory)
@@ -173,6 +176,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
         rc = mdb_env_set_mapsize(handle, mapSize)
         if rc == 0 { rc = mdb_env_set_maxdbs(handle, MDB_dbi(maxDatabases)) }
+        if rc == 0 { rc = mdb_env_set_maxreaders(handle, UInt32(maxReaders)) }
         if rc == 0 {
             var flags = UInt32(MDB_NOTLS)
             if !durable { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
