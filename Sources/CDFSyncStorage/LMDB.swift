@@ -198,6 +198,15 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// The largest key LMDB accepts in this environment (511 bytes by default).
     public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(env)) }
 
+    /// Bytes in use (last used page + 1, times the page size; last committed state) and the map size.
+    func usage() throws -> (used: Int, mapSize: Int) {
+        var info = MDB_envinfo()
+        try check(mdb_env_info(env, &info), "mdb_env_info", path: path)
+        var stat = MDB_stat()
+        try check(mdb_env_stat(env, &stat), "mdb_env_stat", path: path)
+        return ((info.me_last_pgno + 1) * Int(stat.ms_psize), info.me_mapsize)
+    }
+
     /// Flushes the data file to disk (useful after non-durable writes).
     public func sync() throws {
         try check(mdb_env_sync(env, 1), "mdb_env_sync", path: path)

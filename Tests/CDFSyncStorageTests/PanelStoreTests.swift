@@ -376,3 +376,48 @@ struct StoreSnapshot: Equatable {
         }
     }
 }
+
+@Suite struct ExportAndStatisticsTests {
+    @Test func exportWritesOneLinePerParticipantInIDOrder() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply(
+                [
+                    Change(externalID: "b", commitVersion: 4, record: record("B")),
+                    Change(externalID: "a", commitVersion: 5, record: record("A")),
+                ], scope: "s", pipeline: "p", checkpoint: nil)
+            _ = try store.apply([Change(externalID: "z", commitVersion: 1, record: record("Z"))], scope: "t",
+                pipeline: "p", checkpoint: nil)
+            let path = dir + "/export.ndjson.zst"
+            #expect(try store.exportRecords(scope: "s", to: path) == 2)
+            var lines: [String] = []
+            try ZstdFileReader(path: path).forEachLine { lines.append(String(decoding: $0, as: UTF8.self)) }
+            #expect(lines == [
+                #"{"participant_id":1,"scope":"s","external_id":"a","commit_version":5,"record":{"name":"A","n":0}}"#,
+                #"{"participant_id":2,"scope":"s","external_id":"b","commit_version":4,"record":{"name":"B","n":0}}"#,
+            ])
+            #expect(try store.exportRecords(scope: nil, to: path) == 3)
+            #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        }
+    }
+
+    @Test func statisticsCountEveryDatabase() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db", mapSize: 1 << 30)
+            _ = try store.apply(
+                (0..<10).map { Change(externalID: "k\($0)", commitVersion: 1, record: record("r")) }, scope: "s",
+                pipeline: "p", checkpoint: nil)
+            _ = try store.deliver(to: dir + "/out", segmentMaxBytes: 400)
+            _ = try store.apply([Change(externalID: "k0", commitVersion: 2, record: record("changed"))], scope: "s",
+                pipeline: "p", checkpoint: nil)
+            _ = try store.appendRun(bytes("{}"))
+            let stats = try store.statistics()
+            #expect(stats.participants == 10 && stats.identities == 10)
+            #expect(stats.pendingOutbox == 1 && stats.outboxSequence == 11 && stats.deliveredSequence == 10)
+            #expect(stats.segments == (try store.deliveredSegments().count) && stats.segments > 1)
+            #expect(stats.runs == 1 && stats.nextParticipantID == 11)
+            #expect(stats.mapSize == 1 << 30)
+            #expect(stats.usedBytes > 0 && stats.usedBytes < stats.mapSize)
+        }
+    }
+}
