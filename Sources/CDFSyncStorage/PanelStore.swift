@@ -449,7 +449,7 @@ public final class PanelStore: @unchecked Sendable {
         var key = Array(scope.utf8)
         key.append(0)
         key.append(contentsOf: externalID.utf8)
-        let decompressor = try ZstdDecompressor()
+        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
         return try environment.read { txn -> PanelRecord? in
             guard let pidBytes = try txn.get(ident, key: key), pidBytes.count == 8 else { return nil }
             let pid: UInt64 = pidBytes.withUnsafeBytes { loadBE($0) }
@@ -459,7 +459,7 @@ public final class PanelStore: @unchecked Sendable {
                     throw StorageError(
                         code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
                 }
-                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: decompressor)
+                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: &decompressor)
             }
         }
     }
@@ -480,7 +480,7 @@ public final class PanelStore: @unchecked Sendable {
     /// - Important: the read transaction stays open while `body` runs; keep `body` quick.
     public func forEachRecord(scope: String?, _ body: (PanelRecord) throws -> Void) throws {
         let scopePrefix: [UInt8]? = scope.map { Array($0.utf8) + [0] }
-        let decompressor = try ZstdDecompressor()
+        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
         try environment.read { txn in
             try txn.forEach(panel) { k, v in
                 guard k.count == 8 else {
@@ -497,7 +497,7 @@ public final class PanelStore: @unchecked Sendable {
                 }
                 let pid: UInt64 = loadBE(k)
                 let version = try storedVersion(txn, pid)
-                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: decompressor))
+                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: &decompressor))
                 return true
             }
         }
@@ -519,7 +519,7 @@ public final class PanelStore: @unchecked Sendable {
     }
 
     private func decodePanelValue(
-        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: ZstdDecompressor
+        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: inout ZstdDecompressor?
     ) throws -> PanelRecord {
         guard value.count >= 2 else {
             throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
@@ -534,7 +534,12 @@ public final class PanelStore: @unchecked Sendable {
         let stored = UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...])
         let record: [UInt8]
         do {
-            record = stored.first == UInt8(ascii: "{") ? Array(stored) : try decompressor.decompress(stored)
+            if stored.first == UInt8(ascii: "{") {
+                record = Array(stored)
+            } else {
+                if decompressor == nil { decompressor = try ZstdDecompressor() }
+                record = try decompressor!.decompress(stored)
+            }
         } catch var error as StorageError {
             error.message += " (record of participant \(pid) in \(directory))"
             throw error

@@ -140,6 +140,16 @@ import Testing
         }
     }
 
+    @Test func impossibleMapSizeSaysToLowerIt() throws {
+        try withTemporaryDirectory { dir in
+            let error = try #require(throws: StorageError.self) { try LMDBEnvironment(directory: dir, mapSize: 1 << 60) }
+            #expect(error.message.contains("mapSize"))
+            #expect(error.message.contains(dir))
+            // The failed open released the directory: a sane open works.
+            _ = try LMDBEnvironment(directory: dir, mapSize: 1 << 20)
+        }
+    }
+
     @Test func garbageDataFileIsReportedAsCorrupted() throws {
         try withTemporaryDirectory { dir in
             let garbage = Data(repeating: 0x5A, count: 64 << 10)
