@@ -327,8 +327,11 @@ extension ReadableTransaction {
         try get(db, key: Array(key.utf8))
     }
 
-    /// Calls `body` with each key and value in key order (bytewise), starting at the first key `>= start`
-    /// (or the first key), until `body` returns `false`. Buffers are valid only during the call.
+    /// Calls `body` with each key and value in key order (bytewise), until `body` returns `false`.
+    ///
+    /// Forward iteration starts at the first key `>= start` (or the first key); with `reverse: true` it runs in
+    /// descending order from the last key `<= start` (or the last key). The buffers point into the memory map and
+    /// are valid only during the call; copy what you keep.
     public func forEach(
         _ db: Database, from start: [UInt8]? = nil, reverse: Bool = false,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool

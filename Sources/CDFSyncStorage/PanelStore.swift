@@ -55,7 +55,25 @@ public final class PanelStore: @unchecked Sendable {
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold
         scratch = try WriterScratch(level: recordCompressionLevel)
+        // The layout version (docs/storage.md §1): written on first open, checked on every open.
+        let meta = self.meta
+        try environment.write { txn in
+            if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
+                guard stored == Self.formatVersion else {
+                    throw StorageError(
+                        code: .versionMismatch,
+                        message: "store \(directory) has layout version \(String(decoding: stored, as: UTF8.self)); "
+                            + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
+                            + "matching cdfsync build or resync into a new state directory")
+                }
+            } else {
+                try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
+            }
+        }
     }
+
+    /// The on-disk layout version this build reads and writes (meta `format_version`).
+    static let formatVersion: [UInt8] = Array("1".utf8)
 
     /// The environment directory.
     public var directory: String { environment.path }
@@ -675,6 +693,7 @@ enum MetaKey {
     static let nextParticipantID = Array("next_participant_id".utf8)
     static let outboxSequence = Array("outbox_seq".utf8)
     static let deliveredSequence = Array("delivered_seq".utf8)
+    static let formatVersion = Array("format_version".utf8)
     static let checkpointPrefix = "checkpoint/"
     static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
 }

@@ -54,6 +54,19 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    @Test func aStoreWithAnotherLayoutVersionIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let store = try PanelStore(directory: dir)
+                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("1"))
+                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("2")) }
+            }
+            let error = try #require(throws: StorageError.self) { try PanelStore(directory: dir) }
+            #expect(error.code == .versionMismatch)
+            #expect(error.message.contains(dir))
+        }
+    }
+
     @Test func participantIDsAreStableAcrossReopenAndUpdates() throws {
         try withTemporaryDirectory { dir in
             do {
