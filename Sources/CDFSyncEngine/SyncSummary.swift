@@ -24,6 +24,12 @@ public struct SyncSummary: Sendable, Equatable {
     public var deletesIgnored = 0
     public var preimagesIgnored = 0
     public var invalid = 0
+    /// Rows not imported because their consent value is not opted in (and the participant is unknown).
+    public var consentBlocked = 0
+    /// Rows whose watermark cursor is NULL (counted and reported, never silently dropped).
+    public var nullCursor = 0
+    /// Watermark mode: the cursor after the run.
+    public var watermark: String?
     public var invalidSamples: [String] = []
     public var bytesReceived = 0
     public var seconds: Double = 0
@@ -58,6 +64,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
         w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
         w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
+        w.key("watermark"); w.string(watermark)
         w.key("statement_ids"); w.beginArray(); statementIDs.forEach { w.string($0) }; w.endArray()
         w.key("counts")
         w.beginObject()
@@ -70,6 +77,8 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("deletes_ignored"); w.int(Int64(deletesIgnored))
         w.key("preimages_ignored"); w.int(Int64(preimagesIgnored))
         w.key("invalid"); w.int(Int64(invalid))
+        w.key("consent_blocked"); w.int(Int64(consentBlocked))
+        w.key("null_cursor"); w.int(Int64(nullCursor))
         w.key("delivered"); w.int(Int64(delivered))
         w.endObject()
         w.key("invalid_samples"); w.beginArray(); invalidSamples.forEach { w.string($0) }; w.endArray()
@@ -103,7 +112,9 @@ public struct SyncSummary: Sendable, Equatable {
         lines.append("  unchanged      \(unchanged)" + (skippedOlder > 0 ? "  (+\(skippedOlder) older than the panel, skipped)" : ""))
         if superseded > 0 { lines.append("  superseded     \(superseded)  (replaced by a later version of the same key in this read)") }
         lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
+        if consentBlocked > 0 { lines.append("  consent        \(consentBlocked) not opted in, not imported") }
         if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
+        if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no \("watermark") value and were not read") }
         lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
         for w in warnings { lines.append("  warning: \(w)") }
