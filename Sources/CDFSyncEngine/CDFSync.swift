@@ -418,10 +418,12 @@ public final class CDFSync {
             let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
                 + " ORDER BY \(c), \(k) LIMIT \(config.pageSize)"
             var collector: ChangeCollector?
+            var pageRows = 0
             try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
                 source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary,
                 beforeFinish: { col in
                     collector = col
+                    pageRows = col.rowsSeen
                     if let last = col.lastCursor {
                         try col.flush(checkpoint: PanelStore.Checkpoint(tableVersion: -1, watermark: last.text, watermarkKey: last.key))
                     }
@@ -429,7 +431,7 @@ public final class CDFSync {
             guard let col = collector, let last = col.lastCursor else { break }
             summary.watermark = last.text
             from = (last.text, last.key)
-            if col.rowsSeen < config.pageSize { break }
+            if pageRows < config.pageSize { break }
         }
         // NULL cursors are never read by the pages above: count and report them.
         let nulls = CollectingSink(limit: 10_000_000)

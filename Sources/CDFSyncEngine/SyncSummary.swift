@@ -45,7 +45,7 @@ public struct SyncSummary: Sendable, Equatable {
     }
 
     /// Whether the run found nothing to do.
-    public var noNewCommits: Bool { toVersion == nil && error == nil }
+    public var noNewCommits: Bool { toVersion == nil && error == nil && rowsRead == 0 && mode != "watermark" }
 
     public var rowsPerSecond: Double { seconds > 0 ? Double(rowsRead) / seconds : 0 }
 
@@ -104,8 +104,13 @@ public struct SyncSummary: Sendable, Equatable {
             lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); nothing changed")
             return lines.joined(separator: "\n")
         }
-        let range = "v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
-        lines.append("sync of \(table) [\(mode)] versions \(range) (run \(runID))")
+        let what: String
+        switch mode {
+        case "watermark": what = "rows up to \(watermark ?? "the start")"
+        case "snapshot": what = toVersion.map { "snapshot at v\($0)" } ?? "snapshot"
+        default: what = "versions v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
+        }
+        lines.append("sync of \(table) [\(mode)] \(what) (run \(runID))")
         lines.append("  rows read      \(rowsRead)  (\(String(format: "%.1f", Double(bytesReceived) / 1_048_576)) MiB of JSON, \(statementIDs.count) statement(s))")
         lines.append("  inserted       \(inserted)")
         lines.append("  updated        \(updated)")
@@ -114,7 +119,7 @@ public struct SyncSummary: Sendable, Equatable {
         lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
         if consentBlocked > 0 { lines.append("  consent        \(consentBlocked) not opted in, not imported") }
         if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
-        if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no \("watermark") value and were not read") }
+        if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no cursor value and cannot be synced by watermark") }
         lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
         for w in warnings { lines.append("  warning: \(w)") }

@@ -11,7 +11,7 @@ struct CDFSyncCommand: ParsableCommand {
         commandName: "cdfsync",
         abstract: "Replicate a Databricks Delta change data feed into a deduplicated participant panel.",
         version: "0.1.0",
-        subcommands: [Sync.self, Runs.self, Panel.self]
+        subcommands: [Sync.self, Replay.self, PipelineCommand.self, Runs.self, Panel.self]
     )
 }
 

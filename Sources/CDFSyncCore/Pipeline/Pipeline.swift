@@ -360,8 +360,8 @@ public struct Pipeline: Sendable, Codable, Equatable {
         var p: [String] = []
         if name.isEmpty || name.contains("\0") { p.append("name: must be a non-empty name") }
         if (try? QualifiedName(parsing: source)) == nil { p.append("source: '\(source)' must be catalog.schema.table") }
-        if connection.name == nil && connection.host == nil {
-            p.append("connection: give a saved connection name, or host plus warehouse_id / http_path")
+        if connection.name != nil && (connection.host != nil || connection.warehouseID != nil || connection.httpPath != nil) {
+            p.append("connection: give either a saved connection name or inline settings, not both")
         }
         let allowed = kind == .participants ? Self.participantFields : Self.eventFields
         for (field, column) in mapping.sorted(by: { $0.key < $1.key }) {
