@@ -1,0 +1,245 @@
+import CDFSyncCore
+import Foundation
+import Synchronization
+
+/// Renders statement responses, result chunks and external links.
+extension Simulator {
+    func renderStatement(_ r: StatementRecord, host: String) -> HTTPResponse {
+        let st = r.state(at: clock.now, resultTTL: configuration.resultTTL)
+        let out = ByteBuffer(capacity: 4096)
+        out.append("{\"statement_id\":")
+        out.appendJSONString(r.id)
+        out.append(",\"status\":{\"state\":\"")
+        out.append(string: st)
+        out.append("\"")
+        if st == "FAILED", case .failure(let e) = r.outcome {
+            out.append(",\"error\":{\"error_code\":")
+            out.appendJSONString(e.errorCode)
+            out.append(",\"message\":")
+            out.appendJSONString(e.message)
+            out.append("}")
+            if configuration.includeSQLState && e.plainMessage == nil {
+                out.append(",\"sql_state\":")
+                out.appendJSONString(e.sqlState)
+            }
+        }
+        out.append("}")
+        if st == "SUCCEEDED", case .success(let result) = r.outcome {
+            out.append(",\"manifest\":")
+            appendManifest(r, result, out: out)
+            out.append(",\"result\":")
+            if r.chunkCount == 0 {
+                out.append("{}")
+            } else if r.external {
+                out.append("{\"external_links\":[")
+                appendLink(r, chunk: 0, host: host, out: out)
+                out.append("]}")
+            } else {
+                appendInlineChunk(r, chunk: 0, out: out)
+            }
+        }
+        out.append("}")
+        return HTTPResponse(status: 200, body: out)
+    }
+
+    func appendManifest(_ r: StatementRecord, _ result: ResultSet, out: ByteBuffer) {
+        var w = JSONWriter(reservingCapacity: 1024)
+        w.beginObject()
+        w.key("format")
+        w.string(r.format)
+        w.key("schema")
+        w.beginObject()
+        w.key("column_count")
+        w.int(Int64(result.columns.count))
+        if !result.columns.isEmpty {
+            w.key("columns")
+            w.beginArray()
+            for (i, c) in result.columns.enumerated() {
+                w.beginObject()
+                w.key("name")
+                w.string(c.name)
+                w.key("type_text")
+                w.string(c.type.text)
+                w.key("type_name")
+                w.string(c.type.name)
+                w.key("position")
+                w.int(Int64(i))
+                if let p = c.type.precision {
+                    w.key("type_precision")
+                    w.int(Int64(p))
+                }
+                if let s = c.type.scale {
+                    w.key("type_scale")
+                    w.int(Int64(s))
+                }
+                if let it = c.type.intervalType {
+                    w.key("type_interval_type")
+                    w.string(it)
+                }
+                w.endObject()
+            }
+            w.endArray()
+        }
+        w.endObject()
+        w.key("total_chunk_count")
+        w.int(Int64(r.chunkCount))
+        let perRow = max(1, result.rows.estimatedBytesPerRow)
+        if r.chunkCount > 0 {
+            w.key("chunks")
+            w.beginArray()
+            for i in 0..<r.chunkCount {
+                let range = r.chunkRange(i)
+                w.beginObject()
+                w.key("chunk_index")
+                w.int(Int64(i))
+                w.key("row_offset")
+                w.int(Int64(range.lowerBound))
+                w.key("row_count")
+                w.int(Int64(range.count))
+                if r.external {
+                    w.key("byte_count")
+                    w.int(Int64(range.count * perRow))
+                }
+                w.endObject()
+            }
+            w.endArray()
+        }
+        w.key("total_row_count")
+        w.int(Int64(r.rowCount))
+        if r.external {
+            w.key("total_byte_count")
+            w.int(Int64(r.rowCount * perRow))
+        }
+        w.key("truncated")
+        w.bool(result.truncated)
+        w.endObject()
+        out.append(w.bytes)
+    }
+
+    func internalLink(_ r: StatementRecord, chunk: Int) -> String {
+        "/api/2.0/sql/statements/\(r.id)/result/chunks/\(chunk)"
+    }
+
+    /// `{"chunk_index":..,"row_offset":..,"row_count":..,"data_array":[..],"next_chunk_index":..,...}`
+    func appendInlineChunk(_ r: StatementRecord, chunk: Int, out: ByteBuffer) {
+        guard case .success(let result) = r.outcome else { return }
+        let range = r.chunkRange(chunk)
+        out.append("{\"chunk_index\":")
+        out.append(int: chunk)
+        out.append(",\"row_offset\":")
+        out.append(int: range.lowerBound)
+        out.append(",\"row_count\":")
+        out.append(int: range.count)
+        out.append(",\"data_array\":[")
+        result.rows.renderJSON(range, into: out)
+        out.append("]")
+        if chunk + 1 < r.chunkCount {
+            out.append(",\"next_chunk_index\":")
+            out.append(int: chunk + 1)
+            out.append(",\"next_chunk_internal_link\":")
+            out.appendJSONString(internalLink(r, chunk: chunk + 1))
+        }
+        out.append("}")
+    }
+
+    func signature(path: String, expires: Int64) -> String {
+        var h = StableHash()
+        h.combine(Array("\(linkSecret)|\(path)|\(expires)".utf8))
+        let v = h.value
+        var h2 = StableHash()
+        h2.combine(Array("\(v)|\(linkSecret &* 31)".utf8))
+        return String(v, radix: 16) + String(h2.value, radix: 16)
+    }
+
+    /// The file a link serves: a compact JSON array of rows, or CSV (header only in chunk 0).
+    func renderBlob(_ r: StatementRecord, chunk: Int, into out: ByteBuffer) {
+        guard case .success(let result) = r.outcome else { return }
+        let range = r.chunkRange(chunk)
+        if r.format == "CSV" {
+            if chunk == 0 {
+                for (i, c) in result.columns.enumerated() {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    out.appendCSVField(c.name)
+                }
+                out.append("\r\n")
+            }
+            result.rows.renderCSV(range, into: out)
+        } else {
+            out.append(UInt8(ascii: "["))
+            result.rows.renderJSON(range, into: out)
+            out.append(UInt8(ascii: "]"))
+        }
+    }
+
+    func appendLink(_ r: StatementRecord, chunk: Int, host: String, out: ByteBuffer) {
+        let range = r.chunkRange(chunk)
+        let path = "/_blob/\(r.id)/\(chunk)"
+        let expiresMillis = clock.nowMillis + Int64(configuration.linkTTL * 1000)
+        let expires = expiresMillis / 1000
+        let url = "http://\(host)\(path)?X-Sim-Expires=\(expires)&X-Sim-Signature=\(signature(path: path, expires: expires))"
+        let size = blobSize(r, chunk: chunk)
+        out.append("{\"external_link\":")
+        out.appendJSONString(url)
+        out.append(",\"expiration\":")
+        out.appendJSONString(Timestamp.format(millis: expiresMillis))
+        out.append(",\"chunk_index\":")
+        out.append(int: chunk)
+        out.append(",\"row_offset\":")
+        out.append(int: range.lowerBound)
+        out.append(",\"row_count\":")
+        out.append(int: range.count)
+        out.append(",\"byte_count\":")
+        out.append(int: size)
+        if chunk + 1 < r.chunkCount {
+            out.append(",\"next_chunk_index\":")
+            out.append(int: chunk + 1)
+            out.append(",\"next_chunk_internal_link\":")
+            out.appendJSONString(internalLink(r, chunk: chunk + 1))
+        }
+        out.append("}")
+    }
+
+    /// The exact size of a chunk's file. The rendered bytes are kept (bounded) for the blob GET that follows.
+    func blobSize(_ r: StatementRecord, chunk: Int) -> Int {
+        let key = "\(r.id)/\(chunk)"
+        if let n = blobCache.withLock({ $0.entries[key]?.count }) { return n }
+        let b = ByteBuffer(capacity: 1 << 16)
+        renderBlob(r, chunk: chunk, into: b)
+        let bytes = b.toArray()
+        blobCache.withLock { $0.put(key, bytes) }
+        return bytes.count
+    }
+
+    /// The bytes of a chunk's file (from the cache, or rendered again).
+    func blobBytes(_ r: StatementRecord, chunk: Int) -> [UInt8] {
+        let key = "\(r.id)/\(chunk)"
+        if let b = blobCache.withLock({ $0.entries[key] }) { return b }
+        let b = ByteBuffer(capacity: 1 << 16)
+        renderBlob(r, chunk: chunk, into: b)
+        let bytes = b.toArray()
+        blobCache.withLock { $0.put(key, bytes) }
+        return bytes
+    }
+}
+
+/// Rendered external-link files, first in first out, bounded in bytes.
+struct BlobCache: Sendable {
+    var entries: [String: [UInt8]] = [:]
+    var order: [String] = []
+    var bytes = 0
+    var limit = 256 << 20
+
+    mutating func put(_ key: String, _ value: [UInt8]) {
+        if let old = entries[key] {
+            bytes -= old.count
+        } else {
+            order.append(key)
+        }
+        entries[key] = value
+        bytes += value.count
+        while bytes > limit, !order.isEmpty {
+            let k = order.removeFirst()
+            if let v = entries.removeValue(forKey: k) { bytes -= v.count }
+        }
+    }
+}

@@ -1,0 +1,387 @@
+import CDFSyncCore
+import Foundation
+import Synchronization
+
+/// One submitted statement and its timeline on the simulator clock.
+struct StatementRecord: Sendable {
+    enum Outcome: Sendable {
+        case success(ResultSet)
+        case failure(SQLError)
+    }
+
+    var id: String
+    var principal: Int
+    var warehouseID: String
+    var submittedAt: Double
+    /// When it leaves PENDING (its warehouse is up).
+    var startAt: Double
+    /// When it reaches its outcome.
+    var finishAt: Double
+    var outcome: Outcome
+    /// `JSON_ARRAY` or `CSV`.
+    var format: String
+    var external: Bool
+    var rowsPerChunk: Int
+    var canceledAt: Double?
+    var closedAt: Double?
+
+    func state(at t: Double, resultTTL: Double) -> String {
+        if let c = closedAt, t >= c { return "CLOSED" }
+        if canceledAt != nil { return "CANCELED" }
+        if t < startAt { return "PENDING" }
+        if t < finishAt { return "RUNNING" }
+        switch outcome {
+        case .success: return t >= finishAt + resultTTL ? "CLOSED" : "SUCCEEDED"
+        case .failure: return "FAILED"
+        }
+    }
+
+    var terminalAt: Double { min(canceledAt ?? finishAt, closedAt ?? .infinity, finishAt) }
+
+    var rowCount: Int {
+        if case .success(let r) = outcome { return r.rows.count }
+        return 0
+    }
+
+    var chunkCount: Int { (rowCount + rowsPerChunk - 1) / rowsPerChunk }
+
+    func chunkRange(_ i: Int) -> Range<Int> {
+        let lo = i * rowsPerChunk
+        return lo..<min(rowCount, lo + rowsPerChunk)
+    }
+}
+
+/// Parsed and validated fields of an execute request.
+struct ExecuteRequest {
+    var statement: String
+    var warehouseID: String
+    var catalog: String?
+    var schema: String?
+    var parameters: [String: BoundParameter]
+    var disposition: String
+    var format: String
+    var waitTimeout: Int
+    var cancelOnTimeout: Bool
+    var rowLimit: Int?
+}
+
+extension Simulator {
+    /// Validates the request body; a failure is an HTTP error response.
+    func parseExecute(_ body: [UInt8]) -> Result<ExecuteRequest, APIError> {
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] else {
+            return .failure(APIError(400, "MALFORMED_REQUEST", "Could not parse request object: Expected JSON object."))
+        }
+        func bad(_ msg: String) -> Result<ExecuteRequest, APIError> {
+            .failure(APIError(400, "INVALID_PARAMETER_VALUE", msg))
+        }
+        guard let statement = obj["statement"] as? String, !statement.isEmpty else {
+            return bad("statement is required and must be a non-empty string.")
+        }
+        guard statement.utf8.count <= 16 << 20 else { return bad("statement exceeds the maximum size of 16 MiB.") }
+        guard let wid = obj["warehouse_id"] as? String, !wid.isEmpty else {
+            return bad("warehouse_id is required.")
+        }
+        let disposition = ((obj["disposition"] as? String) ?? "INLINE").uppercased()
+        let format = ((obj["format"] as? String) ?? "JSON_ARRAY").uppercased()
+        guard ["INLINE", "EXTERNAL_LINKS"].contains(disposition) else {
+            if disposition == "INLINE_OR_EXTERNAL_LINKS" {
+                return .failure(
+                    APIError(501, "NOT_IMPLEMENTED", "disposition INLINE_OR_EXTERNAL_LINKS is not supported by the warehouse simulator."))
+            }
+            return bad("Invalid disposition: \(disposition). Valid values are INLINE, EXTERNAL_LINKS.")
+        }
+        guard ["JSON_ARRAY", "ARROW_STREAM", "CSV"].contains(format) else {
+            return bad("Invalid format: \(format). Valid values are JSON_ARRAY, ARROW_STREAM, CSV.")
+        }
+        if disposition == "INLINE" && format != "JSON_ARRAY" {
+            return bad("The format \(format) is not supported with disposition INLINE. Use format JSON_ARRAY, or disposition EXTERNAL_LINKS.")
+        }
+        if format == "ARROW_STREAM" {
+            return .failure(
+                APIError(501, "NOT_IMPLEMENTED", "format ARROW_STREAM is not supported by the warehouse simulator; use JSON_ARRAY or CSV."))
+        }
+        let waitText = (obj["wait_timeout"] as? String) ?? "10s"
+        guard waitText.hasSuffix("s"), let wait = Int(waitText.dropLast()), wait == 0 || (5...50).contains(wait) else {
+            return bad("wait_timeout must be 0s or between 5s and 50s, got '\(waitText)'.")
+        }
+        let onTimeout = ((obj["on_wait_timeout"] as? String) ?? "CONTINUE").uppercased()
+        guard onTimeout == "CONTINUE" || onTimeout == "CANCEL" else {
+            return bad("Invalid on_wait_timeout: \(onTimeout). Valid values are CONTINUE, CANCEL.")
+        }
+        var params: [String: BoundParameter] = [:]
+        if let list = obj["parameters"] {
+            guard let arr = list as? [[String: Any]] else { return bad("parameters must be an array of objects.") }
+            for p in arr {
+                guard let name = p["name"] as? String, !name.isEmpty else {
+                    return bad("Every parameter needs a name; positional parameters are not supported.")
+                }
+                var value: String?
+                if let v = p["value"], !(v is NSNull) {
+                    guard let s = v as? String else { return bad("Parameter \(name): value must be a string.") }
+                    value = s
+                }
+                let type = ((p["type"] as? String) ?? "STRING").uppercased().trimmingCharacters(in: .whitespaces)
+                if type.hasPrefix("ARRAY") || type.hasPrefix("MAP") || type.hasPrefix("STRUCT") {
+                    return bad("Parameter \(name): type \(type) is not supported; ARRAY, MAP and STRUCT are not allowed.")
+                }
+                guard (try? SQLType(parsing: type)) != nil else { return bad("Parameter \(name): invalid type \(type).") }
+                if let v = value {
+                    let t = try! SQLType(parsing: type)
+                    if t.isNumeric && Double(v) == nil || t.isTimestamp && (try? Timestamp.parseMillis(v)) == nil
+                        || t.name == "BOOLEAN" && !["true", "false"].contains(v.lowercased())
+                    {
+                        return bad("Parameter \(name): the value '\(v)' cannot be cast to \(type).")
+                    }
+                }
+                params[name] = BoundParameter(value: value, type: type)
+            }
+        }
+        var rowLimit: Int?
+        if let rl = obj["row_limit"] {
+            guard let n = (rl as? NSNumber)?.intValue ?? Int((rl as? String) ?? ""), n >= 0 else {
+                return bad("row_limit must be a non-negative integer.")
+            }
+            rowLimit = n
+        }
+        return .success(
+            ExecuteRequest(
+                statement: statement, warehouseID: wid, catalog: obj["catalog"] as? String, schema: obj["schema"] as? String,
+                parameters: params, disposition: disposition, format: format, waitTimeout: wait,
+                cancelOnTimeout: onTimeout == "CANCEL", rowLimit: rowLimit))
+    }
+
+    func newStatementID(_ s: inout SimState) -> String {
+        s.statementCounter += 1
+        var rng = SystemRandomNumberGenerator()
+        let t = UInt64(clock.now * 1000)
+        let a = UInt32(truncatingIfNeeded: t >> 16)
+        let b = UInt16(truncatingIfNeeded: t)
+        let c = UInt16(truncatingIfNeeded: s.statementCounter) & 0x0FFF | 0x1000
+        let d = UInt16.random(in: 0x8000...0xBFFF, using: &rng)
+        let e = UInt64.random(in: 0...0xFFFF_FFFF_FFFF, using: &rng)
+        func hex<T: BinaryInteger>(_ v: T, _ w: Int) -> String {
+            let h = String(v, radix: 16)
+            return String(repeating: "0", count: max(0, w - h.count)) + h
+        }
+        return "01f0\(hex(a & 0xFFFF, 4))-\(hex(b, 4))-\(hex(c, 4))-\(hex(d, 4))-\(hex(e, 12))"
+    }
+
+    /// POST /api/2.0/sql/statements
+    func executeStatement(_ req: HTTPRequest, principal: Int, host: String) -> HTTPResponse {
+        let parsed: ExecuteRequest
+        switch parseExecute(req.body) {
+        case .success(let p): parsed = p
+        case .failure(let e): return e.response()
+        }
+        let now = clock.now
+        // Warehouse, permission and a consistent copy of the catalog.
+        let prep: Result<(tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double), APIError> =
+            state.withLock { s in
+                guard var w = s.warehouses[parsed.warehouseID] else {
+                    let status = configuration.unknownWarehouseStatus
+                    return .failure(
+                        APIError(
+                            status, status == 404 ? "RESOURCE_DOES_NOT_EXIST" : "INVALID_PARAMETER_VALUE",
+                            "Warehouse \(parsed.warehouseID) does not exist."))
+                }
+                let p = s.principals[principal]
+                let perm = p.warehouses[parsed.warehouseID]?.uppercased() ?? ""
+                guard ["CAN_USE", "CAN_MANAGE", "IS_OWNER"].contains(perm) else {
+                    return .failure(
+                        APIError(
+                            403, "PERMISSION_DENIED",
+                            "User \(p.name) does not have permission to use warehouse \(parsed.warehouseID) (CAN_USE is required)."))
+                }
+                let ready = w.ensureStarted(now: now)
+                s.warehouses[parsed.warehouseID] = w
+                return .success(
+                    (s.tables, Access(p), parsed.catalog ?? s.defaultCatalog, parsed.schema ?? s.defaultSchema, ready))
+            }
+        let ctx: (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double)
+        switch prep {
+        case .success(let c): ctx = c
+        case .failure(let e): return e.response()
+        }
+        // Run the SQL now, against the catalog as of submission.
+        var outcome: StatementRecord.Outcome
+        do throws(SQLError) {
+            let stmt = try Parser.parse(parsed.statement)
+            let ex = Executor(
+                tables: ctx.tables, access: ctx.access, defaultCatalog: ctx.cat, defaultSchema: ctx.sch,
+                parameters: parsed.parameters, sql: parsed.statement)
+            var result = try ex.execute(stmt)
+            if let limit = parsed.rowLimit, result.rows.count > limit {
+                result.rows = SlicedRows(base: result.rows, offset: 0, count: limit)
+                result.truncated = true
+            }
+            if !parsed.disposition.hasPrefix("EXTERNAL"), let cap = configuration.inlineByteLimit,
+                result.rows.count * max(1, result.rows.estimatedBytesPerRow) > cap
+            {
+                var e = SQLError("", "", "")
+                e.plainMessage =
+                    "Inline byte limit exceeded. Statements executed with disposition=INLINE can have a result size of at most \(cap) bytes. Please execute the statement with disposition=EXTERNAL_LINKS if you want to download the full result."
+                throw e
+            }
+            outcome = .success(result)
+        } catch {
+            outcome = .failure(error)
+        }
+        let startAt = max(now, ctx.readyAt)
+        let id = state.withLock { s -> String in
+            let id = newStatementID(&s)
+            s.statements[id] = StatementRecord(
+                id: id, principal: principal, warehouseID: parsed.warehouseID, submittedAt: now, startAt: startAt,
+                finishAt: startAt + configuration.executionDelay, outcome: outcome, format: parsed.format,
+                external: parsed.disposition == "EXTERNAL_LINKS",
+                rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
+                    ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk)
+            return id
+        }
+        outcome = .failure(SQLError("", "", ""))  // release our reference to the rows
+        // wait_timeout / on_wait_timeout.
+        var rec = state.withLock { $0.statements[id]! }
+        if rec.state(at: clock.now, resultTTL: configuration.resultTTL) == "PENDING"
+            || rec.state(at: clock.now, resultTTL: configuration.resultTTL) == "RUNNING"
+        {
+            if parsed.waitTimeout > 0 {
+                if !clock.isManual {
+                    let deadline = Date().addingTimeInterval(Double(parsed.waitTimeout))
+                    while Date() < deadline {
+                        let st = state.withLock { $0.statements[id]! }.state(at: clock.now, resultTTL: configuration.resultTTL)
+                        if st != "PENDING" && st != "RUNNING" { break }
+                        Thread.sleep(forTimeInterval: 0.01)
+                    }
+                }
+                let st = state.withLock { $0.statements[id]! }.state(at: clock.now, resultTTL: configuration.resultTTL)
+                if (st == "PENDING" || st == "RUNNING") && parsed.cancelOnTimeout {
+                    let t = clock.now
+                    state.withLock { s in s.statements[id]?.canceledAt = t }
+                }
+            }
+            rec = state.withLock { $0.statements[id]! }
+        }
+        return renderStatement(rec, host: host)
+    }
+
+    func lookupStatement(_ id: String, principal: Int) -> Result<StatementRecord, APIError> {
+        let now = clock.now
+        return state.withLock { s in
+            guard let r = s.statements[id], r.principal == principal else {
+                return .failure(APIError(404, "NOT_FOUND", "Statement \(id) not found."))
+            }
+            let st = r.state(at: now, resultTTL: configuration.resultTTL)
+            let finished = ["SUCCEEDED", "FAILED", "CANCELED", "CLOSED"].contains(st)
+            if finished && now >= r.terminalAt + configuration.statementRetention {
+                s.statements[id] = nil
+                return .failure(APIError(404, "NOT_FOUND", "Statement \(id) not found."))
+            }
+            return .success(r)
+        }
+    }
+
+    /// GET /api/2.0/sql/statements/{id}
+    func getStatement(_ id: String, principal: Int, host: String) -> HTTPResponse {
+        switch lookupStatement(id, principal: principal) {
+        case .success(let r): return renderStatement(r, host: host)
+        case .failure(let e): return e.response()
+        }
+    }
+
+    /// POST /api/2.0/sql/statements/{id}/cancel
+    func cancelStatement(_ id: String, principal: Int) -> HTTPResponse {
+        switch lookupStatement(id, principal: principal) {
+        case .success(let r):
+            let now = clock.now
+            let st = r.state(at: now, resultTTL: configuration.resultTTL)
+            if st == "PENDING" || st == "RUNNING" {
+                state.withLock { $0.statements[id]?.canceledAt = now }
+            }
+            return HTTPResponse(status: 200, json: Array("{}".utf8))
+        case .failure(let e): return e.response()
+        }
+    }
+
+    /// DELETE /api/2.0/sql/statements/{id}
+    func closeStatement(_ id: String, principal: Int) -> HTTPResponse {
+        switch lookupStatement(id, principal: principal) {
+        case .success(let r):
+            let now = clock.now
+            let st = r.state(at: now, resultTTL: configuration.resultTTL)
+            state.withLock { s in
+                if st == "PENDING" || st == "RUNNING" {
+                    s.statements[id]?.canceledAt = now
+                    s.statements[id]?.finishAt = min(r.finishAt, now)
+                }
+                if s.statements[id]?.closedAt == nil { s.statements[id]?.closedAt = now }
+            }
+            return HTTPResponse(status: 200, json: Array("{}".utf8))
+        case .failure(let e): return e.response()
+        }
+    }
+
+    /// GET /api/2.0/sql/statements/{id}/result/chunks/{n}
+    func getChunk(_ id: String, index: String, principal: Int, query: [String: String], host: String) -> HTTPResponse {
+        let r: StatementRecord
+        switch lookupStatement(id, principal: principal) {
+        case .success(let x): r = x
+        case .failure(let e): return e.response()
+        }
+        let st = r.state(at: clock.now, resultTTL: configuration.resultTTL)
+        guard st == "SUCCEEDED", case .success = r.outcome else {
+            if st == "CLOSED" {
+                return APIError(404, "NOT_FOUND", "The result of statement \(id) is no longer available (statement is CLOSED).").response()
+            }
+            return APIError(400, "BAD_REQUEST", "Statement \(id) is in state \(st); results are available only once it has SUCCEEDED.").response()
+        }
+        guard let n = Int(index), n >= 0, n < r.chunkCount else {
+            return APIError(
+                400, "INVALID_PARAMETER_VALUE", "Chunk index \(index) is out of range; the result has \(r.chunkCount) chunk(s).")
+                .response()
+        }
+        if let off = query["row_offset"] {
+            guard let o = Int(off), o == r.chunkRange(n).lowerBound else {
+                return APIError(
+                    400, "INVALID_PARAMETER_VALUE",
+                    "row_offset \(off) does not match chunk \(n), which starts at row \(r.chunkRange(n).lowerBound).").response()
+            }
+        }
+        let out = ByteBuffer(capacity: 4096)
+        if r.external {
+            out.append("{\"external_links\":[")
+            appendLink(r, chunk: n, host: host, out: out)
+            out.append("]}")
+        } else {
+            appendInlineChunk(r, chunk: n, out: out)
+        }
+        return HTTPResponse(status: 200, body: out)
+    }
+}
+
+/// An HTTP-level API error: `{"error_code": ..., "message": ...}`.
+struct APIError: Error {
+    var status: Int
+    var code: String
+    var message: String
+    var numericCode = false
+    var retryAfter: Int?
+
+    init(_ status: Int, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    func response() -> HTTPResponse {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("error_code")
+        if numericCode { w.int(Int64(status)) } else { w.string(code) }
+        w.key("message")
+        w.string(message)
+        w.endObject()
+        let r = HTTPResponse(status: status, json: w.bytes, contentType: "application/json; charset=utf-8")
+        r.setHeader("x-databricks-reason-phrase", message.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "))
+        if let ra = retryAfter { r.setHeader("retry-after", String(ra)) }
+        return r
+    }
+}

@@ -1,0 +1,842 @@
+import CDFSyncCore
+import Foundation
+
+/// A FROM source resolved to columns and rows.
+struct Relation {
+    enum Source {
+        case rows([Row])
+        case snapshot(SyntheticSnapshot)
+        case changes(SyntheticChanges)
+    }
+
+    var columns: [ResultColumn]
+    var source: Source
+    /// A column the rows are already sorted by, ascending (`_commit_version` for change data).
+    var naturalOrder: String?
+
+    var count: Int {
+        switch source {
+        case .rows(let r): return r.count
+        case .snapshot(let s): return s.count
+        case .changes(let c): return c.count
+        }
+    }
+
+    func value(_ row: Int, _ col: Int) -> String? {
+        switch source {
+        case .rows(let r): return r[row][col]
+        case .snapshot(let s): return s.value(row: row, column: col)
+        case .changes(let c): return c.value(row: row, column: col)
+        }
+    }
+
+    var isLazy: Bool {
+        if case .rows = source { return false }
+        return true
+    }
+}
+
+/// Runs one parsed statement against a consistent copy of the catalog.
+struct Executor {
+    var tables: [String: TableState]
+    var access: Access
+    var defaultCatalog: String
+    var defaultSchema: String
+    var parameters: [String: BoundParameter]
+    var sql: String
+    /// Rows a generic WHERE / ORDER BY may materialise from a generated table before giving up.
+    var materializeLimit = 200_000
+
+    static let changeColumns: [ResultColumn] = [
+        ResultColumn(name: "_change_type", type: .string),
+        ResultColumn(name: "_commit_version", type: .bigint),
+        ResultColumn(name: "_commit_timestamp", type: .timestamp),
+    ]
+
+    func execute(_ stmt: Statement) throws(SQLError) -> ResultSet {
+        switch stmt {
+        case .select(let s): return try select(s)
+        case .describeHistory(let name, let limit): return try describeHistory(name, limit: limit)
+        case .showCatalogs(let like): return showCatalogs(like: like)
+        case .showSchemas(let cat, let like): return try showSchemas(cat, like: like)
+        case .showTables(let sch, let like): return try showTables(sch, like: like)
+        case .showTblProperties(let name, let key): return try showTblProperties(name, key: key)
+        }
+    }
+
+    // MARK: names
+
+    func qualify(_ ref: NameRef) -> TableName {
+        switch ref.parts.count {
+        case 1: return TableName(catalog: defaultCatalog, schema: defaultSchema, table: ref.parts[0])
+        case 2: return TableName(catalog: defaultCatalog, schema: ref.parts[0], table: ref.parts[1])
+        default: return TableName(catalog: ref.parts[0], schema: ref.parts[1], table: ref.parts[2])
+        }
+    }
+
+    func notFound(_ name: TableName, offset: Int) -> SQLError {
+        var e = SQLError(
+            "TABLE_OR_VIEW_NOT_FOUND", "42P01",
+            "The table or view \(name.quoted) cannot be found. Verify the spelling and correctness of the schema and catalog.\nIf you did not qualify the name with a schema, verify the current_schema() output, or qualify the name with the correct schema and catalog.\nTo tolerate the error on drop use DROP VIEW IF EXISTS or DROP TABLE IF EXISTS.")
+        e.suffix = "; line 1 pos \(offset)"
+        return e
+    }
+
+    /// Looks a table up and checks SELECT on it.
+    func lookup(_ name: TableName, offset: Int, checkGrants: Bool = true) throws(SQLError) -> TableState {
+        guard let t = tables[name.key] else { throw notFound(name, offset: offset) }
+        if checkGrants && !bypass { try access.requireSelect(t.name, isView: t.isView) }
+        return t
+    }
+
+    // MARK: constant expressions
+
+    func constant(_ e: Expr) throws(SQLError) -> Value {
+        switch e {
+        case .literal(let l, _): return literalValue(l)
+        case .parameter(let name, _): return try parameter(name).sqlValue
+        case .negate(let inner):
+            if case .number(let d) = try constant(inner) { return .number(-d) }
+            throw unsupported("non-numeric negation", at: e.offset)
+        default:
+            throw SQLError(
+                "DELTA_CDC_NON_CONSTANT_ARGUMENT", "42K0H",
+                "Cannot use non-constant arguments such as columns or subqueries in this position.")
+        }
+    }
+
+    func parameter(_ name: String) throws(SQLError) -> BoundParameter {
+        guard let p = parameters[name] else {
+            throw SQLError(
+                "UNBOUND_SQL_PARAMETER", "42P02",
+                "Found the unbound parameter: \(name). Please, fix `args` and provide a mapping of the parameter to either a SQL literal or collection constructor functions such as `map()`, `array()`, `struct()`.")
+        }
+        return p
+    }
+
+    func literalValue(_ l: Literal) -> Value {
+        switch l {
+        case .null: return .null
+        case .string(let s): return .string(s)
+        case .integer(let s), .decimal(let s): return .number(Double(s) ?? 0)
+        case .boolean(let b): return .bool(b)
+        }
+    }
+
+    func intArgument(_ e: Expr, what: String) throws(SQLError) -> Int {
+        let v = try constant(e)
+        if case .number(let d) = v, d == d.rounded(), d >= 0, d < 9.2e18 { return Int(d) }
+        if case .string(let s) = v, let i = Int(s), i >= 0 { return i }
+        throw SQLError(
+            "INVALID_LIMIT_LIKE_EXPRESSION.IS_NEGATIVE", "42K0E",
+            "The \(what) expression must be a non-negative integer literal or parameter.")
+    }
+
+    func unsupported(_ what: String, at offset: Int) -> SQLError {
+        SQLError("UNSUPPORTED_FEATURE.SIMULATOR", "0A000", "The warehouse simulator does not support \(what).")
+    }
+
+    // MARK: SELECT
+
+    func select(_ s: SelectStatement) throws(SQLError) -> ResultSet {
+        let rel = try resolveFrom(s.from)
+        return try project(s, over: rel)
+    }
+
+    func resolveFrom(_ from: FromSource) throws(SQLError) -> Relation {
+        switch from {
+        case .table(let ref, let tt):
+            let name = qualify(ref)
+            if name.schema.lowercased() == "information_schema" {
+                guard tt == nil else {
+                    throw SQLError(
+                        "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS", "0AKDC",
+                        "Cannot time travel views, subqueries, streams or change data feed queries.")
+                }
+                return try informationSchema(name, offset: ref.offset)
+            }
+            let t = try lookup(name, offset: ref.offset)
+            if t.isView {
+                if tt != nil {
+                    throw SQLError(
+                        "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS", "0AKDC",
+                        "Cannot time travel views, subqueries, streams or change data feed queries.")
+                }
+                return try viewRelation(t)
+            }
+            var version = t.latestVersion
+            switch tt {
+            case .version(let e)?:
+                version = try intArgument(e, what: "VERSION AS OF")
+                try checkVersionExists(t, version)
+            case .timestamp(let e)?:
+                version = try versionAtOrBefore(t, timestamp: e)
+            case nil:
+                break
+            }
+            return tableRelation(t, version: version)
+        case .tableChanges(let args, let offset):
+            return try tableChanges(args, offset: offset)
+        }
+    }
+
+    func tableRelation(_ t: TableState, version: Int) -> Relation {
+        let cols = zip(t.columns, t.columnTypes).map { ResultColumn(name: $0.name, type: $1) }
+        guard version >= 0 else { return Relation(columns: cols, source: .rows([])) }
+        if let s = t.synthetic { return Relation(columns: cols, source: .snapshot(s.snapshotSource(version: version))) }
+        let src = t.snapshot(at: version) as! MaterializedRows
+        return Relation(columns: cols, source: .rows(src.rows))
+    }
+
+    func checkVersionExists(_ t: TableState, _ v: Int) throws(SQLError) {
+        guard v >= t.earliestRetainedVersion && v <= t.latestVersion else {
+            throw SQLError(
+                "DELTA_VERSION_NOT_FOUND", "22003",
+                "Cannot time travel Delta table to version \(v). Available versions: [\(t.earliestRetainedVersion), \(t.latestVersion)].")
+        }
+    }
+
+    func timestampArgument(_ e: Expr) throws(SQLError) -> Int64 {
+        switch try constant(e) {
+        case .timestamp(let ms): return ms
+        case .string(let s):
+            guard let ms = try? Timestamp.parseMillis(s) else { throw Value.castError(s, "TIMESTAMP") }
+            return ms
+        case .null:
+            throw SQLError(
+                "DELTA_CDC_READ_NULL_RANGE_BOUNDARY", "22004",
+                "The CDC read start/end parameters cannot be null. Please provide a valid version or timestamp.")
+        default:
+            throw SQLError("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", "42K09", "Expected a TIMESTAMP or STRING argument.")
+        }
+    }
+
+    func versionAtOrBefore(_ t: TableState, timestamp e: Expr) throws(SQLError) -> Int {
+        let ms = try timestampArgument(e)
+        guard let v = t.versions.lastIndex(where: { $0.timestampMillis <= ms }), v >= t.earliestRetainedVersion else {
+            throw SQLError(
+                "DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION", "42816",
+                "The provided timestamp (\(Timestamp.format(millis: ms))) is before the earliest version available to this table (\(Timestamp.format(millis: t.versions[t.earliestRetainedVersion].timestampMillis))). Please use a timestamp after \(Timestamp.format(millis: t.versions[t.earliestRetainedVersion].timestampMillis)).")
+        }
+        return v
+    }
+
+    func viewRelation(_ t: TableState) throws(SQLError) -> Relation {
+        guard let def = t.view else { throw notFound(t.name, offset: 0) }
+        var text = "SELECT " + def.select.joined(separator: ", ") + " FROM " + (try? TableName(parsing: def.source))!.quoted
+        if let w = def.where { text += " WHERE " + w }
+        let stmt: Statement
+        do {
+            stmt = try Parser.parse(text)
+        } catch {
+            throw SQLError("INVALID_VIEW_TEXT", "XX000", "The view \(t.name.quoted) cannot be displayed due to invalid view text.")
+        }
+        var inner = self
+        inner.bypass = true
+        guard case .select(let s) = stmt else { throw notFound(t.name, offset: 0) }
+        let result = try inner.select(s)
+        let rows = (0..<result.rows.count).map { result.rows.row($0, width: result.columns.count) }
+        return Relation(columns: result.columns, source: .rows(rows))
+    }
+
+    /// Set for a view's own query: its owner's rights apply, not the caller's.
+    var bypass = false
+
+    // MARK: table_changes
+
+    func tableChanges(_ args: [Expr], offset: Int) throws(SQLError) -> Relation {
+        guard args.count == 2 || args.count == 3 else {
+            throw SQLError(
+                "WRONG_NUM_ARGS.WITHOUT_SUGGESTION", "42605",
+                "The `table_changes` requires [2, 3] parameters but the actual number is \(args.count). Please, refer to 'https://docs.databricks.com/sql/language-manual/sql-ref-functions.html' for a fix.")
+        }
+        let nameValue = try constant(args[0])
+        guard case .string(let nameText) = nameValue else {
+            throw SQLError(
+                "DELTA_CDC_NON_CONSTANT_ARGUMENT", "42K0H",
+                "Unsupported expression type for table name: table_changes requires a string literal naming the table.")
+        }
+        let parts: [String]
+        do {
+            parts = try TableName.splitParts(nameText)
+        } catch {
+            throw Parser.syntaxError(sql: nameText, offset: 0, near: nameText, bytes: Array(nameText.utf8))
+        }
+        guard (1...3).contains(parts.count) else {
+            throw SQLError(
+                "REQUIRES_SINGLE_PART_NAMESPACE", "42K05", "table_changes requires a table name of at most three parts.")
+        }
+        let name = qualify(NameRef(parts: parts, offset: offset))
+        let t = try lookup(name, offset: offset, checkGrants: !bypass)
+        guard t.isDelta else {
+            throw SQLError(
+                "DELTA_TABLE_ONLY_OPERATION", "0AKDD",
+                "\(name.description) is not a Delta table. table_changes is only supported for Delta tables.")
+        }
+        let latest = t.latestVersion
+        // Resolve both bounds to versions.
+        func isVersion(_ e: Expr) throws(SQLError) -> Bool {
+            switch try constant(e) {
+            case .number: return true
+            case .null:
+                throw SQLError(
+                    "DELTA_CDC_READ_NULL_RANGE_BOUNDARY", "22004",
+                    "The CDC read start/end parameters cannot be null. Please provide a valid version or timestamp.")
+            default: return false
+            }
+        }
+        var start: Int
+        if try isVersion(args[1]) {
+            guard case .number(let d) = try constant(args[1]), d == d.rounded() else {
+                throw SQLError("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", "42K09", "The start version must be an integer.")
+            }
+            start = Int(d)
+        } else {
+            let ms = try timestampArgument(args[1])
+            guard let v = t.versions.firstIndex(where: { $0.timestampMillis >= ms }) else {
+                let last = Timestamp.format(millis: t.versions[latest].timestampMillis)
+                throw SQLError(
+                    "DELTA_TIMESTAMP_GREATER_THAN_COMMIT", "42816",
+                    "The provided timestamp (\(Timestamp.format(millis: ms))) is after the latest version available to this table (\(last)). Please use a timestamp before or at \(last).")
+            }
+            if v == 0 && t.earliestRetainedVersion > 0 && ms < t.versions[t.earliestRetainedVersion].timestampMillis {
+                let first = Timestamp.format(millis: t.versions[t.earliestRetainedVersion].timestampMillis)
+                throw SQLError(
+                    "DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION", "42816",
+                    "The provided timestamp (\(Timestamp.format(millis: ms))) is before the earliest version available to this table (\(first)). Please use a timestamp after \(first).")
+            }
+            start = v
+        }
+        var end = latest
+        var endGiven = false
+        if args.count == 3 {
+            endGiven = true
+            if try isVersion(args[2]) {
+                guard case .number(let d) = try constant(args[2]), d == d.rounded() else {
+                    throw SQLError("DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", "42K09", "The end version must be an integer.")
+                }
+                end = Int(d)
+            } else {
+                let ms = try timestampArgument(args[2])
+                end = t.versions.lastIndex(where: { $0.timestampMillis <= ms }) ?? -1
+                if end < start {
+                    // Both timestamps fall between the same two commits: empty, not an error.
+                    return changeRelation(t, from: 1, to: 0)
+                }
+            }
+        }
+        if start > latest {
+            throw SQLError(
+                "DELTA_CDC_START_VERSION_AFTER_LATEST", "22003",
+                "Start version \(start) for change data feed exceeds the latest table version \(latest).")
+        }
+        if endGiven && end < start {
+            throw SQLError(
+                "DELTA_INVALID_CDC_RANGE", "22003",
+                "CDC range from start \(start) to end \(end) was invalid. End cannot be before start.")
+        }
+        end = min(end, latest)
+        if start < t.earliestRetainedVersion {
+            throw SQLError(
+                "DELTA_VERSION_NOT_FOUND", "22003",
+                "Cannot time travel Delta table to version \(start). Available versions: [\(t.earliestRetainedVersion), \(latest)].")
+        }
+        if start < 0 {
+            throw SQLError(
+                "DELTA_VERSION_NOT_FOUND", "22003",
+                "Cannot time travel Delta table to version \(start). Available versions: [\(t.earliestRetainedVersion), \(latest)].")
+        }
+        for v in start...end where !t.versions[v].cdfEnabled {
+            throw SQLError(
+                "DELTA_MISSING_CHANGE_DATA", "KD002",
+                "Error getting change data for range [\(start) , \(end)] as change data was not recorded for version [\(v)]. If you've enabled change data feed on this table, use `DESCRIBE HISTORY` to see when it was first enabled. Otherwise, to start recording change data, use `ALTER TABLE table_name SET TBLPROPERTIES (delta.enableChangeDataFeed=true)`.")
+        }
+        return changeRelation(t, from: start, to: end)
+    }
+
+    func changeRelation(_ t: TableState, from: Int, to: Int) -> Relation {
+        let cols = zip(t.columns, t.columnTypes).map { ResultColumn(name: $0.name, type: $1) } + Self.changeColumns
+        if let s = t.synthetic {
+            return Relation(columns: cols, source: .changes(s.changesSource(from: from, to: to)), naturalOrder: "_commit_version")
+        }
+        let src = t.changes(from: from, to: to) as! MaterializedRows
+        return Relation(columns: cols, source: .rows(src.rows), naturalOrder: "_commit_version")
+    }
+
+    // MARK: projection, filtering, ordering
+
+    func columnIndex(_ parts: [String], in rel: Relation, offset: Int) throws(SQLError) -> Int {
+        let name = parts.last!
+        if let i = rel.columns.firstIndex(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) { return i }
+        let suggestions = rel.columns.map(\.name)
+            .sorted { levenshtein($0.lowercased(), name.lowercased()) < levenshtein($1.lowercased(), name.lowercased()) }
+            .prefix(5).map { "`\($0)`" }.joined(separator: ", ")
+        var e = SQLError(
+            "UNRESOLVED_COLUMN.WITH_SUGGESTION", "42703",
+            "A column, variable, or function parameter with name `\(parts.joined(separator: "`.`"))` cannot be resolved. Did you mean one of the following? [\(suggestions)].")
+        e.suffix = "; line 1 pos \(offset)"
+        return try { () throws(SQLError) -> Int in throw e }()
+    }
+
+    /// Checks that every column an expression mentions exists.
+    func checkColumns(_ e: Expr, _ rel: Relation, aliases: [String: Expr] = [:]) throws(SQLError) {
+        switch e {
+        case .column(let parts, let off):
+            if parts.count == 1, aliases[parts[0].lowercased()] != nil { return }
+            _ = try columnIndex(parts, in: rel, offset: off)
+        case .binary(_, let l, let r):
+            try checkColumns(l, rel, aliases: aliases)
+            try checkColumns(r, rel, aliases: aliases)
+        case .not(let x), .isNull(let x, _), .negate(let x): try checkColumns(x, rel, aliases: aliases)
+        case .inList(let x, let list, _):
+            try checkColumns(x, rel, aliases: aliases)
+            for y in list { try checkColumns(y, rel, aliases: aliases) }
+        case .like(let x, let p, _):
+            try checkColumns(x, rel, aliases: aliases)
+            try checkColumns(p, rel, aliases: aliases)
+        case .between(let x, let lo, let hi, _):
+            try checkColumns(x, rel, aliases: aliases)
+            try checkColumns(lo, rel, aliases: aliases)
+            try checkColumns(hi, rel, aliases: aliases)
+        case .literal, .parameter: break
+        }
+    }
+
+    func eval(_ e: Expr, _ rel: Relation, row: Int, aliases: [String: Expr] = [:]) throws(SQLError) -> Value {
+        switch e {
+        case .literal(let l, _): return literalValue(l)
+        case .parameter(let n, _): return try parameter(n).sqlValue
+        case .column(let parts, let off):
+            if parts.count == 1, let a = aliases[parts[0].lowercased()] { return try eval(a, rel, row: row) }
+            let i = try columnIndex(parts, in: rel, offset: off)
+            return Value(text: rel.value(row, i), type: rel.columns[i].type)
+        case .negate(let x):
+            switch try eval(x, rel, row: row, aliases: aliases) {
+            case .number(let d): return .number(-d)
+            case .null: return .null
+            default: throw unsupported("negating a non-numeric value", at: e.offset)
+            }
+        case .not(let x):
+            switch try eval(x, rel, row: row, aliases: aliases) {
+            case .bool(let b): return .bool(!b)
+            case .null: return .null
+            default: throw typeMismatch("NOT")
+            }
+        case .isNull(let x, let neg):
+            let v = try eval(x, rel, row: row, aliases: aliases)
+            return .bool(v.isNull != neg)
+        case .binary(let op, let l, let r):
+            if op == "AND" || op == "OR" {
+                let a = try eval(l, rel, row: row, aliases: aliases)
+                let b = try eval(r, rel, row: row, aliases: aliases)
+                func tri(_ v: Value) throws(SQLError) -> Bool? {
+                    switch v {
+                    case .bool(let x): return x
+                    case .null: return nil
+                    default: throw typeMismatch(op)
+                    }
+                }
+                let x = try tri(a), y = try tri(b)
+                if op == "AND" {
+                    if x == false || y == false { return .bool(false) }
+                    if x == nil || y == nil { return .null }
+                    return .bool(true)
+                }
+                if x == true || y == true { return .bool(true) }
+                if x == nil || y == nil { return .null }
+                return .bool(false)
+            }
+            let a = try eval(l, rel, row: row, aliases: aliases)
+            let b = try eval(r, rel, row: row, aliases: aliases)
+            guard let c = try Value.compare(a, b) else { return .null }
+            switch op {
+            case "=": return .bool(c == 0)
+            case "<>": return .bool(c != 0)
+            case "<": return .bool(c < 0)
+            case "<=": return .bool(c <= 0)
+            case ">": return .bool(c > 0)
+            default: return .bool(c >= 0)
+            }
+        case .inList(let x, let list, let neg):
+            let v = try eval(x, rel, row: row, aliases: aliases)
+            if v.isNull { return .null }
+            var sawNull = false
+            for item in list {
+                let w = try eval(item, rel, row: row, aliases: aliases)
+                guard let c = try Value.compare(v, w) else {
+                    sawNull = true
+                    continue
+                }
+                if c == 0 { return .bool(!neg) }
+            }
+            return sawNull ? .null : .bool(neg)
+        case .like(let x, let p, let neg):
+            let v = try eval(x, rel, row: row, aliases: aliases)
+            let pv = try eval(p, rel, row: row, aliases: aliases)
+            guard case .string(let pattern) = pv else { return pv.isNull ? .null : .bool(false) }
+            switch v {
+            case .null: return .null
+            case .string(let s): return .bool(sqlLike(s, pattern) != neg)
+            case .number(let d): return .bool(sqlLike(String(d), pattern) != neg)
+            default: return .bool(neg)
+            }
+        case .between(let x, let lo, let hi, let neg):
+            let v = try eval(x, rel, row: row, aliases: aliases)
+            guard let a = try Value.compare(v, try eval(lo, rel, row: row, aliases: aliases)),
+                let b = try Value.compare(v, try eval(hi, rel, row: row, aliases: aliases))
+            else { return .null }
+            return .bool((a >= 0 && b <= 0) != neg)
+        }
+    }
+
+    func typeMismatch(_ op: String) -> SQLError {
+        SQLError(
+            "DATATYPE_MISMATCH.UNEXPECTED_INPUT_TYPE", "42K09",
+            "Cannot resolve \"\(op)\" due to data type mismatch: the operand must be BOOLEAN.")
+    }
+
+    struct OutputColumn {
+        var column: ResultColumn
+        /// Index into the relation, or nil for a constant.
+        var index: Int?
+        var constant: String?
+    }
+
+    func project(_ s: SelectStatement, over rel: Relation) throws(SQLError) -> ResultSet {
+        // Output columns.
+        var outputs: [OutputColumn] = []
+        var aliases: [String: Expr] = [:]
+        for item in s.items {
+            switch item {
+            case .star:
+                for (i, c) in rel.columns.enumerated() { outputs.append(OutputColumn(column: c, index: i)) }
+            case .expr(let e, let alias, let text):
+                switch e {
+                case .column(let parts, let off):
+                    let i = try columnIndex(parts, in: rel, offset: off)
+                    var col = rel.columns[i]
+                    if let alias { col.name = alias }
+                    outputs.append(OutputColumn(column: col, index: i))
+                case .literal(let l, _):
+                    let (v, type): (String?, SQLType) = {
+                        switch l {
+                        case .null: return (nil, try! SQLType(parsing: "VOID"))
+                        case .string(let x): return (x, .string)
+                        case .integer(let x): return (x, Int(x).map { Int32(exactly: $0) != nil } == true ? .int : .bigint)
+                        case .decimal(let x): return (x, try! SQLType(parsing: "DOUBLE"))
+                        case .boolean(let b): return (b ? "true" : "false", .boolean)
+                        }
+                    }()
+                    outputs.append(OutputColumn(column: ResultColumn(name: alias ?? text, type: type), index: nil, constant: v))
+                case .parameter(let n, _):
+                    let p = try parameter(n)
+                    let type = (try? SQLType(parsing: p.type)) ?? .string
+                    outputs.append(
+                        OutputColumn(column: ResultColumn(name: alias ?? text, type: type), index: nil, constant: p.value))
+                default:
+                    throw unsupported("expressions in the select list (\(text))", at: e.offset)
+                }
+                if let alias { aliases[alias.lowercased()] = e }
+            }
+        }
+        if let w = s.whereClause { try checkColumns(w, rel) }
+        // ORDER BY: positions refer to select items, names may be aliases.
+        var order: [OrderItem] = []
+        for o in s.orderBy {
+            var item = o
+            if case .literal(.integer(let n), _) = o.expr, let k = Int(n) {
+                guard k >= 1 && k <= outputs.count else {
+                    throw SQLError(
+                        "ORDER_BY_POS_OUT_OF_RANGE", "42805",
+                        "ORDER BY position \(k) is not in select list (valid range is [1, \(outputs.count)]).")
+                }
+                let out = outputs[k - 1]
+                if let idx = out.index {
+                    item.expr = .column([rel.columns[idx].name], offset: o.expr.offset)
+                } else {
+                    continue  // ordering by a constant does nothing
+                }
+            }
+            try checkColumns(item.expr, rel, aliases: aliases)
+            order.append(item)
+        }
+        // Ordering already satisfied by the relation (ascending change data by version).
+        if let natural = rel.naturalOrder, order.count == 1, !order[0].descending,
+            case .column(let parts, _) = order[0].expr, parts.last!.caseInsensitiveCompare(natural) == .orderedSame
+        {
+            order = []
+        }
+        let limit = try s.limit.map { e throws(SQLError) in try intArgument(e, what: "limit") }
+        let offset = try s.offset.map { e throws(SQLError) in try intArgument(e, what: "offset") } ?? 0
+
+        if s.whereClause == nil && order.isEmpty {
+            // Streamable: project lazily, then slice.
+            let total = rel.count
+            let lo = min(offset, total)
+            let hi = limit.map { min(total, lo + $0) } ?? total
+            let columns = outputs.map(\.column)
+            let source: any RowSource
+            switch rel.source {
+            case .rows(let rows):
+                source = MaterializedRows(rows: rows[lo..<hi].map { r in outputs.map { o in o.index.map { r[$0] } ?? o.constant } })
+                return ResultSet(columns: columns, rows: source)
+            case .snapshot(var snap):
+                guard outputs.allSatisfy({ $0.index != nil }) else { throw unsupported("constants in a select list over a generated table", at: 0) }
+                snap.projection = outputs.map { snap.projection[$0.index!] }
+                source = snap
+            case .changes(var ch):
+                guard outputs.allSatisfy({ $0.index != nil }) else { throw unsupported("constants in a select list over a generated table", at: 0) }
+                ch.projection = outputs.map { ch.projection[$0.index!] }
+                source = ch
+            }
+            if lo == 0 && hi == total { return ResultSet(columns: columns, rows: source) }
+            return ResultSet(columns: columns, rows: SlicedRows(base: source, offset: lo, count: hi - lo))
+        }
+
+        // Generic path: evaluate over row indices.
+        if rel.isLazy && rel.count > materializeLimit {
+            throw unsupported(
+                "WHERE or ORDER BY (other than ORDER BY _commit_version) over more than \(materializeLimit) generated rows",
+                at: 0)
+        }
+        var indices: [Int] = []
+        for r in 0..<rel.count {
+            if let w = s.whereClause {
+                guard try eval(w, rel, row: r) == .bool(true) else { continue }
+            }
+            indices.append(r)
+        }
+        if !order.isEmpty {
+            var keys: [[Value]] = []
+            keys.reserveCapacity(indices.count)
+            for r in indices { keys.append(try order.map { o throws(SQLError) in try eval(o.expr, rel, row: r, aliases: aliases) }) }
+            var perm = Array(0..<indices.count)
+            var failure: SQLError?
+            perm.sort { a, b in
+                for (k, o) in order.enumerated() {
+                    let x = keys[a][k], y = keys[b][k]
+                    if x.isNull || y.isNull {
+                        if x.isNull && y.isNull { continue }
+                        let nullsFirst = o.nullsFirst ?? !o.descending
+                        return x.isNull ? nullsFirst : !nullsFirst
+                    }
+                    let c: Int
+                    do throws(SQLError) {
+                        c = try Value.compare(x, y) ?? 0
+                    } catch {
+                        failure = error
+                        return a < b
+                    }
+                    if c != 0 { return o.descending ? c > 0 : c < 0 }
+                }
+                return a < b
+            }
+            if let failure { throw failure }
+            indices = perm.map { indices[$0] }
+        }
+        let lo = min(offset, indices.count)
+        let hi = limit.map { min(indices.count, lo + $0) } ?? indices.count
+        var rows: [Row] = []
+        rows.reserveCapacity(hi - lo)
+        for r in indices[lo..<hi] {
+            rows.append(outputs.map { o in o.index.map { rel.value(r, $0) } ?? o.constant })
+        }
+        return ResultSet(columns: outputs.map(\.column), materialized: rows)
+    }
+
+    // MARK: DESCRIBE HISTORY
+
+    static let historyColumns: [ResultColumn] = [
+        ResultColumn(name: "version", type: .bigint),
+        ResultColumn(name: "timestamp", type: .timestamp),
+        ResultColumn(name: "userId", type: .string),
+        ResultColumn(name: "userName", type: .string),
+        ResultColumn(name: "operation", type: .string),
+        ResultColumn(name: "operationParameters", type: .mapStringString),
+        ResultColumn(name: "job", type: try! SQLType(parsing: "STRUCT<jobId: STRING, jobName: STRING, jobRunId: STRING, runId: STRING, jobOwnerId: STRING, triggerType: STRING>")),
+        ResultColumn(name: "notebook", type: try! SQLType(parsing: "STRUCT<notebookId: STRING>")),
+        ResultColumn(name: "clusterId", type: .string),
+        ResultColumn(name: "readVersion", type: .bigint),
+        ResultColumn(name: "isolationLevel", type: .string),
+        ResultColumn(name: "isBlindAppend", type: .boolean),
+        ResultColumn(name: "operationMetrics", type: .mapStringString),
+        ResultColumn(name: "userMetadata", type: .string),
+        ResultColumn(name: "engineInfo", type: .string),
+    ]
+
+    func describeHistory(_ ref: NameRef, limit: Expr?) throws(SQLError) -> ResultSet {
+        let name = qualify(ref)
+        let t = try lookup(name, offset: ref.offset)
+        guard t.isDelta else {
+            throw SQLError("DELTA_CANNOT_DESCRIBE_VIEW_HISTORY", "42809", "Cannot describe the history of a view.")
+        }
+        let n = try limit.map { e throws(SQLError) in try intArgument(e, what: "limit") } ?? Int.max
+        var rows: [Row] = []
+        for v in t.versions.reversed() {
+            if rows.count >= n { break }
+            rows.append(Self.historyRow(v, table: t))
+        }
+        return ResultSet(columns: Self.historyColumns, materialized: rows)
+    }
+
+    static func jsonMap(_ pairs: [(String, String?)]) -> String {
+        var w = JSONWriter()
+        w.beginObject()
+        for (k, v) in pairs {
+            w.key(k)
+            w.string(v)
+        }
+        w.endObject()
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
+
+    static func historyRow(_ v: VersionInfo, table t: TableState) -> Row {
+        let props = v.version == 0 ? v.properties : (t.versions[v.version - 1].properties == v.properties ? [:] : v.properties)
+        let propsJSON = jsonMap(props.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
+        let rows = v.insertCount + v.updateCount
+        var params: [(String, String?)]
+        var metrics: [(String, String?)]
+        var blindAppend = false
+        switch v.operation.uppercased() {
+        case "CREATE TABLE", "CREATE OR REPLACE TABLE", "CREATE TABLE AS SELECT":
+            params = [
+                ("partitionBy", "[]"), ("clusterBy", "[]"), ("description", nil), ("isManaged", String(t.tableType == "MANAGED")),
+                ("properties", propsJSON), ("statsOnLoad", "false"),
+            ]
+            metrics = v.insertCount > 0 ? [("numFiles", "1"), ("numOutputRows", String(v.insertCount))] : []
+            blindAppend = true
+        case "WRITE":
+            params = [("mode", "Append"), ("statsOnLoad", "false"), ("partitionBy", "[]")]
+            metrics = [("numFiles", String(max(1, v.insertCount / 100_000))), ("numOutputRows", String(v.insertCount)),
+                       ("numOutputBytes", String(v.insertCount * 180))]
+            blindAppend = v.updateCount == 0 && v.deleteCount == 0
+        case "MERGE":
+            params = [
+                ("predicate", "[\"(participant_id#1 = participant_id#2)\"]"), ("matchedPredicates", "[{\"actionType\":\"update\"}]"),
+                ("notMatchedPredicates", "[{\"actionType\":\"insert\"}]"), ("notMatchedBySourcePredicates", "[]"),
+            ]
+            metrics = [
+                ("numTargetRowsInserted", String(v.insertCount)), ("numTargetRowsUpdated", String(v.updateCount)),
+                ("numTargetRowsDeleted", String(v.deleteCount)), ("numSourceRows", String(rows + v.deleteCount)),
+                ("numOutputRows", String(rows)), ("numTargetChangeFilesAdded", "1"),
+            ]
+        case "UPDATE":
+            params = [("predicate", "[\"true\"]")]
+            metrics = [("numUpdatedRows", String(v.updateCount)), ("numAddedChangeFiles", "1")]
+        case "DELETE":
+            params = [("predicate", "[\"true\"]")]
+            metrics = [("numDeletedRows", String(v.deleteCount)), ("numAddedChangeFiles", "1")]
+        case "SET TBLPROPERTIES":
+            params = [("properties", propsJSON)]
+            metrics = []
+        default:
+            params = []
+            metrics = [
+                ("numOutputRows", String(rows)), ("numDeletedRows", String(v.deleteCount)),
+            ]
+        }
+        let userId = String(StableHash.hash(Array(v.userName.utf8)) % 9_000_000_000_000_000 + 1_000_000_000_000_000)
+        return [
+            String(v.version), Timestamp.format(millis: v.timestampMillis), userId, v.userName, v.operation,
+            jsonMap(params), nil, nil, nil, v.version == 0 ? nil : String(v.version - 1),
+            v.version == 0 ? "Serializable" : "WriteSerializable", blindAppend ? "true" : "false", jsonMap(metrics), nil,
+            "Databricks-Runtime/15.4.x-photon-scala2.12",
+        ]
+    }
+
+    // MARK: SHOW
+
+    var visibleTables: [TableState] {
+        tables.values.filter { bypass || access.canSee($0.name) }.sorted { $0.name.key < $1.name.key }
+    }
+
+    var catalogs: [String] {
+        var seen: [String: String] = [:]
+        for t in tables.values where seen[t.name.catalog.lowercased()] == nil { seen[t.name.catalog.lowercased()] = t.name.catalog }
+        return seen.values.filter { access.canSeeCatalog($0) }.sorted()
+    }
+
+    func showCatalogs(like: String?) -> ResultSet {
+        let rows: [Row] = catalogs.filter { like == nil || showLike($0, like!) }.map { [$0] }
+        return ResultSet(columns: [ResultColumn(name: "catalog", type: .string)], materialized: rows)
+    }
+
+    func schemas(in catalog: String) -> [String] {
+        var seen: [String: String] = [:]
+        for t in tables.values where t.name.catalog.lowercased() == catalog.lowercased() {
+            seen[t.name.schema.lowercased()] = t.name.schema
+        }
+        var out = seen.values.filter { access.canSeeSchema(catalog, $0) }
+        if access.canSeeCatalog(catalog) { out.append("information_schema") }
+        return out.sorted()
+    }
+
+    func showSchemas(_ cat: NameRef?, like: String?) throws(SQLError) -> ResultSet {
+        let catalog = cat?.parts.joined(separator: ".") ?? defaultCatalog
+        guard catalogs.contains(where: { $0.lowercased() == catalog.lowercased() }) else {
+            throw SQLError("NO_SUCH_CATALOG_EXCEPTION", "42704", "Catalog '\(catalog)' was not found. Please verify the catalog name and then retry the query or command again.")
+        }
+        let rows: [Row] = schemas(in: catalog).filter { like == nil || showLike($0, like!) }.map { [$0] }
+        return ResultSet(columns: [ResultColumn(name: "databaseName", type: .string)], materialized: rows)
+    }
+
+    func showTables(_ sch: NameRef?, like: String?) throws(SQLError) -> ResultSet {
+        let (catalog, schema): (String, String) = {
+            guard let sch else { return (defaultCatalog, defaultSchema) }
+            return sch.parts.count >= 2 ? (sch.parts[0], sch.parts[1]) : (defaultCatalog, sch.parts[0])
+        }()
+        guard access.canSeeSchema(catalog, schema) || schema.lowercased() == "information_schema",
+            tables.values.contains(where: {
+                $0.name.catalog.lowercased() == catalog.lowercased() && $0.name.schema.lowercased() == schema.lowercased()
+            }) || schema.lowercased() == "information_schema"
+        else {
+            throw SQLError(
+                "SCHEMA_NOT_FOUND", "42704",
+                "The schema `\(catalog)`.`\(schema)` cannot be found. Verify the spelling and correctness of the schema and catalog.")
+        }
+        let rows: [Row] = visibleTables.filter {
+            $0.name.catalog.lowercased() == catalog.lowercased() && $0.name.schema.lowercased() == schema.lowercased()
+                && (like == nil || showLike($0.name.table, like!))
+        }.map { [$0.name.schema, $0.name.table, "false"] }
+        return ResultSet(
+            columns: [
+                ResultColumn(name: "database", type: .string), ResultColumn(name: "tableName", type: .string),
+                ResultColumn(name: "isTemporary", type: .boolean),
+            ], materialized: rows)
+    }
+
+    func showTblProperties(_ ref: NameRef, key: String?) throws(SQLError) -> ResultSet {
+        let name = qualify(ref)
+        let t = try lookup(name, offset: ref.offset)
+        var props = t.properties
+        if t.isDelta {
+            props["delta.minReaderVersion"] = props["delta.minReaderVersion"] ?? "1"
+            props["delta.minWriterVersion"] = props["delta.minWriterVersion"] ?? "4"
+        }
+        let rows: [Row]
+        if let key {
+            rows = [[key, props[key] ?? "Table \(t.name.description) does not have property: \(key)"]]
+        } else {
+            rows = props.sorted { $0.key < $1.key }.map { [$0.key, $0.value] }
+        }
+        return ResultSet(
+            columns: [ResultColumn(name: "key", type: .string), ResultColumn(name: "value", type: .string)],
+            materialized: rows)
+    }
+}
+
+func levenshtein(_ a: String, _ b: String) -> Int {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    if x.isEmpty { return y.count }
+    if y.isEmpty { return x.count }
+    var prev = Array(0...y.count)
+    var cur = [Int](repeating: 0, count: y.count + 1)
+    for i in 1...x.count {
+        cur[0] = i
+        for j in 1...y.count {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[y.count]
+}

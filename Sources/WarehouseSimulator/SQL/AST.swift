@@ -1,0 +1,78 @@
+import Foundation
+
+/// A possibly partial table name as written: 1–3 parts.
+struct NameRef: Sendable, Equatable {
+    var parts: [String]
+    var offset: Int
+}
+
+/// A literal value; `nil` text is NULL.
+enum Literal: Sendable, Equatable {
+    case null
+    case string(String)
+    case integer(String)
+    case decimal(String)
+    case boolean(Bool)
+}
+
+indirect enum Expr: Sendable, Equatable {
+    case literal(Literal, offset: Int)
+    case parameter(String, offset: Int)
+    case column([String], offset: Int)
+    case binary(String, Expr, Expr)  // = <> < <= > >= AND OR
+    case not(Expr)
+    case isNull(Expr, negated: Bool)
+    case inList(Expr, [Expr], negated: Bool)
+    case like(Expr, Expr, negated: Bool)
+    case between(Expr, Expr, Expr, negated: Bool)
+    case negate(Expr)
+
+    var offset: Int {
+        switch self {
+        case .literal(_, let o), .parameter(_, let o), .column(_, let o): return o
+        case .binary(_, let l, _): return l.offset
+        case .not(let e), .isNull(let e, _), .inList(let e, _, _), .like(let e, _, _), .between(let e, _, _, _),
+            .negate(let e):
+            return e.offset
+        }
+    }
+}
+
+enum SelectItem: Sendable, Equatable {
+    case star
+    case expr(Expr, alias: String?, text: String)
+}
+
+enum TimeTravel: Sendable, Equatable {
+    case version(Expr)
+    case timestamp(Expr)
+}
+
+enum FromSource: Sendable, Equatable {
+    case table(NameRef, TimeTravel?)
+    case tableChanges(args: [Expr], offset: Int)
+}
+
+struct OrderItem: Sendable, Equatable {
+    var expr: Expr
+    var descending: Bool
+    var nullsFirst: Bool?
+}
+
+struct SelectStatement: Sendable, Equatable {
+    var items: [SelectItem]
+    var from: FromSource
+    var whereClause: Expr?
+    var orderBy: [OrderItem]
+    var limit: Expr?
+    var offset: Expr?
+}
+
+enum Statement: Sendable, Equatable {
+    case select(SelectStatement)
+    case describeHistory(NameRef, limit: Expr?)
+    case showCatalogs(like: String?)
+    case showSchemas(catalog: NameRef?, like: String?)
+    case showTables(schema: NameRef?, like: String?)
+    case showTblProperties(NameRef, key: String?)
+}

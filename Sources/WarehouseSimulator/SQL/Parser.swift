@@ -1,0 +1,387 @@
+import Foundation
+
+/// Recursive-descent parser for the SQL the simulator understands. Anything else is a
+/// `PARSE_SYNTAX_ERROR` at the first token it cannot take.
+struct Parser {
+    let sql: String
+    private let tokens: [Token]
+    private var pos = 0
+    private let bytes: [UInt8]
+
+    init(_ sql: String) throws(SQLError) {
+        self.sql = sql
+        self.bytes = Array(sql.utf8)
+        self.tokens = try Lexer(sql).tokenize()
+    }
+
+    static func parse(_ sql: String) throws(SQLError) -> Statement {
+        var p = try Parser(sql)
+        return try p.parseStatement()
+    }
+
+    /// Spark's syntax error: `[PARSE_SYNTAX_ERROR] Syntax error at or near 'X'. SQLSTATE: 42601 (line l, pos p)`
+    /// followed by the `== SQL ==` excerpt.
+    static func syntaxError(sql: String, offset: Int, near: String?, bytes: [UInt8]) -> SQLError {
+        var line = 1
+        var lineStart = 0
+        var k = 0
+        while k < offset && k < bytes.count {
+            if bytes[k] == 10 {
+                line += 1
+                lineStart = k + 1
+            }
+            k += 1
+        }
+        let col = offset - lineStart
+        let what = near.map { "'\($0)'" } ?? "end of input"
+        var e = SQLError("PARSE_SYNTAX_ERROR", "42601", "Syntax error at or near \(what).")
+        e.leadingNewline = true
+        let lines = sql.split(separator: "\n", omittingEmptySubsequences: false)
+        var excerpt = ""
+        for (idx, l) in lines.enumerated() {
+            excerpt += l + "\n"
+            if idx == line - 1 { excerpt += String(repeating: "-", count: max(col, 0)) + "^^^\n" }
+        }
+        e.suffix = " (line \(line), pos \(col))\n\n== SQL ==\n" + excerpt
+        return e
+    }
+
+    private var current: Token { tokens[pos] }
+
+    private func error(at t: Token? = nil) -> SQLError {
+        let tok = t ?? current
+        return Self.syntaxError(
+            sql: sql, offset: tok.offset, near: tok.kind == .end ? nil : tokenText(tok), bytes: bytes)
+    }
+
+    private func tokenText(_ t: Token) -> String {
+        switch t.kind {
+        case .string: return "'" + t.text + "'"
+        case .quotedIdentifier: return "`" + t.text + "`"
+        case .parameter: return ":" + t.text
+        default: return t.text
+        }
+    }
+
+    private mutating func advance() -> Token {
+        let t = tokens[pos]
+        if t.kind != .end { pos += 1 }
+        return t
+    }
+
+    private mutating func accept(_ keyword: String) -> Bool {
+        if current.isKeyword(keyword) {
+            pos += 1
+            return true
+        }
+        return false
+    }
+
+    private mutating func acceptSymbol(_ s: String) -> Bool {
+        if current.isSymbol(s) {
+            pos += 1
+            return true
+        }
+        return false
+    }
+
+    private mutating func expect(_ keyword: String) throws(SQLError) {
+        guard accept(keyword) else { throw error() }
+    }
+
+    private mutating func expectSymbol(_ s: String) throws(SQLError) {
+        guard acceptSymbol(s) else { throw error() }
+    }
+
+    /// Words that end an expression or a select item and so cannot be bare aliases.
+    private static let reserved: Set<String> = [
+        "FROM", "WHERE", "ORDER", "BY", "LIMIT", "OFFSET", "AND", "OR", "NOT", "AS", "IS", "IN", "LIKE", "BETWEEN",
+        "SELECT", "UNION", "JOIN", "ON", "GROUP", "HAVING", "VERSION", "TIMESTAMP", "ASC", "DESC", "NULLS", "INNER",
+        "LEFT", "RIGHT", "FULL", "CROSS", "WINDOW", "QUALIFY", "EXCEPT", "INTERSECT", "DISTINCT", "ALL", "CASE",
+        "WHEN", "THEN", "ELSE", "END", "NULL", "TRUE", "FALSE", "FOR", "LATERAL", "TABLESAMPLE", "USING", "NATURAL",
+    ]
+
+    private func isReserved(_ t: Token) -> Bool { t.kind == .identifier && Self.reserved.contains(t.text.uppercased()) }
+
+    mutating func parseStatement() throws(SQLError) -> Statement {
+        let stmt: Statement
+        if accept("SELECT") {
+            stmt = .select(try parseSelectBody())
+        } else if current.isKeyword("DESCRIBE") || current.isKeyword("DESC") {
+            pos += 1
+            try expect("HISTORY")
+            let name = try parseName()
+            var limit: Expr?
+            if accept("LIMIT") { limit = try parsePrimary() }
+            stmt = .describeHistory(name, limit: limit)
+        } else if accept("SHOW") {
+            stmt = try parseShow()
+        } else {
+            throw error()
+        }
+        _ = acceptSymbol(";")
+        guard current.kind == .end else { throw error() }
+        return stmt
+    }
+
+    private mutating func parseShow() throws(SQLError) -> Statement {
+        if accept("CATALOGS") {
+            return .showCatalogs(like: try parseLike())
+        }
+        if accept("SCHEMAS") || accept("DATABASES") {
+            var cat: NameRef?
+            if accept("IN") || accept("FROM") { cat = try parseName() }
+            return .showSchemas(catalog: cat, like: try parseLike())
+        }
+        if accept("TABLES") {
+            var sch: NameRef?
+            if accept("IN") || accept("FROM") { sch = try parseName() }
+            return .showTables(schema: sch, like: try parseLike())
+        }
+        if accept("TBLPROPERTIES") {
+            let name = try parseName()
+            var key: String?
+            if acceptSymbol("(") {
+                key = try parsePropertyKey()
+                try expectSymbol(")")
+            }
+            return .showTblProperties(name, key: key)
+        }
+        throw error()
+    }
+
+    private mutating func parsePropertyKey() throws(SQLError) -> String {
+        if current.kind == .string { return advance().text }
+        var parts: [String] = []
+        repeat {
+            guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
+            parts.append(advance().text)
+        } while acceptSymbol(".")
+        return parts.joined(separator: ".")
+    }
+
+    private mutating func parseLike() throws(SQLError) -> String? {
+        guard accept("LIKE") else {
+            if current.kind == .string { return advance().text }
+            return nil
+        }
+        guard current.kind == .string else { throw error() }
+        return advance().text
+    }
+
+    /// A dotted name of 1–3 parts, each bare or backtick-quoted.
+    private mutating func parseName() throws(SQLError) -> NameRef {
+        let start = current.offset
+        var parts: [String] = []
+        repeat {
+            let t = current
+            guard t.kind == .quotedIdentifier || (t.kind == .identifier && !isReserved(t)) else { throw error() }
+            parts.append(advance().text)
+        } while acceptSymbol(".")
+        guard parts.count <= 3 else { throw error(at: tokens[pos - 1]) }
+        return NameRef(parts: parts, offset: start)
+    }
+
+    private mutating func parseSelectBody() throws(SQLError) -> SelectStatement {
+        if current.isKeyword("DISTINCT") || current.isKeyword("ALL") { throw error() }
+        var items: [SelectItem] = []
+        repeat {
+            if acceptSymbol("*") {
+                items.append(.star)
+                continue
+            }
+            let startTok = current
+            let e = try parseExpr()
+            let endOffset = current.offset
+            let text = String(decoding: bytes[startTok.offset..<endOffset], as: UTF8.self)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            var alias: String?
+            if accept("AS") {
+                guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
+                alias = advance().text
+            } else if current.kind == .quotedIdentifier || (current.kind == .identifier && !isReserved(current)) {
+                alias = advance().text
+            }
+            items.append(.expr(e, alias: alias, text: text))
+        } while acceptSymbol(",")
+        try expect("FROM")
+        let from: FromSource
+        if current.isKeyword("table_changes") && tokens[pos + 1].isSymbol("(") {
+            let off = advance().offset
+            pos += 1
+            var args: [Expr] = []
+            if !current.isSymbol(")") {
+                repeat { args.append(try parseExpr()) } while acceptSymbol(",")
+            }
+            try expectSymbol(")")
+            from = .tableChanges(args: args, offset: off)
+        } else if current.isSymbol("(") {
+            throw error()
+        } else {
+            let name = try parseName()
+            if current.isSymbol("(") { throw error() }  // other table-valued functions
+            var tt: TimeTravel?
+            if current.isKeyword("VERSION") || current.isKeyword("TIMESTAMP") {
+                let isVersion = advance().isKeyword("VERSION")
+                try expect("AS")
+                try expect("OF")
+                let e = try parsePrimary()
+                tt = isVersion ? .version(e) : .timestamp(e)
+            } else if acceptSymbol("@") {
+                throw error()
+            }
+            from = .table(name, tt)
+        }
+        // An optional table alias.
+        if accept("AS") {
+            guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
+            pos += 1
+        } else if current.kind == .quotedIdentifier || (current.kind == .identifier && !isReserved(current)) {
+            pos += 1
+        }
+        var whereClause: Expr?
+        if accept("WHERE") { whereClause = try parseExpr() }
+        var order: [OrderItem] = []
+        if accept("ORDER") {
+            try expect("BY")
+            repeat {
+                let e = try parseExpr()
+                var desc = false
+                if accept("DESC") { desc = true } else { _ = accept("ASC") }
+                var nullsFirst: Bool?
+                if accept("NULLS") {
+                    if accept("FIRST") {
+                        nullsFirst = true
+                    } else {
+                        try expect("LAST")
+                        nullsFirst = false
+                    }
+                }
+                order.append(OrderItem(expr: e, descending: desc, nullsFirst: nullsFirst))
+            } while acceptSymbol(",")
+        }
+        var limit: Expr?
+        var offset: Expr?
+        if accept("LIMIT") {
+            if accept("ALL") { limit = nil } else { limit = try parsePrimary() }
+        }
+        if accept("OFFSET") { offset = try parsePrimary() }
+        return SelectStatement(
+            items: items, from: from, whereClause: whereClause, orderBy: order, limit: limit, offset: offset)
+    }
+
+    // MARK: expressions
+
+    private mutating func parseExpr() throws(SQLError) -> Expr { try parseOr() }
+
+    private mutating func parseOr() throws(SQLError) -> Expr {
+        var l = try parseAnd()
+        while accept("OR") { l = .binary("OR", l, try parseAnd()) }
+        return l
+    }
+
+    private mutating func parseAnd() throws(SQLError) -> Expr {
+        var l = try parseNot()
+        while accept("AND") { l = .binary("AND", l, try parseNot()) }
+        return l
+    }
+
+    private mutating func parseNot() throws(SQLError) -> Expr {
+        if accept("NOT") { return .not(try parseNot()) }
+        return try parseComparison()
+    }
+
+    private mutating func parseComparison() throws(SQLError) -> Expr {
+        let l = try parseUnary()
+        for op in ["=", "==", "<>", "!=", "<=", ">=", "<", ">"] where current.isSymbol(op) {
+            pos += 1
+            let r = try parseUnary()
+            let norm = op == "==" ? "=" : (op == "!=" ? "<>" : op)
+            return .binary(norm, l, r)
+        }
+        if accept("IS") {
+            let neg = accept("NOT")
+            try expect("NULL")
+            return .isNull(l, negated: neg)
+        }
+        let save = pos
+        let neg = accept("NOT")
+        if accept("IN") {
+            try expectSymbol("(")
+            if current.isKeyword("SELECT") { throw error() }
+            var list: [Expr] = []
+            repeat { list.append(try parseUnary()) } while acceptSymbol(",")
+            try expectSymbol(")")
+            return .inList(l, list, negated: neg)
+        }
+        if accept("LIKE") {
+            return .like(l, try parseUnary(), negated: neg)
+        }
+        if accept("BETWEEN") {
+            let lo = try parseUnary()
+            try expect("AND")
+            let hi = try parseUnary()
+            return .between(l, lo, hi, negated: neg)
+        }
+        if neg {
+            pos = save
+            throw error(at: tokens[pos])
+        }
+        return l
+    }
+
+    private mutating func parseUnary() throws(SQLError) -> Expr {
+        if acceptSymbol("-") {
+            let t = current
+            if t.kind == .integer || t.kind == .decimal {
+                pos += 1
+                return .literal(t.kind == .integer ? .integer("-" + t.text) : .decimal("-" + t.text), offset: t.offset)
+            }
+            return .negate(try parsePrimary())
+        }
+        return try parsePrimary()
+    }
+
+    private mutating func parsePrimary() throws(SQLError) -> Expr {
+        let t = current
+        switch t.kind {
+        case .string:
+            pos += 1
+            return .literal(.string(t.text), offset: t.offset)
+        case .integer:
+            pos += 1
+            return .literal(.integer(t.text), offset: t.offset)
+        case .decimal:
+            pos += 1
+            return .literal(.decimal(t.text), offset: t.offset)
+        case .parameter:
+            pos += 1
+            return .parameter(t.text, offset: t.offset)
+        case .symbol where t.text == "(":
+            pos += 1
+            if current.isKeyword("SELECT") { throw error() }
+            let e = try parseExpr()
+            try expectSymbol(")")
+            return e
+        case .identifier where t.isKeyword("NULL"):
+            pos += 1
+            return .literal(.null, offset: t.offset)
+        case .identifier where t.isKeyword("TRUE") || t.isKeyword("FALSE"):
+            pos += 1
+            return .literal(.boolean(t.isKeyword("TRUE")), offset: t.offset)
+        case .identifier, .quotedIdentifier:
+            if t.kind == .identifier && isReserved(t) { throw error() }
+            var parts: [String] = []
+            repeat {
+                let p = current
+                guard p.kind == .quotedIdentifier || (p.kind == .identifier && !isReserved(p)) else { throw error() }
+                parts.append(advance().text)
+            } while acceptSymbol(".")
+            // Function calls, `::` casts and arithmetic are not supported.
+            if current.isSymbol("(") || current.isSymbol("::") { throw error() }
+            return .column(parts, offset: t.offset)
+        default:
+            throw error()
+        }
+    }
+}

@@ -1,0 +1,148 @@
+import Foundation
+
+/// What one table version looks like in DESCRIBE HISTORY and to table_changes.
+struct VersionInfo: Sendable {
+    var version: Int
+    var timestampMillis: Int64
+    var operation: String
+    var userName: String
+    /// Table properties in effect from this version on.
+    var properties: [String: String]
+    var insertCount: Int
+    var updateCount: Int
+    var deleteCount: Int
+
+    /// Whether this version recorded change data.
+    var cdfEnabled: Bool { properties["delta.enableChangeDataFeed"]?.lowercased() == "true" }
+}
+
+/// The running state of one table: its definition, version list and data.
+struct TableState: Sendable {
+    var name: TableName
+    var tableType: String
+    var columns: [ColumnDef]
+    var columnTypes: [SQLType]
+    var earliestRetainedVersion: Int
+    var view: ViewDef?
+    var comment: String?
+    var versions: [VersionInfo] = []
+    /// Commits of a fixture table (empty for synthetic tables and views).
+    var commits: [Commit] = []
+    /// The rows at the latest version (fixture tables only).
+    var latestRows: [Row] = []
+    var synthetic: SyntheticTable?
+
+    static let defaultUser = "sync-admin@example.com"
+
+    init(_ def: Table) throws {
+        name = try TableName(parsing: def.name)
+        tableType = def.tableType
+        columns = def.columns
+        columnTypes = try def.columns.map { try SQLType(parsing: $0.type) }
+        earliestRetainedVersion = def.earliestRetainedVersion
+        view = def.view
+        comment = def.comment
+        if let spec = def.synthetic {
+            let s = try SyntheticTable(spec: spec)
+            synthetic = s
+            versions = s.versionInfos
+        } else {
+            for c in def.commits { try append(c) }
+        }
+    }
+
+    var isView: Bool { tableType == "VIEW" }
+    var isDelta: Bool { tableType != "VIEW" }
+    var latestVersion: Int { versions.count - 1 }
+    var properties: [String: String] { versions.last?.properties ?? [:] }
+
+    /// Checks row widths and NOT NULL columns of a commit.
+    static func checkCommitShape(_ c: Commit, columns: [ColumnDef], table: String) throws {
+        func check(_ row: Row, _ what: String) throws {
+            guard row.count == columns.count else {
+                throw WorkspaceError(
+                    "table \(table) commit \(c.version): \(what) row has \(row.count) values, the table has \(columns.count) columns")
+            }
+            for (v, col) in zip(row, columns) where v == nil && !col.nullable {
+                throw WorkspaceError("table \(table) commit \(c.version): \(what) row has NULL in NOT NULL column \(col.name)")
+            }
+        }
+        for r in c.insert ?? [] { try check(r, "insert") }
+        for u in c.update ?? [] {
+            try check(u.before, "update before")
+            try check(u.after, "update after")
+        }
+        for r in c.delete ?? [] { try check(r, "delete") }
+    }
+
+    /// Appends a commit to a fixture table (version must be latest + 1, timestamps increasing).
+    mutating func append(_ c: Commit) throws {
+        guard synthetic == nil else { throw WorkspaceError("table \(name) is synthetic; use synthetic-commit") }
+        guard !isView else { throw WorkspaceError("\(name) is a view; views have no commits") }
+        guard c.version == versions.count else {
+            throw WorkspaceError("table \(name): commit version \(c.version) must be latest + 1 = \(versions.count)")
+        }
+        let ts = try Timestamp.parseMillis(c.timestamp)
+        if let last = versions.last, ts <= last.timestampMillis {
+            throw WorkspaceError("table \(name): commit \(c.version) timestamp must be after \(Timestamp.format(millis: last.timestampMillis))")
+        }
+        try Self.checkCommitShape(c, columns: columns, table: name.description)
+        var rows = latestRows
+        try Self.apply(c, to: &rows, table: name.description)
+        var props = versions.last?.properties ?? [:]
+        for (k, v) in c.setProperties ?? [:] { props[k] = v }
+        versions.append(
+            VersionInfo(
+                version: c.version, timestampMillis: ts, operation: c.operation,
+                userName: c.userName ?? Self.defaultUser, properties: props,
+                insertCount: c.insert?.count ?? 0, updateCount: c.update?.count ?? 0,
+                deleteCount: c.delete?.count ?? 0))
+        commits.append(c)
+        latestRows = rows
+    }
+
+    static func apply(_ c: Commit, to rows: inout [Row], table: String) throws {
+        for u in c.update ?? [] {
+            guard let i = rows.firstIndex(of: u.before) else {
+                throw WorkspaceError("table \(table) commit \(c.version): update before-row is not in the table: \(u.before)")
+            }
+            rows[i] = u.after
+        }
+        for d in c.delete ?? [] {
+            guard let i = rows.firstIndex(of: d) else {
+                throw WorkspaceError("table \(table) commit \(c.version): deleted row is not in the table: \(d)")
+            }
+            rows.remove(at: i)
+        }
+        rows.append(contentsOf: c.insert ?? [])
+    }
+
+    /// The rows at version `v` (a valid version), table columns only.
+    func snapshot(at v: Int) -> any RowSource {
+        if let s = synthetic { return s.snapshotSource(version: v) }
+        if v == latestVersion { return MaterializedRows(rows: latestRows) }
+        var rows: [Row] = []
+        for c in commits.prefix(v + 1) { try? Self.apply(c, to: &rows, table: name.description) }
+        return MaterializedRows(rows: rows)
+    }
+
+    /// Change rows for versions `from...to` (valid, CDF-enabled): table columns then
+    /// `_change_type`, `_commit_version`, `_commit_timestamp`, ordered by version.
+    func changes(from: Int, to: Int) -> any RowSource {
+        if let s = synthetic { return s.changesSource(from: from, to: to) }
+        var out: [Row] = []
+        guard from <= to else { return MaterializedRows(rows: out) }
+        for v in from...to {
+            let c = commits[v]
+            let ver = String(v)
+            let ts = Timestamp.format(millis: versions[v].timestampMillis)
+            for r in c.insert ?? [] { out.append(r + ["insert", ver, ts]) }
+            for u in c.update ?? [] {
+                out.append(u.before + ["update_preimage", ver, ts])
+                out.append(u.after + ["update_postimage", ver, ts])
+            }
+            for r in c.delete ?? [] { out.append(r + ["delete", ver, ts]) }
+        }
+        return MaterializedRows(rows: out)
+    }
+}
