@@ -35,6 +35,9 @@ public final class Simulator: Sendable {
         public var oauthTokenTTL: Double
         /// HTTP status for an unknown `warehouse_id` (404 `RESOURCE_DOES_NOT_EXIST` by default, 400 otherwise).
         public var unknownWarehouseStatus: Int
+        /// Receives one line per request (method, path without query, status, bytes, milliseconds).
+        /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
+        public var requestLog: (@Sendable (String) -> Void)?
 
         public init(
             rowsPerChunk: Int = 10_000, rowsPerExternalChunk: Int = 100_000, adminToken: String = "sim-admin",

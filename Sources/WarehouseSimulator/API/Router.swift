@@ -5,7 +5,13 @@ import Synchronization
 /// Request routing, authentication and fault injection.
 extension Simulator {
     func handle(_ req: HTTPRequest) -> HTTPResponse {
+        let started = DispatchTime.now().uptimeNanoseconds
         let resp = route(req)
+        if let log = configuration.requestLog {
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+            let bytes = resp.arrayBody?.count ?? resp.body.count
+            log("\(req.method) \(req.path) \(resp.status) \(bytes)B \(String(format: "%.1f", ms))ms")
+        }
         if !resp.headers.contains(where: { $0.0 == "x-request-id" }) {
             resp.headers.insert(("x-request-id", UUID().uuidString.lowercased()), at: 0)
         }

@@ -228,6 +228,11 @@ extension Simulator {
         }
         let startAt = max(now, ctx.readyAt)
         let id = state.withLock { s -> String in
+            // Forget statements past their retention now and then.
+            if s.statementCounter % 1024 == 0 {
+                let retention = configuration.statementRetention
+                s.statements = s.statements.filter { now < $0.value.terminalAt + retention }
+            }
             let id = newStatementID(&s)
             s.statements[id] = StatementRecord(
                 id: id, principal: principal, warehouseID: parsed.warehouseID, submittedAt: now, startAt: startAt,

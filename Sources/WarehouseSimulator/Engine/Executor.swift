@@ -139,7 +139,11 @@ struct Executor {
     // MARK: SELECT
 
     func select(_ s: SelectStatement) throws(SQLError) -> ResultSet {
-        let rel = try resolveFrom(s.from)
+        guard let from = s.from else {
+            // SELECT <constants>: one row over no columns.
+            return try project(s, over: Relation(columns: [], source: .rows([[]])))
+        }
+        let rel = try resolveFrom(from)
         return try project(s, over: rel)
     }
 

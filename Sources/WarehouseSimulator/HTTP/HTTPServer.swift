@@ -316,13 +316,14 @@ struct ConnectionReader {
     mutating func readRequest() -> Outcome {
         // Headers.
         var headerEnd: Int?
-        var searchFrom = start
+        // How far past `start` has been scanned; relative, because fill() may move the bytes.
+        var scanned = 0
         while true {
-            if let e = find([13, 10, 13, 10], from: searchFrom) {
+            if let e = find([13, 10, 13, 10], from: start + scanned) {
                 headerEnd = e
                 break
             }
-            searchFrom = max(start, buffer.count - 3)
+            scanned = max(0, buffer.count - start - 3)
             if buffer.count - start > HTTPServer.maxHeader { return .bad(431, "request headers too large") }
             if !fill() { return .closed }
         }

@@ -61,7 +61,8 @@ struct OrderItem: Sendable, Equatable {
 
 struct SelectStatement: Sendable, Equatable {
     var items: [SelectItem]
-    var from: FromSource
+    /// nil for `SELECT <constants>` without FROM (one row).
+    var from: FromSource?
     var whereClause: Expr?
     var orderBy: [OrderItem]
     var limit: Expr?

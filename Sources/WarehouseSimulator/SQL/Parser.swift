@@ -204,6 +204,9 @@ struct Parser {
             }
             items.append(.expr(e, alias: alias, text: text))
         } while acceptSymbol(",")
+        if current.kind == .end || current.isSymbol(";") {
+            return SelectStatement(items: items, from: nil, whereClause: nil, orderBy: [], limit: nil, offset: nil)
+        }
         try expect("FROM")
         let from: FromSource
         if current.isKeyword("table_changes") && tokens[pos + 1].isSymbol("(") {
