@@ -127,9 +127,18 @@ extension CDFSyncCommand.Connection {
                     source = .environment(
                         tokenEnv ?? secretEnv ?? (kind == .pat ? "DATABRICKS_TOKEN" : "DATABRICKS_CLIENT_SECRET"))
                 }
+                var bundle = caBundle
+                if let path = caBundle {
+                    guard FileManager.default.isReadableFile(atPath: path) else {
+                        throw DatabricksError(.configuration, "the CA bundle \(path) is not a readable file",
+                            remedy: "Pass the path of a PEM file with the CA certificates to trust.")
+                    }
+                    // Stored absolute: the connection is used from other working directories.
+                    bundle = URL(fileURLWithPath: path).standardizedFileURL.path
+                }
                 let connection = try SavedConnection(
                     name: name, host: host, warehouseID: warehouse, catalog: catalog, schema: schema, auth: kind,
-                    clientID: clientId, secret: source, caBundle: caBundle)
+                    clientID: clientId, secret: source, caBundle: bundle)
                 let store = try config.store()
                 try store.add(connection, secret: secret, replace: replace)
                 print("saved connection '\(name)': \(connection.host), warehouse \(warehouse), \(kind.rawValue), secret \(source)")

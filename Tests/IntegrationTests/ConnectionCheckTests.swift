@@ -98,6 +98,15 @@ struct ConnectionCheckTests {
         #expect(report.failure?.remedy.contains("CAN USE") == true)
     }
 
+    @Test func canViewWithoutCanUseFailsAtTheStatement() throws {
+        let h = try SimHarness()
+        let report = tester(try h.settings(token: "dapi-viewer")).run()
+        #expect(report.checks.map(\.step) == [.reachable, .authenticated, .warehouse, .statement])
+        #expect(report.checks.map(\.passed) == [true, true, true, false])
+        #expect(report.failure?.category == .permissionDenied)
+        #expect(report.failure?.remedy.contains("CAN USE") == true)
+    }
+
     @Test func unknownWarehouseIsReported() throws {
         let h = try SimHarness()
         let report = tester(try h.settings(warehouse: "ffffffffffffffff")).run()

@@ -25,6 +25,8 @@ let connectionTestWorkspace = #"""
        {"on": "other.s", "privileges": ["USE SCHEMA", "SELECT"]}
      ]},
     {"name": "no-warehouse", "tokens": ["dapi-nowh"], "grants": [{"on": "main", "privileges": ["ALL PRIVILEGES"]}]},
+    {"name": "viewer", "tokens": ["dapi-viewer"], "warehouses": {"0a1b2c3d4e5f6071": "CAN_VIEW"},
+     "grants": [{"on": "main", "privileges": ["USE CATALOG"]}]},
     {"name": "no-grants", "tokens": ["dapi-nogrants"], "warehouses": {"0a1b2c3d4e5f6071": "CAN_USE"}, "grants": []},
     {"name": "crm-only", "tokens": ["dapi-crm"], "warehouses": {"0a1b2c3d4e5f6071": "CAN_USE"},
      "grants": [
