@@ -197,6 +197,8 @@ struct SimState: Sendable {
     var warehouses: [String: WarehouseState] = [:]
     var warehouseOrder: [String] = []
     var statements: [String: StatementRecord] = [:]
+    /// Session id → (principal, warehouse, catalog, schema) for the driver-only sessions API.
+    var sessions: [String: (principal: Int, warehouse: String, catalog: String?, schema: String?)] = [:]
     var faults: [Fault] = []
     var nextFaultID = 0
     var defaultCatalog: String

@@ -63,6 +63,7 @@ struct ExecuteRequest {
     var waitTimeout: Int
     var cancelOnTimeout: Bool
     var rowLimit: Int?
+    var sessionID: String?
 }
 
 extension Simulator {
@@ -136,6 +137,11 @@ extension Simulator {
                 params[name] = BoundParameter(value: value, type: type)
             }
         }
+        var sessionID: String?
+        if let sid = obj["session_id"] {
+            guard let s = sid as? String else { return bad("session_id must be a string.") }
+            sessionID = s
+        }
         var rowLimit: Int?
         if let rl = obj["row_limit"] {
             guard let n = (rl as? NSNumber)?.intValue ?? Int((rl as? String) ?? ""), n >= 0 else {
@@ -147,7 +153,7 @@ extension Simulator {
             ExecuteRequest(
                 statement: statement, warehouseID: wid, catalog: obj["catalog"] as? String, schema: obj["schema"] as? String,
                 parameters: params, disposition: disposition, format: format, waitTimeout: wait,
-                cancelOnTimeout: onTimeout == "CANCEL", rowLimit: rowLimit))
+                cancelOnTimeout: onTimeout == "CANCEL", rowLimit: rowLimit, sessionID: sessionID))
     }
 
     func newStatementID(_ s: inout SimState) -> String {
@@ -185,6 +191,14 @@ extension Simulator {
                             "Warehouse \(parsed.warehouseID) does not exist."))
                 }
                 let p = s.principals[principal]
+                var sessionCatalog: String?, sessionSchema: String?
+                if let sid = parsed.sessionID {
+                    guard let sess = s.sessions[sid], sess.principal == principal else {
+                        return .failure(APIError(404, "NOT_FOUND", "Session \(sid) not found."))
+                    }
+                    sessionCatalog = sess.catalog
+                    sessionSchema = sess.schema
+                }
                 let perm = p.warehouses[parsed.warehouseID]?.uppercased() ?? ""
                 guard ["CAN_USE", "CAN_MANAGE", "IS_OWNER"].contains(perm) else {
                     return .failure(
@@ -195,7 +209,8 @@ extension Simulator {
                 let ready = w.ensureStarted(now: now)
                 s.warehouses[parsed.warehouseID] = w
                 return .success(
-                    (s.tables, Access(p), parsed.catalog ?? s.defaultCatalog, parsed.schema ?? s.defaultSchema, ready))
+                    (s.tables, Access(p), parsed.catalog ?? sessionCatalog ?? s.defaultCatalog,
+                     parsed.schema ?? sessionSchema ?? s.defaultSchema, ready))
             }
         let ctx: (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double)
         switch prep {
