@@ -242,9 +242,9 @@ final class HTTPServer: Sendable {
         head += "content-length: \(body.count)\r\n"
         if !keepAlive { head += "connection: close\r\n" }
         head += "\r\n"
-        var headBytes = Array(head.utf8)
+        let headBytes = Array(head.utf8)
         if case .resetMidBody = delivery {
-            guard sendAll(fd, UnsafeRawBufferPointer(start: &headBytes, count: headBytes.count), more: true) else { return false }
+            guard headBytes.withUnsafeBytes({ sendAll(fd, $0, more: true) }) else { return false }
             _ = sendAll(fd, UnsafeRawBufferPointer(rebasing: body[0..<(body.count / 2)]), more: false)
             var lg = linger(l_onoff: 1, l_linger: 0)
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, socklen_t(MemoryLayout<linger>.size))
