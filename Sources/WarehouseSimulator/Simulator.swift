@@ -35,6 +35,8 @@ public final class Simulator: Sendable {
         public var oauthTokenTTL: Double
         /// HTTP status for an unknown `warehouse_id` (404 `RESOURCE_DOES_NOT_EXIST` by default, 400 otherwise).
         public var unknownWarehouseStatus: Int
+        /// Seconds after which a running statement that nobody polls is cancelled (Databricks: 15 min).
+        public var abandonAfter: Double = 900
         /// Receives one line per request (method, path without query, status, bytes, milliseconds).
         /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
         public var requestLog: (@Sendable (String) -> Void)?

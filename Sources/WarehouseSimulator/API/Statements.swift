@@ -24,10 +24,20 @@ struct StatementRecord: Sendable {
     var rowsPerChunk: Int
     var canceledAt: Double?
     var closedAt: Double?
+    /// The last submit or poll; a statement not polled for `abandonAfter` seconds while running is cancelled.
+    var lastPolledAt: Double = 0
+    var abandonAfter: Double = .infinity
+
+    /// When the server gives up on an unpolled statement, if it does.
+    var abandonedAt: Double? {
+        let a = lastPolledAt + abandonAfter
+        return finishAt > a && canceledAt == nil ? a : nil
+    }
 
     func state(at t: Double, resultTTL: Double) -> String {
         if let c = closedAt, t >= c { return "CLOSED" }
         if canceledAt != nil { return "CANCELED" }
+        if let a = abandonedAt, t >= a { return "CANCELED" }
         if t < startAt { return "PENDING" }
         if t < finishAt { return "RUNNING" }
         switch outcome {
@@ -36,7 +46,7 @@ struct StatementRecord: Sendable {
         }
     }
 
-    var terminalAt: Double { min(canceledAt ?? finishAt, closedAt ?? .infinity, finishAt) }
+    var terminalAt: Double { min(canceledAt ?? finishAt, abandonedAt ?? .infinity, closedAt ?? .infinity, finishAt) }
 
     var rowCount: Int {
         if case .success(let r) = outcome { return r.rows.count }
@@ -254,7 +264,8 @@ extension Simulator {
                 finishAt: startAt + configuration.executionDelay, outcome: outcome, format: parsed.format,
                 external: parsed.disposition == "EXTERNAL_LINKS",
                 rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
-                    ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk)
+                    ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk,
+                lastPolledAt: now, abandonAfter: configuration.abandonAfter)
             return id
         }
         outcome = .failure(SQLError("", "", ""))  // release our reference to the rows
@@ -295,6 +306,7 @@ extension Simulator {
                 s.statements[id] = nil
                 return .failure(APIError(404, "NOT_FOUND", "Statement \(id) not found."))
             }
+            if st == "PENDING" || st == "RUNNING" { s.statements[id]?.lastPolledAt = now }
             return .success(r)
         }
     }
