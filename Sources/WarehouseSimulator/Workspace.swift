@@ -271,6 +271,12 @@ public struct ViewDef: Sendable, Codable {
     public var select: [String]
     /// A filter in the simulator's SQL expression syntax.
     public var `where`: String?
+
+    public init(source: String, select: [String], where filter: String? = nil) {
+        self.source = source
+        self.select = select
+        self.where = filter
+    }
 }
 
 /// Parameters of a synthetic table (extension; see docs/simulator.md).
