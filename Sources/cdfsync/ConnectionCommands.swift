@@ -8,6 +8,10 @@ extension ConnectionOptions {
     /// Settings of the saved connection `name`, with --catalog, --schema, --ca-bundle and the timeouts applied on top.
     func savedSettings(_ name: String) throws -> ConnectionSettings {
         let env = ProcessInfo.processInfo.environment
+        guard host == nil, warehouseId == nil, httpPath == nil else {
+            throw DatabricksError(.configuration, "a saved connection and --host/--warehouse-id/--http-path were both given",
+                remedy: "Use either the saved connection '\(name)' or the flags; to change the saved one, run `cdfsync connection add \(name) ... --replace`.")
+        }
         let store = try ConnectionStore(directory: ConfigDirectory.resolve(configDir, environment: env), environment: env)
         var transport = TransportOptions()
         transport.caBundlePath = caBundle

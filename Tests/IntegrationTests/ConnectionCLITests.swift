@@ -112,6 +112,10 @@ struct ConnectionCLITests {
         #expect(tree.status == 0, "\(tree.all)")
         #expect(tree.stdout.hasPrefix("other/\n  s/\n    t1  [MANAGED, DELTA, CDF off, version 0]"))
 
+        let both = try runCLI(["discover", "sim", "--host", h.host], env: env)
+        #expect(both.status != 0)
+        #expect(both.stderr.contains("were both given"))
+
         let remove = try runCLI(["connection", "remove", "sim"], env: env)
         #expect(remove.status == 0)
         let after = try runCLI(["connection", "list"], env: env)

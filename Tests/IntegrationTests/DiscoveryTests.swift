@@ -83,10 +83,11 @@ let coldWarehouse = "1b2c3d4e5f607182"
 
 /// The simulator in-process on 127.0.0.1, port 0.
 ///
-/// The simulators are deliberately never stopped: `HTTPServer.stop()` closes the listening descriptor while its
-/// accept thread may still be about to call `accept()` on that number, so once another test's socket reuses the
-/// number, the stopped server's thread accepts (and drops) that test's connections. Keeping every simulator
-/// running for the life of the test process avoids this cross-test interference.
+/// The simulators are deliberately never stopped. Swift may release a harness right after its last use in a
+/// test (often `h.settings()`), before the requests that need the server; and an earlier simulator closed its
+/// listening descriptor while its accept thread could still call `accept()` on that number, so a stopped server
+/// could swallow another test's connections after descriptor reuse (fixed on the sim branch since). Keeping every
+/// simulator running for the life of the test process rules both out.
 final class SimHarness: Sendable {
     let sim: Simulator
     let port: Int
