@@ -125,6 +125,35 @@ struct ConnectionCLITests {
         #expect(gone.stderr.contains("no saved connection named 'sim'"))
     }
 
+    @Test func oauthConnectionOnAColdWarehouse() throws {
+        let h = try SimHarness()
+        let dir = makeConfigDirectory()
+        let env = ["CDFSYNC_CONFIG_DIR": dir, "CDFSYNC_SECRET_KEY": keyText(3)]
+        let add = try runCLI(["connection", "add", "sp", "--host", h.host, "--warehouse-id", coldWarehouse,
+            "--auth", "oauth-m2m", "--client-id", "sp-client", "--secret-stdin"], env: env, stdin: "sp-secret")
+        #expect(add.status == 0, "\(add.all)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/secret.key"))
+        let list = try runCLI(["connection", "list"], env: env)
+        #expect(list.stdout.contains("oauth-m2m (sp-client)"))
+        #expect(!list.all.contains("sp-secret"))
+
+        let noStart = try runCLI(["connection", "test", "sp", "--no-start-warehouse"], env: env)
+        #expect(noStart.status == 1)
+        #expect(noStart.stdout.contains("✗ warehouse running"))
+        #expect(noStart.stdout.contains("warehouse stopped:"))
+
+        let started = try runCLI(["connection", "test", "sp"], env: env)
+        #expect(started.status == 0, "\(started.all)")
+        #expect(started.stdout.contains("started, RUNNING after"))
+        #expect(started.stderr.contains("warehouse starting ("))
+        #expect(!started.all.contains("sp-secret"))
+
+        // Another key cannot decrypt the stored client secret.
+        let wrongKey = try runCLI(["connection", "test", "sp"], env: env.merging(["CDFSYNC_SECRET_KEY": keyText(4)]) { $1 })
+        #expect(wrongKey.status != 0)
+        #expect(wrongKey.stderr.contains("cannot decrypt the stored secret of connection 'sp'"))
+    }
+
     @Test func keyFileWithLooseModeIsRefusedByTheCLI() throws {
         let dir = makeConfigDirectory()
         let env = ["CDFSYNC_CONFIG_DIR": dir]
