@@ -268,6 +268,10 @@ struct ConnectionStoreTests {
         let store = try ConnectionStore(directory: dir, environment: [:])
         // An encrypted source without a secret is refused.
         #expect(throws: DatabricksError.self) { try store.add(try pat(), secret: nil) }
+        // An environment reference with a value is refused rather than silently dropping or storing the value.
+        #expect(throws: DatabricksError.self) {
+            try store.add(try pat(secret: .environment("PROD_TOKEN")), secret: Secret("dapi-oops"))
+        }
         #expect(try store.list().isEmpty)
     }
 }

@@ -62,8 +62,12 @@ public final class ConnectionStore: Sendable {
             }
             let cipher = try SecretCipher.load(directory: directory, environment: environment, create: true)
             sealed = try cipher.seal(secret, connection: connection.name)
-        case .environment:
-            precondition(secret == nil, "a secret referenced by environment variable is never stored")
+        case .environment(let variable):
+            guard secret == nil else {
+                throw DatabricksError(.configuration,
+                    "connection '\(connection.name)' reads its secret from \(variable); a secret value was given as well",
+                    remedy: "Either reference the variable (the value is never stored) or store the secret encrypted, not both.")
+            }
         }
         let record: [UInt8]
         do {
