@@ -33,9 +33,9 @@ echo; echo "== sync 1: everything so far"
 echo; echo "== appending new commits through the simulator's admin API (fixtures/demo-commits-2.json)"
 python3 - "$ROOT/fixtures/demo-commits-2.json" "$URL" "$ADMIN_TOKEN" <<'PY'
 import json, sys, urllib.request
-commits, url, token = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-for c in commits:
-    req = urllib.request.Request(f"{url}/_sim/tables/main.research.participants/commits", method="POST",
+doc, url, token = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
+for c in doc["commits"]:
+    req = urllib.request.Request(f"{url}/_sim/tables/{doc['table']}/commits", method="POST",
         data=json.dumps(c).encode(), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     urllib.request.urlopen(req).read()
     n = lambda k: len(c.get(k, []))

@@ -18,6 +18,10 @@ public struct SyncOptions: Sendable {
     public var batchSize = 50_000
     /// At most this many versions per `table_changes` statement; longer ranges are split.
     public var maxVersionsPerStatement: Int64 = 500
+    /// At most about this many change rows per statement (estimated from the history's operation metrics).
+    public var maxRowsPerStatement: Int64 = 5_000_000
+    /// Force INLINE or EXTERNAL_LINKS; nil picks per statement by expected size.
+    public var disposition: Statement.Disposition?
     /// Version to start from when there is no checkpoint (default 0, the table's first version).
     public var startVersion: Int64 = 0
     /// Take a snapshot at the latest version when change data for the range is gone.
@@ -41,7 +45,7 @@ public final class CDFSync {
     let store: PanelStore
     public let options: SyncOptions
     /// Progress lines ("read 120000 rows ...").
-    public var onProgress: (String) -> Void = { _ in }
+    public var onProgress: @Sendable (String) -> Void = { _ in }
 
     public init(client: StatementClient, store: PanelStore, options: SyncOptions) {
         self.client = client
@@ -74,22 +78,26 @@ public final class CDFSync {
         try deliver(&summary)
         let latest = try latestVersion()
         summary.latestVersion = latest
-        var next = checkpoint.map { $0 + 1 } ?? options.startVersion
+        let next = checkpoint.map { $0 + 1 } ?? options.startVersion
         guard next <= latest else { return }
 
-        while next <= latest {
-            let end = min(latest, next + options.maxVersionsPerStatement - 1)
+        // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
+        let history = try self.history(limit: min(latest - next + 1, 10_000))
+        var planner = RangePlanner()
+        planner.maxVersionsPerStatement = options.maxVersionsPerStatement
+        planner.maxRowsPerStatement = options.maxRowsPerStatement
+        if let forced = options.disposition { planner.externalLinksThreshold = forced == .inline ? .max : -1 }
+        for range in planner.plan(start: next, end: latest, history: history) {
             do {
-                try readChanges(from: next, to: end, summary: &summary)
+                try readChanges(range, summary: &summary)
             } catch let e as DatabricksError where e.isHistoryLost && options.fallBackToSnapshot {
                 summary.warnings.append(
-                    "change data for v\(next)…v\(end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
+                    "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
                 summary.mode = "snapshot"
                 try readSnapshot(at: latest, summary: &summary)
                 break
             }
-            summary.toVersion = end
-            next = end + 1
+            summary.toVersion = range.end
         }
         try deliver(&summary)
     }
@@ -105,41 +113,52 @@ public final class CDFSync {
         return v
     }
 
-    private func readChanges(from start: Int64, to end: Int64, summary: inout SyncSummary) throws {
-        let sql = SQL.tableChanges(of: options.table, columns: options.columns.map { cols in
-            cols.contains(options.keyColumn) ? cols : [options.keyColumn] + cols
-        }, startVersion: start, endVersion: end)
-        let collector = makeCollector(.changeFeed, summary: summary)
-        let outcome = try client.execute(Statement(sql: sql), sink: collector)
-        try collector.finish(completeThrough: end)
-        summary = collector.summary
-        summary.statementIDs.append(outcome.statementID)
-        summary.bytesReceived += outcome.bytesReceived
+    /// `DESCRIBE HISTORY t LIMIT n`, newest first.
+    func history(limit: Int64) throws -> [HistoryEntry] {
+        let sink = CollectingSink()
+        try client.execute(Statement(sql: "DESCRIBE HISTORY \(options.table.quoted) LIMIT \(max(1, limit))"), sink: sink)
+        return RangePlanner.entries(from: sink)
+    }
+
+    private func readChanges(_ range: PlannedRange, summary: inout SyncSummary) throws {
+        let sql = SQL.tableChanges(of: options.table, columns: selectedColumns, startVersion: range.start, endVersion: range.end)
+        onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
+            + ", \(range.disposition.rawValue))")
+        try read(Statement(sql: sql, disposition: range.disposition), source: .changeFeed, completeThrough: range.end,
+            summary: &summary)
     }
 
     private func readSnapshot(at version: Int64, summary: inout SyncSummary) throws {
-        let cols = options.columns.map { $0.contains(options.keyColumn) ? $0 : [options.keyColumn] + $0 }
-        let collector = makeCollector(.snapshot(version: version), summary: summary)
-        let outcome = try client.execute(Statement(sql: SQL.snapshot(of: options.table, columns: cols, version: version)), sink: collector)
-        try collector.finish(completeThrough: version)
-        summary = collector.summary
+        let sql = SQL.snapshot(of: options.table, columns: selectedColumns, version: version)
+        try read(Statement(sql: sql, disposition: options.disposition ?? .externalLinks), source: .snapshot(version: version), completeThrough: version, summary: &summary)
         summary.toVersion = version
-        summary.statementIDs.append(outcome.statementID)
-        summary.bytesReceived += outcome.bytesReceived
     }
 
-    private func makeCollector(_ source: ChangeCollector.Source, summary: SyncSummary) -> ChangeCollector {
-        let store = self.store
-        let pipeline = options.pipeline
-        let scope = options.pipeline
-        return ChangeCollector(
+    private var selectedColumns: [String]? {
+        options.columns.map { $0.contains(options.keyColumn) ? $0 : [options.keyColumn] + $0 }
+    }
+
+    /// Streams one statement into the collector (this thread: download and decode) and the writer (its own
+    /// thread: LMDB). On failure the writer still finishes the batches already handed to it — each is complete
+    /// and carries only a checkpoint its rows justify — and the error is rethrown.
+    private func read(_ statement: Statement, source: ChangeCollector.Source, completeThrough: Int64,
+                      summary: inout SyncSummary) throws {
+        let writer = BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
+        let progress = onProgress
+        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let collector = ChangeCollector(
             source: source, keyColumn: options.keyColumn, columns: options.columns, batchSize: options.batchSize,
-            summary: summary
-        ) { [onProgress] changes, completeThrough in
-            let checkpoint = completeThrough.map { PanelStore.Checkpoint(tableVersion: $0) }
-            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
-            onProgress("applied \(changes.count) changes" + (completeThrough.map { " (checkpoint v\($0))" } ?? ""))
-            return outcome
+            summary: summary, writer: writer)
+        do {
+            let outcome = try client.execute(statement, sink: collector)
+            try collector.finish(completeThrough: completeThrough)
+            summary = collector.summary
+            summary.statementIDs.append(outcome.statementID)
+            summary.bytesReceived += outcome.bytesReceived
+        } catch {
+            _ = try? writer.finish()
+            summary = collector.summary
+            throw error
         }
     }
 

@@ -13,7 +13,7 @@ final class ChangeCollector: ResultSink {
     private let source: Source
     private let keyColumn: String
     private let wantedColumns: [String]?
-    private let onBatch: ([PanelStore.Change], _ completeThroughVersion: Int64?) throws -> PanelStore.ApplyOutcome
+    private let writer: BatchWriter
     var summary: SyncSummary
     private let batchSize: Int
 
@@ -27,7 +27,7 @@ final class ChangeCollector: ResultSink {
 
     private var batch: [PanelStore.Change] = []
     private var batchStartCount = 0  // batch size at the start of the current chunk
-    private var writer = JSONWriter(reservingCapacity: 512)
+    private var json = JSONWriter(reservingCapacity: 512)
     private var highestVersionSeen: Int64 = -1
     private var rowsInChunk = 0
     private var countsAtChunkStart = Counts()
@@ -36,13 +36,13 @@ final class ChangeCollector: ResultSink {
     struct Counts { var read = 0, deletes = 0, preimages = 0, invalid = 0 }
 
     init(source: Source, keyColumn: String, columns: [String]?, batchSize: Int, summary: SyncSummary,
-         onBatch: @escaping ([PanelStore.Change], Int64?) throws -> PanelStore.ApplyOutcome) {
+         writer: BatchWriter) {
         self.source = source
         self.keyColumn = keyColumn
         self.wantedColumns = columns
         self.batchSize = batchSize
         self.summary = summary
-        self.onBatch = onBatch
+        self.writer = writer
         batch.reserveCapacity(batchSize + 1024)
     }
 
@@ -100,9 +100,15 @@ final class ChangeCollector: ResultSink {
         countsAtChunkStart = counts
     }
 
-    /// Applies what is left. `completeThrough` is the checkpoint to commit with it.
+    /// Applies what is left with the checkpoint `completeThrough`, and waits for the writer.
     func finish(completeThrough: Int64) throws {
         try flush(completeThrough: completeThrough)
+        let outcome = try writer.finish()
+        summary.inserted += outcome.inserted
+        summary.updated += outcome.updated
+        summary.unchanged += outcome.unchanged
+        summary.skippedOlder += outcome.skippedOlder
+        summary.superseded += outcome.superseded
         summary.rowsRead += counts.read
         summary.deletesIgnored += counts.deletes
         summary.preimagesIgnored += counts.preimages
@@ -113,13 +119,10 @@ final class ChangeCollector: ResultSink {
 
     private func flush(completeThrough: Int64?) throws {
         let changes = batch
-        batch.removeAll(keepingCapacity: true)
+        batch = []
+        batch.reserveCapacity(batchSize + 1024)
         batchStartCount = 0
-        let outcome = try onBatch(changes, completeThrough)
-        summary.inserted += outcome.inserted
-        summary.updated += outcome.updated
-        summary.unchanged += outcome.unchanged
-        summary.skippedOlder += outcome.skippedOlder
+        try writer.submit(changes, checkpoint: completeThrough.map { PanelStore.Checkpoint(tableVersion: $0) })
     }
 
     private func process<R: RowAccess & ~Copyable>(_ row: borrowing R) throws {
@@ -149,22 +152,22 @@ final class ChangeCollector: ResultSink {
             try invalid(row, "key column '\(keyColumn)' is empty")
             return
         }
-        writer.reset()
-        writer.bytes.append(UInt8(ascii: "{"))
+        json.reset()
+        json.bytes.append(UInt8(ascii: "{"))
         var first = true
         for c in dataColumns {
-            if !first { writer.bytes.append(UInt8(ascii: ",")) }
+            if !first { json.bytes.append(UInt8(ascii: ",")) }
             first = false
-            writer.bytes.append(contentsOf: c.keyJSON)
-            writer.bytes.append(UInt8(ascii: ":"))
+            json.bytes.append(contentsOf: c.keyJSON)
+            json.bytes.append(UInt8(ascii: ":"))
             let wrote: Bool? = row.withValue(c.index) { v in
-                JSONWriter.appendEscaped(utf8: v, to: &writer.bytes)
+                JSONWriter.appendEscaped(utf8: v, to: &json.bytes)
                 return true
             }
-            if wrote == nil { writer.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
+            if wrote == nil { json.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
         }
-        writer.bytes.append(UInt8(ascii: "}"))
-        batch.append(PanelStore.Change(externalID: key, commitVersion: version, record: writer.bytes))
+        json.bytes.append(UInt8(ascii: "}"))
+        batch.append(PanelStore.Change(externalID: key, commitVersion: version, record: json.bytes))
     }
 
     private func invalid<R: RowAccess & ~Copyable>(_ row: borrowing R, _ reason: String) throws {

@@ -79,12 +79,13 @@ extension PanelStore {
 
     /// Delivers the outbox, exactly once, as zstd-compressed NDJSON segment files in `directory`.
     ///
-    /// Protocol (see docs/storage.md): delete stray segment files left by a crashed attempt (first sequence
-    /// greater than the delivered cursor) and temporary files; then, segment by segment: stream outbox lines from
-    /// the delivered cursor + 1 into a temporary file until `segmentMaxBytes` uncompressed bytes, fsync, rename to
-    /// `changes-<first>-<last>.ndjson.zst`, fsync the directory, and in ONE LMDB transaction delete those outbox
-    /// entries, advance the delivered cursor and record the segment; finally rewrite `manifest.json` atomically.
-    /// A crash at any point followed by another `deliver` yields the same files, with no duplicates and no gaps.
+    /// Protocol (see docs/storage.md): finish the rename of a segment committed just before a crash, delete
+    /// leftovers of a crashed attempt (temporary files, segment files past the delivered cursor); then, segment by
+    /// segment: stream outbox lines from the delivered cursor + 1 into a temporary file until `segmentMaxBytes`
+    /// uncompressed bytes and fsync it; in ONE LMDB transaction delete those outbox entries, advance the delivered
+    /// cursor and record the segment; then rename the file to `changes-<first>-<last>.ndjson.zst` and fsync the
+    /// directory. Finally rewrite `manifest.json` atomically. A crash at any point followed by another `deliver`
+    /// yields the same files, with no duplicates and no gaps, and a file with a final name is always committed.
     ///
     /// Calls are serialised within the process; do not deliver one store to one directory from two processes.
     ///
@@ -99,12 +100,13 @@ extension PanelStore {
         defer { deliveryLock.unlock() }
         try makeDirectories(directory)
         var delivered = try deliveredSequence()
+        try completeLastSegment(in: directory)
         try removeStrayFiles(in: directory, deliveredSequence: delivered)
 
         var outcome = DeliveryOutcome()
         while true {
             let first = delivered + 1
-            let tempPath = directory + "/" + "changes-\(Self.pad12(first)).ndjson.zst.tmp"
+            let tempPath = directory + "/" + Self.temporaryFileName(first: first)
             var writer: ZstdFileWriter?
             var last = delivered
             var records = 0
@@ -127,7 +129,7 @@ extension PanelStore {
                     }
                 }
                 guard let writer else { break }
-                try writer.finish()
+                try writer.finish()  // fsyncs the temporary file
                 try deliveryHook?(.segmentWritten(tempPath))
             } catch {
                 unlink(tempPath)
@@ -136,53 +138,82 @@ extension PanelStore {
             let info = SegmentInfo(
                 file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
                 records: records, bytesUncompressed: writer!.bytesIn, bytesCompressed: writer!.bytesOut)
+            let entry = Self.encodeSegment(info)
+            let newCursor = last
+            // The commit point: the lines leave the outbox and the segment is recorded, atomically.
+            do {
+                try environment.write { txn in
+                    let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
+                    guard removed == records else {
+                        // Nothing else removes outbox entries (delivery is serialised), so this is damage.
+                        throw StorageError(
+                            code: .corrupted,
+                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(records) removed)")
+                    }
+                    try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
+                    try txn.put(segments, key: bytesBE(first), value: entry)
+                }
+            } catch {
+                unlink(tempPath)
+                throw error
+            }
+            delivered = newCursor
+            try deliveryHook?(.segmentCommitted(info.file))
+            // Only now does the segment get its final name, so a file with a final name is always committed.
+            // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
+            // is complete and fsynced, so it must not be deleted on failure here.
             let finalPath = directory + "/" + info.file
             if rename(tempPath, finalPath) != 0 {
-                let err = errno
-                unlink(tempPath)
-                throw StorageError.system(err, "renaming \(tempPath) to", path: finalPath)
+                throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
             }
             try fsyncDirectory(directory)
             try deliveryHook?(.segmentRenamed(info.file))
-            let entry = Self.encodeSegment(info)
-            let newCursor = last
-            try environment.write { txn in
-                let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
-                guard removed == records else {
-                    // Another writer cannot remove outbox entries (delivery is serialised), so this is damage.
-                    throw StorageError(
-                        code: .corrupted,
-                        message: "outbox of \(self.directory) changed during delivery (\(removed) of \(records) removed)")
-                }
-                try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
-                try txn.put(segments, key: bytesBE(first), value: entry)
-            }
-            delivered = newCursor
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
             outcome.files.append(info.file)
-            try deliveryHook?(.segmentCommitted(info.file))
         }
         try deliveryHook?(.beforeManifest)
         try writeManifest(in: directory, deliveredSequence: delivered)
         return outcome
     }
 
+    /// The temporary name a segment starting at `first` is written under until it is committed.
+    static func temporaryFileName(first: UInt64) -> String { "changes-\(pad12(first)).ndjson.zst.tmp" }
+
+    /// Gives the most recently committed segment its final name when a crash came between the LMDB commit and
+    /// the rename (the temporary file is complete and fsynced before the commit). Only the last segment can be
+    /// in that state: delivery renames each segment before starting the next.
+    ///
+    /// A missing final file with no temporary file is left alone: a consumer may have moved it away.
+    private func completeLastSegment(in directory: String) throws {
+        let lastEntry = try environment.read { txn in try txn.last(segments) }
+        guard let lastEntry else { return }
+        let info = try lastEntry.value.withUnsafeBytes { try Self.decodeSegment($0) }
+        let finalPath = directory + "/" + info.file
+        let tempPath = directory + "/" + Self.temporaryFileName(first: info.firstSeq)
+        guard access(finalPath, F_OK) != 0, access(tempPath, F_OK) == 0 else { return }
+        if rename(tempPath, finalPath) != 0 {
+            throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
+        }
+        try fsyncDirectory(directory)
+    }
+
     /// Points in ``deliver(to:segmentMaxBytes:)`` where tests inject a crash (a thrown error stops delivery
     /// exactly there, as a killed process would).
     enum DeliveryStep: Equatable {
-        /// The temporary segment file is complete and fsynced, not yet renamed.
+        /// The temporary segment file is complete and fsynced; the LMDB commit has not happened.
         case segmentWritten(String)
-        /// The segment has its final name (directory fsynced); the LMDB commit has not happened.
-        case segmentRenamed(String)
-        /// The LMDB transaction for the segment committed.
+        /// The LMDB transaction for the segment committed; the file still has its temporary name.
         case segmentCommitted(String)
+        /// The segment has its final name (directory fsynced).
+        case segmentRenamed(String)
         /// All segments are committed; `manifest.json` is not yet rewritten.
         case beforeManifest
     }
 
-    /// Deletes segment files whose first sequence is past the delivered cursor (written by an attempt that
-    /// crashed before its LMDB commit) and leftover temporary files.
+    /// Deletes leftover temporary files (after ``completeLastSegment(in:)`` has renamed a committed one, every
+    /// remaining one belongs to an attempt that crashed before its commit) and segment files whose first sequence
+    /// is past the delivered cursor (which this protocol never leaves behind, but an older one or a copy might).
     private func removeStrayFiles(in directory: String, deliveredSequence: UInt64) throws {
         let names: [String]
         do {
@@ -274,3 +305,6 @@ extension PanelStore {
         }
     }
 }
+
+/// The result of ``PanelStore/deliver(to:segmentMaxBytes:)`` (also reachable as `PanelStore.DeliveryOutcome`).
+public typealias DeliveryOutcome = PanelStore.DeliveryOutcome

@@ -26,6 +26,9 @@ public final class PanelStore: @unchecked Sendable {
     let segments: Database
     /// zstd level used for panel record values.
     public let recordCompressionLevel: Int32
+    /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
+    /// stored as is, because a zstd frame of a ~100-byte record is larger than the record and costs ~5 µs.
+    public let recordCompressionThreshold: Int
 
     let writerLock = NSLock()
     let deliveryLock = NSLock()
@@ -40,16 +43,37 @@ public final class PanelStore: @unchecked Sendable {
     ///   - durable: `true` syncs every commit; `false` opts in to `MDB_NOSYNC | MDB_NOMETASYNC` (a system crash
     ///     may lose recent commits).
     ///   - mapSize: the maximum size of the data file (address space only).
-    ///   - recordCompressionLevel: zstd level for stored records (1 is fastest; records are small).
+    ///   - recordCompressionLevel: zstd level for stored records.
+    ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
     public init(
-        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1
+        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 3,
+        recordCompressionThreshold: Int = 512
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
         let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
         (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
         self.recordCompressionLevel = recordCompressionLevel
+        self.recordCompressionThreshold = recordCompressionThreshold
         scratch = try WriterScratch(level: recordCompressionLevel)
+        // The layout version (docs/storage.md §1): written on first open, checked on every open.
+        let meta = self.meta
+        try environment.write { txn in
+            if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
+                guard stored == Self.formatVersion else {
+                    throw StorageError(
+                        code: .versionMismatch,
+                        message: "store \(directory) has layout version \(String(decoding: stored, as: UTF8.self)); "
+                            + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
+                            + "matching cdfsync build or resync into a new state directory")
+                }
+            } else {
+                try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
+            }
+        }
     }
+
+    /// The on-disk layout version this build reads and writes (meta `format_version`).
+    static let formatVersion: [UInt8] = Array("1".utf8)
 
     /// The environment directory.
     public var directory: String { environment.path }
@@ -138,10 +162,20 @@ public final class PanelStore: @unchecked Sendable {
     /// unchanged (no outbox entry, stored version moved forward) when its content hash is equal, and otherwise
     /// updated with an `update` outbox entry.
     ///
-    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint) is
-    ///   written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit or a record
-    ///   that is not a JSON object; `.mapFull` when the map is full.
-    public func apply(_ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?) throws
+    /// - Parameters:
+    ///   - changes: the rows, in any order.
+    ///   - scope: the identity scope (connection + source); must not contain NUL.
+    ///   - pipeline: whose checkpoint `checkpoint` is.
+    ///   - checkpoint: written in the same transaction when not `nil`.
+    ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
+    ///     transaction, so the audit counters never disagree with the panel.
+    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
+    ///   record) is written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit
+    ///   or a record that is not a JSON object; `.notFound` for an unknown run id; `.mapFull` when the map is full.
+    public func apply(
+        _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
+        run: (id: UInt64, json: [UInt8])? = nil
+    ) throws
         -> ApplyOutcome
     {
         let scopeBytes = Array(scope.utf8)
@@ -173,14 +207,26 @@ public final class PanelStore: @unchecked Sendable {
                     message: "record for an external id in scope \(scope) is not a JSON object")
             }
         }
-        var order = Array(0..<changes.count)
+        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
+        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
+        var sortKeys = [SortKey]()
+        sortKeys.reserveCapacity(changes.count)
         flat.withUnsafeBytes { f in
+            for i in 0..<changes.count {
+                var prefix: UInt64 = 0
+                let start = offsets[i]
+                let n = min(8, offsets[i + 1] - start)
+                for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
+                sortKeys.append(SortKey(prefix: prefix, index: i))
+            }
             func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            order.sort { a, b in
-                let c = compareBytes(id(a), id(b))
-                return c != 0 ? c < 0 : a < b
+            sortKeys.sort { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
+                let c = compareBytes(id(a.index), id(b.index))
+                return c != 0 ? c < 0 : a.index < b.index
             }
         }
+        let order = sortKeys.map(\.index)
         // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
         var winners: [Int] = []
         winners.reserveCapacity(order.count)
@@ -203,116 +249,191 @@ public final class PanelStore: @unchecked Sendable {
         writerLock.lock()
         defer { writerLock.unlock() }
         let s = scratch
+        var escapedScope: [UInt8] = []
+        JSONWriter.appendEscaped(scope, to: &escapedScope)
+        // Hot loop state lives in locals (no class-property access or retain/release per row); the scratch
+        // buffers are swapped out and back so their capacity is reused across batches.
+        var key: [UInt8] = []
+        var value: [UInt8] = []
+        var line: [UInt8] = []
+        swap(&key, &s.key)
+        swap(&value, &s.value)
+        swap(&line, &s.line)
+        defer {
+            swap(&key, &s.key)
+            swap(&value, &s.value)
+            swap(&line, &s.line)
+        }
+        let compressor = s.compressor
+        let threshold = recordCompressionThreshold
+        let (identDBI, panelDBI, stateDBI, outboxDBI) = (ident.dbi, panel.dbi, state.dbi, outbox.dbi)
+        let path = directory
+
         try environment.write { txn in
             var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
             var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
             let startPID = nextPID
             let startSeq = outboxSeq
             let t = txn.handle.pointer
-            for index in winners {
-                let change = changes[index]
-                // Identity key: scope 0x00 external id.
-                s.key.removeAll(keepingCapacity: true)
-                s.key.append(contentsOf: scopeBytes)
-                s.key.append(0)
-                s.key.append(contentsOf: flat[offsets[index]..<offsets[index + 1]])
-                let hash = StableHash.hash(change.record)
-                var existing: UInt64?
-                var rc: Int32 = 0
-                s.key.withUnsafeBytes { k in
-                    withVal(k) { key in
-                        var value = MDB_val()
-                        rc = mdb_get(t, ident.dbi, &key, &value)
-                        if rc == 0, value.mv_size == 8 { existing = loadBE(value.buffer) }
-                    }
-                }
-                if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "get from ident", path: directory) }
-                if rc == 0 && existing == nil {
-                    throw StorageError(code: .corrupted, message: "ident entry in \(directory) is not 8 bytes")
-                }
 
-                let pid: UInt64
-                let op: String
-                if let existing {
-                    pid = existing
-                    let storedState = try txn.withValue(state, key: bytesBE(pid)) { v -> (Int64, UInt64)? in
-                        guard let v, v.count == 16 else { return nil }
-                        return (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+            @inline(__always) func put(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer,
+                _ flags: UInt32, _ what: StaticString) throws
+            {
+                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                let rc = mdb_put(t, dbi, &kv, &vv, flags)
+                if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
+            }
+            @inline(__always) func putBE(_ dbi: MDB_dbi, _ k: UInt64, _ v: UnsafeRawBufferPointer, _ flags: UInt32,
+                _ what: StaticString) throws
+            {
+                var be = k.bigEndian
+                try withUnsafeBytes(of: &be) { try put(dbi, $0, v, flags, what) }
+            }
+            @inline(__always) func putState(_ pid: UInt64, _ version: Int64, _ hash: UInt64, _ flags: UInt32) throws {
+                var v = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
+                try withUnsafeBytes(of: &v) { try putBE(stateDBI, pid, $0, flags, "state") }
+            }
+            /// Panel value: identity key length (2 bytes BE), identity key, then the record: its JSON as is
+            /// (first byte `{`) when small or incompressible, else a zstd frame (first byte 0x28).
+            func putPanel(
+                _ pid: UInt64, _ record: UnsafeRawBufferPointer, _ flags: UInt32, _ key: [UInt8], _ value: inout [UInt8]
+            ) throws {
+                value.removeAll(keepingCapacity: true)
+                value.append(UInt8(truncatingIfNeeded: key.count >> 8))
+                value.append(UInt8(truncatingIfNeeded: key.count))
+                value.append(contentsOf: key)
+                if record.count >= threshold {
+                    try compressor.withCompressed(record) { compressed in
+                        value.append(contentsOf: compressed.count < record.count ? compressed : record)
                     }
-                    guard let (storedVersion, storedHash) = storedState else {
-                        throw StorageError(
-                            code: .corrupted,
-                            message: "state entry for participant \(pid) in \(directory) is missing or not 16 bytes")
-                    }
-                    if change.commitVersion < storedVersion {
-                        outcome.skippedOlder += 1
-                        continue
-                    }
-                    if storedHash == hash {
-                        outcome.unchanged += 1
-                        if change.commitVersion > storedVersion {
-                            try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
-                        }
-                        continue
-                    }
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: [])
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
-                    outcome.updated += 1
-                    op = "update"
                 } else {
-                    pid = nextPID
-                    nextPID += 1
-                    try s.key.withUnsafeBytes { k in
-                        try bytesBE(pid).withUnsafeBytes { v in try txn.put(ident, key: k, value: v) }
-                    }
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash), flags: .append)
-                    outcome.inserted += 1
-                    op = "insert"
+                    value.append(contentsOf: record)
                 }
-                outboxSeq += 1
-                s.json.reset()
-                s.json.beginObject()
-                s.json.key("seq")
-                s.json.uint(outboxSeq)
-                s.json.key("op")
-                s.json.string(op)
-                s.json.key("participant_id")
-                s.json.uint(pid)
-                s.json.key("scope")
-                s.json.string(scope)
-                s.json.key("external_id")
-                s.json.string(change.externalID)
-                s.json.key("commit_version")
-                s.json.int(change.commitVersion)
-                s.json.key("record")
-                s.json.raw(change.record)
-                s.json.endObject()
-                try txn.put(outbox, key: bytesBE(outboxSeq), value: s.json.bytes, flags: .append)
+                try value.withUnsafeBytes { try putBE(panelDBI, pid, $0, flags, "panel") }
+            }
+
+            let append = UInt32(MDB_APPEND)
+            // A cursor on `state` lets an update read and then overwrite the entry in place (MDB_CURRENT)
+            // with one B-tree descent instead of two.
+            var stateCursor: OpaquePointer?
+            let crc = mdb_cursor_open(t, stateDBI, &stateCursor)
+            if crc != 0 { throw StorageError.lmdb(crc, "cursor on state", path: path) }
+            defer { mdb_cursor_close(stateCursor) }
+            /// Overwrites the state entry the cursor is positioned on (it must be participant `pid`'s).
+            func overwriteState(_ pid: UInt64, _ version: Int64, _ hash: UInt64) throws {
+                var be = pid.bigEndian
+                var v = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
+                let rc = withUnsafeMutableBytes(of: &be) { k in
+                    withUnsafeMutableBytes(of: &v) { vb in
+                        var kv = MDB_val(mv_size: 8, mv_data: k.baseAddress)
+                        var vv = MDB_val(mv_size: 16, mv_data: vb.baseAddress)
+                        return mdb_cursor_put(stateCursor, &kv, &vv, UInt32(MDB_CURRENT))
+                    }
+                }
+                if rc != 0 { throw StorageError.lmdb(rc, "put into state", path: path) }
+            }
+            try flat.withUnsafeBytes { f in
+                try changes.withUnsafeBufferPointer { cs in
+                    for index in winners {
+                        let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
+                        let version = cs[index].commitVersion
+                        // Identity key: scope 0x00 external id.
+                        key.removeAll(keepingCapacity: true)
+                        key.append(contentsOf: scopeBytes)
+                        key.append(0)
+                        key.append(contentsOf: externalID)
+                        try cs[index].record.withUnsafeBytes { record in
+                            var hasher = StableHash()
+                            hasher.combine(record)
+                            let hash = hasher.value
+                            // One descent both probes and inserts: put the next id with MDB_NOOVERWRITE; when the
+                            // key exists LMDB returns MDB_KEYEXIST, writes nothing and hands back the stored id.
+                            var existing: UInt64?
+                            var candidate = nextPID.bigEndian
+                            var rc: Int32 = 0
+                            var storedSize = 0
+                            key.withUnsafeBytes { k in
+                                withUnsafeMutableBytes(of: &candidate) { c in
+                                    var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                                    var vv = MDB_val(mv_size: 8, mv_data: c.baseAddress)
+                                    rc = mdb_put(t, identDBI, &kv, &vv, UInt32(MDB_NOOVERWRITE))
+                                    if rc == MDB_KEYEXIST {
+                                        storedSize = vv.mv_size
+                                        if vv.mv_size == 8 { existing = loadBE(vv.buffer) }
+                                    }
+                                }
+                            }
+                            if rc != 0 && rc != MDB_KEYEXIST { throw StorageError.lmdb(rc, "put into ident", path: path) }
+                            if rc == MDB_KEYEXIST && existing == nil {
+                                throw StorageError(
+                                    code: .corrupted, message: "ident entry in \(path) is \(storedSize) bytes, not 8")
+                            }
+
+                            let pid: UInt64
+                            let insert: Bool
+                            if let existing {
+                                pid = existing
+                                var stored: (version: Int64, hash: UInt64)?
+                                var be = pid.bigEndian
+                                rc = withUnsafeMutableBytes(of: &be) { k in
+                                    var kv = MDB_val(mv_size: 8, mv_data: k.baseAddress)
+                                    var vv = MDB_val()
+                                    let rc = mdb_cursor_get(stateCursor, &kv, &vv, MDB_SET_KEY)
+                                    if rc == 0, vv.mv_size == 16 {
+                                        let v = vv.buffer
+                                        stored = (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+                                    }
+                                    return rc
+                                }
+                                if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "get from state", path: path) }
+                                guard let stored else {
+                                    throw StorageError(
+                                        code: .corrupted,
+                                        message: "state entry for participant \(pid) in \(path) is missing or not 16 bytes")
+                                }
+                                if version < stored.version {
+                                    outcome.skippedOlder += 1
+                                    return
+                                }
+                                if stored.hash == hash {
+                                    outcome.unchanged += 1
+                                    if version > stored.version { try overwriteState(pid, version, hash) }
+                                    return
+                                }
+                                try putPanel(pid, record, 0, key, &value)
+                                try overwriteState(pid, version, hash)
+                                outcome.updated += 1
+                                insert = false
+                            } else {
+                                // The ident entry was written by the NOOVERWRITE put above.
+                                pid = nextPID
+                                nextPID += 1
+                                // New ids are greater than every stored id, so these puts append.
+                                try putPanel(pid, record, append, key, &value)
+                                try putState(pid, version, hash, append)
+                                outcome.inserted += 1
+                                insert = true
+                            }
+                            outboxSeq += 1
+                            line.removeAll(keepingCapacity: true)
+                            appendOutboxLine(
+                                into: &line, seq: outboxSeq, insert: insert, participantID: pid,
+                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
+                                record: record)
+                            try line.withUnsafeBytes { try putBE(outboxDBI, outboxSeq, $0, append, "outbox") }
+                        }
+                    }
+                }
             }
             if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
             if outboxSeq != startSeq { try txn.put(meta, key: MetaKey.outboxSequence, value: bytesBE(outboxSeq)) }
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
+            if let run { try replaceRun(txn, id: run.id, json: run.json) }
         }
         return outcome
-    }
-
-    private func putPanel(_ txn: WriteTransaction, _ s: WriterScratch, pid: UInt64, record: [UInt8], flags: PutFlags)
-        throws
-    {
-        // Value: identity key length (2 bytes BE), identity key, zstd frame of the record.
-        s.value.removeAll(keepingCapacity: true)
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count >> 8))
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count))
-        s.value.append(contentsOf: s.key)
-        try record.withUnsafeBytes { r in
-            try s.compressor.withCompressed(r) { s.value.append(contentsOf: $0) }
-        }
-        try bytesBE(pid).withUnsafeBytes { k in
-            try s.value.withUnsafeBytes { v in try txn.put(panel, key: k, value: v, flags: flags) }
-        }
     }
 
     // MARK: Checkpoints
@@ -365,7 +486,7 @@ public final class PanelStore: @unchecked Sendable {
         var key = Array(scope.utf8)
         key.append(0)
         key.append(contentsOf: externalID.utf8)
-        let decompressor = try ZstdDecompressor()
+        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
         return try environment.read { txn -> PanelRecord? in
             guard let pidBytes = try txn.get(ident, key: key), pidBytes.count == 8 else { return nil }
             let pid: UInt64 = pidBytes.withUnsafeBytes { loadBE($0) }
@@ -375,7 +496,7 @@ public final class PanelStore: @unchecked Sendable {
                     throw StorageError(
                         code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
                 }
-                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: decompressor)
+                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: &decompressor)
             }
         }
     }
@@ -396,7 +517,7 @@ public final class PanelStore: @unchecked Sendable {
     /// - Important: the read transaction stays open while `body` runs; keep `body` quick.
     public func forEachRecord(scope: String?, _ body: (PanelRecord) throws -> Void) throws {
         let scopePrefix: [UInt8]? = scope.map { Array($0.utf8) + [0] }
-        let decompressor = try ZstdDecompressor()
+        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
         try environment.read { txn in
             try txn.forEach(panel) { k, v in
                 guard k.count == 8 else {
@@ -413,7 +534,7 @@ public final class PanelStore: @unchecked Sendable {
                 }
                 let pid: UInt64 = loadBE(k)
                 let version = try storedVersion(txn, pid)
-                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: decompressor))
+                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: &decompressor))
                 return true
             }
         }
@@ -435,7 +556,7 @@ public final class PanelStore: @unchecked Sendable {
     }
 
     private func decodePanelValue(
-        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: ZstdDecompressor
+        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: inout ZstdDecompressor?
     ) throws -> PanelRecord {
         guard value.count >= 2 else {
             throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
@@ -447,9 +568,15 @@ public final class PanelStore: @unchecked Sendable {
         }
         let scope = String(decoding: value[2..<sep], as: UTF8.self)
         let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
+        let stored = UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...])
         let record: [UInt8]
         do {
-            record = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...]))
+            if stored.first == UInt8(ascii: "{") {
+                record = Array(stored)
+            } else {
+                if decompressor == nil { decompressor = try ZstdDecompressor() }
+                record = try decompressor!.decompress(stored)
+            }
         } catch var error as StorageError {
             error.message += " (record of participant \(pid) in \(directory))"
             throw error
@@ -473,12 +600,14 @@ public final class PanelStore: @unchecked Sendable {
     ///
     /// - Throws: `.notFound` when there is no such run.
     public func updateRun(id: UInt64, json: [UInt8]) throws {
-        try environment.write { txn in
-            guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
-                throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
-            }
-            try txn.put(runsDB, key: bytesBE(id), value: json)
+        try environment.write { txn in try replaceRun(txn, id: id, json: json) }
+    }
+
+    private func replaceRun(_ txn: WriteTransaction, id: UInt64, json: [UInt8]) throws {
+        guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
+            throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
         }
+        try txn.put(runsDB, key: bytesBE(id), value: json)
     }
 
     /// Up to `limit` run records, newest first.
@@ -507,12 +636,75 @@ final class WriterScratch {
     let compressor: ZstdCompressor
     var key: [UInt8] = []
     var value: [UInt8] = []
-    var json = JSONWriter(reservingCapacity: 1024)
+    var line: [UInt8] = []
 
     init(level: Int32) throws {
         compressor = try ZstdCompressor(level: level)
         key.reserveCapacity(512)
         value.reserveCapacity(1024)
+        line.reserveCapacity(1024)
+    }
+}
+
+struct SortKey {
+    var prefix: UInt64
+    var index: Int
+}
+
+enum OutboxOp { case insert, update }
+
+/// Appends one outbox line (no newline):
+/// `{"seq":N,"op":"insert"|"update","participant_id":P,"scope":"...","external_id":"...","commit_version":V,"record":{...}}`.
+///
+/// Byte-for-byte what `JSONWriter` produces for that object (strings escaped with `JSONWriter.appendEscaped`),
+/// without its per-key escaping and integer-to-String allocations.
+func appendOutboxLine(
+    into out: inout [UInt8], seq: UInt64, insert: Bool, participantID: UInt64, escapedScope: [UInt8],
+    externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer
+) {
+    out.append(contentsOf: OutboxLiterals.seq)
+    appendDecimal(seq, to: &out)
+    out.append(contentsOf: insert ? OutboxLiterals.opInsert : OutboxLiterals.opUpdate)
+    appendDecimal(participantID, to: &out)
+    out.append(contentsOf: OutboxLiterals.scope)
+    out.append(contentsOf: escapedScope)
+    out.append(contentsOf: OutboxLiterals.externalID)
+    JSONWriter.appendEscaped(utf8: externalID, to: &out)
+    out.append(contentsOf: OutboxLiterals.commitVersion)
+    if commitVersion < 0 {
+        out.append(UInt8(ascii: "-"))
+        appendDecimal(commitVersion.magnitude, to: &out)
+    } else {
+        appendDecimal(UInt64(commitVersion), to: &out)
+    }
+    out.append(contentsOf: OutboxLiterals.record)
+    out.append(contentsOf: record)
+    out.append(UInt8(ascii: "}"))
+}
+
+enum OutboxLiterals {
+    static let seq = Array(#"{"seq":"#.utf8)
+    static let opInsert = Array(#","op":"insert","participant_id":"#.utf8)
+    static let opUpdate = Array(#","op":"update","participant_id":"#.utf8)
+    static let scope = Array(#","scope":"#.utf8)
+    static let externalID = Array(#","external_id":"#.utf8)
+    static let commitVersion = Array(#","commit_version":"#.utf8)
+    static let record = Array(#","record":"#.utf8)
+}
+
+/// Appends the decimal digits of `value`.
+@inline(__always)
+func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack
+    withUnsafeMutableBytes(of: &digits) { buf in
+        var v = value
+        var i = 24
+        repeat {
+            i -= 1
+            buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
+            v /= 10
+        } while v != 0
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<24]))
     }
 }
 
@@ -520,6 +712,7 @@ enum MetaKey {
     static let nextParticipantID = Array("next_participant_id".utf8)
     static let outboxSequence = Array("outbox_seq".utf8)
     static let deliveredSequence = Array("delivered_seq".utf8)
+    static let formatVersion = Array("format_version".utf8)
     static let checkpointPrefix = "checkpoint/"
     static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
 }
@@ -545,10 +738,11 @@ func loadBE(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
     UInt64(bigEndian: buffer.loadUnaligned(as: UInt64.self))
 }
 
-func stateValue(_ version: Int64, _ hash: UInt64) -> [UInt8] {
-    var out = bytesBE(UInt64(bitPattern: version))
-    out.append(contentsOf: bytesBE(hash))
-    return out
+/// Lends the 8-byte big-endian encoding of `value` without allocating.
+@inline(__always)
+func withBE<R>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    var be = value.bigEndian
+    return try withUnsafeBytes(of: &be, body)
 }
 
 /// memcmp order, shorter first on a common prefix (LMDB's default key order).
@@ -561,3 +755,4 @@ func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> I
     }
     return a.count - b.count
 }
+

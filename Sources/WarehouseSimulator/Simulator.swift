@@ -313,8 +313,9 @@ public struct Fault: Sendable, Codable {
 
     public init(
         match: Match = Match(), count: Int? = 1, kind: String, status: Int? = nil, retryAfter: Int? = nil,
-        delayMillis: Int? = nil
+        delayMillis: Int? = nil, message: String? = nil
     ) {
+        self.message = message
         self.match = match
         self.count = count
         self.kind = kind
@@ -335,7 +336,9 @@ public struct Fault: Sendable, Codable {
         message = try c.decodeIfPresent(String.self, forKey: .message)
     }
 
-    static let kinds: Set<String> = ["status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token"]
+    static let kinds: Set<String> = [
+        "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body",
+    ]
 
     func matches(_ req: HTTPRequest) -> Bool {
         if let m = match.method, m.uppercased() != req.method { return false }

@@ -26,8 +26,8 @@ extension CDFSyncCommand {
                     let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
                     let counts = obj["counts"] as? [String: Any] ?? [:]
                     let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
-                    let to = (obj["to_version"] as? Int).map { "v\($0)" } ?? "—"
-                    print("run \(id)  \(obj["started_at"] ?? "")  \(obj["source"] ?? "")  \(from)…\(to)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
+                    let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" } ?? "no new commits"
+                    print("run \(id)  \(obj["started_at"] ?? "")  \(obj["source"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
                 }
             }
         }

@@ -28,6 +28,15 @@ extension CDFSyncCommand {
         @Option(help: "Rows applied per LMDB transaction.")
         var batchSize: Int = 50_000
 
+        @Option(help: "Result disposition: auto (by expected size), inline or external-links.")
+        var disposition: DispositionChoice = .auto
+
+        @Option(help: "External-link chunks downloaded in parallel.")
+        var inFlight: Int = 4
+
+        @Option(help: "At most this many versions per table_changes statement.")
+        var maxVersionsPerStatement: Int64 = 500
+
         @Option(help: "Version to start from when there is no checkpoint.")
         var startVersion: Int64 = 0
 
@@ -52,6 +61,9 @@ extension CDFSyncCommand {
                     outputDirectory: outputDir)
                 options.batchSize = batchSize
                 options.startVersion = startVersion
+                options.maxVersionsPerStatement = maxVersionsPerStatement
+                options.disposition = disposition.value
+                client.externalLinksInFlight = inFlight
                 let sync = CDFSync(client: client, store: store, options: options)
                 if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
                 let summary = try sync.run()
@@ -63,6 +75,19 @@ extension CDFSyncCommand {
                     print("  output         \(outputDir)")
                 }
             }
+        }
+    }
+}
+
+enum DispositionChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, inline
+    case externalLinks = "external-links"
+
+    var value: Statement.Disposition? {
+        switch self {
+        case .auto: nil
+        case .inline: .inline
+        case .externalLinks: .externalLinks
         }
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// A synthetic change-feed body: `rows` rows of 8 columns resembling `table_changes` output.
-func syntheticChangeFeedBody(rows: Int, layout: ResultStreamDecoder.Layout) -> [UInt8] {
+func syntheticChangeFeedBody(rows: Int, layout: ResultStreamDecoder.Layout, escapeHeavy: Bool = false) -> [UInt8] {
     var out: [UInt8] = []
     out.reserveCapacity(rows * 190 + 256)
     if layout == .envelope {
@@ -12,7 +12,7 @@ func syntheticChangeFeedBody(rows: Int, layout: ResultStreamDecoder.Layout) -> [
     out.append(UInt8(ascii: "["))
     for r in 0..<rows {
         if r > 0 { out.append(UInt8(ascii: ",")) }
-        let escaped = r % 50 == 0 ? #"O\"Brien \u00e9"# : "Participant Name \(r % 977)"
+        let escaped = escapeHeavy || r % 50 == 0 ? #"O\"Brien \u00e9\n\t\\ \ud83d\ude00 line"# : "Participant Name \(r % 977)"
         let row = #"["\#(r)","\#(escaped)","person\#(r)@example.com","2024-11-08T15:20:17.922-08:00","\#(r % 3 == 0 ? "insert" : "update_postimage")","\#(1000 + r / 100)","2024-11-08T15:20:17.000Z",\#(r % 4 == 0 ? "null" : #""note with a few words in it""#)]"#
         out += Array(row.utf8)
     }
@@ -48,19 +48,28 @@ func decodeForBenchmark(_ body: [UInt8], layout: ResultStreamDecoder.Layout, pie
 struct DecoderBenchmark {
     @Test func throughput() throws {
         let rowCount = 400_000
-        for layout in [ResultStreamDecoder.Layout.bareArray, .envelope] {
-            let body = syntheticChangeFeedBody(rows: rowCount, layout: layout)
+        let cases: [(String, ResultStreamDecoder.Layout, Int, Bool)] = [
+            ("bareArray, 64 KiB pieces", .bareArray, 64 * 1024, false),
+            ("envelope, 64 KiB pieces", .envelope, 64 * 1024, false),
+            ("bareArray, 16 KiB pieces", .bareArray, 16 * 1024, false),
+            ("bareArray, 1 MiB pieces", .bareArray, 1024 * 1024, false),
+            ("bareArray, escape-heavy, 64 KiB pieces", .bareArray, 64 * 1024, true),
+        ]
+        for (name, layout, pieceSize, escapes) in cases {
+            let body = syntheticChangeFeedBody(rows: rowCount, layout: layout, escapeHeavy: escapes)
             var best = Double.infinity
             for _ in 0..<5 {
                 let clock = ContinuousClock()
                 var result = (0, 0)
-                let elapsed = try clock.measure { result = try decodeForBenchmark(body, layout: layout, pieceSize: 64 * 1024) }
+                let elapsed = try clock.measure {
+                    result = try decodeForBenchmark(body, layout: layout, pieceSize: pieceSize)
+                }
                 #expect(result.0 == rowCount)
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
                 best = min(best, seconds)
             }
             let mb = Double(body.count) / 1e6
-            print("DecoderBenchmark \(layout): \(Int(mb)) MB, \(rowCount) rows, best of 5: \(Int(mb / best)) MB/s, \(Int(Double(rowCount) / best / 1000)) k rows/s")
+            print("DecoderBenchmark \(name): \(Int(mb)) MB, \(rowCount) rows, best of 5: \(Int(mb / best)) MB/s, \(Int(Double(rowCount) / best / 1000)) k rows/s")
         }
     }
 }

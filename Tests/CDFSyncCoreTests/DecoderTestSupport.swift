@@ -64,3 +64,68 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+func randomValue(_ rng: inout SplitMix64) -> String? {
+    if Int.random(in: 0..<6, using: &rng) == 0 { return nil }
+    let alphabet: [Unicode.Scalar] = [
+        "a", "Z", "0", " ", "\"", "\\", "/", "\u{08}", "\u{0C}", "\n", "\r", "\t", "\u{01}", "\u{1F}", "é", "€",
+        "こ", "😀", "𝄞", "\u{7F}", "\u{FFFF}", ",", "[", "]", "{", "}",
+    ]
+    let length = Int.random(in: 0...(Bool.random(using: &rng) ? 4 : 40), using: &rng)
+    var s = String.UnicodeScalarView()
+    for _ in 0..<length { s.append(alphabet.randomElement(using: &rng)!) }
+    return String(s)
+}
+
+/// JSON text for `rows`, choosing at random between raw and `\u` forms and sprinkling whitespace.
+func serialise(_ rows: [[String?]], envelope: Bool, rng: inout SplitMix64) -> String {
+    func ws() -> String { ["", "", "", " ", "\n", " \t\r\n "].randomElement(using: &rng)! }
+    var out = ""
+    if envelope { out += #"{"statement_id":"id",\#(ws())"result"\#(ws()):\#(ws()){"row_count":\#(rows.count),"data_array":"# }
+    out += ws() + "["
+    for (r, row) in rows.enumerated() {
+        if r > 0 { out += ws() + "," }
+        out += ws() + "["
+        for (c, value) in row.enumerated() {
+            if c > 0 { out += ws() + "," }
+            out += ws()
+            guard let value else { out += "null"; continue }
+            out += "\""
+            for scalar in value.unicodeScalars {
+                let v = scalar.value
+                let useU = Int.random(in: 0..<4, using: &rng) == 0
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "/" where useU: out += "\\/"
+                case "\u{08}": out += "\\b"
+                case "\u{0C}": out += "\\f"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                default:
+                    if v < 0x20 || useU {
+                        if v > 0xFFFF {
+                            let u = v - 0x10000
+                            out += uEscape(0xD800 + (u >> 10)) + uEscape(0xDC00 + (u & 0x3FF))
+                        } else {
+                            out += uEscape(v)
+                        }
+                    } else {
+                        out.unicodeScalars.append(scalar)
+                    }
+                }
+            }
+            out += "\""
+        }
+        out += ws() + "]"
+    }
+    out += ws() + "]" + ws()
+    if envelope { out += #","x":"[]"}}"# }
+    return out
+}
+
+func uEscape(_ v: UInt32) -> String {
+    let hex = String(v, radix: 16, uppercase: Bool.random())
+    return "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+}

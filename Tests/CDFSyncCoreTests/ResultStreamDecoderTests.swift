@@ -57,6 +57,12 @@ struct ResultStreamDecoderValueTests {
         #expect(d.metadataText == #"{"statement_id":"s","result":{"row_count":2},"x":[1,true,null,{},[]]}"#)
     }
 
+    @Test func envelopeNumbersAndEscapesAreCopiedExactly() throws {
+        let body = #"{"n":[0,-0,12,-3.25,1e5,2E-3,6.02e+23,-0.0],"s":"\"\\\/\b\f\n\r\t\u00e9\ud83d\ude00","k\"ey":1}"#
+        let d = try decode(body)
+        #expect(d.metadataText == body)
+    }
+
     @Test func emptyDataArrayAndMissingDataArray() throws {
         let empty = try decode(#"{"result":{"row_count":0,"data_array":[]}}"#)
         #expect(empty.rows.isEmpty)
@@ -169,7 +175,7 @@ struct ResultStreamDecoderErrorTests {
         let e = decodingError(#"{"data_array":[["a","b"],["c","d"],["e"]]}"#)
         #expect(e?.rowIndex == 2)
         #expect(e?.byteOffset == 39)
-        #expect(e?.reason.hasPrefix("row has 1 values, expected 2") == true)
+        #expect(e?.reason.hasPrefix("row has 1 value, expected 2") == true)
     }
 
     @Test(arguments: [
@@ -229,6 +235,17 @@ struct ResultStreamDecoderErrorTests {
         ("[[\"a\" \"b\"]]", 6, .bareArray),
         ("[[\"a\",]]", 6, .bareArray),
         ("[[,\"a\"]]", 2, .bareArray),
+        ("{\"a\":01}", 6, .envelope),
+        ("{\"a\":1.}", 7, .envelope),
+        ("{\"a\":-}", 6, .envelope),
+        ("{\"a\":1e}", 7, .envelope),
+        ("{\"a\":1e+}", 8, .envelope),
+        ("{\"a\":\"\\x\"}", 7, .envelope),
+        ("{\"a\\q\":1}", 4, .envelope),
+        ("{\"a\":\"\\ud800\"}", 12, .envelope),
+        ("{\"a\":\"\\udc00\"}", 6, .envelope),
+        ("{\"a\":\"\\u12x4\"}", 10, .envelope),
+        ("{\"a\":\"x\ny\"}", 7, .envelope),
     ])
     func garbage(body: String, offset: Int, layout: ResultStreamDecoder.Layout) {
         let e = decodingError(body, layout: layout)
@@ -254,5 +271,84 @@ struct ResultStreamDecoderErrorTests {
             }
             #expect(decodingError(body, layout: layout, cuts: Array(0..<body.utf8.count)) == whole)
         }
+    }
+}
+
+@Suite("ResultStreamDecoder: onRowsBegin")
+struct ResultStreamDecoderRowsBeginTests {
+    @Test func reportsManifestBeforeTheFirstRowAtEverySplit() throws {
+        let text = #"{"statement_id":"s","status":{"state":"SUCCEEDED"},"manifest":{"format":"JSON_ARRAY","schema":{"column_count":1,"columns":[{"name":"id","type_text":"INT","type_name":"INT","position":0}]},"total_chunk_count":1,"total_row_count":2},"result":{"chunk_index":0,"data_array":[["1"],["2"]],"row_count":2}}"#
+        let body = Array(text.utf8)
+        for k in 0...body.count {
+            var decoder = ResultStreamDecoder(layout: .envelope)
+            var events: [String] = []
+            var partial: [UInt8] = []
+            for piece in [body[0..<k], body[k...]] {
+                try piece.withUnsafeBytes { b in
+                    try decoder.feed(b, onRowsBegin: { partial = $0; events.append("begin") },
+                                     onRow: { events.append($0.string(0)!) })
+                }
+            }
+            #expect(events == ["begin", "1", "2"], "split at \(k)")
+            let early = try APIJSON.decode(StatementResponse.self, from: partial)
+            #expect(early.manifest?.schema.columns?.first?.name == "id")
+            #expect(early.result == ResultData(chunkIndex: 0))
+            let full = try APIJSON.decode(StatementResponse.self, from: try decoder.finish())
+            #expect(full.result?.rowCount == 2)
+        }
+    }
+
+    @Test func notCalledWithoutDataArrayOrForBareArrays() throws {
+        for (text, layout) in [(#"{"statement_id":"s","status":{"state":"PENDING"}}"#, ResultStreamDecoder.Layout.envelope),
+                               (#"[["a"]]"#, .bareArray)] {
+            var decoder = ResultStreamDecoder(layout: layout)
+            var calls = 0
+            try Array(text.utf8).withUnsafeBytes { b in
+                try decoder.feed(b, onRowsBegin: { _ in calls += 1 }, onRow: { _ in })
+            }
+            _ = try decoder.finish()
+            #expect(calls == 0)
+        }
+        var chunk = ResultStreamDecoder(layout: .envelope)
+        var partial: [UInt8] = []
+        try Array(#"{"chunk_index":3,"row_offset":10,"data_array":[],"next_chunk_index":4}"#.utf8).withUnsafeBytes { b in
+            try chunk.feed(b, onRowsBegin: { partial = $0 }, onRow: { _ in })
+        }
+        #expect(String(decoding: partial, as: UTF8.self) == #"{"chunk_index":3,"row_offset":10}"#)
+    }
+}
+
+@Suite("ResultStreamDecoder: value semantics")
+struct ResultStreamDecoderValueSemanticsTests {
+    /// A copy taken mid-row (scratch half full) continues independently of the original.
+    @Test func copiesAreIndependent() throws {
+        let body = Array(#"{"result":{"data_array":[["first","sec"#.utf8)
+        let rest1 = Array(#"ond"],["x",null]]},"a":1}"#.utf8)
+        let rest2 = Array(#"ONDLONGER_TO_FORCE_GROWTH_\#(String(repeating: "z", count: 10_000))"]]},"b":2}"#.utf8)
+        var original = ResultStreamDecoder(layout: .envelope)
+        var rows1: [[String?]] = []
+        try body.withUnsafeBytes { b in try original.feed(b) { rows1.append($0.strings()) } }
+        var copy = original
+        var rows2 = rows1
+        try rest2.withUnsafeBytes { b in try copy.feed(b) { rows2.append($0.strings()) } }
+        try rest1.withUnsafeBytes { b in try original.feed(b) { rows1.append($0.strings()) } }
+        #expect(rows1 == [["first", "second"], ["x", nil]])
+        #expect(rows2 == [["first", "secONDLONGER_TO_FORCE_GROWTH_" + String(repeating: "z", count: 10_000)]])
+        #expect(String(decoding: try original.finish(), as: UTF8.self) == #"{"result":{},"a":1}"#)
+        #expect(String(decoding: try copy.finish(), as: UTF8.self) == #"{"result":{},"b":2}"#)
+        #expect(original.rowCount == 2 && copy.rowCount == 1)
+    }
+
+    @Test func feedingAfterFinishIsAnError() throws {
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        try Array("[]".utf8).withUnsafeBytes { b in try decoder.feed(b) { _ in } }
+        #expect(try decoder.finish() == [])
+        #expect(throws: JSONArrayDecodingError.self) {
+            try Array(" ".utf8).withUnsafeBytes { b in try decoder.feed(b) { _ in } }
+        }
+        // Empty pieces are fine at any time before finish.
+        var other = ResultStreamDecoder(layout: .bareArray)
+        try other.feed(UnsafeRawBufferPointer(start: nil, count: 0)) { _ in }
+        #expect(other.bytesConsumed == 0)
     }
 }

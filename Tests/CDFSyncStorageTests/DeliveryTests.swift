@@ -156,6 +156,9 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                     seen += 1
                 }
                 #expect(throws: InjectedCrash.self) { try store.deliver(to: out, segmentMaxBytes: 1200) }
+                // A consumer watching the directory never sees a final-named segment that is not committed.
+                let committed = Set(try store.deliveredSegments().map(\.file))
+                #expect(Set(try segmentFiles(out)).isSubset(of: committed), "crash at step \(crashAt): \(steps[crashAt])")
                 store.deliveryHook = nil
                 _ = try store.deliver(to: out, segmentMaxBytes: 1200)
                 #expect(try directoryContents(out) == expected, "crash at step \(crashAt): \(steps[crashAt])")
@@ -163,6 +166,38 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                 let seqs = try deliveredLines(out, try segmentFiles(out)).map { try jsonObject($0)["seq"] as? Int }
                 #expect(seqs == (1...41).map { $0 })
             }
+        }
+    }
+
+    @Test func crashBetweenCommitAndRenameIsCompletedByTheNextDelivery() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            store.deliveryHook = { if case .segmentCommitted = $0 { throw InjectedCrash() } }
+            #expect(throws: InjectedCrash.self) { try store.deliver(to: out) }
+            #expect(try segmentFiles(out).isEmpty)
+            #expect(try store.pendingOutboxCount() == 0)  // committed
+            store.deliveryHook = nil
+            #expect(try store.deliver(to: out) == .init())  // nothing new to write ...
+            #expect(try segmentFiles(out) == ["changes-000000000001-000000000041.ndjson.zst"])  // ... but renamed
+            #expect(try deliveredLines(out, try segmentFiles(out)).count == 41)
+            #expect(!(try FileManager.default.contentsOfDirectory(atPath: out)).contains { $0.hasSuffix(".tmp") })
+        }
+    }
+
+    @Test func consumedSegmentsMayBeRemovedByTheConsumer() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            let first = try store.deliver(to: out, segmentMaxBytes: 1500)
+            for file in first.files { try FileManager.default.removeItem(atPath: out + "/" + file) }
+            _ = try store.apply([.init(externalID: "late", commitVersion: 9, record: record("late"))], scope: "conn/src",
+                pipeline: "p", checkpoint: nil)
+            let second = try store.deliver(to: out, segmentMaxBytes: 1500)
+            #expect(second.files == ["changes-000000000042-000000000042.ndjson.zst"])
+            #expect(try segmentFiles(out) == second.files)
         }
     }
 

@@ -202,7 +202,7 @@ public final class StatementClient {
             }
             let body = try fetcher.take(index)
             var decoder = ResultStreamDecoder(layout: .bareArray, expectedColumnCount: expected > 0 ? expected : nil)
-            let context = "chunk \(index) (external link)"
+            let context = "reading chunk \(index) of statement \(statementID) through its external link"
             do {
                 try body.withUnsafeBytes { raw in try decoder.feed(raw) { row in try sink.row(row) } }
                 _ = try decoder.finish()
@@ -303,7 +303,7 @@ public final class StatementClient {
 
     static func malformed(_ e: JSONArrayDecodingError, statementID: String, context: String) -> DatabricksError {
         DatabricksError(.invalidResponse,
-            "malformed result for statement \(statementID) (\(context)) at byte \(e.byteOffset), row \(e.rowIndex): \(e.reason)",
+            "malformed result \(context.contains(statementID) ? "(\(context))" : "for statement \(statementID) (\(context))") at byte \(e.byteOffset), row \(e.rowIndex): \(e.reason)",
             remedy: "The warehouse sent a malformed chunk; nothing past the last checkpoint was applied. Run the sync again.",
             statementID: statementID)
     }

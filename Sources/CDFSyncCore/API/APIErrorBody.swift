@@ -12,6 +12,7 @@ public struct APIErrorBody: Codable, Sendable, Hashable {
     /// Structured details (`google.rpc.ErrorInfo`, `RequestInfo`, …).
     public var details: [ErrorDetail]?
 
+    /// Creates an error body (for simulators and tests).
     public init(errorCode: ErrorCode? = nil, message: String? = nil, error: String? = nil,
                 details: [ErrorDetail]? = nil) {
         self.errorCode = errorCode
@@ -41,12 +42,16 @@ public struct APIErrorBody: Codable, Sendable, Hashable {
 public struct ErrorDetail: Codable, Sendable, Hashable {
     /// `@type`, e.g. `type.googleapis.com/google.rpc.ErrorInfo`.
     public var type: String?
+    /// `ErrorInfo.reason`, e.g. `"INVALID_TOKEN"`.
     public var reason: String?
+    /// `ErrorInfo.domain`.
     public var domain: String?
     /// String-valued metadata (non-string values are dropped).
     public var metadata: [String: String]?
+    /// `RequestInfo.request_id`.
     public var requestID: String?
 
+    /// Creates a detail entry.
     public init(type: String? = nil, reason: String? = nil, domain: String? = nil,
                 metadata: [String: String]? = nil, requestID: String? = nil) {
         self.type = type
@@ -79,6 +84,7 @@ public struct OAuthErrorBody: Codable, Sendable, Hashable {
     /// Human-readable text.
     public var errorDescription: String?
 
+    /// Creates an OAuth error body.
     public init(error: String, errorDescription: String? = nil) {
         self.error = error
         self.errorDescription = errorDescription
@@ -92,12 +98,16 @@ public struct OAuthErrorBody: Codable, Sendable, Hashable {
 
 /// A successful OAuth token response: `{"access_token":…,"token_type":"Bearer","expires_in":3600,"scope":…}`.
 public struct OAuthTokenResponse: Codable, Sendable, Hashable {
+    /// The bearer token.
     public var accessToken: String
+    /// Normally `Bearer`.
     public var tokenType: String?
     /// Lifetime in seconds (number or numeric string).
     public var expiresIn: Int64?
+    /// Granted scopes, space-separated.
     public var scope: String?
 
+    /// Creates a token response (for simulators and tests).
     public init(accessToken: String, tokenType: String? = "Bearer", expiresIn: Int64? = nil, scope: String? = nil) {
         self.accessToken = accessToken
         self.tokenType = tokenType

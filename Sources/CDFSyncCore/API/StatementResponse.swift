@@ -44,6 +44,7 @@ public struct StatementStatus: Codable, Sendable, Hashable {
     /// The 5-character SQLSTATE; documented, but often absent (then use ``SQLErrorClass/parse(message:)``).
     public var sqlState: String?
 
+    /// Creates a status value.
     public init(state: StatementState, error: ServiceError? = nil, sqlState: String? = nil) {
         self.state = state
         self.error = error
@@ -63,6 +64,7 @@ public struct ServiceError: Codable, Sendable, Hashable {
     /// The server's message; the Spark/Delta error class and SQLSTATE are embedded in it. Empty when absent.
     public var message: String
 
+    /// Creates an execution error value.
     public init(errorCode: ErrorCode, message: String) {
         self.errorCode = errorCode
         self.message = message
@@ -100,6 +102,7 @@ public struct ResultManifest: Codable, Sendable, Hashable {
     /// Whether `row_limit`/`byte_limit` cut the result.
     public var truncated: Bool?
 
+    /// Creates a manifest (for simulators and tests).
     public init(format: String, schema: ResultSchema, totalChunkCount: Int, chunks: [ChunkInfo]? = nil,
                 totalRowCount: Int64, totalByteCount: Int64? = nil, truncated: Bool? = nil) {
         self.format = format
@@ -137,6 +140,7 @@ public struct ResultSchema: Codable, Sendable, Hashable {
     /// The columns, ordered by position; absent when `columnCount` is 0.
     public var columns: [ColumnInfo]?
 
+    /// Creates a schema value.
     public init(columnCount: Int, columns: [ColumnInfo]? = nil) {
         self.columnCount = columnCount
         self.columns = columns
@@ -171,6 +175,7 @@ public struct ColumnInfo: Codable, Sendable, Hashable {
     /// INTERVAL qualifier, e.g. `DAY TO SECOND`.
     public var typeIntervalType: String?
 
+    /// Creates a column description.
     public init(name: String, typeText: String, typeName: SQLTypeName, position: Int, typePrecision: Int? = nil,
                 typeScale: Int? = nil, typeIntervalType: String? = nil) {
         self.name = name
@@ -206,12 +211,16 @@ public struct ColumnInfo: Codable, Sendable, Hashable {
 
 /// `manifest.chunks[]`.
 public struct ChunkInfo: Codable, Sendable, Hashable {
+    /// 0-based chunk index.
     public var chunkIndex: Int
+    /// Index of the chunk's first row in the whole result.
     public var rowOffset: Int64
+    /// Rows in the chunk.
     public var rowCount: Int64
     /// Absent for INLINE results.
     public var byteCount: Int64?
 
+    /// Creates a chunk description.
     public init(chunkIndex: Int, rowOffset: Int64, rowCount: Int64, byteCount: Int64? = nil) {
         self.chunkIndex = chunkIndex
         self.rowOffset = rowOffset
@@ -237,9 +246,13 @@ public struct ChunkInfo: Codable, Sendable, Hashable {
 
 /// `result` of a statement response, and the whole body of `GET …/result/chunks/{n}`, minus `data_array`.
 public struct ResultData: Codable, Sendable, Hashable {
+    /// 0-based index of this chunk (INLINE).
     public var chunkIndex: Int?
+    /// Index of this chunk's first row in the whole result (INLINE).
     public var rowOffset: Int64?
+    /// Rows in this chunk (INLINE).
     public var rowCount: Int64?
+    /// Bytes in this chunk (not sent for INLINE JSON).
     public var byteCount: Int64?
     /// The next chunk to fetch (INLINE); absent on the last chunk.
     public var nextChunkIndex: Int?
@@ -248,6 +261,7 @@ public struct ResultData: Codable, Sendable, Hashable {
     /// EXTERNAL_LINKS only; may hold one link or several.
     public var externalLinks: [ExternalLink]?
 
+    /// Creates a result/chunk value (for simulators and tests).
     public init(chunkIndex: Int? = nil, rowOffset: Int64? = nil, rowCount: Int64? = nil, byteCount: Int64? = nil,
                 nextChunkIndex: Int? = nil, nextChunkInternalLink: String? = nil,
                 externalLinks: [ExternalLink]? = nil) {
@@ -290,16 +304,22 @@ public struct ExternalLink: Codable, Sendable, Hashable {
     public var externalLink: String
     /// ISO-8601 UTC expiry with milliseconds, e.g. `2024-11-08T15:20:17.922Z`.
     public var expiration: String
+    /// The chunk this link serves.
     public var chunkIndex: Int
+    /// Index of the chunk's first row in the whole result.
     public var rowOffset: Int64
+    /// Rows in the chunk.
     public var rowCount: Int64
     /// Size of the stored object (may differ from the manifest's uncompressed size).
     public var byteCount: Int64?
+    /// The next chunk, when there is one (for EXTERNAL_LINKS the `next_*` fields live on the link).
     public var nextChunkIndex: Int?
+    /// Path (no host) to fetch the next chunk's links.
     public var nextChunkInternalLink: String?
     /// Headers that must accompany the GET (e.g. encryption keys).
     public var httpHeaders: [String: String]?
 
+    /// Creates a link value (for simulators and tests).
     public init(externalLink: String, expiration: String, chunkIndex: Int, rowOffset: Int64, rowCount: Int64,
                 byteCount: Int64? = nil, nextChunkIndex: Int? = nil, nextChunkInternalLink: String? = nil,
                 httpHeaders: [String: String]? = nil) {

@@ -3,6 +3,7 @@ public struct StatementState: RawRepresentable, Codable, Sendable, Hashable, Cus
     /// The state as the server spells it.
     public var rawValue: String
 
+    /// Wraps a state or type name exactly as sent.
     public init(rawValue: String) { self.rawValue = rawValue }
 
     /// Queued, or waiting for the warehouse to start.
@@ -40,8 +41,10 @@ public struct SQLTypeName: RawRepresentable, Codable, Sendable, Hashable, Custom
     /// The name as the server spells it.
     public var rawValue: String
 
+    /// Wraps a state or type name exactly as sent.
     public init(rawValue: String) { self.rawValue = rawValue }
 
+    /// Known names (the SDK enum plus names seen in traffic); any other name is kept as sent.
     public static let array = SQLTypeName(rawValue: "ARRAY")
     public static let binary = SQLTypeName(rawValue: "BINARY")
     public static let boolean = SQLTypeName(rawValue: "BOOLEAN")

@@ -66,6 +66,8 @@ public struct ResultStreamDecoder: Sendable {
     private var skippingDataArray = false
     private var nextObjectIsResult = false
     private var literal: [UInt8] = []
+    private var numberPhase: NumberPhase = .start
+    private var envEscapeInKey = false
 
     /// Creates a decoder for one body.
     ///
@@ -95,6 +97,26 @@ public struct ResultStreamDecoder: Sendable {
     /// - Throws: ``JSONArrayDecodingError`` for malformed input, or whatever `onRow` throws. Either way the
     ///   decoder cannot be used further.
     public mutating func feed(_ bytes: UnsafeRawBufferPointer, onRow: (borrowing RowView) throws -> Void) throws {
+        try feed(bytes, onRowsBegin: { _ in }, onRow: onRow)
+    }
+
+    /// Feeds the next bytes, also reporting the envelope read so far when `data_array` begins.
+    ///
+    /// In a statement response the server sends `statement_id`, `status` and `manifest` before `result`, so
+    /// `onRowsBegin` receives them (as a valid JSON object: everything before `data_array`, with the open objects
+    /// closed) before the first row: decode it as ``StatementResponse`` to learn the schema without buffering
+    /// rows. It is called once per `data_array` found, only for ``Layout/envelope``, and never when the body
+    /// has no `data_array`. ``finish()`` still returns the complete metadata.
+    ///
+    /// - Parameters:
+    ///   - bytes: The next piece of the body.
+    ///   - onRowsBegin: Receives the partial envelope (JSON object bytes) when `data_array`'s `[` is read.
+    ///   - onRow: Receives each completed row; the ``RowView`` is valid only during the call.
+    /// - Throws: ``JSONArrayDecodingError`` for malformed input, or whatever a callback throws.
+    public mutating func feed(
+        _ bytes: UnsafeRawBufferPointer, onRowsBegin: ([UInt8]) throws -> Void,
+        onRow: (borrowing RowView) throws -> Void
+    ) throws {
         if let failure { throw failure }
         if finished {
             throw fail("bytes fed after finish()", at: bytesConsumed)
@@ -381,6 +403,7 @@ public struct ResultStreamDecoder: Sendable {
                     // Envelope states: small, byte at a time.
                     state = try envelopeStep(state, p.load(fromByteOffset: i, as: UInt8.self), at: base + i,
                                              advance: &i)
+                    if state == .arrayStart { try onRowsBegin(partialMetadata()) }
                 }
             }
         } catch {
@@ -402,7 +425,9 @@ public struct ResultStreamDecoder: Sendable {
     public mutating func finish() throws -> [UInt8] {
         if let failure { throw failure }
         guard state == .done else {
-            throw fail("truncated JSON", at: bytesConsumed)
+            let e = fail("truncated JSON", at: bytesConsumed)
+            failure = e
+            throw e
         }
         finished = true
         return layout == .envelope ? metadata : []
@@ -416,11 +441,12 @@ public struct ResultStreamDecoder: Sendable {
         onRow: (borrowing RowView) throws -> Void
     ) throws {
         if let expected = expectedColumnCount, fc != expected {
-            throw fail("row has \(fc) values, expected \(expected)", at: offset)
+            throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(expected)", at: offset)
         }
         if let first = bodyColumnCount {
             if fc != first {
-                throw fail("row has \(fc) values, expected \(first) like the first row of this body", at: offset)
+                throw fail("row has \(fc) value\(fc == 1 ? "" : "s"), expected \(first) like the first row",
+                           at: offset)
             }
         } else {
             bodyColumnCount = fc
@@ -428,6 +454,14 @@ public struct ResultStreamDecoder: Sendable {
         let row = RowView(base: UnsafeRawPointer(sb), ends: UnsafePointer(ends), count: fc)
         try onRow(row)
         rowCount &+= 1
+    }
+
+    /// The metadata so far with every open container closed (valid JSON between members).
+    private func partialMetadata() -> [UInt8] {
+        var out = metadata
+        out.reserveCapacity(out.count + containers.count)
+        for c in containers.reversed() { out.append(c.isObject ? 0x7D : 0x5D) }
+        return out
     }
 
     private mutating func endDataArray() -> State {
@@ -490,11 +524,6 @@ public struct ResultStreamDecoder: Sendable {
             metadata.append(c)
             return c == 0x5C ? .keyEscape : .key
 
-        case .keyEscape:
-            i += 1
-            if c < 0x20 { throw fail("unescaped control character 0x\(Self.hex(c)) in a key", at: offset) }
-            metadata.append(c)
-            return .key
 
         case .colon:
             i += 1
@@ -546,6 +575,7 @@ public struct ResultStreamDecoder: Sendable {
                 literal.removeAll(keepingCapacity: true)
                 return .envLiteral
             case 0x2D, 0x30...0x39:
+                numberPhase = .start
                 return .envNumber
             default:
                 throw fail("expected a JSON value, found \(Self.describe(c))", at: offset)
@@ -558,11 +588,59 @@ public struct ResultStreamDecoder: Sendable {
             if c == 0x22 { return .envAfterValue }
             return c == 0x5C ? .envStringEscape : .envString
 
-        case .envStringEscape:
+        case .envStringEscape, .keyEscape:
             i += 1
-            if c < 0x20 { throw fail("unescaped control character 0x\(Self.hex(c)) in a string", at: offset) }
+            let inKey = state == .keyEscape
+            switch c {
+            case 0x22, 0x5C, 0x2F, 0x62, 0x66, 0x6E, 0x72, 0x74:
+                metadata.append(c)
+                return inKey ? .key : .envString
+            case 0x75:
+                metadata.append(c)
+                hexCount = 0
+                hexValue = 0
+                envEscapeInKey = inKey
+                return .envUnicode
+            default:
+                throw fail("invalid escape '\\\(Self.describe(c))' in a string", at: offset)
+            }
+
+        case .envUnicode:
+            i += 1
+            guard let d = Self.hexDigit(c) else {
+                throw fail("invalid hex digit \(Self.describe(c)) in a \\u escape", at: offset)
+            }
             metadata.append(c)
-            return .envString
+            hexValue = hexValue << 4 | UInt32(d)
+            hexCount += 1
+            if hexCount < 4 { return state }
+            let v = hexValue
+            if highSurrogate != 0 {
+                guard v >= 0xDC00 && v <= 0xDFFF else {
+                    throw fail("lone high surrogate in a \\u escape", at: offset - 5)
+                }
+                highSurrogate = 0
+            } else if v >= 0xD800 && v <= 0xDBFF {
+                highSurrogate = v
+                return .envLowBackslash
+            } else if v >= 0xDC00 && v <= 0xDFFF {
+                throw fail("lone low surrogate in a \\u escape", at: offset - 5)
+            }
+            return envEscapeInKey ? .key : .envString
+
+        case .envLowBackslash:
+            i += 1
+            guard c == 0x5C else { throw fail("lone high surrogate in a \\u escape", at: offset) }
+            metadata.append(c)
+            return .envLowU
+
+        case .envLowU:
+            i += 1
+            guard c == 0x75 else { throw fail("lone high surrogate in a \\u escape", at: offset) }
+            metadata.append(c)
+            hexCount = 0
+            hexValue = 0
+            return .envUnicode
 
         case .envLiteral:
             if c >= 0x61 && c <= 0x7A {
@@ -584,14 +662,28 @@ public struct ResultStreamDecoder: Sendable {
             return .envAfterValue
 
         case .envNumber:
-            switch c {
-            case 0x30...0x39, 0x2B, 0x2D, 0x2E, 0x45, 0x65:
-                i += 1
-                metadata.append(c)
-                return state
-            default:
-                return .envAfterValue  // reprocess this byte
+            // RFC 8259: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+            let isDigit = c >= 0x30 && c <= 0x39
+            let isExp = c == 0x65 || c == 0x45
+            let next: NumberPhase?
+            switch numberPhase {
+            case .start: next = c == 0x2D ? .minus : c == 0x30 ? .zero : isDigit ? .integer : nil
+            case .minus: next = c == 0x30 ? .zero : isDigit ? .integer : nil
+            case .zero: next = c == 0x2E ? .point : isExp ? .exponent : isDigit ? nil : .end
+            case .integer: next = isDigit ? .integer : c == 0x2E ? .point : isExp ? .exponent : .end
+            case .point: next = isDigit ? .fraction : nil
+            case .fraction: next = isDigit ? .fraction : isExp ? .exponent : .end
+            case .exponent: next = c == 0x2B || c == 0x2D ? .exponentSign : isDigit ? .exponentDigits : nil
+            case .exponentSign: next = isDigit ? .exponentDigits : nil
+            case .exponentDigits: next = isDigit ? .exponentDigits : .end
+            case .end: next = .end
             }
+            guard let next else { throw fail("invalid number", at: offset) }
+            if next == .end { return .envAfterValue }  // reprocess this byte
+            i += 1
+            metadata.append(c)
+            numberPhase = next
+            return state
 
         case .envAfterValue:
             i += 1
@@ -720,7 +812,11 @@ extension ResultStreamDecoder {
         // Outer structure.
         case bareStart, done
         case envStart, objectKeyOrEnd, objectKey, key, keyEscape, colon, envValue, arrayValueOrEnd
-        case envString, envStringEscape, envLiteral, envNumber, envAfterValue
+        case envString, envStringEscape, envUnicode, envLowBackslash, envLowU, envLiteral, envNumber, envAfterValue
+    }
+
+    enum NumberPhase: UInt8, Sendable {
+        case start, minus, zero, integer, point, fraction, exponent, exponentSign, exponentDigits, end
     }
 
     struct Container: Sendable {

@@ -44,6 +44,7 @@ public enum SQLValue: Sendable, Hashable {
         /// How BINARY text is encoded.
         public var binaryEncoding: BinaryEncoding
 
+        /// Creates options; the default accepts base64 or hex BINARY text.
         public init(binaryEncoding: BinaryEncoding = .automatic) {
             self.binaryEncoding = binaryEncoding
         }
@@ -72,8 +73,9 @@ public enum SQLValue: Sendable, Hashable {
         guard let b = utf8 else { return .null }
         let kind = ValueKind(column: column)
         func failure(_ reason: String) -> SQLValueError {
-            SQLValueError(column: column.name, typeText: column.typeText.isEmpty ? column.typeName.rawValue : column.typeText,
-                          text: String(decoding: b, as: UTF8.self), reason: reason)
+            let typeText = column.typeText.isEmpty ? column.typeName.rawValue : column.typeText
+            return SQLValueError(column: column.name, typeText: typeText, text: String(decoding: b, as: UTF8.self),
+                                 reason: reason)
         }
         switch kind {
         case .string:
@@ -110,7 +112,12 @@ public enum SQLValue: Sendable, Hashable {
             return .timestampNTZ(epochMicros: micros)
         case .binary:
             guard let bytes = SQLTextParsing.binary(b, encoding: options.binaryEncoding) else {
-                throw failure("not \(options.binaryEncoding == .hex ? "hex" : options.binaryEncoding == .base64 ? "base64" : "base64 or hex")")
+                let expected = switch options.binaryEncoding {
+                case .hex: "hex"
+                case .base64: "base64"
+                case .automatic: "base64 or hex"
+                }
+                throw failure("not \(expected)")
             }
             return .binary(bytes)
         case .json:
@@ -138,6 +145,7 @@ public struct SQLValueError: Error, Sendable, Hashable, CustomStringConvertible 
     /// Why it was rejected.
     public var reason: String
 
+    /// Creates an error value.
     public init(column: String, typeText: String, text: String, reason: String) {
         self.column = column
         self.typeText = typeText

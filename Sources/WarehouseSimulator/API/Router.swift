@@ -25,6 +25,7 @@ extension Simulator {
 
         // Faults (never on the admin interface).
         var delivery: Delivery = .normal
+        var corruption: String?
         if let f = takeFault(req) {
             switch f.kind {
             case "status":
@@ -47,12 +48,30 @@ extension Simulator {
                 if req.path.hasPrefix("/_blob/") { return expiredBlob() }
             case "revoke_token":
                 if let tok = bearerToken(req) { state.withLock { _ = $0.revokedTokens.insert(tok) } }
+            case "corrupt_body": corruption = f.message ?? "truncate"
             default: break
             }
         }
         let resp = routeAPI(req, host: host)
         if case .normal = delivery {} else { resp.delivery = delivery }
+        if let corruption, resp.status == 200 { Self.corrupt(resp, how: corruption) }
         return resp
+    }
+
+    /// Damages a result body the way a broken server or proxy might (fault kind `corrupt_body`, the way named by
+    /// `message`): `truncate` cuts it in the middle of the rows, `wrong_arity` adds a value to the first row,
+    /// `non_string` puts a JSON number in the first row. Bodies without rows are left alone.
+    static func corrupt(_ resp: HTTPResponse, how: String) {
+        var bytes = resp.arrayBody ?? Array(resp.body.bytes)
+        let marker = Array("[[".utf8)
+        guard let at = bytes.indices.dropLast().first(where: { bytes[$0] == marker[0] && bytes[$0 + 1] == marker[1] })
+        else { return }
+        switch how {
+        case "wrong_arity": bytes.insert(contentsOf: Array("\"extra\",".utf8), at: at + 2)
+        case "non_string": bytes.insert(contentsOf: Array("42,".utf8), at: at + 2)
+        default: bytes.removeSubrange((at + (bytes.count - at) / 2)...)
+        }
+        resp.arrayBody = bytes
     }
 
     private func takeFault(_ req: HTTPRequest) -> Fault? {

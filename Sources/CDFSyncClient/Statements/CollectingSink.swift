@@ -1,0 +1,43 @@
+import CDFSyncCore
+
+/// Collects a small result whole, as strings, with its column names. For metadata statements (history,
+/// properties, discovery), never for change data.
+public final class CollectingSink: ResultSink {
+    public private(set) var columns: [String] = []
+    public private(set) var rows: [[String?]] = []
+    public private(set) var statementID = ""
+    private var committed = 0
+    private let limit: Int
+
+    /// - Parameter limit: the most rows kept; more is an error (the caller asked for a small result).
+    public init(limit: Int = 100_000) { self.limit = limit }
+
+    public func manifestReady(_ manifest: ResultManifest, statementID: String) throws {
+        self.statementID = statementID
+        columns = (manifest.schema.columns ?? []).sorted { $0.position < $1.position }.map(\.name)
+    }
+
+    public func row(_ row: borrowing RowView) throws {
+        guard rows.count < limit else {
+            throw DatabricksError(.invalidResponse, "statement returned more than \(limit) rows where a small result was expected",
+                remedy: "Narrow the query (catalog/schema filters).")
+        }
+        var values: [String?] = []
+        values.reserveCapacity(row.count)
+        for i in 0..<row.count { values.append(row.string(i)) }
+        rows.append(values)
+    }
+
+    public func discardPartialChunk() { rows.removeSubrange(committed...) }
+    public func chunkCompleted(index: Int, rowCount: Int) throws { committed = rows.count }
+
+    /// The rows as dictionaries keyed by lower-cased column name.
+    public var records: [[String: String?]] {
+        let names = columns.map { $0.lowercased() }
+        return rows.map { r in
+            var d: [String: String?] = [:]
+            for (i, n) in names.enumerated() where i < r.count { d[n] = r[i] }
+            return d
+        }
+    }
+}

@@ -1,0 +1,123 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import Testing
+import WarehouseSimulator
+
+/// The real client over loopback HTTP against the real simulator, with real LMDB files and real zstd.
+@Suite("End to end: CDF sync over loopback")
+struct EndToEndSyncTests {
+    @Test func syncAppendSyncMatchesLatestPostImagePerKey() throws {
+        let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 37))
+        let dir = TempDir()
+        let first = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(first.fromVersion == nil)
+        #expect(first.toVersion == sim.sim.latestVersion(table: "main.research.participants").map(Int64.init))
+        #expect(first.inserted > 0)
+        #expect(try panelContents(dir.sub("state")) == expectedPanel(workspace: fixturePath("demo-workspace.json")))
+
+        try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
+        let second = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(second.fromVersion == first.toVersion)
+        #expect(second.inserted + second.updated > 0)
+        #expect(second.deletesIgnored > 0, "the appended commits delete keys; deletes are counted, not applied")
+        let expected = try expectedPanel(workspace: fixturePath("demo-workspace.json"),
+                                         extraCommits: [fixturePath("demo-commits-2.json")])
+        #expect(try panelContents(dir.sub("state")) == expected)
+
+        // Delivered output: one line per insert/update, and replaying the lines in order rebuilds the panel.
+        let lines = try deliveredLines(dir.sub("out"))
+        #expect(lines.count == first.inserted + first.updated + second.inserted + second.updated)
+        var rebuilt: [String: [String: String?]] = [:]
+        for l in lines {
+            let rec = (l["record"] as! [String: Any]).mapValues { $0 as? String }
+            rebuilt[l["external_id"] as! String] = rec
+        }
+        #expect(rebuilt == expected)
+
+        // A third run with no new commits changes nothing and says so.
+        let filesBefore = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
+        let third = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(third.noNewCommits)
+        #expect(third.render().contains("no new commits"))
+        #expect(third.inserted == 0 && third.updated == 0 && third.rowsRead == 0)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted() == filesBefore)
+        #expect(try panelContents(dir.sub("state")) == expected)
+        let store = try PanelStore(directory: dir.sub("state"))
+        #expect(try store.runs(limit: 10).count == 3, "every run leaves an audit record")
+    }
+
+    @Test func smallBatchesGiveTheSamePanelAndIntermediateCheckpointsNeverOvertakeAppliedRows() throws {
+        let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 10))
+        let dir = TempDir()
+        let summary = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"), batchSize: 25)
+        #expect(try panelContents(dir.sub("state")) == expectedPanel(workspace: fixturePath("demo-workspace.json")))
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "main.research.participants")?.tableVersion
+            == summary.toVersion)
+    }
+
+    @Test(arguments: ["truncate", "wrong_arity", "non_string"])
+    func malformedChunkFailsTheRunWithoutMovingTheCheckpoint(_ corruption: String) throws {
+        let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 50))
+        let dir = TempDir()
+        // Chunk 1 (the first chunk GET) of the table_changes statement comes back damaged, once.
+        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/api/2.0/sql/statements/"), count: 1,
+                                   kind: "corrupt_body", message: corruption))
+        var failure: SyncFailure?
+        do {
+            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        } catch let f as SyncFailure {
+            failure = f
+        }
+        let f = try #require(failure)
+        let text = "\(f)"
+        #expect(text.contains("malformed result"), "\(text)")
+        #expect(text.contains("chunk 1"), "names the chunk: \(text)")
+        #expect(text.range(of: #"at byte \d+"#, options: .regularExpression) != nil, "names the byte offset: \(text)")
+        #expect(text.range(of: #"statement [0-9a-f]{8}-[0-9a-f]{4}-"#, options: .regularExpression) != nil, "names the statement: \(text)")
+        do {
+            let store = try PanelStore(directory: dir.sub("state"))
+            #expect(try store.checkpoint(pipeline: "main.research.participants") == nil)
+            #expect(try store.count() == 0, "nothing from the damaged statement was applied")
+            #expect(try store.runs(limit: 1).first.map { String(decoding: $0.json, as: UTF8.self).contains("\"failed\"") } == true)
+        }
+
+        // The fault was one-shot: a rerun on good data succeeds and loses nothing.
+        _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(try panelContents(dir.sub("state")) == expectedPanel(workspace: fixturePath("demo-workspace.json")))
+    }
+
+    @Test func wrongTokenUnknownTableAndUnreachableHostEachGiveOneClearError() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        #expect {
+            _ = try runSync(sim, state: dir.sub("a"), output: dir.sub("o"), token: "dapi-wrong")
+        } throws: { e in
+            let u = (e as? SyncFailure)?.underlying as? DatabricksError
+            return u?.category == .authenticationFailed && !"\(e)".contains("\n") && !"\(e)".contains("dapi-wrong")
+        }
+        #expect {
+            _ = try runSync(sim, state: dir.sub("b"), output: dir.sub("o"), table: "main.research.nope")
+        } throws: { e in
+            ((e as? SyncFailure)?.underlying as? DatabricksError)?.category == .tableNotFound
+        }
+        // A port nobody listens on.
+        let closed = try RunningSimulator()
+        let port = closed.port
+        closed.sim.stop()
+        let client = StatementClient(settings: try ConnectionSettings(host: "http://127.0.0.1:\(port)",
+            warehouseID: "8a1c2f3d4e5b6a70", authentication: .personalAccessToken(Secret("x"))))
+        client.retryPolicy.maxAttempts = 2
+        client.retryPolicy.baseDelay = 0.01
+        let store = try PanelStore(directory: dir.sub("c"))
+        #expect {
+            _ = try CDFSync(client: client, store: store, options: SyncOptions(
+                table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
+                keyColumn: "participant_id", outputDirectory: dir.sub("o"))).run()
+        } throws: { e in
+            ((e as? SyncFailure)?.underlying as? DatabricksError)?.category == .hostUnreachable
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import WarehouseSimulator
+
+/// The repository root, found from this file's path (SwiftPM resources are not declared for fixtures).
+let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
+
+func fixturePath(_ name: String) -> String { repositoryRoot.appendingPathComponent("fixtures/\(name)").path }
+
+/// A fresh temporary directory, removed by `cleanup()`.
+final class TempDir: @unchecked Sendable {
+    let path: String
+    init(_ label: String = "cdfsync-test") {
+        path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+    func sub(_ name: String) -> String { path + "/" + name }
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A simulator serving `workspace` on 127.0.0.1, any free port; stopped on deinit.
+final class RunningSimulator: @unchecked Sendable {
+    let sim: Simulator
+    let port: Int
+    var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    init(workspacePath: String = fixturePath("demo-workspace.json"), configuration: Simulator.Configuration = .init())
+        throws
+    {
+        sim = try Simulator(workspace: Workspace.load(path: workspacePath), configuration: configuration)
+        port = try sim.start(host: "127.0.0.1", port: 0)
+    }
+
+    deinit { sim.stop() }
+
+    func settings(token: String = "dapi-demo-token", warehouse: String = "8a1c2f3d4e5b6a70") throws -> ConnectionSettings {
+        var t = TransportOptions()
+        t.requestTimeout = 30
+        t.connectTimeout = 5
+        return try ConnectionSettings(host: baseURL, warehouseID: warehouse,
+            authentication: .personalAccessToken(Secret(token)), transport: t)
+    }
+
+    /// Appends every commit of a `{"table":..., "commits":[...]}` document.
+    func appendCommits(from path: String) throws {
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        let table = doc["table"] as! String
+        for c in doc["commits"] as! [Any] {
+            try sim.appendCommit(table: table, Commit.decode(JSONSerialization.data(withJSONObject: c)))
+        }
+    }
+}
+
+/// Runs one sync of the demo participants table.
+func runSync(_ sim: RunningSimulator, state: String, output: String, batchSize: Int = 50_000,
+             table: String = "main.research.participants", token: String = "dapi-demo-token") throws -> SyncSummary {
+    let store = try PanelStore(directory: state)
+    let client = StatementClient(settings: try sim.settings(token: token))
+    client.retryPolicy.baseDelay = 0.01
+    var options = SyncOptions(table: try QualifiedName(parsing: table), keyColumn: "participant_id", outputDirectory: output)
+    options.batchSize = batchSize
+    return try CDFSync(client: client, store: store, options: options).run()
+}
+
+/// The panel as external id → record object.
+func panelContents(_ state: String) throws -> [String: [String: String?]] {
+    let store = try PanelStore(directory: state)
+    var out: [String: [String: String?]] = [:]
+    try store.forEachRecord(scope: nil) { r in
+        let obj = try JSONSerialization.jsonObject(with: Data(r.record)) as! [String: Any]
+        out[r.externalID] = obj.mapValues { $0 as? String }
+    }
+    return out
+}
+
+/// What the panel must hold: per key, the latest post-image over every commit of the table in the documents
+/// (inserts and update "after" rows, in version order; deletes leave the last values in place).
+func expectedPanel(workspace: String, extraCommits: [String] = [], table: String = "main.research.participants")
+    throws -> [String: [String: String?]]
+{
+    let ws = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: workspace))) as! [String: Any]
+    let t = (ws["tables"] as! [[String: Any]]).first { $0["name"] as? String == table }!
+    let columns = (t["columns"] as! [[String: Any]]).map { $0["name"] as! String }
+    var commits = t["commits"] as! [[String: Any]]
+    for path in extraCommits {
+        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
+        commits += doc["commits"] as! [[String: Any]]
+    }
+    commits.sort { ($0["version"] as! Int) < ($1["version"] as! Int) }
+    let key = columns.firstIndex(of: "participant_id")!
+    var panel: [String: [String: String?]] = [:]
+    func put(_ row: [Any]) {
+        var rec: [String: String?] = [:]
+        for (i, c) in columns.enumerated() { rec[c] = row[i] as? String }
+        panel[row[key] as! String] = rec
+    }
+    for c in commits {
+        for row in c["insert"] as? [[Any]] ?? [] { put(row) }
+        for u in c["update"] as? [[String: Any]] ?? [] { put(u["after"] as! [Any]) }
+    }
+    return panel
+}
+
+/// Every NDJSON line of the delivered segments, in file order.
+func deliveredLines(_ output: String) throws -> [[String: Any]] {
+    let files = try FileManager.default.contentsOfDirectory(atPath: output).filter { $0.hasSuffix(".ndjson.zst") }.sorted()
+    var lines: [[String: Any]] = []
+    for f in files {
+        let data = try Zstd.decompress(Array(Data(contentsOf: URL(fileURLWithPath: output + "/" + f))))
+        for line in data.split(separator: UInt8(ascii: "\n")) where !line.isEmpty {
+            lines.append(try JSONSerialization.jsonObject(with: Data(line)) as! [String: Any])
+        }
+    }
+    return lines
+}
