@@ -35,6 +35,8 @@ public final class Simulator: Sendable {
         public var oauthTokenTTL: Double
         /// HTTP status for an unknown `warehouse_id` (404 `RESOURCE_DOES_NOT_EXIST` by default, 400 otherwise).
         public var unknownWarehouseStatus: Int
+        /// Seconds after which a running statement that nobody polls is cancelled (Databricks: 15 min).
+        public var abandonAfter: Double = 900
         /// Receives one line per request (method, path without query, status, bytes, milliseconds).
         /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
         public var requestLog: (@Sendable (String) -> Void)?
@@ -197,6 +199,8 @@ struct SimState: Sendable {
     var warehouses: [String: WarehouseState] = [:]
     var warehouseOrder: [String] = []
     var statements: [String: StatementRecord] = [:]
+    /// Session id → (principal, warehouse, catalog, schema) for the driver-only sessions API.
+    var sessions: [String: (principal: Int, warehouse: String, catalog: String?, schema: String?)] = [:]
     var faults: [Fault] = []
     var nextFaultID = 0
     var defaultCatalog: String

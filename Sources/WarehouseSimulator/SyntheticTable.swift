@@ -417,7 +417,7 @@ struct SyntheticRenderer {
         switch col {
         case 0:
             out.append(UInt8(ascii: "P"))
-            out.append(padded: row, width: 9)
+            if row < 1_000_000_000 { out.append(padded: row, width: 9) } else { out.append(int: row) }
         case 1: v.put(v.firstNames, pick(h, v.firstNames.count), out)
         case 2: v.put(v.lastNames, pick(h &<< 17 | h &>> 47, v.lastNames.count), out)
         case 3:

@@ -136,4 +136,18 @@ import Testing
         let null = try h.execute("SELECT id FROM main.crm.customers WHERE email = :e", params: [["name": "e"]])
         #expect((null["manifest"] as? [String: Any])?["total_row_count"] as? Int == 0)
     }
+
+    @Test func unpolledRunningStatementsAreAbandoned() throws {
+        let clock = SimulatorClock.manual()
+        let h = try Harness(configuration: .init(executionDelay: 3000), clock: clock)
+        let polled = try h.execute(LifecycleTests.sql, extra: ["wait_timeout": "0s"])["statement_id"] as! String
+        let ignored = try h.execute(LifecycleTests.sql, extra: ["wait_timeout": "0s"])["statement_id"] as! String
+        for _ in 0..<4 {
+            clock.advance(seconds: 600)
+            #expect(state(try h.call("GET", "/api/2.0/sql/statements/\(polled)").json) == "RUNNING")
+        }
+        #expect(state(try h.call("GET", "/api/2.0/sql/statements/\(ignored)").json) == "CANCELED")
+        clock.advance(seconds: 600)
+        #expect(state(try h.call("GET", "/api/2.0/sql/statements/\(polled)").json) == "SUCCEEDED")
+    }
 }

@@ -211,4 +211,17 @@ import Testing
         #expect(syn.json["version"] as? Int == 2)
         #expect(try h.call("GET", "/_sim/tables/main.crm.bench", token: "sim-admin").json["latest_version"] as? Int == 2)
     }
+
+    @Test func sessionsSetDefaultsForStatements() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        let created = try h.call("POST", "/api/2.0/sql/sessions/", json: ["warehouse_id": Harness.warehouse, "catalog": "main", "schema": "crm"])
+        #expect(created.status == 200)
+        let sid = created.json["session_id"] as! String
+        let r = try h.execute("SELECT id FROM customers", extra: ["session_id": sid])
+        #expect((r["manifest"] as? [String: Any])?["total_row_count"] as? Int == 3)
+        let deleted = try h.call("DELETE", "/api/2.0/sql/sessions/\(sid)?warehouse_id=\(Harness.warehouse)")
+        #expect(deleted.status == 200 && deleted.text == "{}")
+        let gone = try h.call("POST", "/api/2.0/sql/statements", json: ["statement": "SELECT 1", "warehouse_id": Harness.warehouse, "session_id": sid])
+        #expect(gone.status == 404)
+    }
 }

@@ -152,32 +152,35 @@ final class HTTPServer: Sendable {
     }
 
     /// Stops accepting and closes every open connection.
+    ///
+    /// Descriptors are only shut down here; the threads that own them close them, so a descriptor
+    /// number is never reused (by another server in the process) while something still uses it.
     func stop() {
-        let (fd, conns) = state.withLock { s -> (Int32, Set<Int32>) in
-            let r = (s.listenFD, s.connections)
+        state.withLock { s in
             s.running = false
+            if s.listenFD >= 0 { shutdown(s.listenFD, Int32(SHUT_RDWR)) }
             s.listenFD = -1
-            return r
+            // Under the lock: a connection thread removes its descriptor (under the lock) before closing it.
+            for c in s.connections { shutdown(c, Int32(SHUT_RDWR)) }
         }
-        if fd >= 0 {
-            shutdown(fd, Int32(SHUT_RDWR))
-            close(fd)
-        }
-        for c in conns { shutdown(c, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop(_ fd: Int32) {
+        defer { close(fd) }
         while true {
             let c = accept(fd, nil, nil)
             if c < 0 {
-                if errno == EINTR { continue }
+                let err = errno
                 let running = state.withLock { $0.running }
                 if !running { return }
-                if errno == EMFILE || errno == ENFILE {
+                switch err {
+                case EINTR, ECONNABORTED, EPROTO, EAGAIN: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     usleep(10_000)
                     continue
+                default:
+                    return  // EBADF, EINVAL: the socket is gone
                 }
-                return
             }
             var one: Int32 = 1
             setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -239,9 +242,9 @@ final class HTTPServer: Sendable {
         head += "content-length: \(body.count)\r\n"
         if !keepAlive { head += "connection: close\r\n" }
         head += "\r\n"
-        var headBytes = Array(head.utf8)
+        let headBytes = Array(head.utf8)
         if case .resetMidBody = delivery {
-            guard sendAll(fd, UnsafeRawBufferPointer(start: &headBytes, count: headBytes.count), more: true) else { return false }
+            guard headBytes.withUnsafeBytes({ sendAll(fd, $0, more: true) }) else { return false }
             _ = sendAll(fd, UnsafeRawBufferPointer(rebasing: body[0..<(body.count / 2)]), more: false)
             var lg = linger(l_onoff: 1, l_linger: 0)
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, socklen_t(MemoryLayout<linger>.size))
