@@ -10,6 +10,10 @@ func connectionSettings(for pipeline: Pipeline, fallback: ConnectionOptions) thr
     let ref = pipeline.connection
     let env = ProcessInfo.processInfo.environment
     var options = fallback
+    if let name = ref.name {
+        options.connection = name
+        return try options.settings()
+    }
     if let host = ref.host { options.host = host }
     if let id = ref.warehouseID { options.warehouseId = id }
     if let path = ref.httpPath { options.httpPath = path }
