@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// The admin interface under `/_sim/` (not part of the Databricks API), authenticated with the admin token.
 extension Simulator {

@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// One submitted statement and its timeline on the simulator clock.
 struct StatementRecord: Sendable {
