@@ -6,7 +6,8 @@ import Testing
     @Test(arguments: [
         "INSERT INTO main.crm.customers VALUES (1)",
         "SELECT a FROM t JOIN u ON t.id = u.id",
-        "SELECT count(*) FROM main.crm.customers",
+        "SELECT count(DISTINCT id) FROM main.crm.customers",
+        "SELECT row_number() OVER (ORDER BY id) FROM main.crm.customers",
         "SELECT id FROM main.crm.customers GROUP BY id",
         "SELECT id FROM main.crm.customers WHERE id = ?",
         "SELECT DISTINCT id FROM main.crm.customers",

@@ -26,10 +26,12 @@ indirect enum Expr: Sendable, Equatable {
     case like(Expr, Expr, negated: Bool)
     case between(Expr, Expr, Expr, negated: Bool)
     case negate(Expr)
+    /// A function call; `name` lower-cased, `star` for `count(*)`.
+    case function(String, [Expr], star: Bool, offset: Int)
 
     var offset: Int {
         switch self {
-        case .literal(_, let o), .parameter(_, let o), .column(_, let o): return o
+        case .literal(_, let o), .parameter(_, let o), .column(_, let o), .function(_, _, _, let o): return o
         case .binary(_, let l, _): return l.offset
         case .not(let e), .isNull(let e, _), .inList(let e, _, _), .like(let e, _, _), .between(let e, _, _, _),
             .negate(let e):

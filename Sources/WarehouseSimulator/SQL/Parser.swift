@@ -380,8 +380,25 @@ struct Parser {
                 guard p.kind == .quotedIdentifier || (p.kind == .identifier && !isReserved(p)) else { throw error() }
                 parts.append(advance().text)
             } while acceptSymbol(".")
-            // Function calls, `::` casts and arithmetic are not supported.
-            if current.isSymbol("(") || current.isSymbol("::") { throw error() }
+            if current.isSymbol("(") {
+                // A function call: name(args) or count(*).
+                guard parts.count == 1 else { throw error() }
+                pos += 1
+                if current.isKeyword("DISTINCT") { throw error() }
+                if acceptSymbol("*") {
+                    try expectSymbol(")")
+                    return .function(parts[0].lowercased(), [], star: true, offset: t.offset)
+                }
+                var args: [Expr] = []
+                if !current.isSymbol(")") {
+                    repeat { args.append(try parseExpr()) } while acceptSymbol(",")
+                }
+                try expectSymbol(")")
+                if current.isKeyword("OVER") || current.isKeyword("FILTER") { throw error() }
+                return .function(parts[0].lowercased(), args, star: false, offset: t.offset)
+            }
+            // `::` casts and arithmetic are not supported.
+            if current.isSymbol("::") { throw error() }
             return .column(parts, offset: t.offset)
         default:
             throw error()
