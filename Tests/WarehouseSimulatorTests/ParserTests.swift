@@ -135,4 +135,19 @@ import Testing
         }
         #expect(sim.latestVersion(table: "main.research.participants") == 9)
     }
+
+    @Test func demoCommitsCanBePostedAsOneDocument() throws {
+        let h = try Harness(workspace: try Workspace.load(path: Harness.fixture("demo-workspace.json")))
+        let body = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Harness.fixture("demo-commits-2.json"))))
+        let r = try h.call("POST", "/_sim/commits", json: body, token: "sim-admin")
+        #expect(r.status == 200)
+        #expect(r.json["versions"] as? [Int] == [7, 8, 9])
+        #expect(try h.call("POST", "/_sim/commits", json: body, token: "sim-admin").status == 409)
+        h.token = "dapi-demo-token"
+        let changes = try h.execute(
+            "SELECT _change_type FROM table_changes('main.research.participants', 7, 9)",
+            extra: ["warehouse_id": "8a1c2f3d4e5b6a70"])
+        let m = changes["manifest"] as! [String: Any]
+        #expect(m["total_row_count"] as? Int == 10 + 2 + 2 * 8 + 2)
+    }
 }
