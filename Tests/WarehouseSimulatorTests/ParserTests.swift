@@ -18,7 +18,7 @@ import Testing
         "SELECT 'unterminated FROM main.crm.customers",
         "SELECT id FROM main.crm.customers; SELECT 1",
         "UPDATE main.crm.customers SET id = 1",
-        "DESCRIBE TABLE main.crm.customers",
+        "DESCRIBE TABLE EXTENDED main.crm.customers",
         "SELECT id FROM main.crm.customers WHERE id IN (SELECT id FROM main.crm.legacy)",
         "SELECT id::string FROM main.crm.customers",
         "SELECT 1L FROM main.crm.customers",
@@ -67,6 +67,15 @@ import Testing
             "/* leading */ SELECT id FROM t WHERE x BETWEEN 1 AND -2",
         ]
         for sql in ok { _ = try Parser.parse(sql) }
+    }
+
+    @Test func unknownCastTypeIsUnsupportedDatatype() throws {
+        do {
+            _ = try Parser.parse("SELECT CAST(id AS BLOB) FROM t")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.message == "[UNSUPPORTED_DATATYPE] Unsupported data type \"BLOB\". SQLSTATE: 0A000")
+        }
     }
 
     @Test func lexerHandlesQuotesAndEscapes() throws {

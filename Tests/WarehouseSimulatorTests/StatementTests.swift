@@ -293,4 +293,19 @@ import Testing
         #expect(try h.rows("SELECT count(*) FROM table_changes('main.crm.big', 2)").rows == [["40000"]])
         #expect(errorClass(try h.execute("SELECT max(email) FROM main.crm.big")) == "UNSUPPORTED_FEATURE.SIMULATOR")
     }
+
+    @Test func describeTableShowColumnsAndCasts() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        let d = try h.rows("DESCRIBE TABLE main.crm.customers")
+        #expect(d.columns == ["col_name", "data_type", "comment"])
+        #expect(d.rows.map { $0[1]! } == ["bigint", "string", "decimal(10,2)", "string", "timestamp"])
+        #expect(try h.rows("DESC main.crm.opted_in").rows.map { $0[0]! } == ["customer_id", "email", "last_updated_at"])
+        #expect(try h.rows("SHOW COLUMNS IN customers IN main.crm").rows.map { $0[0]! } == ["id", "email", "score", "consent_status", "last_updated_at"])
+        let c = try h.rows(
+            "SELECT id, CAST(id AS STRING) AS s, CAST(score AS INT) AS i FROM main.crm.customers WHERE last_updated_at > TIMESTAMP '2026-03-01 12:00:00' AND id = CAST('2' AS BIGINT)")
+        #expect(c.rows == [["2", "2", "7"]])
+        let tc = try h.rows("SELECT id FROM table_changes('main.crm.customers', TIMESTAMP '2026-03-03 00:00:00')")
+        #expect(tc.rows.map { $0[0]! } == ["3"])
+        #expect(errorClass(try h.execute("SELECT CAST(email AS INT) FROM main.crm.customers")) == "CAST_INVALID_INPUT")
+    }
 }

@@ -63,6 +63,8 @@ struct Executor {
         case .showSchemas(let cat, let like): return try showSchemas(cat, like: like)
         case .showTables(let sch, let like): return try showTables(sch, like: like)
         case .showTblProperties(let name, let key): return try showTblProperties(name, key: key)
+        case .describeTable(let name): return try describeTable(name, namesOnly: false)
+        case .showColumns(let name): return try describeTable(name, namesOnly: true)
         }
     }
 
@@ -100,6 +102,8 @@ struct Executor {
         case .negate(let inner):
             if case .number(let d) = try constant(inner) { return .number(-d) }
             throw unsupported("non-numeric negation", at: e.offset)
+        case .cast(let inner, let type):
+            return try castValue(try constant(inner), to: type)
         default:
             throw SQLError(
                 "DELTA_CDC_NON_CONSTANT_ARGUMENT", "42K0H",
@@ -407,6 +411,7 @@ struct Executor {
         case .function(let n, let args, let star, _):
             try checkFunction(n, args, star: star)
             for a in args { try checkColumns(a, rel, aliases: aliases) }
+        case .cast(let x, _): try checkColumns(x, rel, aliases: aliases)
         case .literal, .parameter: break
         }
     }
@@ -419,6 +424,8 @@ struct Executor {
             if parts.count == 1, let a = aliases[parts[0].lowercased()] { return try eval(a, rel, row: row) }
             let i = try columnIndex(parts, in: rel, offset: off)
             return Value(text: rel.value(row, i), type: rel.columns[i].type)
+        case .cast(let x, let type):
+            return try castValue(try eval(x, rel, row: row, aliases: aliases), to: type)
         case .function(let n, let args, _, let off):
             guard !Self.aggregateFunctions.contains(n) else {
                 throw SQLError(
@@ -784,6 +791,28 @@ struct Executor {
             v.version == 0 ? "Serializable" : "WriteSerializable", blindAppend ? "true" : "false", jsonMap(metrics), nil,
             "Databricks-Runtime/15.4.x-photon-scala2.12",
         ]
+    }
+
+    // MARK: DESCRIBE TABLE / SHOW COLUMNS
+
+    /// Spark's simple type string: `bigint`, `decimal(10,2)`, `map<string,string>`.
+    static func simpleTypeString(_ t: SQLType) -> String {
+        t.text.lowercased().replacingOccurrences(of: ", ", with: ",").replacingOccurrences(of: ": ", with: ":")
+    }
+
+    func describeTable(_ ref: NameRef, namesOnly: Bool) throws(SQLError) -> ResultSet {
+        let name = qualify(ref)
+        let t = try lookup(name, offset: ref.offset)
+        let cols: [(String, SQLType, String?)] =
+            t.isView
+            ? try viewColumns(t).map { ($0.name, $0.type, nil) }
+            : zip(t.columns, t.columnTypes).map { ($0.name, $1, $0.comment) }
+        if namesOnly {
+            return ResultSet(columns: [ResultColumn(name: "col_name", type: .string)], materialized: cols.map { [$0.0] })
+        }
+        return ResultSet(
+            columns: Self.stringColumns(["col_name", "data_type", "comment"]),
+            materialized: cols.map { [$0.0, Self.simpleTypeString($0.1), $0.2] })
     }
 
     // MARK: SHOW

@@ -47,6 +47,7 @@ extension Executor {
         case .inList(let x, let l, _): return containsAggregate(x) || l.contains(where: containsAggregate)
         case .like(let x, let p, _): return containsAggregate(x) || containsAggregate(p)
         case .between(let x, let a, let b, _): return containsAggregate(x) || containsAggregate(a) || containsAggregate(b)
+        case .cast(let x, _): return containsAggregate(x)
         case .literal, .parameter, .column: return false
         }
     }
@@ -72,6 +73,7 @@ extension Executor {
         case .inList(let x, let l, let neg): return "(\(display(x)) \(neg ? "NOT " : "")IN (\(l.map(display).joined(separator: ", "))))"
         case .like(let x, let p, let neg): return "\(display(x)) \(neg ? "NOT " : "")LIKE \(display(p))"
         case .between(let x, let a, let b, let neg): return "(\(display(x)) \(neg ? "NOT " : "")BETWEEN \(display(a)) AND \(display(b)))"
+        case .cast(let x, let t): return "CAST(\(display(x)) AS \(t.text))"
         }
     }
 
@@ -96,6 +98,7 @@ extension Executor {
             default: return args.isEmpty ? .string : try typeOf(args[0], rel)  // min, max, coalesce
             }
         case .negate(let x): return try typeOf(x, rel)
+        case .cast(_, let t): return t
         default: return .boolean
         }
     }
@@ -223,5 +226,47 @@ extension Executor {
         let limit = try s.limit.map { e throws(SQLError) in try intArgument(e, what: "limit") }
         let keep = offset == 0 && (limit ?? 1) > 0
         return ResultSet(columns: outputs.map(\.column), materialized: keep ? [row] : [])
+    }
+
+    /// `CAST(v AS type)` with Spark's ANSI rules for the simple types.
+    func castValue(_ v: Value, to type: SQLType) throws(SQLError) -> Value {
+        if v.isNull { return .null }
+        let source: String = {
+            switch v {
+            case .string(let s): return s
+            case .number(let d): return d == d.rounded() && abs(d) < 1e15 ? String(Int64(d)) : String(d)
+            case .bool(let b): return b ? "true" : "false"
+            case .timestamp(let ms): return Timestamp.format(millis: ms)
+            case .null: return ""
+            }
+        }()
+        if type.isNumeric {
+            switch v {
+            case .number(let d): return .number(type.isIntegral ? d.rounded(.towardZero) : d)
+            case .bool(let b): return .number(b ? 1 : 0)
+            case .timestamp(let ms) where type.isIntegral: return .number(Double(ms / 1000))
+            default:
+                guard let d = Double(source.trimmingCharacters(in: .whitespaces)) else { throw Value.castError(source, type.text) }
+                return .number(type.isIntegral ? d.rounded(.towardZero) : d)
+            }
+        }
+        switch type.name {
+        case "TIMESTAMP", "TIMESTAMP_NTZ":
+            if case .timestamp = v { return v }
+            guard let ms = try? Timestamp.parseMillis(source) else { throw Value.castError(source, type.text) }
+            return .timestamp(ms)
+        case "DATE":
+            guard let ms = try? Timestamp.parseMillis(source) else { throw Value.castError(source, "DATE") }
+            return .string(String(Timestamp.format(millis: ms).prefix(10)))
+        case "BOOLEAN":
+            if case .bool = v { return v }
+            switch source.lowercased() {
+            case "true", "t", "yes", "y", "1": return .bool(true)
+            case "false", "f", "no", "n", "0": return .bool(false)
+            default: throw Value.castError(source, "BOOLEAN")
+            }
+        case "STRING": return .string(source)
+        default: throw unsupported("CAST to \(type.text)", at: 0)
+        }
     }
 }
