@@ -103,6 +103,12 @@ public final class Simulator: Sendable {
     /// The bound port, when started.
     public var port: Int? { server.withLock { $0?.port } }
 
+    /// `http://host:port` of the running server (the workspace URL a client is given), when started.
+    public var baseURL: String? {
+        guard port != nil else { return nil }
+        return "http://" + state.withLock { $0.boundAddress }
+    }
+
     // MARK: in-process admin API (same as the /_sim/ endpoints)
 
     /// Appends a commit to a table; `commit.version` must be the latest version + 1.
