@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// The Databricks SQL warehouse simulator: a workspace held in memory behind the Statement Execution
 /// API, the SQL Warehouses API, OAuth M2M and an admin interface under `/_sim/`.
@@ -63,11 +62,11 @@ public final class Simulator: Sendable {
 
     public let configuration: Configuration
     public let clock: SimulatorClock
-    let state: Mutex<SimState>
-    private let server = Mutex<HTTPServer?>(nil)
+    let state: Locked<SimState>
+    private let server = Locked<HTTPServer?>(nil)
     /// Signs external links; random per process.
     let linkSecret: UInt64
-    let blobCache = Mutex(BlobCache())
+    let blobCache = Locked(BlobCache())
 
     /// Creates a simulator over `workspace`. Nothing listens until `start`.
     public init(workspace: Workspace, configuration: Configuration = .init(), clock: SimulatorClock = SimulatorClock())
@@ -76,7 +75,7 @@ public final class Simulator: Sendable {
         try workspace.validate()
         self.configuration = configuration
         self.clock = clock
-        self.state = Mutex(try SimState(workspace: workspace, now: clock.now))
+        self.state = Locked(try SimState(workspace: workspace, now: clock.now))
         var rng = SystemRandomNumberGenerator()
         linkSecret = rng.next()
     }
@@ -103,6 +102,12 @@ public final class Simulator: Sendable {
 
     /// The bound port, when started.
     public var port: Int? { server.withLock { $0?.port } }
+
+    /// `http://host:port` of the running server (the workspace URL a client is given), when started.
+    public var baseURL: String? {
+        guard port != nil else { return nil }
+        return "http://" + state.withLock { $0.boundAddress }
+    }
 
     // MARK: in-process admin API (same as the /_sim/ endpoints)
 

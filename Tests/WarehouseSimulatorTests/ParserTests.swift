@@ -6,7 +6,8 @@ import Testing
     @Test(arguments: [
         "INSERT INTO main.crm.customers VALUES (1)",
         "SELECT a FROM t JOIN u ON t.id = u.id",
-        "SELECT count(*) FROM main.crm.customers",
+        "SELECT count(DISTINCT id) FROM main.crm.customers",
+        "SELECT row_number() OVER (ORDER BY id) FROM main.crm.customers",
         "SELECT id FROM main.crm.customers GROUP BY id",
         "SELECT id FROM main.crm.customers WHERE id = ?",
         "SELECT DISTINCT id FROM main.crm.customers",
@@ -17,7 +18,7 @@ import Testing
         "SELECT 'unterminated FROM main.crm.customers",
         "SELECT id FROM main.crm.customers; SELECT 1",
         "UPDATE main.crm.customers SET id = 1",
-        "DESCRIBE TABLE main.crm.customers",
+        "DESCRIBE TABLE EXTENDED main.crm.customers",
         "SELECT id FROM main.crm.customers WHERE id IN (SELECT id FROM main.crm.legacy)",
         "SELECT id::string FROM main.crm.customers",
         "SELECT 1L FROM main.crm.customers",
@@ -66,6 +67,15 @@ import Testing
             "/* leading */ SELECT id FROM t WHERE x BETWEEN 1 AND -2",
         ]
         for sql in ok { _ = try Parser.parse(sql) }
+    }
+
+    @Test func unknownCastTypeIsUnsupportedDatatype() throws {
+        do {
+            _ = try Parser.parse("SELECT CAST(id AS BLOB) FROM t")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.message == "[UNSUPPORTED_DATATYPE] Unsupported data type \"BLOB\". SQLSTATE: 0A000")
+        }
     }
 
     @Test func lexerHandlesQuotesAndEscapes() throws {
@@ -133,5 +143,20 @@ import Testing
             try sim.appendCommit(table: more["table"] as! String, Commit.decode(JSONSerialization.data(withJSONObject: c)))
         }
         #expect(sim.latestVersion(table: "main.research.participants") == 9)
+    }
+
+    @Test func demoCommitsCanBePostedAsOneDocument() throws {
+        let h = try Harness(workspace: try Workspace.load(path: Harness.fixture("demo-workspace.json")))
+        let body = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Harness.fixture("demo-commits-2.json"))))
+        let r = try h.call("POST", "/_sim/commits", json: body, token: "sim-admin")
+        #expect(r.status == 200)
+        #expect(r.json["versions"] as? [Int] == [7, 8, 9])
+        #expect(try h.call("POST", "/_sim/commits", json: body, token: "sim-admin").status == 409)
+        h.token = "dapi-demo-token"
+        let changes = try h.execute(
+            "SELECT _change_type FROM table_changes('main.research.participants', 7, 9)",
+            extra: ["warehouse_id": "8a1c2f3d4e5b6a70"])
+        let m = changes["manifest"] as! [String: Any]
+        #expect(m["total_row_count"] as? Int == 10 + 2 + 2 * 8 + 2)
     }
 }

@@ -259,4 +259,53 @@ import Testing
         #expect(all[0].hasPrefix("POST /api/2.0/sql/statements 200 "))
         #expect(all.allSatisfy { !$0.contains("dapi-test-token") && !$0.contains("Signature") })
     }
+
+    @Test func aggregatesAndScalarFunctions() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        let agg = try h.rows("SELECT COUNT(*), count(score), max(last_updated_at), min(score), 'x' AS tag FROM main.crm.customers VERSION AS OF 2")
+        #expect(agg.columns == ["count(1)", "count(score)", "max(last_updated_at)", "min(score)", "tag"])
+        #expect(agg.rows == [["4", "3", "2026-03-02T09:15:00.000Z", "1.00", "x"]])
+        let r = try h.execute("SELECT count(*) AS n, max(id) FROM main.crm.customers WHERE consent_status = 'Opted In'")
+        let cols = ((r["manifest"] as! [String: Any])["schema"] as! [String: Any])["columns"] as! [[String: Any]]
+        #expect(cols.map { $0["type_name"] as! String } == ["LONG", "LONG"])
+        #expect(((r["result"] as! [String: Any])["data_array"] as! [[Any]])[0] as? [String] == ["3", "4"])
+        let empty = try h.rows("SELECT count(*), max(id) FROM main.crm.customers WHERE id > 100")
+        #expect(empty.rows == [["0", nil]])
+        let micros = try h.rows(
+            "SELECT id, unix_micros(_commit_timestamp) AS us, lower(email) FROM table_changes('main.crm.customers', 2, 2) WHERE _change_type = 'insert'")
+        #expect(micros.columns == ["id", "us", "lower(email)"])
+        #expect(micros.rows == [["4", "1772442900000000", "di \"quoted\" @example.com"]])
+        let ordered = try h.rows("SELECT id, upper(email) FROM main.crm.customers ORDER BY 2 DESC")
+        #expect(ordered.rows.map { $0[0]! } == ["4", "2", "1"])
+        #expect(errorClass(try h.execute("SELECT id, count(*) FROM main.crm.customers")) == "MISSING_GROUP_BY")
+        #expect(errorClass(try h.execute("SELECT frobnicate(id) FROM main.crm.customers")) == "UNRESOLVED_ROUTINE")
+        #expect(errorClass(try h.execute("SELECT id FROM main.crm.customers WHERE count(*) > 1")) == "INVALID_WHERE_CONDITION")
+        #expect(errorClass(try h.execute("SELECT max(count(id)) FROM main.crm.customers")) == "NESTED_AGGREGATE_FUNCTION")
+        #expect(errorClass(try h.execute("SELECT lower() FROM main.crm.customers")) == "WRONG_NUM_ARGS.WITHOUT_SUGGESTION")
+        let now = try h.rows("SELECT current_timestamp()").rows[0][0]!
+        #expect(now.hasSuffix("Z") && now.count == 24)
+    }
+
+    @Test func countStarOverLargeGeneratedTablesIsCheap() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        try h.sim.addSyntheticTable(name: "main.crm.big", rows: 2_000_000, updateVersions: 1)
+        #expect(try h.rows("SELECT count(*) FROM main.crm.big").rows == [["2000000"]])
+        #expect(try h.rows("SELECT count(*) FROM table_changes('main.crm.big', 2)").rows == [["40000"]])
+        #expect(errorClass(try h.execute("SELECT max(email) FROM main.crm.big")) == "UNSUPPORTED_FEATURE.SIMULATOR")
+    }
+
+    @Test func describeTableShowColumnsAndCasts() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        let d = try h.rows("DESCRIBE TABLE main.crm.customers")
+        #expect(d.columns == ["col_name", "data_type", "comment"])
+        #expect(d.rows.map { $0[1]! } == ["bigint", "string", "decimal(10,2)", "string", "timestamp"])
+        #expect(try h.rows("DESC main.crm.opted_in").rows.map { $0[0]! } == ["customer_id", "email", "last_updated_at"])
+        #expect(try h.rows("SHOW COLUMNS IN customers IN main.crm").rows.map { $0[0]! } == ["id", "email", "score", "consent_status", "last_updated_at"])
+        let c = try h.rows(
+            "SELECT id, CAST(id AS STRING) AS s, CAST(score AS INT) AS i FROM main.crm.customers WHERE last_updated_at > TIMESTAMP '2026-03-01 12:00:00' AND id = CAST('2' AS BIGINT)")
+        #expect(c.rows == [["2", "2", "7"]])
+        let tc = try h.rows("SELECT id FROM table_changes('main.crm.customers', TIMESTAMP '2026-03-03 00:00:00')")
+        #expect(tc.rows.map { $0[0]! } == ["3"])
+        #expect(errorClass(try h.execute("SELECT CAST(email AS INT) FROM main.crm.customers")) == "CAST_INVALID_INPUT")
+    }
 }

@@ -105,6 +105,8 @@ final class Harness {
     let sim: Simulator
     let port: Int
     var token = "dapi-test-token"
+    /// The warehouse `execute` sends statements to.
+    var warehouseID = Harness.warehouse
     static let warehouse = "0a1b2c3d4e5f6071"
 
     init(
@@ -142,7 +144,7 @@ final class Harness {
     func execute(
         _ sql: String, params: [[String: Any]] = [], extra: [String: Any] = [:], token: String? = nil
     ) throws -> [String: Any] {
-        var body: [String: Any] = ["statement": sql, "warehouse_id": Harness.warehouse, "parameters": params]
+        var body: [String: Any] = ["statement": sql, "warehouse_id": warehouseID, "parameters": params]
         for (k, v) in extra { body[k] = v }
         let r = try call("POST", "/api/2.0/sql/statements", json: body, token: token)
         guard r.status == 200 else { throw ClientError(description: "HTTP \(r.status): \(r.text)") }

@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// Renders statement responses, result chunks and external links.
 extension Simulator {

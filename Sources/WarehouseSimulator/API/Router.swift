@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// Request routing, authentication and fault injection.
 extension Simulator {

@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// One submitted statement and its timeline on the simulator clock.
 struct StatementRecord: Sendable {
@@ -233,7 +232,7 @@ extension Simulator {
             let stmt = try Parser.parse(parsed.statement)
             let ex = Executor(
                 tables: ctx.tables, access: ctx.access, defaultCatalog: ctx.cat, defaultSchema: ctx.sch,
-                parameters: parsed.parameters, sql: parsed.statement)
+                parameters: parsed.parameters, sql: parsed.statement, nowMillis: Int64(now * 1000))
             var result = try ex.execute(stmt)
             if let limit = parsed.rowLimit, result.rows.count > limit {
                 result.rows = SlicedRows(base: result.rows, offset: 0, count: limit)

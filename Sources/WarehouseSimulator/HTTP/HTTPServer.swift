@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -96,7 +95,7 @@ final class HTTPServer: Sendable {
         var port = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let handler: Handler
     /// Largest request body accepted (statements are at most 16 MiB).
     static let maxBody = 32 << 20
