@@ -195,6 +195,7 @@ public final class CDFSync {
         case .watermark: try performWatermark(&summary, checkpoint: checkpoint)
         }
         try deliver(&summary)
+        try deliverWebhooks(&summary)
     }
 
     /// `auto` picks change data for Delta tables with `delta.enableChangeDataFeed`, a watermark for views and
@@ -478,6 +479,28 @@ public final class CDFSync {
         let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
         summary.delivered += outcome.recordsDelivered
         summary.outputFiles += outcome.files
+    }
+
+    /// Feeds every webhook sink of the pipeline from the delivered segments (runs also when nothing new was
+    /// delivered, to finish batches an earlier run could not send).
+    private func deliverWebhooks(_ summary: inout SyncSummary) throws {
+        let env = ProcessInfo.processInfo.environment
+        for sink in options.spec?.sinks ?? [] where sink.type == .webhook {
+            guard let url = sink.url else { continue }
+            var token: Secret?
+            if let name = sink.tokenEnv {
+                guard let t = env[name] else {
+                    throw SyncError("sinks: environment variable \(name) for the webhook token is not set",
+                        remedy: "Export the webhook's bearer token as \(name).")
+                }
+                token = Secret(t)
+            }
+            var hook = WebhookSink(url: url, batchSize: sink.batchSize ?? 500, token: token)
+            hook.transport.connectTimeout = 10
+            hook.transport.requestTimeout = 60
+            summary.webhookDelivered += try hook.deliver(store: store, pipeline: options.pipeline,
+                segmentsDirectory: options.outputDirectory)
+        }
     }
 }
 

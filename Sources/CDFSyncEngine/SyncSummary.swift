@@ -34,6 +34,8 @@ public struct SyncSummary: Sendable, Equatable {
     public var bytesReceived = 0
     public var seconds: Double = 0
     public var delivered = 0
+    /// Changes acknowledged by webhook sinks in this run.
+    public var webhookDelivered = 0
     public var outputFiles: [String] = []
     public var warnings: [String] = []
     public var error: String?
@@ -80,6 +82,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("consent_blocked"); w.int(Int64(consentBlocked))
         w.key("null_cursor"); w.int(Int64(nullCursor))
         w.key("delivered"); w.int(Int64(delivered))
+        w.key("webhook_delivered"); w.int(Int64(webhookDelivered))
         w.endObject()
         w.key("invalid_samples"); w.beginArray(); invalidSamples.forEach { w.string($0) }; w.endArray()
         w.key("bytes_received"); w.int(Int64(bytesReceived))
@@ -121,6 +124,7 @@ public struct SyncSummary: Sendable, Equatable {
         if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
         if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no cursor value and cannot be synced by watermark") }
         lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
+        if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")

@@ -67,6 +67,8 @@ public final class Simulator: Sendable {
     /// Signs external links; random per process.
     let linkSecret: UInt64
     let blobCache = Locked(BlobCache())
+    /// Bodies accepted by the stand-in webhook receiver (`/_hook/`).
+    let webhooks = WebhookLog()
 
     /// Creates a simulator over `workspace`. Nothing listens until `start`.
     public init(workspace: Workspace, configuration: Configuration = .init(), clock: SimulatorClock = SimulatorClock())

@@ -35,6 +35,8 @@ extension Simulator {
         // segs[0] == "_sim"
         let rest = Array(segs.dropFirst())
         switch (req.method, rest.first, rest.count) {
+        case ("GET", "hooks", 2):
+            return webhookAdmin(rest[1])
         case ("GET", "health", 1):
             let (tables, statements) = state.withLock { ($0.tables.count, $0.statements.count) }
             return adminOK(

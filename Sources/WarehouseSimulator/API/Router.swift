@@ -51,7 +51,7 @@ extension Simulator {
             default: break
             }
         }
-        let resp = routeAPI(req, host: host)
+        let resp = req.path.hasPrefix("/_hook/") ? webhook(req) : routeAPI(req, host: host)
         if case .normal = delivery {} else { resp.delivery = delivery }
         if let corruption, resp.status == 200 { Self.corrupt(resp, how: corruption) }
         return resp
