@@ -24,7 +24,10 @@ final class BatchWriter: @unchecked Sendable {
     /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
     convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2) {
         self.init(capacity: capacity) { changes, checkpoint in
-            try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+            // Keeps resident memory flat in the size of the store (see releaseMappedPages).
+            store.environment.releaseMappedPages()
+            return outcome
         }
     }
 

@@ -477,6 +477,7 @@ public final class CDFSync {
         try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
         let segmentMax = options.spec?.sinks.first { $0.type == .ndjson }?.segmentMaxBytes ?? 64 << 20
         let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
+        store.environment.releaseMappedPages()
         summary.delivered += outcome.recordsDelivered
         summary.outputFiles += outcome.files
     }

@@ -1,5 +1,6 @@
 internal import CLMDB
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -178,7 +179,10 @@ public final class LMDBEnvironment: @unchecked Sendable {
         if rc == 0 { rc = mdb_env_set_maxdbs(handle, MDB_dbi(maxDatabases)) }
         if rc == 0 { rc = mdb_env_set_maxreaders(handle, UInt32(maxReaders)) }
         if rc == 0 {
-            var flags = UInt32(MDB_NOTLS)
+            // MDB_NORDAHEAD: probes of the index and records are random; with the kernel's readahead each page
+            // fault maps a large neighbourhood, and a small incremental sync ends up touching the whole file
+            // (measured: 10 000 updates on a 970 MB store peaked at 1 GB of resident file pages).
+            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
             if !durable { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
             rc = directory.withCString { mdb_env_open(handle, $0, flags, 0o644) }
         }
@@ -197,6 +201,35 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// The largest key LMDB accepts in this environment (511 bytes by default).
     public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(env)) }
+
+    /// Drops this process's page-table mappings of the memory map (`madvise(MADV_DONTNEED)`).
+    ///
+    /// The map is read-only and shared with the file, so nothing is lost: the pages stay in the page cache and
+    /// are simply faulted in again when read. Without this, the kernel's fault-around maps up to 16 cached
+    /// neighbours on every read fault, and random probes over a freshly written store leave almost the whole
+    /// file resident in this process (measured: 800 MB of a 970 MB store after 10 000 updates). Call it between
+    /// batches to keep resident memory flat in the store's size.
+    public func releaseMappedPages() {
+        guard let map = mappedRegion.withLock({ region -> (UInt, Int)? in
+            if region == nil { region = Self.findMapping(of: path + "/data.mdb") ?? (0, 0) }
+            return region!.1 > 0 ? region : nil
+        }) else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: map.0), map.1, MADV_DONTNEED)
+    }
+
+    /// The map's address range, from /proc/self/maps (`mdb_env_info` reports it only for MDB_FIXEDMAP).
+    private let mappedRegion = Mutex<(UInt, Int)?>(nil)
+
+    static func findMapping(of file: String) -> (UInt, Int)? {
+        let resolved = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
+        guard let text = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasSuffix(" " + resolved) || line.hasSuffix(" " + file) {
+            let range = line.split(separator: " ", maxSplits: 1)[0].split(separator: "-")
+            guard range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16), hi > lo else { continue }
+            return (lo, Int(hi - lo))
+        }
+        return nil
+    }
 
     /// Bytes in use (last used page + 1, times the page size; last committed state) and the map size.
     func usage() throws -> (used: Int, mapSize: Int) {

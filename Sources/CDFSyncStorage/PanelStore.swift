@@ -335,7 +335,10 @@ public final class PanelStore: @unchecked Sendable {
             }
             try flat.withUnsafeBytes { f in
                 try changes.withUnsafeBufferPointer { cs in
-                    for index in winners {
+                    for (n, index) in winners.enumerated() {
+                        // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident
+                        // memory stays flat (safe mid-transaction: the map is read-only and clean).
+                        if n & 511 == 511 { environment.releaseMappedPages() }
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
                         let version = cs[index].commitVersion
                         // Identity key: scope 0x00 external id.
