@@ -30,10 +30,15 @@ extension PanelStore {
     public struct SegmentInfo: Sendable, Equatable {
         /// File name inside the delivery directory: `changes-<first 12 digits>-<last 12 digits>.ndjson.zst`.
         public var file: String
+        /// The first outbox sequence in the file.
         public var firstSeq: UInt64
+        /// The last outbox sequence in the file (the range is contiguous).
         public var lastSeq: UInt64
+        /// The number of NDJSON lines (`lastSeq - firstSeq + 1`).
         public var records: Int
+        /// Bytes of NDJSON, newlines included.
         public var bytesUncompressed: Int
+        /// Bytes of the `.zst` file.
         public var bytesCompressed: Int
     }
 

@@ -143,7 +143,9 @@ public final class PanelStore: @unchecked Sendable {
     public struct PanelRecord: Sendable, Equatable {
         /// Stable forever once allocated; increasing in allocation order, starting at 1.
         public var participantID: UInt64
+        /// The identity scope the record belongs to.
         public var scope: String
+        /// The identity key within `scope`.
         public var externalID: String
         /// The version the record was last applied from.
         public var commitVersion: Int64
