@@ -13,18 +13,18 @@ final class MembershipFilter {
     static let probes = 7
 
     private(set) var words: [UInt64]
-    private let mask: UInt64
+    /// The number of bits (exactly `bitsPerKey` per key of capacity, rounded up to a word).
+    private let bits: UInt64
     /// Keys the filter was sized for.
     let capacity: Int
     /// Insertions so far (an upper bound of the distinct keys).
     private(set) var count = 0
 
     init(capacity: Int) {
-        var bits = 64
-        while bits < capacity * Self.bitsPerKey { bits <<= 1 }  // a power of two: index by mask
-        self.capacity = bits / Self.bitsPerKey
-        words = [UInt64](repeating: 0, count: bits / 64)
-        mask = UInt64(bits - 1)
+        let wordCount = max(1, (max(capacity, 1) * Self.bitsPerKey + 63) / 64)
+        self.capacity = wordCount * 64 / Self.bitsPerKey
+        words = [UInt64](repeating: 0, count: wordCount)
+        bits = UInt64(wordCount * 64)
     }
 
     enum Kind: UInt8 { case ident = 1, email = 2, phone = 3 }
@@ -32,6 +32,7 @@ final class MembershipFilter {
     @inline(__always)
     static func hash(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
         var h = StableHash()
+        // (h1 + i·h2) mod 2^64, then scaled into the table: probes differ in their high bits.
         var tag = kind.rawValue
         withUnsafeBytes(of: &tag) { h.combine($0) }
         h.combine(bytes)
@@ -48,7 +49,7 @@ final class MembershipFilter {
         words.withUnsafeMutableBufferPointer { w in
             var h = a
             for _ in 0..<Self.probes {
-                let bit = h & mask
+                let bit = h.multipliedFullWidth(by: bits).high  // h scaled into 0..<bits
                 w[Int(bit >> 6)] |= 1 << (bit & 63)
                 h = h &+ b
             }
@@ -61,7 +62,7 @@ final class MembershipFilter {
         return words.withUnsafeBufferPointer { w in
             var h = a
             for _ in 0..<Self.probes {
-                let bit = h & mask
+                let bit = h.multipliedFullWidth(by: bits).high  // h scaled into 0..<bits
                 if w[Int(bit >> 6)] & (1 << (bit & 63)) == 0 { return false }
                 h = h &+ b
             }

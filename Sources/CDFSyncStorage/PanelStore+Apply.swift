@@ -144,7 +144,12 @@ extension PanelStore {
 
         writerLock.lock()
         defer { writerLock.unlock() }
-        try ensureFilterCapacity(adding: winners.count * 3)
+        var newKeysBound = winners.count
+        for i in winners {
+            if changes[i].email != nil { newKeysBound += 1 }
+            if changes[i].phone != nil { newKeysBound += 1 }
+        }
+        try ensureFilterCapacity(adding: newKeysBound)
         let s = scratch
         let filter = self.filter
         var escapedScope: [UInt8] = []
@@ -326,7 +331,7 @@ extension PanelStore {
     /// Grows the filter before a batch that could push it past its capacity (caller holds `writerLock`).
     func ensureFilterCapacity(adding upperBound: Int) throws {
         if filter.count + upperBound > filter.capacity {
-            try rebuildFilter(minimumCapacity: 2 * (filter.count + upperBound))
+            try rebuildFilter(minimumCapacity: 4 * (filter.count + upperBound))
         }
     }
 }
