@@ -30,10 +30,15 @@ extension PanelStore {
     public struct SegmentInfo: Sendable, Equatable {
         /// File name inside the delivery directory: `changes-<first 12 digits>-<last 12 digits>.ndjson.zst`.
         public var file: String
+        /// The first outbox sequence in the file.
         public var firstSeq: UInt64
+        /// The last outbox sequence in the file (the range is contiguous).
         public var lastSeq: UInt64
+        /// The number of NDJSON lines (`lastSeq - firstSeq + 1`).
         public var records: Int
+        /// Bytes of NDJSON, newlines included.
         public var bytesUncompressed: Int
+        /// Bytes of the `.zst` file.
         public var bytesCompressed: Int
     }
 
@@ -55,9 +60,17 @@ extension PanelStore {
         return (first, last)
     }
 
-    /// The number of outbox entries not yet delivered.
+    /// The number of outbox lines (changes and events) not yet delivered.
+    ///
+    /// Sequences are contiguous, so this is the last sequence handed out minus the delivered cursor.
     public func pendingOutboxCount() throws -> Int {
-        try environment.read { try $0.count(outbox) }
+        try environment.read { txn in try pendingOutboxLines(txn) }
+    }
+
+    func pendingOutboxLines(_ txn: some ReadableTransaction) throws -> Int {
+        let last = try readCounter(txn, MetaKey.outboxSequence) ?? 0
+        let delivered = try readCounter(txn, MetaKey.deliveredSequence) ?? 0
+        return Int(last - delivered)
     }
 
     /// The highest outbox sequence delivered so far (0 when nothing has been delivered).
@@ -107,29 +120,39 @@ extension PanelStore {
         while true {
             let first = delivered + 1
             let tempPath = directory + "/" + Self.temporaryFileName(first: first)
-            var writer: ZstdFileWriter?
+            var file: SegmentFile?
             var last = delivered
             var records = 0
+            var frames = 0
+            var bytesIn = 0
             do {
+                // Each outbox entry is one complete zstd frame of NDJSON lines; concatenated frames are a valid
+                // zstd stream, so a segment is the frames copied as they are, cut at frame boundaries.
                 try environment.read { txn in
                     try txn.forEach(outbox, from: bytesBE(first)) { k, v in
                         let seq = loadBE(k)
-                        guard seq == last + 1 else {
+                        guard seq == last + 1, v.count > 16 else {
                             throw StorageError(
                                 code: .corrupted,
-                                message: "outbox of \(self.directory) has a gap: expected sequence \(last + 1), found "
-                                    + "\(seq)")
+                                message: "outbox of \(self.directory) has a gap or a damaged entry: expected sequence "
+                                    + "\(last + 1), found \(seq)")
                         }
-                        if writer == nil { writer = try ZstdFileWriter(path: tempPath, level: 3) }
-                        try writer!.write(v)
-                        try writer!.write(Self.newline)
-                        last = seq
-                        records += 1
-                        return writer!.bytesIn < segmentMaxBytes
+                        let entryLast: UInt64 = loadBE(v)
+                        let rawLength = Int(loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])) as UInt64)
+                        guard entryLast >= seq else {
+                            throw StorageError(code: .corrupted, message: "outbox entry \(seq) of \(self.directory) is damaged")
+                        }
+                        if file == nil { file = try SegmentFile(path: tempPath) }
+                        try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
+                        last = entryLast
+                        records += Int(entryLast - seq + 1)
+                        frames += 1
+                        bytesIn += rawLength
+                        return bytesIn < segmentMaxBytes
                     }
                 }
-                guard let writer else { break }
-                try writer.finish()  // fsyncs the temporary file
+                guard let file else { break }
+                try file.finish()  // fsyncs the temporary file
                 try deliveryHook?(.segmentWritten(tempPath))
             } catch {
                 unlink(tempPath)
@@ -137,18 +160,18 @@ extension PanelStore {
             }
             let info = SegmentInfo(
                 file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
-                records: records, bytesUncompressed: writer!.bytesIn, bytesCompressed: writer!.bytesOut)
+                records: records, bytesUncompressed: bytesIn, bytesCompressed: file!.bytesWritten)
             let entry = Self.encodeSegment(info)
             let newCursor = last
             // The commit point: the lines leave the outbox and the segment is recorded, atomically.
             do {
                 try environment.write { txn in
                     let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
-                    guard removed == records else {
+                    guard removed == frames else {
                         // Nothing else removes outbox entries (delivery is serialised), so this is damage.
                         throw StorageError(
                             code: .corrupted,
-                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(records) removed)")
+                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(frames) removed)")
                     }
                     try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
                     try txn.put(segments, key: bytesBE(first), value: entry)
@@ -303,6 +326,33 @@ extension PanelStore {
         } catch {
             throw StorageError(code: .corrupted, message: "a delivered-segment record does not decode", underlying: error)
         }
+    }
+}
+
+/// A segment file being written: plain writes of ready-made zstd frames, fsynced by ``finish()``.
+final class SegmentFile {
+    let path: String
+    private var fd: Int32
+    private(set) var bytesWritten = 0
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw StorageError.system(errno, "creating", path: path) }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try writeAll(fd, bytes, path)
+        bytesWritten += bytes.count
+    }
+
+    func finish() throws {
+        if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of", path: path) }
+        let rc = close(fd)
+        fd = -1
+        if rc != 0 { throw StorageError.system(errno, "closing", path: path) }
     }
 }
 

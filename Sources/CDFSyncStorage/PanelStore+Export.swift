@@ -14,9 +14,9 @@ extension PanelStore {
     public struct Statistics: Sendable, Equatable {
         /// Participants in the panel (all scopes).
         public var participants: Int
-        /// Entries in the identity index (equals `participants` in a healthy store).
+        /// Source keys in the identity index (at least `participants`; more when keys were linked).
         public var identities: Int
-        /// Outbox entries not yet delivered.
+        /// Outbox lines not yet delivered.
         public var pendingOutbox: Int
         /// The last outbox sequence handed out (0 when none).
         public var outboxSequence: UInt64
@@ -40,7 +40,7 @@ extension PanelStore {
             let (used, mapSize) = try environment.usage()
             return Statistics(
                 participants: try txn.count(panel), identities: try txn.count(ident),
-                pendingOutbox: try txn.count(outbox),
+                pendingOutbox: try pendingOutboxLines(txn),
                 outboxSequence: try readCounter(txn, MetaKey.outboxSequence) ?? 0,
                 deliveredSequence: try readCounter(txn, MetaKey.deliveredSequence) ?? 0,
                 segments: try txn.count(segments), runs: try txn.count(runsDB),

@@ -19,22 +19,31 @@ public final class PanelStore: @unchecked Sendable {
     public let environment: LMDBEnvironment
     let ident: Database
     let panel: Database
-    let state: Database
     let meta: Database
     let outbox: Database
     let runsDB: Database
     let segments: Database
+    let links: Database
+    let emailIndex: Database
+    let phoneIndex: Database
+    let contacts: Database
+    let conflictsDB: Database
+    let eventsDB: Database
     /// zstd level used for panel record values.
     public let recordCompressionLevel: Int32
     /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
     /// stored as is, because a zstd frame of a ~100-byte record is larger than the record and costs ~5 µs.
     public let recordCompressionThreshold: Int
+    /// zstd level of the one frame each apply writes to the outbox (its NDJSON lines).
+    public let outboxCompressionLevel: Int32
 
     let writerLock = NSLock()
     let deliveryLock = NSLock()
     /// Test hook: called at each step of delivery (set only while no delivery runs).
     nonisolated(unsafe) var deliveryHook: ((DeliveryStep) throws -> Void)?
-    private let scratch: WriterScratch
+    let scratch: WriterScratch
+    /// In-memory membership filter over every identity key, email and phone value (guarded by `writerLock`).
+    var filter: MembershipFilter
 
     /// Opens or creates the store in `directory`.
     ///
@@ -45,16 +54,26 @@ public final class PanelStore: @unchecked Sendable {
     ///   - mapSize: the maximum size of the data file (address space only).
     ///   - recordCompressionLevel: zstd level for stored records.
     ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
+    ///   - outboxCompressionLevel: zstd level of the per-apply outbox frame.
+    ///
+    /// Opening builds the membership filter from the identity, email and phone indexes (one scan; about
+    /// 1.25 MB per million keys, see docs/storage.md).
     public init(
-        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 3,
-        recordCompressionThreshold: Int = 512
+        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1,
+        recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
-        let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
-        (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
+        let dbs = try environment.openDatabases([
+            "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
+            "conflicts", "events",
+        ])
+        (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
+        (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold
-        scratch = try WriterScratch(level: recordCompressionLevel)
+        self.outboxCompressionLevel = outboxCompressionLevel
+        scratch = try WriterScratch(level: recordCompressionLevel, outboxLevel: outboxCompressionLevel)
+        filter = MembershipFilter(capacity: 1 << 20)
         // The layout version (docs/storage.md §1): written on first open, checked on every open.
         let meta = self.meta
         try environment.write { txn in
@@ -70,10 +89,11 @@ public final class PanelStore: @unchecked Sendable {
                 try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
             }
         }
+        try rebuildFilter(minimumCapacity: 0)
     }
 
     /// The on-disk layout version this build reads and writes (meta `format_version`).
-    static let formatVersion: [UInt8] = Array("1".utf8)
+    static let formatVersion: [UInt8] = Array("2".utf8)
 
     /// The environment directory.
     public var directory: String { environment.path }
@@ -88,11 +108,29 @@ public final class PanelStore: @unchecked Sendable {
         public var commitVersion: Int64
         /// Canonical JSON object bytes of the mapped fields (must start with `{` and end with `}`).
         public var record: [UInt8]
+        /// The normalised email (trimmed, lower-cased), or `nil` when the row has none. Panel-wide identity key.
+        public var email: String?
+        /// The phone number in E.164, or `nil`. Panel-wide identity key, weaker than email.
+        public var phone: String?
+        /// `StableHash` of `record`, precomputed by ``PanelStore/prepare(_:compressor:threshold:)``; `nil` means
+        /// apply computes it.
+        public var contentHash: UInt64?
+        /// One zstd frame of `record`, precomputed by ``PanelStore/prepare(_:compressor:threshold:)``; `nil`
+        /// means apply compresses the record itself when it is at least `recordCompressionThreshold` bytes.
+        /// When given, apply never compresses: it stores this frame if it is shorter than `record`, else `record`.
+        public var compressedRecord: [UInt8]?
 
-        public init(externalID: String, commitVersion: Int64, record: [UInt8]) {
+        public init(
+            externalID: String, commitVersion: Int64, record: [UInt8], email: String? = nil, phone: String? = nil,
+            contentHash: UInt64? = nil, compressedRecord: [UInt8]? = nil
+        ) {
             self.externalID = externalID
             self.commitVersion = commitVersion
             self.record = record
+            self.email = email
+            self.phone = phone
+            self.contentHash = contentHash
+            self.compressedRecord = compressedRecord
         }
     }
 
@@ -117,7 +155,8 @@ public final class PanelStore: @unchecked Sendable {
 
     /// What one ``PanelStore/apply(_:scope:pipeline:checkpoint:)`` did.
     ///
-    /// `inserted + updated + unchanged + skippedOlder + superseded` equals the number of input changes.
+    /// `inserted + updated + linked + unchanged + skippedOlder + superseded` equals the number of input changes;
+    /// `conflicts` counts conflict entries recorded (a row counted elsewhere may also record conflicts).
     public struct ApplyOutcome: Sendable, Equatable {
         /// New identities (a participant id was allocated).
         public var inserted: Int
@@ -129,13 +168,23 @@ public final class PanelStore: @unchecked Sendable {
         public var skippedOlder: Int
         /// Rows dropped because a row with a higher (or equal, later) version for the same key was in the batch.
         public var superseded: Int
+        /// New source keys (scope, external id) attached to an existing participant found by email or phone
+        /// (its record is replaced by the row's, with an `update` outbox line).
+        public var linked: Int
+        /// Conflict entries recorded: a weaker key (email, phone) already belongs to another participant.
+        public var conflicts: Int
 
-        public init(inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0) {
+        public init(
+            inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0,
+            linked: Int = 0, conflicts: Int = 0
+        ) {
             self.inserted = inserted
             self.updated = updated
             self.unchanged = unchanged
             self.skippedOlder = skippedOlder
             self.superseded = superseded
+            self.linked = linked
+            self.conflicts = conflicts
         }
     }
 
@@ -143,300 +192,27 @@ public final class PanelStore: @unchecked Sendable {
     public struct PanelRecord: Sendable, Equatable {
         /// Stable forever once allocated; increasing in allocation order, starting at 1.
         public var participantID: UInt64
+        /// The identity scope the record belongs to.
         public var scope: String
+        /// The identity key within `scope`.
         public var externalID: String
         /// The version the record was last applied from.
         public var commitVersion: Int64
         /// The record's JSON bytes (decompressed).
         public var record: [UInt8]
+        /// Every source key of the participant: the one that created it first, then linked ones in key order.
+        public var sourceKeys: [SourceKey] = []
     }
 
-    // MARK: Apply
+    /// One source identity (connection + source scope, external id) of a participant.
+    public struct SourceKey: Sendable, Hashable {
+        public var scope: String
+        public var externalID: String
 
-    /// Applies a batch of changes for `scope` and, when `checkpoint` is given, moves the checkpoint of `pipeline`
-    /// in the same write transaction.
-    ///
-    /// Within the batch the highest `commitVersion` per external id wins (ties: the later one in input order).
-    /// The batch is sorted by key before LMDB is touched. Per key: a new identity gets the next participant id
-    /// and an `insert` outbox entry; an existing one is skipped when older than its stored version, counted as
-    /// unchanged (no outbox entry, stored version moved forward) when its content hash is equal, and otherwise
-    /// updated with an `update` outbox entry.
-    ///
-    /// - Parameters:
-    ///   - changes: the rows, in any order.
-    ///   - scope: the identity scope (connection + source); must not contain NUL.
-    ///   - pipeline: whose checkpoint `checkpoint` is.
-    ///   - checkpoint: written in the same transaction when not `nil`.
-    ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
-    ///     transaction, so the audit counters never disagree with the panel.
-    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
-    ///   record) is written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit
-    ///   or a record that is not a JSON object; `.notFound` for an unknown run id; `.mapFull` when the map is full.
-    public func apply(
-        _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
-        run: (id: UInt64, json: [UInt8])? = nil
-    ) throws
-        -> ApplyOutcome
-    {
-        let scopeBytes = Array(scope.utf8)
-        guard !scopeBytes.contains(0) else {
-            throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
+        public init(scope: String, externalID: String) {
+            self.scope = scope
+            self.externalID = externalID
         }
-        let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
-        let maxKey = environment.maxKeySize
-
-        // Flat buffer of external id bytes plus offsets, then sort indices by (bytes, input index).
-        var flat: [UInt8] = []
-        flat.reserveCapacity(changes.count * 16)
-        var offsets = [Int](repeating: 0, count: changes.count + 1)
-        for (i, change) in changes.enumerated() {
-            var id = change.externalID
-            id.withUTF8 { flat.append(contentsOf: $0) }
-            offsets[i + 1] = flat.count
-            let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
-            guard keyLength <= maxKey else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
-                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
-            }
-            let r = change.record
-            guard r.first == UInt8(ascii: "{"), r.last == UInt8(ascii: "}") else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "record for an external id in scope \(scope) is not a JSON object")
-            }
-        }
-        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
-        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
-        var sortKeys = [SortKey]()
-        sortKeys.reserveCapacity(changes.count)
-        flat.withUnsafeBytes { f in
-            for i in 0..<changes.count {
-                var prefix: UInt64 = 0
-                let start = offsets[i]
-                let n = min(8, offsets[i + 1] - start)
-                for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
-                sortKeys.append(SortKey(prefix: prefix, index: i))
-            }
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            sortKeys.sort { a, b in
-                if a.prefix != b.prefix { return a.prefix < b.prefix }
-                let c = compareBytes(id(a.index), id(b.index))
-                return c != 0 ? c < 0 : a.index < b.index
-            }
-        }
-        let order = sortKeys.map(\.index)
-        // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
-        var winners: [Int] = []
-        winners.reserveCapacity(order.count)
-        flat.withUnsafeBytes { f in
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            var k = 0
-            while k < order.count {
-                var best = order[k]
-                var j = k + 1
-                while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
-                    if changes[order[j]].commitVersion >= changes[best].commitVersion { best = order[j] }
-                    j += 1
-                }
-                winners.append(best)
-                k = j
-            }
-        }
-        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
-
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        let s = scratch
-        var escapedScope: [UInt8] = []
-        JSONWriter.appendEscaped(scope, to: &escapedScope)
-        // Hot loop state lives in locals (no class-property access or retain/release per row); the scratch
-        // buffers are swapped out and back so their capacity is reused across batches.
-        var key: [UInt8] = []
-        var value: [UInt8] = []
-        var line: [UInt8] = []
-        swap(&key, &s.key)
-        swap(&value, &s.value)
-        swap(&line, &s.line)
-        defer {
-            swap(&key, &s.key)
-            swap(&value, &s.value)
-            swap(&line, &s.line)
-        }
-        let compressor = s.compressor
-        let threshold = recordCompressionThreshold
-        let (identDBI, panelDBI, stateDBI, outboxDBI) = (ident.dbi, panel.dbi, state.dbi, outbox.dbi)
-        let path = directory
-
-        try environment.write { txn in
-            var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
-            var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
-            let startPID = nextPID
-            let startSeq = outboxSeq
-            let t = txn.handle.pointer
-
-            @inline(__always) func put(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer,
-                _ flags: UInt32, _ what: StaticString) throws
-            {
-                var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
-                let rc = mdb_put(t, dbi, &kv, &vv, flags)
-                if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
-            }
-            @inline(__always) func putBE(_ dbi: MDB_dbi, _ k: UInt64, _ v: UnsafeRawBufferPointer, _ flags: UInt32,
-                _ what: StaticString) throws
-            {
-                var be = k.bigEndian
-                try withUnsafeBytes(of: &be) { try put(dbi, $0, v, flags, what) }
-            }
-            @inline(__always) func putState(_ pid: UInt64, _ version: Int64, _ hash: UInt64, _ flags: UInt32) throws {
-                var v = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
-                try withUnsafeBytes(of: &v) { try putBE(stateDBI, pid, $0, flags, "state") }
-            }
-            /// Panel value: identity key length (2 bytes BE), identity key, then the record: its JSON as is
-            /// (first byte `{`) when small or incompressible, else a zstd frame (first byte 0x28).
-            func putPanel(
-                _ pid: UInt64, _ record: UnsafeRawBufferPointer, _ flags: UInt32, _ key: [UInt8], _ value: inout [UInt8]
-            ) throws {
-                value.removeAll(keepingCapacity: true)
-                value.append(UInt8(truncatingIfNeeded: key.count >> 8))
-                value.append(UInt8(truncatingIfNeeded: key.count))
-                value.append(contentsOf: key)
-                if record.count >= threshold {
-                    try compressor.withCompressed(record) { compressed in
-                        value.append(contentsOf: compressed.count < record.count ? compressed : record)
-                    }
-                } else {
-                    value.append(contentsOf: record)
-                }
-                try value.withUnsafeBytes { try putBE(panelDBI, pid, $0, flags, "panel") }
-            }
-
-            let append = UInt32(MDB_APPEND)
-            // A cursor on `state` lets an update read and then overwrite the entry in place (MDB_CURRENT)
-            // with one B-tree descent instead of two.
-            var stateCursor: OpaquePointer?
-            let crc = mdb_cursor_open(t, stateDBI, &stateCursor)
-            if crc != 0 { throw StorageError.lmdb(crc, "cursor on state", path: path) }
-            defer { mdb_cursor_close(stateCursor) }
-            /// Overwrites the state entry the cursor is positioned on (it must be participant `pid`'s).
-            func overwriteState(_ pid: UInt64, _ version: Int64, _ hash: UInt64) throws {
-                var be = pid.bigEndian
-                var v = (UInt64(bitPattern: version).bigEndian, hash.bigEndian)
-                let rc = withUnsafeMutableBytes(of: &be) { k in
-                    withUnsafeMutableBytes(of: &v) { vb in
-                        var kv = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-                        var vv = MDB_val(mv_size: 16, mv_data: vb.baseAddress)
-                        return mdb_cursor_put(stateCursor, &kv, &vv, UInt32(MDB_CURRENT))
-                    }
-                }
-                if rc != 0 { throw StorageError.lmdb(rc, "put into state", path: path) }
-            }
-            try flat.withUnsafeBytes { f in
-                try changes.withUnsafeBufferPointer { cs in
-                    for (n, index) in winners.enumerated() {
-                        // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident
-                        // memory stays flat (safe mid-transaction: the map is read-only and clean).
-                        if n & 511 == 511 { environment.releaseMappedPages() }
-                        let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
-                        let version = cs[index].commitVersion
-                        // Identity key: scope 0x00 external id.
-                        key.removeAll(keepingCapacity: true)
-                        key.append(contentsOf: scopeBytes)
-                        key.append(0)
-                        key.append(contentsOf: externalID)
-                        try cs[index].record.withUnsafeBytes { record in
-                            var hasher = StableHash()
-                            hasher.combine(record)
-                            let hash = hasher.value
-                            // One descent both probes and inserts: put the next id with MDB_NOOVERWRITE; when the
-                            // key exists LMDB returns MDB_KEYEXIST, writes nothing and hands back the stored id.
-                            var existing: UInt64?
-                            var candidate = nextPID.bigEndian
-                            var rc: Int32 = 0
-                            var storedSize = 0
-                            key.withUnsafeBytes { k in
-                                withUnsafeMutableBytes(of: &candidate) { c in
-                                    var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-                                    var vv = MDB_val(mv_size: 8, mv_data: c.baseAddress)
-                                    rc = mdb_put(t, identDBI, &kv, &vv, UInt32(MDB_NOOVERWRITE))
-                                    if rc == MDB_KEYEXIST {
-                                        storedSize = vv.mv_size
-                                        if vv.mv_size == 8 { existing = loadBE(vv.buffer) }
-                                    }
-                                }
-                            }
-                            if rc != 0 && rc != MDB_KEYEXIST { throw StorageError.lmdb(rc, "put into ident", path: path) }
-                            if rc == MDB_KEYEXIST && existing == nil {
-                                throw StorageError(
-                                    code: .corrupted, message: "ident entry in \(path) is \(storedSize) bytes, not 8")
-                            }
-
-                            let pid: UInt64
-                            let insert: Bool
-                            if let existing {
-                                pid = existing
-                                var stored: (version: Int64, hash: UInt64)?
-                                var be = pid.bigEndian
-                                rc = withUnsafeMutableBytes(of: &be) { k in
-                                    var kv = MDB_val(mv_size: 8, mv_data: k.baseAddress)
-                                    var vv = MDB_val()
-                                    let rc = mdb_cursor_get(stateCursor, &kv, &vv, MDB_SET_KEY)
-                                    if rc == 0, vv.mv_size == 16 {
-                                        let v = vv.buffer
-                                        stored = (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
-                                    }
-                                    return rc
-                                }
-                                if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "get from state", path: path) }
-                                guard let stored else {
-                                    throw StorageError(
-                                        code: .corrupted,
-                                        message: "state entry for participant \(pid) in \(path) is missing or not 16 bytes")
-                                }
-                                if version < stored.version {
-                                    outcome.skippedOlder += 1
-                                    return
-                                }
-                                if stored.hash == hash {
-                                    outcome.unchanged += 1
-                                    if version > stored.version { try overwriteState(pid, version, hash) }
-                                    return
-                                }
-                                try putPanel(pid, record, 0, key, &value)
-                                try overwriteState(pid, version, hash)
-                                outcome.updated += 1
-                                insert = false
-                            } else {
-                                // The ident entry was written by the NOOVERWRITE put above.
-                                pid = nextPID
-                                nextPID += 1
-                                // New ids are greater than every stored id, so these puts append.
-                                try putPanel(pid, record, append, key, &value)
-                                try putState(pid, version, hash, append)
-                                outcome.inserted += 1
-                                insert = true
-                            }
-                            outboxSeq += 1
-                            line.removeAll(keepingCapacity: true)
-                            appendOutboxLine(
-                                into: &line, seq: outboxSeq, insert: insert, participantID: pid,
-                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
-                                record: record)
-                            try line.withUnsafeBytes { try putBE(outboxDBI, outboxSeq, $0, append, "outbox") }
-                        }
-                    }
-                }
-            }
-            if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            if outboxSeq != startSeq { try txn.put(meta, key: MetaKey.outboxSequence, value: bytesBE(outboxSeq)) }
-            if let checkpointBytes {
-                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
-            }
-            if let run { try replaceRun(txn, id: run.id, json: run.json) }
-        }
-        return outcome
     }
 
     // MARK: Checkpoints
@@ -482,112 +258,6 @@ public final class PanelStore: @unchecked Sendable {
         }
     }
 
-    // MARK: Reading the panel
-
-    /// The record for `externalID` in `scope`, or `nil`.
-    public func record(externalID: String, scope: String) throws -> PanelRecord? {
-        var key = Array(scope.utf8)
-        key.append(0)
-        key.append(contentsOf: externalID.utf8)
-        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
-        return try environment.read { txn -> PanelRecord? in
-            guard let pidBytes = try txn.get(ident, key: key), pidBytes.count == 8 else { return nil }
-            let pid: UInt64 = pidBytes.withUnsafeBytes { loadBE($0) }
-            let version = try storedVersion(txn, pid)
-            return try txn.withValue(panel, key: bytesBE(pid)) { value in
-                guard let value else {
-                    throw StorageError(
-                        code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
-                }
-                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: &decompressor)
-            }
-        }
-    }
-
-    /// The participant id of `externalID` in `scope`, or `nil` (an index probe only).
-    public func participantID(externalID: String, scope: String) throws -> UInt64? {
-        var key = Array(scope.utf8)
-        key.append(0)
-        key.append(contentsOf: externalID.utf8)
-        return try environment.read { txn in
-            try txn.get(ident, key: key).flatMap { v in v.count == 8 ? v.withUnsafeBytes { loadBE($0) } : nil }
-        }
-    }
-
-    /// Streams every record (of `scope`, or of all scopes when `nil`) in participant id order.
-    ///
-    /// Memory is bounded: one record is decoded at a time inside one read transaction (a consistent snapshot).
-    /// - Important: the read transaction stays open while `body` runs; keep `body` quick.
-    public func forEachRecord(scope: String?, _ body: (PanelRecord) throws -> Void) throws {
-        let scopePrefix: [UInt8]? = scope.map { Array($0.utf8) + [0] }
-        var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
-        try environment.read { txn in
-            try txn.forEach(panel) { k, v in
-                guard k.count == 8 else {
-                    throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
-                }
-                if let scopePrefix {
-                    guard v.count >= 2 else {
-                        throw StorageError(code: .corrupted, message: "panel value in \(directory) is truncated")
-                    }
-                    let keyLength = Int(v[0]) << 8 | Int(v[1])
-                    guard keyLength <= v.count - 2,
-                        UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
-                    else { return true }
-                }
-                let pid: UInt64 = loadBE(k)
-                let version = try storedVersion(txn, pid)
-                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: &decompressor))
-                return true
-            }
-        }
-    }
-
-    /// The number of participants (all scopes), without a scan.
-    public func count() throws -> Int {
-        try environment.read { try $0.count(panel) }
-    }
-
-    private func storedVersion(_ txn: some ReadableTransaction, _ pid: UInt64) throws -> Int64 {
-        try txn.withValue(state, key: bytesBE(pid)) { v in
-            guard let v, v.count == 16 else {
-                throw StorageError(
-                    code: .corrupted, message: "state entry for participant \(pid) in \(directory) is missing")
-            }
-            return Int64(bitPattern: loadBE(v))
-        }
-    }
-
-    private func decodePanelValue(
-        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: inout ZstdDecompressor?
-    ) throws -> PanelRecord {
-        guard value.count >= 2 else {
-            throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
-        }
-        let keyLength = Int(value[0]) << 8 | Int(value[1])
-        guard keyLength <= value.count - 2, let sep = value[2..<(2 + keyLength)].firstIndex(of: 0) else {
-            throw StorageError(
-                code: .corrupted, message: "panel value of participant \(pid) in \(directory) has a bad identity key")
-        }
-        let scope = String(decoding: value[2..<sep], as: UTF8.self)
-        let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
-        let stored = UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...])
-        let record: [UInt8]
-        do {
-            if stored.first == UInt8(ascii: "{") {
-                record = Array(stored)
-            } else {
-                if decompressor == nil { decompressor = try ZstdDecompressor() }
-                record = try decompressor!.decompress(stored)
-            }
-        } catch var error as StorageError {
-            error.message += " (record of participant \(pid) in \(directory))"
-            throw error
-        }
-        return PanelRecord(
-            participantID: pid, scope: scope, externalID: externalID, commitVersion: version, record: record)
-    }
-
     // MARK: Run records
 
     /// Stores a new run record (JSON bytes) and returns its id; ids increase and start at 1.
@@ -606,7 +276,7 @@ public final class PanelStore: @unchecked Sendable {
         try environment.write { txn in try replaceRun(txn, id: id, json: json) }
     }
 
-    private func replaceRun(_ txn: WriteTransaction, id: UInt64, json: [UInt8]) throws {
+    func replaceRun(_ txn: WriteTransaction, id: UInt64, json: [UInt8]) throws {
         guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
             throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
         }
@@ -637,12 +307,14 @@ public final class PanelStore: @unchecked Sendable {
 /// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
 final class WriterScratch {
     let compressor: ZstdCompressor
+    let outboxCompressor: ZstdCompressor
     var key: [UInt8] = []
     var value: [UInt8] = []
     var line: [UInt8] = []
 
-    init(level: Int32) throws {
+    init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)
+        outboxCompressor = try ZstdCompressor(level: outboxLevel, checksum: true)
         key.reserveCapacity(512)
         value.reserveCapacity(1024)
         line.reserveCapacity(1024)

@@ -10,7 +10,11 @@ func applyHistory(_ store: PanelStore, rows: Int = 40) throws {
     let first = (0..<rows).map { i in
         PanelStore.Change(externalID: String(format: "ext-%03d", i), commitVersion: 1, record: record("n\(i)", i))
     }
-    _ = try store.apply(first, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 1))
+    // Several applies (one outbox frame each), so deliveries have frame boundaries to rotate at.
+    for start in stride(from: 0, to: rows, by: 5) {
+        _ = try store.apply(Array(first[start..<min(rows, start + 5)]), scope: "conn/src", pipeline: "p",
+            checkpoint: .init(tableVersion: 1))
+    }
     var second = first.prefix(rows / 2).map { PanelStore.Change(externalID: $0.externalID, commitVersion: 2, record: $0.record) }
     second[3].record = record("changed", 3)
     _ = try store.apply(second, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 2))
@@ -98,8 +102,10 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                 let size = lines.map { $0.utf8.count + 1 }.reduce(0, +)
                 #expect(size == info.bytesUncompressed)
                 if i < infos.count - 1 {
-                    #expect(size >= maxBytes)  // rotated once the size was reached ...
-                    #expect(size - (lines.last!.utf8.count + 1) < maxBytes)  // ... and not before
+                    // Rotated at the first frame boundary (one apply = 5 lines here) at or past the size.
+                    #expect(size >= maxBytes)
+                    let lastFrame = lines.suffix(5).map { $0.utf8.count + 1 }.reduce(0, +)
+                    #expect(size - lastFrame < maxBytes)
                 }
             }
             #expect(expectedFirst == 42)

@@ -58,8 +58,8 @@ struct StoreSnapshot: Equatable {
         try withTemporaryDirectory { dir in
             do {
                 let store = try PanelStore(directory: dir)
-                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("1"))
-                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("2")) }
+                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("2"))
+                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("3")) }
             }
             let error = try #require(throws: StorageError.self) { try PanelStore(directory: dir) }
             #expect(error.code == .versionMismatch)
@@ -226,9 +226,9 @@ struct StoreSnapshot: Equatable {
                 ["m", "n"].map { Change(externalID: $0, commitVersion: 1, record: record($0)) },
                 scope: "s", pipeline: "p", checkpoint: Checkpoint(tableVersion: 1))
             let before = try StoreSnapshot(store)
-            // Damage the state of "n" so the batch fails after "a" and "m" were already written in the txn.
-            let pid = try #require(try store.participantID(externalID: "n", scope: "s"))
-            #expect(try store.environment.write { try $0.delete(store.state, key: bytesBE(pid)) })
+            // Damage the ident entry of "n" so the batch fails after "a" and "m" were already written in the txn.
+            #expect(try store.participantID(externalID: "n", scope: "s") != nil)
+            try store.environment.write { try $0.put(store.ident, key: PanelStore.identityKey(scope: "s", externalID: "n"), value: [1, 2, 3]) }
             let error = try #require(throws: StorageError.self) {
                 try store.apply(
                     [
@@ -341,7 +341,7 @@ struct StoreSnapshot: Equatable {
         let pid = try #require(try store.participantID(externalID: externalID, scope: scope))
         let value = try #require(try store.environment.read { try $0.get(store.panel, key: bytesBE(pid)) })
         let keyLength = Int(value[0]) << 8 | Int(value[1])
-        return Array(value[(2 + keyLength)...])
+        return Array(value[(2 + keyLength + 8)...])
     }
 
     @Test func largeRecordsAreStoredCompressedAndSmallOrIncompressibleOnesAsIs() throws {
@@ -417,9 +417,11 @@ struct StoreSnapshot: Equatable {
     @Test func statisticsCountEveryDatabase() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir + "/db", mapSize: 1 << 30)
-            _ = try store.apply(
-                (0..<10).map { Change(externalID: "k\($0)", commitVersion: 1, record: record("r")) }, scope: "s",
-                pipeline: "p", checkpoint: nil)
+            for half in [0, 5] {  // two applies: two outbox frames, so delivery can rotate between them
+                _ = try store.apply(
+                    (half..<half + 5).map { Change(externalID: "k\($0)", commitVersion: 1, record: record("r")) },
+                    scope: "s", pipeline: "p", checkpoint: nil)
+            }
             _ = try store.deliver(to: dir + "/out", segmentMaxBytes: 400)
             _ = try store.apply([Change(externalID: "k0", commitVersion: 2, record: record("changed"))], scope: "s",
                 pipeline: "p", checkpoint: nil)
