@@ -8,6 +8,9 @@ import PackageDescription
 //     swift package --package-path Benchmarks benchmark thresholds check \
 //         --path Thresholds/$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9.]*\).*/\1/p')   # CI gate
 //
+// Benchmark names contain no spaces or slashes: benchmark 1.38.1 writes threshold files with those replaced by
+// `_` but reads them back under the raw name, so a name with a space never finds its threshold.
+//
 // See docs/benchmarks.md.
 
 let benchmarkTargetDependencies: [Target.Dependency] = [

@@ -25,9 +25,12 @@ public enum BenchmarkSupport {
     /// `CDFSYNC_BENCH_INSTRUCTIONS=1` to ask for it.
     public static var metrics: [BenchmarkMetric] {
         var m: [BenchmarkMetric] = [.wallClock, .throughput, .mallocCountTotal, .peakMemoryResident]
-        if getenv("CDFSYNC_BENCH_INSTRUCTIONS") != nil { m.append(.instructions) }
+        if instructionsEnabled { m.append(.instructions) }
         return m
     }
+
+    /// Whether `CDFSYNC_BENCH_INSTRUCTIONS` asks for the `instructions` metric (hardware counters).
+    public static var instructionsEnabled: Bool { getenv("CDFSYNC_BENCH_INSTRUCTIONS") != nil }
 
     /// Tolerances for the gated (deterministic) metrics. A check fails when the p90 differs from the committed
     /// threshold by more than `relative` percent OR more than `absolute` (both are checked when given).
@@ -38,11 +41,10 @@ public enum BenchmarkSupport {
         var absolute: BenchmarkThresholds.AbsoluteThresholds = [:]
         if let mallocRelative { relative[.p90] = mallocRelative }
         if let mallocAbsolute { absolute[.p90] = mallocAbsolute }
-        return [
-            .mallocCountTotal: .init(relative: relative, absolute: absolute),
-            // Only used when instructions are recorded and a threshold file holds them.
-            .instructions: .init(relative: [.p90: 3.0]),
-        ]
+        var t: [BenchmarkMetric: BenchmarkThresholds] = [.mallocCountTotal: .init(relative: relative, absolute: absolute)]
+        // Only used when instructions are recorded and a threshold file holds them.
+        if instructionsEnabled { t[.instructions] = .init(relative: [.p90: 3.0]) }
+        return t
     }
 
     /// Measures the wall-clock time of the measured region from its creation (create it right after setup).
