@@ -44,31 +44,35 @@ let benchmarks: @Sendable () -> Void = {
     // Inserting: every iteration opens a fresh environment (outside the measured region), applies the batch
     // (allocating participant ids, writing records, identity index, per-key versions, outbox and the
     // checkpoint in one transaction), and removes the environment afterwards.
-    Benchmark(
-        "Apply_50k_new_keys_fresh_store",
-        configuration: .init(
-            setup: { newKeys = try PanelFixture.changes(count: batchSize) },
-            teardown: { newKeys = [] })
-    ) { benchmark in
-        // One fresh store per scaled iteration, opened before the measured region (start/stop pair once per run).
-        var directories: [String] = []
-        var stores: [PanelStore] = []
-        defer { stores = []; directories.forEach(removeDirectory) }
-        for _ in benchmark.scaledIterations {
-            let directory = try makeTemporaryDirectory("apply-new")
-            directories.append(directory)
-            stores.append(try PanelStore(directory: directory))
+    // durable: what the engine opens (one fsync per commit); nosync: the same work without the fsync, to
+    // tell CPU from disk.
+    for durable in [true, false] {
+        Benchmark(
+            "Apply_50k_new_keys_fresh_store\(durable ? "" : "_nosync")",
+            configuration: .init(
+                setup: { newKeys = try PanelFixture.changes(count: batchSize) },
+                teardown: { newKeys = [] })
+        ) { benchmark in
+            // One fresh store per scaled iteration, opened before the measured region (start/stop pair once per run).
+            var directories: [String] = []
+            var stores: [PanelStore] = []
+            defer { stores = []; directories.forEach(removeDirectory) }
+            for _ in benchmark.scaledIterations {
+                let directory = try makeTemporaryDirectory("apply-new")
+                directories.append(directory)
+                stores.append(try PanelStore(directory: directory, durable: durable))
+            }
+            let batch = newKeys
+            benchmark.startMeasurement()
+            let clock = BenchmarkSupport.Stopwatch()
+            for i in benchmark.scaledIterations {
+                let outcome = try stores[i].apply(batch, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+                precondition(outcome.inserted == batchSize, "expected \(batchSize) inserts, got \(outcome)")
+                blackHole(outcome)
+            }
+            clock.report(rows: batch.count, to: benchmark)
+            benchmark.stopMeasurement()
         }
-        let batch = newKeys
-        benchmark.startMeasurement()
-        let clock = BenchmarkSupport.Stopwatch()
-        for i in benchmark.scaledIterations {
-            let outcome = try stores[i].apply(batch, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
-            precondition(outcome.inserted == batchSize, "expected \(batchSize) inserts, got \(outcome)")
-            blackHole(outcome)
-        }
-        clock.report(rows: batch.count, to: benchmark)
-        benchmark.stopMeasurement()
     }
 
     // Re-applying a batch that is already stored: every row is probed, hashed and found unchanged (no record,
@@ -100,5 +104,57 @@ let benchmarks: @Sendable () -> Void = {
             blackHole(outcome)
         }
         clock.report(rows: batch.count, to: benchmark)
+    }
+
+    // Updating: every key exists with other content, so each row is probed, hashed, found different and
+    // rewritten (record, version, `update` outbox entry). Iterations alternate between two contents (seeds 42
+    // and 43) with an increasing commit version, so every apply updates every row of the same store.
+    final class UpdateState: @unchecked Sendable {
+        var store: PanelStore?
+        var directory = ""
+        var contents: [[PanelStore.Change]] = []
+        var round = 0
+    }
+    let update = UpdateState()
+    Benchmark(
+        "Apply_50k_updated_keys",
+        configuration: .init(
+            setup: {
+                update.contents = [
+                    try PanelFixture.changes(count: batchSize, seed: 42),
+                    try PanelFixture.changes(count: batchSize, seed: 43),
+                ]
+                update.directory = try makeTemporaryDirectory("apply-update")
+                update.store = try PanelStore(directory: update.directory)
+                let first = try update.store!.apply(
+                    update.contents[0], scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+                precondition(first.inserted == batchSize)
+                update.round = 0
+            },
+            teardown: {
+                update.store = nil
+                removeDirectory(update.directory)
+                update.contents = []
+            })
+    ) { benchmark in
+        let store = update.store!
+        var batches: [[PanelStore.Change]] = []
+        for _ in benchmark.scaledIterations {
+            update.round += 1
+            var batch = update.contents[update.round % 2]
+            let version = Int64(1 + update.round)
+            for j in batch.indices { batch[j].commitVersion = version }
+            batches.append(batch)
+        }
+        let next = PanelStore.Checkpoint(tableVersion: Int64(1 + update.round))
+        benchmark.startMeasurement()
+        let clock = BenchmarkSupport.Stopwatch()
+        for batch in batches {
+            let outcome = try store.apply(batch, scope: scope, pipeline: pipeline, checkpoint: next)
+            precondition(outcome.updated == batchSize, "expected \(batchSize) updates, got \(outcome)")
+            blackHole(outcome)
+        }
+        clock.report(rows: batchSize * batches.count, to: benchmark)
+        benchmark.stopMeasurement()
     }
 }
