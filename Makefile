@@ -4,7 +4,7 @@ APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl pyt
 SWIFT ?= swift
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: demo test deps build release bench bench-check conformance clean
+.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline conformance clean
 
 ## Install the system packages cdfsync needs, if any is missing (Debian 12).
 deps:
@@ -36,6 +36,30 @@ test: deps
 ## End-to-end throughput harness (release build, simulator over loopback).
 bench: release
 	@bash scripts/throughput.sh "$(RELEASE_BIN)"
+
+## Micro-benchmark gate (Benchmarks/, ordo-one/benchmark): mallocCountTotal of every benchmark against the
+## thresholds committed for this toolchain under Benchmarks/Thresholds/<swift version>/. Fails on a regression.
+SWIFT_VERSION = $(shell $(SWIFT) --version 2>&1 | sed -n 's/.*Swift version \([0-9][0-9.]*\).*/\1/p' | head -1)
+BENCH_THRESHOLDS = $(CURDIR)/Benchmarks/Thresholds/$(SWIFT_VERSION)
+BENCH_GATE_METRICS = --metric mallocCountTotal
+bench-check: deps
+	@test -d "$(BENCH_THRESHOLDS)" || { echo "no thresholds for Swift $(SWIFT_VERSION) in $(BENCH_THRESHOLDS); create them with: make bench-thresholds"; exit 1; }
+	@log=$$(mktemp); $(SWIFT) package --package-path Benchmarks benchmark thresholds check --path "$(BENCH_THRESHOLDS)" \
+	  $(BENCH_GATE_METRICS) --no-progress 2>&1 | tee $$log; rc=$${PIPESTATUS[0]}; \
+	if [ $$rc != 0 ] && grep -q "BETTER than the defined thresholds" $$log && ! grep -q "worse than threshold" $$log; then \
+	  echo "bench-check: improvements only; tighten with 'make bench-thresholds' and commit the new files"; rc=0; fi; \
+	rm -f $$log; if [ $$rc != 0 ]; then echo "bench-check: FAILED (exit $$rc)"; else echo "bench-check: OK"; fi; exit $$rc
+
+## Rewrite the committed thresholds for this toolchain from a fresh run (review the diff before committing).
+bench-thresholds: deps
+	mkdir -p "$(BENCH_THRESHOLDS)"
+	$(SWIFT) package --package-path Benchmarks --allow-writing-to-package-directory benchmark thresholds update \
+	  --path "$(BENCH_THRESHOLDS)" $(BENCH_GATE_METRICS) --no-progress
+
+## The Python baseline (databricks-sdk, orjson, py-lmdb, zstandard) against the simulator: full + incremental sync.
+BASELINE_ROWS ?= 1000000
+bench-baseline: release
+	python3 Benchmarks/harness/baseline_runner.py --bin "$(RELEASE_BIN)" --rows $(BASELINE_ROWS)
 
 clean:
 	rm -rf .build .demo .bench

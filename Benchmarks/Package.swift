@@ -1,0 +1,60 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Micro-benchmarks for cdfsync, in a nested package so that the root package never resolves the benchmark
+// plugin (house style §2.6). Run from the repository root:
+//
+//     swift package --package-path Benchmarks benchmark                      # run everything
+//     swift package --package-path Benchmarks benchmark thresholds check \
+//         --path Thresholds/$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9.]*\).*/\1/p')   # CI gate
+//
+// Benchmark names contain no spaces or slashes: benchmark 1.38.1 writes threshold files with those replaced by
+// `_` but reads them back under the raw name, so a name with a space never finds its threshold.
+//
+// See docs/benchmarks.md.
+
+let benchmarkTargetDependencies: [Target.Dependency] = [
+    "BenchmarkFixtures",
+    .product(name: "Benchmark", package: "benchmark"),
+    .product(name: "CDFSyncCore", package: "cdfsync"),
+    .product(name: "CDFSyncStorage", package: "cdfsync"),
+]
+
+let package = Package(
+    name: "cdfsync-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "cdfsync", path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // Deterministic inputs (change-feed chunks, panel changes, NDJSON segments) shared by the suites.
+        .target(
+            name: "BenchmarkFixtures",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "CDFSyncCore", package: "cdfsync"),
+                .product(name: "CDFSyncStorage", package: "cdfsync"),
+            ],
+            path: "Sources/BenchmarkFixtures"
+        ),
+        .executableTarget(
+            name: "DecoderBenchmarks",
+            dependencies: benchmarkTargetDependencies,
+            path: "Benchmarks/DecoderBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "ApplyBenchmarks",
+            dependencies: benchmarkTargetDependencies,
+            path: "Benchmarks/ApplyBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "SinkBenchmarks",
+            dependencies: benchmarkTargetDependencies,
+            path: "Benchmarks/SinkBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+    ]
+)
