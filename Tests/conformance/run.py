@@ -48,7 +48,7 @@ from simproc import Sim  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_PER_CHUNK = 10
 ROWS_PER_EXTERNAL_CHUNK = 12
-HTTP_TIMEOUT = 8  # seconds per HTTP call; a hung response fails the case instead of stalling the suite
+HTTP_TIMEOUT = 4  # seconds per HTTP call; a hung response fails the case instead of stalling the suite
 # A statement that needs a running warehouse but no particular SQL feature.
 ONE = "SELECT participant_id FROM main.conf.participants WHERE participant_id = 'C0001'"
 
@@ -109,9 +109,11 @@ def check(cond, msg):
 CASES = []
 
 
-def case(name):
+def case(name, budget=5.0):
+    """Register a case. `budget` is its wall-clock allowance in seconds: the SDK silently retries
+    after read timeouts, so a stalled simulator would otherwise show up only as a slow PASS."""
     def deco(fn):
-        CASES.append((name, fn))
+        CASES.append((name, fn, budget))
         return fn
     return deco
 
@@ -124,7 +126,7 @@ class Ctx:
 
     def pat(self, token=W.PAT, **kw) -> WorkspaceClient:
         cfg = Config(host=self.host, token=token, auth_type="pat", retry_timeout_seconds=kw.pop("retry", 15),
-                     http_timeout_seconds=HTTP_TIMEOUT, **kw)
+                     http_timeout_seconds=kw.pop("http_timeout", HTTP_TIMEOUT), **kw)
         return WorkspaceClient(config=cfg)
 
     def m2m(self, client_id=W.CLIENT_ID, client_secret=W.CLIENT_SECRET) -> WorkspaceClient:
@@ -347,7 +349,7 @@ def _(c: Ctx):
 
 # ----------------------------------------------------------------------------- async, cancel
 
-@case("pat_cold_warehouse_pending_then_polling")
+@case("pat_cold_warehouse_pending_then_polling", budget=12)
 def _(c: Ctx):
     w = c.pat()
     wh = w.warehouses.get(W.WH_COLD)
@@ -366,7 +368,7 @@ def _(c: Ctx):
     check(w.warehouses.get(W.WH_COLD).state == State.RUNNING, "warehouse not RUNNING after the statement ran")
 
 
-@case("pat_cancel_pending_statement")
+@case("pat_cancel_pending_statement", budget=8)
 def _(c: Ctx):
     w = c.pat()
     resp = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_CANCEL,
@@ -386,9 +388,9 @@ def _(c: Ctx):
     check(isinstance(e, (BadRequest, NotFound)), f"chunk of a canceled statement raised {type(e).__name__}")
 
 
-@case("pat_on_wait_timeout_cancel")
+@case("pat_on_wait_timeout_cancel", budget=12)
 def _(c: Ctx):
-    w = c.pat()
+    w = c.pat(http_timeout=15)  # the POST itself blocks for the 5 s wait_timeout
     t0 = time.monotonic()
     resp = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_CANCEL, wait_timeout="5s",
                                                    on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CANCEL)
@@ -438,6 +440,20 @@ def _(c: Ctx):
     r = requests.get(links[0].external_link, headers={"Authorization": f"Bearer {W.PAT}"}, timeout=10)
     check(r.status_code == 400, f"download with Authorization: HTTP {r.status_code}, expected 400")
     check("InvalidArgument" in r.text, f"body lacks InvalidArgument: {r.text[:160]!r}")
+
+
+@case("pat_external_link_expired_then_refreshed")
+def _(c: Ctx):
+    w = c.pat()
+    resp, links = external(c, w)
+    st, body = c.sim.admin("POST", "faults", {"kind": "expire_links", "count": 1, "match": {"path_prefix": "/"}})
+    check(st == 200, f"admin fault injection: HTTP {st} {body}")
+    r = requests.get(links[0].external_link, timeout=10)
+    check(r.status_code == 403 and "expired" in r.text, f"expired link: HTTP {r.status_code} {r.text[:120]!r}")
+    fresh = w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 0).external_links[0]
+    r = requests.get(fresh.external_link, timeout=10)
+    check(r.status_code == 200 and len(json.loads(r.content)) == fresh.row_count,
+          f"refreshed link: HTTP {r.status_code}")
 
 
 @case("pat_external_links_csv")
@@ -523,7 +539,7 @@ def fault(c: Ctx, status, count, retry_after=None, path="/api/2.0/sql/statements
     check(st == 200, f"admin fault injection: HTTP {st} {resp}")
 
 
-@case("error_429_retried_then_succeeds")
+@case("error_429_retried_then_succeeds", budget=6)
 def _(c: Ctx):
     w = c.pat()
     fault(c, 429, 1, retry_after=1)
@@ -536,7 +552,7 @@ def _(c: Ctx):
     check(st == 200 and faults == [], f"the injected fault was not consumed: {faults}")
 
 
-@case("error_429_typed_exception")
+@case("error_429_typed_exception", budget=10)
 def _(c: Ctx):
     w = c.pat(retry=3)
     fault(c, 429, 50, retry_after=1)
@@ -547,7 +563,7 @@ def _(c: Ctx):
         c.sim.admin("DELETE", "faults")
 
 
-@case("error_503_retried_then_succeeds")
+@case("error_503_retried_then_succeeds", budget=10)
 def _(c: Ctx):
     w = c.pat()
     fault(c, 503, 2)
@@ -557,7 +573,7 @@ def _(c: Ctx):
     check(st == 200 and faults == [], f"the injected fault was not consumed: {faults}")
 
 
-@case("error_503_typed_exception")
+@case("error_503_typed_exception", budget=10)
 def _(c: Ctx):
     w = c.pat(retry=3)
     fault(c, 503, 50, retry_after=1)
@@ -629,7 +645,7 @@ def _(c: Ctx):
           f"odbc_params.path {wh.odbc_params and wh.odbc_params.path}")
 
 
-@case("warehouses_stop_then_start")
+@case("warehouses_stop_then_start", budget=15)
 def _(c: Ctx):
     w = c.pat()
     stopped = w.warehouses.stop(W.WH_MANAGED).result(timeout=__import__("datetime").timedelta(seconds=30))
@@ -756,23 +772,26 @@ def main() -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.ERROR)
     ws = HERE / "workspace.json"
     model = Model(json.loads(ws.read_text()))
-    cases = [(n, f) for n, f in CASES if not a.only or a.only in n]
+    cases = [(n, f, b) for n, f, b in CASES if not a.only or a.only in n]
     passed = failed = 0
     try:
         sim = Sim(a.sim, ws, "--rows-per-chunk", str(ROWS_PER_CHUNK),
                   "--rows-per-external-chunk", str(ROWS_PER_EXTERNAL_CHUNK))
     except Exception as e:  # noqa: BLE001
-        for n, _ in cases:
+        for n, _, _ in cases:
             print(f"FAIL {n}: simulator did not start: {e}")
         print(f"0 passed, {len(cases)} failed")
         return 1
     try:
         ctx = Ctx(sim, model)
-        for name, fn in cases:
+        for name, fn, budget in cases:
             t0 = time.monotonic()
             try:
                 fn(ctx)
-                print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+                took = time.monotonic() - t0
+                check(took <= budget, f"took {took:.1f}s, over its {budget:.0f}s budget: responses stalled "
+                                      f"(the SDK retries after {HTTP_TIMEOUT}s read timeouts)")
+                print(f"PASS {name} ({took:.1f}s)", flush=True)
                 passed += 1
             except Failure as e:
                 print(f"FAIL {name}: {e}", flush=True)
