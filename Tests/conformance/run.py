@@ -630,6 +630,74 @@ def _(c: Ctx):
     check(canon(got) == canon(c.model.changes("main.conf.legacy", 6, 7)), f"got {got}")
 
 
+@case("table_changes_named_parameters")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM table_changes('{P}', :s, :e)",
+                 parameters=[StatementParameterListItem(name="s", value="2", type="BIGINT"),
+                             StatementParameterListItem(name="e", value="3", type="BIGINT")])
+    got = c.all_rows(w, resp)
+    check(canon(got) == canon(c.model.changes(P, 2, 3)), f"{len(got)} rows differ from the model's versions 2..3")
+
+
+@case("table_changes_timestamp_bounds")
+def _(c: Ctx):
+    w = c.pat()
+    commits = c.model.tables[P]["commits"]
+    # Start between v1 and v2 resolves to v2; end equal to v3's timestamp includes v3.
+    resp = c.sql(w, f"SELECT * FROM table_changes('{P}', '2026-03-02 00:00:00', '{commits[3]['timestamp']}')")
+    got = c.all_rows(w, resp)
+    check(canon(got) == canon(c.model.changes(P, 2, 3)), f"{len(got)} rows differ from the model's versions 2..3")
+
+
+@case("show_tblproperties")
+def _(c: Ctx):
+    w = c.pat()
+    rows = c.all_rows(w, c.sql(w, "SHOW TBLPROPERTIES main.conf.legacy ('delta.enableChangeDataFeed')"))
+    check(rows == [["delta.enableChangeDataFeed", "true"]], f"got {rows}")
+    rows = c.all_rows(w, c.sql(w, "SHOW TBLPROPERTIES main.conf.legacy ('delta.nope')"))
+    check(len(rows) == 1 and rows[0][0] == "delta.nope" and "does not have property" in (rows[0][1] or ""),
+          f"missing key: got {rows}")
+
+
+@case("describe_history_columns")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, "DESCRIBE HISTORY main.conf.legacy")
+    rows = c.all_rows(w, resp)
+    cols = [(x.name, x.type_text) for x in resp.manifest.schema.columns]
+    want = [("version", "BIGINT"), ("timestamp", "TIMESTAMP"), ("userId", "STRING"), ("userName", "STRING"),
+            ("operation", "STRING"), ("operationParameters", "MAP<STRING, STRING>")]
+    check(cols[:6] == want, f"first columns {cols[:6]}")
+    names = [x[0] for x in cols]
+    for n in ("readVersion", "isolationLevel", "isBlindAppend", "operationMetrics", "userMetadata", "engineInfo"):
+        check(n in names, f"column {n} missing from {names}")
+    commits = c.model.tables["main.conf.legacy"]["commits"]
+    got = [(r[0], r[1], r[4]) for r in rows]
+    exp = [(str(x["version"]), x["timestamp"], x["operation"]) for x in reversed(commits)]
+    check(got == exp, f"history {got[:3]}..., expected {exp[:3]}...")
+
+
+@case("close_statement_then_closed")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    r = requests.delete(f"{c.host}/api/2.0/sql/statements/{resp.statement_id}",
+                        headers={"Authorization": f"Bearer {W.PAT}"}, timeout=5)
+    check(r.status_code == 200 and r.json() == {}, f"DELETE: HTTP {r.status_code} {r.text[:80]}")
+    st = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st == StatementState.CLOSED, f"state after DELETE {st}, expected CLOSED")
+    expect_raises(DatabricksError, lambda: w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 1),
+                  "chunk of a closed statement")
+
+
+@case("error_404_execute_unknown_warehouse")
+def _(c: Ctx):
+    w = c.pat()
+    expect_raises(NotFound, lambda: w.statement_execution.execute_statement(statement=ONE, warehouse_id="ffffffffffffffff"),
+                  "execute on an unknown warehouse")
+
+
 # ----------------------------------------------------------------------------- warehouses
 
 @case("warehouses_list_and_get")
@@ -759,6 +827,32 @@ def _(c: Ctx):
               f"{type(e).__name__}: {str(e)[:160]}")
         return
     raise Failure("a wrong client secret was accepted")
+
+
+# ----------------------------------------------------------------------------- runs last: changes the table
+
+@case("admin_commit_then_incremental_read")
+def _(c: Ctx):
+    """The replicator's loop: a new commit arrives, DESCRIBE HISTORY shows it, table_changes reads it."""
+    w = c.pat()
+    commits = c.model.tables[P]["commits"]
+    last = commits[-1]["version"]
+    before = next(r for r in c.model.content(P) if r[0] == "C0002")
+    after = before[:4] + [str(int(before[4]) + 1), "2026-03-05T08:00:00.000Z"]
+    commit = {"version": last + 1, "timestamp": "2026-03-05T08:00:00.000Z", "operation": "MERGE",
+              "update": [{"before": before, "after": after}],
+              "insert": [["C0100", "c0100@example.com", "Zoë", "JP", "1", "2026-03-05T08:00:00.000Z"]]}
+    st, body = c.sim.admin("POST", f"tables/{P}/commits", commit)
+    check(st == 200, f"admin append: HTTP {st} {body}")
+    commits.append(commit)  # the model follows
+    rows = c.all_rows(w, c.sql(w, f"DESCRIBE HISTORY {P} LIMIT 1"))
+    check(rows and rows[0][0] == str(last + 1), f"latest version {rows and rows[0][0]}, expected {last + 1}")
+    got = c.all_rows(w, c.sql(w, f"SELECT * FROM table_changes('{P}', {last + 1}, {last + 1})"))
+    check(canon(got) == canon(c.model.changes(P, last + 1, last + 1)), f"new version's changes: {got}")
+    got = c.all_rows(w, c.sql(w, f"SELECT * FROM {P}"))
+    check(canon(got) == canon(c.model.content(P)), "snapshot after the new commit differs from the model")
+    st, body = c.sim.admin("POST", f"tables/{P}/commits", dict(commit, version=last + 5))
+    check(st == 409, f"a commit with a gap in versions: HTTP {st}, expected 409")
 
 
 # ----------------------------------------------------------------------------- main
