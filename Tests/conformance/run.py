@@ -119,8 +119,9 @@ def case(name, budget=5.0):
 
 
 class Ctx:
-    def __init__(self, sim: Sim, model: Model):
+    def __init__(self, sim: Sim, model: Model, sim_binary: str):
         self.sim = sim
+        self.sim_binary = sim_binary
         self.model = model
         self.host = sim.base
 
@@ -829,6 +830,47 @@ def _(c: Ctx):
     raise Failure("a wrong client secret was accepted")
 
 
+# ----------------------------------------------------------------------------- cases with their own simulator
+
+@case("inline_byte_limit_fails_statement", budget=8)
+def _(c: Ctx):
+    extra = Sim(c.sim_binary, HERE / "workspace.json", "--inline-byte-limit", "2000")
+    try:
+        w = WorkspaceClient(config=Config(host=extra.base, token=W.PAT, auth_type="pat", retry_timeout_seconds=10,
+                                          http_timeout_seconds=HTTP_TIMEOUT))
+        resp = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_RUNNING,
+                                                       wait_timeout="30s")
+        check(resp.status.state == StatementState.FAILED, f"state {resp.status.state}, expected FAILED over the INLINE cap")
+        msg = resp.status.error.message if resp.status.error else ""
+        check("Inline byte limit exceeded" in msg and "disposition=EXTERNAL_LINKS" in msg, f"message {msg[:160]!r}")
+        ok = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_RUNNING,
+                                                     wait_timeout="30s", disposition=Disposition.EXTERNAL_LINKS)
+        check(ok.status.state == StatementState.SUCCEEDED, f"EXTERNAL_LINKS over the INLINE cap: {ok.status.state}")
+    finally:
+        extra.stop()
+
+
+@case("m2m_token_refreshed_before_expiry", budget=12)
+def _(c: Ctx):
+    extra = Sim(c.sim_binary, HERE / "workspace.json", "--oauth-token-ttl", "4")
+    try:
+        w = WorkspaceClient(config=Config(host=extra.base, client_id=W.CLIENT_ID, client_secret=W.CLIENT_SECRET,
+                                          auth_type="oauth-m2m", retry_timeout_seconds=10, http_timeout_seconds=HTTP_TIMEOUT))
+        first = w.config.authenticate()["Authorization"]
+        r = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_RUNNING, wait_timeout="30s")
+        check(r.status.state == StatementState.SUCCEEDED, f"first statement {r.status.state}")
+        time.sleep(4.5)
+        stale = requests.post(extra.base + "/api/2.0/sql/statements", headers={"Authorization": first},
+                              json={"statement": ONE, "warehouse_id": W.WH_RUNNING}, timeout=5)
+        check(stale.status_code == 403 and stale.json().get("error_code") == 403,
+              f"expired OAuth token: HTTP {stale.status_code} {stale.text[:100]}, expected 403 with numeric error_code")
+        r = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_RUNNING, wait_timeout="30s")
+        check(r.status.state == StatementState.SUCCEEDED, f"after expiry {r.status.state}")
+        check(w.config.authenticate()["Authorization"] != first, "the SDK kept using the expired token")
+    finally:
+        extra.stop()
+
+
 # ----------------------------------------------------------------------------- runs last: changes the table
 
 @case("admin_commit_then_incremental_read")
@@ -877,7 +919,7 @@ def main() -> int:
         print(f"0 passed, {len(cases)} failed")
         return 1
     try:
-        ctx = Ctx(sim, model)
+        ctx = Ctx(sim, model, a.sim)
         for name, fn, budget in cases:
             t0 = time.monotonic()
             try:
