@@ -400,6 +400,32 @@ def _(c: Ctx):
     check(4.0 <= took <= 15.0, f"POST returned after {took:.1f}s, expected about the 5 s wait_timeout")
 
 
+@case("wait_timeout_zero_ignores_cancel", budget=6)
+def _(c: Ctx):
+    w = c.pat()
+    resp = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_CANCEL, wait_timeout="0s",
+                                                   on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CANCEL)
+    check(resp.status.state == StatementState.PENDING, f"state {resp.status.state}, expected PENDING "
+                                                       "(on_wait_timeout is ignored when wait_timeout is 0s)")
+    time.sleep(0.5)
+    st = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st == StatementState.PENDING, f"state after 0.5 s {st}, expected still PENDING")
+    w.statement_execution.cancel_execution(resp.statement_id)
+
+
+@case("chunk_endpoint_row_offset_parameter")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    h = {"Authorization": f"Bearer {W.PAT}"}
+    base = f"{c.host}/api/2.0/sql/statements/{resp.statement_id}/result/chunks/1"
+    plain = requests.get(base, headers=h, timeout=5)
+    with_offset = requests.get(base + f"?row_offset={ROWS_PER_CHUNK}", headers=h, timeout=5)
+    check(plain.status_code == 200 and with_offset.status_code == 200,
+          f"HTTP {plain.status_code} / {with_offset.status_code} with ?row_offset={ROWS_PER_CHUNK}")
+    check(plain.json().get("data_array") == with_offset.json().get("data_array"), "row_offset changed the chunk's rows")
+
+
 # ----------------------------------------------------------------------------- EXTERNAL_LINKS
 
 def external(c: Ctx, w, fmt=Format.JSON_ARRAY):
@@ -895,6 +921,29 @@ def _(c: Ctx):
     check(canon(got) == canon(c.model.content(P)), "snapshot after the new commit differs from the model")
     st, body = c.sim.admin("POST", f"tables/{P}/commits", dict(commit, version=last + 5))
     check(st == 409, f"a commit with a gap in versions: HTTP {st}, expected 409")
+
+
+@case("results_and_links_expire_on_the_clock")
+def _(c: Ctx):
+    """Links last 15 min, results 1 h after success, statements 12 h after a terminal state (spec §3, §10).
+    Uses the admin clock, so it runs last."""
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    ext, links = external(c, w)
+    st, body = c.sim.admin("POST", "clock/advance", {"seconds": 901})
+    check(st == 200, f"admin clock advance: HTTP {st} {body}")
+    r = requests.get(links[0].external_link, timeout=10)
+    check(r.status_code == 403 and "expired" in r.text, f"link after 15 min: HTTP {r.status_code} {r.text[:100]!r}")
+    fresh = w.statement_execution.get_statement_result_chunk_n(ext.statement_id, 0).external_links[0]
+    check(requests.get(fresh.external_link, timeout=10).status_code == 200, "a re-fetched link does not work")
+    c.sim.admin("POST", "clock/advance", {"seconds": 2700})
+    st1 = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st1 == StatementState.CLOSED, f"state 1 h after success {st1}, expected CLOSED")
+    expect_raises(DatabricksError, lambda: w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 1),
+                  "chunk of an expired result")
+    c.sim.admin("POST", "clock/advance", {"seconds": 12 * 3600})
+    expect_raises(NotFound, lambda: w.statement_execution.get_statement(resp.statement_id),
+                  "statement 13 h after it finished")
 
 
 # ----------------------------------------------------------------------------- main
