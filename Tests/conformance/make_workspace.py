@@ -150,7 +150,9 @@ if __name__ == "__main__":
     text = render()
     if "--check" in sys.argv:
         ok = OUT.exists() and OUT.read_text(encoding="utf-8") == text
-        print("workspace.json is current" if ok else "workspace.json differs from make_workspace.py's output")
+        print("PASS workspace.json is current" if ok
+              else "FAIL workspace.json differs from make_workspace.py's output (run make_workspace.py)")
+        print("1 passed, 0 failed" if ok else "0 passed, 1 failed")
         sys.exit(0 if ok else 1)
     OUT.write_text(text, encoding="utf-8")
     print(f"wrote {OUT}")

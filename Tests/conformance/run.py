@@ -48,7 +48,7 @@ from simproc import Sim  # noqa: E402
 HERE = Path(__file__).resolve().parent
 ROWS_PER_CHUNK = 10
 ROWS_PER_EXTERNAL_CHUNK = 12
-HTTP_TIMEOUT = 8  # seconds per HTTP call; a hung response fails the case instead of stalling the suite
+HTTP_TIMEOUT = 4  # seconds per HTTP call; a hung response fails the case instead of stalling the suite
 # A statement that needs a running warehouse but no particular SQL feature.
 ONE = "SELECT participant_id FROM main.conf.participants WHERE participant_id = 'C0001'"
 
@@ -109,22 +109,25 @@ def check(cond, msg):
 CASES = []
 
 
-def case(name):
+def case(name, budget=5.0):
+    """Register a case. `budget` is its wall-clock allowance in seconds: the SDK silently retries
+    after read timeouts, so a stalled simulator would otherwise show up only as a slow PASS."""
     def deco(fn):
-        CASES.append((name, fn))
+        CASES.append((name, fn, budget))
         return fn
     return deco
 
 
 class Ctx:
-    def __init__(self, sim: Sim, model: Model):
+    def __init__(self, sim: Sim, model: Model, sim_binary: str):
         self.sim = sim
+        self.sim_binary = sim_binary
         self.model = model
         self.host = sim.base
 
     def pat(self, token=W.PAT, **kw) -> WorkspaceClient:
         cfg = Config(host=self.host, token=token, auth_type="pat", retry_timeout_seconds=kw.pop("retry", 15),
-                     http_timeout_seconds=HTTP_TIMEOUT, **kw)
+                     http_timeout_seconds=kw.pop("http_timeout", HTTP_TIMEOUT), **kw)
         return WorkspaceClient(config=cfg)
 
     def m2m(self, client_id=W.CLIENT_ID, client_secret=W.CLIENT_SECRET) -> WorkspaceClient:
@@ -347,7 +350,7 @@ def _(c: Ctx):
 
 # ----------------------------------------------------------------------------- async, cancel
 
-@case("pat_cold_warehouse_pending_then_polling")
+@case("pat_cold_warehouse_pending_then_polling", budget=12)
 def _(c: Ctx):
     w = c.pat()
     wh = w.warehouses.get(W.WH_COLD)
@@ -366,7 +369,7 @@ def _(c: Ctx):
     check(w.warehouses.get(W.WH_COLD).state == State.RUNNING, "warehouse not RUNNING after the statement ran")
 
 
-@case("pat_cancel_pending_statement")
+@case("pat_cancel_pending_statement", budget=8)
 def _(c: Ctx):
     w = c.pat()
     resp = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_CANCEL,
@@ -386,15 +389,41 @@ def _(c: Ctx):
     check(isinstance(e, (BadRequest, NotFound)), f"chunk of a canceled statement raised {type(e).__name__}")
 
 
-@case("pat_on_wait_timeout_cancel")
+@case("pat_on_wait_timeout_cancel", budget=12)
 def _(c: Ctx):
-    w = c.pat()
+    w = c.pat(http_timeout=15)  # the POST itself blocks for the 5 s wait_timeout
     t0 = time.monotonic()
     resp = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_CANCEL, wait_timeout="5s",
                                                    on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CANCEL)
     took = time.monotonic() - t0
     check(resp.status.state == StatementState.CANCELED, f"state {resp.status.state}, expected CANCELED")
     check(4.0 <= took <= 15.0, f"POST returned after {took:.1f}s, expected about the 5 s wait_timeout")
+
+
+@case("wait_timeout_zero_ignores_cancel", budget=6)
+def _(c: Ctx):
+    w = c.pat()
+    resp = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_CANCEL, wait_timeout="0s",
+                                                   on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CANCEL)
+    check(resp.status.state == StatementState.PENDING, f"state {resp.status.state}, expected PENDING "
+                                                       "(on_wait_timeout is ignored when wait_timeout is 0s)")
+    time.sleep(0.5)
+    st = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st == StatementState.PENDING, f"state after 0.5 s {st}, expected still PENDING")
+    w.statement_execution.cancel_execution(resp.statement_id)
+
+
+@case("chunk_endpoint_row_offset_parameter")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    h = {"Authorization": f"Bearer {W.PAT}"}
+    base = f"{c.host}/api/2.0/sql/statements/{resp.statement_id}/result/chunks/1"
+    plain = requests.get(base, headers=h, timeout=5)
+    with_offset = requests.get(base + f"?row_offset={ROWS_PER_CHUNK}", headers=h, timeout=5)
+    check(plain.status_code == 200 and with_offset.status_code == 200,
+          f"HTTP {plain.status_code} / {with_offset.status_code} with ?row_offset={ROWS_PER_CHUNK}")
+    check(plain.json().get("data_array") == with_offset.json().get("data_array"), "row_offset changed the chunk's rows")
 
 
 # ----------------------------------------------------------------------------- EXTERNAL_LINKS
@@ -438,6 +467,20 @@ def _(c: Ctx):
     r = requests.get(links[0].external_link, headers={"Authorization": f"Bearer {W.PAT}"}, timeout=10)
     check(r.status_code == 400, f"download with Authorization: HTTP {r.status_code}, expected 400")
     check("InvalidArgument" in r.text, f"body lacks InvalidArgument: {r.text[:160]!r}")
+
+
+@case("pat_external_link_expired_then_refreshed")
+def _(c: Ctx):
+    w = c.pat()
+    resp, links = external(c, w)
+    st, body = c.sim.admin("POST", "faults", {"kind": "expire_links", "count": 1, "match": {"path_prefix": "/"}})
+    check(st == 200, f"admin fault injection: HTTP {st} {body}")
+    r = requests.get(links[0].external_link, timeout=10)
+    check(r.status_code == 403 and "expired" in r.text, f"expired link: HTTP {r.status_code} {r.text[:120]!r}")
+    fresh = w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 0).external_links[0]
+    r = requests.get(fresh.external_link, timeout=10)
+    check(r.status_code == 200 and len(json.loads(r.content)) == fresh.row_count,
+          f"refreshed link: HTTP {r.status_code}")
 
 
 @case("pat_external_links_csv")
@@ -523,7 +566,7 @@ def fault(c: Ctx, status, count, retry_after=None, path="/api/2.0/sql/statements
     check(st == 200, f"admin fault injection: HTTP {st} {resp}")
 
 
-@case("error_429_retried_then_succeeds")
+@case("error_429_retried_then_succeeds", budget=6)
 def _(c: Ctx):
     w = c.pat()
     fault(c, 429, 1, retry_after=1)
@@ -536,7 +579,7 @@ def _(c: Ctx):
     check(st == 200 and faults == [], f"the injected fault was not consumed: {faults}")
 
 
-@case("error_429_typed_exception")
+@case("error_429_typed_exception", budget=10)
 def _(c: Ctx):
     w = c.pat(retry=3)
     fault(c, 429, 50, retry_after=1)
@@ -547,7 +590,7 @@ def _(c: Ctx):
         c.sim.admin("DELETE", "faults")
 
 
-@case("error_503_retried_then_succeeds")
+@case("error_503_retried_then_succeeds", budget=10)
 def _(c: Ctx):
     w = c.pat()
     fault(c, 503, 2)
@@ -557,7 +600,7 @@ def _(c: Ctx):
     check(st == 200 and faults == [], f"the injected fault was not consumed: {faults}")
 
 
-@case("error_503_typed_exception")
+@case("error_503_typed_exception", budget=10)
 def _(c: Ctx):
     w = c.pat(retry=3)
     fault(c, 503, 50, retry_after=1)
@@ -614,6 +657,74 @@ def _(c: Ctx):
     check(canon(got) == canon(c.model.changes("main.conf.legacy", 6, 7)), f"got {got}")
 
 
+@case("table_changes_named_parameters")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM table_changes('{P}', :s, :e)",
+                 parameters=[StatementParameterListItem(name="s", value="2", type="BIGINT"),
+                             StatementParameterListItem(name="e", value="3", type="BIGINT")])
+    got = c.all_rows(w, resp)
+    check(canon(got) == canon(c.model.changes(P, 2, 3)), f"{len(got)} rows differ from the model's versions 2..3")
+
+
+@case("table_changes_timestamp_bounds")
+def _(c: Ctx):
+    w = c.pat()
+    commits = c.model.tables[P]["commits"]
+    # Start between v1 and v2 resolves to v2; end equal to v3's timestamp includes v3.
+    resp = c.sql(w, f"SELECT * FROM table_changes('{P}', '2026-03-02 00:00:00', '{commits[3]['timestamp']}')")
+    got = c.all_rows(w, resp)
+    check(canon(got) == canon(c.model.changes(P, 2, 3)), f"{len(got)} rows differ from the model's versions 2..3")
+
+
+@case("show_tblproperties")
+def _(c: Ctx):
+    w = c.pat()
+    rows = c.all_rows(w, c.sql(w, "SHOW TBLPROPERTIES main.conf.legacy ('delta.enableChangeDataFeed')"))
+    check(rows == [["delta.enableChangeDataFeed", "true"]], f"got {rows}")
+    rows = c.all_rows(w, c.sql(w, "SHOW TBLPROPERTIES main.conf.legacy ('delta.nope')"))
+    check(len(rows) == 1 and rows[0][0] == "delta.nope" and "does not have property" in (rows[0][1] or ""),
+          f"missing key: got {rows}")
+
+
+@case("describe_history_columns")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, "DESCRIBE HISTORY main.conf.legacy")
+    rows = c.all_rows(w, resp)
+    cols = [(x.name, x.type_text) for x in resp.manifest.schema.columns]
+    want = [("version", "BIGINT"), ("timestamp", "TIMESTAMP"), ("userId", "STRING"), ("userName", "STRING"),
+            ("operation", "STRING"), ("operationParameters", "MAP<STRING, STRING>")]
+    check(cols[:6] == want, f"first columns {cols[:6]}")
+    names = [x[0] for x in cols]
+    for n in ("readVersion", "isolationLevel", "isBlindAppend", "operationMetrics", "userMetadata", "engineInfo"):
+        check(n in names, f"column {n} missing from {names}")
+    commits = c.model.tables["main.conf.legacy"]["commits"]
+    got = [(r[0], r[1], r[4]) for r in rows]
+    exp = [(str(x["version"]), x["timestamp"], x["operation"]) for x in reversed(commits)]
+    check(got == exp, f"history {got[:3]}..., expected {exp[:3]}...")
+
+
+@case("close_statement_then_closed")
+def _(c: Ctx):
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    r = requests.delete(f"{c.host}/api/2.0/sql/statements/{resp.statement_id}",
+                        headers={"Authorization": f"Bearer {W.PAT}"}, timeout=5)
+    check(r.status_code == 200 and r.json() == {}, f"DELETE: HTTP {r.status_code} {r.text[:80]}")
+    st = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st == StatementState.CLOSED, f"state after DELETE {st}, expected CLOSED")
+    expect_raises(DatabricksError, lambda: w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 1),
+                  "chunk of a closed statement")
+
+
+@case("error_404_execute_unknown_warehouse")
+def _(c: Ctx):
+    w = c.pat()
+    expect_raises(NotFound, lambda: w.statement_execution.execute_statement(statement=ONE, warehouse_id="ffffffffffffffff"),
+                  "execute on an unknown warehouse")
+
+
 # ----------------------------------------------------------------------------- warehouses
 
 @case("warehouses_list_and_get")
@@ -629,7 +740,7 @@ def _(c: Ctx):
           f"odbc_params.path {wh.odbc_params and wh.odbc_params.path}")
 
 
-@case("warehouses_stop_then_start")
+@case("warehouses_stop_then_start", budget=15)
 def _(c: Ctx):
     w = c.pat()
     stopped = w.warehouses.stop(W.WH_MANAGED).result(timeout=__import__("datetime").timedelta(seconds=30))
@@ -745,6 +856,96 @@ def _(c: Ctx):
     raise Failure("a wrong client secret was accepted")
 
 
+# ----------------------------------------------------------------------------- cases with their own simulator
+
+@case("inline_byte_limit_fails_statement", budget=8)
+def _(c: Ctx):
+    extra = Sim(c.sim_binary, HERE / "workspace.json", "--inline-byte-limit", "2000")
+    try:
+        w = WorkspaceClient(config=Config(host=extra.base, token=W.PAT, auth_type="pat", retry_timeout_seconds=10,
+                                          http_timeout_seconds=HTTP_TIMEOUT))
+        resp = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_RUNNING,
+                                                       wait_timeout="30s")
+        check(resp.status.state == StatementState.FAILED, f"state {resp.status.state}, expected FAILED over the INLINE cap")
+        msg = resp.status.error.message if resp.status.error else ""
+        check("Inline byte limit exceeded" in msg and "disposition=EXTERNAL_LINKS" in msg, f"message {msg[:160]!r}")
+        ok = w.statement_execution.execute_statement(statement=f"SELECT * FROM {P}", warehouse_id=W.WH_RUNNING,
+                                                     wait_timeout="30s", disposition=Disposition.EXTERNAL_LINKS)
+        check(ok.status.state == StatementState.SUCCEEDED, f"EXTERNAL_LINKS over the INLINE cap: {ok.status.state}")
+    finally:
+        extra.stop()
+
+
+@case("m2m_token_refreshed_before_expiry", budget=12)
+def _(c: Ctx):
+    extra = Sim(c.sim_binary, HERE / "workspace.json", "--oauth-token-ttl", "4")
+    try:
+        w = WorkspaceClient(config=Config(host=extra.base, client_id=W.CLIENT_ID, client_secret=W.CLIENT_SECRET,
+                                          auth_type="oauth-m2m", retry_timeout_seconds=10, http_timeout_seconds=HTTP_TIMEOUT))
+        first = w.config.authenticate()["Authorization"]
+        r = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_RUNNING, wait_timeout="30s")
+        check(r.status.state == StatementState.SUCCEEDED, f"first statement {r.status.state}")
+        time.sleep(4.5)
+        stale = requests.post(extra.base + "/api/2.0/sql/statements", headers={"Authorization": first},
+                              json={"statement": ONE, "warehouse_id": W.WH_RUNNING}, timeout=5)
+        check(stale.status_code == 403 and stale.json().get("error_code") == 403,
+              f"expired OAuth token: HTTP {stale.status_code} {stale.text[:100]}, expected 403 with numeric error_code")
+        r = w.statement_execution.execute_statement(statement=ONE, warehouse_id=W.WH_RUNNING, wait_timeout="30s")
+        check(r.status.state == StatementState.SUCCEEDED, f"after expiry {r.status.state}")
+        check(w.config.authenticate()["Authorization"] != first, "the SDK kept using the expired token")
+    finally:
+        extra.stop()
+
+
+# ----------------------------------------------------------------------------- runs last: changes the table
+
+@case("admin_commit_then_incremental_read")
+def _(c: Ctx):
+    """The replicator's loop: a new commit arrives, DESCRIBE HISTORY shows it, table_changes reads it."""
+    w = c.pat()
+    commits = c.model.tables[P]["commits"]
+    last = commits[-1]["version"]
+    before = next(r for r in c.model.content(P) if r[0] == "C0002")
+    after = before[:4] + [str(int(before[4]) + 1), "2026-03-05T08:00:00.000Z"]
+    commit = {"version": last + 1, "timestamp": "2026-03-05T08:00:00.000Z", "operation": "MERGE",
+              "update": [{"before": before, "after": after}],
+              "insert": [["C0100", "c0100@example.com", "Zoë", "JP", "1", "2026-03-05T08:00:00.000Z"]]}
+    st, body = c.sim.admin("POST", f"tables/{P}/commits", commit)
+    check(st == 200, f"admin append: HTTP {st} {body}")
+    commits.append(commit)  # the model follows
+    rows = c.all_rows(w, c.sql(w, f"DESCRIBE HISTORY {P} LIMIT 1"))
+    check(rows and rows[0][0] == str(last + 1), f"latest version {rows and rows[0][0]}, expected {last + 1}")
+    got = c.all_rows(w, c.sql(w, f"SELECT * FROM table_changes('{P}', {last + 1}, {last + 1})"))
+    check(canon(got) == canon(c.model.changes(P, last + 1, last + 1)), f"new version's changes: {got}")
+    got = c.all_rows(w, c.sql(w, f"SELECT * FROM {P}"))
+    check(canon(got) == canon(c.model.content(P)), "snapshot after the new commit differs from the model")
+    st, body = c.sim.admin("POST", f"tables/{P}/commits", dict(commit, version=last + 5))
+    check(st == 409, f"a commit with a gap in versions: HTTP {st}, expected 409")
+
+
+@case("results_and_links_expire_on_the_clock")
+def _(c: Ctx):
+    """Links last 15 min, results 1 h after success, statements 12 h after a terminal state (spec §3, §10).
+    Uses the admin clock, so it runs last."""
+    w = c.pat()
+    resp = c.sql(w, f"SELECT * FROM {P}")
+    ext, links = external(c, w)
+    st, body = c.sim.admin("POST", "clock/advance", {"seconds": 901})
+    check(st == 200, f"admin clock advance: HTTP {st} {body}")
+    r = requests.get(links[0].external_link, timeout=10)
+    check(r.status_code == 403 and "expired" in r.text, f"link after 15 min: HTTP {r.status_code} {r.text[:100]!r}")
+    fresh = w.statement_execution.get_statement_result_chunk_n(ext.statement_id, 0).external_links[0]
+    check(requests.get(fresh.external_link, timeout=10).status_code == 200, "a re-fetched link does not work")
+    c.sim.admin("POST", "clock/advance", {"seconds": 2700})
+    st1 = w.statement_execution.get_statement(resp.statement_id).status.state
+    check(st1 == StatementState.CLOSED, f"state 1 h after success {st1}, expected CLOSED")
+    expect_raises(DatabricksError, lambda: w.statement_execution.get_statement_result_chunk_n(resp.statement_id, 1),
+                  "chunk of an expired result")
+    c.sim.admin("POST", "clock/advance", {"seconds": 12 * 3600})
+    expect_raises(NotFound, lambda: w.statement_execution.get_statement(resp.statement_id),
+                  "statement 13 h after it finished")
+
+
 # ----------------------------------------------------------------------------- main
 
 def main() -> int:
@@ -756,23 +957,26 @@ def main() -> int:
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.ERROR)
     ws = HERE / "workspace.json"
     model = Model(json.loads(ws.read_text()))
-    cases = [(n, f) for n, f in CASES if not a.only or a.only in n]
+    cases = [(n, f, b) for n, f, b in CASES if not a.only or a.only in n]
     passed = failed = 0
     try:
         sim = Sim(a.sim, ws, "--rows-per-chunk", str(ROWS_PER_CHUNK),
                   "--rows-per-external-chunk", str(ROWS_PER_EXTERNAL_CHUNK))
     except Exception as e:  # noqa: BLE001
-        for n, _ in cases:
+        for n, _, _ in cases:
             print(f"FAIL {n}: simulator did not start: {e}")
         print(f"0 passed, {len(cases)} failed")
         return 1
     try:
-        ctx = Ctx(sim, model)
-        for name, fn in cases:
+        ctx = Ctx(sim, model, a.sim)
+        for name, fn, budget in cases:
             t0 = time.monotonic()
             try:
                 fn(ctx)
-                print(f"PASS {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+                took = time.monotonic() - t0
+                check(took <= budget, f"took {took:.1f}s, over its {budget:.0f}s budget: responses stalled "
+                                      f"(the SDK retries after {HTTP_TIMEOUT}s read timeouts)")
+                print(f"PASS {name} ({took:.1f}s)", flush=True)
                 passed += 1
             except Failure as e:
                 print(f"FAIL {name}: {e}", flush=True)

@@ -14,6 +14,8 @@ Body comparison rules (`conforms`):
     element (an empty simulator array conforms; a non-empty one against an empty recording
     does not);
   - scalars: same JSON type (string, number, boolean, null).
+Where the simulator gets exactly the recorded SQL (SELECT NULL, SELECT CAST(NULL AS DOUBLE)), the
+manifest and result values must match the recording as well.
 
 Standard library only. Prints `PASS name` / `FAIL name: reason`, then `N passed, N failed`.
 """
@@ -113,8 +115,10 @@ def media(ct: str | None) -> str:
 
 
 class ShapeCase:
-    def __init__(self, name, fixture, produce, allowed=(), headers=()):
+    def __init__(self, name, fixture, produce, allowed=(), headers=(), same_values=()):
         self.name, self.fixture, self.produce = name, fixture, produce
+        # Paths whose values must equal the recording too (the request is the recorded one).
+        self.same_values = same_values
         self.allowed = set(allowed)
         self.headers = headers  # header names that must be present (the recording has them)
 
@@ -173,6 +177,10 @@ def close_statement(base):
 CASES = [
     ShapeCase("execute_inline_json", "execute-inline-json-null-and-int.json",
               lambda b: execute(b, "SELECT id FROM main.conf.legacy ORDER BY id")),
+    ShapeCase("execute_inline_json_select_null_void", "execute-inline-json-select-null-void.json",
+              lambda b: execute(b, "SELECT NULL"), same_values=("manifest", "result")),
+    ShapeCase("execute_inline_json_null_double", "execute-inline-json-null-double.json",
+              lambda b: execute(b, "SELECT CAST(NULL AS DOUBLE)"), same_values=("manifest", "result")),
     ShapeCase("execute_inline_json_string_edge_cases", "execute-inline-json-string-edge-cases.json",
               lambda b: execute(b, "SELECT first_name FROM main.conf.participants ORDER BY participant_id")),
     ShapeCase("execute_inline_json_timestamp", "execute-inline-json-timestamp.json",
@@ -237,6 +245,9 @@ def run_case(c: ShapeCase, base: str, recorded_dir: Path) -> str:
         body = None
     if body is not None or rresp.get("body") is not None:
         problems += conforms(body, rresp.get("body"), "", c.allowed)
+        for key in c.same_values:
+            if isinstance(body, dict) and body.get(key) != rresp["body"].get(key):
+                problems.append(f"{key}: {json.dumps(body.get(key))[:160]} != recorded {json.dumps(rresp['body'].get(key))[:160]}")
     return "; ".join(problems[:6]) + (f" (+{len(problems) - 6} more)" if len(problems) > 6 else "")
 
 
