@@ -12,7 +12,7 @@ import Foundation
 /// writes (it serialises them). Hence `@unchecked Sendable`.
 final class BatchWriter: @unchecked Sendable {
     private let condition = NSCondition()
-    private var queue: [(changes: [PanelStore.Change], checkpoint: PanelStore.Checkpoint?)] = []
+    private var queue: [(job: @Sendable () throws -> PanelStore.ApplyOutcome, rows: Int, version: Int64?)] = []
     private var failure: (any Error)?
     private var outcome = PanelStore.ApplyOutcome()
     private var closed = false
@@ -43,12 +43,18 @@ final class BatchWriter: @unchecked Sendable {
 
     /// Queues a batch; blocks while the queue is full. Throws the writer's error, if it failed.
     func submit(_ changes: [PanelStore.Change], checkpoint: PanelStore.Checkpoint?) throws {
+        let apply = self.apply
+        try submit(rows: changes.count, version: checkpoint?.tableVersion) { try apply(changes, checkpoint) }
+    }
+
+    /// Queues any write job (e.g. a batch of events); same ordering and bounds as batches of changes.
+    func submit(rows: Int, version: Int64?, _ job: @escaping @Sendable () throws -> PanelStore.ApplyOutcome) throws {
         condition.lock()
         defer { condition.unlock() }
         while queue.count >= capacity && failure == nil { condition.wait() }
         if let failure { throw failure }
         precondition(!closed, "submit after finish")
-        queue.append((changes, checkpoint))
+        queue.append((job, rows, version))
         condition.broadcast()
     }
 
@@ -73,18 +79,20 @@ final class BatchWriter: @unchecked Sendable {
                 condition.unlock()
                 return
             }
-            let (changes, checkpoint) = queue.removeFirst()
+            let (job, rows, version) = queue.removeFirst()
             condition.broadcast()
             condition.unlock()
             do {
-                let o = try apply(changes, checkpoint)
-                onApplied(changes.count, checkpoint?.tableVersion)
+                let o = try job()
+                onApplied(rows, version)
                 condition.lock()
                 outcome.inserted += o.inserted
                 outcome.updated += o.updated
                 outcome.unchanged += o.unchanged
                 outcome.skippedOlder += o.skippedOlder
                 outcome.superseded += o.superseded
+                outcome.linked += o.linked
+                outcome.conflicts += o.conflicts
                 condition.unlock()
             } catch {
                 condition.lock()

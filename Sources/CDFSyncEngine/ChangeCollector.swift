@@ -44,6 +44,9 @@ final class ChangeCollector: ResultSink {
     private var pendingRows: [[[UInt8]?]] = []
 
     private var batch: [PanelStore.Change] = []
+    private var events: [PanelStore.Event] = []
+    /// Hash and compress records on this (the reading) thread, so the writer thread only writes.
+    private var compressor: ZstdCompressor?
     private var batchKeys = Set<String>()
     private var batchStartCount = 0
     private var json = JSONWriter(reservingCapacity: 512)
@@ -53,7 +56,7 @@ final class ChangeCollector: ResultSink {
     /// The last (cursor, key) seen, for watermark checkpoints.
     private(set) var lastCursor: (text: String, key: String)?
 
-    struct Counts { var read = 0, deletes = 0, preimages = 0, invalid = 0, consentBlocked = 0, nullCursor = 0 }
+    struct Counts { var read = 0, deletes = 0, preimages = 0, invalid = 0, consentBlocked = 0, nullCursor = 0, updatesIgnored = 0 }
 
     init(source: Source, mapping: RowMapping, batchSize: Int, summary: SyncSummary, writer: BatchWriter, store: PanelStore,
          scope: String, maxInvalidRatio: Double? = nil) {
@@ -116,8 +119,12 @@ final class ChangeCollector: ResultSink {
     }
 
     func discardPartialChunk() {
-        for c in batch[batchStartCount...] { batchKeys.remove(c.externalID) }
-        batch.removeSubrange(batchStartCount...)
+        if case .pipeline(let p) = mapping, p.kind == .events {
+            events.removeSubrange(min(batchStartCount, events.count)...)
+        } else {
+            for c in batch[batchStartCount...] { batchKeys.remove(c.externalID) }
+            batch.removeSubrange(batchStartCount...)
+        }
         pendingRows.removeAll()
         counts = countsAtChunkStart
     }
@@ -125,12 +132,12 @@ final class ChangeCollector: ResultSink {
     func chunkCompleted(index: Int, rowCount: Int) throws {
         precondition(resolved, "a chunk completed before the manifest was known")
         try checkInvalidRatio()
-        if batch.count >= batchSize {
+        if batch.count + events.count >= batchSize {
             // Change-feed rows arrive ordered by _commit_version: every version below the highest seen is complete.
             let complete: Int64? = if case .changeFeed = source { highestVersionSeen - 1 } else { nil }
             try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0) })
         }
-        batchStartCount = batch.count
+        batchStartCount = batch.count + events.count
         countsAtChunkStart = counts
     }
 
@@ -150,6 +157,9 @@ final class ChangeCollector: ResultSink {
         summary.invalid += counts.invalid
         summary.consentBlocked += counts.consentBlocked
         summary.nullCursor += counts.nullCursor
+        summary.eventUpdatesIgnored += counts.updatesIgnored
+        summary.linked += outcome.linked
+        summary.conflicts += outcome.conflicts
         counts = Counts()
         countsAtChunkStart = counts
     }
@@ -159,11 +169,24 @@ final class ChangeCollector: ResultSink {
 
     /// Sends the batch so far to the writer (watermark pages checkpoint after every page).
     func flush(checkpoint: PanelStore.Checkpoint?) throws {
-        let changes = batch
+        if case .pipeline(let p) = mapping, p.kind == .events {
+            let batch = events
+            events = []
+            batchStartCount = 0
+            let (store, scope, identity) = (store, scope, p.identityPipeline)
+            try writer.submit(rows: batch.count, version: checkpoint?.tableVersion) {
+                let o = try store.applyEvents(batch, scope: scope, identityScope: identity, pipeline: scope, checkpoint: checkpoint)
+                return PanelStore.ApplyOutcome(inserted: o.inserted, unchanged: o.duplicates)
+            }
+            return
+        }
+        var changes = batch
         batch = []
         batch.reserveCapacity(batchSize + 1024)
         batchKeys.removeAll(keepingCapacity: true)
         batchStartCount = 0
+        if compressor == nil { compressor = try ZstdCompressor(level: 3) }
+        try PanelStore.prepare(&changes, compressor: compressor!)
         try writer.submit(changes, checkpoint: checkpoint)
     }
 
@@ -197,6 +220,10 @@ final class ChangeCollector: ResultSink {
             version = v
             highestVersionSeen = max(highestVersionSeen, v)
             let type = row.withValue(changeTypeIndex) { ChangeType(utf8: $0) } ?? nil
+            if case .pipeline(let p) = mapping, p.kind == .events, type == .updatePostimage {
+                counts.updatesIgnored += 1  // events are immutable: only inserts are taken
+                return
+            }
             switch type {
             case .insert?, .updatePostimage?: break
             case .delete?: counts.deletes += 1; return
@@ -231,18 +258,18 @@ final class ChangeCollector: ResultSink {
             noteCursor(row, key: key)
         case .pipeline:
             switch mapper!.map(row, into: &json) {
-            case .participant(let id, _, _, let optedIn, let record):
+            case .participant(let id, let email, let phone, let optedIn, let record):
                 // Not opted in: a participant we already hold becomes not contactable (never deleted);
                 // one we do not hold is not imported.
                 if try !optedIn && !batchKeys.contains(id) && store.participantID(externalID: id, scope: scope) == nil {
                     counts.consentBlocked += 1
                     return
                 }
-                batch.append(PanelStore.Change(externalID: id, commitVersion: version, record: record))
+                batch.append(PanelStore.Change(externalID: id, commitVersion: version, record: record, email: email, phone: phone))
                 batchKeys.insert(id)
                 noteCursor(row, key: id)
-            case .event:
-                invalid(nil, "events pipelines are applied by the events path")
+            case .event(let id, let user, let record):
+                events.append(PanelStore.Event(eventID: id, userExternalID: user, commitVersion: version, record: record))
             case .invalid(let why):
                 invalid(row.string(0), why)
             }

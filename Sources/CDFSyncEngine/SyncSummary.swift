@@ -34,6 +34,12 @@ public struct SyncSummary: Sendable, Equatable {
     public var bytesReceived = 0
     public var seconds: Double = 0
     public var delivered = 0
+    /// Events: update post-images ignored (events are immutable; only inserts are taken).
+    public var eventUpdatesIgnored = 0
+    /// New source keys linked to an existing participant through email or phone.
+    public var linked = 0
+    /// Identity conflicts recorded (a weaker key points at another participant); never merged.
+    public var conflicts = 0
     /// Changes acknowledged by webhook sinks in this run.
     public var webhookDelivered = 0
     public var outputFiles: [String] = []
@@ -80,6 +86,9 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("preimages_ignored"); w.int(Int64(preimagesIgnored))
         w.key("invalid"); w.int(Int64(invalid))
         w.key("consent_blocked"); w.int(Int64(consentBlocked))
+        w.key("linked"); w.int(Int64(linked))
+        w.key("conflicts"); w.int(Int64(conflicts))
+        w.key("event_updates_ignored"); w.int(Int64(eventUpdatesIgnored))
         w.key("null_cursor"); w.int(Int64(nullCursor))
         w.key("delivered"); w.int(Int64(delivered))
         w.key("webhook_delivered"); w.int(Int64(webhookDelivered))
@@ -120,6 +129,8 @@ public struct SyncSummary: Sendable, Equatable {
         lines.append("  unchanged      \(unchanged)" + (skippedOlder > 0 ? "  (+\(skippedOlder) older than the panel, skipped)" : ""))
         if superseded > 0 { lines.append("  superseded     \(superseded)  (replaced by a later version of the same key in this read)") }
         lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
+        if linked > 0 || conflicts > 0 { lines.append("  identity       \(linked) linked by email/phone, \(conflicts) conflict(s) recorded (not merged)") }
+        if eventUpdatesIgnored > 0 { lines.append("  events         \(eventUpdatesIgnored) updates ignored (events are immutable)") }
         if consentBlocked > 0 { lines.append("  consent        \(consentBlocked) not opted in, not imported") }
         if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
         if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no cursor value and cannot be synced by watermark") }
