@@ -72,6 +72,9 @@ struct DBSQLSim: ParsableCommand {
     }
 
     func run() throws {
+        // SIGINT/SIGTERM are blocked since process start (see the bottom of this file); collect them
+        // with sigwait once serving.
+        var stopSignals = DBSQLSim.stopSignals()
         var ws: Workspace
         if let path = workspace {
             ws = try Workspace.load(path: path)
@@ -118,20 +121,26 @@ struct DBSQLSim: ParsableCommand {
             Data("dbsql-sim: \(ws.tables.count) table(s), \(ws.warehouses.count) warehouse(s), \(ws.principals.count) principal(s)\n".utf8))
         FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
 
-        let done = DispatchSemaphore(value: 0)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { done.signal() }
-            src.resume()
-            sources.append(src)
-        }
-        done.wait()
+        var received: Int32 = 0
+        while sigwait(&stopSignals, &received) != 0 {}
         sim.stop()
-        FileHandle.standardError.write(Data("dbsql-sim: stopped\n".utf8))
-        _ = sources
+        FileHandle.standardError.write(Data("dbsql-sim: stopped (signal \(received))\n".utf8))
     }
 }
 
+extension DBSQLSim {
+    static func stopSignals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+}
+
+// Block SIGINT/SIGTERM before any other thread exists (threads inherit the mask): a signal sent at any
+// moment, even right after the port is announced, stays pending until run() collects it with sigwait,
+// so it is neither lost nor fatal.
+var blockedAtStart = DBSQLSim.stopSignals()
+pthread_sigmask(SIG_BLOCK, &blockedAtStart, nil)
 DBSQLSim.main()
