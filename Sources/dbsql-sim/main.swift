@@ -57,6 +57,15 @@ struct DBSQLSim: ParsableCommand {
     @Option(name: .long, help: "Lifetime of OAuth access tokens in seconds.")
     var oauthTokenTtl: Double = 3600
 
+    @Option(name: .long, help: "Seconds results stay fetchable after success.")
+    var resultTtl: Double = 3600
+
+    @Option(name: .long, help: "Seconds after which a running statement nobody polls is cancelled.")
+    var abandonAfter: Double = 900
+
+    @Option(name: .long, help: "HTTP status for an unknown warehouse_id: 404 (RESOURCE_DOES_NOT_EXIST) or 400.")
+    var unknownWarehouseStatus: Int = 404
+
     @Flag(name: .long, help: "Leave status.sql_state out of FAILED statements.")
     var noSqlState = false
 
@@ -69,6 +78,9 @@ struct DBSQLSim: ParsableCommand {
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
         guard rowsPerChunk > 0, rowsPerExternalChunk > 0 else { throw ValidationError("chunk sizes must be positive") }
+        guard unknownWarehouseStatus == 404 || unknownWarehouseStatus == 400 else {
+            throw ValidationError("--unknown-warehouse-status must be 404 or 400")
+        }
     }
 
     func run() throws {
@@ -110,8 +122,9 @@ struct DBSQLSim: ParsableCommand {
         var config = Simulator.Configuration(
             rowsPerChunk: rowsPerChunk, rowsPerExternalChunk: rowsPerExternalChunk, adminToken: token,
             includeSQLState: !noSqlState, executionDelay: executionDelay,
-            inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl,
-            oauthTokenTTL: oauthTokenTtl)
+            inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl, resultTTL: resultTtl,
+            oauthTokenTTL: oauthTokenTtl, unknownWarehouseStatus: unknownWarehouseStatus)
+        config.abandonAfter = abandonAfter
         if verbose {
             config.requestLog = { line in FileHandle.standardError.write(Data("dbsql-sim: \(line)\n".utf8)) }
         }
