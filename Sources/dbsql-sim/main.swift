@@ -57,6 +57,15 @@ struct DBSQLSim: ParsableCommand {
     @Option(name: .long, help: "Lifetime of OAuth access tokens in seconds.")
     var oauthTokenTtl: Double = 3600
 
+    @Option(name: .long, help: "Seconds results stay fetchable after success.")
+    var resultTtl: Double = 3600
+
+    @Option(name: .long, help: "Seconds after which a running statement nobody polls is cancelled.")
+    var abandonAfter: Double = 900
+
+    @Option(name: .long, help: "HTTP status for an unknown warehouse_id: 404 (RESOURCE_DOES_NOT_EXIST) or 400.")
+    var unknownWarehouseStatus: Int = 404
+
     @Flag(name: .long, help: "Leave status.sql_state out of FAILED statements.")
     var noSqlState = false
 
@@ -69,9 +78,15 @@ struct DBSQLSim: ParsableCommand {
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be within 0...65535") }
         guard rowsPerChunk > 0, rowsPerExternalChunk > 0 else { throw ValidationError("chunk sizes must be positive") }
+        guard unknownWarehouseStatus == 404 || unknownWarehouseStatus == 400 else {
+            throw ValidationError("--unknown-warehouse-status must be 404 or 400")
+        }
     }
 
     func run() throws {
+        // SIGINT/SIGTERM are blocked since process start (see the bottom of this file); collect them
+        // with sigwait once serving.
+        var stopSignals = DBSQLSim.stopSignals()
         var ws: Workspace
         if let path = workspace {
             ws = try Workspace.load(path: path)
@@ -107,8 +122,9 @@ struct DBSQLSim: ParsableCommand {
         var config = Simulator.Configuration(
             rowsPerChunk: rowsPerChunk, rowsPerExternalChunk: rowsPerExternalChunk, adminToken: token,
             includeSQLState: !noSqlState, executionDelay: executionDelay,
-            inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl,
-            oauthTokenTTL: oauthTokenTtl)
+            inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl, resultTTL: resultTtl,
+            oauthTokenTTL: oauthTokenTtl, unknownWarehouseStatus: unknownWarehouseStatus)
+        config.abandonAfter = abandonAfter
         if verbose {
             config.requestLog = { line in FileHandle.standardError.write(Data("dbsql-sim: \(line)\n".utf8)) }
         }
@@ -118,20 +134,26 @@ struct DBSQLSim: ParsableCommand {
             Data("dbsql-sim: \(ws.tables.count) table(s), \(ws.warehouses.count) warehouse(s), \(ws.principals.count) principal(s)\n".utf8))
         FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
 
-        let done = DispatchSemaphore(value: 0)
-        var sources: [any DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            signal(sig, SIG_IGN)
-            let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            src.setEventHandler { done.signal() }
-            src.resume()
-            sources.append(src)
-        }
-        done.wait()
+        var received: Int32 = 0
+        while sigwait(&stopSignals, &received) != 0 {}
         sim.stop()
-        FileHandle.standardError.write(Data("dbsql-sim: stopped\n".utf8))
-        _ = sources
+        FileHandle.standardError.write(Data("dbsql-sim: stopped (signal \(received))\n".utf8))
     }
 }
 
+extension DBSQLSim {
+    static func stopSignals() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        return set
+    }
+}
+
+// Block SIGINT/SIGTERM before any other thread exists (threads inherit the mask): a signal sent at any
+// moment, even right after the port is announced, stays pending until run() collects it with sigwait,
+// so it is neither lost nor fatal.
+var blockedAtStart = DBSQLSim.stopSignals()
+pthread_sigmask(SIG_BLOCK, &blockedAtStart, nil)
 DBSQLSim.main()

@@ -1,6 +1,10 @@
 import Foundation
 import Testing
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Runs the built `dbsql-sim` binary (skipped when it has not been built).
 @Suite struct CLITests {
     static var binary: String {
@@ -34,6 +38,13 @@ import Testing
         #expect(health.status == 200)
         #expect(health.json["tables"] as? Int == 4)
         p.terminate()
+        // Never hang the suite: give it 10 s, then kill it and fail.
+        let deadline = Date().addingTimeInterval(10)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if p.isRunning {
+            kill(p.processIdentifier, SIGKILL)
+            Issue.record("dbsql-sim did not stop on SIGTERM")
+        }
         p.waitUntilExit()
         #expect(p.terminationStatus == 0)
         #expect(p.terminationReason == .exit)
