@@ -221,6 +221,16 @@ def _(c: Ctx):
 
 # ----------------------------------------------------------------------------- cases: PAT basics
 
+@case("plain_client_construction")
+def _(c: Ctx):
+    """The constructors as users write them, with the SDK's own defaults (host metadata probe included)."""
+    w = WorkspaceClient(host=c.host, token=W.PAT)
+    check(w.config.auth_type == "pat", f"auth_type {w.config.auth_type}")
+    check(c.all_rows(w, c.sql(w, ONE)) == [["C0001"]], "PAT statement")
+    w = WorkspaceClient(host=c.host, client_id=W.CLIENT_ID, client_secret=W.CLIENT_SECRET, auth_type="oauth-m2m")
+    check(c.all_rows(w, c.sql(w, ONE)) == [["C0001"]], "M2M statement")
+
+
 @case("pat_execute_named_parameters")
 def _(c: Ctx):
     w = c.pat()
