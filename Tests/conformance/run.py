@@ -646,6 +646,32 @@ failed_case("failed_table_not_found", "SELECT * FROM main.conf.nope", ["TABLE_OR
 failed_case("failed_parse_syntax", "SELEC * FROM main.conf.participants", ["PARSE_SYNTAX_ERROR"])
 
 
+failed_case("failed_describe_history_on_view", "DESCRIBE HISTORY main.conf.opted_in",
+            ["DELTA_CANNOT_DESCRIBE_VIEW_HISTORY"])
+failed_case("failed_version_as_of_vacuumed", "SELECT * FROM main.conf.vacuumed VERSION AS OF 1",
+            ["DELTA_VERSION_NOT_FOUND", "DELTA_FILE_NOT_FOUND_DETAILED", "FAILED_READ_FILE.FILE_NOT_EXIST"])
+failed_case("failed_version_as_of_after_latest", "SELECT * FROM main.conf.participants VERSION AS OF 99",
+            ["DELTA_VERSION_NOT_FOUND"])
+
+
+@case("view_reflects_source_latest")
+def _(c: Ctx):
+    w = c.pat()
+    got = c.all_rows(w, c.sql(w, "SELECT * FROM main.conf.opted_in"))
+    want = [[r[0], r[1]] for r in c.model.content(P) if r[3] == "US"]
+    check(canon(got) == canon(want), f"{len(got)} view rows, model has {len(want)}")
+
+
+@case("version_as_of_snapshot")
+def _(c: Ctx):
+    w = c.pat()
+    for v in (1, 2, 3):
+        got = c.all_rows(w, c.sql(w, f"SELECT * FROM {P} VERSION AS OF {v}"))
+        check(canon(got) == canon(c.model.content(P, v)), f"VERSION AS OF {v}: {len(got)} rows differ from the model")
+    got = c.all_rows(w, c.sql(w, "SELECT * FROM main.conf.vacuumed VERSION AS OF 3"))
+    check(canon(got) == canon(c.model.content("main.conf.vacuumed", 3)), "vacuumed table at its earliest retained version")
+
+
 @case("failed_no_select_privilege")
 def _(c: Ctx):
     cls, _ = c.failed_class(c.pat(token=W.PAT_LIMITED), f"SELECT * FROM {P}")
