@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One entry point for the Python proof tooling (docs/conformance.md):
-#   1. creates or reuses the venvs .venv-oracle and .venv-conformance from the pinned
+#   1. creates or reuses the venvs .venv-oracle, .venv-conformance and .venv-connector from the pinned
 #      tools/requirements-*.txt (recreated when a requirements file changes);
 #   2. builds dbsql-sim (skipped when DBSQL_SIM points at a binary);
-#   3. runs generate.py --check, make_workspace.py --check, check_sim.py, shapes.py, run.py;
+#   3. runs generate.py --check, make_workspace.py --check, check_sim.py, shapes.py, run.py,
+#      connector.py;
 #   4. prints every step's result and a final combined `N passed, N failed` line.
 # Exit status: 0 only when every step ran and nothing failed.
 #
@@ -65,6 +66,7 @@ step() { # step NAME COMMAND...
 setup_ok=1
 venv oracle tools/requirements-oracle.txt || { echo "!! could not create .venv-oracle"; record venv-oracle 0 1; setup_ok=0; }
 venv conformance tools/requirements-conformance.txt || { echo "!! could not create .venv-conformance"; record venv-conformance 0 1; setup_ok=0; }
+venv connector tools/requirements-connector.txt || { echo "!! could not create .venv-connector"; record venv-connector 0 1; setup_ok=0; }
 
 SIM=${DBSQL_SIM:-}
 if [ -z "$SIM" ]; then
@@ -86,6 +88,9 @@ if [ -n "$SIM" ] && [ -x "$SIM" ]; then
     step shapes "$PY" Tests/conformance/shapes.py --sim "$SIM"
     if [ -x .venv-conformance/bin/python ]; then
         step sdk-conformance .venv-conformance/bin/python Tests/conformance/run.py --sim "$SIM"
+    fi
+    if [ -x .venv-connector/bin/python ]; then
+        step connector .venv-connector/bin/python Tests/conformance/connector.py --sim "$SIM"
     fi
 else
     echo "!! no simulator binary; check-sim, shapes and sdk-conformance not run"

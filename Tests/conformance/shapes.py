@@ -174,6 +174,17 @@ def close_statement(base):
     return http(base, "DELETE", f"/api/2.0/sql/statements/{sid}", W.PAT)
 
 
+def session_create(base):
+    return http(base, "POST", "/api/2.0/sql/sessions/", W.PAT,
+                {"warehouse_id": W.WH_RUNNING, "schema": "conf", "catalog": "main"})
+
+
+def session_delete(base):
+    st, h, raw = session_create(base)
+    sid = json.loads(raw).get("session_id", "missing") if st == 200 else "missing"
+    return http(base, "DELETE", f"/api/2.0/sql/sessions/{sid}?warehouse_id={W.WH_RUNNING}", W.PAT)
+
+
 CASES = [
     ShapeCase("execute_inline_json", "execute-inline-json-null-and-int.json",
               lambda b: execute(b, "SELECT id FROM main.conf.legacy ORDER BY id")),
@@ -199,6 +210,8 @@ CASES = [
               allowed=ARROW_ONLY | {"manifest.schema.columns"}),
     ShapeCase("chunk_external_links", "chunk-external-links-arrow-1.json", chunk_external),
     ShapeCase("close_statement", "close-statement-delete.json", close_statement),
+    ShapeCase("session_create", "session-create.json", session_create),
+    ShapeCase("session_delete", "session-delete.json", session_delete),
     ShapeCase("error_invalid_token_403", "error-invalid-token-403.json",
               lambda b: http(b, "POST", "/api/2.0/sql/statements/", "dapi-invalid",
                              {"statement": "SELECT 1", "warehouse_id": W.WH_RUNNING}),
