@@ -14,13 +14,15 @@ extension PanelStore {
         var outcome = ApplyOutcome(superseded: changes.count - winners.count)
         for i in winners.values {
             let change = changes[i]
-            guard let existing = try record(externalID: change.externalID, scope: scope) else {
+            guard let existing = try sourceKeyState(externalID: change.externalID, scope: scope) else {
                 outcome.inserted += 1
                 continue
             }
-            if change.commitVersion < existing.commitVersion {
+            var h = StableHash()
+            change.record.withUnsafeBytes { h.combine($0) }  // the content hash `apply` stores
+            if change.commitVersion < existing.version {
                 outcome.skippedOlder += 1
-            } else if StableHash.hash(change.record) == StableHash.hash(existing.record) {
+            } else if h.value == existing.contentHash {
                 outcome.unchanged += 1
             } else {
                 outcome.updated += 1

@@ -188,3 +188,18 @@ extension PanelStore {
             participantID: pid, scope: scope, externalID: externalID, commitVersion: version, record: record)
     }
 }
+
+extension PanelStore {
+    /// What the panel holds for one source key: its participant, and the version and content hash it was last
+    /// applied from (what `apply` compares against). `nil` when the key is unknown.
+    public func sourceKeyState(externalID: String, scope: String) throws -> (participantID: UInt64, version: Int64, contentHash: UInt64)? {
+        let key = Self.identityKey(scope: scope, externalID: externalID)
+        return try environment.read { txn in
+            guard let v = try txn.get(ident, key: key) else { return nil }
+            guard let s = v.withUnsafeBytes({ IdentValue($0) }) else {
+                throw StorageError(code: .corrupted, message: "ident entry in \(directory) is \(v.count) bytes")
+            }
+            return (s.pid, s.version, s.hash)
+        }
+    }
+}
