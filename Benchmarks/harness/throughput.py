@@ -59,6 +59,8 @@ def main():
     ap.add_argument("--update-fraction", type=float, default=0.01)
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--json", help="also write the results as JSON to this file")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also run the Python baseline (databricks-sdk, orjson, py-lmdb, zstandard) on the same table")
     a = ap.parse_args()
 
     table = "main.bench.participants"
@@ -68,14 +70,22 @@ def main():
     try:
         warehouse = json.load(open(os.path.join(os.path.dirname(__file__), "bench-workspace.json")))["warehouses"][0]["id"]
         state, out = os.path.join(work, "state"), os.path.join(work, "out")
+        base = None
+        if a.baseline:
+            sys.path.insert(0, os.path.dirname(__file__))
+            from baseline_runner import run_baseline
+            base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"))
         full = run_sync(a.bin, url, warehouse, table, state, out)
         admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
         incr = run_sync(a.bin, url, warehouse, table, state, out)
         print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
         print(fmt("full sync", full))
         print(fmt(f"incremental ({a.update_fraction:.0%})", incr))
+        if base:
+            print(fmt("python baseline (full)", base))
+            print(f"ratio cdfsync / baseline (full sync rows/s): {(full['rows']/full['wall']) / (base['rows']/base['wall']):.1f}x")
         if a.json:
-            json.dump({"rows": a.rows, "full": full, "incremental": incr}, open(a.json, "w"), indent=2)
+            json.dump({"rows": a.rows, "full": full, "incremental": incr, "baseline": base}, open(a.json, "w"), indent=2)
     finally:
         sim.terminate()
         sim.wait()
