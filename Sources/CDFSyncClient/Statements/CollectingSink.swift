@@ -41,3 +41,29 @@ public final class CollectingSink: ResultSink {
         }
     }
 }
+
+extension CollectingSink {
+    /// The position of a column, matched case-insensitively (information_schema names arrive in lower case).
+    public func index(of column: String) -> Int? {
+        let want = column.lowercased()
+        return columns.firstIndex { $0.lowercased() == want }
+    }
+
+    /// The value of `column` in row `row`, or nil when NULL or the column is missing.
+    public func value(_ row: Int, _ column: String) -> String? {
+        guard let i = index(of: column), i < rows[row].count else { return nil }
+        return rows[row][i]
+    }
+}
+
+/// The name discovery and the connection test use for a whole small result.
+public typealias RowCollector = CollectingSink
+
+extension StatementClient {
+    /// Runs a small statement and returns its rows whole.
+    public func collect(_ statement: Statement) throws -> CollectingSink {
+        let sink = CollectingSink()
+        try execute(statement, sink: sink)
+        return sink
+    }
+}
