@@ -50,7 +50,11 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark(
             "Apply_50k_new_keys_fresh_store\(durable ? "" : "_nosync")",
             configuration: .init(
-                setup: { newKeys = try PanelFixture.changes(count: batchSize) },
+                setup: {
+                newKeys = try PanelFixture.changes(count: batchSize)
+                let bytes = newKeys.reduce(0) { $0 + $1.record.count + $1.externalID.utf8.count }
+                BenchmarkSupport.describe("apply batch: \(newKeys.count) changes, \(bytes) bytes of keys and records")
+            },
                 teardown: { newKeys = [] })
         ) { benchmark in
             // One fresh store per scaled iteration, opened before the measured region (start/stop pair once per run).
