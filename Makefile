@@ -26,10 +26,12 @@ release: deps
 demo: release
 	@bash scripts/demo.sh "$(RELEASE_BIN)"
 
-## Everything CI checks.
+## Everything CI checks: every Swift test (unit, integration over loopback, crash safety, Delta ground truth),
+## then the Python proof suites (official databricks-sdk conformance, recorded shapes, delta-rs oracle check).
 test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .test-output.log; exit $${PIPESTATUS[0]}
+	@if [ -f Tests/conformance/ci.sh ]; then bash Tests/conformance/ci.sh; fi
 
 ## End-to-end throughput harness (release build, simulator over loopback).
 bench: release

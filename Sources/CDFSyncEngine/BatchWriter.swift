@@ -18,15 +18,23 @@ final class BatchWriter: @unchecked Sendable {
     private var closed = false
     private var running = true
     private let capacity: Int
-    private let store: PanelStore
-    private let scope: String
-    private let pipeline: String
+    private let apply: @Sendable ([PanelStore.Change], PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome
     var onApplied: @Sendable (Int, Int64?) -> Void = { _, _ in }
 
-    init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2) {
-        self.store = store
-        self.scope = scope
-        self.pipeline = pipeline
+    /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
+    convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2) {
+        self.init(capacity: capacity) { changes, checkpoint in
+            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+            // Keeps resident memory flat in the size of the store (see releaseMappedPages).
+            store.environment.releaseMappedPages()
+            return outcome
+        }
+    }
+
+    /// A writer running `apply` for every batch, on its thread, in order.
+    init(capacity: Int = 2,
+         apply: @escaping @Sendable ([PanelStore.Change], PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome) {
+        self.apply = apply
         self.capacity = max(1, capacity)
         let t = Thread { [self] in loop() }
         t.name = "cdfsync-writer"
@@ -69,7 +77,7 @@ final class BatchWriter: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
             do {
-                let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+                let o = try apply(changes, checkpoint)
                 onApplied(changes.count, checkpoint?.tableVersion)
                 condition.lock()
                 outcome.inserted += o.inserted

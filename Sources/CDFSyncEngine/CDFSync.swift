@@ -3,14 +3,16 @@ import CDFSyncCore
 import CDFSyncStorage
 import Foundation
 
-/// Options of a change-data-feed sync of one participants table.
+/// Options of one sync: the source, how rows map to the panel, and how to read.
 public struct SyncOptions: Sendable {
     public var table: QualifiedName
-    /// The column holding the participant's external id (the identity key).
+    /// Passthrough mapping (no pipeline): the column holding the participant's external id.
     public var keyColumn: String
-    /// Columns to carry into the panel record; nil = every column of the table.
+    /// Passthrough mapping: columns to carry into the record; nil = every column.
     public var columns: [String]?
-    /// The state key of this sync (checkpoint, identity scope). Defaults to the table name.
+    /// A pipeline's mapping, mode, start, filters, consent and validation; nil = passthrough CDF.
+    public var spec: Pipeline?
+    /// The state key of this sync (checkpoint, identity scope).
     public var pipeline: String
     /// Directory of the NDJSON output segments.
     public var outputDirectory: String
@@ -22,11 +24,12 @@ public struct SyncOptions: Sendable {
     public var maxRowsPerStatement: Int64 = 5_000_000
     /// Force INLINE or EXTERNAL_LINKS; nil picks per statement by expected size.
     public var disposition: Statement.Disposition?
-    /// Version to start from when there is no checkpoint (default 0, the table's first version).
+    /// Version to start from when there is no checkpoint (passthrough; pipelines use `start`).
     public var startVersion: Int64 = 0
     /// Take a snapshot at the latest version when change data for the range is gone.
     public var fallBackToSnapshot = true
 
+    /// A passthrough CDF sync of `table` keyed by `keyColumn`.
     public init(table: QualifiedName, keyColumn: String, columns: [String]? = nil, pipeline: String? = nil,
                 outputDirectory: String) {
         self.table = table
@@ -35,17 +38,69 @@ public struct SyncOptions: Sendable {
         self.pipeline = pipeline ?? table.description
         self.outputDirectory = outputDirectory
     }
+
+    /// A sync driven by a pipeline definition.
+    public init(pipeline spec: Pipeline, outputDirectory: String? = nil) throws {
+        do {
+            table = try QualifiedName(parsing: spec.source)
+        } catch {
+            throw SyncError("source: \(error.message)", remedy: "Write the source as catalog.schema.table.")
+        }
+        keyColumn = spec.mapping["external_id"] ?? spec.mapping["event_id"] ?? ""
+        self.spec = spec
+        pipeline = spec.name
+        self.outputDirectory = outputDirectory ?? spec.sinks.first { $0.type == .ndjson }?.directory ?? ".cdfsync/out/\(spec.name)"
+    }
+
+    var mapping: RowMapping { spec.map { .pipeline($0) } ?? .passthrough(keyColumn: keyColumn, columns: columns) }
+
+    /// The columns to select: the pipeline's mapped and attribute columns, or the passthrough list.
+    var selectedColumns: [String]? {
+        if let spec {
+            var cols: [String] = []
+            for f in (spec.kind == .participants ? Pipeline.participantFields : Pipeline.eventFields) {
+                if let c = spec.mapping[f], !cols.contains(c) { cols.append(c) }
+            }
+            for a in spec.attributes where !cols.contains(a.column) { cols.append(a.column) }
+            if let c = spec.consent?.column, !cols.contains(c) { cols.append(c) }
+            if let c = spec.watermark?.column, !cols.contains(c) { cols.append(c) }
+            return cols
+        }
+        return columns.map { $0.contains(keyColumn) ? $0 : [keyColumn] + $0 }
+    }
 }
 
-/// One sync run: read the checkpoint, find the latest version, read `table_changes` from checkpoint+1 to it
-/// (pinned, in bounded statements), apply `insert` / `update_postimage` rows in batches, each batch in one
-/// LMDB transaction with the checkpoint, then deliver the outbox and record the run (design §3).
+/// How a run reads its source.
+public enum ReadMode: String, Sendable { case cdf, watermark, snapshot }
+
+/// Replay of an already-synced range.
+public struct ReplayOptions: Sendable {
+    public var fromVersion: Int64
+    public var toVersion: Int64?
+    /// Print what would be created, updated and skipped; write nothing.
+    public var dryRun = false
+    /// Also write every replayed post-image to `replay-<run>-v<from>-v<to>.ndjson.zst`, applied or not.
+    public var redeliver = false
+
+    public init(fromVersion: Int64, toVersion: Int64? = nil, dryRun: Bool = false, redeliver: Bool = false) {
+        self.fromVersion = fromVersion
+        self.toVersion = toVersion
+        self.dryRun = dryRun
+        self.redeliver = redeliver
+    }
+}
+
+/// One sync run (design §3): read the checkpoint, pick the mode, read what changed — `table_changes` ranges
+/// pinned to the latest version, a snapshot, or watermark pages — apply it in batches, each batch in one LMDB
+/// transaction with its checkpoint, then deliver the outbox and record the run.
 public final class CDFSync {
     let client: StatementClient
     let store: PanelStore
     public let options: SyncOptions
-    /// Progress lines ("read 120000 rows ...").
+    /// Progress lines ("applied 100000 changes ...").
     public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// The clock (watermark upper bounds, retention checks).
+    public var now: @Sendable () -> Date = { Date() }
 
     public init(client: StatementClient, store: PanelStore, options: SyncOptions) {
         self.client = client
@@ -55,13 +110,58 @@ public final class CDFSync {
 
     /// Runs the sync. Always records the run, also when it fails; the error is rethrown after recording.
     public func run() throws -> SyncSummary {
+        try recorded(mode: nil) { summary, checkpoint in try perform(&summary, checkpoint: checkpoint) }
+    }
+
+    /// Re-reads `[from, to]` (to: latest) and applies it under per-key monotonicity: nothing newer than what the
+    /// panel holds changes. The checkpoint never moves.
+    public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
+        try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, _ in
+            let latest = try latestVersion()
+            summary.latestVersion = latest
+            let end = min(replay.toVersion ?? latest, latest)
+            guard replay.fromVersion <= end else {
+                throw SyncError("replay range v\(replay.fromVersion)…v\(end) is empty (latest version is v\(latest))",
+                    remedy: "Give --from-version at or below --to-version and the latest version.")
+            }
+            summary.fromVersion = replay.fromVersion - 1
+            let sql = SQL.tableChanges(of: options.table, columns: options.selectedColumns, startVersion: replay.fromVersion,
+                endVersion: end, conditions: filterSQL.sql)
+            var redeliverFile: ReplayFile?
+            if replay.redeliver && !replay.dryRun {
+                try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
+                redeliverFile = try ReplayFile(directory: options.outputDirectory,
+                    name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst")
+            }
+            let writer = replay.dryRun
+                ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
+                : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliverFile] changes, _ in
+                    let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
+                    try redeliverFile?.append(changes, scope: scope)
+                    return o
+                }
+            try read(Statement(sql: sql, parameters: filterSQL.parameters, disposition: options.disposition ?? .externalLinks),
+                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary)
+            if let f = redeliverFile {
+                try f.finish()
+                summary.outputFiles.append(f.name)
+                summary.delivered += f.lines
+            }
+            summary.toVersion = end
+            if !replay.dryRun { try deliver(&summary) }
+        }
+    }
+
+    private func recorded(mode: String?, _ body: (inout SyncSummary, PanelStore.Checkpoint?) throws -> Void) throws -> SyncSummary {
         let started = Date()
         var summary = SyncSummary(pipeline: options.pipeline, table: options.table.description)
+        if let mode { summary.mode = mode }
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
-        summary.fromVersion = checkpoint?.tableVersion
+        summary.fromVersion = checkpoint.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
+        summary.watermark = checkpoint?.watermark
         summary.runID = try store.appendRun(summary.auditJSON())
         do {
-            try perform(&summary, checkpoint: checkpoint?.tableVersion)
+            try body(&summary, checkpoint)
             summary.seconds = Date().timeIntervalSince(started)
             try store.updateRun(id: summary.runID, json: summary.auditJSON())
             return summary
@@ -73,16 +173,123 @@ public final class CDFSync {
         }
     }
 
-    private func perform(_ summary: inout SyncSummary, checkpoint: Int64?) throws {
+    private var filterSQL: (sql: [String], parameters: [StatementParameter]) {
+        let f = SQL.filterConditions(options.spec?.filters ?? [])
+        return (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })
+    }
+
+    // MARK: - Modes
+
+    private func perform(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
         // Deliver anything a crashed earlier run committed but did not write out.
         try deliver(&summary)
+        let mode = try resolveMode(checkpoint: checkpoint)
+        summary.mode = mode.rawValue
+        if let spec = options.spec { try checkColumns(spec) }
+        switch mode {
+        case .cdf: try performChangeFeed(&summary, checkpoint: checkpoint?.tableVersion)
+        case .snapshot:
+            let latest = try isView() ? nil : latestVersion()
+            summary.latestVersion = latest
+            try readSnapshot(at: latest, summary: &summary)
+        case .watermark: try performWatermark(&summary, checkpoint: checkpoint)
+        }
+        try deliver(&summary)
+        try deliverWebhooks(&summary)
+    }
+
+    /// `auto` picks change data for Delta tables with `delta.enableChangeDataFeed`, a watermark for views and
+    /// tables without it when a cursor column is known, a snapshot otherwise.
+    func resolveMode(checkpoint: PanelStore.Checkpoint?) throws -> ReadMode {
+        guard let spec = options.spec else { return .cdf }
+        switch spec.mode {
+        case .cdf: return .cdf
+        case .watermark: return .watermark
+        case .snapshot: return .snapshot
+        case .auto:
+            if try !isView(), try changeDataFeedEnabled() { return .cdf }
+            return (spec.watermark?.column ?? spec.mapping["last_updated"]) != nil ? .watermark : .snapshot
+        }
+    }
+
+    private var tableTypeCache: String??
+
+    /// The table's type from `information_schema.tables` (nil when it is not visible there).
+    func tableType() throws -> String? {
+        if let cached = tableTypeCache { return cached }
+        let sink = CollectingSink()
+        let t = options.table
+        try client.execute(Statement(
+            sql: "SELECT table_type FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE table_schema = :sch AND table_name = :tbl",
+            parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
+            sink: sink)
+        let type = sink.rows.first?.first ?? nil
+        tableTypeCache = .some(type)
+        return type
+    }
+
+    func isView() throws -> Bool {
+        let t = try tableType()?.uppercased()
+        return t == "VIEW" || t == "MATERIALIZED_VIEW"
+    }
+
+    /// Table properties (`SHOW TBLPROPERTIES`), lower-cased keys.
+    func properties() throws -> [String: String] {
+        let sink = CollectingSink()
+        try client.execute(Statement(sql: "SHOW TBLPROPERTIES \(options.table.quoted)"), sink: sink)
+        var d: [String: String] = [:]
+        for r in sink.records { if let k = r["key"] ?? nil { d[k.lowercased()] = (r["value"] ?? nil) ?? "" } }
+        return d
+    }
+
+    func changeDataFeedEnabled() throws -> Bool {
+        try properties()["delta.enablechangedatafeed"]?.lowercased() == "true"
+    }
+
+    /// Every mapped column must exist in the source now; a missing one is named with the version.
+    private func checkColumns(_ spec: Pipeline) throws {
+        let sink = CollectingSink()
+        let t = options.table
+        try client.execute(Statement(
+            sql: "SELECT column_name FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.columns WHERE table_schema = :sch AND table_name = :tbl ORDER BY ordinal_position",
+            parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
+            sink: sink)
+        let columns = sink.rows.compactMap { $0.first ?? nil }
+        guard !columns.isEmpty else {
+            throw DatabricksError(.tableNotFound, "\(t) is not visible to this identity (no columns in information_schema)",
+                remedy: "Check the source name and that the identity has USE CATALOG, USE SCHEMA and SELECT on it.")
+        }
+        do {
+            _ = try RecordMapper(pipeline: spec, columns: columns)
+        } catch {
+            let version = (try? isView()) == true ? "" : (try? latestVersion()).map { " at version \($0)" } ?? ""
+            throw SyncError("\(error.message)\(version)", remedy: "Fix the mapping, or restore the column in the source.")
+        }
+    }
+
+    private func performChangeFeed(_ summary: inout SyncSummary, checkpoint: Int64?) throws {
         let latest = try latestVersion()
         summary.latestVersion = latest
-        let next = checkpoint.map { $0 + 1 } ?? options.startVersion
+        var next: Int64
+        if let checkpoint {
+            next = checkpoint + 1
+        } else {
+            switch options.spec?.start ?? .version(options.startVersion) {
+            case .first: next = 0
+            case .version(let v): next = v
+            case .latest:
+                summary.warnings.append("start: latest — took a snapshot at v\(latest); change data continues from there")
+                try readSnapshot(at: latest, summary: &summary)
+                return
+            case .timestamp(let t):
+                next = try firstVersion(atOrAfter: t, latest: latest)
+            }
+        }
         guard next <= latest else { return }
 
         // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
-        let history = try self.history(limit: min(latest - next + 1, 10_000))
+        let history = try self.history(limit: min(latest - next + 2, 10_000))
+        if checkpoint != nil { try warnAboutRetention(history: history, checkpoint: next - 1, summary: &summary) }
         var planner = RangePlanner()
         planner.maxVersionsPerStatement = options.maxVersionsPerStatement
         planner.maxRowsPerStatement = options.maxRowsPerStatement
@@ -95,18 +302,56 @@ public final class CDFSync {
                     "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
                 summary.mode = "snapshot"
                 try readSnapshot(at: latest, summary: &summary)
-                break
+                return
             }
             summary.toVersion = range.end
         }
-        try deliver(&summary)
+    }
+
+    /// The first version committed at or after `timestamp`.
+    private func firstVersion(atOrAfter timestamp: String, latest: Int64) throws -> Int64 {
+        guard let t = Timestamps.micros(timestamp) else {
+            throw SyncError("start: '\(timestamp)' is not first, latest, a version or an ISO timestamp",
+                remedy: "Use e.g. start: 2026-03-01T00:00:00Z.")
+        }
+        let history = try self.history(limit: min(latest + 1, 10_000))
+        let candidates = history.filter { ($0.timestamp.flatMap(Timestamps.micros) ?? .min) >= t }.map(\.version)
+        guard let v = candidates.min() else {
+            throw SyncError("start: no version of \(options.table) was committed at or after \(timestamp) (latest is v\(latest))",
+                remedy: "Use an earlier timestamp, or start: latest.")
+        }
+        return v
+    }
+
+    /// Warns when the checkpoint's commit is older than `delta.deletedFileRetentionDuration`: a VACUUM may
+    /// already have removed the change data the next run needs.
+    private func warnAboutRetention(history: [HistoryEntry], checkpoint: Int64, summary: inout SyncSummary) throws {
+        guard let ts = history.first(where: { $0.version == checkpoint })?.timestamp.flatMap(Timestamps.micros) else { return }
+        let text = try properties()["delta.deletedfileretentionduration"] ?? "interval 7 days"
+        let retention = Self.seconds(ofInterval: text) ?? 7 * 86_400
+        let age = now().timeIntervalSince1970 - Double(ts) / 1_000_000
+        if age > retention {
+            summary.warnings.append(
+                "the checkpoint (v\(checkpoint)) is \(Int(age / 3600)) h old, beyond delta.deletedFileRetentionDuration (\(text)); VACUUM may have removed change data — sync more often")
+        }
+    }
+
+    /// Seconds of a Delta interval such as `interval 7 days` or `168 hours`.
+    static func seconds(ofInterval text: String) -> Double? {
+        let parts = text.lowercased().split(separator: " ").filter { $0 != "interval" }
+        guard parts.count >= 2, let n = Double(parts[0]) else { return nil }
+        let unit = parts[1]
+        if unit.hasPrefix("week") { return n * 604_800 }
+        if unit.hasPrefix("day") { return n * 86_400 }
+        if unit.hasPrefix("hour") { return n * 3600 }
+        if unit.hasPrefix("minute") { return n * 60 }
+        if unit.hasPrefix("second") { return n }
+        return nil
     }
 
     /// `DESCRIBE HISTORY t LIMIT 1` → the `version` of the first row.
     func latestVersion() throws -> Int64 {
-        let sink = FirstValueSink(column: "version")
-        try client.execute(Statement(sql: SQL.latestVersion(of: options.table)), sink: sink)
-        guard let text = sink.value, let v = Int64(text) else {
+        guard let v = try history(limit: 1).first?.version else {
             throw SyncError("DESCRIBE HISTORY \(options.table) returned no version",
                 remedy: "Check that \(options.table) is a Delta table with history.")
         }
@@ -121,37 +366,102 @@ public final class CDFSync {
     }
 
     private func readChanges(_ range: PlannedRange, summary: inout SyncSummary) throws {
-        let sql = SQL.tableChanges(of: options.table, columns: selectedColumns, startVersion: range.start, endVersion: range.end)
+        let f = filterSQL
+        let sql = SQL.tableChanges(of: options.table, columns: options.selectedColumns, startVersion: range.start,
+            endVersion: range.end, conditions: f.sql)
         onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
             + ", \(range.disposition.rawValue))")
-        try read(Statement(sql: sql, disposition: range.disposition), source: .changeFeed, completeThrough: range.end,
-            summary: &summary)
+        try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition), source: .changeFeed,
+            checkpoint: PanelStore.Checkpoint(tableVersion: range.end), summary: &summary)
     }
 
-    private func readSnapshot(at version: Int64, summary: inout SyncSummary) throws {
-        let sql = SQL.snapshot(of: options.table, columns: selectedColumns, version: version)
-        try read(Statement(sql: sql, disposition: options.disposition ?? .externalLinks), source: .snapshot(version: version), completeThrough: version, summary: &summary)
+    /// A full read: `VERSION AS OF` the latest version for tables, a plain SELECT for views. The identity index
+    /// makes it idempotent; change data continues from `version` afterwards.
+    private func readSnapshot(at version: Int64?, summary: inout SyncSummary) throws {
+        let f = filterSQL
+        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: version, conditions: f.sql)
+        // Views have no versions: a newer snapshot must win per key, so the run's time is the version.
+        let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
+        try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
+            source: .snapshot(version: rowVersion),
+            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1), summary: &summary)
         summary.toVersion = version
     }
 
-    private var selectedColumns: [String]? {
-        options.columns.map { $0.contains(options.keyColumn) ? $0 : [options.keyColumn] + $0 }
+    /// Keyset pages on (cursor, external id) up to an upper bound fixed when the run starts, from the stored
+    /// watermark minus the look-back window. Rows with a NULL cursor are counted and reported.
+    private func performWatermark(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
+        guard let spec = options.spec, let cursor = spec.watermark?.column ?? spec.mapping["last_updated"],
+            let key = spec.mapping["external_id"]
+        else {
+            throw SyncError("watermark mode needs a cursor column and an external_id mapping",
+                remedy: "Set watermark.column (or map last_updated) and map external_id.")
+        }
+        let config = spec.watermark ?? Pipeline.Watermark()
+        let upper = Timestamps.iso(micros: Int64(now().timeIntervalSince1970 * 1_000_000))
+        var from: (cursor: String, key: String)?
+        if let wm = checkpoint?.watermark, let micros = Timestamps.micros(wm) {
+            from = config.lookbackSeconds > 0
+                ? (Timestamps.iso(micros: micros - Int64(config.lookbackSeconds) * 1_000_000), "")
+                : (wm, checkpoint?.watermarkKey ?? "")
+        }
+        let c = SQL.quoteIdentifier(cursor)
+        let k = SQL.quoteIdentifier(key)
+        let f = filterSQL
+        while true {
+            var conds = f.sql + ["\(c) <= :wm_upper"]
+            var params = f.parameters + [StatementParameter(name: "wm_upper", value: upper, type: "TIMESTAMP")]
+            if let from {
+                conds.append("\(c) > :wm_from OR (\(c) = :wm_from AND \(k) > :wm_key)")
+                params += [StatementParameter(name: "wm_from", value: from.cursor, type: "TIMESTAMP"),
+                           StatementParameter(name: "wm_key", value: from.key)]
+            }
+            let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
+                + " ORDER BY \(c), \(k) LIMIT \(config.pageSize)"
+            var collector: ChangeCollector?
+            var pageRows = 0
+            try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
+                source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary,
+                beforeFinish: { col in
+                    collector = col
+                    pageRows = col.rowsSeen
+                    if let last = col.lastCursor {
+                        try col.flush(checkpoint: PanelStore.Checkpoint(tableVersion: -1, watermark: last.text, watermarkKey: last.key))
+                    }
+                })
+            guard let col = collector, let last = col.lastCursor else { break }
+            summary.watermark = last.text
+            from = (last.text, last.key)
+            if pageRows < config.pageSize { break }
+        }
+        // NULL cursors are never read by the pages above: count and report them.
+        let nulls = CollectingSink(limit: 10_000_000)
+        try client.execute(Statement(
+            sql: SQL.snapshot(of: options.table, columns: [key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
+            parameters: f.parameters), sink: nulls)
+        if !nulls.rows.isEmpty {
+            summary.nullCursor += nulls.rows.count
+            let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
+            summary.warnings.append("\(nulls.rows.count) rows have a NULL \(cursor) and cannot be synced by watermark (e.g. \(sample))")
+        }
     }
 
-    /// Streams one statement into the collector (this thread: download and decode) and the writer (its own
-    /// thread: LMDB). On failure the writer still finishes the batches already handed to it — each is complete
-    /// and carries only a checkpoint its rows justify — and the error is rethrown.
-    private func read(_ statement: Statement, source: ChangeCollector.Source, completeThrough: Int64,
-                      summary: inout SyncSummary) throws {
-        let writer = BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
+    /// Streams one statement into a collector (this thread: download and decode) and a writer (its own thread:
+    /// LMDB). On failure the writer still finishes the batches already handed to it — each is complete and
+    /// carries only a checkpoint its rows justify — and the error is rethrown.
+    private func read(_ statement: Statement, source: ChangeCollector.Source, checkpoint: PanelStore.Checkpoint?,
+                      writer: BatchWriter? = nil, summary: inout SyncSummary,
+                      beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
+        let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
         let progress = onProgress
         writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
         let collector = ChangeCollector(
-            source: source, keyColumn: options.keyColumn, columns: options.columns, batchSize: options.batchSize,
-            summary: summary, writer: writer)
+            source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
+            store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio)
         do {
             let outcome = try client.execute(statement, sink: collector)
-            try collector.finish(completeThrough: completeThrough)
+            try beforeFinish(collector)
+            try collector.finish(checkpoint: checkpoint)
             summary = collector.summary
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
@@ -165,9 +475,33 @@ public final class CDFSync {
     private func deliver(_ summary: inout SyncSummary) throws {
         guard try store.pendingOutboxCount() > 0 else { return }
         try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
-        let outcome = try store.deliver(to: options.outputDirectory)
+        let segmentMax = options.spec?.sinks.first { $0.type == .ndjson }?.segmentMaxBytes ?? 64 << 20
+        let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
+        store.environment.releaseMappedPages()
         summary.delivered += outcome.recordsDelivered
         summary.outputFiles += outcome.files
+    }
+
+    /// Feeds every webhook sink of the pipeline from the delivered segments (runs also when nothing new was
+    /// delivered, to finish batches an earlier run could not send).
+    private func deliverWebhooks(_ summary: inout SyncSummary) throws {
+        let env = ProcessInfo.processInfo.environment
+        for sink in options.spec?.sinks ?? [] where sink.type == .webhook {
+            guard let url = sink.url else { continue }
+            var token: Secret?
+            if let name = sink.tokenEnv {
+                guard let t = env[name] else {
+                    throw SyncError("sinks: environment variable \(name) for the webhook token is not set",
+                        remedy: "Export the webhook's bearer token as \(name).")
+                }
+                token = Secret(t)
+            }
+            var hook = WebhookSink(url: url, batchSize: sink.batchSize ?? 500, token: token)
+            hook.transport.connectTimeout = 10
+            hook.transport.requestTimeout = 60
+            summary.webhookDelivered += try hook.deliver(store: store, pipeline: options.pipeline,
+                segmentsDirectory: options.outputDirectory)
+        }
     }
 }
 
@@ -176,29 +510,4 @@ public struct SyncFailure: Error, CustomStringConvertible {
     public var summary: SyncSummary
     public var underlying: any Error
     public var description: String { "\(underlying)" }
-}
-
-/// Keeps the first value of one named column.
-final class FirstValueSink: ResultSink {
-    let column: String
-    var index: Int?
-    var value: String?
-    private var firstRow: [String?]?
-
-    init(column: String) { self.column = column }
-
-    func manifestReady(_ manifest: ResultManifest, statementID: String) throws {
-        index = manifest.schema.columns?.first { $0.name.lowercased() == column.lowercased() }?.position
-        if let i = index, let row = firstRow, i < row.count { value = row[i] }
-    }
-
-    func row(_ row: borrowing RowView) throws {
-        guard firstRow == nil else { return }
-        var values: [String?] = []
-        for i in 0..<row.count { values.append(row.string(i)) }
-        firstRow = values
-    }
-
-    func discardPartialChunk() { firstRow = nil }
-    func chunkCompleted(index: Int, rowCount: Int) throws {}
 }

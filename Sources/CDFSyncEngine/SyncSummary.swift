@@ -24,10 +24,18 @@ public struct SyncSummary: Sendable, Equatable {
     public var deletesIgnored = 0
     public var preimagesIgnored = 0
     public var invalid = 0
+    /// Rows not imported because their consent value is not opted in (and the participant is unknown).
+    public var consentBlocked = 0
+    /// Rows whose watermark cursor is NULL (counted and reported, never silently dropped).
+    public var nullCursor = 0
+    /// Watermark mode: the cursor after the run.
+    public var watermark: String?
     public var invalidSamples: [String] = []
     public var bytesReceived = 0
     public var seconds: Double = 0
     public var delivered = 0
+    /// Changes acknowledged by webhook sinks in this run.
+    public var webhookDelivered = 0
     public var outputFiles: [String] = []
     public var warnings: [String] = []
     public var error: String?
@@ -39,7 +47,7 @@ public struct SyncSummary: Sendable, Equatable {
     }
 
     /// Whether the run found nothing to do.
-    public var noNewCommits: Bool { toVersion == nil && error == nil }
+    public var noNewCommits: Bool { toVersion == nil && error == nil && rowsRead == 0 && mode != "watermark" }
 
     public var rowsPerSecond: Double { seconds > 0 ? Double(rowsRead) / seconds : 0 }
 
@@ -58,6 +66,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
         w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
         w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
+        w.key("watermark"); w.string(watermark)
         w.key("statement_ids"); w.beginArray(); statementIDs.forEach { w.string($0) }; w.endArray()
         w.key("counts")
         w.beginObject()
@@ -70,7 +79,10 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("deletes_ignored"); w.int(Int64(deletesIgnored))
         w.key("preimages_ignored"); w.int(Int64(preimagesIgnored))
         w.key("invalid"); w.int(Int64(invalid))
+        w.key("consent_blocked"); w.int(Int64(consentBlocked))
+        w.key("null_cursor"); w.int(Int64(nullCursor))
         w.key("delivered"); w.int(Int64(delivered))
+        w.key("webhook_delivered"); w.int(Int64(webhookDelivered))
         w.endObject()
         w.key("invalid_samples"); w.beginArray(); invalidSamples.forEach { w.string($0) }; w.endArray()
         w.key("bytes_received"); w.int(Int64(bytesReceived))
@@ -95,16 +107,24 @@ public struct SyncSummary: Sendable, Equatable {
             lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); nothing changed")
             return lines.joined(separator: "\n")
         }
-        let range = "v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
-        lines.append("sync of \(table) [\(mode)] versions \(range) (run \(runID))")
+        let what: String
+        switch mode {
+        case "watermark": what = "rows up to \(watermark ?? "the start")"
+        case "snapshot": what = toVersion.map { "snapshot at v\($0)" } ?? "snapshot"
+        default: what = "versions v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
+        }
+        lines.append("sync of \(table) [\(mode)] \(what) (run \(runID))")
         lines.append("  rows read      \(rowsRead)  (\(String(format: "%.1f", Double(bytesReceived) / 1_048_576)) MiB of JSON, \(statementIDs.count) statement(s))")
         lines.append("  inserted       \(inserted)")
         lines.append("  updated        \(updated)")
         lines.append("  unchanged      \(unchanged)" + (skippedOlder > 0 ? "  (+\(skippedOlder) older than the panel, skipped)" : ""))
         if superseded > 0 { lines.append("  superseded     \(superseded)  (replaced by a later version of the same key in this read)") }
         lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
+        if consentBlocked > 0 { lines.append("  consent        \(consentBlocked) not opted in, not imported") }
         if invalid > 0 { lines.append("  invalid        \(invalid)  e.g. \(invalidSamples.first ?? "")") }
+        if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no cursor value and cannot be synced by watermark") }
         lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
+        if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")

@@ -111,8 +111,17 @@ func check(_ rc: Int32, _ operation: @autoclosure () -> String, path: String) th
 // MARK: - Environment
 
 /// Directories whose environment is open in this process; LMDB must not open one environment twice per process
-/// (closing the second handle would release the first one's locks).
-private let openEnvironments = Mutex<Set<String>>([])
+/// (closing the second handle would release the first one's locks). Guarded by `openEnvironmentsLock` (an NSLock,
+/// i.e. a pthread mutex, which ThreadSanitizer understands; `Synchronization.Mutex` uses raw futexes on Linux
+/// and is reported as a race by TSan).
+nonisolated(unsafe) private var openEnvironmentSet = Set<String>()
+private let openEnvironmentsLock = NSLock()
+
+private func withOpenEnvironments<R>(_ body: (inout Set<String>) -> R) -> R {
+    openEnvironmentsLock.lock()
+    defer { openEnvironmentsLock.unlock() }
+    return body(&openEnvironmentSet)
+}
 
 /// One LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
 ///
@@ -139,18 +148,21 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ///   - directory: created (with parents) if missing.
     ///   - mapSize: the largest the data file may grow, in bytes. Address space only; the file grows as needed.
     ///   - maxDatabases: the number of named databases the environment may hold.
+    ///   - maxReaders: concurrent read transactions allowed (all processes together); LMDB's default is 126.
     ///   - durable: `true` (default) syncs every commit to disk. `false` opens with `MDB_NOSYNC | MDB_NOMETASYNC`:
     ///     much faster commits, but a system crash (not a process crash) may lose the last transactions or, on
     ///     some file systems, damage the environment. Opt in only for data you can rebuild.
     /// - Throws: ``StorageError`` with `.permissionDenied` (naming the directory), `.corrupted`,
     ///   `.versionMismatch`, `.alreadyOpen` or `.io`.
-    public init(directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true) throws {
+    public init(
+        directory: String, mapSize: Int = 1 << 36, maxDatabases: Int = 16, durable: Bool = true, maxReaders: Int = 126
+    ) throws {
         path = directory
         self.durable = durable
         try makeDirectories(directory)
         let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
         registryKey = resolved
-        let inserted = openEnvironments.withLock { $0.insert(resolved).inserted }
+        let inserted = withOpenEnvironments { $0.insert(resolved).inserted }
         guard inserted else {
             throw StorageError(
                 code: .alreadyOpen,
@@ -160,19 +172,23 @@ public final class LMDBEnvironment: @unchecked Sendable {
         var handle: OpaquePointer?
         var rc = mdb_env_create(&handle)
         guard rc == 0, let handle else {
-            openEnvironments.withLock { _ = $0.remove(resolved) }
+            withOpenEnvironments { _ = $0.remove(resolved) }
             throw StorageError.lmdb(rc, "mdb_env_create", path: directory)
         }
         rc = mdb_env_set_mapsize(handle, mapSize)
         if rc == 0 { rc = mdb_env_set_maxdbs(handle, MDB_dbi(maxDatabases)) }
+        if rc == 0 { rc = mdb_env_set_maxreaders(handle, UInt32(maxReaders)) }
         if rc == 0 {
-            var flags = UInt32(MDB_NOTLS)
+            // MDB_NORDAHEAD: probes of the index and records are random; with the kernel's readahead each page
+            // fault maps a large neighbourhood, and a small incremental sync ends up touching the whole file
+            // (measured: 10 000 updates on a 970 MB store peaked at 1 GB of resident file pages).
+            var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
             if !durable { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
             rc = directory.withCString { mdb_env_open(handle, $0, flags, 0o644) }
         }
         guard rc == 0 else {
             mdb_env_close(handle)
-            openEnvironments.withLock { _ = $0.remove(resolved) }
+            withOpenEnvironments { _ = $0.remove(resolved) }
             throw StorageError.lmdb(rc, "opening the environment", path: directory)
         }
         env = handle
@@ -180,11 +196,49 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     deinit {
         mdb_env_close(env)
-        openEnvironments.withLock { _ = $0.remove(registryKey) }
+        withOpenEnvironments { _ = $0.remove(registryKey) }
     }
 
     /// The largest key LMDB accepts in this environment (511 bytes by default).
     public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(env)) }
+
+    /// Drops this process's page-table mappings of the memory map (`madvise(MADV_DONTNEED)`).
+    ///
+    /// The map is read-only and shared with the file, so nothing is lost: the pages stay in the page cache and
+    /// are simply faulted in again when read. Without this, the kernel's fault-around maps up to 16 cached
+    /// neighbours on every read fault, and random probes over a freshly written store leave almost the whole
+    /// file resident in this process (measured: 800 MB of a 970 MB store after 10 000 updates). Call it between
+    /// batches to keep resident memory flat in the store's size.
+    public func releaseMappedPages() {
+        guard let map = mappedRegion.withLock({ region -> (UInt, Int)? in
+            if region == nil { region = Self.findMapping(of: path + "/data.mdb") ?? (0, 0) }
+            return region!.1 > 0 ? region : nil
+        }) else { return }
+        _ = madvise(UnsafeMutableRawPointer(bitPattern: map.0), map.1, MADV_DONTNEED)
+    }
+
+    /// The map's address range, from /proc/self/maps (`mdb_env_info` reports it only for MDB_FIXEDMAP).
+    private let mappedRegion = Mutex<(UInt, Int)?>(nil)
+
+    static func findMapping(of file: String) -> (UInt, Int)? {
+        let resolved = URL(fileURLWithPath: file).resolvingSymlinksInPath().path
+        guard let text = try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasSuffix(" " + resolved) || line.hasSuffix(" " + file) {
+            let range = line.split(separator: " ", maxSplits: 1)[0].split(separator: "-")
+            guard range.count == 2, let lo = UInt(range[0], radix: 16), let hi = UInt(range[1], radix: 16), hi > lo else { continue }
+            return (lo, Int(hi - lo))
+        }
+        return nil
+    }
+
+    /// Bytes in use (last used page + 1, times the page size; last committed state) and the map size.
+    func usage() throws -> (used: Int, mapSize: Int) {
+        var info = MDB_envinfo()
+        try check(mdb_env_info(env, &info), "mdb_env_info", path: path)
+        var stat = MDB_stat()
+        try check(mdb_env_stat(env, &stat), "mdb_env_stat", path: path)
+        return ((info.me_last_pgno + 1) * Int(stat.ms_psize), info.me_mapsize)
+    }
 
     /// Flushes the data file to disk (useful after non-durable writes).
     public func sync() throws {
@@ -306,8 +360,11 @@ extension ReadableTransaction {
         try get(db, key: Array(key.utf8))
     }
 
-    /// Calls `body` with each key and value in key order (bytewise), starting at the first key `>= start`
-    /// (or the first key), until `body` returns `false`. Buffers are valid only during the call.
+    /// Calls `body` with each key and value in key order (bytewise), until `body` returns `false`.
+    ///
+    /// Forward iteration starts at the first key `>= start` (or the first key); with `reverse: true` it runs in
+    /// descending order from the last key `<= start` (or the last key). The buffers point into the memory map and
+    /// are valid only during the call; copy what you keep.
     public func forEach(
         _ db: Database, from start: [UInt8]? = nil, reverse: Bool = false,
         _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool

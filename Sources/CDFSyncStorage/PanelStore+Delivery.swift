@@ -30,10 +30,15 @@ extension PanelStore {
     public struct SegmentInfo: Sendable, Equatable {
         /// File name inside the delivery directory: `changes-<first 12 digits>-<last 12 digits>.ndjson.zst`.
         public var file: String
+        /// The first outbox sequence in the file.
         public var firstSeq: UInt64
+        /// The last outbox sequence in the file (the range is contiguous).
         public var lastSeq: UInt64
+        /// The number of NDJSON lines (`lastSeq - firstSeq + 1`).
         public var records: Int
+        /// Bytes of NDJSON, newlines included.
         public var bytesUncompressed: Int
+        /// Bytes of the `.zst` file.
         public var bytesCompressed: Int
     }
 
@@ -55,9 +60,17 @@ extension PanelStore {
         return (first, last)
     }
 
-    /// The number of outbox entries not yet delivered.
+    /// The number of outbox lines (changes and events) not yet delivered.
+    ///
+    /// Sequences are contiguous, so this is the last sequence handed out minus the delivered cursor.
     public func pendingOutboxCount() throws -> Int {
-        try environment.read { try $0.count(outbox) }
+        try environment.read { txn in try pendingOutboxLines(txn) }
+    }
+
+    func pendingOutboxLines(_ txn: some ReadableTransaction) throws -> Int {
+        let last = try readCounter(txn, MetaKey.outboxSequence) ?? 0
+        let delivered = try readCounter(txn, MetaKey.deliveredSequence) ?? 0
+        return Int(last - delivered)
     }
 
     /// The highest outbox sequence delivered so far (0 when nothing has been delivered).
@@ -79,12 +92,13 @@ extension PanelStore {
 
     /// Delivers the outbox, exactly once, as zstd-compressed NDJSON segment files in `directory`.
     ///
-    /// Protocol (see docs/storage.md): delete stray segment files left by a crashed attempt (first sequence
-    /// greater than the delivered cursor) and temporary files; then, segment by segment: stream outbox lines from
-    /// the delivered cursor + 1 into a temporary file until `segmentMaxBytes` uncompressed bytes, fsync, rename to
-    /// `changes-<first>-<last>.ndjson.zst`, fsync the directory, and in ONE LMDB transaction delete those outbox
-    /// entries, advance the delivered cursor and record the segment; finally rewrite `manifest.json` atomically.
-    /// A crash at any point followed by another `deliver` yields the same files, with no duplicates and no gaps.
+    /// Protocol (see docs/storage.md): finish the rename of a segment committed just before a crash, delete
+    /// leftovers of a crashed attempt (temporary files, segment files past the delivered cursor); then, segment by
+    /// segment: stream outbox lines from the delivered cursor + 1 into a temporary file until `segmentMaxBytes`
+    /// uncompressed bytes and fsync it; in ONE LMDB transaction delete those outbox entries, advance the delivered
+    /// cursor and record the segment; then rename the file to `changes-<first>-<last>.ndjson.zst` and fsync the
+    /// directory. Finally rewrite `manifest.json` atomically. A crash at any point followed by another `deliver`
+    /// yields the same files, with no duplicates and no gaps, and a file with a final name is always committed.
     ///
     /// Calls are serialised within the process; do not deliver one store to one directory from two processes.
     ///
@@ -99,35 +113,46 @@ extension PanelStore {
         defer { deliveryLock.unlock() }
         try makeDirectories(directory)
         var delivered = try deliveredSequence()
+        try completeLastSegment(in: directory)
         try removeStrayFiles(in: directory, deliveredSequence: delivered)
 
         var outcome = DeliveryOutcome()
         while true {
             let first = delivered + 1
-            let tempPath = directory + "/" + "changes-\(Self.pad12(first)).ndjson.zst.tmp"
-            var writer: ZstdFileWriter?
+            let tempPath = directory + "/" + Self.temporaryFileName(first: first)
+            var file: SegmentFile?
             var last = delivered
             var records = 0
+            var frames = 0
+            var bytesIn = 0
             do {
+                // Each outbox entry is one complete zstd frame of NDJSON lines; concatenated frames are a valid
+                // zstd stream, so a segment is the frames copied as they are, cut at frame boundaries.
                 try environment.read { txn in
                     try txn.forEach(outbox, from: bytesBE(first)) { k, v in
                         let seq = loadBE(k)
-                        guard seq == last + 1 else {
+                        guard seq == last + 1, v.count > 16 else {
                             throw StorageError(
                                 code: .corrupted,
-                                message: "outbox of \(self.directory) has a gap: expected sequence \(last + 1), found "
-                                    + "\(seq)")
+                                message: "outbox of \(self.directory) has a gap or a damaged entry: expected sequence "
+                                    + "\(last + 1), found \(seq)")
                         }
-                        if writer == nil { writer = try ZstdFileWriter(path: tempPath, level: 3) }
-                        try writer!.write(v)
-                        try writer!.write(Self.newline)
-                        last = seq
-                        records += 1
-                        return writer!.bytesIn < segmentMaxBytes
+                        let entryLast: UInt64 = loadBE(v)
+                        let rawLength = Int(loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])) as UInt64)
+                        guard entryLast >= seq else {
+                            throw StorageError(code: .corrupted, message: "outbox entry \(seq) of \(self.directory) is damaged")
+                        }
+                        if file == nil { file = try SegmentFile(path: tempPath) }
+                        try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
+                        last = entryLast
+                        records += Int(entryLast - seq + 1)
+                        frames += 1
+                        bytesIn += rawLength
+                        return bytesIn < segmentMaxBytes
                     }
                 }
-                guard let writer else { break }
-                try writer.finish()
+                guard let file else { break }
+                try file.finish()  // fsyncs the temporary file
                 try deliveryHook?(.segmentWritten(tempPath))
             } catch {
                 unlink(tempPath)
@@ -135,54 +160,83 @@ extension PanelStore {
             }
             let info = SegmentInfo(
                 file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
-                records: records, bytesUncompressed: writer!.bytesIn, bytesCompressed: writer!.bytesOut)
+                records: records, bytesUncompressed: bytesIn, bytesCompressed: file!.bytesWritten)
+            let entry = Self.encodeSegment(info)
+            let newCursor = last
+            // The commit point: the lines leave the outbox and the segment is recorded, atomically.
+            do {
+                try environment.write { txn in
+                    let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
+                    guard removed == frames else {
+                        // Nothing else removes outbox entries (delivery is serialised), so this is damage.
+                        throw StorageError(
+                            code: .corrupted,
+                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(frames) removed)")
+                    }
+                    try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
+                    try txn.put(segments, key: bytesBE(first), value: entry)
+                }
+            } catch {
+                unlink(tempPath)
+                throw error
+            }
+            delivered = newCursor
+            try deliveryHook?(.segmentCommitted(info.file))
+            // Only now does the segment get its final name, so a file with a final name is always committed.
+            // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
+            // is complete and fsynced, so it must not be deleted on failure here.
             let finalPath = directory + "/" + info.file
             if rename(tempPath, finalPath) != 0 {
-                let err = errno
-                unlink(tempPath)
-                throw StorageError.system(err, "renaming \(tempPath) to", path: finalPath)
+                throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
             }
             try fsyncDirectory(directory)
             try deliveryHook?(.segmentRenamed(info.file))
-            let entry = Self.encodeSegment(info)
-            let newCursor = last
-            try environment.write { txn in
-                let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
-                guard removed == records else {
-                    // Another writer cannot remove outbox entries (delivery is serialised), so this is damage.
-                    throw StorageError(
-                        code: .corrupted,
-                        message: "outbox of \(self.directory) changed during delivery (\(removed) of \(records) removed)")
-                }
-                try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
-                try txn.put(segments, key: bytesBE(first), value: entry)
-            }
-            delivered = newCursor
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
             outcome.files.append(info.file)
-            try deliveryHook?(.segmentCommitted(info.file))
         }
         try deliveryHook?(.beforeManifest)
         try writeManifest(in: directory, deliveredSequence: delivered)
         return outcome
     }
 
+    /// The temporary name a segment starting at `first` is written under until it is committed.
+    static func temporaryFileName(first: UInt64) -> String { "changes-\(pad12(first)).ndjson.zst.tmp" }
+
+    /// Gives the most recently committed segment its final name when a crash came between the LMDB commit and
+    /// the rename (the temporary file is complete and fsynced before the commit). Only the last segment can be
+    /// in that state: delivery renames each segment before starting the next.
+    ///
+    /// A missing final file with no temporary file is left alone: a consumer may have moved it away.
+    private func completeLastSegment(in directory: String) throws {
+        let lastEntry = try environment.read { txn in try txn.last(segments) }
+        guard let lastEntry else { return }
+        let info = try lastEntry.value.withUnsafeBytes { try Self.decodeSegment($0) }
+        let finalPath = directory + "/" + info.file
+        let tempPath = directory + "/" + Self.temporaryFileName(first: info.firstSeq)
+        guard access(finalPath, F_OK) != 0, access(tempPath, F_OK) == 0 else { return }
+        if rename(tempPath, finalPath) != 0 {
+            throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
+        }
+        try fsyncDirectory(directory)
+    }
+
     /// Points in ``deliver(to:segmentMaxBytes:)`` where tests inject a crash (a thrown error stops delivery
     /// exactly there, as a killed process would).
     enum DeliveryStep: Equatable {
-        /// The temporary segment file is complete and fsynced, not yet renamed.
+        /// The temporary segment file is complete and fsynced; the LMDB commit has not happened.
         case segmentWritten(String)
-        /// The segment has its final name (directory fsynced); the LMDB commit has not happened.
-        case segmentRenamed(String)
-        /// The LMDB transaction for the segment committed.
+        /// The LMDB transaction for the segment committed; the file still has its temporary name.
         case segmentCommitted(String)
+        /// The segment has its final name (directory fsynced).
+        case segmentRenamed(String)
         /// All segments are committed; `manifest.json` is not yet rewritten.
         case beforeManifest
     }
 
-    /// Deletes segment files whose first sequence is past the delivered cursor (written by an attempt that
-    /// crashed before its LMDB commit) and leftover temporary files.
+    /// Deletes leftover temporary files (after ``completeLastSegment(in:)`` has renamed a committed one, every
+    /// remaining one belongs to an attempt that crashed before its commit) and segment files whose first sequence
+    /// is past the delivered cursor (which this protocol never leaves behind, but an older one or a copy might).
     private func removeStrayFiles(in directory: String, deliveredSequence: UInt64) throws {
         let names: [String]
         do {
@@ -274,3 +328,33 @@ extension PanelStore {
         }
     }
 }
+
+/// A segment file being written: plain writes of ready-made zstd frames, fsynced by ``finish()``.
+final class SegmentFile {
+    let path: String
+    private var fd: Int32
+    private(set) var bytesWritten = 0
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        if fd < 0 { throw StorageError.system(errno, "creating", path: path) }
+    }
+
+    deinit { if fd >= 0 { close(fd) } }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try writeAll(fd, bytes, path)
+        bytesWritten += bytes.count
+    }
+
+    func finish() throws {
+        if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of", path: path) }
+        let rc = close(fd)
+        fd = -1
+        if rc != 0 { throw StorageError.system(errno, "closing", path: path) }
+    }
+}
+
+/// The result of ``PanelStore/deliver(to:segmentMaxBytes:)`` (also reachable as `PanelStore.DeliveryOutcome`).
+public typealias DeliveryOutcome = PanelStore.DeliveryOutcome

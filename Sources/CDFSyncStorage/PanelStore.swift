@@ -19,19 +19,31 @@ public final class PanelStore: @unchecked Sendable {
     public let environment: LMDBEnvironment
     let ident: Database
     let panel: Database
-    let state: Database
     let meta: Database
     let outbox: Database
     let runsDB: Database
     let segments: Database
+    let links: Database
+    let emailIndex: Database
+    let phoneIndex: Database
+    let contacts: Database
+    let conflictsDB: Database
+    let eventsDB: Database
     /// zstd level used for panel record values.
     public let recordCompressionLevel: Int32
+    /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
+    /// stored as is, because a zstd frame of a ~100-byte record is larger than the record and costs ~5 µs.
+    public let recordCompressionThreshold: Int
+    /// zstd level of the one frame each apply writes to the outbox (its NDJSON lines).
+    public let outboxCompressionLevel: Int32
 
     let writerLock = NSLock()
     let deliveryLock = NSLock()
     /// Test hook: called at each step of delivery (set only while no delivery runs).
     nonisolated(unsafe) var deliveryHook: ((DeliveryStep) throws -> Void)?
-    private let scratch: WriterScratch
+    let scratch: WriterScratch
+    /// In-memory membership filter over every identity key, email and phone value (guarded by `writerLock`).
+    var filter: MembershipFilter
 
     /// Opens or creates the store in `directory`.
     ///
@@ -40,16 +52,48 @@ public final class PanelStore: @unchecked Sendable {
     ///   - durable: `true` syncs every commit; `false` opts in to `MDB_NOSYNC | MDB_NOMETASYNC` (a system crash
     ///     may lose recent commits).
     ///   - mapSize: the maximum size of the data file (address space only).
-    ///   - recordCompressionLevel: zstd level for stored records (1 is fastest; records are small).
+    ///   - recordCompressionLevel: zstd level for stored records.
+    ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
+    ///   - outboxCompressionLevel: zstd level of the per-apply outbox frame.
+    ///
+    /// Opening builds the membership filter from the identity, email and phone indexes (one scan; about
+    /// 1.25 MB per million keys, see docs/storage.md).
     public init(
-        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1
+        directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1,
+        recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
-        let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
-        (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
+        let dbs = try environment.openDatabases([
+            "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
+            "conflicts", "events",
+        ])
+        (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
+        (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         self.recordCompressionLevel = recordCompressionLevel
-        scratch = try WriterScratch(level: recordCompressionLevel)
+        self.recordCompressionThreshold = recordCompressionThreshold
+        self.outboxCompressionLevel = outboxCompressionLevel
+        scratch = try WriterScratch(level: recordCompressionLevel, outboxLevel: outboxCompressionLevel)
+        filter = MembershipFilter(capacity: 1 << 20)
+        // The layout version (docs/storage.md §1): written on first open, checked on every open.
+        let meta = self.meta
+        try environment.write { txn in
+            if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
+                guard stored == Self.formatVersion else {
+                    throw StorageError(
+                        code: .versionMismatch,
+                        message: "store \(directory) has layout version \(String(decoding: stored, as: UTF8.self)); "
+                            + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
+                            + "matching cdfsync build or resync into a new state directory")
+                }
+            } else {
+                try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
+            }
+        }
+        try rebuildFilter(minimumCapacity: 0)
     }
+
+    /// The on-disk layout version this build reads and writes (meta `format_version`).
+    static let formatVersion: [UInt8] = Array("2".utf8)
 
     /// The environment directory.
     public var directory: String { environment.path }
@@ -64,11 +108,29 @@ public final class PanelStore: @unchecked Sendable {
         public var commitVersion: Int64
         /// Canonical JSON object bytes of the mapped fields (must start with `{` and end with `}`).
         public var record: [UInt8]
+        /// The normalised email (trimmed, lower-cased), or `nil` when the row has none. Panel-wide identity key.
+        public var email: String?
+        /// The phone number in E.164, or `nil`. Panel-wide identity key, weaker than email.
+        public var phone: String?
+        /// `StableHash` of `record`, precomputed by ``PanelStore/prepare(_:compressor:threshold:)``; `nil` means
+        /// apply computes it.
+        public var contentHash: UInt64?
+        /// One zstd frame of `record`, precomputed by ``PanelStore/prepare(_:compressor:threshold:)``; `nil`
+        /// means apply compresses the record itself when it is at least `recordCompressionThreshold` bytes.
+        /// When given, apply never compresses: it stores this frame if it is shorter than `record`, else `record`.
+        public var compressedRecord: [UInt8]?
 
-        public init(externalID: String, commitVersion: Int64, record: [UInt8]) {
+        public init(
+            externalID: String, commitVersion: Int64, record: [UInt8], email: String? = nil, phone: String? = nil,
+            contentHash: UInt64? = nil, compressedRecord: [UInt8]? = nil
+        ) {
             self.externalID = externalID
             self.commitVersion = commitVersion
             self.record = record
+            self.email = email
+            self.phone = phone
+            self.contentHash = contentHash
+            self.compressedRecord = compressedRecord
         }
     }
 
@@ -93,7 +155,8 @@ public final class PanelStore: @unchecked Sendable {
 
     /// What one ``PanelStore/apply(_:scope:pipeline:checkpoint:)`` did.
     ///
-    /// `inserted + updated + unchanged + skippedOlder + superseded` equals the number of input changes.
+    /// `inserted + updated + linked + unchanged + skippedOlder + superseded` equals the number of input changes;
+    /// `conflicts` counts conflict entries recorded (a row counted elsewhere may also record conflicts).
     public struct ApplyOutcome: Sendable, Equatable {
         /// New identities (a participant id was allocated).
         public var inserted: Int
@@ -105,13 +168,23 @@ public final class PanelStore: @unchecked Sendable {
         public var skippedOlder: Int
         /// Rows dropped because a row with a higher (or equal, later) version for the same key was in the batch.
         public var superseded: Int
+        /// New source keys (scope, external id) attached to an existing participant found by email or phone
+        /// (its record is replaced by the row's, with an `update` outbox line).
+        public var linked: Int
+        /// Conflict entries recorded: a weaker key (email, phone) already belongs to another participant.
+        public var conflicts: Int
 
-        public init(inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0) {
+        public init(
+            inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0,
+            linked: Int = 0, conflicts: Int = 0
+        ) {
             self.inserted = inserted
             self.updated = updated
             self.unchanged = unchanged
             self.skippedOlder = skippedOlder
             self.superseded = superseded
+            self.linked = linked
+            self.conflicts = conflicts
         }
     }
 
@@ -119,199 +192,26 @@ public final class PanelStore: @unchecked Sendable {
     public struct PanelRecord: Sendable, Equatable {
         /// Stable forever once allocated; increasing in allocation order, starting at 1.
         public var participantID: UInt64
+        /// The identity scope the record belongs to.
         public var scope: String
+        /// The identity key within `scope`.
         public var externalID: String
         /// The version the record was last applied from.
         public var commitVersion: Int64
         /// The record's JSON bytes (decompressed).
         public var record: [UInt8]
+        /// Every source key of the participant: the one that created it first, then linked ones in key order.
+        public var sourceKeys: [SourceKey] = []
     }
 
-    // MARK: Apply
+    /// One source identity (connection + source scope, external id) of a participant.
+    public struct SourceKey: Sendable, Hashable {
+        public var scope: String
+        public var externalID: String
 
-    /// Applies a batch of changes for `scope` and, when `checkpoint` is given, moves the checkpoint of `pipeline`
-    /// in the same write transaction.
-    ///
-    /// Within the batch the highest `commitVersion` per external id wins (ties: the later one in input order).
-    /// The batch is sorted by key before LMDB is touched. Per key: a new identity gets the next participant id
-    /// and an `insert` outbox entry; an existing one is skipped when older than its stored version, counted as
-    /// unchanged (no outbox entry, stored version moved forward) when its content hash is equal, and otherwise
-    /// updated with an `update` outbox entry.
-    ///
-    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint) is
-    ///   written. `.invalidArgument` for a scope containing NUL, a key longer than the LMDB key limit or a record
-    ///   that is not a JSON object; `.mapFull` when the map is full.
-    public func apply(_ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?) throws
-        -> ApplyOutcome
-    {
-        let scopeBytes = Array(scope.utf8)
-        guard !scopeBytes.contains(0) else {
-            throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
-        }
-        let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
-        let maxKey = environment.maxKeySize
-
-        // Flat buffer of external id bytes plus offsets, then sort indices by (bytes, input index).
-        var flat: [UInt8] = []
-        flat.reserveCapacity(changes.count * 16)
-        var offsets = [Int](repeating: 0, count: changes.count + 1)
-        for (i, change) in changes.enumerated() {
-            var id = change.externalID
-            id.withUTF8 { flat.append(contentsOf: $0) }
-            offsets[i + 1] = flat.count
-            let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
-            guard keyLength <= maxKey else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
-                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
-            }
-            let r = change.record
-            guard r.first == UInt8(ascii: "{"), r.last == UInt8(ascii: "}") else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "record for an external id in scope \(scope) is not a JSON object")
-            }
-        }
-        var order = Array(0..<changes.count)
-        flat.withUnsafeBytes { f in
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            order.sort { a, b in
-                let c = compareBytes(id(a), id(b))
-                return c != 0 ? c < 0 : a < b
-            }
-        }
-        // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
-        var winners: [Int] = []
-        winners.reserveCapacity(order.count)
-        flat.withUnsafeBytes { f in
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            var k = 0
-            while k < order.count {
-                var best = order[k]
-                var j = k + 1
-                while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
-                    if changes[order[j]].commitVersion >= changes[best].commitVersion { best = order[j] }
-                    j += 1
-                }
-                winners.append(best)
-                k = j
-            }
-        }
-        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
-
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        let s = scratch
-        try environment.write { txn in
-            var nextPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
-            var outboxSeq = try readCounter(txn, MetaKey.outboxSequence) ?? 0
-            let startPID = nextPID
-            let startSeq = outboxSeq
-            let t = txn.handle.pointer
-            for index in winners {
-                let change = changes[index]
-                // Identity key: scope 0x00 external id.
-                s.key.removeAll(keepingCapacity: true)
-                s.key.append(contentsOf: scopeBytes)
-                s.key.append(0)
-                s.key.append(contentsOf: flat[offsets[index]..<offsets[index + 1]])
-                let hash = StableHash.hash(change.record)
-                var existing: UInt64?
-                var rc: Int32 = 0
-                s.key.withUnsafeBytes { k in
-                    withVal(k) { key in
-                        var value = MDB_val()
-                        rc = mdb_get(t, ident.dbi, &key, &value)
-                        if rc == 0, value.mv_size == 8 { existing = loadBE(value.buffer) }
-                    }
-                }
-                if rc != 0 && rc != MDB_NOTFOUND { try check(rc, "get from ident", path: directory) }
-                if rc == 0 && existing == nil {
-                    throw StorageError(code: .corrupted, message: "ident entry in \(directory) is not 8 bytes")
-                }
-
-                let pid: UInt64
-                let op: String
-                if let existing {
-                    pid = existing
-                    let storedState = try txn.withValue(state, key: bytesBE(pid)) { v -> (Int64, UInt64)? in
-                        guard let v, v.count == 16 else { return nil }
-                        return (Int64(bitPattern: loadBE(v)), loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
-                    }
-                    guard let (storedVersion, storedHash) = storedState else {
-                        throw StorageError(
-                            code: .corrupted,
-                            message: "state entry for participant \(pid) in \(directory) is missing or not 16 bytes")
-                    }
-                    if change.commitVersion < storedVersion {
-                        outcome.skippedOlder += 1
-                        continue
-                    }
-                    if storedHash == hash {
-                        outcome.unchanged += 1
-                        if change.commitVersion > storedVersion {
-                            try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
-                        }
-                        continue
-                    }
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: [])
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash))
-                    outcome.updated += 1
-                    op = "update"
-                } else {
-                    pid = nextPID
-                    nextPID += 1
-                    try s.key.withUnsafeBytes { k in
-                        try bytesBE(pid).withUnsafeBytes { v in try txn.put(ident, key: k, value: v) }
-                    }
-                    try putPanel(txn, s, pid: pid, record: change.record, flags: .append)
-                    try txn.put(state, key: bytesBE(pid), value: stateValue(change.commitVersion, hash), flags: .append)
-                    outcome.inserted += 1
-                    op = "insert"
-                }
-                outboxSeq += 1
-                s.json.reset()
-                s.json.beginObject()
-                s.json.key("seq")
-                s.json.uint(outboxSeq)
-                s.json.key("op")
-                s.json.string(op)
-                s.json.key("participant_id")
-                s.json.uint(pid)
-                s.json.key("scope")
-                s.json.string(scope)
-                s.json.key("external_id")
-                s.json.string(change.externalID)
-                s.json.key("commit_version")
-                s.json.int(change.commitVersion)
-                s.json.key("record")
-                s.json.raw(change.record)
-                s.json.endObject()
-                try txn.put(outbox, key: bytesBE(outboxSeq), value: s.json.bytes, flags: .append)
-            }
-            if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            if outboxSeq != startSeq { try txn.put(meta, key: MetaKey.outboxSequence, value: bytesBE(outboxSeq)) }
-            if let checkpointBytes {
-                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
-            }
-        }
-        return outcome
-    }
-
-    private func putPanel(_ txn: WriteTransaction, _ s: WriterScratch, pid: UInt64, record: [UInt8], flags: PutFlags)
-        throws
-    {
-        // Value: identity key length (2 bytes BE), identity key, zstd frame of the record.
-        s.value.removeAll(keepingCapacity: true)
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count >> 8))
-        s.value.append(UInt8(truncatingIfNeeded: s.key.count))
-        s.value.append(contentsOf: s.key)
-        try record.withUnsafeBytes { r in
-            try s.compressor.withCompressed(r) { s.value.append(contentsOf: $0) }
-        }
-        try bytesBE(pid).withUnsafeBytes { k in
-            try s.value.withUnsafeBytes { v in try txn.put(panel, key: k, value: v, flags: flags) }
+        public init(scope: String, externalID: String) {
+            self.scope = scope
+            self.externalID = externalID
         }
     }
 
@@ -358,106 +258,6 @@ public final class PanelStore: @unchecked Sendable {
         }
     }
 
-    // MARK: Reading the panel
-
-    /// The record for `externalID` in `scope`, or `nil`.
-    public func record(externalID: String, scope: String) throws -> PanelRecord? {
-        var key = Array(scope.utf8)
-        key.append(0)
-        key.append(contentsOf: externalID.utf8)
-        let decompressor = try ZstdDecompressor()
-        return try environment.read { txn -> PanelRecord? in
-            guard let pidBytes = try txn.get(ident, key: key), pidBytes.count == 8 else { return nil }
-            let pid: UInt64 = pidBytes.withUnsafeBytes { loadBE($0) }
-            let version = try storedVersion(txn, pid)
-            return try txn.withValue(panel, key: bytesBE(pid)) { value in
-                guard let value else {
-                    throw StorageError(
-                        code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
-                }
-                return try decodePanelValue(pid: pid, value: value, version: version, decompressor: decompressor)
-            }
-        }
-    }
-
-    /// The participant id of `externalID` in `scope`, or `nil` (an index probe only).
-    public func participantID(externalID: String, scope: String) throws -> UInt64? {
-        var key = Array(scope.utf8)
-        key.append(0)
-        key.append(contentsOf: externalID.utf8)
-        return try environment.read { txn in
-            try txn.get(ident, key: key).flatMap { v in v.count == 8 ? v.withUnsafeBytes { loadBE($0) } : nil }
-        }
-    }
-
-    /// Streams every record (of `scope`, or of all scopes when `nil`) in participant id order.
-    ///
-    /// Memory is bounded: one record is decoded at a time inside one read transaction (a consistent snapshot).
-    /// - Important: the read transaction stays open while `body` runs; keep `body` quick.
-    public func forEachRecord(scope: String?, _ body: (PanelRecord) throws -> Void) throws {
-        let scopePrefix: [UInt8]? = scope.map { Array($0.utf8) + [0] }
-        let decompressor = try ZstdDecompressor()
-        try environment.read { txn in
-            try txn.forEach(panel) { k, v in
-                guard k.count == 8 else {
-                    throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
-                }
-                if let scopePrefix {
-                    guard v.count >= 2 else {
-                        throw StorageError(code: .corrupted, message: "panel value in \(directory) is truncated")
-                    }
-                    let keyLength = Int(v[0]) << 8 | Int(v[1])
-                    guard keyLength <= v.count - 2,
-                        UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
-                    else { return true }
-                }
-                let pid: UInt64 = loadBE(k)
-                let version = try storedVersion(txn, pid)
-                try body(try decodePanelValue(pid: pid, value: v, version: version, decompressor: decompressor))
-                return true
-            }
-        }
-    }
-
-    /// The number of participants (all scopes), without a scan.
-    public func count() throws -> Int {
-        try environment.read { try $0.count(panel) }
-    }
-
-    private func storedVersion(_ txn: some ReadableTransaction, _ pid: UInt64) throws -> Int64 {
-        try txn.withValue(state, key: bytesBE(pid)) { v in
-            guard let v, v.count == 16 else {
-                throw StorageError(
-                    code: .corrupted, message: "state entry for participant \(pid) in \(directory) is missing")
-            }
-            return Int64(bitPattern: loadBE(v))
-        }
-    }
-
-    private func decodePanelValue(
-        pid: UInt64, value: UnsafeRawBufferPointer, version: Int64, decompressor: ZstdDecompressor
-    ) throws -> PanelRecord {
-        guard value.count >= 2 else {
-            throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
-        }
-        let keyLength = Int(value[0]) << 8 | Int(value[1])
-        guard keyLength <= value.count - 2, let sep = value[2..<(2 + keyLength)].firstIndex(of: 0) else {
-            throw StorageError(
-                code: .corrupted, message: "panel value of participant \(pid) in \(directory) has a bad identity key")
-        }
-        let scope = String(decoding: value[2..<sep], as: UTF8.self)
-        let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
-        let record: [UInt8]
-        do {
-            record = try decompressor.decompress(UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...]))
-        } catch var error as StorageError {
-            error.message += " (record of participant \(pid) in \(directory))"
-            throw error
-        }
-        return PanelRecord(
-            participantID: pid, scope: scope, externalID: externalID, commitVersion: version, record: record)
-    }
-
     // MARK: Run records
 
     /// Stores a new run record (JSON bytes) and returns its id; ids increase and start at 1.
@@ -473,12 +273,14 @@ public final class PanelStore: @unchecked Sendable {
     ///
     /// - Throws: `.notFound` when there is no such run.
     public func updateRun(id: UInt64, json: [UInt8]) throws {
-        try environment.write { txn in
-            guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
-                throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
-            }
-            try txn.put(runsDB, key: bytesBE(id), value: json)
+        try environment.write { txn in try replaceRun(txn, id: id, json: json) }
+    }
+
+    func replaceRun(_ txn: WriteTransaction, id: UInt64, json: [UInt8]) throws {
+        guard try txn.get(runsDB, key: bytesBE(id)) != nil else {
+            throw StorageError(code: .notFound, message: "no run record with id \(id) in \(directory)")
         }
+        try txn.put(runsDB, key: bytesBE(id), value: json)
     }
 
     /// Up to `limit` run records, newest first.
@@ -505,14 +307,79 @@ public final class PanelStore: @unchecked Sendable {
 /// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
 final class WriterScratch {
     let compressor: ZstdCompressor
+    let outboxCompressor: ZstdCompressor
     var key: [UInt8] = []
     var value: [UInt8] = []
-    var json = JSONWriter(reservingCapacity: 1024)
+    var line: [UInt8] = []
 
-    init(level: Int32) throws {
+    init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)
+        outboxCompressor = try ZstdCompressor(level: outboxLevel, checksum: true)
         key.reserveCapacity(512)
         value.reserveCapacity(1024)
+        line.reserveCapacity(1024)
+    }
+}
+
+struct SortKey {
+    var prefix: UInt64
+    var index: Int
+}
+
+enum OutboxOp { case insert, update }
+
+/// Appends one outbox line (no newline):
+/// `{"seq":N,"op":"insert"|"update","participant_id":P,"scope":"...","external_id":"...","commit_version":V,"record":{...}}`.
+///
+/// Byte-for-byte what `JSONWriter` produces for that object (strings escaped with `JSONWriter.appendEscaped`),
+/// without its per-key escaping and integer-to-String allocations.
+func appendOutboxLine(
+    into out: inout [UInt8], seq: UInt64, insert: Bool, participantID: UInt64, escapedScope: [UInt8],
+    externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer
+) {
+    out.append(contentsOf: OutboxLiterals.seq)
+    appendDecimal(seq, to: &out)
+    out.append(contentsOf: insert ? OutboxLiterals.opInsert : OutboxLiterals.opUpdate)
+    appendDecimal(participantID, to: &out)
+    out.append(contentsOf: OutboxLiterals.scope)
+    out.append(contentsOf: escapedScope)
+    out.append(contentsOf: OutboxLiterals.externalID)
+    JSONWriter.appendEscaped(utf8: externalID, to: &out)
+    out.append(contentsOf: OutboxLiterals.commitVersion)
+    if commitVersion < 0 {
+        out.append(UInt8(ascii: "-"))
+        appendDecimal(commitVersion.magnitude, to: &out)
+    } else {
+        appendDecimal(UInt64(commitVersion), to: &out)
+    }
+    out.append(contentsOf: OutboxLiterals.record)
+    out.append(contentsOf: record)
+    out.append(UInt8(ascii: "}"))
+}
+
+enum OutboxLiterals {
+    static let seq = Array(#"{"seq":"#.utf8)
+    static let opInsert = Array(#","op":"insert","participant_id":"#.utf8)
+    static let opUpdate = Array(#","op":"update","participant_id":"#.utf8)
+    static let scope = Array(#","scope":"#.utf8)
+    static let externalID = Array(#","external_id":"#.utf8)
+    static let commitVersion = Array(#","commit_version":"#.utf8)
+    static let record = Array(#","record":"#.utf8)
+}
+
+/// Appends the decimal digits of `value`.
+@inline(__always)
+func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
+    var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack
+    withUnsafeMutableBytes(of: &digits) { buf in
+        var v = value
+        var i = 24
+        repeat {
+            i -= 1
+            buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
+            v /= 10
+        } while v != 0
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<24]))
     }
 }
 
@@ -520,6 +387,7 @@ enum MetaKey {
     static let nextParticipantID = Array("next_participant_id".utf8)
     static let outboxSequence = Array("outbox_seq".utf8)
     static let deliveredSequence = Array("delivered_seq".utf8)
+    static let formatVersion = Array("format_version".utf8)
     static let checkpointPrefix = "checkpoint/"
     static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
 }
@@ -545,10 +413,11 @@ func loadBE(_ buffer: UnsafeRawBufferPointer) -> UInt64 {
     UInt64(bigEndian: buffer.loadUnaligned(as: UInt64.self))
 }
 
-func stateValue(_ version: Int64, _ hash: UInt64) -> [UInt8] {
-    var out = bytesBE(UInt64(bitPattern: version))
-    out.append(contentsOf: bytesBE(hash))
-    return out
+/// Lends the 8-byte big-endian encoding of `value` without allocating.
+@inline(__always)
+func withBE<R>(_ value: UInt64, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+    var be = value.bigEndian
+    return try withUnsafeBytes(of: &be, body)
 }
 
 /// memcmp order, shorter first on a common prefix (LMDB's default key order).
@@ -561,3 +430,4 @@ func compareBytes(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> I
     }
     return a.count - b.count
 }
+

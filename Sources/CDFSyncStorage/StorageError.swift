@@ -115,6 +115,12 @@ extension StorageError {
                 code: .io,
                 message: "\(operation) \(path): a path component is a file, not a directory; choose another directory",
                 underlying: cause)
+        case ENOMEM:
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): out of memory or address space (the LMDB map is reserved as address "
+                    + "space); lower mapSize or raise the process's address-space limit (ulimit -v)",
+                underlying: cause)
         case ENOSPC:
             return StorageError(
                 code: .io, message: "\(operation) \(path): no space left on device; free space and rerun",

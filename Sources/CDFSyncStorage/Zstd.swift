@@ -58,7 +58,10 @@ public final class ZstdCompressor {
     public let level: Int32
     private var scratch: [UInt8] = []
 
-    public init(level: Int32 = 3) throws {
+    /// - Parameters:
+    ///   - level: the zstd compression level.
+    ///   - checksum: whether each frame ends with a content checksum (as the `zstd` CLI writes).
+    public init(level: Int32 = 3, checksum: Bool = false) throws {
         guard let cctx = ZSTD_createCCtx() else {
             throw StorageError(code: .compression, message: "zstd: cannot allocate a compression context")
         }
@@ -66,6 +69,7 @@ public final class ZstdCompressor {
         self.level = level
         _ = try zstdCheck(
             ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "setting compression level \(level)")
+        if checksum { _ = try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "enabling checksums") }
     }
 
     deinit { ZSTD_freeCCtx(cctx) }

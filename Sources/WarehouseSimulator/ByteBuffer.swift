@@ -52,6 +52,13 @@ final class ByteBuffer {
         count += n
     }
 
+    /// Appends without a capacity check; the caller has reserved room.
+    @inline(__always)
+    func appendUnchecked(_ p: UnsafeRawPointer, _ n: Int) {
+        memcpy(base + count, p, n)
+        count += n
+    }
+
     func append(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { append($0) }
     }

@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// The Databricks SQL warehouse simulator: a workspace held in memory behind the Statement Execution
 /// API, the SQL Warehouses API, OAuth M2M and an admin interface under `/_sim/`.
@@ -35,6 +34,11 @@ public final class Simulator: Sendable {
         public var oauthTokenTTL: Double
         /// HTTP status for an unknown `warehouse_id` (404 `RESOURCE_DOES_NOT_EXIST` by default, 400 otherwise).
         public var unknownWarehouseStatus: Int
+        /// Seconds after which a running statement that nobody polls is cancelled (Databricks: 15 min).
+        public var abandonAfter: Double = 900
+        /// Receives one line per request (method, path without query, status, bytes, milliseconds).
+        /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
+        public var requestLog: (@Sendable (String) -> Void)?
 
         public init(
             rowsPerChunk: Int = 10_000, rowsPerExternalChunk: Int = 100_000, adminToken: String = "sim-admin",
@@ -58,11 +62,13 @@ public final class Simulator: Sendable {
 
     public let configuration: Configuration
     public let clock: SimulatorClock
-    let state: Mutex<SimState>
-    private let server = Mutex<HTTPServer?>(nil)
+    let state: Locked<SimState>
+    private let server = Locked<HTTPServer?>(nil)
     /// Signs external links; random per process.
     let linkSecret: UInt64
-    let blobCache = Mutex(BlobCache())
+    let blobCache = Locked(BlobCache())
+    /// Bodies accepted by the stand-in webhook receiver (`/_hook/`).
+    let webhooks = WebhookLog()
 
     /// Creates a simulator over `workspace`. Nothing listens until `start`.
     public init(workspace: Workspace, configuration: Configuration = .init(), clock: SimulatorClock = SimulatorClock())
@@ -71,7 +77,7 @@ public final class Simulator: Sendable {
         try workspace.validate()
         self.configuration = configuration
         self.clock = clock
-        self.state = Mutex(try SimState(workspace: workspace, now: clock.now))
+        self.state = Locked(try SimState(workspace: workspace, now: clock.now))
         var rng = SystemRandomNumberGenerator()
         linkSecret = rng.next()
     }
@@ -98,6 +104,12 @@ public final class Simulator: Sendable {
 
     /// The bound port, when started.
     public var port: Int? { server.withLock { $0?.port } }
+
+    /// `http://host:port` of the running server (the workspace URL a client is given), when started.
+    public var baseURL: String? {
+        guard port != nil else { return nil }
+        return "http://" + state.withLock { $0.boundAddress }
+    }
 
     // MARK: in-process admin API (same as the /_sim/ endpoints)
 
@@ -194,6 +206,8 @@ struct SimState: Sendable {
     var warehouses: [String: WarehouseState] = [:]
     var warehouseOrder: [String] = []
     var statements: [String: StatementRecord] = [:]
+    /// Session id → (principal, warehouse, catalog, schema) for the driver-only sessions API.
+    var sessions: [String: (principal: Int, warehouse: String, catalog: String?, schema: String?)] = [:]
     var faults: [Fault] = []
     var nextFaultID = 0
     var defaultCatalog: String

@@ -169,14 +169,28 @@ struct SyntheticTable: Sendable {
 
     /// The last version at or before `v` that wrote `row` (which must exist at `v`).
     func revision(of row: Int, atOrBefore v: Int) -> Int {
+        keys.withUnsafeBufferPointer { Self.revision(of: row, atOrBefore: v, $0) }
+    }
+
+    @inline(__always)
+    static func revision(of row: Int, atOrBefore v: Int, _ keys: UnsafeBufferPointer<VersionKey>) -> Int {
         var u = v
         while u >= 2 {
-            let ver = versions[u]
-            if ver.insertCount > 0 && row >= ver.insertStart && row < ver.insertStart + ver.insertCount { return u }
-            if ver.isCandidate(row) { return u }
+            let k = keys[u]
+            if row &- k.insertStart < k.insertCount && row >= k.insertStart { return u }
+            if k.isCandidate(row) { return u }
             u -= 1
         }
         return 1  // not touched since the initial load
+    }
+
+    /// The reference-free part of every version, for rendering loops.
+    var keys: [VersionKey] {
+        versions.map {
+            VersionKey(
+                insertStart: $0.insertStart, insertCount: $0.insertCount, modulus: $0.modulus, offset: $0.offset,
+                inverse: $0.inverse, candidateCount: $0.candidateCount)
+        }
     }
 
     func snapshotSource(version: Int, projection: [Int]? = nil) -> SyntheticSnapshot {
@@ -190,35 +204,41 @@ struct SyntheticTable: Sendable {
         }
         deleted.sort()
         return SyntheticSnapshot(
-            table: self, version: version, rowSpace: inserted, deleted: deleted,
+            seed: seed, keys: keys, version: version, rowSpace: inserted, deleted: deleted,
             projection: projection ?? Array(0..<Self.columns.count), stamps: timestampTexts())
     }
 
     func changesSource(from: Int, to: Int, projection: [Int]? = nil) -> SyntheticChanges {
-        var starts: [Int] = []
-        var vers: [Int] = []
+        var segments: [SyntheticChanges.Segment] = []
+        var ups: [Int32] = []
+        var dels: [Int32] = []
         var total = 0
         if from <= to {
             for v in from...to {
                 let ver = versions[v]
                 let n = ver.insertCount + 2 * ver.updates.count + ver.deletes.count
                 guard n > 0 else { continue }
-                vers.append(v)
-                starts.append(total)
+                segments.append(
+                    .init(
+                        version: v, start: total, insertStart: ver.insertStart, insertCount: ver.insertCount,
+                        updatesOffset: ups.count, updatesCount: ver.updates.count, deletesOffset: dels.count,
+                        deletesCount: ver.deletes.count))
+                ups.append(contentsOf: ver.updates)
+                dels.append(contentsOf: ver.deletes)
                 total += n
             }
         }
         return SyntheticChanges(
-            table: self, versionList: vers, starts: starts, count: total,
+            seed: seed, keys: keys, segments: segments, updates: ups, deletes: dels, count: total,
             projection: projection ?? Array(0..<(Self.columns.count + 3)), stamps: timestampTexts())
     }
 
-    func timestampTexts() -> [[UInt8]] {
-        versions.map { v in
-            var b: [UInt8] = []
-            Timestamp.append(millis: v.timestampMillis, to: &b)
-            return b
-        }
+    /// The timestamp text of every version, 24 bytes each.
+    func timestampTexts() -> [UInt8] {
+        var b: [UInt8] = []
+        b.reserveCapacity(24 * versions.count)
+        for v in versions { Timestamp.append(millis: v.timestampMillis, to: &b) }
+        return b
     }
 }
 
@@ -299,59 +319,140 @@ enum Vocabulary {
     }
 }
 
-/// Writes generated cells; shared by the snapshot and change sources.
-enum SyntheticRenderer {
-    /// Appends the text of table column `col` of `row` at revision `rev`, without quotes.
+/// The vocabulary packed into one immutable allocation so rendering touches no reference counts.
+final class VocabBlob: @unchecked Sendable {
+    // @unchecked: written once in init, read-only afterwards; the memory is never freed (process lifetime).
+    /// A list of strings: `count` entries starting at `first` in `offsets`/`lengths`.
+    struct List {
+        var first: Int
+        var count: Int
+    }
+
+    let bytes: UnsafeMutablePointer<UInt8>
+    let offsets: UnsafeMutablePointer<Int32>
+    let lengths: UnsafeMutablePointer<Int32>
+    let firstNames, firstNamesASCII, lastNames, lastNamesASCII, countries, cities, callingCodes, companies, domains,
+        jobTitles, segments, consent, changeTypes: List
+
+    static let shared = VocabBlob()
+
+    private init() {
+        var blob: [UInt8] = []
+        var offs: [Int32] = []
+        var lens: [Int32] = []
+        func add(_ values: [[UInt8]]) -> List {
+            let l = List(first: offs.count, count: values.count)
+            for v in values {
+                offs.append(Int32(blob.count))
+                lens.append(Int32(v.count))
+                blob.append(contentsOf: v)
+            }
+            return l
+        }
+        firstNames = add(Vocabulary.firstNames)
+        firstNamesASCII = add(Vocabulary.firstNamesASCII)
+        lastNames = add(Vocabulary.lastNames)
+        lastNamesASCII = add(Vocabulary.lastNamesASCII)
+        countries = add(Vocabulary.places.map(\.0))
+        cities = add(Vocabulary.places.map(\.1))
+        callingCodes = add(Vocabulary.places.map(\.2))
+        companies = add(Vocabulary.companies)
+        domains = add(Vocabulary.domains)
+        jobTitles = add(Vocabulary.jobTitles)
+        segments = add(Vocabulary.segments)
+        consent = add([Vocabulary.optedIn, Vocabulary.optedOut])
+        changeTypes = add(Vocabulary.changeTypes)
+        bytes = .allocate(capacity: blob.count)
+        bytes.initialize(from: blob, count: blob.count)
+        offsets = .allocate(capacity: offs.count)
+        offsets.initialize(from: offs, count: offs.count)
+        lengths = .allocate(capacity: lens.count)
+        lengths.initialize(from: lens, count: lens.count)
+    }
+
+    /// Appends entry `i` of `list` (no capacity check: the caller reserved room).
     @inline(__always)
-    static func cell(_ col: Int, row: Int, rev: Int, seed: UInt64, stamps: [[UInt8]], out: ByteBuffer) {
-        let h = mix(seed, UInt64(row))
+    func put(_ list: List, _ i: Int, _ out: ByteBuffer) {
+        let k = list.first + i
+        out.appendUnchecked(UnsafeRawPointer(bytes + Int(offsets[k])), Int(lengths[k]))
+    }
+}
+
+/// Picks an index in `0..<n` from 64 random bits without a division.
+@inline(__always)
+func pick(_ x: UInt64, _ n: Int) -> Int { Int(truncatingIfNeeded: x.multipliedFullWidth(by: UInt64(n)).high) }
+
+/// What `revision(of:atOrBefore:)` needs of a version, without references.
+struct VersionKey: Sendable {
+    var insertStart: Int
+    var insertCount: Int
+    var modulus: UInt64
+    var offset: UInt64
+    var inverse: UInt64
+    var candidateCount: UInt64
+
+    @inline(__always)
+    func isCandidate(_ row: Int) -> Bool {
+        let r = UInt64(row)
+        guard candidateCount > 0, r < modulus else { return false }
+        let j = ((r &+ modulus &- offset) % modulus) &* inverse % modulus
+        return j < candidateCount
+    }
+}
+
+/// Writes generated cells; shared by the snapshot and change sources.
+///
+/// A row's fixed fields come from `h = mix(seed, row)`, its changeable ones from `r = mix(seed, row, rev)`.
+struct SyntheticRenderer {
+    let vocab = VocabBlob.shared
+    let seed: UInt64
+    /// `stamps[24 * v ..< 24 * v + 24]` is the timestamp text of version v.
+    let stamps: UnsafeRawBufferPointer
+    /// Upper bound of one rendered row in bytes.
+    static let maxRowBytes = 512
+
+    @inline(__always)
+    func cell(_ col: Int, row: Int, h: UInt64, r: UInt64, rev: Int, out: ByteBuffer) {
+        let v = vocab
         switch col {
         case 0:
             out.append(UInt8(ascii: "P"))
-            out.append(padded: row, width: 9)
-        case 1: out.append(Vocabulary.firstNames[Int(h % UInt64(Vocabulary.firstNames.count))])
-        case 2: out.append(Vocabulary.lastNames[Int((h >> 12) % UInt64(Vocabulary.lastNames.count))])
+            if row < 1_000_000_000 { out.append(padded: row, width: 9) } else { out.append(int: row) }
+        case 1: v.put(v.firstNames, pick(h, v.firstNames.count), out)
+        case 2: v.put(v.lastNames, pick(h &<< 17 | h &>> 47, v.lastNames.count), out)
         case 3:
-            let r = mix(seed, UInt64(row), UInt64(rev) &+ 7)
-            out.append(Vocabulary.firstNamesASCII[Int(h % UInt64(Vocabulary.firstNames.count))])
+            v.put(v.firstNamesASCII, pick(h, v.firstNames.count), out)
             out.append(UInt8(ascii: "."))
-            out.append(Vocabulary.lastNamesASCII[Int((h >> 12) % UInt64(Vocabulary.lastNames.count))])
+            v.put(v.lastNamesASCII, pick(h &<< 17 | h &>> 47, v.lastNames.count), out)
             out.append(UInt8(ascii: "."))
             out.append(int: row)
             out.append(UInt8(ascii: "@"))
-            // Most revisions keep the address; about one in four moves it to another domain.
-            let d = (r & 3) == 0 ? (r >> 8) : (h >> 40)
-            out.append(Vocabulary.domains[Int(d % UInt64(Vocabulary.domains.count))])
+            // Most revisions keep the address's domain; about one in four moves it.
+            v.put(v.domains, (r & 3) == 0 ? pick(r &<< 7, v.domains.count) : pick(h &<< 40 | h &>> 24, v.domains.count), out)
         case 4:
-            let place = Vocabulary.places[Int((h >> 24) % UInt64(Vocabulary.places.count))]
-            let r = mix(seed, UInt64(row), UInt64(rev) &+ 11)
             out.append(UInt8(ascii: "+"))
-            out.append(place.2)
-            let n = (r & 7) == 0 ? (r >> 16) : (h >> 20)
+            v.put(v.callingCodes, pick(h &<< 31 | h &>> 33, v.countries.count), out)
+            let n = (r & 0x70) == 0 ? (r &>> 20) : (h &>> 20)
             out.append(padded: Int(n % 1_000_000_000), width: 9)
-        case 5: out.append(Vocabulary.companies[Int((h >> 32) % UInt64(Vocabulary.companies.count))])
-        case 6: out.append(Vocabulary.places[Int((h >> 24) % UInt64(Vocabulary.places.count))].0)
-        case 7: out.append(Vocabulary.places[Int((h >> 24) % UInt64(Vocabulary.places.count))].1)
-        case 8:
-            let r = mix(seed, UInt64(row), UInt64(rev) &+ 13)
-            out.append(Vocabulary.jobTitles[Int(r % UInt64(Vocabulary.jobTitles.count))])
-        case 9:
-            let r = mix(seed, UInt64(row), UInt64(rev) &+ 17)
-            out.append(Vocabulary.segments[Int(r % UInt64(Vocabulary.segments.count))])
-        case 10:
-            let r = mix(seed, UInt64(row), UInt64(rev) &+ 19)
-            out.append(r % 10 < 8 ? Vocabulary.optedIn : Vocabulary.optedOut)
-        default:
-            out.append(stamps[rev])
+        case 5: v.put(v.companies, pick(h &<< 47 | h &>> 17, v.companies.count), out)
+        case 6: v.put(v.countries, pick(h &<< 31 | h &>> 33, v.countries.count), out)
+        case 7: v.put(v.cities, pick(h &<< 31 | h &>> 33, v.countries.count), out)
+        case 8: v.put(v.jobTitles, pick(r &<< 13 | r &>> 51, v.jobTitles.count), out)
+        case 9: v.put(v.segments, pick(r &<< 29 | r &>> 35, v.segments.count), out)
+        case 10: v.put(v.consent, pick(r &<< 43 | r &>> 21, 10) < 8 ? 0 : 1, out)
+        default: out.appendUnchecked(stamps.baseAddress! + 24 * rev, 24)
         }
     }
 
     /// Appends one row: the projected table columns plus, for change rows, the CDF columns.
     @inline(__always)
-    static func row(
-        _ row: Int, rev: Int, change: Int, commitVersion: Int, projection: [Int], seed: UInt64, stamps: [[UInt8]],
-        csv: Bool, out: ByteBuffer
+    func row(
+        _ row: Int, rev: Int, change: Int, commitVersion: Int, projection: UnsafeBufferPointer<Int>, csv: Bool,
+        out: ByteBuffer
     ) {
+        out.reserve(Self.maxRowBytes)
+        let h = mix(seed, UInt64(row))
+        let r = mix(seed, UInt64(row), UInt64(rev) &+ 7)
         if !csv { out.append(UInt8(ascii: "[")) }
         var first = true
         for col in projection {
@@ -359,38 +460,44 @@ enum SyntheticRenderer {
             first = false
             if !csv { out.append(UInt8(ascii: "\"")) }
             switch col {
-            case 12: out.append(Vocabulary.changeTypes[change])
+            case 12: vocab.put(vocab.changeTypes, change, out)
             case 13: out.append(int: commitVersion)
-            case 14: out.append(stamps[commitVersion])
-            default: cell(col, row: row, rev: rev, seed: seed, stamps: stamps, out: out)
+            case 14: out.appendUnchecked(stamps.baseAddress! + 24 * commitVersion, 24)
+            default: cell(col, row: row, h: h, r: r, rev: rev, out: out)
             }
             if !csv { out.append(UInt8(ascii: "\"")) }
         }
         if csv { out.append("\r\n") } else { out.append(UInt8(ascii: "]")) }
     }
 
-    static func text(_ col: Int, row: Int, rev: Int, change: Int, commitVersion: Int, seed: UInt64, stamps: [[UInt8]]) -> String {
-        let b = ByteBuffer(capacity: 64)
-        switch col {
-        case 12: b.append(Vocabulary.changeTypes[change])
-        case 13: b.append(int: commitVersion)
-        case 14: b.append(stamps[commitVersion])
-        default: cell(col, row: row, rev: rev, seed: seed, stamps: stamps, out: b)
+    func text(_ col: Int, row: Int, rev: Int, change: Int, commitVersion: Int) -> String {
+        let b = ByteBuffer(capacity: Self.maxRowBytes)
+        var p = [col]
+        p.withUnsafeBufferPointer {
+            self.row(row, rev: rev, change: change, commitVersion: commitVersion, projection: $0, csv: true, out: b)
         }
-        return String(decoding: b.bytes, as: UTF8.self)
+        p.removeAll()
+        // Drop the CRLF.
+        return String(decoding: UnsafeRawBufferPointer(start: b.base, count: b.count - 2), as: UTF8.self)
+    }
+
+    /// Runs `body` with a renderer over `stamps` (24 bytes per version).
+    static func with<T>(seed: UInt64, stamps: [UInt8], _ body: (SyntheticRenderer) -> T) -> T {
+        stamps.withUnsafeBytes { body(SyntheticRenderer(seed: seed, stamps: $0)) }
     }
 }
 
 /// A synthetic table's rows at one version.
 struct SyntheticSnapshot: RowSource {
-    var table: SyntheticTable
+    var seed: UInt64
+    var keys: [VersionKey]
     var version: Int
     /// Rows `0 ..< rowSpace` have been inserted by `version`.
     var rowSpace: Int
     /// Rows deleted by `version`, ascending.
     var deleted: [Int32]
     var projection: [Int]
-    var stamps: [[UInt8]]
+    var stamps: [UInt8]
 
     var count: Int { rowSpace - deleted.count }
     var estimatedBytesPerRow: Int { 24 + projection.count * 16 }
@@ -425,13 +532,17 @@ struct SyntheticSnapshot: RowSource {
     private func render(_ range: Range<Int>, csv: Bool, _ out: ByteBuffer) {
         out.reserve(range.count * estimatedBytesPerRow)
         var first = true
-        walk(range) { i in
-            if !csv && !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            let rev = table.revision(of: i, atOrBefore: version)
-            SyntheticRenderer.row(
-                i, rev: rev, change: 0, commitVersion: 0, projection: projection, seed: table.seed, stamps: stamps,
-                csv: csv, out: out)
+        SyntheticRenderer.with(seed: seed, stamps: stamps) { renderer in
+            projection.withUnsafeBufferPointer { proj in
+                keys.withUnsafeBufferPointer { kp in
+                    walk(range) { i in
+                        if !csv && !first { out.append(UInt8(ascii: ",")) }
+                        first = false
+                        let rev = SyntheticTable.revision(of: i, atOrBefore: version, kp)
+                        renderer.row(i, rev: rev, change: 0, commitVersion: 0, projection: proj, csv: csv, out: out)
+                    }
+                }
+            }
         }
     }
 
@@ -442,48 +553,67 @@ struct SyntheticSnapshot: RowSource {
             i += 1
             d += 1
         }
-        let rev = table.revision(of: i, atOrBefore: version)
-        return SyntheticRenderer.text(
-            projection[column], row: i, rev: rev, change: 0, commitVersion: 0, seed: table.seed, stamps: stamps)
+        let rev = keys.withUnsafeBufferPointer { SyntheticTable.revision(of: i, atOrBefore: version, $0) }
+        return SyntheticRenderer.with(seed: seed, stamps: stamps) {
+            $0.text(projection[column], row: i, rev: rev, change: 0, commitVersion: 0)
+        }
     }
 }
 
 /// A synthetic table's change rows over a version range.
 struct SyntheticChanges: RowSource {
-    var table: SyntheticTable
-    /// Versions in the range that have change rows, and where each one's rows start.
-    var versionList: [Int]
-    var starts: [Int]
+    /// The change rows of one version: inserts, then update pre/post pairs, then deletes.
+    struct Segment: Sendable {
+        var version: Int
+        /// First output row of this version.
+        var start: Int
+        var insertStart: Int
+        var insertCount: Int
+        /// Range in `updates` / `deletes`.
+        var updatesOffset: Int
+        var updatesCount: Int
+        var deletesOffset: Int
+        var deletesCount: Int
+    }
+
+    var seed: UInt64
+    var keys: [VersionKey]
+    var segments: [Segment]
+    var updates: [Int32]
+    var deletes: [Int32]
     var count: Int
     var projection: [Int]
-    var stamps: [[UInt8]]
+    var stamps: [UInt8]
 
     var estimatedBytesPerRow: Int { 24 + projection.count * 16 }
 
     /// (table row, revision, change-type index, commit version) of output row `k`.
     @inline(__always)
-    func locate(_ k: Int, hint: inout Int) -> (Int, Int, Int, Int) {
-        while hint + 1 < starts.count && starts[hint + 1] <= k { hint += 1 }
-        let v = versionList[hint]
-        let ver = table.versions[v]
-        var l = k - starts[hint]
-        if l < ver.insertCount { return (ver.insertStart + l, v, 0, v) }
-        l -= ver.insertCount
-        if l < 2 * ver.updates.count {
-            let row = Int(ver.updates[l / 2])
-            if l % 2 == 0 { return (row, table.revision(of: row, atOrBefore: v - 1), 1, v) }
+    static func locate(
+        _ k: Int, hint: inout Int, _ segs: UnsafeBufferPointer<Segment>, _ ups: UnsafeBufferPointer<Int32>,
+        _ dels: UnsafeBufferPointer<Int32>, _ keys: UnsafeBufferPointer<VersionKey>
+    ) -> (Int, Int, Int, Int) {
+        while hint + 1 < segs.count && segs[hint + 1].start <= k { hint += 1 }
+        let s = segs[hint]
+        let v = s.version
+        var l = k - s.start
+        if l < s.insertCount { return (s.insertStart + l, v, 0, v) }
+        l -= s.insertCount
+        if l < 2 * s.updatesCount {
+            let row = Int(ups[s.updatesOffset + l / 2])
+            if l & 1 == 0 { return (row, SyntheticTable.revision(of: row, atOrBefore: v - 1, keys), 1, v) }
             return (row, v, 2, v)
         }
-        l -= 2 * ver.updates.count
-        let row = Int(ver.deletes[l])
-        return (row, table.revision(of: row, atOrBefore: v - 1), 3, v)
+        l -= 2 * s.updatesCount
+        let row = Int(dels[s.deletesOffset + l])
+        return (row, SyntheticTable.revision(of: row, atOrBefore: v - 1, keys), 3, v)
     }
 
     func firstHint(_ k: Int) -> Int {
-        var lo = 0, hi = starts.count - 1
+        var lo = 0, hi = segments.count - 1
         while lo < hi {
             let mid = (lo + hi + 1) / 2
-            if starts[mid] <= k { lo = mid } else { hi = mid - 1 }
+            if segments[mid].start <= k { lo = mid } else { hi = mid - 1 }
         }
         return lo
     }
@@ -491,25 +621,42 @@ struct SyntheticChanges: RowSource {
     func renderJSON(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: false, out) }
     func renderCSV(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: true, out) }
 
+    private func withPointers<T>(
+        _ body: (UnsafeBufferPointer<Segment>, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<VersionKey>) -> T
+    ) -> T {
+        segments.withUnsafeBufferPointer { sp in
+            updates.withUnsafeBufferPointer { up in
+                deletes.withUnsafeBufferPointer { dp in
+                    keys.withUnsafeBufferPointer { kp in body(sp, up, dp, kp) }
+                }
+            }
+        }
+    }
+
     private func render(_ range: Range<Int>, csv: Bool, _ out: ByteBuffer) {
         guard !range.isEmpty else { return }
         out.reserve(range.count * estimatedBytesPerRow)
         var hint = firstHint(range.lowerBound)
         var first = true
-        for k in range {
-            if !csv && !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            let (row, rev, change, v) = locate(k, hint: &hint)
-            SyntheticRenderer.row(
-                row, rev: rev, change: change, commitVersion: v, projection: projection, seed: table.seed,
-                stamps: stamps, csv: csv, out: out)
+        SyntheticRenderer.with(seed: seed, stamps: stamps) { renderer in
+            projection.withUnsafeBufferPointer { proj in
+                withPointers { sp, up, dp, kp in
+                    for k in range {
+                        if !csv && !first { out.append(UInt8(ascii: ",")) }
+                        first = false
+                        let (row, rev, change, v) = Self.locate(k, hint: &hint, sp, up, dp, kp)
+                        renderer.row(row, rev: rev, change: change, commitVersion: v, projection: proj, csv: csv, out: out)
+                    }
+                }
+            }
         }
     }
 
     func value(row k: Int, column: Int) -> String? {
         var hint = firstHint(k)
-        let (row, rev, change, v) = locate(k, hint: &hint)
-        return SyntheticRenderer.text(
-            projection[column], row: row, rev: rev, change: change, commitVersion: v, seed: table.seed, stamps: stamps)
+        let (row, rev, change, v) = withPointers { Self.locate(k, hint: &hint, $0, $1, $2, $3) }
+        return SyntheticRenderer.with(seed: seed, stamps: stamps) {
+            $0.text(projection[column], row: row, rev: rev, change: change, commitVersion: v)
+        }
     }
 }

@@ -5,6 +5,7 @@ import Foundation
 /// The document is a public contract: keys are only ever added. The simulator's own extensions are
 /// `synthetic` on a TABLE and `default_catalog` / `default_schema` on the document.
 public struct Workspace: Sendable, Codable {
+    /// Always `cdfsync-sim/1`.
     public var format: String
     public var warehouses: [Warehouse]
     public var principals: [Principal]
@@ -113,7 +114,9 @@ public struct WorkspaceError: Error, Sendable, CustomStringConvertible {
     public var description: String { message }
 }
 
+/// A SQL warehouse of the document.
 public struct Warehouse: Sendable, Codable {
+    /// 16 hex characters, e.g. `8a1c2f3d4e5b6a70`.
     public var id: String
     public var name: String
     /// `RUNNING` or `STOPPED` in a document.
@@ -137,7 +140,9 @@ public struct Warehouse: Sendable, Codable {
     }
 }
 
+/// A user or service principal: PATs, an OAuth M2M client, warehouse permissions, Unity Catalog grants.
 public struct Principal: Sendable, Codable {
+    /// Client credentials for `POST /oidc/v1/token`.
     public struct OAuth: Sendable, Codable {
         public var clientID: String
         public var clientSecret: String
@@ -151,6 +156,7 @@ public struct Principal: Sendable, Codable {
         }
     }
 
+    /// Privileges on a catalog, `catalog.schema` or `catalog.schema.table`.
     public struct Grant: Sendable, Codable {
         public var on: String
         public var privileges: [String]
@@ -161,6 +167,7 @@ public struct Principal: Sendable, Codable {
     }
 
     public var name: String
+    /// Personal access tokens (`Authorization: Bearer <token>`).
     public var tokens: [String]
     public var oauth: OAuth?
     /// Warehouse id → permission (`CAN_USE`, `CAN_MANAGE`, `IS_OWNER`).
@@ -215,7 +222,9 @@ public struct ColumnDef: Sendable, Codable, Hashable {
 public typealias Row = [String?]
 
 /// One Delta commit, as in the fixture and in the admin commit body.
+/// One Delta commit, as in the fixture and in the admin commit body.
 public struct Commit: Sendable, Codable {
+    /// An updated row: its image before and after.
     public struct Update: Sendable, Codable {
         public var before: Row
         public var after: Row
@@ -225,12 +234,17 @@ public struct Commit: Sendable, Codable {
         }
     }
 
+    /// latest + 1 (0 for the first commit).
     public var version: Int
+    /// ISO-8601; increases with the version.
     public var timestamp: String
+    /// DESCRIBE HISTORY's `operation` (`CREATE TABLE`, `WRITE`, `MERGE`, `UPDATE`, `DELETE`, ...).
     public var operation: String
+    /// Table properties set from this version on (`delta.enableChangeDataFeed`).
     public var setProperties: [String: String]?
     public var insert: [Row]?
     public var update: [Update]?
+    /// Rows removed; each removes one equal row.
     public var delete: [Row]?
     /// Shown as `userName` in DESCRIBE HISTORY (extension; default `sync-admin@example.com`).
     public var userName: String?
@@ -271,11 +285,18 @@ public struct ViewDef: Sendable, Codable {
     public var select: [String]
     /// A filter in the simulator's SQL expression syntax.
     public var `where`: String?
+
+    public init(source: String, select: [String], where filter: String? = nil) {
+        self.source = source
+        self.select = select
+        self.where = filter
+    }
 }
 
 /// Parameters of a synthetic table (extension; see docs/simulator.md).
 public struct SyntheticSpec: Sendable, Codable, Hashable {
     public var seed: UInt64
+    /// Rows inserted by v1.
     public var rows: Int
     /// Fraction of rows each generated update version touches.
     public var updateFraction: Double
@@ -314,11 +335,14 @@ public struct SyntheticSpec: Sendable, Codable, Hashable {
 
 /// A TABLE entry of the document.
 public struct Table: Sendable, Codable {
+    /// `catalog.schema.table`, parts optionally backtick-quoted.
     public var name: String
+    /// `MANAGED`, `EXTERNAL`, `VIEW`, `MATERIALIZED_VIEW` or `STREAMING_TABLE`.
     public var tableType: String
     /// Columns; for a synthetic table they may be left out (the participant-panel columns are used).
     public var columns: [ColumnDef]
     public var commits: [Commit]
+    /// Versions below it are vacuumed: `VERSION AS OF` and table_changes there fail.
     public var earliestRetainedVersion: Int
     public var view: ViewDef?
     public var synthetic: SyntheticSpec?

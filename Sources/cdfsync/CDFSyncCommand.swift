@@ -11,12 +11,21 @@ struct CDFSyncCommand: ParsableCommand {
         commandName: "cdfsync",
         abstract: "Replicate a Databricks Delta change data feed into a deduplicated participant panel.",
         version: "0.1.0",
-        subcommands: [Sync.self, Runs.self, Panel.self]
+        subcommands: [
+            Sync.self, Replay.self, Schedule.self, PipelineCommand.self, Runs.self, Panel.self, Connection.self,
+            Discover.self,
+        ]
     )
 }
 
 /// How to reach the warehouse: flags, else the environment variables the Databricks tools use.
 struct ConnectionOptions: ParsableArguments {
+    @Option(help: "Use a saved connection (see `cdfsync connection list`); other flags override its catalog, schema and CA bundle.")
+    var connection: String?
+
+    @Option(help: "Directory of saved connections and the secret key (env CDFSYNC_CONFIG_DIR, default ~/.config/cdfsync).")
+    var configDir: String?
+
     @Option(help: "Workspace URL or host (env DATABRICKS_HOST).")
     var host: String?
 
@@ -46,6 +55,7 @@ struct ConnectionOptions: ParsableArguments {
 
     func settings() throws -> ConnectionSettings {
         let env = ProcessInfo.processInfo.environment
+        if let name = connection { return try savedSettings(name) }
         guard let host = host ?? env["DATABRICKS_HOST"] else {
             throw DatabricksError(.configuration, "no workspace host given",
                 remedy: "Pass --host or set DATABRICKS_HOST (e.g. https://dbc-1234.cloud.databricks.com).")

@@ -1,33 +1,92 @@
 import ArgumentParser
 import CDFSyncCore
+import CDFSyncEngine
 import CDFSyncStorage
 import Foundation
 
 extension CDFSyncCommand {
     struct Runs: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List recorded sync runs, newest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "The audit record of every run.", subcommands: [List.self, Show.self], defaultSubcommand: List.self)
 
-        @OptionGroup var state: StateOptions
+        struct List: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List recorded runs, newest first.")
 
-        @Option(help: "How many runs to list.")
-        var limit: Int = 20
+            @Argument(help: "Only runs of this pipeline (its name, or its YAML file).")
+            var pipeline: String?
 
-        @Flag(help: "Print the run records as JSON lines.")
-        var json = false
+            @OptionGroup var state: StateOptions
 
-        func run() throws {
-            try reportingErrors {
-                let store = try PanelStore(directory: state.stateDir)
-                for (id, record) in try store.runs(limit: limit) {
+            @Option(help: "How many runs to list.")
+            var limit: Int = 20
+
+            @Flag(help: "Print the run records as JSON lines.")
+            var json = false
+
+            func run() throws {
+                try reportingErrors {
+                    var name = pipeline
+                    var dir = state.stateDir
+                    if let p = pipeline, p.hasSuffix(".yaml") || p.hasSuffix(".yml") {
+                        let spec = try PipelineLoader.load(path: p)
+                        name = spec.name
+                        dir = stateDirectory(spec, state)
+                    }
+                    let store = try PanelStore(directory: dir)
+                    var shown = 0
+                    for (id, record) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
+                        let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
+                        if let name, obj["pipeline"] as? String != name { continue }
+                        shown += 1
+                        if json {
+                            print(String(decoding: record, as: UTF8.self))
+                            continue
+                        }
+                        let counts = obj["counts"] as? [String: Any] ?? [:]
+                        let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
+                        let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" } ?? "no new commits"
+                        print("run \(id)  \(obj["started_at"] ?? "")  \(obj["pipeline"] ?? "")  \(obj["mode"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
+                    }
+                }
+            }
+        }
+
+        struct Show: ParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Show one run's record.")
+
+            @Argument(help: "The run id (from `cdfsync runs`).")
+            var id: UInt64
+
+            @OptionGroup var state: StateOptions
+
+            @Flag(help: "Print the record as JSON.")
+            var json = false
+
+            func run() throws {
+                try reportingErrors {
+                    let store = try PanelStore(directory: state.stateDir)
+                    guard let record = try store.run(id: id) else {
+                        throw SyncError("run \(id) is not recorded in \(state.stateDir)", remedy: "List runs with `cdfsync runs`.")
+                    }
                     if json {
                         print(String(decoding: record, as: UTF8.self))
-                        continue
+                        return
                     }
                     let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
-                    let counts = obj["counts"] as? [String: Any] ?? [:]
-                    let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
-                    let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" } ?? "no new commits"
-                    print("run \(id)  \(obj["started_at"] ?? "")  \(obj["source"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
+                    for key in ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user",
+                                "from_version", "to_version", "latest_version", "watermark", "error"] {
+                        if let v = obj[key], !(v is NSNull) { print("\(key.padding(toLength: 16, withPad: " ", startingAt: 0))\(v)") }
+                    }
+                    if let c = obj["counts"] as? [String: Any] {
+                        print("counts")
+                        for (k, v) in c.sorted(by: { $0.key < $1.key }) { print("  \(k.padding(toLength: 18, withPad: " ", startingAt: 0))\(v)") }
+                    }
+                    for key in ["statement_ids", "output_files", "warnings", "invalid_samples"] {
+                        if let l = obj[key] as? [Any], !l.isEmpty {
+                            print(key)
+                            l.forEach { print("  \($0)") }
+                        }
+                    }
                 }
             }
         }

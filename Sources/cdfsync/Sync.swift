@@ -8,22 +8,29 @@ import Foundation
 extension CDFSyncCommand {
     struct Sync: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Sync a CDF-enabled table from the last checkpoint to its latest version.")
+            abstract: "Sync a pipeline (or a CDF table given by flags) from its checkpoint to the latest version.",
+            discussion: """
+                With a pipeline file, its mode, start, mapping, consent, filters and sinks apply. Without one, \
+                --table and --key give a CDF sync that copies every column.
+                """)
+
+        @Argument(help: "A pipeline YAML file (see docs/pipelines.md).")
+        var pipeline: String?
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var state: StateOptions
 
-        @Option(help: "The source table, catalog.schema.table.")
-        var table: String
+        @Option(help: "The source table, catalog.schema.table (without a pipeline file).")
+        var table: String?
 
-        @Option(help: "Column holding the participant's external id.")
+        @Option(help: "Column holding the participant's external id (without a pipeline file).")
         var key: String = "participant_id"
 
-        @Option(help: "Comma-separated columns to import (default: all).")
+        @Option(help: "Comma-separated columns to import (default: all; without a pipeline file).")
         var columns: String?
 
         @Option(help: "Directory for the zstd-compressed NDJSON change files.")
-        var outputDir: String = ".cdfsync/out"
+        var outputDir: String?
 
         @Option(help: "Rows applied per LMDB transaction.")
         var batchSize: Int = 50_000
@@ -37,7 +44,7 @@ extension CDFSyncCommand {
         @Option(help: "At most this many versions per table_changes statement.")
         var maxVersionsPerStatement: Int64 = 500
 
-        @Option(help: "Version to start from when there is no checkpoint.")
+        @Option(help: "Version to start from when there is no checkpoint (without a pipeline file).")
         var startVersion: Int64 = 0
 
         @Option(help: "Also write the run's record as JSON to this file.")
@@ -46,37 +53,102 @@ extension CDFSyncCommand {
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
 
+        func validate() throws {
+            if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
+            if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
+        }
+
         func run() throws {
             try reportingErrors {
-                let settings = try connection.settings()
-                let table = try QualifiedName(parsing: self.table)
-                let store = try PanelStore(directory: state.stateDir)
-                let client = StatementClient(settings: settings)
-                Interrupts.install()
-                client.isCancelled = { Interrupts.requested }
-                client.onProgress = { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
-                var options = SyncOptions(
-                    table: table, keyColumn: key,
-                    columns: columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
-                    outputDirectory: outputDir)
-                options.batchSize = batchSize
-                options.startVersion = startVersion
-                options.maxVersionsPerStatement = maxVersionsPerStatement
-                options.disposition = disposition.value
-                client.externalLinksInFlight = inFlight
-                let sync = CDFSync(client: client, store: store, options: options)
-                if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
+                let (sync, _) = try makeSync(pipelinePath: pipeline, table: table, key: key, columns: columns, outputDir: outputDir,
+                    connection: connection, state: state, verbose: verbose) { options, client in
+                    options.batchSize = batchSize
+                    options.startVersion = startVersion
+                    options.maxVersionsPerStatement = maxVersionsPerStatement
+                    options.disposition = disposition.value
+                    client.externalLinksInFlight = inFlight
+                }
                 let summary = try sync.run()
                 print(summary.render())
-                if let path = summaryJson {
-                    try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path))
-                }
-                if !summary.outputFiles.isEmpty || summary.delivered > 0 {
-                    print("  output         \(outputDir)")
+                if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
+                if let path = summaryJson { try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path)) }
+            }
+        }
+    }
+
+    struct Replay: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Re-read a version range of a pipeline's source; per-key monotonicity means nothing newer changes.")
+
+        @Argument(help: "The pipeline YAML file.")
+        var pipeline: String
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var state: StateOptions
+
+        @Option(help: "First version to read.")
+        var fromVersion: Int64
+
+        @Option(help: "Last version to read (default: latest).")
+        var toVersion: Int64?
+
+        @Flag(help: "Print what would be created, updated and skipped; write nothing.")
+        var dryRun = false
+
+        @Flag(help: "Also write every replayed post-image to a replay-*.ndjson.zst file, already applied or not.")
+        var redeliver = false
+
+        @Option(help: "Directory for output files.")
+        var outputDir: String?
+
+        func run() throws {
+            try reportingErrors {
+                let (sync, _) = try makeSync(pipelinePath: pipeline, table: nil, key: "", columns: nil, outputDir: outputDir,
+                    connection: connection, state: state, verbose: false) { _, _ in }
+                let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
+                    redeliver: redeliver))
+                if dryRun {
+                    print("replay (dry run) of \(summary.table) v\(fromVersion)…v\(summary.toVersion ?? 0): nothing was written")
+                    print("  would create   \(summary.inserted)")
+                    print("  would update   \(summary.updated)")
+                    print("  would skip     \(summary.unchanged) unchanged, \(summary.skippedOlder) older than the panel")
+                    print("  rows read      \(summary.rowsRead) (\(summary.deletesIgnored) deletes, \(summary.preimagesIgnored) pre-images ignored)")
+                } else {
+                    print(summary.render())
                 }
             }
         }
     }
+}
+
+/// Builds the client, store and sync for a pipeline file or flag-defined table.
+func makeSync(pipelinePath: String?, table: String?, key: String, columns: String?, outputDir: String?,
+              connection: ConnectionOptions, state: StateOptions, verbose: Bool,
+              configure: (inout SyncOptions, StatementClient) -> Void) throws -> (CDFSync, Pipeline?) {
+    var options: SyncOptions
+    let settings: ConnectionSettings
+    var spec: Pipeline?
+    if let pipelinePath {
+        let p = try PipelineLoader.load(path: pipelinePath)
+        spec = p
+        settings = try connectionSettings(for: p, fallback: connection)
+        options = try SyncOptions(pipeline: p, outputDirectory: outputDir)
+    } else {
+        settings = try connection.settings()
+        options = SyncOptions(
+            table: try QualifiedName(parsing: table ?? ""), keyColumn: key,
+            columns: columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
+            outputDirectory: outputDir ?? ".cdfsync/out")
+    }
+    let store = try PanelStore(directory: stateDirectory(spec, state))
+    let client = StatementClient(settings: settings)
+    Interrupts.install()
+    client.isCancelled = { Interrupts.requested }
+    client.onProgress = { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
+    configure(&options, client)
+    let sync = CDFSync(client: client, store: store, options: options)
+    if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
+    return (sync, spec)
 }
 
 enum DispositionChoice: String, ExpressibleByArgument, CaseIterable {

@@ -60,6 +60,9 @@ struct DBSQLSim: ParsableCommand {
     @Flag(name: .long, help: "Leave status.sql_state out of FAILED statements.")
     var noSqlState = false
 
+    @Flag(name: .long, help: "Log one line per request to stderr (method, path, status, bytes, ms; never query strings or headers).")
+    var verbose = false
+
     func validate() throws {
         guard workspace != nil || !synthetic.isEmpty else {
             throw ValidationError("give --workspace FILE, or at least one --synthetic NAME:ROWS")
@@ -101,13 +104,15 @@ struct DBSQLSim: ParsableCommand {
             }
         }
         let token = adminToken ?? ProcessInfo.processInfo.environment["DBSQL_SIM_ADMIN_TOKEN"] ?? "sim-admin"
-        let sim = try Simulator(
-            workspace: ws,
-            configuration: .init(
-                rowsPerChunk: rowsPerChunk, rowsPerExternalChunk: rowsPerExternalChunk, adminToken: token,
-                includeSQLState: !noSqlState, executionDelay: executionDelay,
-                inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl,
-                oauthTokenTTL: oauthTokenTtl))
+        var config = Simulator.Configuration(
+            rowsPerChunk: rowsPerChunk, rowsPerExternalChunk: rowsPerExternalChunk, adminToken: token,
+            includeSQLState: !noSqlState, executionDelay: executionDelay,
+            inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl,
+            oauthTokenTTL: oauthTokenTtl)
+        if verbose {
+            config.requestLog = { line in FileHandle.standardError.write(Data("dbsql-sim: \(line)\n".utf8)) }
+        }
+        let sim = try Simulator(workspace: ws, configuration: config)
         let bound = try sim.start(host: host, port: port)
         FileHandle.standardError.write(
             Data("dbsql-sim: \(ws.tables.count) table(s), \(ws.warehouses.count) warehouse(s), \(ws.principals.count) principal(s)\n".utf8))

@@ -10,7 +10,11 @@ func applyHistory(_ store: PanelStore, rows: Int = 40) throws {
     let first = (0..<rows).map { i in
         PanelStore.Change(externalID: String(format: "ext-%03d", i), commitVersion: 1, record: record("n\(i)", i))
     }
-    _ = try store.apply(first, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 1))
+    // Several applies (one outbox frame each), so deliveries have frame boundaries to rotate at.
+    for start in stride(from: 0, to: rows, by: 5) {
+        _ = try store.apply(Array(first[start..<min(rows, start + 5)]), scope: "conn/src", pipeline: "p",
+            checkpoint: .init(tableVersion: 1))
+    }
     var second = first.prefix(rows / 2).map { PanelStore.Change(externalID: $0.externalID, commitVersion: 2, record: $0.record) }
     second[3].record = record("changed", 3)
     _ = try store.apply(second, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 2))
@@ -98,8 +102,10 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                 let size = lines.map { $0.utf8.count + 1 }.reduce(0, +)
                 #expect(size == info.bytesUncompressed)
                 if i < infos.count - 1 {
-                    #expect(size >= maxBytes)  // rotated once the size was reached ...
-                    #expect(size - (lines.last!.utf8.count + 1) < maxBytes)  // ... and not before
+                    // Rotated at the first frame boundary (one apply = 5 lines here) at or past the size.
+                    #expect(size >= maxBytes)
+                    let lastFrame = lines.suffix(5).map { $0.utf8.count + 1 }.reduce(0, +)
+                    #expect(size - lastFrame < maxBytes)
                 }
             }
             #expect(expectedFirst == 42)
@@ -156,6 +162,9 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                     seen += 1
                 }
                 #expect(throws: InjectedCrash.self) { try store.deliver(to: out, segmentMaxBytes: 1200) }
+                // A consumer watching the directory never sees a final-named segment that is not committed.
+                let committed = Set(try store.deliveredSegments().map(\.file))
+                #expect(Set(try segmentFiles(out)).isSubset(of: committed), "crash at step \(crashAt): \(steps[crashAt])")
                 store.deliveryHook = nil
                 _ = try store.deliver(to: out, segmentMaxBytes: 1200)
                 #expect(try directoryContents(out) == expected, "crash at step \(crashAt): \(steps[crashAt])")
@@ -163,6 +172,38 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
                 let seqs = try deliveredLines(out, try segmentFiles(out)).map { try jsonObject($0)["seq"] as? Int }
                 #expect(seqs == (1...41).map { $0 })
             }
+        }
+    }
+
+    @Test func crashBetweenCommitAndRenameIsCompletedByTheNextDelivery() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            store.deliveryHook = { if case .segmentCommitted = $0 { throw InjectedCrash() } }
+            #expect(throws: InjectedCrash.self) { try store.deliver(to: out) }
+            #expect(try segmentFiles(out).isEmpty)
+            #expect(try store.pendingOutboxCount() == 0)  // committed
+            store.deliveryHook = nil
+            #expect(try store.deliver(to: out) == .init())  // nothing new to write ...
+            #expect(try segmentFiles(out) == ["changes-000000000001-000000000041.ndjson.zst"])  // ... but renamed
+            #expect(try deliveredLines(out, try segmentFiles(out)).count == 41)
+            #expect(!(try FileManager.default.contentsOfDirectory(atPath: out)).contains { $0.hasSuffix(".tmp") })
+        }
+    }
+
+    @Test func consumedSegmentsMayBeRemovedByTheConsumer() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            try applyHistory(store)
+            let out = dir + "/out"
+            let first = try store.deliver(to: out, segmentMaxBytes: 1500)
+            for file in first.files { try FileManager.default.removeItem(atPath: out + "/" + file) }
+            _ = try store.apply([.init(externalID: "late", commitVersion: 9, record: record("late"))], scope: "conn/src",
+                pipeline: "p", checkpoint: nil)
+            let second = try store.deliver(to: out, segmentMaxBytes: 1500)
+            #expect(second.files == ["changes-000000000042-000000000042.ndjson.zst"])
+            #expect(try segmentFiles(out) == second.files)
         }
     }
 

@@ -126,6 +126,30 @@ import Testing
         }
     }
 
+    @Test func exhaustedReaderSlotsReportReadersFull() throws {
+        try withTemporaryDirectory { dir in
+            let env = try LMDBEnvironment(directory: dir, maxReaders: 1)
+            let db = try env.openDatabases(["t"])[0]
+            let error = try #require(throws: StorageError.self) {
+                try env.read { _ in try env.read { try $0.count(db) } }
+            }
+            #expect(error.code == .readersFull)
+            #expect(error.message.contains(dir))
+            // The slot is free again once the outer reader ends.
+            #expect(try env.read { try $0.count(db) } == 0)
+        }
+    }
+
+    @Test func impossibleMapSizeSaysToLowerIt() throws {
+        try withTemporaryDirectory { dir in
+            let error = try #require(throws: StorageError.self) { try LMDBEnvironment(directory: dir, mapSize: 1 << 60) }
+            #expect(error.message.contains("mapSize"))
+            #expect(error.message.contains(dir))
+            // The failed open released the directory: a sane open works.
+            _ = try LMDBEnvironment(directory: dir, mapSize: 1 << 20)
+        }
+    }
+
     @Test func garbageDataFileIsReportedAsCorrupted() throws {
         try withTemporaryDirectory { dir in
             let garbage = Data(repeating: 0x5A, count: 64 << 10)

@@ -54,6 +54,19 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    @Test func aStoreWithAnotherLayoutVersionIsRefused() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let store = try PanelStore(directory: dir)
+                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("2"))
+                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("3")) }
+            }
+            let error = try #require(throws: StorageError.self) { try PanelStore(directory: dir) }
+            #expect(error.code == .versionMismatch)
+            #expect(error.message.contains(dir))
+        }
+    }
+
     @Test func participantIDsAreStableAcrossReopenAndUpdates() throws {
         try withTemporaryDirectory { dir in
             do {
@@ -194,7 +207,13 @@ struct StoreSnapshot: Equatable {
             #expect(try store.checkpoint(pipeline: "p")?.tableVersion == 10)
             _ = try store.apply([], scope: "s", pipeline: "q", checkpoint: Checkpoint(tableVersion: 12))
             #expect(try store.checkpoint(pipeline: "q") == Checkpoint(tableVersion: 12))
-            let all = try store.checkpoints()
+            // Dates round-trip exactly (sub-second precision included).
+            let now = Date()
+            try store.setCheckpoint(Checkpoint(tableVersion: 13, updatedAt: now), pipeline: "r")
+            #expect(try store.checkpoint(pipeline: "r") == Checkpoint(tableVersion: 13, updatedAt: now))
+            try store.setCheckpoint(Checkpoint(tableVersion: 12), pipeline: "r")  // replay may move it back
+            #expect(try store.checkpoint(pipeline: "r")?.tableVersion == 12)
+            let all = try store.checkpoints().filter { $0.pipeline != "r" }
             #expect(all.map(\.pipeline) == ["p", "q"])
             #expect(all[0].checkpoint == Checkpoint(tableVersion: 10, watermark: "2026-01-01", watermarkKey: "k"))
         }
@@ -207,9 +226,9 @@ struct StoreSnapshot: Equatable {
                 ["m", "n"].map { Change(externalID: $0, commitVersion: 1, record: record($0)) },
                 scope: "s", pipeline: "p", checkpoint: Checkpoint(tableVersion: 1))
             let before = try StoreSnapshot(store)
-            // Damage the state of "n" so the batch fails after "a" and "m" were already written in the txn.
-            let pid = try #require(try store.participantID(externalID: "n", scope: "s"))
-            #expect(try store.environment.write { try $0.delete(store.state, key: bytesBE(pid)) })
+            // Damage the ident entry of "n" so the batch fails after "a" and "m" were already written in the txn.
+            #expect(try store.participantID(externalID: "n", scope: "s") != nil)
+            try store.environment.write { try $0.put(store.ident, key: PanelStore.identityKey(scope: "s", externalID: "n"), value: [1, 2, 3]) }
             let error = try #require(throws: StorageError.self) {
                 try store.apply(
                     [
@@ -276,6 +295,25 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    @Test func applyUpdatesTheRunRecordInTheSameTransaction() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let id = try store.appendRun(bytes(#"{"status":"running","inserted":0}"#))
+            _ = try store.apply([Change(externalID: "a", commitVersion: 1, record: record("a"))], scope: "s",
+                pipeline: "p", checkpoint: .init(tableVersion: 1), run: (id, bytes(#"{"status":"running","inserted":1}"#)))
+            #expect(try store.run(id: id) == bytes(#"{"status":"running","inserted":1}"#))
+            // An unknown run id fails the whole batch: no record, no checkpoint move.
+            let error = try #require(throws: StorageError.self) {
+                try store.apply([Change(externalID: "b", commitVersion: 2, record: record("b"))], scope: "s",
+                    pipeline: "p", checkpoint: .init(tableVersion: 2), run: (id + 1, bytes("{}")))
+            }
+            #expect(error.code == .notFound)
+            #expect(try store.record(externalID: "b", scope: "s") == nil)
+            #expect(try store.checkpoint(pipeline: "p")?.tableVersion == 1)
+            #expect(try store.pendingOutboxCount() == 1)
+        }
+    }
+
     @Test func runRecordsAreNewestFirst() throws {
         try withTemporaryDirectory { dir in
             do {
@@ -295,6 +333,106 @@ struct StoreSnapshot: Equatable {
             #expect(try store.run(id: 42) == nil)
             #expect(try store.runs(limit: 100).count == 5)
             #expect(try store.appendRun(bytes("{}")) == 6)
+        }
+    }
+
+    /// The stored panel value of `externalID`, after its identity key header.
+    func storedRecordBytes(_ store: PanelStore, _ externalID: String, scope: String = "s") throws -> [UInt8] {
+        let pid = try #require(try store.participantID(externalID: externalID, scope: scope))
+        let value = try #require(try store.environment.read { try $0.get(store.panel, key: bytesBE(pid)) })
+        let keyLength = Int(value[0]) << 8 | Int(value[1])
+        return Array(value[(2 + keyLength + 8)...])
+    }
+
+    @Test func largeRecordsAreStoredCompressedAndSmallOrIncompressibleOnesAsIs() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let small = record("small")
+            let large = bytes(#"{"notes":"\#(String(repeating: "the same words again ", count: 100))"}"#)
+            var generator = SystemRandomNumberGenerator()
+            let noise = (0..<800).map { _ in "0123456789abcdefghijklmnopqrstuvwxyz".randomElement(using: &generator)! }
+            let random = bytes(#"{"noise":"\#(String(noise))"}"#)
+            _ = try store.apply(
+                [
+                    Change(externalID: "small", commitVersion: 1, record: small),
+                    Change(externalID: "large", commitVersion: 1, record: large),
+                    Change(externalID: "random", commitVersion: 1, record: random),
+                ], scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(try storedRecordBytes(store, "small") == small)
+            let stored = try storedRecordBytes(store, "large")
+            #expect(Array(stored.prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD])
+            #expect(stored.count < large.count / 4)
+            #expect(try Zstd.decompress(stored) == large)
+            let storedRandom = try storedRecordBytes(store, "random")
+            #expect(storedRandom.first == UInt8(ascii: "{") || storedRandom.count < random.count)
+            #expect(try store.record(externalID: "large", scope: "s")?.record == large)
+            #expect(try store.record(externalID: "random", scope: "s")?.record == random)
+            var streamed: [[UInt8]] = []
+            try store.forEachRecord(scope: "s") { streamed.append($0.record) }
+            #expect(streamed == [large, random, small])
+        }
+    }
+
+    @Test func damagedCompressedRecordIsReportedNotReturned() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let large = bytes(#"{"notes":"\#(String(repeating: "abc ", count: 400))"}"#)
+            _ = try store.apply([Change(externalID: "x", commitVersion: 1, record: large)], scope: "s", pipeline: "p",
+                checkpoint: nil)
+            let pid = try #require(try store.participantID(externalID: "x", scope: "s"))
+            var value = try #require(try store.environment.read { try $0.get(store.panel, key: bytesBE(pid)) })
+            value.removeLast(6)  // truncate the frame
+            try store.environment.write { try $0.put(store.panel, key: bytesBE(pid), value: value) }
+            let error = try #require(throws: StorageError.self) { try store.record(externalID: "x", scope: "s") }
+            #expect(error.code == .compression)
+            #expect(error.message.contains("participant \(pid)"))
+        }
+    }
+}
+
+@Suite struct ExportAndStatisticsTests {
+    @Test func exportWritesOneLinePerParticipantInIDOrder() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply(
+                [
+                    Change(externalID: "b", commitVersion: 4, record: record("B")),
+                    Change(externalID: "a", commitVersion: 5, record: record("A")),
+                ], scope: "s", pipeline: "p", checkpoint: nil)
+            _ = try store.apply([Change(externalID: "z", commitVersion: 1, record: record("Z"))], scope: "t",
+                pipeline: "p", checkpoint: nil)
+            let path = dir + "/export.ndjson.zst"
+            #expect(try store.exportRecords(scope: "s", to: path) == 2)
+            var lines: [String] = []
+            try ZstdFileReader(path: path).forEachLine { lines.append(String(decoding: $0, as: UTF8.self)) }
+            #expect(lines == [
+                #"{"participant_id":1,"scope":"s","external_id":"a","commit_version":5,"record":{"name":"A","n":0}}"#,
+                #"{"participant_id":2,"scope":"s","external_id":"b","commit_version":4,"record":{"name":"B","n":0}}"#,
+            ])
+            #expect(try store.exportRecords(scope: nil, to: path) == 3)
+            #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
+        }
+    }
+
+    @Test func statisticsCountEveryDatabase() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db", mapSize: 1 << 30)
+            for half in [0, 5] {  // two applies: two outbox frames, so delivery can rotate between them
+                _ = try store.apply(
+                    (half..<half + 5).map { Change(externalID: "k\($0)", commitVersion: 1, record: record("r")) },
+                    scope: "s", pipeline: "p", checkpoint: nil)
+            }
+            _ = try store.deliver(to: dir + "/out", segmentMaxBytes: 400)
+            _ = try store.apply([Change(externalID: "k0", commitVersion: 2, record: record("changed"))], scope: "s",
+                pipeline: "p", checkpoint: nil)
+            _ = try store.appendRun(bytes("{}"))
+            let stats = try store.statistics()
+            #expect(stats.participants == 10 && stats.identities == 10)
+            #expect(stats.pendingOutbox == 1 && stats.outboxSequence == 11 && stats.deliveredSequence == 10)
+            #expect(stats.segments == (try store.deliveredSegments().count) && stats.segments > 1)
+            #expect(stats.runs == 1 && stats.nextParticipantID == 11)
+            #expect(stats.mapSize == 1 << 30)
+            #expect(stats.usedBytes > 0 && stats.usedBytes < stats.mapSize)
         }
     }
 }

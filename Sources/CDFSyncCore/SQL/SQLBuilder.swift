@@ -95,17 +95,20 @@ public enum SQL {
     ///
     /// The table argument is a string literal holding the backtick-quoted name; the versions are integers.
     public static func tableChanges(
-        of table: QualifiedName, columns: [String]?, startVersion: Int64, endVersion: Int64
+        of table: QualifiedName, columns: [String]?, startVersion: Int64, endVersion: Int64, conditions: [String] = []
     ) -> String {
         let cols = columns.map { $0.map(quoteIdentifier).joined(separator: ", ") + ", `_change_type`, `_commit_version`, `_commit_timestamp`" } ?? "*"
-        return "SELECT \(cols) FROM table_changes(\(stringLiteral(table.quoted)), \(startVersion), \(endVersion)) ORDER BY `_commit_version`"
+        return "SELECT \(cols) FROM table_changes(\(stringLiteral(table.quoted)), \(startVersion), \(endVersion))"
+            + whereClause(conditions) + " ORDER BY `_commit_version`"
     }
 
     /// `SELECT <cols> FROM <table> VERSION AS OF v`.
-    public static func snapshot(of table: QualifiedName, columns: [String]?, version: Int64?) -> String {
+    public static func snapshot(of table: QualifiedName, columns: [String]?, version: Int64?, conditions: [String] = [])
+        -> String
+    {
         let cols = columns.map { $0.map(quoteIdentifier).joined(separator: ", ") } ?? "*"
         let asOf = version.map { " VERSION AS OF \($0)" } ?? ""
-        return "SELECT \(cols) FROM \(table.quoted)\(asOf)"
+        return "SELECT \(cols) FROM \(table.quoted)\(asOf)" + whereClause(conditions)
     }
 }
 
@@ -140,5 +143,61 @@ extension Substring {
             i = index(after: i)
         }
         return nil
+    }
+}
+
+/// A bound parameter produced by the SQL builder: `:name` in the text, its value and type.
+public struct BoundParameter: Sendable, Equatable {
+    public var name: String
+    public var value: String?
+    public var type: String?
+    public init(name: String, value: String?, type: String? = nil) {
+        self.name = name
+        self.value = value
+        self.type = type
+    }
+}
+
+extension SQL {
+    /// `cond AND cond ...` for structured filters: quoted identifiers, values only as parameters `:f<i>`.
+    public static func filterConditions(_ filters: [Pipeline.Filter]) -> (sql: [String], parameters: [BoundParameter]) {
+        var conds: [String] = []
+        var params: [BoundParameter] = []
+        for (i, f) in filters.enumerated() {
+            let col = quoteIdentifier(f.column)
+            func scalar() -> String {
+                let name = "f\(i)"
+                if case .scalar(let v)? = f.value { params.append(BoundParameter(name: name, value: v)) } else {
+                    params.append(BoundParameter(name: name, value: nil))
+                }
+                return ":\(name)"
+            }
+            func list() -> String {
+                guard case .list(let vs)? = f.value else { return "(NULL)" }
+                return "(" + vs.enumerated().map { j, v in
+                    params.append(BoundParameter(name: "f\(i)_\(j)", value: v))
+                    return ":f\(i)_\(j)"
+                }.joined(separator: ", ") + ")"
+            }
+            switch f.op {
+            case .eq: conds.append("\(col) = \(scalar())")
+            case .ne: conds.append("\(col) <> \(scalar())")
+            case .lt: conds.append("\(col) < \(scalar())")
+            case .le: conds.append("\(col) <= \(scalar())")
+            case .gt: conds.append("\(col) > \(scalar())")
+            case .ge: conds.append("\(col) >= \(scalar())")
+            case .like: conds.append("\(col) LIKE \(scalar())")
+            case .in: conds.append("\(col) IN \(list())")
+            case .notIn: conds.append("\(col) NOT IN \(list())")
+            case .isNull: conds.append("\(col) IS NULL")
+            case .isNotNull: conds.append("\(col) IS NOT NULL")
+            }
+        }
+        return (conds, params)
+    }
+
+    /// Appends ` WHERE a AND b` when there are conditions.
+    public static func whereClause(_ conditions: [String]) -> String {
+        conditions.isEmpty ? "" : " WHERE " + conditions.map { "(\($0))" }.joined(separator: " AND ")
     }
 }

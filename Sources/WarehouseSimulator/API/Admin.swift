@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// The admin interface under `/_sim/` (not part of the Databricks API), authenticated with the admin token.
 extension Simulator {
@@ -36,6 +35,8 @@ extension Simulator {
         // segs[0] == "_sim"
         let rest = Array(segs.dropFirst())
         switch (req.method, rest.first, rest.count) {
+        case ("GET", "hooks", 2):
+            return webhookAdmin(rest[1])
         case ("GET", "health", 1):
             let (tables, statements) = state.withLock { ($0.tables.count, $0.statements.count) }
             return adminOK(
@@ -71,6 +72,40 @@ extension Simulator {
                 return adminError(400, "\(error)")
             }
             return adminOK([("table", rest[1])], ints: [("version", commit.version)])
+        case ("POST", "commits", 1):
+            // {"table": name, "commits": [COMMIT, ...]}: the shape of fixtures/demo-commits-2.json.
+            guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any],
+                let table = obj["table"] as? String, let list = obj["commits"] as? [Any]
+            else { return adminError(400, "body must be {\"table\": \"c.s.t\", \"commits\": [COMMIT, ...]}") }
+            var applied: [Int] = []
+            for item in list {
+                let commit: Commit
+                do {
+                    commit = try Commit.decode(JSONSerialization.data(withJSONObject: item))
+                } catch {
+                    return adminError(400, "\(error) (applied versions: \(applied))")
+                }
+                guard let latest = latestVersion(table: table) else { return adminError(404, "no table \(table)") }
+                guard commit.version == latest + 1 else {
+                    return adminError(409, "commit version \(commit.version) must be latest + 1 = \(latest + 1) (applied versions: \(applied))")
+                }
+                do {
+                    try appendCommit(table: table, commit)
+                } catch {
+                    return adminError(400, "\(error) (applied versions: \(applied))")
+                }
+                applied.append(commit.version)
+            }
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("table")
+            w.string(table)
+            w.key("versions")
+            w.beginArray()
+            for v in applied { w.int(Int64(v)) }
+            w.endArray()
+            w.endObject()
+            return HTTPResponse(status: 200, json: w.bytes)
         case ("POST", "tables", 3) where rest[2] == "synthetic-commit":
             let obj = (try? JSONSerialization.jsonObject(with: Data(req.body.isEmpty ? Array("{}".utf8) : req.body))) as? [String: Any]
             guard let obj else { return adminError(400, "body must be a JSON object") }

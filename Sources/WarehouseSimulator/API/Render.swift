@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// Renders statement responses, result chunks and external links.
 extension Simulator {
@@ -178,11 +177,7 @@ extension Simulator {
         let expires = expiresMillis / 1000
         let url = "http://\(host)\(path)?X-Sim-Expires=\(expires)&X-Sim-Signature=\(signature(path: path, expires: expires))"
         let size = blobSize(r, chunk: chunk)
-        out.append("{\"external_link\":")
-        out.appendJSONString(url)
-        out.append(",\"expiration\":")
-        out.appendJSONString(Timestamp.format(millis: expiresMillis))
-        out.append(",\"chunk_index\":")
+        out.append("{\"chunk_index\":")
         out.append(int: chunk)
         out.append(",\"row_offset\":")
         out.append(int: range.lowerBound)
@@ -196,6 +191,10 @@ extension Simulator {
             out.append(",\"next_chunk_internal_link\":")
             out.appendJSONString(internalLink(r, chunk: chunk + 1))
         }
+        out.append(",\"external_link\":")
+        out.appendJSONString(url)
+        out.append(",\"expiration\":")
+        out.appendJSONString(Timestamp.format(millis: expiresMillis))
         out.append("}")
     }
 

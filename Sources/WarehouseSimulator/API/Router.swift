@@ -1,11 +1,16 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// Request routing, authentication and fault injection.
 extension Simulator {
     func handle(_ req: HTTPRequest) -> HTTPResponse {
+        let started = DispatchTime.now().uptimeNanoseconds
         let resp = route(req)
+        if let log = configuration.requestLog {
+            let ms = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6
+            let bytes = resp.arrayBody?.count ?? resp.body.count
+            log("\(req.method) \(req.path) \(resp.status) \(bytes)B \(String(format: "%.1f", ms))ms")
+        }
         if !resp.headers.contains(where: { $0.0 == "x-request-id" }) {
             resp.headers.insert(("x-request-id", UUID().uuidString.lowercased()), at: 0)
         }
@@ -46,7 +51,7 @@ extension Simulator {
             default: break
             }
         }
-        let resp = routeAPI(req, host: host)
+        let resp = req.path.hasPrefix("/_hook/") ? webhook(req) : routeAPI(req, host: host)
         if case .normal = delivery {} else { resp.delivery = delivery }
         if let corruption, resp.status == 200 { Self.corrupt(resp, how: corruption) }
         return resp
@@ -137,6 +142,8 @@ extension Simulator {
         case ("POST", 3, "statements") where rest[2] == "cancel": return cancelStatement(rest[1], principal: principal)
         case ("GET", 5, "statements") where rest[2] == "result" && rest[3] == "chunks":
             return getChunk(rest[1], index: rest[4], principal: principal, query: req.query, host: host)
+        case ("POST", 1, "sessions"): return createSession(req, principal: principal)
+        case ("DELETE", 2, "sessions"): return deleteSession(rest[1], principal: principal)
         case ("GET", 1, "warehouses"): return listWarehouses(principal: principal, host: host)
         case ("GET", 2, "warehouses"): return getWarehouse(rest[1], principal: principal, host: host)
         case ("POST", 3, "warehouses") where rest[2] == "start" || rest[2] == "stop":
@@ -147,6 +154,38 @@ extension Simulator {
 
     func notFound(_ req: HTTPRequest) -> HTTPResponse {
         APIError(404, "ENDPOINT_NOT_FOUND", "No API found for '\(req.method) \(req.path)'").response()
+    }
+
+    // MARK: sessions (used by the JDBC driver; optional for SEA clients)
+
+    private func createSession(_ req: HTTPRequest, principal: Int) -> HTTPResponse {
+        guard let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any],
+            let wid = obj["warehouse_id"] as? String
+        else { return APIError(400, "INVALID_PARAMETER_VALUE", "warehouse_id is required.").response() }
+        if let e = warehouseAccess(wid, principal: principal, need: ["CAN_USE", "CAN_MANAGE", "IS_OWNER"]) {
+            return e.response()
+        }
+        let id = state.withLock { s -> String in
+            let id = newStatementID(&s)
+            s.sessions[id] = (principal, wid, obj["catalog"] as? String, obj["schema"] as? String)
+            return id
+        }
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("session_id")
+        w.string(id)
+        w.endObject()
+        return HTTPResponse(status: 200, json: w.bytes)
+    }
+
+    private func deleteSession(_ id: String, principal: Int) -> HTTPResponse {
+        let found = state.withLock { s -> Bool in
+            guard let x = s.sessions[id], x.principal == principal else { return false }
+            s.sessions[id] = nil
+            return true
+        }
+        guard found else { return APIError(404, "NOT_FOUND", "Session \(id) not found.").response() }
+        return HTTPResponse(status: 200, json: Array("{}".utf8))
     }
 
     // MARK: warehouses

@@ -1,6 +1,5 @@
 import CDFSyncCore
 import Foundation
-import Synchronization
 
 /// One submitted statement and its timeline on the simulator clock.
 struct StatementRecord: Sendable {
@@ -24,10 +23,20 @@ struct StatementRecord: Sendable {
     var rowsPerChunk: Int
     var canceledAt: Double?
     var closedAt: Double?
+    /// The last submit or poll; a statement not polled for `abandonAfter` seconds while running is cancelled.
+    var lastPolledAt: Double = 0
+    var abandonAfter: Double = .infinity
+
+    /// When the server gives up on an unpolled statement, if it does.
+    var abandonedAt: Double? {
+        let a = lastPolledAt + abandonAfter
+        return finishAt > a && canceledAt == nil ? a : nil
+    }
 
     func state(at t: Double, resultTTL: Double) -> String {
         if let c = closedAt, t >= c { return "CLOSED" }
         if canceledAt != nil { return "CANCELED" }
+        if let a = abandonedAt, t >= a { return "CANCELED" }
         if t < startAt { return "PENDING" }
         if t < finishAt { return "RUNNING" }
         switch outcome {
@@ -36,7 +45,7 @@ struct StatementRecord: Sendable {
         }
     }
 
-    var terminalAt: Double { min(canceledAt ?? finishAt, closedAt ?? .infinity, finishAt) }
+    var terminalAt: Double { min(canceledAt ?? finishAt, abandonedAt ?? .infinity, closedAt ?? .infinity, finishAt) }
 
     var rowCount: Int {
         if case .success(let r) = outcome { return r.rows.count }
@@ -63,6 +72,7 @@ struct ExecuteRequest {
     var waitTimeout: Int
     var cancelOnTimeout: Bool
     var rowLimit: Int?
+    var sessionID: String?
 }
 
 extension Simulator {
@@ -136,6 +146,11 @@ extension Simulator {
                 params[name] = BoundParameter(value: value, type: type)
             }
         }
+        var sessionID: String?
+        if let sid = obj["session_id"] {
+            guard let s = sid as? String else { return bad("session_id must be a string.") }
+            sessionID = s
+        }
         var rowLimit: Int?
         if let rl = obj["row_limit"] {
             guard let n = (rl as? NSNumber)?.intValue ?? Int((rl as? String) ?? ""), n >= 0 else {
@@ -147,7 +162,7 @@ extension Simulator {
             ExecuteRequest(
                 statement: statement, warehouseID: wid, catalog: obj["catalog"] as? String, schema: obj["schema"] as? String,
                 parameters: params, disposition: disposition, format: format, waitTimeout: wait,
-                cancelOnTimeout: onTimeout == "CANCEL", rowLimit: rowLimit))
+                cancelOnTimeout: onTimeout == "CANCEL", rowLimit: rowLimit, sessionID: sessionID))
     }
 
     func newStatementID(_ s: inout SimState) -> String {
@@ -185,6 +200,14 @@ extension Simulator {
                             "Warehouse \(parsed.warehouseID) does not exist."))
                 }
                 let p = s.principals[principal]
+                var sessionCatalog: String?, sessionSchema: String?
+                if let sid = parsed.sessionID {
+                    guard let sess = s.sessions[sid], sess.principal == principal else {
+                        return .failure(APIError(404, "NOT_FOUND", "Session \(sid) not found."))
+                    }
+                    sessionCatalog = sess.catalog
+                    sessionSchema = sess.schema
+                }
                 let perm = p.warehouses[parsed.warehouseID]?.uppercased() ?? ""
                 guard ["CAN_USE", "CAN_MANAGE", "IS_OWNER"].contains(perm) else {
                     return .failure(
@@ -195,7 +218,8 @@ extension Simulator {
                 let ready = w.ensureStarted(now: now)
                 s.warehouses[parsed.warehouseID] = w
                 return .success(
-                    (s.tables, Access(p), parsed.catalog ?? s.defaultCatalog, parsed.schema ?? s.defaultSchema, ready))
+                    (s.tables, Access(p), parsed.catalog ?? sessionCatalog ?? s.defaultCatalog,
+                     parsed.schema ?? sessionSchema ?? s.defaultSchema, ready))
             }
         let ctx: (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double)
         switch prep {
@@ -208,7 +232,7 @@ extension Simulator {
             let stmt = try Parser.parse(parsed.statement)
             let ex = Executor(
                 tables: ctx.tables, access: ctx.access, defaultCatalog: ctx.cat, defaultSchema: ctx.sch,
-                parameters: parsed.parameters, sql: parsed.statement)
+                parameters: parsed.parameters, sql: parsed.statement, nowMillis: Int64(now * 1000))
             var result = try ex.execute(stmt)
             if let limit = parsed.rowLimit, result.rows.count > limit {
                 result.rows = SlicedRows(base: result.rows, offset: 0, count: limit)
@@ -228,13 +252,19 @@ extension Simulator {
         }
         let startAt = max(now, ctx.readyAt)
         let id = state.withLock { s -> String in
+            // Forget statements past their retention now and then.
+            if s.statementCounter % 1024 == 0 {
+                let retention = configuration.statementRetention
+                s.statements = s.statements.filter { now < $0.value.terminalAt + retention }
+            }
             let id = newStatementID(&s)
             s.statements[id] = StatementRecord(
                 id: id, principal: principal, warehouseID: parsed.warehouseID, submittedAt: now, startAt: startAt,
                 finishAt: startAt + configuration.executionDelay, outcome: outcome, format: parsed.format,
                 external: parsed.disposition == "EXTERNAL_LINKS",
                 rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
-                    ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk)
+                    ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk,
+                lastPolledAt: now, abandonAfter: configuration.abandonAfter)
             return id
         }
         outcome = .failure(SQLError("", "", ""))  // release our reference to the rows
@@ -275,6 +305,7 @@ extension Simulator {
                 s.statements[id] = nil
                 return .failure(APIError(404, "NOT_FOUND", "Statement \(id) not found."))
             }
+            if st == "PENDING" || st == "RUNNING" { s.statements[id]?.lastPolledAt = now }
             return .success(r)
         }
     }

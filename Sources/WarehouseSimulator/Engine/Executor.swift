@@ -46,6 +46,8 @@ struct Executor {
     var sql: String
     /// Rows a generic WHERE / ORDER BY may materialise from a generated table before giving up.
     var materializeLimit = 200_000
+    /// `current_timestamp()` (the simulator clock at submission).
+    var nowMillis: Int64 = 0
 
     static let changeColumns: [ResultColumn] = [
         ResultColumn(name: "_change_type", type: .string),
@@ -61,6 +63,8 @@ struct Executor {
         case .showSchemas(let cat, let like): return try showSchemas(cat, like: like)
         case .showTables(let sch, let like): return try showTables(sch, like: like)
         case .showTblProperties(let name, let key): return try showTblProperties(name, key: key)
+        case .describeTable(let name): return try describeTable(name, namesOnly: false)
+        case .showColumns(let name): return try describeTable(name, namesOnly: true)
         }
     }
 
@@ -98,6 +102,8 @@ struct Executor {
         case .negate(let inner):
             if case .number(let d) = try constant(inner) { return .number(-d) }
             throw unsupported("non-numeric negation", at: e.offset)
+        case .cast(let inner, let type):
+            return try castValue(try constant(inner), to: type)
         default:
             throw SQLError(
                 "DELTA_CDC_NON_CONSTANT_ARGUMENT", "42K0H",
@@ -139,7 +145,11 @@ struct Executor {
     // MARK: SELECT
 
     func select(_ s: SelectStatement) throws(SQLError) -> ResultSet {
-        let rel = try resolveFrom(s.from)
+        guard let from = s.from else {
+            // SELECT <constants>: one row over no columns.
+            return try project(s, over: Relation(columns: [], source: .rows([[]])))
+        }
+        let rel = try resolveFrom(from)
         return try project(s, over: rel)
     }
 
@@ -398,6 +408,10 @@ struct Executor {
             try checkColumns(x, rel, aliases: aliases)
             try checkColumns(lo, rel, aliases: aliases)
             try checkColumns(hi, rel, aliases: aliases)
+        case .function(let n, let args, let star, _):
+            try checkFunction(n, args, star: star)
+            for a in args { try checkColumns(a, rel, aliases: aliases) }
+        case .cast(let x, _): try checkColumns(x, rel, aliases: aliases)
         case .literal, .parameter: break
         }
     }
@@ -410,6 +424,17 @@ struct Executor {
             if parts.count == 1, let a = aliases[parts[0].lowercased()] { return try eval(a, rel, row: row) }
             let i = try columnIndex(parts, in: rel, offset: off)
             return Value(text: rel.value(row, i), type: rel.columns[i].type)
+        case .cast(let x, let type):
+            return try castValue(try eval(x, rel, row: row, aliases: aliases), to: type)
+        case .function(let n, let args, _, let off):
+            guard !Self.aggregateFunctions.contains(n) else {
+                throw SQLError(
+                    "INVALID_WHERE_CONDITION", "42903",
+                    "The WHERE condition \(display(e)) contains invalid expressions: \(n). Rewrite the query to avoid window functions, aggregate functions, and generator functions in the WHERE clause.")
+            }
+            var values: [Value] = []
+            for a in args { values.append(try eval(a, rel, row: row, aliases: aliases)) }
+            return try scalarFunction(n, values, offset: off)
         case .negate(let x):
             switch try eval(x, rel, row: row, aliases: aliases) {
             case .number(let d): return .number(-d)
@@ -500,6 +525,8 @@ struct Executor {
         /// Index into the relation, or nil for a constant.
         var index: Int?
         var constant: String?
+        /// A computed item (function call, comparison), evaluated per row.
+        var expr: Expr?
     }
 
     func project(_ s: SelectStatement, over rel: Relation) throws(SQLError) -> ResultSet {
@@ -534,12 +561,21 @@ struct Executor {
                     outputs.append(
                         OutputColumn(column: ResultColumn(name: alias ?? text, type: type), index: nil, constant: p.value))
                 default:
-                    throw unsupported("expressions in the select list (\(text))", at: e.offset)
+                    try checkColumns(e, rel)
+                    outputs.append(
+                        OutputColumn(
+                            column: ResultColumn(name: alias ?? display(e), type: try typeOf(e, rel)), index: nil,
+                            constant: nil, expr: e))
+                    _ = text
                 }
                 if let alias { aliases[alias.lowercased()] = e }
             }
         }
         if let w = s.whereClause { try checkColumns(w, rel) }
+        if outputs.contains(where: { $0.expr.map(containsAggregate) ?? false }) {
+            return try aggregate(s, rel, outputs)
+        }
+        let computed = outputs.contains { $0.expr != nil }
         // ORDER BY: positions refer to select items, names may be aliases.
         var order: [OrderItem] = []
         for o in s.orderBy {
@@ -553,6 +589,8 @@ struct Executor {
                 let out = outputs[k - 1]
                 if let idx = out.index {
                     item.expr = .column([rel.columns[idx].name], offset: o.expr.offset)
+                } else if let e = out.expr {
+                    item.expr = e
                 } else {
                     continue  // ordering by a constant does nothing
                 }
@@ -569,7 +607,7 @@ struct Executor {
         let limit = try s.limit.map { e throws(SQLError) in try intArgument(e, what: "limit") }
         let offset = try s.offset.map { e throws(SQLError) in try intArgument(e, what: "offset") } ?? 0
 
-        if s.whereClause == nil && order.isEmpty {
+        if s.whereClause == nil && order.isEmpty && !computed {
             // Streamable: project lazily, then slice.
             let total = rel.count
             let lo = min(offset, total)
@@ -596,7 +634,7 @@ struct Executor {
         // Generic path: evaluate over row indices.
         if rel.isLazy && rel.count > materializeLimit {
             throw unsupported(
-                "WHERE or ORDER BY (other than ORDER BY _commit_version) over more than \(materializeLimit) generated rows",
+                "WHERE, ORDER BY (other than ORDER BY _commit_version) or computed columns over more than \(materializeLimit) generated rows",
                 at: 0)
         }
         var indices: [Int] = []
@@ -639,7 +677,18 @@ struct Executor {
         var rows: [Row] = []
         rows.reserveCapacity(hi - lo)
         for r in indices[lo..<hi] {
-            rows.append(outputs.map { o in o.index.map { rel.value(r, $0) } ?? o.constant })
+            var out: Row = []
+            out.reserveCapacity(outputs.count)
+            for o in outputs {
+                if let i = o.index {
+                    out.append(rel.value(r, i))
+                } else if let e = o.expr {
+                    out.append(text(try eval(e, rel, row: r), o.column.type))
+                } else {
+                    out.append(o.constant)
+                }
+            }
+            rows.append(out)
         }
         return ResultSet(columns: outputs.map(\.column), materialized: rows)
     }
@@ -742,6 +791,28 @@ struct Executor {
             v.version == 0 ? "Serializable" : "WriteSerializable", blindAppend ? "true" : "false", jsonMap(metrics), nil,
             "Databricks-Runtime/15.4.x-photon-scala2.12",
         ]
+    }
+
+    // MARK: DESCRIBE TABLE / SHOW COLUMNS
+
+    /// Spark's simple type string: `bigint`, `decimal(10,2)`, `map<string,string>`.
+    static func simpleTypeString(_ t: SQLType) -> String {
+        t.text.lowercased().replacingOccurrences(of: ", ", with: ",").replacingOccurrences(of: ": ", with: ":")
+    }
+
+    func describeTable(_ ref: NameRef, namesOnly: Bool) throws(SQLError) -> ResultSet {
+        let name = qualify(ref)
+        let t = try lookup(name, offset: ref.offset)
+        let cols: [(String, SQLType, String?)] =
+            t.isView
+            ? try viewColumns(t).map { ($0.name, $0.type, nil) }
+            : zip(t.columns, t.columnTypes).map { ($0.name, $1, $0.comment) }
+        if namesOnly {
+            return ResultSet(columns: [ResultColumn(name: "col_name", type: .string)], materialized: cols.map { [$0.0] })
+        }
+        return ResultSet(
+            columns: Self.stringColumns(["col_name", "data_type", "comment"]),
+            materialized: cols.map { [$0.0, Self.simpleTypeString($0.1), $0.2] })
     }
 
     // MARK: SHOW

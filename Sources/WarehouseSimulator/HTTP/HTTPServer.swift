@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -96,7 +95,7 @@ final class HTTPServer: Sendable {
         var port = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
     private let handler: Handler
     /// Largest request body accepted (statements are at most 16 MiB).
     static let maxBody = 32 << 20
@@ -152,32 +151,35 @@ final class HTTPServer: Sendable {
     }
 
     /// Stops accepting and closes every open connection.
+    ///
+    /// Descriptors are only shut down here; the threads that own them close them, so a descriptor
+    /// number is never reused (by another server in the process) while something still uses it.
     func stop() {
-        let (fd, conns) = state.withLock { s -> (Int32, Set<Int32>) in
-            let r = (s.listenFD, s.connections)
+        state.withLock { s in
             s.running = false
+            if s.listenFD >= 0 { shutdown(s.listenFD, Int32(SHUT_RDWR)) }
             s.listenFD = -1
-            return r
+            // Under the lock: a connection thread removes its descriptor (under the lock) before closing it.
+            for c in s.connections { shutdown(c, Int32(SHUT_RDWR)) }
         }
-        if fd >= 0 {
-            shutdown(fd, Int32(SHUT_RDWR))
-            close(fd)
-        }
-        for c in conns { shutdown(c, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop(_ fd: Int32) {
+        defer { close(fd) }
         while true {
             let c = accept(fd, nil, nil)
             if c < 0 {
-                if errno == EINTR { continue }
+                let err = errno
                 let running = state.withLock { $0.running }
                 if !running { return }
-                if errno == EMFILE || errno == ENFILE {
+                switch err {
+                case EINTR, ECONNABORTED, EPROTO, EAGAIN: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                     usleep(10_000)
                     continue
+                default:
+                    return  // EBADF, EINVAL: the socket is gone
                 }
-                return
             }
             var one: Int32 = 1
             setsockopt(c, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -239,9 +241,9 @@ final class HTTPServer: Sendable {
         head += "content-length: \(body.count)\r\n"
         if !keepAlive { head += "connection: close\r\n" }
         head += "\r\n"
-        var headBytes = Array(head.utf8)
+        let headBytes = Array(head.utf8)
         if case .resetMidBody = delivery {
-            guard sendAll(fd, UnsafeRawBufferPointer(start: &headBytes, count: headBytes.count), more: true) else { return false }
+            guard headBytes.withUnsafeBytes({ sendAll(fd, $0, more: true) }) else { return false }
             _ = sendAll(fd, UnsafeRawBufferPointer(rebasing: body[0..<(body.count / 2)]), more: false)
             var lg = linger(l_onoff: 1, l_linger: 0)
             setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, socklen_t(MemoryLayout<linger>.size))
@@ -316,14 +318,14 @@ struct ConnectionReader {
     mutating func readRequest() -> Outcome {
         // Headers.
         var headerEnd: Int?
-        // Relative to `start`: `fill()` may compact the buffer and move `start` back to 0.
-        var searchOffset = 0
+        // How far past `start` has been scanned; relative, because fill() may move the bytes.
+        var scanned = 0
         while true {
-            if let e = find([13, 10, 13, 10], from: start + searchOffset) {
+            if let e = find([13, 10, 13, 10], from: start + scanned) {
                 headerEnd = e
                 break
             }
-            searchOffset = max(0, buffer.count - start - 3)
+            scanned = max(0, buffer.count - start - 3)
             if buffer.count - start > HTTPServer.maxHeader { return .bad(431, "request headers too large") }
             if !fill() { return .closed }
         }
@@ -344,6 +346,11 @@ struct ConnectionReader {
                  l[l.index(after: colon)...].trimmingCharacters(in: .whitespaces)))
         }
         func header(_ n: String) -> String? { headers.first { $0.0 == n }?.1 }
+        // libcurl asks before sending a large body.
+        if header("expect")?.lowercased() == "100-continue" {
+            let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+            _ = interim.withUnsafeBytes { send(fd, $0.baseAddress!, $0.count, Int32(MSG_NOSIGNAL)) }
+        }
         // Body.
         var body: [UInt8] = []
         if let te = header("transfer-encoding"), te.lowercased().contains("chunked") {

@@ -26,13 +26,17 @@ indirect enum Expr: Sendable, Equatable {
     case like(Expr, Expr, negated: Bool)
     case between(Expr, Expr, Expr, negated: Bool)
     case negate(Expr)
+    /// A function call; `name` lower-cased, `star` for `count(*)`.
+    case function(String, [Expr], star: Bool, offset: Int)
+    /// `CAST(x AS type)`, or a typed literal such as `TIMESTAMP '2026-01-01'`.
+    case cast(Expr, SQLType)
 
     var offset: Int {
         switch self {
-        case .literal(_, let o), .parameter(_, let o), .column(_, let o): return o
+        case .literal(_, let o), .parameter(_, let o), .column(_, let o), .function(_, _, _, let o): return o
         case .binary(_, let l, _): return l.offset
         case .not(let e), .isNull(let e, _), .inList(let e, _, _), .like(let e, _, _), .between(let e, _, _, _),
-            .negate(let e):
+            .negate(let e), .cast(let e, _):
             return e.offset
         }
     }
@@ -61,7 +65,8 @@ struct OrderItem: Sendable, Equatable {
 
 struct SelectStatement: Sendable, Equatable {
     var items: [SelectItem]
-    var from: FromSource
+    /// nil for `SELECT <constants>` without FROM (one row).
+    var from: FromSource?
     var whereClause: Expr?
     var orderBy: [OrderItem]
     var limit: Expr?
@@ -71,6 +76,8 @@ struct SelectStatement: Sendable, Equatable {
 enum Statement: Sendable, Equatable {
     case select(SelectStatement)
     case describeHistory(NameRef, limit: Expr?)
+    case describeTable(NameRef)
+    case showColumns(NameRef)
     case showCatalogs(like: String?)
     case showSchemas(catalog: NameRef?, like: String?)
     case showTables(schema: NameRef?, like: String?)

@@ -109,11 +109,19 @@ struct Parser {
             stmt = .select(try parseSelectBody())
         } else if current.isKeyword("DESCRIBE") || current.isKeyword("DESC") {
             pos += 1
-            try expect("HISTORY")
-            let name = try parseName()
-            var limit: Expr?
-            if accept("LIMIT") { limit = try parsePrimary() }
-            stmt = .describeHistory(name, limit: limit)
+            if accept("HISTORY") {
+                let name = try parseName()
+                var limit: Expr?
+                if accept("LIMIT") { limit = try parsePrimary() }
+                stmt = .describeHistory(name, limit: limit)
+            } else {
+                _ = accept("TABLE")
+                for k in ["EXTENDED", "FORMATTED", "DETAIL", "QUERY", "FUNCTION", "SCHEMA", "DATABASE", "CATALOG"]
+                where current.isKeyword(k) {
+                    throw error()
+                }
+                stmt = .describeTable(try parseName())
+            }
         } else if accept("SHOW") {
             stmt = try parseShow()
         } else {
@@ -137,6 +145,15 @@ struct Parser {
             var sch: NameRef?
             if accept("IN") || accept("FROM") { sch = try parseName() }
             return .showTables(schema: sch, like: try parseLike())
+        }
+        if accept("COLUMNS") {
+            guard accept("IN") || accept("FROM") else { throw error() }
+            var name = try parseName()
+            if accept("IN") || accept("FROM") {
+                let schema = try parseName()
+                name = NameRef(parts: schema.parts + name.parts.suffix(1), offset: name.offset)
+            }
+            return .showColumns(name)
         }
         if accept("TBLPROPERTIES") {
             let name = try parseName()
@@ -204,6 +221,9 @@ struct Parser {
             }
             items.append(.expr(e, alias: alias, text: text))
         } while acceptSymbol(",")
+        if current.kind == .end || current.isSymbol(";") {
+            return SelectStatement(items: items, from: nil, whereClause: nil, orderBy: [], limit: nil, offset: nil)
+        }
         try expect("FROM")
         let from: FromSource
         if current.isKeyword("table_changes") && tokens[pos + 1].isSymbol("(") {
@@ -366,6 +386,31 @@ struct Parser {
         case .identifier where t.isKeyword("NULL"):
             pos += 1
             return .literal(.null, offset: t.offset)
+        case .identifier where (t.isKeyword("TIMESTAMP") || t.isKeyword("DATE") || t.isKeyword("TIMESTAMP_NTZ"))
+            && tokens[pos + 1].kind == .string:
+            pos += 1
+            let lit = advance()
+            return .cast(.literal(.string(lit.text), offset: lit.offset), try! SQLType(parsing: t.text))
+        case .identifier where t.isKeyword("CAST") && tokens[pos + 1].isSymbol("("):
+            pos += 2
+            let inner = try parseExpr()
+            try expect("AS")
+            // The type: tokens up to the matching ')'.
+            var text = ""
+            var depth = 0
+            while !(current.isSymbol(")") && depth == 0) {
+                let tok = advance()
+                if tok.kind == .end { throw error(at: tok) }
+                if tok.isSymbol("(") || tok.isSymbol("<") { depth += 1 }
+                if tok.isSymbol(")") || tok.isSymbol(">") { depth -= 1 }
+                text += (tok.kind == .identifier && !text.isEmpty && !text.hasSuffix("(") && !text.hasSuffix("<") && !text.hasSuffix(",") ? " " : "") + tok.text
+            }
+            try expectSymbol(")")
+            guard let type = try? SQLType(parsing: text), type.name != "NULL" else {
+                throw SQLError(
+                    "UNSUPPORTED_DATATYPE", "0A000", "Unsupported data type \"\(text)\".")
+            }
+            return .cast(inner, type)
         case .identifier where t.isKeyword("TRUE") || t.isKeyword("FALSE"):
             pos += 1
             return .literal(.boolean(t.isKeyword("TRUE")), offset: t.offset)
@@ -377,8 +422,25 @@ struct Parser {
                 guard p.kind == .quotedIdentifier || (p.kind == .identifier && !isReserved(p)) else { throw error() }
                 parts.append(advance().text)
             } while acceptSymbol(".")
-            // Function calls, `::` casts and arithmetic are not supported.
-            if current.isSymbol("(") || current.isSymbol("::") { throw error() }
+            if current.isSymbol("(") {
+                // A function call: name(args) or count(*).
+                guard parts.count == 1 else { throw error() }
+                pos += 1
+                if current.isKeyword("DISTINCT") { throw error() }
+                if acceptSymbol("*") {
+                    try expectSymbol(")")
+                    return .function(parts[0].lowercased(), [], star: true, offset: t.offset)
+                }
+                var args: [Expr] = []
+                if !current.isSymbol(")") {
+                    repeat { args.append(try parseExpr()) } while acceptSymbol(",")
+                }
+                try expectSymbol(")")
+                if current.isKeyword("OVER") || current.isKeyword("FILTER") { throw error() }
+                return .function(parts[0].lowercased(), args, star: false, offset: t.offset)
+            }
+            // `::` casts and arithmetic are not supported.
+            if current.isSymbol("::") { throw error() }
             return .column(parts, offset: t.offset)
         default:
             throw error()

@@ -1,0 +1,418 @@
+/// A pipeline: one source table or view, how to read it, how its columns map to the panel, and where changes go.
+///
+/// Loaded from YAML (see docs/pipelines.md and fixtures/pipeline-example.yaml). Field names in YAML are
+/// snake_case as below.
+public struct Pipeline: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable, CaseIterable { case participants, events }
+    public enum Mode: String, Sendable, Codable, CaseIterable { case auto, cdf, watermark, snapshot }
+
+    /// Where a first sync starts: `first` (the earliest version with change data), `latest` (a snapshot at the
+    /// latest version, then change data onward), a version number, or an ISO timestamp.
+    public enum Start: Sendable, Equatable, Codable {
+        case first, latest
+        case version(Int64)
+        case timestamp(String)
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let v = try? c.decode(Int64.self) {
+                self = .version(v)
+                return
+            }
+            let s = try c.decode(String.self)
+            switch s.lowercased() {
+            case "first": self = .first
+            case "latest": self = .latest
+            default:
+                if let v = Int64(s) { self = .version(v) } else { self = .timestamp(s) }
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .first: try c.encode("first")
+            case .latest: try c.encode("latest")
+            case .version(let v): try c.encode(v)
+            case .timestamp(let t): try c.encode(t)
+            }
+        }
+    }
+
+    /// How to reach the warehouse: a saved connection's name, or inline settings whose secrets come from
+    /// environment variables.
+    public struct ConnectionRef: Sendable, Codable, Equatable {
+        public var name: String?
+        public var host: String?
+        public var warehouseID: String?
+        public var httpPath: String?
+        public var tokenEnv: String?
+        public var clientIDEnv: String?
+        public var clientSecretEnv: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, host
+            case warehouseID = "warehouse_id"
+            case httpPath = "http_path"
+            case tokenEnv = "token_env"
+            case clientIDEnv = "client_id_env"
+            case clientSecretEnv = "client_secret_env"
+        }
+
+        public init(name: String? = nil, host: String? = nil, warehouseID: String? = nil, httpPath: String? = nil,
+                    tokenEnv: String? = nil, clientIDEnv: String? = nil, clientSecretEnv: String? = nil) {
+            self.name = name
+            self.host = host
+            self.warehouseID = warehouseID
+            self.httpPath = httpPath
+            self.tokenEnv = tokenEnv
+            self.clientIDEnv = clientIDEnv
+            self.clientSecretEnv = clientSecretEnv
+        }
+
+        /// A bare string is the name of a saved connection.
+        public init(from decoder: any Decoder) throws {
+            if let s = try? decoder.singleValueContainer().decode(String.self) {
+                self.init(name: s)
+                return
+            }
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(
+                name: try c.decodeIfPresent(String.self, forKey: .name), host: try c.decodeIfPresent(String.self, forKey: .host),
+                warehouseID: try c.decodeIfPresent(String.self, forKey: .warehouseID),
+                httpPath: try c.decodeIfPresent(String.self, forKey: .httpPath),
+                tokenEnv: try c.decodeIfPresent(String.self, forKey: .tokenEnv),
+                clientIDEnv: try c.decodeIfPresent(String.self, forKey: .clientIDEnv),
+                clientSecretEnv: try c.decodeIfPresent(String.self, forKey: .clientSecretEnv))
+        }
+    }
+
+    /// A custom attribute: a column copied into `attributes.<name>` with a type.
+    public struct Attribute: Sendable, Codable, Equatable {
+        public enum ValueType: String, Sendable, Codable, CaseIterable {
+            case string, integer, decimal, double, boolean, date, timestamp, json
+        }
+        public var column: String
+        public var name: String?
+        public var type: ValueType
+
+        public init(column: String, name: String? = nil, type: ValueType = .string) {
+            self.column = column
+            self.name = name
+            self.type = type
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            column = try c.decode(String.self, forKey: .column)
+            name = try c.decodeIfPresent(String.self, forKey: .name)
+            type = try c.decodeIfPresent(ValueType.self, forKey: .type) ?? .string
+        }
+
+        public var outputName: String { name ?? column }
+    }
+
+    public struct Consent: Sendable, Codable, Equatable {
+        /// The column holding the consent status (default: the `consent_status` mapping).
+        public var column: String?
+        /// Values that mean opted in (compared trimmed and case-insensitively).
+        public var optedIn: [String]
+
+        enum CodingKeys: String, CodingKey {
+            case column
+            case optedIn = "opted_in"
+        }
+
+        public init(column: String? = nil, optedIn: [String]) {
+            self.column = column
+            self.optedIn = optedIn
+        }
+    }
+
+    /// A structured filter; values are always bound as parameters, never spliced into SQL.
+    public struct Filter: Sendable, Codable, Equatable {
+        public enum Operator: String, Sendable, Codable, CaseIterable {
+            case eq, ne, lt, le, gt, ge
+            case `in`, notIn = "not_in"
+            case isNull = "is_null", isNotNull = "is_not_null"
+            case like
+        }
+        public var column: String
+        public var op: Operator
+        public var value: FilterValue?
+
+        public init(column: String, op: Operator, value: FilterValue? = nil) {
+            self.column = column
+            self.op = op
+            self.value = value
+        }
+    }
+
+    /// A filter operand: one scalar or a list (for `in` / `not_in`), kept as text.
+    public enum FilterValue: Sendable, Codable, Equatable {
+        case scalar(String)
+        case list([String])
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            if let l = try? c.decode([String].self) {
+                self = .list(l)
+            } else if let s = try? c.decode(String.self) {
+                self = .scalar(s)
+            } else if let i = try? c.decode(Int64.self) {
+                self = .scalar(String(i))
+            } else if let d = try? c.decode(Double.self) {
+                self = .scalar(String(d))
+            } else if let b = try? c.decode(Bool.self) {
+                self = .scalar(b ? "true" : "false")
+            } else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "filter value must be a scalar or a list")
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.singleValueContainer()
+            switch self {
+            case .scalar(let s): try c.encode(s)
+            case .list(let l): try c.encode(l)
+            }
+        }
+    }
+
+    public struct Validation: Sendable, Codable, Equatable {
+        /// Panel fields that must be present and valid.
+        public var required: [String]
+        /// Abort the run when invalid rows exceed this fraction of rows read (checked after 100 rows).
+        public var maxInvalidRatio: Double
+        /// Region for phone numbers written without a country code (ISO alpha-2).
+        public var defaultPhoneRegion: String?
+
+        enum CodingKeys: String, CodingKey {
+            case required
+            case maxInvalidRatio = "max_invalid_ratio"
+            case defaultPhoneRegion = "default_phone_region"
+        }
+
+        public init(required: [String] = ["external_id"], maxInvalidRatio: Double = 0.05, defaultPhoneRegion: String? = nil) {
+            self.required = required
+            self.maxInvalidRatio = maxInvalidRatio
+            self.defaultPhoneRegion = defaultPhoneRegion
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            required = try c.decodeIfPresent([String].self, forKey: .required) ?? ["external_id"]
+            maxInvalidRatio = try c.decodeIfPresent(Double.self, forKey: .maxInvalidRatio) ?? 0.05
+            defaultPhoneRegion = try c.decodeIfPresent(String.self, forKey: .defaultPhoneRegion)
+        }
+    }
+
+    public struct Watermark: Sendable, Codable, Equatable {
+        /// The cursor column (default: the `last_updated` mapping).
+        public var column: String?
+        /// Seconds to look back behind the stored watermark on each run (late-arriving rows).
+        public var lookbackSeconds: Int
+        public var pageSize: Int
+
+        enum CodingKeys: String, CodingKey {
+            case column
+            case lookbackSeconds = "lookback_seconds"
+            case pageSize = "page_size"
+        }
+
+        public init(column: String? = nil, lookbackSeconds: Int = 0, pageSize: Int = 10_000) {
+            self.column = column
+            self.lookbackSeconds = lookbackSeconds
+            self.pageSize = pageSize
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            column = try c.decodeIfPresent(String.self, forKey: .column)
+            lookbackSeconds = try c.decodeIfPresent(Int.self, forKey: .lookbackSeconds) ?? 0
+            pageSize = try c.decodeIfPresent(Int.self, forKey: .pageSize) ?? 10_000
+        }
+    }
+
+    public struct Sink: Sendable, Codable, Equatable {
+        public enum SinkType: String, Sendable, Codable { case ndjson, webhook }
+        public var type: SinkType
+        /// ndjson: the directory of the segments.
+        public var directory: String?
+        /// ndjson: rotate segments at this many uncompressed bytes.
+        public var segmentMaxBytes: Int?
+        /// webhook: the URL batches are POSTed to.
+        public var url: String?
+        /// webhook: changes per POST.
+        public var batchSize: Int?
+        /// webhook: name of an environment variable with a bearer token for the endpoint.
+        public var tokenEnv: String?
+
+        enum CodingKeys: String, CodingKey {
+            case type, directory, url
+            case segmentMaxBytes = "segment_max_bytes"
+            case batchSize = "batch_size"
+            case tokenEnv = "token_env"
+        }
+
+        public init(type: SinkType, directory: String? = nil, segmentMaxBytes: Int? = nil, url: String? = nil,
+                    batchSize: Int? = nil, tokenEnv: String? = nil) {
+            self.type = type
+            self.directory = directory
+            self.segmentMaxBytes = segmentMaxBytes
+            self.url = url
+            self.batchSize = batchSize
+            self.tokenEnv = tokenEnv
+        }
+    }
+
+    public enum Schedule: String, Sendable, Codable, CaseIterable {
+        case every15Minutes = "15m", hourly, daily
+
+        public var seconds: Int {
+            switch self {
+            case .every15Minutes: 900
+            case .hourly: 3600
+            case .daily: 86_400
+            }
+        }
+    }
+
+    public var name: String
+    public var connection: ConnectionRef
+    public var source: String
+    public var kind: Kind
+    public var mode: Mode
+    public var start: Start
+    /// Panel field (or event field) → source column.
+    public var mapping: [String: String]
+    public var attributes: [Attribute]
+    public var consent: Consent?
+    public var filters: [Filter]
+    public var validation: Validation
+    public var watermark: Watermark?
+    public var sinks: [Sink]
+    public var schedule: Schedule?
+    /// For events: the scope (a participants pipeline's name) whose external ids `user_id` refers to.
+    public var identityPipeline: String?
+    /// Directory of the LMDB state (default: `.cdfsync/state`).
+    public var stateDir: String?
+
+    enum CodingKeys: String, CodingKey {
+        case name, connection, source, kind, mode, start, mapping, attributes, consent, filters, validation,
+            watermark, sinks, schedule
+        case identityPipeline = "identity_pipeline"
+        case stateDir = "state_dir"
+    }
+
+    public init(name: String, connection: ConnectionRef, source: String, kind: Kind = .participants, mode: Mode = .auto,
+                start: Start = .first, mapping: [String: String], attributes: [Attribute] = [], consent: Consent? = nil,
+                filters: [Filter] = [], validation: Validation = Validation(), watermark: Watermark? = nil,
+                sinks: [Sink] = [], schedule: Schedule? = nil, identityPipeline: String? = nil, stateDir: String? = nil) {
+        self.name = name
+        self.connection = connection
+        self.source = source
+        self.kind = kind
+        self.mode = mode
+        self.start = start
+        self.mapping = mapping
+        self.attributes = attributes
+        self.consent = consent
+        self.filters = filters
+        self.validation = validation
+        self.watermark = watermark
+        self.sinks = sinks
+        self.schedule = schedule
+        self.identityPipeline = identityPipeline
+        self.stateDir = stateDir
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        connection = try c.decode(ConnectionRef.self, forKey: .connection)
+        source = try c.decode(String.self, forKey: .source)
+        kind = try c.decodeIfPresent(Kind.self, forKey: .kind) ?? .participants
+        mode = try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .auto
+        start = try c.decodeIfPresent(Start.self, forKey: .start) ?? .first
+        mapping = try c.decode([String: String].self, forKey: .mapping)
+        attributes = try c.decodeIfPresent([Attribute].self, forKey: .attributes) ?? []
+        consent = try c.decodeIfPresent(Consent.self, forKey: .consent)
+        filters = try c.decodeIfPresent([Filter].self, forKey: .filters) ?? []
+        validation = try c.decodeIfPresent(Validation.self, forKey: .validation) ?? Validation()
+        watermark = try c.decodeIfPresent(Watermark.self, forKey: .watermark)
+        sinks = try c.decodeIfPresent([Sink].self, forKey: .sinks) ?? []
+        schedule = try c.decodeIfPresent(Schedule.self, forKey: .schedule)
+        identityPipeline = try c.decodeIfPresent(String.self, forKey: .identityPipeline)
+        stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
+    }
+
+    /// Panel fields a participants mapping may name.
+    public static let participantFields = [
+        "external_id", "first_name", "last_name", "email", "phone", "company", "country", "city", "job_title",
+        "segment", "consent_status", "last_updated",
+    ]
+    /// Fields an events mapping may name.
+    public static let eventFields = ["event_id", "name", "timestamp", "user_id"]
+
+    /// Problems visible without the warehouse, one message per field, each naming it.
+    public func staticProblems() -> [String] {
+        var p: [String] = []
+        if name.isEmpty || name.contains("\0") { p.append("name: must be a non-empty name") }
+        if (try? QualifiedName(parsing: source)) == nil { p.append("source: '\(source)' must be catalog.schema.table") }
+        if connection.name != nil && (connection.host != nil || connection.warehouseID != nil || connection.httpPath != nil) {
+            p.append("connection: give either a saved connection name or inline settings, not both")
+        }
+        let allowed = kind == .participants ? Self.participantFields : Self.eventFields
+        for (field, column) in mapping.sorted(by: { $0.key < $1.key }) {
+            if !allowed.contains(field) {
+                p.append("mapping.\(field): not a \(kind.rawValue) field (allowed: \(allowed.joined(separator: ", ")))")
+            }
+            if column.isEmpty { p.append("mapping.\(field): column name is empty") }
+        }
+        let key = kind == .participants ? "external_id" : "event_id"
+        if mapping[key] == nil { p.append("mapping.\(key): required for a \(kind.rawValue) pipeline") }
+        for f in validation.required where !allowed.contains(f) {
+            p.append("validation.required: '\(f)' is not a \(kind.rawValue) field")
+        }
+        if !(0...1).contains(validation.maxInvalidRatio) { p.append("validation.max_invalid_ratio: must be between 0 and 1") }
+        if let r = validation.defaultPhoneRegion, Normalize.callingCodes[r.uppercased()] == nil {
+            p.append("validation.default_phone_region: '\(r)' is not a supported region")
+        }
+        if let c = consent {
+            if c.optedIn.isEmpty { p.append("consent.opted_in: list at least one opted-in value") }
+            if c.column == nil && mapping["consent_status"] == nil {
+                p.append("consent.column: give the column, or map consent_status")
+            }
+        }
+        for (i, f) in filters.enumerated() {
+            switch f.op {
+            case .isNull, .isNotNull:
+                if f.value != nil { p.append("filters[\(i)].value: \(f.op.rawValue) takes no value") }
+            case .in, .notIn:
+                if case .list(let l)? = f.value, !l.isEmpty {} else { p.append("filters[\(i)].value: \(f.op.rawValue) needs a non-empty list") }
+            default:
+                if case .scalar? = f.value {} else { p.append("filters[\(i)].value: \(f.op.rawValue) needs one value") }
+            }
+        }
+        var names = Set<String>()
+        for a in attributes where !names.insert(a.outputName).inserted { p.append("attributes: '\(a.outputName)' appears twice") }
+        if mode == .watermark && (watermark?.column ?? mapping["last_updated"]) == nil {
+            p.append("watermark.column: watermark mode needs a cursor column (or map last_updated)")
+        }
+        if let w = watermark, w.pageSize < 1 || w.pageSize > 1_000_000 { p.append("watermark.page_size: must be 1…1000000") }
+        for (i, s) in sinks.enumerated() {
+            switch s.type {
+            case .ndjson: if s.directory == nil { p.append("sinks[\(i)].directory: an ndjson sink needs a directory") }
+            case .webhook:
+                if s.url.map({ $0.hasPrefix("https://") || $0.hasPrefix("http://127.") || $0.hasPrefix("http://localhost") }) != true {
+                    p.append("sinks[\(i)].url: a webhook needs an https:// URL (http only on loopback)")
+                }
+            }
+        }
+        if kind == .events && identityPipeline == nil && mapping["user_id"] != nil {
+            p.append("identity_pipeline: name the participants pipeline whose external ids user_id refers to")
+        }
+        return p
+    }
+}

@@ -1,0 +1,75 @@
+import CDFSyncCore
+import CDFSyncStorage
+import Foundation
+
+extension PanelStore {
+    /// What `apply` would do with `changes`, without writing anything (replay `--dry-run`): per key the
+    /// highest version wins; unknown keys would be created, older versions skipped, equal content unchanged.
+    func evaluate(_ changes: [Change], scope: String) throws -> ApplyOutcome {
+        var winners: [String: Int] = [:]
+        for (i, c) in changes.enumerated() {
+            if let w = winners[c.externalID], changes[w].commitVersion > c.commitVersion { continue }
+            winners[c.externalID] = i
+        }
+        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
+        for i in winners.values {
+            let change = changes[i]
+            guard let existing = try record(externalID: change.externalID, scope: scope) else {
+                outcome.inserted += 1
+                continue
+            }
+            if change.commitVersion < existing.commitVersion {
+                outcome.skippedOlder += 1
+            } else if StableHash.hash(change.record) == StableHash.hash(existing.record) {
+                outcome.unchanged += 1
+            } else {
+                outcome.updated += 1
+            }
+        }
+        return outcome
+    }
+}
+
+/// The redelivery file of a replay: every replayed post-image as an NDJSON line, zstd-compressed, written to a
+/// temporary name and renamed into place only when complete (so a crash leaves no partial file).
+///
+/// Thread-safety: used from the writer thread only, after creation; hence `@unchecked Sendable`.
+final class ReplayFile: @unchecked Sendable {
+    let name: String
+    private let finalPath: String
+    private let tempPath: String
+    private let writer: ZstdFileWriter
+    private(set) var lines = 0
+    private var json = JSONWriter(reservingCapacity: 1024)
+
+    init(directory: String, name: String) throws {
+        self.name = name
+        finalPath = directory + "/" + name
+        tempPath = finalPath + ".tmp"
+        writer = try ZstdFileWriter(path: tempPath, level: 3)
+    }
+
+    func append(_ changes: [PanelStore.Change], scope: String) throws {
+        for c in changes {
+            json.reset()
+            json.beginObject()
+            json.key("op"); json.string("replay")
+            json.key("scope"); json.string(scope)
+            json.key("external_id"); json.string(c.externalID)
+            json.key("commit_version"); json.int(c.commitVersion)
+            json.key("record"); json.raw(c.record)
+            json.endObject()
+            json.bytes.append(UInt8(ascii: "\n"))
+            try writer.write(json.bytes)
+            lines += 1
+        }
+    }
+
+    func finish() throws {
+        try writer.finish()
+        guard rename(tempPath, finalPath) == 0 else {
+            throw SyncError("could not rename \(tempPath) to \(finalPath) (errno \(errno))",
+                remedy: "Check free space and permissions of the output directory.")
+        }
+    }
+}

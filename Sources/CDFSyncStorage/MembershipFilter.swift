@@ -1,0 +1,78 @@
+import CDFSyncCore
+
+/// A Bloom filter over byte strings, tagged by kind (identity key, email, phone).
+///
+/// `mayContain == false` is exact (no false negatives: every key is inserted before the transaction that
+/// writes it commits, and nothing is ever removed); `true` may be a false positive (about 1 % at 10 bits and
+/// 7 probes per key), which only costs an LMDB probe. Memory: `capacity × 10` bits, 1.25 MB per million keys;
+/// ``PanelStore`` rebuilds it with twice the capacity before a batch could exceed it.
+///
+/// Not thread-safe; ``PanelStore`` touches it only while holding its writer lock.
+final class MembershipFilter {
+    static let bitsPerKey = 10
+    static let probes = 7
+
+    private(set) var words: [UInt64]
+    /// The number of bits (exactly `bitsPerKey` per key of capacity, rounded up to a word).
+    private let bits: UInt64
+    /// Keys the filter was sized for.
+    let capacity: Int
+    /// Insertions so far (an upper bound of the distinct keys).
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        let wordCount = max(1, (max(capacity, 1) * Self.bitsPerKey + 63) / 64)
+        self.capacity = wordCount * 64 / Self.bitsPerKey
+        words = [UInt64](repeating: 0, count: wordCount)
+        bits = UInt64(wordCount * 64)
+    }
+
+    enum Kind: UInt8 { case ident = 1, email = 2, phone = 3 }
+
+    @inline(__always)
+    static func hash(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        var h = StableHash()
+        // (h1 + i·h2) mod 2^64, then scaled into the table: probes differ in their high bits.
+        var tag = kind.rawValue
+        withUnsafeBytes(of: &tag) { h.combine($0) }
+        h.combine(bytes)
+        let a = h.value
+        // A second, independent-enough hash for double hashing (odd, so probes cycle through the table).
+        var z = a ^ 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        z = (z ^ (z >> 33)) &* 0xC4CE_B9FE_1A85_EC53
+        return (a, (z ^ (z >> 33)) | 1)
+    }
+
+    func insert(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) {
+        let (a, b) = Self.hash(kind, bytes)
+        words.withUnsafeMutableBufferPointer { w in
+            var h = a
+            for _ in 0..<Self.probes {
+                let bit = h.multipliedFullWidth(by: bits).high  // h scaled into 0..<bits
+                w[Int(bit >> 6)] |= 1 << (bit & 63)
+                h = h &+ b
+            }
+        }
+        count += 1
+    }
+
+    func mayContain(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        let (a, b) = Self.hash(kind, bytes)
+        return words.withUnsafeBufferPointer { w in
+            var h = a
+            for _ in 0..<Self.probes {
+                let bit = h.multipliedFullWidth(by: bits).high  // h scaled into 0..<bits
+                if w[Int(bit >> 6)] & (1 << (bit & 63)) == 0 { return false }
+                h = h &+ b
+            }
+            return true
+        }
+    }
+
+    func insert(_ kind: Kind, _ bytes: [UInt8]) { bytes.withUnsafeBytes { insert(kind, $0) } }
+    func mayContain(_ kind: Kind, _ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { mayContain(kind, $0) } }
+}
+
+@available(*, unavailable)
+extension MembershipFilter: Sendable {}

@@ -1,0 +1,661 @@
+internal import CLMDB
+import CDFSyncCore
+import Foundation
+
+extension PanelStore {
+    // MARK: Preparing on the caller's thread
+
+    /// Computes `contentHash` and (for records of at least `threshold` bytes) `compressedRecord` for every change
+    /// that lacks them, so that ``apply(_:scope:pipeline:checkpoint:run:)`` does no hashing or compression inside
+    /// its write transaction.
+    ///
+    /// Call it on the thread that produces the batch (e.g. the decoder), with a compressor owned by that thread.
+    /// The stored records and outbox lines are identical to applying the unprepared changes.
+    /// - Parameters:
+    ///   - changes: prepared in place.
+    ///   - compressor: the caller's own context (level 1 is what apply uses by default).
+    ///   - threshold: the store's `recordCompressionThreshold` (records below it are never compressed).
+    public static func prepare(_ changes: inout [Change], compressor: ZstdCompressor, threshold: Int = 512) throws {
+        for i in changes.indices {
+            if changes[i].contentHash == nil {
+                changes[i].contentHash = changes[i].record.withUnsafeBytes { r in
+                    var h = StableHash()
+                    h.combine(r)
+                    return h.value
+                }
+            }
+            if changes[i].compressedRecord == nil, changes[i].record.count >= threshold {
+                changes[i].compressedRecord = try changes[i].record.withUnsafeBytes { try compressor.compress($0) }
+            }
+        }
+    }
+
+    /// ``prepare(_:compressor:threshold:)`` with this store's threshold.
+    public func prepare(_ changes: inout [Change], compressor: ZstdCompressor) throws {
+        try Self.prepare(&changes, compressor: compressor, threshold: recordCompressionThreshold)
+    }
+
+    // MARK: Apply
+
+    /// Applies a batch of changes for `scope` and, when `checkpoint` is given, moves the checkpoint of `pipeline`
+    /// in the same write transaction.
+    ///
+    /// Within the batch the highest `commitVersion` per external id wins (ties: the later one in input order).
+    /// The batch is sorted by key before LMDB is touched. Per winning row, identity is resolved by (scope,
+    /// external id), then by email, then by phone (panel-wide):
+    /// - a known source key is skipped when older than its stored version, counted as unchanged (no outbox
+    ///   line, stored version moved forward) when its content hash is equal, else updated (`update` line);
+    /// - a new source key whose email (or else phone) belongs to a participant is linked to it (`linked`,
+    ///   `update` line), otherwise it gets the next participant id (`insert` line);
+    /// - an email or phone that belongs to a different participant than the row's is recorded as a conflict,
+    ///   never merged (the index keeps its owner).
+    /// All outbox lines of the batch are stored as one zstd frame.
+    ///
+    /// - Parameters:
+    ///   - changes: the rows, in any order (optionally prepared with ``prepare(_:compressor:)``).
+    ///   - scope: the identity scope (connection + source); must not contain NUL.
+    ///   - pipeline: whose checkpoint `checkpoint` is.
+    ///   - checkpoint: written in the same transaction when not `nil`.
+    ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
+    ///     transaction, so the audit counters never disagree with the panel.
+    /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
+    ///   record) is written. `.invalidArgument` for a scope containing NUL, a key (identity key, email, phone)
+    ///   longer than the LMDB key limit or a record that is not a JSON object; `.notFound` for an unknown run id;
+    ///   `.mapFull` when the map is full.
+    public func apply(
+        _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
+        run: (id: UInt64, json: [UInt8])? = nil
+    ) throws
+        -> ApplyOutcome
+    {
+        let scopeBytes = Array(scope.utf8)
+        guard !scopeBytes.contains(0) else {
+            throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
+        }
+        let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
+        let maxKey = environment.maxKeySize
+
+        // Flat buffer of external id bytes plus offsets, then sort indices by (bytes, input index).
+        var flat: [UInt8] = []
+        flat.reserveCapacity(changes.count * 16)
+        var offsets = [Int](repeating: 0, count: changes.count + 1)
+        for (i, change) in changes.enumerated() {
+            var id = change.externalID
+            id.withUTF8 { flat.append(contentsOf: $0) }
+            offsets[i + 1] = flat.count
+            let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
+            guard keyLength <= maxKey else {
+                throw StorageError(
+                    code: .invalidArgument,
+                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
+                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
+            }
+            let r = change.record
+            guard r.first == UInt8(ascii: "{"), r.last == UInt8(ascii: "}") else {
+                throw StorageError(
+                    code: .invalidArgument,
+                    message: "record for an external id in scope \(scope) is not a JSON object")
+            }
+            if let e = change.email, e.utf8.count > maxKey {
+                throw StorageError(code: .invalidArgument, message: "an email in scope \(scope) is over \(maxKey) bytes")
+            }
+            if let p = change.phone, p.utf8.count > maxKey {
+                throw StorageError(code: .invalidArgument, message: "a phone in scope \(scope) is over \(maxKey) bytes")
+            }
+        }
+        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
+        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
+        var sortKeys = [SortKey]()
+        sortKeys.reserveCapacity(changes.count)
+        flat.withUnsafeBytes { f in
+            for i in 0..<changes.count {
+                var prefix: UInt64 = 0
+                let start = offsets[i]
+                let n = min(8, offsets[i + 1] - start)
+                for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
+                sortKeys.append(SortKey(prefix: prefix, index: i))
+            }
+            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
+            sortKeys.sort { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
+                let c = compareBytes(id(a.index), id(b.index))
+                return c != 0 ? c < 0 : a.index < b.index
+            }
+        }
+        let order = sortKeys.map(\.index)
+        // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
+        var winners: [Int] = []
+        winners.reserveCapacity(order.count)
+        flat.withUnsafeBytes { f in
+            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
+            var k = 0
+            while k < order.count {
+                var best = order[k]
+                var j = k + 1
+                while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
+                    if changes[order[j]].commitVersion >= changes[best].commitVersion { best = order[j] }
+                    j += 1
+                }
+                winners.append(best)
+                k = j
+            }
+        }
+        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
+
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        var newKeysBound = winners.count
+        for i in winners {
+            if changes[i].email != nil { newKeysBound += 1 }
+            if changes[i].phone != nil { newKeysBound += 1 }
+        }
+        try ensureFilterCapacity(adding: newKeysBound)
+        let s = scratch
+        let filter = self.filter
+        var escapedScope: [UInt8] = []
+        JSONWriter.appendEscaped(scope, to: &escapedScope)
+        // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
+        var key: [UInt8] = []
+        var value: [UInt8] = []
+        var lines: [UInt8] = []
+        swap(&key, &s.key)
+        swap(&value, &s.value)
+        swap(&lines, &s.line)
+        defer {
+            swap(&key, &s.key)
+            swap(&value, &s.value)
+            swap(&lines, &s.line)
+        }
+        lines.removeAll(keepingCapacity: true)
+        let compressor = s.compressor
+        let threshold = recordCompressionThreshold
+
+        try environment.write { txn in
+            var w = try WriterContext(store: self, txn: txn)
+            var nextPID = w.startPID
+            let append = UInt32(MDB_APPEND)
+
+            /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
+            /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
+            func putPanel(
+                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, change: Change,
+                _ record: UnsafeRawBufferPointer, _ flags: UInt32
+            ) throws {
+                value.removeAll(keepingCapacity: true)
+                value.append(contentsOf: header)
+                withBE(UInt64(bitPattern: version)) { value.append(contentsOf: $0) }
+                if let frame = change.compressedRecord {
+                    value.append(contentsOf: frame.count < record.count ? frame : Array(record))
+                } else if record.count >= threshold {
+                    try compressor.withCompressed(record) { compressed in
+                        value.append(contentsOf: compressed.count < record.count ? compressed : record)
+                    }
+                } else {
+                    value.append(contentsOf: record)
+                }
+                try value.withUnsafeBytes { try w.putBE(w.panelDBI, pid, $0, flags, "panel") }
+            }
+            func header(for identKey: [UInt8]) -> [UInt8] {
+                [UInt8(truncatingIfNeeded: identKey.count >> 8), UInt8(truncatingIfNeeded: identKey.count)] + identKey
+            }
+
+            try flat.withUnsafeBytes { f in
+                try changes.withUnsafeBufferPointer { cs in
+                    for (n, index) in winners.enumerated() {
+                        // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident
+                        // memory stays flat (safe mid-transaction: the map is read-only and clean).
+                        if n & 511 == 511 { environment.releaseMappedPages() }
+                        let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
+                        let change = cs[index]
+                        let version = change.commitVersion
+                        key.removeAll(keepingCapacity: true)
+                        key.append(contentsOf: scopeBytes)
+                        key.append(0)
+                        key.append(contentsOf: externalID)
+                        let contact = ContactValues(email: change.email, phone: change.phone)
+                        try change.record.withUnsafeBytes { record in
+                            let hash = change.contentHash ?? {
+                                var hasher = StableHash()
+                                hasher.combine(record)
+                                return hasher.value
+                            }()
+                            // 1. The source key itself (the filter skips the probe for keys never seen).
+                            let stored = filter.mayContain(.ident, key) ? try w.readIdent(key) : nil
+                            let pid: UInt64
+                            let op: OutboxOp
+                            if let stored {
+                                pid = stored.pid
+                                if version < stored.version {
+                                    outcome.skippedOlder += 1
+                                    return
+                                }
+                                if stored.hash == hash {
+                                    outcome.unchanged += 1
+                                    if version > stored.version || stored.contactHash != contact.hash {
+                                        try w.overwriteIdent(IdentValue(
+                                            pid: pid, version: max(version, stored.version), hash: hash,
+                                            contactHash: contact.hash, linked: stored.linked))
+                                    }
+                                    if stored.contactHash != contact.hash, contact.provided {
+                                        outcome.conflicts += try w.maintainContact(
+                                            pid: pid, contact, isNew: false, identKey: key, version: version)
+                                    }
+                                    return
+                                }
+                                let h: [UInt8]
+                                if stored.linked {
+                                    h = try w.panelHeader(pid)
+                                } else {
+                                    h = header(for: key)
+                                }
+                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                try w.overwriteIdent(IdentValue(
+                                    pid: pid, version: version, hash: hash, contactHash: contact.hash,
+                                    linked: stored.linked))
+                                if stored.contactHash != contact.hash, contact.provided {
+                                    outcome.conflicts += try w.maintainContact(
+                                        pid: pid, contact, isNew: false, identKey: key, version: version)
+                                }
+                                outcome.updated += 1
+                                op = .update
+                            } else {
+                                // 2. A new source key: resolve by email, then by phone.
+                                var owner: UInt64?
+                                if let e = contact.email { owner = try w.indexOwner(.email, e) }
+                                if owner == nil, let p = contact.phone { owner = try w.indexOwner(.phone, p) }
+                                if let owner {
+                                    pid = owner
+                                    let h = try w.panelHeader(pid)
+                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                    try w.putIdent(key, IdentValue(
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true))
+                                    try w.putLink(pid, key)
+                                    outcome.conflicts += try w.maintainContact(
+                                        pid: pid, contact, isNew: false, identKey: key, version: version)
+                                    outcome.linked += 1
+                                    op = .update
+                                } else {
+                                    pid = nextPID
+                                    nextPID += 1
+                                    try w.putIdent(key, IdentValue(
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false))
+                                    // New ids are greater than every stored id, so this put appends.
+                                    try header(for: key).withUnsafeBytes {
+                                        try putPanel(pid, header: $0, version: version, change: change, record, append)
+                                    }
+                                    if contact.provided {
+                                        outcome.conflicts += try w.maintainContact(
+                                            pid: pid, contact, isNew: true, identKey: key, version: version)
+                                    }
+                                    outcome.inserted += 1
+                                    op = .insert
+                                }
+                            }
+                            w.outboxSeq += 1
+                            appendOutboxLine(
+                                into: &lines, seq: w.outboxSeq, insert: op == .insert, participantID: pid,
+                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
+                                record: record)
+                            lines.append(0x0A)
+                        }
+                    }
+                }
+            }
+            if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
+            try w.finishOutbox(lines)
+            if let checkpointBytes {
+                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
+            }
+            if let run { try replaceRun(txn, id: run.id, json: run.json) }
+        }
+        return outcome
+    }
+
+    // MARK: Membership filter
+
+    /// Rebuilds the filter with room for the current keys plus `minimumCapacity` (or twice the old capacity).
+    func rebuildFilter(minimumCapacity: Int) throws {
+        let (identCount, emailCount, phoneCount) = try environment.read { txn in
+            (try txn.count(ident), try txn.count(emailIndex), try txn.count(phoneIndex))
+        }
+        let keys = identCount + emailCount + phoneCount
+        let fresh = MembershipFilter(capacity: max(1 << 20, 2 * keys, minimumCapacity))
+        try environment.read { txn in
+            for (db, kind) in [(ident, MembershipFilter.Kind.ident), (emailIndex, .email), (phoneIndex, .phone)] {
+                try txn.forEach(db) { k, _ in
+                    fresh.insert(kind, k)
+                    return true
+                }
+            }
+        }
+        filter = fresh
+    }
+
+    /// Grows the filter before a batch that could push it past its capacity (caller holds `writerLock`).
+    func ensureFilterCapacity(adding upperBound: Int) throws {
+        if filter.count + upperBound > filter.capacity {
+            try rebuildFilter(minimumCapacity: 4 * (filter.count + upperBound))
+        }
+    }
+}
+
+// MARK: - Write-transaction helpers
+
+/// The email and phone of one change, with the hash stored per source key (0 when neither is given).
+struct ContactValues {
+    var email: [UInt8]?
+    var phone: [UInt8]?
+    var hash: UInt64
+
+    init(email: String?, phone: String?) {
+        self.email = email.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        self.phone = phone.flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        if self.email == nil && self.phone == nil {
+            hash = 0
+        } else {
+            var h = StableHash()
+            h.combine(self.email ?? [])
+            h.combine([self.email == nil ? 0 : 1, self.phone == nil ? 0 : 1])
+            h.combine(self.phone ?? [])
+            hash = h.value | 1
+        }
+    }
+
+    var provided: Bool { email != nil || phone != nil }
+}
+
+/// The `ident` value: participant id, version, content hash, contact hash (8 bytes BE each) and flags
+/// (bit 0: linked, i.e. not the key that created the participant).
+struct IdentValue {
+    var pid: UInt64
+    var version: Int64
+    var hash: UInt64
+    var contactHash: UInt64
+    var linked: Bool
+
+    static let size = 33
+
+    init(pid: UInt64, version: Int64, hash: UInt64, contactHash: UInt64, linked: Bool) {
+        self.pid = pid
+        self.version = version
+        self.hash = hash
+        self.contactHash = contactHash
+        self.linked = linked
+    }
+
+    init?(_ v: UnsafeRawBufferPointer) {
+        guard v.count == Self.size else { return nil }
+        pid = loadBE(v)
+        version = Int64(bitPattern: loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])))
+        hash = loadBE(UnsafeRawBufferPointer(rebasing: v[16..<24]))
+        contactHash = loadBE(UnsafeRawBufferPointer(rebasing: v[24..<32]))
+        linked = v[32] & 1 != 0
+    }
+
+    func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        var t = (
+            pid.bigEndian, UInt64(bitPattern: version).bigEndian, hash.bigEndian, contactHash.bigEndian,
+            UInt8(linked ? 1 : 0)
+        )
+        return try withUnsafeBytes(of: &t) { try body(UnsafeRawBufferPointer(rebasing: $0[0..<Self.size])) }
+    }
+}
+
+/// Raw LMDB access for one write transaction of apply / applyEvents (the hot path avoids the generic wrappers).
+struct WriterContext {
+    let t: OpaquePointer
+    let path: String
+    let store: PanelStore
+    let filter: MembershipFilter
+    let identDBI: MDB_dbi
+    let panelDBI: MDB_dbi
+    let startPID: UInt64
+    let startSeq: UInt64
+    var outboxSeq: UInt64
+    /// Positioned by `readIdent` so an update overwrites in place (one descent).
+    var identCursor: OpaquePointer?
+    var conflictSeq: UInt64?
+
+    init(store: PanelStore, txn: WriteTransaction) throws {
+        self.store = store
+        t = txn.handle.pointer
+        path = store.directory
+        filter = store.filter
+        identDBI = store.ident.dbi
+        panelDBI = store.panel.dbi
+        startPID = try store.readCounter(txn, MetaKey.nextParticipantID) ?? 1
+        startSeq = try store.readCounter(txn, MetaKey.outboxSequence) ?? 0
+        outboxSeq = startSeq
+        var c: OpaquePointer?
+        let rc = mdb_cursor_open(t, identDBI, &c)
+        if rc != 0 { throw StorageError.lmdb(rc, "cursor on ident", path: path) }
+        identCursor = c
+        // The cursor is closed with the transaction (LMDB frees write-transaction cursors on commit/abort).
+    }
+
+    @inline(__always)
+    func put(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer, _ flags: UInt32,
+        _ what: StaticString) throws
+    {
+        var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+        let rc = mdb_put(t, dbi, &kv, &vv, flags)
+        if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
+    }
+
+    @inline(__always)
+    func putBE(_ dbi: MDB_dbi, _ k: UInt64, _ v: UnsafeRawBufferPointer, _ flags: UInt32, _ what: StaticString) throws {
+        try withBE(k) { try put(dbi, $0, v, flags, what) }
+    }
+
+    /// Lends the value under `k` (valid until the next write), or `nil`.
+    @inline(__always)
+    func get<R>(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ what: StaticString, _ body: (UnsafeRawBufferPointer?) throws -> R)
+        throws -> R
+    {
+        var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        var vv = MDB_val()
+        let rc = mdb_get(t, dbi, &kv, &vv)
+        if rc == MDB_NOTFOUND { return try body(nil) }
+        if rc != 0 { throw StorageError.lmdb(rc, "get from \(what)", path: path) }
+        return try body(vv.buffer)
+    }
+
+    func delete(_ dbi: MDB_dbi, _ k: UnsafeRawBufferPointer, _ what: StaticString) throws {
+        var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        let rc = mdb_del(t, dbi, &kv, nil)
+        if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "delete from \(what)", path: path) }
+    }
+
+    /// Reads the `ident` entry of `key` and leaves the cursor on it.
+    func readIdent(_ key: [UInt8]) throws -> IdentValue? {
+        var storedSize = 0
+        var result: IdentValue?
+        let rc = key.withUnsafeBytes { k in
+            var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            var vv = MDB_val()
+            let rc = mdb_cursor_get(identCursor, &kv, &vv, MDB_SET_KEY)
+            if rc == 0 {
+                storedSize = vv.mv_size
+                result = IdentValue(vv.buffer)
+            }
+            return rc
+        }
+        if rc == MDB_NOTFOUND { return nil }
+        if rc != 0 { throw StorageError.lmdb(rc, "get from ident", path: path) }
+        guard let result else {
+            throw StorageError(
+                code: .corrupted, message: "ident entry in \(path) is \(storedSize) bytes, not \(IdentValue.size)")
+        }
+        return result
+    }
+
+    /// Overwrites the entry `readIdent` positioned the cursor on.
+    func overwriteIdent(_ v: IdentValue) throws {
+        var kv = MDB_val()
+        var cur = MDB_val()
+        var rc = mdb_cursor_get(identCursor, &kv, &cur, MDB_GET_CURRENT)
+        if rc == 0 {
+            rc = v.withBytes { b in
+                var vv = MDB_val(mv_size: b.count, mv_data: UnsafeMutableRawPointer(mutating: b.baseAddress))
+                return mdb_cursor_put(identCursor, &kv, &vv, UInt32(MDB_CURRENT))
+            }
+        }
+        if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
+    }
+
+    func putIdent(_ key: [UInt8], _ v: IdentValue) throws {
+        try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, 0, "ident") } }
+        filter.insert(.ident, key)
+    }
+
+    func putLink(_ pid: UInt64, _ key: [UInt8]) throws {
+        var k = bytesBE(pid)
+        k.append(contentsOf: key)
+        try k.withUnsafeBytes { try put(store.links.dbi, $0, UnsafeRawBufferPointer(start: nil, count: 0), 0, "links") }
+    }
+
+    /// The first bytes of participant `pid`'s panel value (length + first identity key), for rewriting it.
+    func panelHeader(_ pid: UInt64) throws -> [UInt8] {
+        try withBE(pid) { k in
+            try get(panelDBI, k, "panel") { v -> [UInt8] in
+                guard let v, v.count >= 2, 2 + (Int(v[0]) << 8 | Int(v[1])) <= v.count else {
+                    throw StorageError(
+                        code: .corrupted, message: "panel entry for participant \(pid) in \(path) is missing or truncated")
+                }
+                return Array(v[0..<(2 + (Int(v[0]) << 8 | Int(v[1])))])
+            }
+        }
+    }
+
+    /// The participant the email/phone index maps `value` to (the filter skips the probe for unseen values).
+    func indexOwner(_ kind: MembershipFilter.Kind, _ value: [UInt8]) throws -> UInt64? {
+        guard filter.mayContain(kind, value) else { return nil }
+        let dbi = kind == .email ? store.emailIndex.dbi : store.phoneIndex.dbi
+        return try value.withUnsafeBytes { k in
+            try get(dbi, k, kind == .email ? "email" : "phone") { v -> UInt64? in
+                guard let v else { return nil }
+                guard v.count == 8 else {
+                    throw StorageError(code: .corrupted, message: "an email/phone index entry in \(path) is not 8 bytes")
+                }
+                return loadBE(v)
+            }
+        }
+    }
+
+    /// Points the email/phone index at participant `pid` for each value the change provides, when that value is
+    /// free, and removes the participant's previous value from the index (if it still points at `pid`). A value
+    /// owned by another participant is recorded as a conflict and left with its owner. Returns the number of
+    /// conflicts recorded.
+    mutating func maintainContact(
+        pid: UInt64, _ contact: ContactValues, isNew: Bool, identKey: [UInt8], version: Int64
+    ) throws -> Int {
+        let contactDBI = store.contacts.dbi
+        var current: (email: [UInt8], phone: [UInt8]) = ([], [])
+        if !isNew {
+            try withBE(pid) { k in
+                try get(contactDBI, k, "contact") { v in
+                    guard let v else { return }
+                    guard v.count >= 2, 2 + (Int(v[0]) << 8 | Int(v[1])) <= v.count else {
+                        throw StorageError(code: .corrupted, message: "contact entry of participant \(pid) in \(path) is truncated")
+                    }
+                    let n = Int(v[0]) << 8 | Int(v[1])
+                    current = (Array(v[2..<(2 + n)]), Array(v[(2 + n)...]))
+                }
+            }
+        }
+        var next = current
+        var conflicts = 0
+        for kind in [MembershipFilter.Kind.email, .phone] {
+            guard let wanted = kind == .email ? contact.email : contact.phone else { continue }
+            let had = kind == .email ? current.email : current.phone
+            if wanted == had { continue }
+            let dbi = kind == .email ? store.emailIndex.dbi : store.phoneIndex.dbi
+            if let owner = try indexOwner(kind, wanted) {
+                if owner != pid {
+                    try recordConflict(
+                        identKey: identKey, version: version, kind: kind, value: wanted, pid: pid, other: owner)
+                    conflicts += 1
+                    continue
+                }
+            } else {
+                try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
+                filter.insert(kind, wanted)
+            }
+            if !had.isEmpty, try indexOwner(kind, had) == pid {
+                try had.withUnsafeBytes { try delete(dbi, $0, "email/phone index") }
+            }
+            if kind == .email { next.email = wanted } else { next.phone = wanted }
+        }
+        if next.email != current.email || next.phone != current.phone {
+            var v = [UInt8(truncatingIfNeeded: next.email.count >> 8), UInt8(truncatingIfNeeded: next.email.count)]
+            v += next.email
+            v += next.phone
+            try v.withUnsafeBytes { vb in try withBE(pid) { try put(contactDBI, $0, vb, 0, "contact") } }
+        }
+        return conflicts
+    }
+
+    /// Appends a conflict entry (`conflicts`, increasing sequence).
+    mutating func recordConflict(
+        identKey: [UInt8], version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64, other: UInt64
+    ) throws {
+        let dbi = store.conflictsDB.dbi
+        if conflictSeq == nil {
+            var cursor: OpaquePointer?
+            var rc = mdb_cursor_open(t, dbi, &cursor)
+            if rc != 0 { throw StorageError.lmdb(rc, "cursor on conflicts", path: path) }
+            defer { mdb_cursor_close(cursor) }
+            var k = MDB_val()
+            var v = MDB_val()
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_LAST)
+            if rc == MDB_NOTFOUND {
+                conflictSeq = 0
+            } else if rc == 0, k.mv_size == 8 {
+                conflictSeq = loadBE(k.buffer)
+            } else {
+                throw StorageError.lmdb(rc == 0 ? MDB_CORRUPTED : rc, "reading conflicts", path: path)
+            }
+        }
+        conflictSeq! += 1
+        let sep = identKey.firstIndex(of: 0)!
+        var json = JSONWriter(reservingCapacity: 256)
+        json.beginObject()
+        json.key("seq")
+        json.uint(conflictSeq!)
+        json.key("scope")
+        identKey.withUnsafeBytes { json.string(utf8: UnsafeRawBufferPointer(rebasing: $0[0..<sep])) }
+        json.key("external_id")
+        identKey.withUnsafeBytes { json.string(utf8: UnsafeRawBufferPointer(rebasing: $0[(sep + 1)...])) }
+        json.key("commit_version")
+        json.int(version)
+        json.key("key")
+        json.string(kind == .email ? "email" : "phone")
+        json.key("value")
+        value.withUnsafeBytes { json.string(utf8: $0) }
+        json.key("participant_id")
+        json.uint(pid)
+        json.key("other_participant_id")
+        json.uint(other)
+        json.endObject()
+        try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
+    }
+
+    /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`) as one entry:
+    /// key = first sequence; value = last sequence (8 bytes BE), uncompressed length (8 bytes BE), one zstd frame.
+    func finishOutbox(_ lines: [UInt8]) throws {
+        guard outboxSeq != startSeq else { return }
+        let compressor = store.scratch.outboxCompressor
+        try lines.withUnsafeBytes { raw in
+            try compressor.withCompressed(raw) { frame in
+                var value = [UInt8]()
+                value.reserveCapacity(16 + frame.count)
+                value.append(contentsOf: bytesBE(outboxSeq))
+                value.append(contentsOf: bytesBE(UInt64(raw.count)))
+                value.append(contentsOf: frame)
+                try value.withUnsafeBytes { try putBE(store.outbox.dbi, startSeq + 1, $0, UInt32(MDB_APPEND), "outbox") }
+            }
+        }
+        try withBE(outboxSeq) { v in try MetaKey.outboxSequence.withUnsafeBytes { try put(store.meta.dbi, $0, v, 0, "meta") } }
+    }
+}

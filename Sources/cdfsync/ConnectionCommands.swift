@@ -1,0 +1,225 @@
+import ArgumentParser
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import Foundation
+
+extension ConnectionOptions {
+    /// Settings of the saved connection `name`, with --catalog, --schema, --ca-bundle and the timeouts applied on top.
+    func savedSettings(_ name: String) throws -> ConnectionSettings {
+        let env = ProcessInfo.processInfo.environment
+        guard host == nil, warehouseId == nil, httpPath == nil else {
+            throw DatabricksError(.configuration, "a saved connection and --host/--warehouse-id/--http-path were both given",
+                remedy: "Use either the saved connection '\(name)' or the flags; to change the saved one, run `cdfsync connection add \(name) ... --replace`.")
+        }
+        let store = try ConnectionStore(directory: ConfigDirectory.resolve(configDir, environment: env), environment: env)
+        var transport = TransportOptions()
+        transport.caBundlePath = caBundle
+        transport.connectTimeout = connectTimeout
+        transport.requestTimeout = requestTimeout
+        var settings = try store.resolve(name, transport: transport)
+        if let catalog { settings.catalog = catalog }
+        if let schema { settings.schema = schema }
+        return settings
+    }
+
+    /// These options with a saved connection name given as a positional argument.
+    func naming(_ name: String?) -> ConnectionOptions {
+        var copy = self
+        if let name { copy.connection = name }
+        return copy
+    }
+}
+
+/// `--config-dir` for the commands that manage saved connections.
+struct ConfigDirOptions: ParsableArguments {
+    @Option(help: "Directory of saved connections and the secret key (env CDFSYNC_CONFIG_DIR, default ~/.config/cdfsync).")
+    var configDir: String?
+
+    func store() throws -> ConnectionStore {
+        let env = ProcessInfo.processInfo.environment
+        return try ConnectionStore(directory: ConfigDirectory.resolve(configDir, environment: env), environment: env)
+    }
+}
+
+extension CDFSyncCommand {
+    struct Connection: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "connection",
+            abstract: "Save, list, test and remove named warehouse connections.",
+            subcommands: [Add.self, List.self, Test.self, Remove.self])
+    }
+}
+
+extension CDFSyncCommand.Connection {
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Save a connection. Secrets are referenced by environment variable or stored encrypted (AES-256-GCM).")
+
+        @Argument(help: "Name of the connection (letters, digits, '.', '_', '-').")
+        var name: String
+
+        @Option(help: "Workspace URL or host.")
+        var host: String
+
+        @Option(help: "SQL warehouse id.")
+        var warehouseId: String?
+
+        @Option(help: "Warehouse HTTP path, /sql/1.0/warehouses/<id>.")
+        var httpPath: String?
+
+        @Option(help: "Default catalog.")
+        var catalog: String?
+
+        @Option(help: "Default schema.")
+        var schema: String?
+
+        @Option(help: "Authentication: pat or oauth-m2m.")
+        var auth: String = "pat"
+
+        @Option(help: "Service principal client id (oauth-m2m).")
+        var clientId: String?
+
+        @Option(help: "Environment variable holding the personal access token (stored: the name only).")
+        var tokenEnv: String?
+
+        @Option(help: "Environment variable holding the token or OAuth client secret (stored: the name only).")
+        var secretEnv: String?
+
+        @Flag(help: "Read the token or client secret from standard input and store it encrypted.")
+        var secretStdin = false
+
+        @Option(help: "PEM file of CA certificates to trust.")
+        var caBundle: String?
+
+        @Flag(help: "Overwrite a connection of the same name.")
+        var replace = false
+
+        @OptionGroup var config: ConfigDirOptions
+
+        func validate() throws {
+            guard (warehouseId == nil) != (httpPath == nil) else {
+                throw ValidationError("Pass exactly one of --warehouse-id and --http-path.")
+            }
+            guard [tokenEnv != nil, secretEnv != nil, secretStdin].filter({ $0 }).count <= 1 else {
+                throw ValidationError("Pass at most one of --token-env, --secret-env and --secret-stdin.")
+            }
+            guard SavedConnection.AuthKind(rawValue: auth) != nil else {
+                throw ValidationError("--auth must be pat or oauth-m2m.")
+            }
+            if auth == SavedConnection.AuthKind.oauthM2M.rawValue, clientId == nil {
+                throw ValidationError("--auth oauth-m2m needs --client-id.")
+            }
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let kind = SavedConnection.AuthKind(rawValue: auth)!
+                let warehouse = try warehouseId ?? ConnectionSettings.warehouseID(fromHTTPPath: httpPath!)
+                let source: SavedConnection.SecretSource
+                var secret: Secret?
+                if secretStdin {
+                    let data = FileHandle.standardInput.readDataToEndOfFile()
+                    let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                    guard !text.isEmpty else {
+                        throw DatabricksError(.configuration, "standard input was empty",
+                            remedy: "Pipe the secret in, e.g. `printenv DATABRICKS_TOKEN | cdfsync connection add ... --secret-stdin`.")
+                    }
+                    source = .encrypted
+                    secret = Secret(text)
+                } else {
+                    source = .environment(
+                        tokenEnv ?? secretEnv ?? (kind == .pat ? "DATABRICKS_TOKEN" : "DATABRICKS_CLIENT_SECRET"))
+                }
+                var bundle = caBundle
+                if let path = caBundle {
+                    guard FileManager.default.isReadableFile(atPath: path) else {
+                        throw DatabricksError(.configuration, "the CA bundle \(path) is not a readable file",
+                            remedy: "Pass the path of a PEM file with the CA certificates to trust.")
+                    }
+                    // Stored absolute: the connection is used from other working directories.
+                    bundle = URL(fileURLWithPath: path).standardizedFileURL.path
+                }
+                let connection = try SavedConnection(
+                    name: name, host: host, warehouseID: warehouse, catalog: catalog, schema: schema, auth: kind,
+                    clientID: clientId, secret: source, caBundle: bundle)
+                let store = try config.store()
+                try store.add(connection, secret: secret, replace: replace)
+                print("saved connection '\(name)': \(connection.host), warehouse \(warehouse), \(kind.rawValue), secret \(source)")
+                print("check it with: cdfsync connection test \(name)")
+            }
+        }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List saved connections (name, host, warehouse, auth kind, secret source; never a secret).")
+
+        @Flag(help: "Print JSON.")
+        var json = false
+
+        @OptionGroup var config: ConfigDirOptions
+
+        func run() throws {
+            try reportingErrors {
+                let list = try config.store().list()
+                if json {
+                    print(String(decoding: ConnectionStore.listJSON(list), as: UTF8.self))
+                } else {
+                    print(ConnectionStore.renderList(list))
+                }
+            }
+        }
+    }
+
+    struct Remove: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove a saved connection and its stored secret.")
+
+        @Argument(help: "Name of the connection.")
+        var name: String
+
+        @OptionGroup var config: ConfigDirOptions
+
+        func run() throws {
+            try reportingErrors {
+                try config.store().remove(name)
+                print("removed connection '\(name)'")
+            }
+        }
+    }
+
+    struct Test: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Check a connection step by step: host, credential, warehouse, SELECT 1, catalogs.",
+            discussion: "Give a saved connection NAME, or the usual --host/--warehouse-id flags and environment.")
+
+        @Argument(help: "Saved connection to test (default: the flags and environment).")
+        var name: String?
+
+        @OptionGroup var connection: ConnectionOptions
+
+        @Flag(inversion: .prefixedNo, help: "Start a stopped warehouse and wait for it.")
+        var startWarehouse = true
+
+        @Option(help: "Seconds to wait for a starting warehouse.")
+        var startTimeout: Double = 1200
+
+        func run() throws {
+            let report: ConnectionTestReport = try reportingErrors {
+                var tester = ConnectionTester(settings: try connection.naming(name).settings())
+                tester.startWarehouse = startWarehouse
+                tester.waiter.timeout = startTimeout
+                tester.onCheck = { print($0.render()) }
+                tester.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) }
+                return tester.run()
+            }
+            if let f = report.failure {
+                print("")
+                print("  \(f.category): \(f.message)")
+                print("  remedy: \(f.remedy)")
+                throw ExitCode(1)
+            }
+            print("all checks passed")
+        }
+    }
+}

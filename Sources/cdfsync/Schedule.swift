@@ -1,0 +1,68 @@
+import ArgumentParser
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import Foundation
+
+extension CDFSyncCommand {
+    struct Schedule: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run pipelines on their schedules (15m, hourly, daily) until interrupted.",
+            discussion: """
+                Each pipeline runs at the next boundary of its schedule (e.g. :00, :15, :30, :45 for 15m) and then \
+                every period; a run that fails is logged and retried at the next boundary. SIGINT or SIGTERM \
+                cancels the running statement and stops.
+                """)
+
+        @Argument(help: "Pipeline YAML files; each must have a `schedule`.")
+        var pipelines: [String]
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var state: StateOptions
+
+        @Flag(help: "Run every pipeline once now, then exit.")
+        var once = false
+
+        func run() throws {
+            try reportingErrors {
+                var entries: [(path: String, spec: Pipeline, next: Date)] = []
+                for path in pipelines {
+                    let spec = try PipelineLoader.load(path: path)
+                    guard let s = spec.schedule else {
+                        throw SyncError("\(path) has no schedule", remedy: "Add `schedule: 15m | hourly | daily` to it.")
+                    }
+                    entries.append((path, spec, once ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
+                }
+                Interrupts.install()
+                while !Interrupts.requested {
+                    let now = Date()
+                    for i in entries.indices where entries[i].next <= now {
+                        let e = entries[i]
+                        print("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
+                        do {
+                            let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
+                                connection: connection, state: state, verbose: false) { _, _ in }
+                            print(try sync.run().render())
+                        } catch let f as SyncFailure {
+                            print("  failed: \(f.underlying) (run \(f.summary.runID) recorded); retrying at the next boundary")
+                        } catch {
+                            print("  failed: \(error); retrying at the next boundary")
+                        }
+                        entries[i].next = Self.nextBoundary(after: Date(), period: e.spec.schedule!.seconds)
+                    }
+                    if once { return }
+                    let next = entries.map(\.next).min()!
+                    print("next run \(ISO8601DateFormatter().string(from: next))")
+                    while !Interrupts.requested && Date() < next { Thread.sleep(forTimeInterval: 0.5) }
+                }
+                print("stopped")
+            }
+        }
+
+        /// The next multiple of `period` seconds since the epoch (UTC) after `date`.
+        static func nextBoundary(after date: Date, period: Int) -> Date {
+            let t = date.timeIntervalSince1970
+            return Date(timeIntervalSince1970: (floor(t / Double(period)) + 1) * Double(period))
+        }
+    }
+}

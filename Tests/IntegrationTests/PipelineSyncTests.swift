@@ -1,0 +1,187 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import Testing
+import WarehouseSimulator
+
+/// Pipeline-driven syncs: the real client and simulator over loopback, real LMDB and zstd.
+@Suite("Pipelines over loopback")
+struct PipelineSyncTests {
+    static let table = "main.research.participants"
+
+    func pipeline(_ yaml: String) throws -> Pipeline { try PipelineLoader.load(yaml: yaml) }
+
+    static let participantsYAML = """
+        name: panel
+        connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+        source: main.research.participants
+        mapping: {external_id: participant_id, email: email, phone: phone, country: country, first_name: first_name,
+                  consent_status: consent_status, last_updated: last_updated_at}
+        consent: {opted_in: [opted_in]}
+        validation: {required: [external_id, email], default_phone_region: GB}
+        """
+
+    func sync(_ sim: RunningSimulator, _ p: Pipeline, state: String, output: String, replay: ReplayOptions? = nil)
+        throws -> SyncSummary
+    {
+        let store = try PanelStore(directory: state)
+        let client = StatementClient(settings: try sim.settings())
+        client.retryPolicy.baseDelay = 0.01
+        let s = CDFSync(client: client, store: store, options: try SyncOptions(pipeline: p, outputDirectory: output))
+        return try replay.map { try s.replay($0) } ?? s.run()
+    }
+
+    func commit(_ sim: RunningSimulator, _ json: String, table: String = table) throws {
+        try sim.sim.appendCommit(table: table, Commit.decode(Data(json.utf8)))
+    }
+
+    func row(_ id: String, email: String, consent: String, updated: String? = "2026-04-01T10:00:00.000Z") -> String {
+        let u = updated.map { "\"\($0)\"" } ?? "null"
+        return #"["\#(id)","Test","User","\#(email)","+44 20 7946 0958","Acme","United Kingdom","London","Engineer","smb","\#(consent)",\#(u)]"#
+    }
+
+    @Test func consentGatesImportAndWithdrawalMakesNotContactable() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let p = try pipeline(Self.participantsYAML)
+        let first = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        #expect(first.consentBlocked > 0)
+        // Every imported participant is opted in, with normalised fields.
+        let panel1 = try panelContents(dir.sub("s"))
+        #expect(!panel1.isEmpty)
+        for (_, rec) in panel1 {
+            #expect(rec["email"]??.contains("@") == true)
+            let email = rec["email"] ?? nil
+            #expect(email == email?.lowercased())
+            if let phone = rec["phone"] ?? nil { #expect(phone.hasPrefix("+")) }
+            #expect(rec["country"]??.count == 2)
+        }
+        let target = panel1.keys.sorted().first!
+        let current = CollectingSink()
+        _ = try StatementClient(settings: try sim.settings()).execute(Statement(
+            sql: "SELECT * FROM main.research.participants WHERE participant_id = :id",
+            parameters: [StatementParameter(name: "id", value: target)]), sink: current)
+        let beforeRow = String(decoding: try JSONSerialization.data(withJSONObject: current.rows[0].map { $0 as Any? ?? NSNull() }), as: UTF8.self)
+        // A new opted-out participant is not imported; an imported one that withdraws is kept, not contactable.
+        let latest = sim.sim.latestVersion(table: Self.table)!
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "MERGE", "insert": [\#(row("NEW-OUT", email: "out@example.com", consent: "opted_out"))], "update": [{"before": \#(beforeRow), "after": \#(row(target, email: "Withdrawn@Example.com", consent: "opted_out"))}]}"#)
+        let second = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        #expect(second.consentBlocked == 1)
+        #expect(second.updated == 1)
+        let store = try PanelStore(directory: dir.sub("s"))
+        #expect(try store.record(externalID: "NEW-OUT", scope: "panel") == nil)
+        let kept = try #require(try store.record(externalID: target, scope: "panel"))
+        let obj = try JSONSerialization.jsonObject(with: Data(kept.record)) as! [String: Any]
+        #expect(obj["contactable"] as? Bool == false)
+        #expect(obj["email"] as? String == "withdrawn@example.com")
+    }
+
+    @Test func invalidRowsAreCountedWithSamplesAndAboveTheRatioTheRunAborts() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let latest = sim.sim.latestVersion(table: Self.table)!
+        let bad = (0..<5).map { row("BAD-\($0)", email: "not-an-email", consent: "opted_in") }.joined(separator: ",")
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(bad)]}"#)
+        var p = try pipeline(Self.participantsYAML)
+        let ok = try sync(sim, p, state: dir.sub("a"), output: dir.sub("o"))
+        #expect(ok.invalid == 5)
+        #expect(ok.invalidSamples.first?.contains("not-an-email") == true)
+        p.validation.maxInvalidRatio = 0.001
+        #expect(throws: SyncFailure.self) { _ = try sync(sim, p, state: dir.sub("b"), output: dir.sub("o2")) }
+        #expect(try PanelStore(directory: dir.sub("b")).checkpoint(pipeline: "panel") == nil)
+    }
+
+    @Test func watermarkOnAViewPagesEverythingAndReportsNullCursors() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let latest = sim.sim.latestVersion(table: Self.table)!
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("NULL-CURSOR", email: "n@example.com", consent: "opted_in", updated: nil))]}"#)
+        let p = try pipeline("""
+            name: view
+            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+            source: main.research.opted_in_participants
+            mapping: {external_id: participant_id, email: email, last_updated: last_updated_at}
+            watermark: {page_size: 40}
+            """)
+        let first = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        #expect(first.mode == "watermark")
+        #expect(first.nullCursor == 1)
+        #expect(first.warnings.contains { $0.contains("NULL-CURSOR") })
+        #expect(first.statementIDs.count > 3, "several pages")
+        // The panel holds exactly the view's rows that have a cursor.
+        let view = CollectingSink()
+        _ = try StatementClient(settings: try sim.settings()).execute(
+            Statement(sql: "SELECT participant_id FROM main.research.opted_in_participants WHERE last_updated_at IS NOT NULL"), sink: view)
+        let expected = Set(view.rows.compactMap { $0[0] })
+        #expect(Set(try panelContents(dir.sub("s")).keys) == expected)
+        let again = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        #expect(again.inserted == 0 && again.updated == 0)
+    }
+
+    @Test func replayIsMonotonicDryRunWritesNothingAndTheCheckpointStays() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let p = try pipeline(Self.participantsYAML)
+        _ = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        let before = try panelContents(dir.sub("s"))
+        let checkpoint = try PanelStore(directory: dir.sub("s")).checkpoint(pipeline: "panel")
+
+        let dry = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"), replay: ReplayOptions(fromVersion: 0, dryRun: true))
+        #expect(dry.inserted == 0 && dry.updated == 0, "everything was applied already")
+        #expect(dry.unchanged + dry.skippedOlder > 0)
+
+        // Replaying only the early versions must not move any record back to an older image.
+        let real = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"), replay: ReplayOptions(fromVersion: 0, toVersion: 2, redeliver: true))
+        #expect(real.inserted == 0 && real.updated == 0)
+        #expect(real.outputFiles.contains { $0.hasPrefix("replay-") })
+        #expect(try panelContents(dir.sub("s")) == before)
+        let store = try PanelStore(directory: dir.sub("s"))
+        #expect(try store.checkpoint(pipeline: "panel") == checkpoint)
+        #expect(try store.pendingOutboxCount() == 0)
+    }
+
+    @Test func hostileValuesAndNamesNeverBecomeSQL() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        // A filter value full of SQL travels as a bound parameter: it matches nothing and breaks nothing.
+        var p = try pipeline(Self.participantsYAML)
+        p.filters = [.init(column: "country", op: .eq, value: .scalar("GB'; DROP TABLE main.research.participants; --"))]
+        let s = try sync(sim, p, state: dir.sub("a"), output: dir.sub("o"))
+        #expect(s.inserted == 0 && s.rowsRead == 0)
+        #expect(sim.sim.latestVersion(table: Self.table) != nil, "the table is still there")
+        // A hostile column name stays an identifier: it is reported as a missing column, not executed.
+        var q = try pipeline(Self.participantsYAML)
+        q.mapping["first_name"] = "first_name`, (SELECT 1); --"
+        #expect {
+            _ = try sync(sim, q, state: dir.sub("b"), output: dir.sub("o"))
+        } throws: { e in "\(e)".contains("does not exist") || "\(e)".contains("is not in") }
+        // A hostile source name is a table that does not exist.
+        var r = try pipeline(Self.participantsYAML)
+        r.source = "main.research.`participants; DROP TABLE x`"
+        #expect { _ = try sync(sim, r, state: dir.sub("c"), output: dir.sub("o")) } throws: { e in
+            ((e as? SyncFailure)?.underlying as? DatabricksError)?.category == .tableNotFound
+        }
+    }
+
+    @Test func pipelineFilesExplainProblemsFieldByField() {
+        #expect {
+            _ = try PipelineLoader.load(yaml: """
+                name: x
+                connection: c
+                source: nope
+                mapping: {email: e, shoe_size: s}
+                validation: {max_invalid_ratio: 3}
+                """)
+        } throws: { e in
+            let t = "\(e)"
+            return t.contains("source:") && t.contains("mapping.shoe_size") && t.contains("mapping.external_id")
+                && t.contains("validation.max_invalid_ratio")
+        }
+        #expect { _ = try PipelineLoader.load(yaml: "name: x\nsource: a.b.c\nmapping: {}\n") } throws: { e in
+            "\(e)".contains("connection: required field is missing")
+        }
+        #expect(throws: Never.self) { _ = try PipelineLoader.load(path: fixturePath("pipeline-example.yaml")) }
+    }
+}

@@ -1,0 +1,48 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import Testing
+import WarehouseSimulator
+
+@Suite("Webhook sink")
+struct WebhookSinkTests {
+    @Test func batchesArriveOnceWithIdempotencyKeysThroughRetriesAndAFailedRun() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        var p = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML)
+        p.sinks = [.init(type: .ndjson, directory: dir.sub("out")),
+                   .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 50)]
+        // Two transient failures (retried within the run), then one rejection that fails the run.
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 2, kind: "status", status: 503))
+        func run() throws -> SyncSummary {
+            let store = try PanelStore(directory: dir.sub("s"))
+            let client = StatementClient(settings: try sim.settings())
+            return try CDFSync(client: client, store: store, options: try SyncOptions(pipeline: p)).run()
+        }
+        let first = try run()
+        #expect(first.webhookDelivered == first.delivered)
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: "status", status: 400))
+        let latest = sim.sim.latestVersion(table: "main.research.participants")!
+        let rows = (0..<120).map { #"["W-\#($0)","A","B","w\#($0)@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]"# }
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
+            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [\#(rows.joined(separator: ","))]}"#.utf8)))
+        #expect(throws: SyncFailure.self) { _ = try run() }   // applied and written to segments, webhook refused
+        let third = try run()                                    // resends from the webhook's cursor
+        #expect(third.webhookDelivered == 120)
+
+        let (accepted, duplicates) = sim.sim.webhookDeliveries(name: "panel")
+        #expect(duplicates == 0)
+        var seqs: [Int] = []
+        var keys = Set<String>()
+        for d in accepted {
+            #expect(keys.insert(d.idempotencyKey ?? "").inserted)
+            let lines = try JSONSerialization.jsonObject(with: Data(d.body)) as! [[String: Any]]
+            #expect(lines.count <= 50)
+            seqs += lines.map { $0["seq"] as! Int }
+        }
+        #expect(seqs == Array(1...seqs.count), "every delivered change exactly once, in order")
+        #expect(seqs.count == first.delivered + 120)
+    }
+}
