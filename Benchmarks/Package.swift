@@ -5,8 +5,8 @@ import PackageDescription
 // plugin (house style §2.6). Run from the repository root:
 //
 //     swift package --package-path Benchmarks benchmark                      # run everything
-//     swift package --package-path Benchmarks benchmark thresholds check \
-//         --path Thresholds/$(swift --version 2>&1 | sed -n 's/.*Swift version \([0-9.]*\).*/\1/p')   # CI gate
+//     make bench-check        # CI gate: mallocCountTotal vs Benchmarks/Thresholds/<swift version>/
+//     make bench-thresholds   # rewrite those thresholds from a fresh run
 //
 // Benchmark names contain no spaces or slashes: benchmark 1.38.1 writes threshold files with those replaced by
 // `_` but reads them back under the raw name, so a name with a space never finds its threshold.

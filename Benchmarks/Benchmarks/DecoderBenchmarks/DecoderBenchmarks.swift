@@ -25,6 +25,7 @@ let benchmarks: @Sendable () -> Void = {
     let bare = ChangeFeedFixture.bareArray(rows: rowsPerChunk)
     let envelope = ChangeFeedFixture.envelope(rows: rowsPerChunk)
     let columns = ChangeFeedFixture.columns.count
+    BenchmarkSupport.describe("bareArray body: \(bare.count) bytes, envelope body: \(envelope.count) bytes, \(rowsPerChunk) rows")
 
     // The whole body in one feed: the decoder's own speed.
     Benchmark("Decode_bareArray_20k_rows") { benchmark in

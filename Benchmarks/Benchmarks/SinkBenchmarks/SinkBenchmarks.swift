@@ -21,6 +21,7 @@ final class Segment: @unchecked Sendable {
         guard bytes.isEmpty else { return }
         bytes = try PanelFixture.ndjson(records: segmentRecords)
         lineEnds = bytes.indices.filter { bytes[$0] == UInt8(ascii: "\n") }
+        BenchmarkSupport.describe("NDJSON segment: \(bytes.count) bytes, \(lineEnds.count) records")
     }
 }
 

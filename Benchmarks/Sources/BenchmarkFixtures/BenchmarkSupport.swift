@@ -47,6 +47,13 @@ public enum BenchmarkSupport {
         return t
     }
 
+    /// Prints a description of a fixture on stderr when `CDFSYNC_BENCH_VERBOSE` is set (sizes for the docs).
+    public static func describe(_ text: @autoclosure () -> String) {
+        guard getenv("CDFSYNC_BENCH_VERBOSE") != nil else { return }
+        var line = "fixture: " + text() + "\n"
+        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    }
+
     /// Measures the wall-clock time of the measured region from its creation (create it right after setup).
     public final class Stopwatch {
         private let start = ContinuousClock.now
