@@ -55,6 +55,7 @@ public final class StatementClient {
     }
 
     private func executeOnce(_ statement: Statement, sink: any ResultSink) throws -> StatementOutcome {
+        try Self.checkReadOnly(statement.sql)
         let started = Date()
         let deadline = started.addingTimeInterval(statementDeadline)
         var bytes = 0
@@ -221,6 +222,17 @@ public final class StatementClient {
             try sink.chunkCompleted(index: index, rowCount: decoder.rowCount)
         }
         return (rows, total)
+    }
+
+    /// Design §2.3, enforced here as well as by construction: only SELECT, DESCRIBE and SHOW ever leave the
+    /// client, and only one statement at a time.
+    static func checkReadOnly(_ sql: String) throws {
+        let trimmed = sql.drop { $0.isWhitespace || $0 == "(" }
+        let keyword = trimmed.prefix { $0.isLetter }.uppercased()
+        guard ["SELECT", "DESCRIBE", "SHOW"].contains(keyword) else {
+            throw DatabricksError(.configuration, "refusing to send a \(keyword.isEmpty ? "non-query" : keyword) statement",
+                remedy: "cdfsync only reads: it sends SELECT, DESCRIBE and SHOW statements it built itself.")
+        }
     }
 
     /// Asks the warehouse to cancel a statement; failures are ignored (the cancel is best-effort and asynchronous).
