@@ -109,7 +109,18 @@ extension CDFSyncCommand {
                     try store.forEachRecord(scope: nil) { r in
                         buffer.append(contentsOf: "{\"participant_id\":\(r.participantID),\"external_id\":".utf8)
                         JSONWriter.appendEscaped(r.externalID, to: &buffer)
-                        buffer.append(contentsOf: ",\"commit_version\":\(r.commitVersion),\"record\":".utf8)
+                        buffer.append(contentsOf: ",\"scope\":".utf8)
+                        JSONWriter.appendEscaped(r.scope, to: &buffer)
+                        buffer.append(contentsOf: ",\"source_keys\":[".utf8)
+                        for (i, k) in r.sourceKeys.enumerated() {
+                            if i > 0 { buffer.append(UInt8(ascii: ",")) }
+                            buffer.append(contentsOf: "{\"scope\":".utf8)
+                            JSONWriter.appendEscaped(k.scope, to: &buffer)
+                            buffer.append(contentsOf: ",\"external_id\":".utf8)
+                            JSONWriter.appendEscaped(k.externalID, to: &buffer)
+                            buffer.append(UInt8(ascii: "}"))
+                        }
+                        buffer.append(contentsOf: "],\"commit_version\":\(r.commitVersion),\"record\":".utf8)
                         buffer.append(contentsOf: r.record)
                         buffer.append(contentsOf: "}\n".utf8)
                         if buffer.count > 1 << 20 {
