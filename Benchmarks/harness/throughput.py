@@ -29,12 +29,13 @@ def admin_post(url, path, token, body):
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req).read() or b"{}")
 
-def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None):
+def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_args=()):
+    os.makedirs(os.path.dirname(os.path.abspath(state)), exist_ok=True)
     summary = os.path.join(state, "..", "summary.json")
     env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token", **(extra_env or {}))
     cmd = ["/usr/bin/time", "-f", "%M %e", os.path.join(bin_dir, "cdfsync"), "sync", "--warehouse-id", warehouse,
            "--table", table, "--key", "participant_id", "--state-dir", state, "--output-dir", out,
-           "--summary-json", summary]
+           "--summary-json", summary] + list(extra_args)
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
