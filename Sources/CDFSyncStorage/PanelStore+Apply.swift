@@ -322,12 +322,17 @@ extension PanelStore {
         let fresh = MembershipFilter(capacity: max(1 << 20, 2 * keys, minimumCapacity))
         try environment.read { txn in
             for (db, kind) in [(ident, MembershipFilter.Kind.ident), (emailIndex, .email), (phoneIndex, .phone)] {
+                var n = 0
                 try txn.forEach(db) { k, _ in
                     fresh.insert(kind, k)
+                    n += 1
+                    // The scan reads every index page; keep them from piling up as resident memory.
+                    if n & 65_535 == 0 { environment.releaseMappedPages() }
                     return true
                 }
             }
         }
+        environment.releaseMappedPages()
         filter = fresh
     }
 
