@@ -50,26 +50,31 @@ public final class PanelStore: @unchecked Sendable {
         recordCompressionThreshold: Int = 512
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
-        let dbs = try environment.openDatabases(["ident", "panel", "state", "meta", "outbox", "runs", "segments"])
-        (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
-        self.recordCompressionLevel = recordCompressionLevel
-        self.recordCompressionThreshold = recordCompressionThreshold
-        scratch = try WriterScratch(level: recordCompressionLevel)
-        // The layout version (docs/storage.md §1): written on first open, checked on every open.
-        let meta = self.meta
-        try environment.write { txn in
+        // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
+        // transactions) and writes or checks the layout version.
+        let path = environment.path
+        let dbs = try environment.write { txn -> [Database] in
+            let dbs = try ["ident", "panel", "state", "meta", "outbox", "runs", "segments"].map {
+                try txn.openDatabase($0)
+            }
+            let meta = dbs[3]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
                 guard stored == Self.formatVersion else {
                     throw StorageError(
                         code: .versionMismatch,
-                        message: "store \(directory) has layout version \(String(decoding: stored, as: UTF8.self)); "
+                        message: "store \(path) has layout version \(String(decoding: stored, as: UTF8.self)); "
                             + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
                             + "matching cdfsync build or resync into a new state directory")
                 }
             } else {
                 try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
             }
+            return dbs
         }
+        (ident, panel, state, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5], dbs[6])
+        self.recordCompressionLevel = recordCompressionLevel
+        self.recordCompressionThreshold = recordCompressionThreshold
+        scratch = try WriterScratch(level: recordCompressionLevel)
     }
 
     /// The on-disk layout version this build reads and writes (meta `format_version`).
