@@ -103,15 +103,27 @@ extension PanelStore {
                 throw StorageError(code: .invalidArgument, message: "a phone in scope \(scope) is over \(maxKey) bytes")
             }
         }
-        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
-        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
+        // Sort by an 8-byte big-endian prefix (taken after the bytes every id shares) first, one integer compare,
+        // then by the full bytes, then by input position. Prefix order agrees with memcmp order, so the result is
+        // LMDB's key order.
         var sortKeys = [SortKey]()
         sortKeys.reserveCapacity(changes.count)
         flat.withUnsafeBytes { f in
+            // Ids in a batch often share a long prefix ("ext-0000…", a tenant prefix); skip what all share so the
+            // 8-byte integer prefix discriminates. Keys equal on the first `common` bytes keep their order.
+            var common = changes.isEmpty ? 0 : offsets[1] - offsets[0]
+            if changes.count > 1 {
+                for i in 1..<changes.count where common > 0 {
+                    let n = min(common, offsets[i + 1] - offsets[i])
+                    var j = 0
+                    while j < n && f[offsets[i] + j] == f[j] { j += 1 }
+                    common = j
+                }
+            }
             for i in 0..<changes.count {
                 var prefix: UInt64 = 0
-                let start = offsets[i]
-                let n = min(8, offsets[i + 1] - start)
+                let start = offsets[i] + common
+                let n = max(0, min(8, offsets[i + 1] - start))
                 for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
                 sortKeys.append(SortKey(prefix: prefix, index: i))
             }

@@ -91,6 +91,30 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    /// New ids are allocated in LMDB key order (bytewise), whatever the input order and however long the
+    /// prefix the ids share.
+    @Test(arguments: ["", "tenant-42/participants/", "ext-0000"])
+    func newIDsFollowBytewiseKeyOrder(prefix: String) throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            var generator = SystemRandomNumberGenerator()
+            let alphabet = Array("0aZ9-_ü\u{7F}")
+            var ids = Set<String>([prefix, prefix + "1", prefix + "10", prefix + "1\u{1}", prefix + "2", prefix + "ü"])
+            while ids.count < 600 {
+                let length = Int.random(in: 0...12, using: &generator)
+                ids.insert(prefix + String((0..<length).map { _ in alphabet.randomElement(using: &generator)! }))
+            }
+            let input = ids.shuffled(using: &generator)
+            _ = try store.apply(
+                input.map { Change(externalID: $0, commitVersion: 1, record: record("r")) }, scope: "s", pipeline: "p",
+                checkpoint: nil)
+            var allocated: [String] = []
+            try store.forEachRecord(scope: "s") { allocated.append($0.externalID) }
+            let expected = ids.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            #expect(allocated == expected)
+        }
+    }
+
     @Test func highestVersionInBatchWinsAndTiesGoToTheLaterRow() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
