@@ -183,20 +183,20 @@ extension PanelStore {
         let threshold = recordCompressionThreshold
 
         try environment.write { txn in
-            var w = try WriterContext(store: self, txn: txn)
+            let w = try WriterContext(store: self, txn: txn)
             var nextPID = w.startPID
             let append = UInt32(MDB_APPEND)
 
             /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
             func putPanel(
-                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, change: Change,
+                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, frame: [UInt8]?,
                 _ record: UnsafeRawBufferPointer, _ flags: UInt32
             ) throws {
                 value.removeAll(keepingCapacity: true)
                 value.append(contentsOf: header)
                 withBE(UInt64(bitPattern: version)) { value.append(contentsOf: $0) }
-                if let frame = change.compressedRecord {
+                if let frame {
                     value.append(contentsOf: frame.count < record.count ? frame : Array(record))
                 } else if record.count >= threshold {
                     try compressor.withCompressed(record) { compressed in
@@ -215,15 +215,14 @@ extension PanelStore {
                 try changes.withUnsafeBufferPointer { cs in
                     for index in winners {
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
-                        let change = cs[index]
-                        let version = change.commitVersion
+                        let version = cs[index].commitVersion
                         key.removeAll(keepingCapacity: true)
                         key.append(contentsOf: scopeBytes)
                         key.append(0)
                         key.append(contentsOf: externalID)
-                        let contact = ContactValues(email: change.email, phone: change.phone)
-                        try change.record.withUnsafeBytes { record in
-                            let hash = change.contentHash ?? {
+                        let contact = ContactValues(email: cs[index].email, phone: cs[index].phone)
+                        try cs[index].record.withUnsafeBytes { record in
+                            let hash = cs[index].contentHash ?? {
                                 var hasher = StableHash()
                                 hasher.combine(record)
                                 return hasher.value
@@ -257,7 +256,7 @@ extension PanelStore {
                                 } else {
                                     h = header(for: key)
                                 }
-                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
                                 try w.overwriteIdent(IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash,
                                     linked: stored.linked))
@@ -275,7 +274,7 @@ extension PanelStore {
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
-                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true))
                                     try w.putLink(pid, key)
@@ -290,7 +289,7 @@ extension PanelStore {
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false))
                                     // New ids are greater than every stored id, so this put appends.
                                     try header(for: key).withUnsafeBytes {
-                                        try putPanel(pid, header: $0, version: version, change: change, record, append)
+                                        try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, append)
                                     }
                                     if contact.provided {
                                         outcome.conflicts += try w.maintainContact(
@@ -412,7 +411,7 @@ struct IdentValue {
 }
 
 /// Raw LMDB access for one write transaction of apply / applyEvents (the hot path avoids the generic wrappers).
-struct WriterContext {
+final class WriterContext {
     let t: OpaquePointer
     let path: String
     let store: PanelStore
@@ -428,6 +427,8 @@ struct WriterContext {
     /// New email/phone index entries of this transaction, written sorted by ``flushIndexes()`` (random-order puts
     /// cost ~5× in-order ones). Lookups consult these before LMDB, so the batch sees its own entries.
     var pendingEmail: [[UInt8]: UInt64] = [:]
+    /// Benchmark switch (`CDFSYNC_STORAGE_IMMEDIATE_INDEX=1`): put new index entries at once instead of sorted.
+    static let deferIndexPuts = ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_IMMEDIATE_INDEX"] == nil
     var pendingPhone: [[UInt8]: UInt64] = [:]
 
     init(store: PanelStore, txn: WriteTransaction) throws {
@@ -562,7 +563,7 @@ struct WriterContext {
     /// free, and removes the participant's previous value from the index (if it still points at `pid`). A value
     /// owned by another participant is recorded as a conflict and left with its owner. Returns the number of
     /// conflicts recorded.
-    mutating func maintainContact(
+    func maintainContact(
         pid: UInt64, _ contact: ContactValues, isNew: Bool, identKey: [UInt8], version: Int64
     ) throws -> Int {
         let contactDBI = store.contacts.dbi
@@ -594,8 +595,12 @@ struct WriterContext {
                     continue
                 }
             } else {
-                // Free: indexed at the end of the transaction, in key order (see `flushIndexes`).
-                if kind == .email { pendingEmail[wanted] = pid } else { pendingPhone[wanted] = pid }
+                if Self.deferIndexPuts {
+                    // Free: indexed at the end of the transaction, in key order (see `flushIndexes`).
+                    if kind == .email { pendingEmail[wanted] = pid } else { pendingPhone[wanted] = pid }
+                } else {
+                    try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
+                }
                 filter.insert(kind, wanted)
             }
             if !had.isEmpty, try indexOwner(kind, had) == pid {
@@ -618,7 +623,7 @@ struct WriterContext {
     }
 
     /// Appends a conflict entry (`conflicts`, increasing sequence).
-    mutating func recordConflict(
+    func recordConflict(
         identKey: [UInt8], version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64, other: UInt64
     ) throws {
         let dbi = store.conflictsDB.dbi
@@ -663,11 +668,22 @@ struct WriterContext {
     }
 
     /// Writes the pending email/phone index entries, each index in key order.
-    mutating func flushIndexes() throws {
+    func flushIndexes() throws {
         for (dbi, pending) in [(store.emailIndex.dbi, pendingEmail), (store.phoneIndex.dbi, pendingPhone)] {
-            let sorted = pending.sorted { $0.key.lexicographicallyPrecedes($1.key) }
-            for (value, pid) in sorted {
-                try value.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
+            // Sort by an 8-byte big-endian prefix, then memcmp (LMDB's order), without generic comparisons.
+            var entries: [(prefix: UInt64, value: [UInt8], pid: UInt64)] = []
+            entries.reserveCapacity(pending.count)
+            for (value, pid) in pending {
+                var prefix: UInt64 = 0
+                for j in 0..<min(8, value.count) { prefix |= UInt64(value[j]) << (56 - 8 * UInt64(j)) }
+                entries.append((prefix, value, pid))
+            }
+            entries.sort { a, b in
+                if a.prefix != b.prefix { return a.prefix < b.prefix }
+                return a.value.withUnsafeBytes { x in b.value.withUnsafeBytes { y in compareBytes(x, y) < 0 } }
+            }
+            for e in entries {
+                try e.value.withUnsafeBytes { k in try withBE(e.pid) { try put(dbi, k, $0, 0, "email/phone index") } }
             }
         }
         pendingEmail.removeAll()
