@@ -310,7 +310,6 @@ extension PanelStore {
                 }
             }
             if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            try w.flushIndexes()
             try w.finishOutbox(lines)
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
@@ -424,12 +423,6 @@ final class WriterContext {
     /// Positioned by `readIdent` so an update overwrites in place (one descent).
     var identCursor: OpaquePointer?
     var conflictSeq: UInt64?
-    /// New email/phone index entries of this transaction, written sorted by ``flushIndexes()`` (random-order puts
-    /// cost ~5× in-order ones). Lookups consult these before LMDB, so the batch sees its own entries.
-    var pendingEmail: [[UInt8]: UInt64] = [:]
-    /// Benchmark switch (`CDFSYNC_STORAGE_IMMEDIATE_INDEX=1`): put new index entries at once instead of sorted.
-    static let deferIndexPuts = ProcessInfo.processInfo.environment["CDFSYNC_STORAGE_IMMEDIATE_INDEX"] == nil
-    var pendingPhone: [[UInt8]: UInt64] = [:]
 
     init(store: PanelStore, txn: WriteTransaction) throws {
         self.store = store
@@ -546,7 +539,6 @@ final class WriterContext {
     /// The participant the email/phone index maps `value` to (the filter skips the probe for unseen values).
     func indexOwner(_ kind: MembershipFilter.Kind, _ value: [UInt8]) throws -> UInt64? {
         guard filter.mayContain(kind, value) else { return nil }
-        if let pending = (kind == .email ? pendingEmail : pendingPhone)[value] { return pending }
         let dbi = kind == .email ? store.emailIndex.dbi : store.phoneIndex.dbi
         return try value.withUnsafeBytes { k in
             try get(dbi, k, kind == .email ? "email" : "phone") { v -> UInt64? in
@@ -595,18 +587,13 @@ final class WriterContext {
                     continue
                 }
             } else {
-                if Self.deferIndexPuts {
-                    // Free: indexed at the end of the transaction, in key order (see `flushIndexes`).
-                    if kind == .email { pendingEmail[wanted] = pid } else { pendingPhone[wanted] = pid }
-                } else {
-                    try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
-                }
+                // Free. (Deferring these puts to the end of the transaction and writing them sorted was measured
+                // slower: the map that lets the batch see its own entries costs more than the random puts save.)
+                try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
                 filter.insert(kind, wanted)
             }
             if !had.isEmpty, try indexOwner(kind, had) == pid {
-                let wasPending = kind == .email
-                    ? pendingEmail.removeValue(forKey: had) != nil : pendingPhone.removeValue(forKey: had) != nil
-                if !wasPending { try had.withUnsafeBytes { try delete(dbi, $0, "email/phone index") } }
+                try had.withUnsafeBytes { try delete(dbi, $0, "email/phone index") }
             }
             if kind == .email { next.email = wanted } else { next.phone = wanted }
         }
@@ -665,29 +652,6 @@ final class WriterContext {
         json.uint(other)
         json.endObject()
         try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
-    }
-
-    /// Writes the pending email/phone index entries, each index in key order.
-    func flushIndexes() throws {
-        for (dbi, pending) in [(store.emailIndex.dbi, pendingEmail), (store.phoneIndex.dbi, pendingPhone)] {
-            // Sort by an 8-byte big-endian prefix, then memcmp (LMDB's order), without generic comparisons.
-            var entries: [(prefix: UInt64, value: [UInt8], pid: UInt64)] = []
-            entries.reserveCapacity(pending.count)
-            for (value, pid) in pending {
-                var prefix: UInt64 = 0
-                for j in 0..<min(8, value.count) { prefix |= UInt64(value[j]) << (56 - 8 * UInt64(j)) }
-                entries.append((prefix, value, pid))
-            }
-            entries.sort { a, b in
-                if a.prefix != b.prefix { return a.prefix < b.prefix }
-                return a.value.withUnsafeBytes { x in b.value.withUnsafeBytes { y in compareBytes(x, y) < 0 } }
-            }
-            for e in entries {
-                try e.value.withUnsafeBytes { k in try withBE(e.pid) { try put(dbi, k, $0, 0, "email/phone index") } }
-            }
-        }
-        pendingEmail.removeAll()
-        pendingPhone.removeAll()
     }
 
     /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`) as one entry:

@@ -120,7 +120,7 @@ func conflictObjects(_ store: PanelStore) throws -> [[String: Any]] {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
             // "a" sorts first and creates the participant; "b" (same email) and "c" (same phone) link to it, within
-            // the same transaction (the index entries are still pending then).
+            // the same transaction.
             let o = try store.apply(
                 [
                     Change(externalID: "c", commitVersion: 1, record: record("c"), phone: "+100"),
