@@ -455,6 +455,20 @@ struct StoreSnapshot: Equatable {
             #expect(stats.pendingOutbox == 1 && stats.outboxSequence == 11 && stats.deliveredSequence == 10)
             #expect(stats.segments == (try store.deliveredSegments().count) && stats.segments > 1)
             #expect(stats.runs == 1 && stats.nextParticipantID == 11)
+            #expect(stats.conflicts == 0 && stats.linkedKeys == 0 && stats.events == 0)
+            _ = try store.apply([Change(externalID: "l", commitVersion: 1, record: record("l"), email: "k0@x.io")],
+                scope: "t", pipeline: "p", checkpoint: nil)
+            _ = try store.apply([Change(externalID: "k1", commitVersion: 3, record: record("c"), email: "k0@x.io")],
+                scope: "s", pipeline: "p", checkpoint: nil)
+            _ = try store.applyEvents([.init(eventID: "e", userExternalID: nil, commitVersion: 1, record: bytes("{}"))],
+                scope: "ev", identityScope: nil, pipeline: "p", checkpoint: nil)
+            let more = try store.statistics()
+            // "l" created a participant with the email, then k1 (existing) claims it: one conflict, no link.
+            #expect(more.conflicts == 1 && more.linkedKeys == 0 && more.events == 1)
+            #expect(more.identities == 11 && more.participants == 11)
+            _ = try store.apply([Change(externalID: "m", commitVersion: 1, record: record("m"), email: "k0@x.io")],
+                scope: "u", pipeline: "p", checkpoint: nil)
+            #expect(try store.statistics().linkedKeys == 1)
             #expect(stats.mapSize == 1 << 30)
             #expect(stats.usedBytes > 0 && stats.usedBytes < stats.mapSize)
         }
