@@ -103,15 +103,27 @@ extension PanelStore {
                 throw StorageError(code: .invalidArgument, message: "a phone in scope \(scope) is over \(maxKey) bytes")
             }
         }
-        // Sort by an 8-byte big-endian prefix first (one integer compare), then by the full bytes, then by input
-        // position. Prefix order agrees with memcmp order, so the result is LMDB's key order.
+        // Sort by an 8-byte big-endian prefix (taken after the bytes every id shares) first, one integer compare,
+        // then by the full bytes, then by input position. Prefix order agrees with memcmp order, so the result is
+        // LMDB's key order.
         var sortKeys = [SortKey]()
         sortKeys.reserveCapacity(changes.count)
         flat.withUnsafeBytes { f in
+            // Ids in a batch often share a long prefix ("ext-0000…", a tenant prefix); skip what all share so the
+            // 8-byte integer prefix discriminates. Keys equal on the first `common` bytes keep their order.
+            var common = changes.isEmpty ? 0 : offsets[1] - offsets[0]
+            if changes.count > 1 {
+                for i in 1..<changes.count where common > 0 {
+                    let n = min(common, offsets[i + 1] - offsets[i])
+                    var j = 0
+                    while j < n && f[offsets[i] + j] == f[j] { j += 1 }
+                    common = j
+                }
+            }
             for i in 0..<changes.count {
                 var prefix: UInt64 = 0
-                let start = offsets[i]
-                let n = min(8, offsets[i + 1] - start)
+                let start = offsets[i] + common
+                let n = max(0, min(8, offsets[i + 1] - start))
                 for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
                 sortKeys.append(SortKey(prefix: prefix, index: i))
             }
@@ -171,20 +183,20 @@ extension PanelStore {
         let threshold = recordCompressionThreshold
 
         try environment.write { txn in
-            var w = try WriterContext(store: self, txn: txn)
+            let w = try WriterContext(store: self, txn: txn)
             var nextPID = w.startPID
             let append = UInt32(MDB_APPEND)
 
             /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
             func putPanel(
-                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, change: Change,
+                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, frame: [UInt8]?,
                 _ record: UnsafeRawBufferPointer, _ flags: UInt32
             ) throws {
                 value.removeAll(keepingCapacity: true)
                 value.append(contentsOf: header)
                 withBE(UInt64(bitPattern: version)) { value.append(contentsOf: $0) }
-                if let frame = change.compressedRecord {
+                if let frame {
                     value.append(contentsOf: frame.count < record.count ? frame : Array(record))
                 } else if record.count >= threshold {
                     try compressor.withCompressed(record) { compressed in
@@ -206,15 +218,14 @@ extension PanelStore {
                         // memory stays flat (safe mid-transaction: the map is read-only and clean).
                         if n & 511 == 511 { environment.releaseMappedPages() }
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
-                        let change = cs[index]
-                        let version = change.commitVersion
+                        let version = cs[index].commitVersion
                         key.removeAll(keepingCapacity: true)
                         key.append(contentsOf: scopeBytes)
                         key.append(0)
                         key.append(contentsOf: externalID)
-                        let contact = ContactValues(email: change.email, phone: change.phone)
-                        try change.record.withUnsafeBytes { record in
-                            let hash = change.contentHash ?? {
+                        let contact = ContactValues(email: cs[index].email, phone: cs[index].phone)
+                        try cs[index].record.withUnsafeBytes { record in
+                            let hash = cs[index].contentHash ?? {
                                 var hasher = StableHash()
                                 hasher.combine(record)
                                 return hasher.value
@@ -248,7 +259,7 @@ extension PanelStore {
                                 } else {
                                     h = header(for: key)
                                 }
-                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
                                 try w.overwriteIdent(IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash,
                                     linked: stored.linked))
@@ -266,7 +277,7 @@ extension PanelStore {
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
-                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, change: change, record, 0) }
+                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true))
                                     try w.putLink(pid, key)
@@ -281,7 +292,7 @@ extension PanelStore {
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false))
                                     // New ids are greater than every stored id, so this put appends.
                                     try header(for: key).withUnsafeBytes {
-                                        try putPanel(pid, header: $0, version: version, change: change, record, append)
+                                        try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, append)
                                     }
                                     if contact.provided {
                                         outcome.conflicts += try w.maintainContact(
@@ -407,7 +418,7 @@ struct IdentValue {
 }
 
 /// Raw LMDB access for one write transaction of apply / applyEvents (the hot path avoids the generic wrappers).
-struct WriterContext {
+final class WriterContext {
     let t: OpaquePointer
     let path: String
     let store: PanelStore
@@ -552,7 +563,7 @@ struct WriterContext {
     /// free, and removes the participant's previous value from the index (if it still points at `pid`). A value
     /// owned by another participant is recorded as a conflict and left with its owner. Returns the number of
     /// conflicts recorded.
-    mutating func maintainContact(
+    func maintainContact(
         pid: UInt64, _ contact: ContactValues, isNew: Bool, identKey: [UInt8], version: Int64
     ) throws -> Int {
         let contactDBI = store.contacts.dbi
@@ -584,6 +595,8 @@ struct WriterContext {
                     continue
                 }
             } else {
+                // Free. (Deferring these puts to the end of the transaction and writing them sorted was measured
+                // slower: the map that lets the batch see its own entries costs more than the random puts save.)
                 try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
                 filter.insert(kind, wanted)
             }
@@ -596,13 +609,16 @@ struct WriterContext {
             var v = [UInt8(truncatingIfNeeded: next.email.count >> 8), UInt8(truncatingIfNeeded: next.email.count)]
             v += next.email
             v += next.phone
-            try v.withUnsafeBytes { vb in try withBE(pid) { try put(contactDBI, $0, vb, 0, "contact") } }
+            // A new participant's id is greater than every stored one, so its contact entry appends.
+            try v.withUnsafeBytes { vb in
+                try withBE(pid) { try put(contactDBI, $0, vb, isNew ? UInt32(MDB_APPEND) : 0, "contact") }
+            }
         }
         return conflicts
     }
 
     /// Appends a conflict entry (`conflicts`, increasing sequence).
-    mutating func recordConflict(
+    func recordConflict(
         identKey: [UInt8], version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64, other: UInt64
     ) throws {
         let dbi = store.conflictsDB.dbi

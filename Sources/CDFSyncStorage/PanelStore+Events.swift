@@ -114,9 +114,8 @@ extension PanelStore {
                 lines.append(0x0A)
                 outcome.inserted += 1
             }
-            var finished = w
-            finished.outboxSeq = seq
-            try finished.finishOutbox(lines)
+            w.outboxSeq = seq
+            try w.finishOutbox(lines)
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }

@@ -32,6 +32,12 @@ extension PanelStore {
         public var usedBytes: Int
         /// The configured map size.
         public var mapSize: Int
+        /// Conflict entries recorded (see ``PanelStore/conflicts(limit:)``).
+        public var conflicts: Int = 0
+        /// Source keys linked to an existing participant through email or phone.
+        public var linkedKeys: Int = 0
+        /// Event ids recorded (all event scopes).
+        public var events: Int = 0
     }
 
     /// Counts and sizes of the store.
@@ -45,7 +51,8 @@ extension PanelStore {
                 deliveredSequence: try readCounter(txn, MetaKey.deliveredSequence) ?? 0,
                 segments: try txn.count(segments), runs: try txn.count(runsDB),
                 nextParticipantID: try readCounter(txn, MetaKey.nextParticipantID) ?? 1,
-                usedBytes: used, mapSize: mapSize)
+                usedBytes: used, mapSize: mapSize, conflicts: try txn.count(conflictsDB),
+                linkedKeys: try txn.count(links), events: try txn.count(eventsDB))
         }
     }
 

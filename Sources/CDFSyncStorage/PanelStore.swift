@@ -63,10 +63,28 @@ public final class PanelStore: @unchecked Sendable {
         recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1
     ) throws {
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
-        let dbs = try environment.openDatabases([
-            "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-            "conflicts", "events",
-        ])
+        // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
+        // transactions) and writes or checks the layout version.
+        let path = environment.path
+        let dbs = try environment.write { txn -> [Database] in
+            let dbs = try [
+                "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
+                "conflicts", "events",
+            ].map { try txn.openDatabase($0) }
+            let meta = dbs[2]
+            if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
+                guard stored == Self.formatVersion else {
+                    throw StorageError(
+                        code: .versionMismatch,
+                        message: "store \(path) has layout version \(String(decoding: stored, as: UTF8.self)); "
+                            + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
+                            + "matching cdfsync build or resync into a new state directory")
+                }
+            } else {
+                try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
+            }
+            return dbs
+        }
         (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         self.recordCompressionLevel = recordCompressionLevel
@@ -74,21 +92,6 @@ public final class PanelStore: @unchecked Sendable {
         self.outboxCompressionLevel = outboxCompressionLevel
         scratch = try WriterScratch(level: recordCompressionLevel, outboxLevel: outboxCompressionLevel)
         filter = MembershipFilter(capacity: 1 << 20)
-        // The layout version (docs/storage.md §1): written on first open, checked on every open.
-        let meta = self.meta
-        try environment.write { txn in
-            if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
-                guard stored == Self.formatVersion else {
-                    throw StorageError(
-                        code: .versionMismatch,
-                        message: "store \(directory) has layout version \(String(decoding: stored, as: UTF8.self)); "
-                            + "this build reads version \(String(decoding: Self.formatVersion, as: UTF8.self)). Use a "
-                            + "matching cdfsync build or resync into a new state directory")
-                }
-            } else {
-                try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
-            }
-        }
         try rebuildFilter(minimumCapacity: 0)
     }
 

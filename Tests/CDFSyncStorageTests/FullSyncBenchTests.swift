@@ -24,7 +24,9 @@ struct FullSyncBenchTests {
                 record: Array(
                     #"{"email":"user\#(n)@example.com","phone":"+4915112345\#(n % 1000)","country":"DE","first_name":"Name\#(n)","consent":true,"tag":"a"}"#
                         .utf8),
-                email: withContact ? "user\(n)@example.com" : nil, phone: withContact ? "+49151\(10_000_000 + n)" : nil)
+                // Emails and phones in an order unrelated to the external ids, as in real data.
+                email: withContact ? "u\((n &* 2_654_435_761) % 1_000_000_007)@example.com" : nil,
+                phone: withContact ? "+49\(100_000_000_000 + (n &* 40_503) % 99_999_999_977)" : nil)
         }
     }
 

@@ -116,6 +116,26 @@ func conflictObjects(_ store: PanelStore) throws -> [[String: Any]] {
         }
     }
 
+    @Test func keysInOneBatchSeeEachOthersEmailAndPhone() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            // "a" sorts first and creates the participant; "b" (same email) and "c" (same phone) link to it, within
+            // the same transaction.
+            let o = try store.apply(
+                [
+                    Change(externalID: "c", commitVersion: 1, record: record("c"), phone: "+100"),
+                    Change(externalID: "b", commitVersion: 1, record: record("b"), email: "x@y.io"),
+                    Change(externalID: "a", commitVersion: 1, record: record("a"), email: "x@y.io", phone: "+100"),
+                    Change(externalID: "d", commitVersion: 1, record: record("d"), email: "d@y.io"),
+                ], scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(o == .init(inserted: 2, linked: 2))
+            #expect(try ["a", "b", "c", "d"].map { try store.participantID(externalID: $0, scope: "s") } == [1, 1, 1, 2])
+            // And the entries are in LMDB afterwards.
+            #expect(try store.environment.read { try $0.count(store.emailIndex) } == 2)
+            #expect(try store.environment.read { try $0.count(store.phoneIndex) } == 1)
+        }
+    }
+
     @Test func emailChangeRepointsTheIndex() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)

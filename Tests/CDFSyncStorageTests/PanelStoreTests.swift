@@ -91,6 +91,30 @@ struct StoreSnapshot: Equatable {
         }
     }
 
+    /// New ids are allocated in LMDB key order (bytewise), whatever the input order and however long the
+    /// prefix the ids share.
+    @Test(arguments: ["", "tenant-42/participants/", "ext-0000"])
+    func newIDsFollowBytewiseKeyOrder(prefix: String) throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            var generator = SystemRandomNumberGenerator()
+            let alphabet = Array("0aZ9-_ü\u{7F}")
+            var ids = Set<String>([prefix, prefix + "1", prefix + "10", prefix + "1\u{1}", prefix + "2", prefix + "ü"])
+            while ids.count < 600 {
+                let length = Int.random(in: 0...12, using: &generator)
+                ids.insert(prefix + String((0..<length).map { _ in alphabet.randomElement(using: &generator)! }))
+            }
+            let input = ids.shuffled(using: &generator)
+            _ = try store.apply(
+                input.map { Change(externalID: $0, commitVersion: 1, record: record("r")) }, scope: "s", pipeline: "p",
+                checkpoint: nil)
+            var allocated: [String] = []
+            try store.forEachRecord(scope: "s") { allocated.append($0.externalID) }
+            let expected = ids.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }
+            #expect(allocated == expected)
+        }
+    }
+
     @Test func highestVersionInBatchWinsAndTiesGoToTheLaterRow() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
@@ -431,6 +455,20 @@ struct StoreSnapshot: Equatable {
             #expect(stats.pendingOutbox == 1 && stats.outboxSequence == 11 && stats.deliveredSequence == 10)
             #expect(stats.segments == (try store.deliveredSegments().count) && stats.segments > 1)
             #expect(stats.runs == 1 && stats.nextParticipantID == 11)
+            #expect(stats.conflicts == 0 && stats.linkedKeys == 0 && stats.events == 0)
+            _ = try store.apply([Change(externalID: "l", commitVersion: 1, record: record("l"), email: "k0@x.io")],
+                scope: "t", pipeline: "p", checkpoint: nil)
+            _ = try store.apply([Change(externalID: "k1", commitVersion: 3, record: record("c"), email: "k0@x.io")],
+                scope: "s", pipeline: "p", checkpoint: nil)
+            _ = try store.applyEvents([.init(eventID: "e", userExternalID: nil, commitVersion: 1, record: bytes("{}"))],
+                scope: "ev", identityScope: nil, pipeline: "p", checkpoint: nil)
+            let more = try store.statistics()
+            // "l" created a participant with the email, then k1 (existing) claims it: one conflict, no link.
+            #expect(more.conflicts == 1 && more.linkedKeys == 0 && more.events == 1)
+            #expect(more.identities == 11 && more.participants == 11)
+            _ = try store.apply([Change(externalID: "m", commitVersion: 1, record: record("m"), email: "k0@x.io")],
+                scope: "u", pipeline: "p", checkpoint: nil)
+            #expect(try store.statistics().linkedKeys == 1)
             #expect(stats.mapSize == 1 << 30)
             #expect(stats.usedBytes > 0 && stats.usedBytes < stats.mapSize)
         }
