@@ -214,7 +214,7 @@ final class ChangeCollector: ResultSink {
             version = micros
         case .changeFeed:
             guard let v = row.int64(versionIndex) else {
-                invalid(nil, "row has no valid _commit_version")
+                invalid("row has no valid _commit_version")
                 return
             }
             version = v
@@ -229,14 +229,14 @@ final class ChangeCollector: ResultSink {
             case .delete?: counts.deletes += 1; return
             case .updatePreimage?: counts.preimages += 1; return
             case nil:
-                invalid(nil, "unknown _change_type")
+                invalid("unknown _change_type")
                 return
             }
         }
         switch mapping {
         case .passthrough:
             guard let key = row.string(keyIndex), !key.isEmpty else {
-                invalid(nil, "key column is empty")
+                invalid("key column is empty")
                 return
             }
             json.reset()
@@ -271,7 +271,7 @@ final class ChangeCollector: ResultSink {
             case .event(let id, let user, let record):
                 events.append(PanelStore.Event(eventID: id, userExternalID: user, commitVersion: version, record: record))
             case .invalid(let why):
-                invalid(row.string(0), why)
+                invalid(why)
             }
         }
     }
@@ -280,7 +280,7 @@ final class ChangeCollector: ResultSink {
         if cursorIndex >= 0, let t = row.string(cursorIndex) { lastCursor = (t, key) }
     }
 
-    private func invalid(_ hint: String?, _ reason: String) {
+    private func invalid(_ reason: String) {
         counts.invalid += 1
         if summary.invalidSamples.count < 20 {
             summary.invalidSamples.append("row \(summary.rowsRead + counts.read): \(reason)")

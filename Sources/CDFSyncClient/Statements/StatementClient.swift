@@ -171,9 +171,8 @@ public final class StatementClient {
                     remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
             }
             chunkIndex = result?.nextChunkIndex ?? chunkIndex + 1
-            let chunk = try exchange(.get, path: next, body: nil, rule: .idempotent,
-                context: "reading chunk \(chunkIndex) of statement \(statementID)", sink: sink, bytes: &bytes,
-                decodeAs: ResultData.self)
+            let chunk = try fetchChunk(path: next, context: "reading chunk \(chunkIndex) of statement \(statementID)",
+                sink: sink, bytes: &bytes)
             let n = Int(chunk.rowCount ?? 0)
             rows += n
             chunks += 1
@@ -237,32 +236,39 @@ public final class StatementClient {
 
     /// Asks the warehouse to cancel a statement; failures are ignored (the cancel is best-effort and asynchronous).
     public func cancel(statementID: String) {
-        _ = try? exchangeRaw(.post, path: "/api/2.0/sql/statements/\(statementID)/cancel", body: Array("{}".utf8),
-            rule: .idempotent, context: "cancelling statement \(statementID)")
+        _ = try? api.send(.post, path: "/api/2.0/sql/statements/\(statementID)/cancel", body: Array("{}".utf8),
+            rule: .idempotent, context: "cancelling statement \(statementID)", restart: {}, consume: { _ in })
     }
-
-    /// A control-plane GET or POST whose small JSON body is returned whole (warehouses, oidc).
-    public func exchangeRaw(_ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRuleKind = .idempotent,
-                            context: String) throws -> [UInt8] {
-        var out: [UInt8] = []
-        _ = try send(method, path: path, body: body, rule: rule == .submit ? .submit : .idempotent, context: context,
-            restart: { out.removeAll() }, consume: { out.append(contentsOf: $0) })
-        return out
-    }
-
-    public enum RetryRuleKind: Sendable { case submit, idempotent }
 
     // MARK: - Plumbing
 
-    /// Sends one request whose 2xx body is a statement envelope or a chunk, streaming rows into `sink`.
-    private func exchange<T: Decodable>(
+    /// A statement response (POST or GET) whose `data_array`, if any, streamed into `sink`.
+    private func exchange(
         _ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRule, context: String,
-        sink: any ResultSink, bytes: inout Int, decodeAs: T.Type = StatementResponse.self
-    ) throws -> T {
+        sink: any ResultSink, bytes: inout Int
+    ) throws -> StatementResponse {
+        let (meta, rows) = try stream(method, path: path, body: body, rule: rule, context: context, sink: sink, bytes: &bytes)
+        var response = try decode(StatementResponse.self, meta, context: context)
+        if let r = response.result { response.result = try checkRowCount(r, streamed: rows, context: context) }
+        return response
+    }
+
+    /// A bare chunk (`GET …/result/chunks/{n}`) whose rows streamed into `sink`.
+    private func fetchChunk(path: String, context: String, sink: any ResultSink, bytes: inout Int) throws -> ResultData {
+        let (meta, rows) = try stream(.get, path: path, body: nil, rule: .idempotent, context: context, sink: sink, bytes: &bytes)
+        return try checkRowCount(decode(ResultData.self, meta, context: context), streamed: rows, context: context)
+    }
+
+    /// Sends one request and feeds its 2xx body through the envelope decoder: rows go to `sink`, and the rest of
+    /// the body (without `data_array`) comes back as JSON bytes, with the number of rows that streamed.
+    private func stream(
+        _ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRule, context: String,
+        sink: any ResultSink, bytes: inout Int
+    ) throws -> (meta: [UInt8], rows: Int) {
         let box = DecoderBox()
         var received = 0
         let statementID = path.split(separator: "/").dropFirst(4).first.map(String.init) ?? "(new)"
-        _ = try send(method, path: path, body: body, rule: rule, context: context,
+        _ = try api.send(method, path: path, body: body, rule: rule, context: context,
             restart: {
                 if box.decoder.rowCount > 0 { sink.discardPartialChunk() }
                 box.decoder = ResultStreamDecoder(layout: .envelope)
@@ -276,41 +282,33 @@ public final class StatementClient {
                     throw Self.malformed(e, statementID: statementID, context: context)
                 }
             })
-        let meta: [UInt8]
         do {
-            meta = try box.decoder.finish()
+            let meta = try box.decoder.finish()
+            bytes += received
+            return (meta, box.decoder.rowCount)
         } catch let e as JSONArrayDecodingError {
             throw Self.malformed(e, statementID: statementID, context: context)
         }
-        bytes += received
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, _ meta: [UInt8], context: String) throws -> T {
         do {
-            var decoded = try JSONDecoder().decode(T.self, from: Data(meta))
-            // A chunk's declared row_count must match what streamed through.
-            if var r = decoded as? ResultData {
-                if let declared = r.rowCount, declared != Int64(box.decoder.rowCount) {
-                    throw DatabricksError(.invalidResponse,
-                        "\(context): chunk declares \(declared) rows but carries \(box.decoder.rowCount)",
-                        remedy: "The response was malformed; nothing was checkpointed. Run the sync again.")
-                }
-                r.rowCount = Int64(box.decoder.rowCount)
-                decoded = r as! T
-            } else if var s = decoded as? StatementResponse, var r = s.result {
-                if let declared = r.rowCount, declared != Int64(box.decoder.rowCount) {
-                    throw DatabricksError(.invalidResponse,
-                        "\(context): chunk 0 declares \(declared) rows but carries \(box.decoder.rowCount)",
-                        remedy: "The response was malformed; nothing was checkpointed. Run the sync again.")
-                }
-                if r.rowCount != nil || box.decoder.rowCount > 0 { r.rowCount = Int64(box.decoder.rowCount) }
-                s.result = r
-                decoded = s as! T
-            }
-            return decoded
-        } catch let e as DatabricksError {
-            throw e
+            return try JSONDecoder().decode(T.self, from: Data(meta))
         } catch {
             throw DatabricksError(.invalidResponse, "\(context): the response is not a valid statement response (\(error))",
                 remedy: "Check that the host is a Databricks workspace; nothing was checkpointed.")
         }
+    }
+
+    /// A chunk's declared `row_count` must match the rows that streamed through; the result carries the count seen.
+    private func checkRowCount(_ result: ResultData, streamed: Int, context: String) throws -> ResultData {
+        if let declared = result.rowCount, declared != Int64(streamed) {
+            throw DatabricksError(.invalidResponse, "\(context): chunk declares \(declared) rows but carries \(streamed)",
+                remedy: "The response was malformed; nothing was checkpointed. Run the sync again.")
+        }
+        var r = result
+        if r.rowCount != nil || streamed > 0 { r.rowCount = Int64(streamed) }
+        return r
     }
 
     static func malformed(_ e: JSONArrayDecodingError, statementID: String, context: String) -> DatabricksError {
@@ -318,13 +316,6 @@ public final class StatementClient {
             "malformed result \(context.contains(statementID) ? "(\(context))" : "for statement \(statementID) (\(context))") at byte \(e.byteOffset), row \(e.rowIndex): \(e.reason)",
             remedy: "The warehouse sent a malformed chunk; nothing past the last checkpoint was applied. Run the sync again.",
             statementID: statementID)
-    }
-
-    private func send(
-        _ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRule, context: String,
-        restart: () throws -> Void, consume: (UnsafeRawBufferPointer) throws -> Void
-    ) throws -> HTTPResponseHead {
-        try api.send(method, path: path, body: body, rule: rule, context: context, restart: restart, consume: consume)
     }
 }
 

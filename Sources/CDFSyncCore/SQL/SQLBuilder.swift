@@ -1,3 +1,5 @@
+import Foundation
+
 /// A catalog-qualified table name, `catalog.schema.table`.
 ///
 /// Parsing accepts plain parts and backtick-quoted parts (with ``` `` ``` for a literal backtick). Rendering
@@ -77,13 +79,13 @@ public struct SQLBuildError: Error, Sendable, CustomStringConvertible, Equatable
 public enum SQL {
     /// Quotes an identifier with backticks, doubling any backtick inside.
     public static func quoteIdentifier(_ name: String) -> String {
-        "`" + name.replacingAll("`", with: "``") + "`"
+        "`" + name.replacingOccurrences(of: "`", with: "``") + "`"
     }
 
     /// A SQL string literal with `'` doubled and `\` escaped (Databricks SQL treats backslash as an escape
     /// in string literals).
     public static func stringLiteral(_ text: String) -> String {
-        "'" + text.replacingAll("\\", with: "\\\\").replacingAll("'", with: "\\'") + "'"
+        "'" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }
 
     /// `DESCRIBE HISTORY <table> LIMIT 1`: the latest version is the first row's `version`.
@@ -113,36 +115,11 @@ public enum SQL {
 }
 
 extension String {
-    func replacingAll(_ target: String, with replacement: String) -> String {
-        guard contains(target) else { return self }
-        var out = ""
-        var rest = self[...]
-        while let r = rest.range(of: target) {
-            out += rest[..<r.lowerBound]
-            out += replacement
-            rest = rest[r.upperBound...]
-        }
-        out += rest
-        return out
-    }
-
     func trimmingWhitespace() -> Substring {
         var s = self[...]
         while let f = s.first, f.isWhitespace { s.removeFirst() }
         while let l = s.last, l.isWhitespace { s.removeLast() }
         return s
-    }
-}
-
-extension Substring {
-    func range(of target: String) -> Range<Index>? {
-        guard !target.isEmpty else { return nil }
-        var i = startIndex
-        while i < endIndex {
-            if self[i...].hasPrefix(target) { return i..<index(i, offsetBy: target.count) }
-            i = index(after: i)
-        }
-        return nil
     }
 }
 
