@@ -69,7 +69,10 @@ struct CrashSafetyTests {
         _ = try sim.sim.appendSyntheticCommit(table: Self.table, updateFraction: 0.3, insertRows: 300)
 
         let reference = TempDir("crash-ref")
+        let started = Date()
         #expect(try runSync(port: sim.port, dir: reference, killAfter: nil))
+        // Kills are spread over the time an uninterrupted run takes, so they land while versions are being applied.
+        let duration = Date().timeIntervalSince(started)
         let expectedPanel = try panelLines(reference)
         let expectedOutput = try outputLines(reference)
         #expect(expectedPanel.count == 5000)
@@ -83,7 +86,7 @@ struct CrashSafetyTests {
             let dir = TempDir("crash-\(round)")
             var kills = 0
             while kills < 8 {
-                let delay = Double(rng.next() % 700) / 1000.0 + 0.02
+                let delay = duration * (0.1 + 0.85 * Double(rng.next() % 1000) / 1000.0)
                 if try runSync(port: sim.port, dir: dir, killAfter: delay) { break }
                 kills += 1
                 if FileManager.default.fileExists(atPath: dir.sub("state") + "/data.mdb"),
