@@ -18,7 +18,7 @@ final class BatchWriter: @unchecked Sendable {
     private var closed = false
     private var running = true
     private let capacity: Int
-    private let apply: @Sendable ([PanelStore.Change], PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome
+    private let apply: @Sendable (PanelStore.ChangeBatch, PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome
     var onApplied: @Sendable (Int, Int64?) -> Void = { _, _ in }
 
     /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
@@ -33,7 +33,7 @@ final class BatchWriter: @unchecked Sendable {
 
     /// A writer running `apply` for every batch, on its thread, in order.
     init(capacity: Int = 2,
-         apply: @escaping @Sendable ([PanelStore.Change], PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome) {
+         apply: @escaping @Sendable (PanelStore.ChangeBatch, PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome) {
         self.apply = apply
         self.capacity = max(1, capacity)
         let t = Thread { [self] in loop() }
@@ -42,7 +42,7 @@ final class BatchWriter: @unchecked Sendable {
     }
 
     /// Queues a batch; blocks while the queue is full. Throws the writer's error, if it failed.
-    func submit(_ changes: [PanelStore.Change], checkpoint: PanelStore.Checkpoint?) throws {
+    func submit(_ changes: PanelStore.ChangeBatch, checkpoint: PanelStore.Checkpoint?) throws {
         let apply = self.apply
         try submit(rows: changes.count, version: checkpoint?.tableVersion) { try apply(changes, checkpoint) }
     }

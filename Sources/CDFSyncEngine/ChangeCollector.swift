@@ -27,75 +27,70 @@ final class ChangeCollector: ResultSink {
     private let source: Source
     private let mapping: RowMapping
     private let writer: BatchWriter
-    private let store: PanelStore
-    private let scope: String
     private let batchSize: Int
     private let maxInvalidRatio: Double?
-    var summary: SyncSummary
+    private let compressionThreshold: Int
+    /// The run's summary so far, with this statement's counts merged in by `finish`.
+    private var base: SyncSummary
+    var summary: SyncSummary {
+        var s = base
+        s.invalidSamples += rows.samples
+        return s
+    }
 
-    // Resolved positions.
-    private var dataColumns: [(index: Int, keyJSON: [UInt8])] = []
-    private var keyIndex = -1
-    private var changeTypeIndex = -1
-    private var versionIndex = -1
-    private var cursorIndex = -1
-    private var mapper: RecordMapper?
+    /// Everything the per-row path touches, in one struct: `row` mutates it in place with one access, where
+    /// separate stored properties of this class would each cost a dynamic exclusivity check per row.
+    private var rows: RowState
     private var resolved = false
     private var pendingRows: [[[UInt8]?]] = []
-
-    private var batch: [PanelStore.Change] = []
-    private var events: [PanelStore.Event] = []
     /// Hash and compress records on this (the reading) thread, so the writer thread only writes.
     private var compressor: ZstdCompressor?
-    private var batchKeys = Set<String>()
     private var batchStartCount = 0
-    private var json = JSONWriter(reservingCapacity: 512)
-    private var highestVersionSeen: Int64 = -1
-    private var counts = Counts()
     private var countsAtChunkStart = Counts()
-    /// The last (cursor, key) seen, for watermark checkpoints.
-    private(set) var lastCursor: (text: String, key: String)?
 
     struct Counts { var read = 0, deletes = 0, preimages = 0, invalid = 0, consentBlocked = 0, nullCursor = 0, updatesIgnored = 0 }
+
+    /// The last (cursor, key) seen, for watermark checkpoints.
+    var lastCursor: (text: String, key: String)? { rows.lastCursor }
 
     init(source: Source, mapping: RowMapping, batchSize: Int, summary: SyncSummary, writer: BatchWriter, store: PanelStore,
          scope: String, maxInvalidRatio: Double? = nil) {
         self.source = source
         self.mapping = mapping
         self.batchSize = batchSize
-        self.summary = summary
+        base = summary
         self.writer = writer
-        self.store = store
-        self.scope = scope
         self.maxInvalidRatio = maxInvalidRatio
-        batch.reserveCapacity(batchSize + 1024)
+        compressionThreshold = store.recordCompressionThreshold
+        rows = RowState(source: source, mapping: mapping, store: store, scope: scope, batchSize: batchSize,
+            rowsBefore: summary.rowsRead, samples: summary.invalidSamples.count)
     }
 
     func manifestReady(_ manifest: ResultManifest, statementID: String) throws {
         let names = (manifest.schema.columns ?? []).sorted { $0.position < $1.position }.map(\.name)
         func index(_ name: String) throws -> Int {
             guard let i = names.firstIndex(where: { $0.lowercased() == name.lowercased() }) else {
-                throw SyncError.column(name, table: summary.table, statementID: statementID, available: names)
+                throw SyncError.column(name, table: base.table, statementID: statementID, available: names)
             }
             return i
         }
         if case .changeFeed = source {
-            changeTypeIndex = try index("_change_type")
-            versionIndex = try index("_commit_version")
+            rows.changeTypeIndex = try index("_change_type")
+            rows.versionIndex = try index("_commit_version")
         }
-        if case .watermark(let c) = source { cursorIndex = try index(c) }
+        if case .watermark(let c) = source { rows.cursorIndex = try index(c) }
         switch mapping {
         case .passthrough(let keyColumn, let columns):
-            keyIndex = try index(keyColumn)
+            rows.keyIndex = try index(keyColumn)
             let meta: Set<String> = ["_change_type", "_commit_version", "_commit_timestamp"]
-            dataColumns = try (columns ?? names.filter { !meta.contains($0) }).map { name in
-                var key: [UInt8] = []
-                JSONWriter.appendEscaped(name, to: &key)
-                return (try index(name), key)
+            var template = PassthroughTemplate()
+            for name in columns ?? names.filter({ !meta.contains($0) }) {
+                template.add(name: name, index: try index(name))
             }
+            rows.template = template
         case .pipeline(let p):
             do {
-                mapper = try RecordMapper(pipeline: p, columns: names)
+                rows.mapper = try RecordMapper(pipeline: p, columns: names)
             } catch {
                 throw SyncError("\(error.message) (statement \(statementID))",
                     remedy: "Fix the pipeline's mapping, or check whether the column was renamed or dropped.")
@@ -104,12 +99,12 @@ final class ChangeCollector: ResultSink {
         resolved = true
         let pending = pendingRows
         pendingRows = []
-        for row in pending { try process(CopiedRow(values: row)) }
+        for row in pending { try rows.process(CopiedRow(values: row)) }
     }
 
     func row(_ row: borrowing RowView) throws {
         if resolved {
-            try process(row)
+            try rows.process(row)
         } else {
             var copy: [[UInt8]?] = []
             copy.reserveCapacity(row.count)
@@ -119,26 +114,21 @@ final class ChangeCollector: ResultSink {
     }
 
     func discardPartialChunk() {
-        if case .pipeline(let p) = mapping, p.kind == .events {
-            events.removeSubrange(min(batchStartCount, events.count)...)
-        } else {
-            for c in batch[batchStartCount...] { batchKeys.remove(c.externalID) }
-            batch.removeSubrange(batchStartCount...)
-        }
+        rows.truncate(to: batchStartCount)
         pendingRows.removeAll()
-        counts = countsAtChunkStart
+        rows.counts = countsAtChunkStart
     }
 
     func chunkCompleted(index: Int, rowCount: Int) throws {
         precondition(resolved, "a chunk completed before the manifest was known")
         try checkInvalidRatio()
-        if batch.count + events.count >= batchSize {
+        if rows.pendingCount >= batchSize {
             // Change-feed rows arrive ordered by _commit_version: every version below the highest seen is complete.
-            let complete: Int64? = if case .changeFeed = source { highestVersionSeen - 1 } else { nil }
+            let complete: Int64? = if case .changeFeed = source { rows.highestVersionSeen - 1 } else { nil }
             try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0) })
         }
-        batchStartCount = batch.count + events.count
-        countsAtChunkStart = counts
+        batchStartCount = rows.pendingCount
+        countsAtChunkStart = rows.counts
     }
 
     /// Hands the rest to the writer with `checkpoint`, and waits for it to finish.
@@ -146,61 +136,146 @@ final class ChangeCollector: ResultSink {
         try checkInvalidRatio()
         try flush(checkpoint: checkpoint)
         let outcome = try writer.finish()
-        summary.inserted += outcome.inserted
-        summary.updated += outcome.updated
-        summary.unchanged += outcome.unchanged
-        summary.skippedOlder += outcome.skippedOlder
-        summary.superseded += outcome.superseded
-        summary.rowsRead += counts.read
-        summary.deletesIgnored += counts.deletes
-        summary.preimagesIgnored += counts.preimages
-        summary.invalid += counts.invalid
-        summary.consentBlocked += counts.consentBlocked
-        summary.nullCursor += counts.nullCursor
-        summary.eventUpdatesIgnored += counts.updatesIgnored
-        summary.linked += outcome.linked
-        summary.conflicts += outcome.conflicts
-        counts = Counts()
-        countsAtChunkStart = counts
+        base.inserted += outcome.inserted
+        base.updated += outcome.updated
+        base.unchanged += outcome.unchanged
+        base.skippedOlder += outcome.skippedOlder
+        base.superseded += outcome.superseded
+        let counts = rows.counts
+        base.rowsRead += counts.read
+        base.deletesIgnored += counts.deletes
+        base.preimagesIgnored += counts.preimages
+        base.invalid += counts.invalid
+        base.consentBlocked += counts.consentBlocked
+        base.nullCursor += counts.nullCursor
+        base.eventUpdatesIgnored += counts.updatesIgnored
+        base.linked += outcome.linked
+        base.conflicts += outcome.conflicts
+        base.invalidSamples += rows.samples
+        rows.samples = []
+        rows.samplesBefore = base.invalidSamples.count
+        rows.counts = Counts()
+        rows.rowsBefore = base.rowsRead
+        countsAtChunkStart = rows.counts
     }
 
     /// Rows handed over so far in this statement (for watermark paging).
-    var rowsSeen: Int { counts.read }
+    var rowsSeen: Int { rows.counts.read }
 
     /// Sends the batch so far to the writer (watermark pages checkpoint after every page).
     func flush(checkpoint: PanelStore.Checkpoint?) throws {
+        batchStartCount = 0
         if case .pipeline(let p) = mapping, p.kind == .events {
-            let batch = events
-            events = []
-            batchStartCount = 0
-            let (store, scope, identity) = (store, scope, p.identityPipeline)
+            let batch = rows.takeEvents()
+            let (store, scope, identity) = (rows.store, rows.scope, p.identityPipeline)
             try writer.submit(rows: batch.count, version: checkpoint?.tableVersion) {
                 let o = try store.applyEvents(batch, scope: scope, identityScope: identity, pipeline: scope, checkpoint: checkpoint)
                 return PanelStore.ApplyOutcome(inserted: o.inserted, unchanged: o.duplicates)
             }
             return
         }
-        var changes = batch
-        batch = []
-        batch.reserveCapacity(batchSize + 1024)
-        batchKeys.removeAll(keepingCapacity: true)
-        batchStartCount = 0
+        var changes = rows.takeBatch()
         if compressor == nil { compressor = try ZstdCompressor(level: 3) }
-        try PanelStore.prepare(&changes, compressor: compressor!)
+        try changes.prepare(compressor: compressor!, threshold: compressionThreshold)
         try writer.submit(changes, checkpoint: checkpoint)
     }
 
     private func checkInvalidRatio() throws {
+        let counts = rows.counts
         guard let max = maxInvalidRatio, counts.read >= 100 else { return }
-        let ratio = Double(summary.invalid + counts.invalid) / Double(summary.rowsRead + counts.read)
+        let ratio = Double(base.invalid + counts.invalid) / Double(base.rowsRead + counts.read)
         if ratio > max {
             throw SyncError(
-                "\(counts.invalid) of \(counts.read) rows are invalid (\(String(format: "%.1f", ratio * 100)) %, above the pipeline's limit of \(String(format: "%.1f", max * 100)) %); e.g. \(summary.invalidSamples.first ?? "")",
+                "\(counts.invalid) of \(counts.read) rows are invalid (\(String(format: "%.1f", ratio * 100)) %, above the pipeline's limit of \(String(format: "%.1f", max * 100)) %); e.g. \((base.invalidSamples + rows.samples).first ?? "")",
                 remedy: "Fix the source data or the mapping (see the samples in the run record), or raise validation.max_invalid_ratio.")
         }
     }
+}
 
-    private func process<R: RowValueAccess & ~Copyable>(_ row: borrowing R) throws {
+/// The JSON object keys of a passthrough record, escaped once: `{"a":` for the first column, `,"b":` after.
+struct PassthroughTemplate {
+    private(set) var bytes: [UInt8] = []
+    /// Per column: the row index and the end of its key bytes in `bytes`.
+    private(set) var columns: [(index: Int, keyEnd: Int)] = []
+
+    mutating func add(name: String, index: Int) {
+        bytes.append(columns.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+        JSONWriter.appendEscaped(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        columns.append((index, bytes.count))
+    }
+}
+
+/// The per-row state of a ``ChangeCollector``: positions resolved from the manifest, the batch being filled and
+/// the counters.
+private struct RowState {
+    let source: ChangeCollector.Source
+    let mapping: RowMapping
+    let store: PanelStore
+    let scope: String
+    let batchSize: Int
+
+    var keyIndex = -1
+    var changeTypeIndex = -1
+    var versionIndex = -1
+    var cursorIndex = -1
+    var template = PassthroughTemplate()
+    var mapper: RecordMapper?
+
+    var batch: PanelStore.ChangeBatch
+    var events: [PanelStore.Event] = []
+    /// External ids in `batch` (pipeline mode: consent decisions must see rows not yet applied).
+    var batchKeys = Set<String>()
+    var json = JSONWriter(reservingCapacity: 512)
+    var highestVersionSeen: Int64 = -1
+    var counts = ChangeCollector.Counts()
+    var lastCursor: (text: String, key: String)?
+    /// Rows read by earlier statements of the run (for the row numbers in samples).
+    var rowsBefore: Int
+    /// Invalid-row samples of this statement, and how many the run already holds (at most 20 in all).
+    var samples: [String] = []
+    var samplesBefore: Int
+
+    init(source: ChangeCollector.Source, mapping: RowMapping, store: PanelStore, scope: String, batchSize: Int,
+         rowsBefore: Int, samples: Int) {
+        self.source = source
+        self.mapping = mapping
+        self.store = store
+        self.scope = scope
+        self.batchSize = batchSize
+        self.rowsBefore = rowsBefore
+        samplesBefore = samples
+        batch = PanelStore.ChangeBatch(reservingRows: batchSize + 1024)
+    }
+
+    var pendingCount: Int { batch.count + events.count }
+
+    mutating func takeBatch() -> PanelStore.ChangeBatch {
+        // The next batch reserves what this one grew to, so a steady stream reallocates nothing.
+        let reserve = batch.byteCount
+        var next = PanelStore.ChangeBatch(reservingRows: batchSize + 1024, bytes: reserve)
+        swap(&next, &batch)
+        batchKeys.removeAll(keepingCapacity: true)
+        return next
+    }
+
+    mutating func takeEvents() -> [PanelStore.Event] {
+        defer { events = [] }
+        return events
+    }
+
+    mutating func truncate(to n: Int) {
+        if case .pipeline(let p) = mapping, p.kind == .events {
+            events.removeSubrange(min(n, events.count)...)
+        } else {
+            if !batchKeys.isEmpty {
+                for i in n..<batch.count { batchKeys.remove(batch.externalID(i)) }
+            }
+            batch.truncate(to: min(n, batch.count))
+        }
+    }
+
+    mutating func process<R: RowValueAccess & ~Copyable>(_ row: borrowing R) throws {
         counts.read += 1
         let version: Int64
         switch source {
@@ -218,7 +293,7 @@ final class ChangeCollector: ResultSink {
                 return
             }
             version = v
-            highestVersionSeen = max(highestVersionSeen, v)
+            if v > highestVersionSeen { highestVersionSeen = v }
             let type = row.withValue(changeTypeIndex) { ChangeType(utf8: $0) } ?? nil
             if case .pipeline(let p) = mapping, p.kind == .events, type == .updatePostimage {
                 counts.updatesIgnored += 1  // events are immutable: only inserts are taken
@@ -235,27 +310,7 @@ final class ChangeCollector: ResultSink {
         }
         switch mapping {
         case .passthrough:
-            guard let key = row.string(keyIndex), !key.isEmpty else {
-                invalid("key column is empty")
-                return
-            }
-            json.reset()
-            json.bytes.append(UInt8(ascii: "{"))
-            var first = true
-            for c in dataColumns {
-                if !first { json.bytes.append(UInt8(ascii: ",")) }
-                first = false
-                json.bytes.append(contentsOf: c.keyJSON)
-                json.bytes.append(UInt8(ascii: ":"))
-                let wrote: Bool? = row.withValue(c.index) { v in
-                    JSONWriter.appendEscaped(utf8: v, to: &json.bytes)
-                    return true
-                }
-                if wrote == nil { json.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
-            }
-            json.bytes.append(UInt8(ascii: "}"))
-            batch.append(PanelStore.Change(externalID: key, commitVersion: version, record: json.bytes))
-            noteCursor(row, key: key)
+            try passthrough(row, version: version)
         case .pipeline:
             switch mapper!.map(row, into: &json) {
             case .participant(let id, let email, let phone, let optedIn, let record):
@@ -265,7 +320,9 @@ final class ChangeCollector: ResultSink {
                     counts.consentBlocked += 1
                     return
                 }
-                batch.append(PanelStore.Change(externalID: id, commitVersion: version, record: record, email: email, phone: phone))
+                record.withUnsafeBytes { r in
+                    batch.append(externalID: id, commitVersion: version, record: r, email: email, phone: phone)
+                }
                 batchKeys.insert(id)
                 noteCursor(row, key: id)
             case .event(let id, let user, let record):
@@ -276,14 +333,39 @@ final class ChangeCollector: ResultSink {
         }
     }
 
-    private func noteCursor<R: RowValueAccess & ~Copyable>(_ row: borrowing R, key: String) {
+    /// Every selected column copied into the record as a JSON string (or null), keyed by its name.
+    private mutating func passthrough<R: RowValueAccess & ~Copyable>(_ row: borrowing R, version: Int64) throws {
+        guard let key = row.string(keyIndex), !key.isEmpty else {
+            invalid("key column is empty")
+            return
+        }
+        json.bytes.removeAll(keepingCapacity: true)
+        template.bytes.withUnsafeBufferPointer { keys in
+            var keyStart = 0
+            for c in template.columns {
+                json.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: keys[keyStart..<c.keyEnd]))
+                keyStart = c.keyEnd
+                let wrote: Bool? = row.withValue(c.index) { v in
+                    JSONWriter.appendEscaped(utf8: v, to: &json.bytes)
+                    return true
+                }
+                if wrote == nil { json.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
+            }
+        }
+        if template.columns.isEmpty { json.bytes.append(UInt8(ascii: "{")) }
+        json.bytes.append(UInt8(ascii: "}"))
+        json.bytes.withUnsafeBytes { batch.append(externalID: key, commitVersion: version, record: $0) }
+        noteCursor(row, key: key)
+    }
+
+    private mutating func noteCursor<R: RowValueAccess & ~Copyable>(_ row: borrowing R, key: String) {
         if cursorIndex >= 0, let t = row.string(cursorIndex) { lastCursor = (t, key) }
     }
 
-    private func invalid(_ reason: String) {
+    private mutating func invalid(_ reason: String) {
         counts.invalid += 1
-        if summary.invalidSamples.count < 20 {
-            summary.invalidSamples.append("row \(summary.rowsRead + counts.read): \(reason)")
+        if samplesBefore + samples.count < 20 {
+            samples.append("row \(rowsBefore + counts.read): \(reason)")
         }
     }
 }

@@ -5,11 +5,12 @@ import Foundation
 extension PanelStore {
     /// What `apply` would do with `changes`, without writing anything (replay `--dry-run`): per key the
     /// highest version wins; unknown keys would be created, older versions skipped, equal content unchanged.
-    func evaluate(_ changes: [Change], scope: String) throws -> ApplyOutcome {
+    func evaluate(_ changes: ChangeBatch, scope: String) throws -> ApplyOutcome {
         var winners: [String: Int] = [:]
-        for (i, c) in changes.enumerated() {
-            if let w = winners[c.externalID], changes[w].commitVersion > c.commitVersion { continue }
-            winners[c.externalID] = i
+        for i in 0..<changes.count {
+            let id = changes.externalID(i)
+            if let w = winners[id], changes.commitVersion(w) > changes.commitVersion(i) { continue }
+            winners[id] = i
         }
         var outcome = ApplyOutcome(superseded: changes.count - winners.count)
         for i in winners.values {
@@ -51,8 +52,9 @@ final class ReplayFile: @unchecked Sendable {
         writer = try ZstdFileWriter(path: tempPath, level: 3)
     }
 
-    func append(_ changes: [PanelStore.Change], scope: String) throws {
-        for c in changes {
+    func append(_ changes: PanelStore.ChangeBatch, scope: String) throws {
+        for i in 0..<changes.count {
+            let c = changes[i]
             json.reset()
             json.beginObject()
             json.key("op"); json.string("replay")

@@ -68,59 +68,73 @@ extension PanelStore {
     ) throws
         -> ApplyOutcome
     {
+        try apply(ChangeBatch(changes), scope: scope, pipeline: pipeline, checkpoint: checkpoint, run: run)
+    }
+
+    /// ``apply(_:scope:pipeline:checkpoint:run:)-([Change],_,_,_,_)`` for a flat ``ChangeBatch`` (what the engine
+    /// hands its writer thread): the same rules and the same result, without a per-row allocation.
+    public func apply(
+        _ batch: ChangeBatch, scope: String, pipeline: String, checkpoint: Checkpoint?,
+        run: (id: UInt64, json: [UInt8])? = nil
+    ) throws
+        -> ApplyOutcome
+    {
         let scopeBytes = Array(scope.utf8)
         guard !scopeBytes.contains(0) else {
             throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
         }
         let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
         let maxKey = environment.maxKeySize
+        let count = batch.count
+        let offsets = batch.idOffsets
+        let flat = batch.ids
+        let recordOffsets = batch.recordOffsets
+        let versions = batch.versions
 
-        // Flat buffer of external id bytes plus offsets, then sort indices by (bytes, input index).
-        var flat: [UInt8] = []
-        flat.reserveCapacity(changes.count * 16)
-        var offsets = [Int](repeating: 0, count: changes.count + 1)
-        for (i, change) in changes.enumerated() {
-            var id = change.externalID
-            id.withUTF8 { flat.append(contentsOf: $0) }
-            offsets[i + 1] = flat.count
-            let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
-            guard keyLength <= maxKey else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
-                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
+        try batch.records.withUnsafeBytes { records in
+            for i in 0..<count {
+                let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
+                guard keyLength <= maxKey else {
+                    throw StorageError(
+                        code: .invalidArgument,
+                        message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
+                            + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
+                }
+                let (start, end) = (recordOffsets[i], recordOffsets[i + 1])
+                guard end - start >= 2, records[start] == UInt8(ascii: "{"), records[end - 1] == UInt8(ascii: "}") else {
+                    throw StorageError(
+                        code: .invalidArgument,
+                        message: "record for an external id in scope \(scope) is not a JSON object")
+                }
             }
-            let r = change.record
-            guard r.first == UInt8(ascii: "{"), r.last == UInt8(ascii: "}") else {
-                throw StorageError(
-                    code: .invalidArgument,
-                    message: "record for an external id in scope \(scope) is not a JSON object")
-            }
-            if let e = change.email, e.utf8.count > maxKey {
-                throw StorageError(code: .invalidArgument, message: "an email in scope \(scope) is over \(maxKey) bytes")
-            }
-            if let p = change.phone, p.utf8.count > maxKey {
-                throw StorageError(code: .invalidArgument, message: "a phone in scope \(scope) is over \(maxKey) bytes")
+        }
+        for list in [batch.emails, batch.phones] {
+            guard let list else { continue }
+            for value in list {
+                if let v = value, v.utf8.count > maxKey {
+                    throw StorageError(
+                        code: .invalidArgument, message: "an email or phone in scope \(scope) is over \(maxKey) bytes")
+                }
             }
         }
         // Sort by an 8-byte big-endian prefix (taken after the bytes every id shares) first, one integer compare,
         // then by the full bytes, then by input position. Prefix order agrees with memcmp order, so the result is
         // LMDB's key order.
         var sortKeys = [SortKey]()
-        sortKeys.reserveCapacity(changes.count)
+        sortKeys.reserveCapacity(count)
         flat.withUnsafeBytes { f in
             // Ids in a batch often share a long prefix ("ext-0000…", a tenant prefix); skip what all share so the
             // 8-byte integer prefix discriminates. Keys equal on the first `common` bytes keep their order.
-            var common = changes.isEmpty ? 0 : offsets[1] - offsets[0]
-            if changes.count > 1 {
-                for i in 1..<changes.count where common > 0 {
+            var common = count == 0 ? 0 : offsets[1] - offsets[0]
+            if count > 1 {
+                for i in 1..<count where common > 0 {
                     let n = min(common, offsets[i + 1] - offsets[i])
                     var j = 0
                     while j < n && f[offsets[i] + j] == f[j] { j += 1 }
                     common = j
                 }
             }
-            for i in 0..<changes.count {
+            for i in 0..<count {
                 var prefix: UInt64 = 0
                 let start = offsets[i] + common
                 let n = max(0, min(8, offsets[i + 1] - start))
@@ -145,21 +159,21 @@ extension PanelStore {
                 var best = order[k]
                 var j = k + 1
                 while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
-                    if changes[order[j]].commitVersion >= changes[best].commitVersion { best = order[j] }
+                    if versions[order[j]] >= versions[best] { best = order[j] }
                     j += 1
                 }
                 winners.append(best)
                 k = j
             }
         }
-        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
+        var outcome = ApplyOutcome(superseded: count - winners.count)
 
         writerLock.lock()
         defer { writerLock.unlock() }
         var newKeysBound = winners.count
         for i in winners {
-            if changes[i].email != nil { newKeysBound += 1 }
-            if changes[i].phone != nil { newKeysBound += 1 }
+            if batch.email(i) != nil { newKeysBound += 1 }
+            if batch.phone(i) != nil { newKeysBound += 1 }
         }
         try ensureFilterCapacity(adding: newKeysBound)
         let s = scratch
@@ -190,14 +204,21 @@ extension PanelStore {
             /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
             func putPanel(
-                _ pid: UInt64, header: UnsafeRawBufferPointer, version: Int64, frame: [UInt8]?,
+                _ pid: UInt64, header: UnsafeRawBufferPointer?, version: Int64, frame: [UInt8]?,
                 _ record: UnsafeRawBufferPointer, _ flags: UInt32
             ) throws {
                 value.removeAll(keepingCapacity: true)
-                value.append(contentsOf: header)
+                if let header {
+                    value.append(contentsOf: header)
+                } else {
+                    // The participant's own source key: length (2 bytes BE) and the key.
+                    value.append(UInt8(truncatingIfNeeded: key.count >> 8))
+                    value.append(UInt8(truncatingIfNeeded: key.count))
+                    value.append(contentsOf: key)
+                }
                 withBE(UInt64(bitPattern: version)) { value.append(contentsOf: $0) }
                 if let frame {
-                    value.append(contentsOf: frame.count < record.count ? frame : Array(record))
+                    if frame.count < record.count { value.append(contentsOf: frame) } else { value.append(contentsOf: record) }
                 } else if record.count >= threshold {
                     try compressor.withCompressed(record) { compressed in
                         value.append(contentsOf: compressed.count < record.count ? compressed : record)
@@ -207,29 +228,25 @@ extension PanelStore {
                 }
                 try value.withUnsafeBytes { try w.putBE(w.panelDBI, pid, $0, flags, "panel") }
             }
-            func header(for identKey: [UInt8]) -> [UInt8] {
-                [UInt8(truncatingIfNeeded: identKey.count >> 8), UInt8(truncatingIfNeeded: identKey.count)] + identKey
-            }
 
             try flat.withUnsafeBytes { f in
-                try changes.withUnsafeBufferPointer { cs in
+                try batch.records.withUnsafeBytes { records in
                     for (n, index) in winners.enumerated() {
                         // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident
                         // memory stays flat (safe mid-transaction: the map is read-only and clean).
                         if n & 511 == 511 { environment.releaseMappedPages() }
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
-                        let version = cs[index].commitVersion
+                        let version = versions[index]
                         key.removeAll(keepingCapacity: true)
                         key.append(contentsOf: scopeBytes)
                         key.append(0)
                         key.append(contentsOf: externalID)
-                        let contact = ContactValues(email: cs[index].email, phone: cs[index].phone)
-                        try cs[index].record.withUnsafeBytes { record in
-                            let hash = cs[index].contentHash ?? {
-                                var hasher = StableHash()
-                                hasher.combine(record)
-                                return hasher.value
-                            }()
+                        let contact = ContactValues(email: batch.email(index), phone: batch.phone(index))
+                        let frame = batch.frames.isEmpty ? nil : batch.frames[index]
+                        let record = UnsafeRawBufferPointer(
+                            rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
+                        let hash = batch.hashes[index]
+                        do {
                             // 1. The source key itself (the filter skips the probe for keys never seen).
                             let stored = filter.mayContain(.ident, key) ? try w.readIdent(key) : nil
                             let pid: UInt64
@@ -238,7 +255,7 @@ extension PanelStore {
                                 pid = stored.pid
                                 if version < stored.version {
                                     outcome.skippedOlder += 1
-                                    return
+                                    continue
                                 }
                                 if stored.hash == hash {
                                     outcome.unchanged += 1
@@ -251,15 +268,15 @@ extension PanelStore {
                                         outcome.conflicts += try w.maintainContact(
                                             pid: pid, contact, isNew: false, identKey: key, version: version)
                                     }
-                                    return
+                                    continue
                                 }
-                                let h: [UInt8]
                                 if stored.linked {
-                                    h = try w.panelHeader(pid)
+                                    try w.panelHeader(pid).withUnsafeBytes {
+                                        try putPanel(pid, header: $0, version: version, frame: frame, record, 0)
+                                    }
                                 } else {
-                                    h = header(for: key)
+                                    try putPanel(pid, header: nil, version: version, frame: frame, record, 0)
                                 }
-                                try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
                                 try w.overwriteIdent(IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash,
                                     linked: stored.linked))
@@ -277,7 +294,7 @@ extension PanelStore {
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
-                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, 0) }
+                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true))
                                     try w.putLink(pid, key)
@@ -291,9 +308,7 @@ extension PanelStore {
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false))
                                     // New ids are greater than every stored id, so this put appends.
-                                    try header(for: key).withUnsafeBytes {
-                                        try putPanel(pid, header: $0, version: version, frame: cs[index].compressedRecord, record, append)
-                                    }
+                                    try putPanel(pid, header: nil, version: version, frame: frame, record, append)
                                     if contact.provided {
                                         outcome.conflicts += try w.maintainContact(
                                             pid: pid, contact, isNew: true, identKey: key, version: version)
@@ -308,6 +323,7 @@ extension PanelStore {
                                 escapedScope: escapedScope, externalID: externalID, commitVersion: version,
                                 record: record)
                             lines.append(0x0A)
+                            try w.feedOutbox(&lines)
                         }
                     }
                 }
@@ -442,6 +458,8 @@ final class WriterContext {
         startPID = try store.readCounter(txn, MetaKey.nextParticipantID) ?? 1
         startSeq = try store.readCounter(txn, MetaKey.outboxSequence) ?? 0
         outboxSeq = startSeq
+        // A frame left by a transaction that failed half-way is dropped.
+        store.scratch.outboxFrame.reset()
         var c: OpaquePointer?
         let rc = mdb_cursor_open(t, identDBI, &c)
         if rc != 0 { throw StorageError.lmdb(rc, "cursor on ident", path: path) }
@@ -662,20 +680,33 @@ final class WriterContext {
         try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
     }
 
-    /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`) as one entry:
-    /// key = first sequence; value = last sequence (8 bytes BE), uncompressed length (8 bytes BE), one zstd frame.
+    /// Hands the outbox lines so far to the batch's frame, which compresses them on its worker thread while the
+    /// transaction goes on, once there are at least `minimum` bytes of them.
+    @inline(__always)
+    func feedOutbox(_ lines: inout [UInt8], minimum: Int = 1 << 18) throws {
+        guard lines.count >= minimum else { return }
+        try lines.withUnsafeBytes { try store.scratch.outboxFrame.append($0) }
+        lines.removeAll(keepingCapacity: true)
+    }
+
+    /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`; those not yet
+    /// fed plus `lines`) as one entry: key = first sequence; value = last sequence (8 bytes BE), uncompressed
+    /// length (8 bytes BE), one zstd frame.
     func finishOutbox(_ lines: [UInt8]) throws {
-        guard outboxSeq != startSeq else { return }
-        let compressor = store.scratch.outboxCompressor
-        try lines.withUnsafeBytes { raw in
-            try compressor.withCompressed(raw) { frame in
-                var value = [UInt8]()
-                value.reserveCapacity(16 + frame.count)
-                value.append(contentsOf: bytesBE(outboxSeq))
-                value.append(contentsOf: bytesBE(UInt64(raw.count)))
-                value.append(contentsOf: frame)
-                try value.withUnsafeBytes { try putBE(store.outbox.dbi, startSeq + 1, $0, UInt32(MDB_APPEND), "outbox") }
-            }
+        let frame = store.scratch.outboxFrame
+        guard outboxSeq != startSeq else {
+            frame.reset()
+            return
+        }
+        try lines.withUnsafeBytes { try frame.append($0) }
+        let rawCount = frame.inputCount
+        try frame.finish { compressed in
+            var value = [UInt8]()
+            value.reserveCapacity(16 + compressed.count)
+            value.append(contentsOf: bytesBE(outboxSeq))
+            value.append(contentsOf: bytesBE(UInt64(rawCount)))
+            value.append(contentsOf: compressed)
+            try value.withUnsafeBytes { try putBE(store.outbox.dbi, startSeq + 1, $0, UInt32(MDB_APPEND), "outbox") }
         }
         try withBE(outboxSeq) { v in try MetaKey.outboxSequence.withUnsafeBytes { try put(store.meta.dbi, $0, v, 0, "meta") } }
     }

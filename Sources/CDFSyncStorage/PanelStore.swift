@@ -310,14 +310,15 @@ public final class PanelStore: @unchecked Sendable {
 /// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
 final class WriterScratch {
     let compressor: ZstdCompressor
-    let outboxCompressor: ZstdCompressor
+    /// Builds each batch's outbox frame on a zstd worker thread while the transaction goes on.
+    let outboxFrame: ZstdFrameBuilder
     var key: [UInt8] = []
     var value: [UInt8] = []
     var line: [UInt8] = []
 
     init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)
-        outboxCompressor = try ZstdCompressor(level: outboxLevel, checksum: true)
+        outboxFrame = try ZstdFrameBuilder(level: outboxLevel, checksum: true, background: true)
         key.reserveCapacity(512)
         value.reserveCapacity(1024)
         line.reserveCapacity(1024)

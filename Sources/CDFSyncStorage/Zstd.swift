@@ -102,6 +102,93 @@ public final class ZstdCompressor {
 @available(*, unavailable)
 extension ZstdCompressor: Sendable {}
 
+/// Builds one zstd frame from input handed over piece by piece, into a growing buffer.
+///
+/// With `background: true` compression runs on one zstd worker thread (`ZSTD_c_nbWorkers = 1`): ``append(_:)``
+/// copies its input into zstd's job buffer and returns, so the caller keeps working while the frame is compressed
+/// beside it, and ``finish(_:)`` waits for the rest. The frame decodes to the same bytes either way (its encoding may
+/// differ). When the library was built without threads the builder silently compresses on the caller's thread.
+///
+/// Not thread-safe: one owner at a time.
+public final class ZstdFrameBuilder {
+    private let cctx: OpaquePointer
+    /// Whether compression really runs on a worker thread.
+    public let isBackground: Bool
+    private var output: [UInt8] = []
+    private var produced = 0
+    /// Uncompressed bytes appended to the current frame.
+    public private(set) var inputCount = 0
+
+    /// - Parameters:
+    ///   - level: the zstd compression level.
+    ///   - checksum: whether the frame ends with a content checksum.
+    ///   - background: compress on a zstd worker thread, in jobs of `jobSize` bytes.
+    public init(level: Int32, checksum: Bool = true, background: Bool = true, jobSize: Int = 1 << 20) throws {
+        guard let cctx = ZSTD_createCCtx() else {
+            throw StorageError(code: .compression, message: "zstd: cannot allocate a compression context")
+        }
+        self.cctx = cctx
+        do {
+            _ = try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level), "setting level")
+            if checksum { _ = try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1), "enabling checksums") }
+        } catch {
+            ZSTD_freeCCtx(cctx)
+            throw error
+        }
+        var threaded = false
+        if background, ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 1)) == 0 {
+            threaded = ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_jobSize, Int32(clamping: jobSize))) == 0
+        }
+        isBackground = threaded
+    }
+
+    deinit { ZSTD_freeCCtx(cctx) }
+
+    /// Hands `bytes` to the frame (in the background, when the builder has a worker).
+    public func append(_ bytes: UnsafeRawBufferPointer) throws {
+        guard !bytes.isEmpty else { return }
+        inputCount += bytes.count
+        var input = ZSTD_inBuffer(src: bytes.baseAddress, size: bytes.count, pos: 0)
+        while input.pos < input.size {
+            _ = try step(&input, ZSTD_e_continue)
+        }
+    }
+
+    /// Ends the frame (waiting for the worker), lends it to `body`, and resets the builder for the next frame.
+    public func finish<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        defer {
+            produced = 0
+            inputCount = 0
+            ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only)
+        }
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+        return try output.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[0..<produced])) }
+    }
+
+    /// Drops the frame in progress (e.g. when the transaction it belonged to failed).
+    public func reset() {
+        produced = 0
+        inputCount = 0
+        ZSTD_CCtx_reset(cctx, ZSTD_reset_session_only)
+    }
+
+    private func step(_ input: inout ZSTD_inBuffer, _ mode: ZSTD_EndDirective) throws -> Int {
+        if output.count - produced < 1 << 16 {
+            output.append(contentsOf: repeatElement(0, count: max(1 << 17, output.count)))
+        }
+        return try output.withUnsafeMutableBytes { o in
+            var out = ZSTD_outBuffer(dst: o.baseAddress, size: o.count, pos: produced)
+            let r = try zstdCheck(ZSTD_compressStream2(cctx, &out, &input, mode), "compress")
+            produced = out.pos
+            return r
+        }
+    }
+}
+
+@available(*, unavailable)
+extension ZstdFrameBuilder: Sendable {}
+
 /// A reusable decompression context.
 ///
 /// Not thread-safe: own one per reader. Handles several concatenated frames, and frames with or without a

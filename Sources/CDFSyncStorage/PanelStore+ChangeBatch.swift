@@ -1,0 +1,158 @@
+import CDFSyncCore
+
+extension PanelStore {
+    /// A batch of changes stored flat: every external id in one byte buffer, every record in another, with
+    /// offsets, versions and content hashes beside them.
+    ///
+    /// Building, handing over and applying a batch therefore allocates per batch, not per row: a reader appends
+    /// rows from a reused buffer, the writer thread slices the buffers, and releasing the batch frees a handful of
+    /// arrays. Memory is close to the bytes the rows hold (``byteCount``), which is what lets the engine bound a
+    /// batch by bytes as well as by rows.
+    ///
+    /// ``PanelStore/apply(_:scope:pipeline:checkpoint:run:)-(ChangeBatch,_,_,_,_)`` gives the same result as
+    /// applying the equivalent `[Change]`.
+    public struct ChangeBatch: Sendable {
+        /// External id bytes; row `i` is `ids[idOffsets[i]..<idOffsets[i + 1]]`.
+        private(set) var ids: [UInt8] = []
+        private(set) var idOffsets: [Int] = [0]
+        /// Record bytes; row `i` is `records[recordOffsets[i]..<recordOffsets[i + 1]]`.
+        private(set) var records: [UInt8] = []
+        private(set) var recordOffsets: [Int] = [0]
+        private(set) var versions: [Int64] = []
+        /// `StableHash` of each record, computed when the row is appended.
+        private(set) var hashes: [UInt64] = []
+        /// Emails and phones, kept only once a row has one (most change feeds mapped without them never allocate).
+        private(set) var emails: [String?]? = nil
+        private(set) var phones: [String?]? = nil
+        /// zstd frames of large records, by row (see ``prepare(compressor:threshold:)``).
+        private(set) var frames: [Int: [UInt8]] = [:]
+
+        /// An empty batch with room for `rows` rows holding about `bytes` bytes of records.
+        public init(reservingRows rows: Int = 0, bytes: Int = 0) {
+            if rows > 0 {
+                idOffsets.reserveCapacity(rows + 1)
+                recordOffsets.reserveCapacity(rows + 1)
+                versions.reserveCapacity(rows)
+                hashes.reserveCapacity(rows)
+                ids.reserveCapacity(rows * 16)
+            }
+            if bytes > 0 { records.reserveCapacity(bytes) }
+        }
+
+        /// The batch holding `changes`, in order (their precomputed hashes and frames are kept).
+        public init(_ changes: [Change]) {
+            self.init(reservingRows: changes.count, bytes: changes.reduce(0) { $0 + $1.record.count })
+            for c in changes {
+                c.record.withUnsafeBytes { r in
+                    append(
+                        externalID: c.externalID, commitVersion: c.commitVersion, record: r, email: c.email,
+                        phone: c.phone, contentHash: c.contentHash)
+                }
+                if let frame = c.compressedRecord { frames[count - 1] = frame }
+            }
+        }
+
+        /// Rows in the batch.
+        public var count: Int { versions.count }
+        public var isEmpty: Bool { versions.isEmpty }
+
+        /// Bytes held by ids and records (the batch's memory, give or take 40 bytes a row).
+        public var byteCount: Int { ids.count + records.count + frames.values.reduce(0) { $0 + $1.count } }
+
+        /// Appends a row; `record` is copied (it must be a JSON object, which apply checks).
+        public mutating func append(
+            externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, email: String? = nil,
+            phone: String? = nil, contentHash: UInt64? = nil
+        ) {
+            var id = externalID
+            id.withUTF8 { ids.append(contentsOf: $0) }
+            idOffsets.append(ids.count)
+            records.append(contentsOf: record)
+            recordOffsets.append(records.count)
+            versions.append(commitVersion)
+            hashes.append(contentHash ?? {
+                var h = StableHash()
+                h.combine(record)
+                return h.value
+            }())
+            if email != nil || emails != nil {
+                if emails == nil { emails = [String?](repeating: nil, count: count - 1) }
+                emails!.append(email)
+            }
+            if phone != nil || phones != nil {
+                if phones == nil { phones = [String?](repeating: nil, count: count - 1) }
+                phones!.append(phone)
+            }
+        }
+
+        /// Appends `change` (keeping its precomputed hash and frame).
+        public mutating func append(_ change: Change) {
+            change.record.withUnsafeBytes { r in
+                append(
+                    externalID: change.externalID, commitVersion: change.commitVersion, record: r, email: change.email,
+                    phone: change.phone, contentHash: change.contentHash)
+            }
+            if let frame = change.compressedRecord { frames[count - 1] = frame }
+        }
+
+        /// Drops rows `n...` (e.g. those of a chunk that failed half-way).
+        public mutating func truncate(to n: Int) {
+            precondition(n >= 0 && n <= count, "truncate(to: \(n)) on a batch of \(count)")
+            guard n < count else { return }
+            ids.removeSubrange(idOffsets[n]...)
+            idOffsets.removeSubrange((n + 1)...)
+            records.removeSubrange(recordOffsets[n]...)
+            recordOffsets.removeSubrange((n + 1)...)
+            versions.removeSubrange(n...)
+            hashes.removeSubrange(n...)
+            if emails != nil { emails!.removeSubrange(n...) }
+            if phones != nil { phones!.removeSubrange(n...) }
+            frames = frames.filter { $0.key < n }
+        }
+
+        /// Empties the batch, keeping its capacity.
+        public mutating func removeAll() {
+            ids.removeAll(keepingCapacity: true)
+            idOffsets.removeAll(keepingCapacity: true)
+            idOffsets.append(0)
+            records.removeAll(keepingCapacity: true)
+            recordOffsets.removeAll(keepingCapacity: true)
+            recordOffsets.append(0)
+            versions.removeAll(keepingCapacity: true)
+            hashes.removeAll(keepingCapacity: true)
+            emails = nil
+            phones = nil
+            frames = [:]
+        }
+
+        /// The external id of row `i`.
+        public func externalID(_ i: Int) -> String {
+            ids.withUnsafeBufferPointer { String(decoding: $0[idOffsets[i]..<idOffsets[i + 1]], as: UTF8.self) }
+        }
+
+        public func commitVersion(_ i: Int) -> Int64 { versions[i] }
+
+        /// Lends the record bytes of row `i`.
+        public func withRecord<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            try records.withUnsafeBytes { try body(UnsafeRawBufferPointer(rebasing: $0[recordOffsets[i]..<recordOffsets[i + 1]])) }
+        }
+
+        func email(_ i: Int) -> String? { emails?[i] }
+        func phone(_ i: Int) -> String? { phones?[i] }
+
+        /// Row `i` as a ``Change`` (allocates; for the slow paths).
+        public subscript(i: Int) -> Change {
+            Change(
+                externalID: externalID(i), commitVersion: versions[i], record: withRecord(i) { Array($0) },
+                email: email(i), phone: phone(i), contentHash: hashes[i], compressedRecord: frames[i])
+        }
+
+        /// Compresses every record of at least `threshold` bytes with `compressor` (the caller's thread and
+        /// context), so that apply stores the frame without compressing inside its write transaction.
+        public mutating func prepare(compressor: ZstdCompressor, threshold: Int = 512) throws {
+            for i in 0..<count where recordOffsets[i + 1] - recordOffsets[i] >= threshold && frames[i] == nil {
+                frames[i] = try withRecord(i) { try compressor.compress($0) }
+            }
+        }
+    }
+}
