@@ -16,6 +16,11 @@ enum RowMapping {
 ///
 /// Rows of chunk 0 can arrive before the manifest that names the columns, so until `manifestReady` they are
 /// copied aside and replayed once the positions are known. From then on rows are processed in place.
+///
+/// A batch goes to the writer as soon as it holds `batchSize` rows or `maxBatchBytes` bytes, in the middle of a
+/// chunk if need be, so memory is bounded by the batch limits whatever size of chunk the server sends. If a chunk
+/// is then delivered again (its response was cut off and re-requested), its first rows, already handed over, are
+/// skipped: a chunk's rows and their order never change.
 final class ChangeCollector: ResultSink {
     enum Source {
         case changeFeed
@@ -28,6 +33,7 @@ final class ChangeCollector: ResultSink {
     private let mapping: RowMapping
     private let writer: BatchWriter
     private let batchSize: Int
+    private let maxBatchBytes: Int
     private let maxInvalidRatio: Double?
     private let compressionThreshold: Int
     /// The run's summary so far, with this statement's counts merged in by `finish`.
@@ -53,16 +59,18 @@ final class ChangeCollector: ResultSink {
     /// The last (cursor, key) seen, for watermark checkpoints.
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
 
-    init(source: Source, mapping: RowMapping, batchSize: Int, summary: SyncSummary, writer: BatchWriter, store: PanelStore,
-         scope: String, maxInvalidRatio: Double? = nil) {
+    init(source: Source, mapping: RowMapping, batchSize: Int, maxBatchBytes: Int = 16 << 20, summary: SyncSummary,
+         writer: BatchWriter, store: PanelStore, scope: String, maxInvalidRatio: Double? = nil) {
         self.source = source
         self.mapping = mapping
-        self.batchSize = batchSize
+        self.batchSize = max(1, batchSize)
+        self.maxBatchBytes = maxBatchBytes
         base = summary
         self.writer = writer
         self.maxInvalidRatio = maxInvalidRatio
         compressionThreshold = store.recordCompressionThreshold
-        rows = RowState(source: source, mapping: mapping, store: store, scope: scope, batchSize: batchSize,
+        rows = RowState(source: source, mapping: mapping, store: store, scope: scope, batchSize: self.batchSize,
+            maxBatchBytes: maxBatchBytes,
             rowsBefore: summary.rowsRead, samples: summary.invalidSamples.count)
     }
 
@@ -104,7 +112,7 @@ final class ChangeCollector: ResultSink {
 
     func row(_ row: borrowing RowView) throws {
         if resolved {
-            try rows.process(row)
+            if try rows.take(row) { try flushWithinChunk() }
         } else {
             var copy: [[UInt8]?] = []
             copy.reserveCapacity(row.count)
@@ -117,10 +125,25 @@ final class ChangeCollector: ResultSink {
         rows.truncate(to: batchStartCount)
         pendingRows.removeAll()
         rows.counts = countsAtChunkStart
+        // Rows of this chunk already handed to the writer are skipped when the chunk comes again.
+        rows.skipInChunk = rows.handedOverInChunk
+        rows.rowsInChunk = 0
+    }
+
+    /// Hands the batch over before the chunk ends (see the type's documentation).
+    private func flushWithinChunk() throws {
+        try checkInvalidRatio()
+        let complete: Int64? = if case .changeFeed = source { rows.highestVersionSeen - 1 } else { nil }
+        try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0) })
+        rows.handedOverInChunk = rows.rowsInChunk
+        countsAtChunkStart = rows.counts
     }
 
     func chunkCompleted(index: Int, rowCount: Int) throws {
         precondition(resolved, "a chunk completed before the manifest was known")
+        rows.rowsInChunk = 0
+        rows.skipInChunk = 0
+        rows.handedOverInChunk = 0
         try checkInvalidRatio()
         if rows.pendingCount >= batchSize {
             // Change-feed rows arrive ordered by _commit_version: every version below the highest seen is complete.
@@ -214,6 +237,7 @@ private struct RowState {
     let store: PanelStore
     let scope: String
     let batchSize: Int
+    let maxBatchBytes: Int
 
     var keyIndex = -1
     var changeTypeIndex = -1
@@ -229,6 +253,11 @@ private struct RowState {
     var json = JSONWriter(reservingCapacity: 512)
     var highestVersionSeen: Int64 = -1
     var counts = ChangeCollector.Counts()
+    /// Rows of the current chunk seen so far, of them already handed to the writer, and to skip (a chunk delivered
+    /// again after `handedOverInChunk` of its rows went to the writer).
+    var rowsInChunk = 0
+    var handedOverInChunk = 0
+    var skipInChunk = 0
     var lastCursor: (text: String, key: String)?
     /// Rows read by earlier statements of the run (for the row numbers in samples).
     var rowsBefore: Int
@@ -237,7 +266,8 @@ private struct RowState {
     var samplesBefore: Int
 
     init(source: ChangeCollector.Source, mapping: RowMapping, store: PanelStore, scope: String, batchSize: Int,
-         rowsBefore: Int, samples: Int) {
+         maxBatchBytes: Int, rowsBefore: Int, samples: Int) {
+        self.maxBatchBytes = maxBatchBytes
         self.source = source
         self.mapping = mapping
         self.store = store
@@ -275,7 +305,15 @@ private struct RowState {
         }
     }
 
+    /// Processes `row`; returns whether the batch is now full.
+    mutating func take(_ row: borrowing RowView) throws -> Bool {
+        try process(row)
+        return batch.count + events.count >= batchSize || batch.byteCount >= maxBatchBytes
+    }
+
     mutating func process<R: RowValueAccess & ~Copyable>(_ row: borrowing R) throws {
+        rowsInChunk += 1
+        if rowsInChunk <= skipInChunk { return }
         counts.read += 1
         let version: Int64
         switch source {

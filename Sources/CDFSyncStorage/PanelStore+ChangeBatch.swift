@@ -48,7 +48,10 @@ extension PanelStore {
                         externalID: c.externalID, commitVersion: c.commitVersion, record: r, email: c.email,
                         phone: c.phone, contentHash: c.contentHash)
                 }
-                if let frame = c.compressedRecord { frames[count - 1] = frame }
+                if let frame = c.compressedRecord {
+                    frames[count - 1] = frame
+                    frameBytes += frame.count
+                }
             }
         }
 
@@ -56,8 +59,9 @@ extension PanelStore {
         public var count: Int { versions.count }
         public var isEmpty: Bool { versions.isEmpty }
 
-        /// Bytes held by ids and records (the batch's memory, give or take 40 bytes a row).
-        public var byteCount: Int { ids.count + records.count + frames.values.reduce(0) { $0 + $1.count } }
+        /// Bytes held by ids, records and frames (the batch's memory, give or take 40 bytes a row).
+        public var byteCount: Int { ids.count + records.count + frameBytes }
+        private var frameBytes = 0
 
         /// Appends a row; `record` is copied (it must be a JSON object, which apply checks).
         public mutating func append(
@@ -92,7 +96,10 @@ extension PanelStore {
                     externalID: change.externalID, commitVersion: change.commitVersion, record: r, email: change.email,
                     phone: change.phone, contentHash: change.contentHash)
             }
-            if let frame = change.compressedRecord { frames[count - 1] = frame }
+            if let frame = change.compressedRecord {
+                frames[count - 1] = frame
+                frameBytes += frame.count
+            }
         }
 
         /// Drops rows `n...` (e.g. those of a chunk that failed half-way).
@@ -108,6 +115,7 @@ extension PanelStore {
             if emails != nil { emails!.removeSubrange(n...) }
             if phones != nil { phones!.removeSubrange(n...) }
             frames = frames.filter { $0.key < n }
+            frameBytes = frames.values.reduce(0) { $0 + $1.count }
         }
 
         /// Empties the batch, keeping its capacity.
@@ -123,6 +131,7 @@ extension PanelStore {
             emails = nil
             phones = nil
             frames = [:]
+            frameBytes = 0
         }
 
         /// The external id of row `i`.
@@ -151,7 +160,9 @@ extension PanelStore {
         /// context), so that apply stores the frame without compressing inside its write transaction.
         public mutating func prepare(compressor: ZstdCompressor, threshold: Int = 512) throws {
             for i in 0..<count where recordOffsets[i + 1] - recordOffsets[i] >= threshold && frames[i] == nil {
-                frames[i] = try withRecord(i) { try compressor.compress($0) }
+                let frame = try withRecord(i) { try compressor.compress($0) }
+                frames[i] = frame
+                frameBytes += frame.count
             }
         }
     }

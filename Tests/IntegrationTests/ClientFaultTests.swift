@@ -48,6 +48,49 @@ struct ClientFaultTests {
         try expectCleanPanel(dir)
     }
 
+    /// Batches go to the writer in the middle of a chunk; when that chunk's response is then cut off and fetched
+    /// again, the rows already handed over must be neither applied twice nor counted twice.
+    @Test func aChunkCutOffAfterPartOfItWasAppliedCountsAndDeliversEveryRowOnce() throws {
+        func run(faults: Bool) throws -> (SyncSummary, TempDir, Int) {
+            final class Count: @unchecked Sendable {
+                let lock = NSLock()
+                var chunkGETs = 0
+            }
+            let count = Count()
+            var config = Simulator.Configuration(rowsPerChunk: 40)
+            config.requestLog = { line in
+                if line.hasPrefix("GET ") && line.contains("/result/chunks/") { count.lock.withLock { count.chunkGETs += 1 } }
+            }
+            let sim = try RunningSimulator(configuration: config)
+            if faults {
+                _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 2, kind: "reset_mid_body"))
+            }
+            let dir = TempDir()
+            let client = StatementClient(settings: try sim.settings())
+            client.retryPolicy.baseDelay = 0.01
+            var options = SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
+                keyColumn: "participant_id", outputDirectory: dir.sub("o"))
+            options.disposition = .inline
+            options.batchSize = 7  // well inside a 40-row chunk
+            let summary = try CDFSync(client: client, store: try PanelStore(directory: dir.sub("s")), options: options).run()
+            return (summary, dir, count.lock.withLock { count.chunkGETs })
+        }
+        let (clean, cleanDir, cleanGETs) = try run(faults: false)
+        let (cut, cutDir, cutGETs) = try run(faults: true)
+        #expect(cleanGETs >= 2)  // the table spans several chunks
+        #expect(cutGETs == cleanGETs + 2)  // both cut-off chunk responses were requested again
+        try expectCleanPanel(cutDir)
+        for (a, b) in [(clean.rowsRead, cut.rowsRead), (clean.inserted, cut.inserted), (clean.updated, cut.updated),
+                       (clean.unchanged, cut.unchanged), (clean.deletesIgnored, cut.deletesIgnored),
+                       (clean.preimagesIgnored, cut.preimagesIgnored), (clean.delivered, cut.delivered)] {
+            #expect(a == b)
+        }
+        #expect(cut.unchanged == 0)
+        let lines = try deliveredLines(cutDir.sub("o"))
+        #expect(lines.count == (try deliveredLines(cleanDir.sub("o"))).count)
+        #expect(Set(lines.map { $0["seq"] as! Int }).count == lines.count)
+    }
+
     @Test func a400IsNotRetried() throws {
         let sim = try RunningSimulator()
         _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: Self.statements), count: 1, kind: "status", status: 400))

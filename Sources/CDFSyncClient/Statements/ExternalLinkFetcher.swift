@@ -150,7 +150,8 @@ final class ExternalLinkFetcher: @unchecked Sendable {
             let retryable: Bool
             do {
                 let (head, body) = try api.transport.performCollecting(
-                    HTTPRequest(method: .get, url: current.externalLink, headers: headers), limit: 1 << 31)
+                    HTTPRequest(method: .get, url: current.externalLink, headers: headers), limit: 1 << 31,
+                    expectedBytes: Int(clamping: current.byteCount ?? 0))
                 switch head.status {
                 case 200:
                     return body

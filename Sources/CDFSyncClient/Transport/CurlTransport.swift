@@ -120,8 +120,13 @@ public final class CurlTransport {
     }
 
     /// Performs `request` and collects the whole body (for small control-plane responses only).
-    public func performCollecting(_ request: HTTPRequest, limit: Int = 64 << 20) throws -> (HTTPResponseHead, [UInt8]) {
+    public func performCollecting(_ request: HTTPRequest, limit: Int = 64 << 20, expectedBytes: Int = 0)
+        throws -> (HTTPResponseHead, [UInt8])
+    {
         var body: [UInt8] = []
+        // Sized up front when the length is known, so a large body is not copied through doubling reallocations
+        // (which also leave the allocator holding twice the body).
+        if expectedBytes > 0 { body.reserveCapacity(min(expectedBytes, limit, 256 << 20)) }
         let head = try perform(request) { chunk in
             if body.count + chunk.count > limit {
                 throw TransportError(
