@@ -3,7 +3,8 @@
 
 Starts `dbsql-sim` with a seeded synthetic CDF-enabled participants table, runs a full sync with the
 release `cdfsync` binary, appends a commit updating a fraction of the rows, runs an incremental sync, and
-prints rows/s, MB/s of JSON consumed and peak RSS for each. Peak RSS comes from GNU time (`%M`).
+prints rows/s, MB/s of JSON consumed and peak RSS for each. It also replays the range the full sync applied
+(every row already in the panel). Peak RSS is the engine's own `VmHWM`, from the run record (`peak_rss_bytes`).
 
     python3 Benchmarks/harness/throughput.py --bin .build/release --rows 1000000
 
@@ -29,24 +30,25 @@ def admin_post(url, path, token, body):
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req).read() or b"{}")
 
-def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_args=()):
+def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_args=(), command=("sync",)):
     os.makedirs(os.path.dirname(os.path.abspath(state)), exist_ok=True)
     summary = os.path.join(state, "..", "summary.json")
     env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token", **(extra_env or {}))
-    cmd = ["/usr/bin/time", "-f", "%M %e", os.path.join(bin_dir, "cdfsync"), "sync", "--warehouse-id", warehouse,
+    cmd = [os.path.join(bin_dir, "cdfsync")] + list(command) + ["--warehouse-id", warehouse,
            "--table", table, "--key", "participant_id", "--state-dir", state, "--output-dir", out,
            "--summary-json", summary] + list(extra_args)
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
     if r.returncode != 0:
-        sys.exit(f"sync failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
-    rss_kb, _ = r.stderr.strip().splitlines()[-1].split()
+        sys.exit(f"{command[0]} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     s = json.load(open(summary))
     rows = s["counts"]["read"]
+    # Peak RSS is the engine's own VmHWM at the end of the run (the run record's peak_rss_bytes).
     return {"rows": rows, "wall": wall, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
-            "rss_mb": int(rss_kb) / 1024, "inserted": s["counts"]["inserted"], "updated": s["counts"]["updated"],
-            "unchanged": s["counts"]["unchanged"]}
+            "rss_mb": s["peak_rss_bytes"] / 1048576, "inserted": s["counts"]["inserted"],
+            "updated": s["counts"]["updated"], "unchanged": s["counts"]["unchanged"],
+            "skipped_older": s["counts"]["skipped_older"]}
 
 def fmt(name, r):
     return (f"{name:<22} {r['rows']:>10,} rows  {r['wall']:7.2f} s  {r['rows']/r['wall']:>11,.0f} rows/s  "
@@ -77,16 +79,24 @@ def main():
             from baseline_runner import run_baseline
             base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"))
         full = run_sync(a.bin, url, warehouse, table, state, out)
+        # Replay of the range just applied (v1, every row): each row is probed and found already applied.
+        replay = run_sync(a.bin, url, warehouse, table, state, out, command=("replay",),
+                          extra_args=("--from-version", "1", "--to-version", "1"))
         admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
         incr = run_sync(a.bin, url, warehouse, table, state, out)
-        print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}")
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=os.path.dirname(__file__)).stdout.strip()
+        print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
+              f"commit {commit}; load average {os.getloadavg()[0]:.1f}")
         print(fmt("full sync", full))
+        print(fmt("replay (applied range)", replay))
         print(fmt(f"incremental ({a.update_fraction:.0%})", incr))
         if base:
             print(fmt("python baseline (full)", base))
             print(f"ratio cdfsync / baseline (full sync rows/s): {(full['rows']/full['wall']) / (base['rows']/base['wall']):.1f}x")
         if a.json:
-            json.dump({"rows": a.rows, "full": full, "incremental": incr, "baseline": base}, open(a.json, "w"), indent=2)
+            json.dump({"rows": a.rows, "commit": commit, "full": full, "replay": replay, "incremental": incr,
+                       "baseline": base}, open(a.json, "w"), indent=2)
     finally:
         sim.terminate()
         sim.wait()

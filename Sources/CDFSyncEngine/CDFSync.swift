@@ -163,11 +163,13 @@ public final class CDFSync {
         do {
             try body(&summary, checkpoint)
             summary.seconds = Date().timeIntervalSince(started)
+            summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try store.updateRun(id: summary.runID, json: summary.auditJSON())
             return summary
         } catch {
             summary.error = "\(error)"
             summary.seconds = Date().timeIntervalSince(started)
+            summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try? store.updateRun(id: summary.runID, json: summary.auditJSON())
             throw SyncFailure(summary: summary, underlying: error)
         }

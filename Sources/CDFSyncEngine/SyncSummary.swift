@@ -33,6 +33,9 @@ public struct SyncSummary: Sendable, Equatable {
     public var invalidSamples: [String] = []
     public var bytesReceived = 0
     public var seconds: Double = 0
+    /// The process's peak resident set size when the run ended (`VmHWM`, bytes; 0 where /proc is absent).
+    /// Design §2.4: it must not grow with the size of a table or a result.
+    public var peakResidentBytes = 0
     public var delivered = 0
     /// Events: update post-images ignored (events are immutable; only inserts are taken).
     public var eventUpdatesIgnored = 0
@@ -95,6 +98,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.endObject()
         w.key("invalid_samples"); w.beginArray(); invalidSamples.forEach { w.string($0) }; w.endArray()
         w.key("bytes_received"); w.int(Int64(bytesReceived))
+        w.key("peak_rss_bytes"); w.int(Int64(peakResidentBytes))
         w.key("output_files"); w.beginArray(); outputFiles.forEach { w.string($0) }; w.endArray()
         w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
         w.key("status"); w.string(error == nil ? "succeeded" : "failed")
@@ -136,7 +140,8 @@ public struct SyncSummary: Sendable, Equatable {
         if nullCursor > 0 { lines.append("  null cursor    \(nullCursor) rows have no cursor value and cannot be synced by watermark") }
         lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
         if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
-        lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond))
+        lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond)
+            + (peakResidentBytes > 0 ? String(format: ", peak memory %.0f MB", Double(peakResidentBytes) / 1_048_576) : ""))
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
     }

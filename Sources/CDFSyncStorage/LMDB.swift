@@ -217,6 +217,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
         _ = madvise(UnsafeMutableRawPointer(bitPattern: map.0), map.1, MADV_DONTNEED)
     }
 
+    /// Drops the map's pages every `interval` reads of a loop (see ``MappedPageBudget``).
+    public func mappedPageBudget(every interval: Int) -> MappedPageBudget {
+        MappedPageBudget(environment: self, interval: interval)
+    }
+
     /// The map's address range, from /proc/self/maps (`mdb_env_info` reports it only for MDB_FIXEDMAP).
     private let mappedRegion = Mutex<(UInt, Int)?>(nil)
 
@@ -505,3 +510,38 @@ extension ReadTransaction: Sendable {}
 
 @available(*, unavailable)
 extension WriteTransaction: Sendable {}
+
+/// Keeps the memory map's resident pages bounded during a long loop of reads on one thread.
+///
+/// Each read fault on the map can bring in many neighbouring cached pages (the kernel's fault-around, and with
+/// large page-cache folios up to a whole folio), so a loop of random probes over a large store leaves far more
+/// of it resident than over a small one. Dropping the map's pages every `interval` ticks
+/// (``LMDBEnvironment/releaseMappedPages()``, one `madvise`, a few microseconds) bounds what one interval can
+/// map, whatever the store's size. Not thread-safe: one per loop.
+public struct MappedPageBudget {
+    /// Per-row probe loops: at most 64 rows' worth of probes resident (measured: ~10 MB at 1 M rows).
+    public static let rows = 64
+    /// Loops over large values (outbox frames of one batch each): drop after every one.
+    public static let largeValues = 1
+    /// Sequential scans over small keys (the membership filter's rebuild).
+    public static let scanKeys = 4_096
+
+    let environment: LMDBEnvironment
+    let interval: Int
+    private var ticks = 0
+
+    init(environment: LMDBEnvironment, interval: Int) {
+        self.environment = environment
+        self.interval = max(1, interval)
+    }
+
+    /// Call once per probe, row or value read.
+    @inline(__always)
+    public mutating func tick() {
+        ticks &+= 1
+        if ticks == interval {
+            ticks = 0
+            environment.releaseMappedPages()
+        }
+    }
+}

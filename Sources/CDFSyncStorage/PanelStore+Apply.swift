@@ -229,12 +229,13 @@ extension PanelStore {
                 try value.withUnsafeBytes { try w.putBE(w.panelDBI, pid, $0, flags, "panel") }
             }
 
+            // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
+            // flat in the store's size (safe mid-transaction: the map is read-only and clean).
+            var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
-                    for (n, index) in winners.enumerated() {
-                        // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident
-                        // memory stays flat (safe mid-transaction: the map is read-only and clean).
-                        if n & 511 == 511 { environment.releaseMappedPages() }
+                    for index in winners {
+                        mapped.tick()
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
                         let version = versions[index]
                         key.removeAll(keepingCapacity: true)
@@ -349,12 +350,11 @@ extension PanelStore {
         let fresh = MembershipFilter(capacity: max(1 << 20, 2 * keys, minimumCapacity))
         try environment.read { txn in
             for (db, kind) in [(ident, MembershipFilter.Kind.ident), (emailIndex, .email), (phoneIndex, .phone)] {
-                var n = 0
+                // The scan reads every index page; keep them from piling up as resident memory.
+                var mapped = environment.mappedPageBudget(every: MappedPageBudget.scanKeys)
                 try txn.forEach(db) { k, _ in
                     fresh.insert(kind, k)
-                    n += 1
-                    // The scan reads every index page; keep them from piling up as resident memory.
-                    if n & 65_535 == 0 { environment.releaseMappedPages() }
+                    mapped.tick()
                     return true
                 }
             }

@@ -129,7 +129,9 @@ extension PanelStore {
                 // Each outbox entry is one complete zstd frame of NDJSON lines; concatenated frames are a valid
                 // zstd stream, so a segment is the frames copied as they are, cut at frame boundaries.
                 try environment.read { txn in
+                    var mapped = environment.mappedPageBudget(every: MappedPageBudget.largeValues)
                     try txn.forEach(outbox, from: bytesBE(first)) { k, v in
+                        mapped.tick()
                         let seq = loadBE(k)
                         guard seq == last + 1, v.count > 16 else {
                             throw StorageError(

@@ -86,7 +86,10 @@ extension PanelStore {
             var lk = MDB_val()
             var lv = MDB_val()
             rc = mdb_cursor_get(linkCursor, &lk, &lv, MDB_FIRST)
+            // A whole-panel walk: keep the map's resident pages bounded (panel export of any size).
+            var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
             try txn.forEach(panel) { k, v in
+                mapped.tick()
                 guard k.count == 8 else {
                     throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
                 }

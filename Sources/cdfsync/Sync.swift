@@ -81,10 +81,19 @@ extension CDFSyncCommand {
             abstract: "Re-read a version range of a pipeline's source; per-key monotonicity means nothing newer changes.")
 
         @Argument(help: "The pipeline YAML file.")
-        var pipeline: String
+        var pipeline: String?
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var state: StateOptions
+
+        @Option(help: "The source table, catalog.schema.table (without a pipeline file; as given to sync).")
+        var table: String?
+
+        @Option(help: "Column holding the participant's external id (without a pipeline file).")
+        var key: String = "participant_id"
+
+        @Option(help: "Comma-separated columns to import (default: all; without a pipeline file).")
+        var columns: String?
 
         @Option(help: "First version to read.")
         var fromVersion: Int64
@@ -101,9 +110,17 @@ extension CDFSyncCommand {
         @Option(help: "Directory for output files.")
         var outputDir: String?
 
+        @Option(help: "Also write the run's record as JSON to this file.")
+        var summaryJson: String?
+
+        func validate() throws {
+            if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
+            if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
+        }
+
         func run() throws {
             try reportingErrors {
-                let (sync, _) = try makeSync(pipelinePath: pipeline, table: nil, key: "", columns: nil, outputDir: outputDir,
+                let (sync, _) = try makeSync(pipelinePath: pipeline, table: table, key: key, columns: columns, outputDir: outputDir,
                     connection: connection, state: state, verbose: false) { _, _ in }
                 let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
                     redeliver: redeliver))
@@ -116,6 +133,7 @@ extension CDFSyncCommand {
                 } else {
                     print(summary.render())
                 }
+                if let path = summaryJson { try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path)) }
             }
         }
     }
