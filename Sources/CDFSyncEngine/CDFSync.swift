@@ -17,7 +17,7 @@ public struct SyncOptions: Sendable {
     /// Directory of the NDJSON output segments.
     public var outputDirectory: String
     /// Rows per LMDB write transaction.
-    public var batchSize = 50_000
+    public var batchSize = 10_000
     /// At most this many versions per `table_changes` statement; longer ranges are split.
     public var maxVersionsPerStatement: Int64 = 500
     /// At most about this many change rows per statement (estimated from the history's operation metrics).
@@ -165,6 +165,8 @@ public final class CDFSync {
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try store.updateRun(id: summary.runID, json: summary.auditJSON())
+            // The next run (or process) opens the store without scanning every identity key.
+            store.saveFilter()
             return summary
         } catch {
             summary.error = "\(error)"

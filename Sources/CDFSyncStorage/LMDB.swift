@@ -267,8 +267,44 @@ public final class LMDBEnvironment: @unchecked Sendable {
         }
         // mdb_txn_commit frees the transaction even when it fails, so never abort after it.
         try check(mdb_txn_commit(txn), "committing a write transaction", path: path)
+        let last = lastCommittedTransactionID
+        ownCommits.withLock { chain in
+            // Still unbroken if nothing was committed (an empty transaction) or exactly this one was.
+            if let c = chain { chain = (last == c || last == c + 1) ? last : nil }
+        }
         return result
     }
+
+    /// The id of the last committed transaction (from the meta page; no system call).
+    public var lastCommittedTransactionID: Int {
+        var info = MDB_envinfo()
+        guard mdb_env_info(env, &info) == 0 else { return -1 }
+        return info.me_last_txnid
+    }
+
+    /// Starts following this process's commits from the snapshot `transactionID` (see ``unbrokenOwnCommits``).
+    public func trackOwnCommits(from transactionID: Int) {
+        ownCommits.withLock { $0 = transactionID }
+    }
+
+    /// The last committed transaction id, when every commit since ``trackOwnCommits(from:)`` was made through
+    /// this environment's ``write(_:)`` (so in-memory state kept alongside those commits describes the store
+    /// exactly); nil when another environment or process committed in between, or when tracking never started.
+    public var unbrokenOwnCommits: Int? {
+        ownCommits.withLock { chain in
+            guard let c = chain, c == lastCommittedTransactionID else { return nil }
+            return c
+        }
+    }
+
+    /// Whether `txn` directly follows the commits tracked since ``trackOwnCommits(from:)`` (no other process
+    /// committed in between). Call at the start of a write body.
+    public func follows(_ txn: WriteTransaction) -> Bool {
+        let id = Int(mdb_txn_id(txn.handle.pointer))
+        return ownCommits.withLock { $0.map { id == $0 + 1 } ?? false }
+    }
+
+    private let ownCommits = Mutex<Int?>(nil)
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
     ///
@@ -428,6 +464,9 @@ extension ReadableTransaction {
 public struct ReadTransaction: ReadableTransaction {
     public let handle: TransactionHandle
     init(pointer: OpaquePointer, path: String) { handle = TransactionHandle(pointer: pointer, path: path) }
+
+    /// The id of the committed transaction this snapshot shows.
+    public var snapshotID: Int { Int(mdb_txn_id(handle.pointer)) }
 }
 
 /// A write transaction, valid only inside ``LMDBEnvironment/write(_:)``.

@@ -27,6 +27,50 @@ final class MembershipFilter {
         blocks = UInt64(blockCount)
     }
 
+    // MARK: Saved form
+
+    /// File layout: magic, the store's transaction id the filter describes, count, block count (each a
+    /// little-endian UInt64), the words, then a `StableHash` of everything before it.
+    static let magic: UInt64 = 0x3130_464D_5346_4443  // "CDFSMF01"
+
+    /// The filter as bytes describing the store at `transactionID`.
+    func serialized(transactionID: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(40 + words.count * 8)
+        for v in [Self.magic, UInt64(transactionID), UInt64(count), blocks] {
+            withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
+        }
+        words.withUnsafeBufferPointer { w in
+            for v in w { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        }
+        var h = StableHash()
+        h.combine(out)
+        withUnsafeBytes(of: h.value.littleEndian) { out.append(contentsOf: $0) }
+        return out
+    }
+
+    /// A filter read back from `serialized(transactionID:)`, or nil when the bytes are damaged, truncated or
+    /// describe another transaction than `transactionID` (the caller then rebuilds from the store).
+    static func deserialize(_ bytes: [UInt8], transactionID: Int) -> MembershipFilter? {
+        guard bytes.count >= 40 + 64, (bytes.count - 40) % 64 == 0 else { return nil }
+        return bytes.withUnsafeBytes { raw -> MembershipFilter? in
+            func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
+            let body = UnsafeRawBufferPointer(rebasing: raw[..<(raw.count - 8)])
+            var h = StableHash()
+            h.combine(body)
+            guard h.value == u64(raw.count - 8), u64(0) == magic, u64(8) == UInt64(transactionID) else { return nil }
+            let blockCount = Int(u64(24))
+            guard blockCount > 0, 32 + blockCount * 64 + 8 == raw.count else { return nil }
+            let f = MembershipFilter(capacity: blockCount * 512 / bitsPerKey)
+            guard f.blocks == UInt64(blockCount) else { return nil }
+            f.words.withUnsafeMutableBufferPointer { w in
+                for i in 0..<w.count { w[i] = u64(32 + i * 8) }
+            }
+            f.count = Int(u64(16))
+            return f
+        }
+    }
+
     enum Kind: UInt8 { case ident = 1, email = 2, phone = 3 }
 
     @inline(__always)

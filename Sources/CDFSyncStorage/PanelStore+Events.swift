@@ -82,6 +82,7 @@ extension PanelStore {
 
         writerLock.lock()
         defer { writerLock.unlock() }
+        try ensureFilterCapacity(adding: 0)
         try environment.write { txn in
             let w = try WriterContext(store: self, txn: txn)
             var seq = w.startSeq

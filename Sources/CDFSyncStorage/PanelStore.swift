@@ -44,6 +44,8 @@ public final class PanelStore: @unchecked Sendable {
     let scratch: WriterScratch
     /// In-memory membership filter over every identity key, email and phone value (guarded by `writerLock`).
     var filter: MembershipFilter
+    /// Whether opening used the saved filter instead of scanning the indexes (for tests and diagnostics).
+    private(set) var filterWasLoaded = false
 
     /// Opens or creates the store in `directory`.
     ///
@@ -56,7 +58,8 @@ public final class PanelStore: @unchecked Sendable {
     ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
     ///   - outboxCompressionLevel: zstd level of the per-apply outbox frame.
     ///
-    /// Opening builds the membership filter from the identity, email and phone indexes (one scan; about
+    /// Opening loads the membership filter saved by the last ``saveFilter()`` when it still describes the
+    /// store exactly, and otherwise builds it from the identity, email and phone indexes (one scan; about
     /// 1.25 MB per million keys, see docs/storage.md).
     public init(
         directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1,
@@ -92,7 +95,8 @@ public final class PanelStore: @unchecked Sendable {
         self.outboxCompressionLevel = outboxCompressionLevel
         scratch = try WriterScratch(level: recordCompressionLevel, outboxLevel: outboxCompressionLevel)
         filter = MembershipFilter(capacity: 1 << 20)
-        try rebuildFilter(minimumCapacity: 0)
+        filterWasLoaded = loadSavedFilter()
+        if !filterWasLoaded { try rebuildFilter(minimumCapacity: 0) }
     }
 
     /// The on-disk layout version this build reads and writes (meta `format_version`).

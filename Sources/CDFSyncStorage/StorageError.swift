@@ -11,7 +11,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         enum Base: String, Hashable, Sendable {
             case mapFull, readersFull, keyExists, corrupted, permissionDenied, notFound, alreadyOpen
             case transactionFull, databasesFull, mapResized, versionMismatch, invalidArgument
-            case io, compression, lmdb
+            case io, compression, lmdb, concurrentWriter
         }
         let base: Base
 
@@ -30,6 +30,9 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let notFound = Code(base: .notFound)
         /// The LMDB environment in this directory is already open in this process.
         public static let alreadyOpen = Code(base: .alreadyOpen)
+        /// Another process committed to the store while this one was applying: this run stops without writing
+        /// (its in-memory identity filter no longer describes the store); run it again, one writer at a time.
+        public static let concurrentWriter = Code(base: .concurrentWriter)
         /// One write transaction touched too many pages (`MDB_TXN_FULL`): apply smaller batches.
         public static let transactionFull = Code(base: .transactionFull)
         /// More named databases than `maxDatabases` (`MDB_DBS_FULL`).

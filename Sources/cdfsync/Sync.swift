@@ -33,13 +33,13 @@ extension CDFSyncCommand {
         var outputDir: String?
 
         @Option(help: "Rows applied per LMDB transaction.")
-        var batchSize: Int = 50_000
+        var batchSize: Int = 10_000
 
         @Option(help: "Result disposition: auto (by expected size), inline or external-links.")
         var disposition: DispositionChoice = .auto
 
         @Option(help: "External-link chunks downloaded in parallel.")
-        var inFlight: Int = 4
+        var inFlight: Int = 2
 
         @Option(help: "At most this many versions per table_changes statement.")
         var maxVersionsPerStatement: Int64 = 500

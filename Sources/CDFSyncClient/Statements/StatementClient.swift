@@ -36,7 +36,7 @@ public final class StatementClient {
     // MARK: - Executing
 
     /// Chunks downloaded in parallel for EXTERNAL_LINKS results.
-    public var externalLinksInFlight = 4
+    public var externalLinksInFlight = 2
 
     /// Runs `statement` and streams its rows to `sink`.
     ///

@@ -1,0 +1,91 @@
+import Foundation
+import Testing
+
+@testable import CDFSyncStorage
+
+/// The membership filter saved next to the store (`membership.filter`) lets an open skip the index scan, but
+/// only while it describes the store exactly: a filter missing a key would make that key look new and give an
+/// existing participant a second id.
+@Suite("Saved membership filter")
+struct SavedFilterTests {
+    typealias Change = PanelStore.Change
+
+    func changes(_ ids: [String], version: Int64, email: Bool = true) -> [Change] {
+        ids.map { Change(externalID: $0, commitVersion: version, record: record($0, Int(version)),
+                         email: email ? "\($0)@example.com" : nil) }
+    }
+
+    @Test func aSavedFilterIsLoadedOnTheNextOpenAndKnowsEveryKey() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let store = try PanelStore(directory: dir)
+                #expect(!store.filterWasLoaded, "a new store has nothing saved")
+                _ = try store.apply(changes((0..<500).map { "k\($0)" }, version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+                #expect(store.saveFilter())
+            }
+            let store = try PanelStore(directory: dir)
+            #expect(store.filterWasLoaded)
+            for i in 0..<500 { #expect(store.filter.mayContain(.ident, Array("s\u{0}k\(i)".utf8))) }
+            // Keys it holds are updates, not new participants.
+            let outcome = try store.apply(changes(["k1", "k2", "new"], version: 2), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(outcome.inserted == 1 && outcome.updated == 2)
+            #expect(try store.participantID(externalID: "k1", scope: "s") == 2)
+        }
+    }
+
+    @Test func aCommitAfterTheSaveMakesTheNextOpenScanInstead() throws {
+        try withTemporaryDirectory { dir in
+            do {
+                let store = try PanelStore(directory: dir)
+                _ = try store.apply(changes(["a", "b"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+                #expect(store.saveFilter())
+                // Written after the save: the saved file no longer describes the store.
+                _ = try store.apply(changes(["late"], version: 2), scope: "s", pipeline: "p", checkpoint: nil)
+            }
+            let store = try PanelStore(directory: dir)
+            #expect(!store.filterWasLoaded)
+            let outcome = try store.apply(changes(["late"], version: 3), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(outcome.inserted == 0 && outcome.updated == 1, "the key written after the save is found")
+        }
+    }
+
+    @Test(arguments: ["flip a bit", "truncate", "empty", "another store's"])
+    func aDamagedOrForeignFileIsIgnored(damage: String) throws {
+        try withTemporaryDirectory { dir in
+            let path = dir + "/membership.filter"
+            do {
+                let store = try PanelStore(directory: dir)
+                _ = try store.apply(changes(["a"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+                #expect(store.saveFilter())
+            }
+            var data = try Array(Data(contentsOf: URL(fileURLWithPath: path)))
+            switch damage {
+            case "flip a bit": data[100] ^= 0x10
+            case "truncate": data.removeLast(64)
+            case "empty": data = []
+            default:
+                // A valid file saved by a store at another transaction id.
+                try withTemporaryDirectory { other in
+                    let o = try PanelStore(directory: other)
+                    _ = try o.apply(changes(["x", "y", "z"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+                    _ = try o.apply(changes(["w"], version: 2), scope: "s", pipeline: "p", checkpoint: nil)
+                    #expect(o.saveFilter())
+                    data = try Array(Data(contentsOf: URL(fileURLWithPath: other + "/membership.filter")))
+                }
+            }
+            try Data(data).write(to: URL(fileURLWithPath: path))
+            let store = try PanelStore(directory: dir)
+            #expect(!store.filterWasLoaded)
+            #expect(try store.apply(changes(["a"], version: 2), scope: "s", pipeline: "p", checkpoint: nil).updated == 1)
+        }
+    }
+
+    @Test func roundTripKeepsEveryBitAndTheCount() throws {
+        let f = MembershipFilter(capacity: 10_000)
+        for i in 0..<3_000 { f.insert(.email, Array("e\(i)".utf8)) }
+        let bytes = f.serialized(transactionID: 42)
+        let g = try #require(MembershipFilter.deserialize(bytes, transactionID: 42))
+        #expect(g.words == f.words && g.count == f.count && g.capacity == f.capacity)
+        #expect(MembershipFilter.deserialize(bytes, transactionID: 43) == nil, "another transaction's filter")
+    }
+}
