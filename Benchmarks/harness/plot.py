@@ -14,8 +14,11 @@ runs = sorted((json.load(open(f)) for f in files), key=lambda r: r["rows"])
 rows = [r["rows"] / 1e6 for r in runs]
 fig, ax1 = plt.subplots(figsize=(7, 4))
 ax1.plot(rows, [r["full"]["rows"] / r["full"]["wall"] / 1e3 for r in runs], "o-", color="tab:blue", label="full sync rows/s")
+if all(r.get("replay") for r in runs):
+    ax1.plot(rows, [r["replay"]["rows"] / r["replay"]["wall"] / 1e3 for r in runs], "D-", color="tab:green",
+             label="replay of the applied range rows/s")
 ax1.set_xlabel("table size (million rows)")
-ax1.set_ylabel("full sync (thousand rows/s)", color="tab:blue")
+ax1.set_ylabel("thousand rows/s", color="tab:blue")
 ax1.set_ylim(bottom=0)
 ax2 = ax1.twinx()
 ax2.plot(rows, [r["full"]["rss_mb"] for r in runs], "s--", color="tab:red", label="full sync peak RSS")
@@ -23,7 +26,7 @@ ax2.plot(rows, [r["incremental"]["rss_mb"] for r in runs], "^:", color="tab:oran
 ax2.set_ylabel("peak RSS (MB)", color="tab:red")
 ax2.set_ylim(bottom=0)
 fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.14), fontsize=8)
-ax1.set_title("cdfsync through dbsql-sim over loopback (2 cores)", fontsize=9)
+ax1.set_title("cdfsync through dbsql-sim over loopback (2 shared cores), commit " + runs[0].get("commit", "?"), fontsize=9)
 fig.tight_layout()
 fig.savefig(out, dpi=110)
 print("wrote", out)
