@@ -80,6 +80,45 @@ struct SavedFilterTests {
         }
     }
 
+    static let childDirectoryVariable = "CDFSYNC_STORAGE_FILTER_CHILD_DIR"
+
+    /// The child: another process writing one new key into the store the parent holds open.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] != nil))
+    func childWritesAKey() throws {
+        let store = try PanelStore(directory: ProcessInfo.processInfo.environment[Self.childDirectoryVariable]!)
+        _ = try store.apply(changes(["other"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+    }
+
+    /// A key another process wrote while this store was open is not in this process's filter: the next apply
+    /// must notice (the commit chain is broken) and rebuild, or "other" would get a second participant id.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] == nil))
+    func aKeyWrittenByAnotherProcessIsFoundNotDuplicated() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            _ = try store.apply(changes(["a"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(store.saveFilter())
+
+            let child = Process()
+            child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+            child.arguments = ["--testing-library", "swift-testing", "--filter", "childWritesAKey"]
+            var environment = ProcessInfo.processInfo.environment
+            environment[Self.childDirectoryVariable] = dir
+            child.environment = environment
+            child.standardOutput = FileHandle.nullDevice
+            child.standardError = FileHandle.nullDevice
+            try child.run()
+            child.waitUntilExit()
+            try #require(child.terminationStatus == 0)
+            let otherID = try #require(try store.participantID(externalID: "other", scope: "s"))
+
+            #expect(!store.saveFilter(), "the filter no longer describes the store")
+            let outcome = try store.apply(changes(["other", "b"], version: 2), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(outcome.inserted == 1 && outcome.updated == 1, "other is an update of the child's participant")
+            #expect(try store.participantID(externalID: "other", scope: "s") == otherID)
+            #expect(store.saveFilter(), "rebuilt: the chain is whole again")
+        }
+    }
+
     @Test func roundTripKeepsEveryBitAndTheCount() throws {
         let f = MembershipFilter(capacity: 10_000)
         for i in 0..<3_000 { f.insert(.email, Array("e\(i)".utf8)) }
