@@ -251,6 +251,8 @@ private struct RowState {
     /// External ids in `batch` (pipeline mode: consent decisions must see rows not yet applied).
     var batchKeys = Set<String>()
     var json = JSONWriter(reservingCapacity: 512)
+    /// Passthrough records are written here (see `passthrough`); its count is its capacity.
+    var recordScratch = [UInt8](repeating: 0, count: 4096)
     var highestVersionSeen: Int64 = -1
     var counts = ChangeCollector.Counts()
     /// Rows of the current chunk seen so far, of them already handed to the writer, and to skip (a chunk delivered
@@ -377,22 +379,41 @@ private struct RowState {
             invalid("key column is empty")
             return
         }
-        json.bytes.removeAll(keepingCapacity: true)
-        template.bytes.withUnsafeBufferPointer { keys in
-            var keyStart = 0
-            for c in template.columns {
-                json.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: keys[keyStart..<c.keyEnd]))
-                keyStart = c.keyEnd
-                let wrote: Bool? = row.withValue(c.index) { v in
-                    JSONWriter.appendEscaped(utf8: v, to: &json.bytes)
-                    return true
+        // The record is written into one scratch buffer sized for the worst case up front (every value fully
+        // escaped), through a raw pointer: no per-append capacity or uniqueness checks in the per-column loop.
+        var bound = template.bytes.count + 2
+        for c in template.columns { bound += JSONWriter.escapedBound(row.withValue(c.index) { $0.count } ?? 2) }
+        if recordScratch.count < bound { recordScratch = [UInt8](repeating: 0, count: max(bound, 2 * recordScratch.count)) }
+        let length = template.bytes.withUnsafeBytes { keys in
+            recordScratch.withUnsafeMutableBytes { out -> Int in
+                let dst = out.baseAddress!
+                var o = 0
+                var keyStart = 0
+                for c in template.columns {
+                    (dst + o).copyMemory(from: keys.baseAddress! + keyStart, byteCount: c.keyEnd - keyStart)
+                    o += c.keyEnd - keyStart
+                    keyStart = c.keyEnd
+                    if let w = row.withValue(c.index, { JSONWriter.writeEscaped(utf8: $0, to: dst + o) }) {
+                        o += w
+                    } else {
+                        dst.storeBytes(of: UInt8(ascii: "n"), toByteOffset: o, as: UInt8.self)
+                        dst.storeBytes(of: UInt8(ascii: "u"), toByteOffset: o + 1, as: UInt8.self)
+                        dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 2, as: UInt8.self)
+                        dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 3, as: UInt8.self)
+                        o += 4
+                    }
                 }
-                if wrote == nil { json.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
+                if template.columns.isEmpty {
+                    dst.storeBytes(of: UInt8(ascii: "{"), toByteOffset: o, as: UInt8.self)
+                    o += 1
+                }
+                dst.storeBytes(of: UInt8(ascii: "}"), toByteOffset: o, as: UInt8.self)
+                return o + 1
             }
         }
-        if template.columns.isEmpty { json.bytes.append(UInt8(ascii: "{")) }
-        json.bytes.append(UInt8(ascii: "}"))
-        json.bytes.withUnsafeBytes { batch.append(externalID: key, commitVersion: version, record: $0) }
+        recordScratch.withUnsafeBytes {
+            batch.append(externalID: key, commitVersion: version, record: UnsafeRawBufferPointer(rebasing: $0[..<length]))
+        }
         noteCursor(row, key: key)
     }
 
