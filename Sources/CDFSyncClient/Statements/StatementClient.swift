@@ -219,6 +219,7 @@ public final class StatementClient {
             bytes += body.count
             rows += decoder.rowCount
             try sink.chunkCompleted(index: index, rowCount: decoder.rowCount)
+            HeapTrim.release()
         }
         return (rows, total)
     }
