@@ -601,7 +601,7 @@ public struct MappedPageBudget {
     /// Minor and major page faults taken by the calling thread so far.
     static func threadFaults() -> Int {
         var usage = rusage()
-        #if canImport(Glibc) || canImport(Musl)
+        #if canImport(Glibc)
         guard getrusage(__rusage_who_t(1), &usage) == 0 else { return 0 }  // RUSAGE_THREAD (not imported)
         #else
         guard getrusage(RUSAGE_SELF, &usage) == 0 else { return 0 }
