@@ -125,6 +125,11 @@ public struct JSONWriter: Sendable {
         var start = 0
         var i = 0
         while i < n {
+            // Eight bytes at a time while none of them needs escaping (most values: names, emails, dates).
+            if i &+ 8 <= n, !wordNeedsEscape(src.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
+                i &+= 8
+                continue
+            }
             let b = src.load(fromByteOffset: i, as: UInt8.self)
             if b >= 0x20 && b != 0x22 && b != 0x5C {
                 i += 1
@@ -168,6 +173,20 @@ public struct JSONWriter: Sendable {
 
     @inline(__always)
     static func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 0x30 + v : 0x57 + v }
+
+    /// Whether any of the eight bytes of `w` is below 0x20, a quote or a backslash (SWAR; may say true for a
+    /// word that needs nothing, never false for one that does — the caller then looks byte by byte).
+    @inline(__always)
+    static func wordNeedsEscape(_ w: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        let control = (w &- ones &* 0x20) & ~w & highs
+        let q = w ^ (ones &* 0x22)
+        let quote = (q &- ones) & ~q & highs
+        let bs = w ^ (ones &* 0x5C)
+        let backslash = (bs &- ones) & ~bs & highs
+        return (control | quote | backslash) != 0
+    }
 
     /// Appends UTF-8 bytes as a quoted, escaped JSON string.
     public static func appendEscaped(utf8 value: UnsafeRawBufferPointer, to out: inout [UInt8]) {

@@ -30,6 +30,23 @@ struct JSONEscapeTests {
         }
     }
 
+    /// The writer skips eight bytes at a time: one byte that needs escaping (or one that must not be escaped
+    /// but sits next to the boundaries, 0x1F/0x20/0x7F/0x80/0xFF) at every position of plain strings of every
+    /// length up to 40, so every word alignment is covered.
+    @Test func oneSpecialByteAtEveryPosition() {
+        let specials: [UInt8] = Array(0x00...0x20) + [0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x7F, 0x80, 0xC3, 0xFF]
+        for length in 1...40 {
+            for position in 0..<length {
+                for special in specials {
+                    var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                    bytes[position] = special
+                    let r = both(bytes)
+                    #expect(r.write == r.append, "length \(length), byte \(special) at \(position)")
+                }
+            }
+        }
+    }
+
     @Test func randomStrings() {
         var rng = SplitMix(seed: 20261203)
         for _ in 0..<2_000 {
