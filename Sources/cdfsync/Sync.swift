@@ -32,13 +32,13 @@ extension CDFSyncCommand {
         @Option(help: "Directory for the zstd-compressed NDJSON change files.")
         var outputDir: String?
 
-        @Option(help: "Rows applied per LMDB transaction.")
+        @Option(help: "Rows applied per LMDB transaction (larger: fewer durable commits, more memory).")
         var batchSize: Int = 10_000
 
         @Option(help: "Result disposition: auto (by expected size), inline or external-links.")
         var disposition: DispositionChoice = .auto
 
-        @Option(help: "External-link chunks downloaded in parallel.")
+        @Option(help: "External-link chunks downloaded in parallel (each holds one chunk in memory; raise it against remote cloud storage).")
         var inFlight: Int = 2
 
         @Option(help: "At most this many versions per table_changes statement.")
