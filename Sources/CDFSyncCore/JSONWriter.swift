@@ -96,8 +96,6 @@ public struct JSONWriter: Sendable {
         needsComma[needsComma.count - 1] = true
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
     /// Appends `value` as a quoted, escaped JSON string.
     public static func appendEscaped(_ value: String, to out: inout [UInt8]) {
         var value = value
@@ -111,64 +109,60 @@ public struct JSONWriter: Sendable {
 
     /// Writes UTF-8 bytes as a quoted, escaped JSON string at `dst`, which must have room for
     /// ``escapedBound(_:)`` bytes; returns the number of bytes written. The same bytes as
-    /// ``appendEscaped(utf8:to:)``, for hot loops that write a whole record into one buffer sized up front
-    /// (no per-call capacity or uniqueness checks).
+    /// ``appendEscaped(utf8:to:)`` (both take their rules from `nextEscape` and `escapeSequence`), for hot loops
+    /// that write a whole record into one buffer sized up front (no per-call capacity or uniqueness checks).
     public static func writeEscaped(utf8 value: UnsafeRawBufferPointer, to dst: UnsafeMutableRawPointer) -> Int {
-        var o = 0
-        dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
-        o += 1
-        let n = value.count
-        guard n > 0, let src = value.baseAddress else {
-            dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
-            return o + 1
-        }
+        dst.storeBytes(of: UInt8(ascii: "\""), as: UInt8.self)
+        var o = 1
         var start = 0
-        var i = 0
+        while true {
+            let i = nextEscape(in: value, from: start)
+            if start < i {
+                (dst + o).copyMemory(from: value.baseAddress! + start, byteCount: i - start)
+                o += i - start
+            }
+            if i == value.count { break }
+            let (sequence, count) = escapeSequence(value[i])
+            withUnsafeBytes(of: sequence) { (dst + o).copyMemory(from: $0.baseAddress!, byteCount: count) }
+            o += count
+            start = i + 1
+        }
+        dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
+        return o + 1
+    }
+
+    /// The index of the first byte at or after `start` that JSON requires escaped (a control byte, a quote or a
+    /// backslash), or `value.count`. Skips eight bytes at a time while none of them can be one.
+    @inline(__always)
+    static func nextEscape(in value: UnsafeRawBufferPointer, from start: Int) -> Int {
+        let n = value.count
+        guard let src = value.baseAddress else { return n }
+        var i = start
         while i < n {
-            // Eight bytes at a time while none of them needs escaping (most values: names, emails, dates).
             if i &+ 8 <= n, !wordNeedsEscape(src.loadUnaligned(fromByteOffset: i, as: UInt64.self)) {
                 i &+= 8
                 continue
             }
             let b = src.load(fromByteOffset: i, as: UInt8.self)
-            if b >= 0x20 && b != 0x22 && b != 0x5C {
-                i += 1
-                continue
-            }
-            if start < i {
-                (dst + o).copyMemory(from: src + start, byteCount: i - start)
-                o += i - start
-            }
-            var esc: (UInt8, UInt8) = (0x5C, 0)
-            switch b {
-            case 0x22: esc.1 = 0x22
-            case 0x5C: esc.1 = 0x5C
-            case 0x0A: esc.1 = 0x6E
-            case 0x0D: esc.1 = 0x72
-            case 0x09: esc.1 = 0x74
-            case 0x08: esc.1 = 0x62
-            case 0x0C: esc.1 = 0x66
-            default: esc.1 = 0x75
-            }
-            dst.storeBytes(of: esc.0, toByteOffset: o, as: UInt8.self)
-            dst.storeBytes(of: esc.1, toByteOffset: o + 1, as: UInt8.self)
-            o += 2
-            if esc.1 == 0x75 {
-                dst.storeBytes(of: 0x30, toByteOffset: o, as: UInt8.self)
-                dst.storeBytes(of: 0x30, toByteOffset: o + 1, as: UInt8.self)
-                dst.storeBytes(of: hexDigit(b >> 4), toByteOffset: o + 2, as: UInt8.self)
-                dst.storeBytes(of: hexDigit(b & 0xF), toByteOffset: o + 3, as: UInt8.self)
-                o += 4
-            }
-            i += 1
-            start = i
+            if b < 0x20 || b == 0x22 || b == 0x5C { return i }
+            i &+= 1
         }
-        if start < n {
-            (dst + o).copyMemory(from: src + start, byteCount: n - start)
-            o += n - start
+        return n
+    }
+
+    /// The escape sequence for a byte `nextEscape` stopped at: its bytes (the first `count` are used) and count.
+    @inline(__always)
+    static func escapeSequence(_ b: UInt8) -> (bytes: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8), count: Int) {
+        switch b {
+        case 0x22: ((0x5C, 0x22, 0, 0, 0, 0), 2)
+        case 0x5C: ((0x5C, 0x5C, 0, 0, 0, 0), 2)
+        case 0x0A: ((0x5C, 0x6E, 0, 0, 0, 0), 2)
+        case 0x0D: ((0x5C, 0x72, 0, 0, 0, 0), 2)
+        case 0x09: ((0x5C, 0x74, 0, 0, 0, 0), 2)
+        case 0x08: ((0x5C, 0x62, 0, 0, 0, 0), 2)
+        case 0x0C: ((0x5C, 0x66, 0, 0, 0, 0), 2)
+        default: ((0x5C, 0x75, 0x30, 0x30, hexDigit(b >> 4), hexDigit(b & 0xF)), 6)
         }
-        dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
-        return o + 1
     }
 
     @inline(__always)
@@ -192,30 +186,14 @@ public struct JSONWriter: Sendable {
     public static func appendEscaped(utf8 value: UnsafeRawBufferPointer, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var start = 0
-        let n = value.count
-        var i = 0
-        while i < n {
-            let b = value[i]
-            if b >= 0x20 && b != 0x22 && b != 0x5C {
-                i += 1
-                continue
-            }
+        while true {
+            let i = nextEscape(in: value, from: start)
             if start < i { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[start..<i])) }
-            switch b {
-            case 0x22: out.append(contentsOf: [0x5C, 0x22])
-            case 0x5C: out.append(contentsOf: [0x5C, 0x5C])
-            case 0x0A: out.append(contentsOf: [0x5C, 0x6E])
-            case 0x0D: out.append(contentsOf: [0x5C, 0x72])
-            case 0x09: out.append(contentsOf: [0x5C, 0x74])
-            case 0x08: out.append(contentsOf: [0x5C, 0x62])
-            case 0x0C: out.append(contentsOf: [0x5C, 0x66])
-            default:
-                out.append(contentsOf: [0x5C, 0x75, 0x30, 0x30, hex[Int(b >> 4)], hex[Int(b & 0xF)]])
-            }
-            i += 1
-            start = i
+            if i == value.count { break }
+            let (sequence, count) = escapeSequence(value[i])
+            withUnsafeBytes(of: sequence) { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: $0[..<count])) }
+            start = i + 1
         }
-        if start < n { out.append(contentsOf: UnsafeRawBufferPointer(rebasing: value[start..<n])) }
         out.append(UInt8(ascii: "\""))
     }
 }

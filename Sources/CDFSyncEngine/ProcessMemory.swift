@@ -5,9 +5,6 @@ public enum ProcessMemory {
     /// Peak resident set size so far (`VmHWM` in /proc/self/status), in bytes; 0 where /proc is unavailable.
     public static func peakResidentBytes() -> Int { statusField("VmHWM") }
 
-    /// Current resident set size (`VmRSS`), in bytes; 0 where /proc is unavailable.
-    public static func residentBytes() -> Int { statusField("VmRSS") }
-
     /// A `kB` field of /proc/self/status, in bytes.
     static func statusField(_ name: String) -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }

@@ -14,20 +14,9 @@ extension CDFSyncCommand {
                 --table and --key give a CDF sync that copies every column.
                 """)
 
-        @Argument(help: "A pipeline YAML file (see docs/pipelines.md).")
-        var pipeline: String?
-
+        @OptionGroup var source: SourceOptions
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var state: StateOptions
-
-        @Option(help: "The source table, catalog.schema.table (without a pipeline file).")
-        var table: String?
-
-        @Option(help: "Column holding the participant's external id (without a pipeline file).")
-        var key: String = "participant_id"
-
-        @Option(help: "Comma-separated columns to import (default: all; without a pipeline file).")
-        var columns: String?
 
         @Option(help: "Directory for the zstd-compressed NDJSON change files.")
         var outputDir: String?
@@ -53,14 +42,10 @@ extension CDFSyncCommand {
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
 
-        func validate() throws {
-            if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
-            if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
-        }
-
         func run() throws {
             try reportingErrors {
-                let (sync, _) = try makeSync(pipelinePath: pipeline, table: table, key: key, columns: columns, outputDir: outputDir,
+                let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
+                    columns: source.columns, outputDir: outputDir,
                     connection: connection, state: state, verbose: verbose) { options, client in
                     options.batchSize = batchSize
                     options.startVersion = startVersion
@@ -80,20 +65,9 @@ extension CDFSyncCommand {
         static let configuration = CommandConfiguration(
             abstract: "Re-read a version range of a pipeline's source; per-key monotonicity means nothing newer changes.")
 
-        @Argument(help: "The pipeline YAML file.")
-        var pipeline: String?
-
+        @OptionGroup var source: SourceOptions
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var state: StateOptions
-
-        @Option(help: "The source table, catalog.schema.table (without a pipeline file; as given to sync).")
-        var table: String?
-
-        @Option(help: "Column holding the participant's external id (without a pipeline file).")
-        var key: String = "participant_id"
-
-        @Option(help: "Comma-separated columns to import (default: all; without a pipeline file).")
-        var columns: String?
 
         @Option(help: "First version to read.")
         var fromVersion: Int64
@@ -113,14 +87,10 @@ extension CDFSyncCommand {
         @Option(help: "Also write the run's record as JSON to this file.")
         var summaryJson: String?
 
-        func validate() throws {
-            if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
-            if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
-        }
-
         func run() throws {
             try reportingErrors {
-                let (sync, _) = try makeSync(pipelinePath: pipeline, table: table, key: key, columns: columns, outputDir: outputDir,
+                let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
+                    columns: source.columns, outputDir: outputDir,
                     connection: connection, state: state, verbose: false) { _, _ in }
                 let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
                     redeliver: redeliver))
@@ -136,6 +106,26 @@ extension CDFSyncCommand {
                 if let path = summaryJson { try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path)) }
             }
         }
+    }
+}
+
+/// What `sync` and `replay` run on: a pipeline file, or a CDF table given by flags.
+struct SourceOptions: ParsableArguments {
+    @Argument(help: "A pipeline YAML file (see docs/pipelines.md).")
+    var pipeline: String?
+
+    @Option(help: "The source table, catalog.schema.table (without a pipeline file).")
+    var table: String?
+
+    @Option(help: "Column holding the participant's external id (without a pipeline file).")
+    var key: String = "participant_id"
+
+    @Option(help: "Comma-separated columns to import (default: all; without a pipeline file).")
+    var columns: String?
+
+    func validate() throws {
+        if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
+        if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
     }
 }
 

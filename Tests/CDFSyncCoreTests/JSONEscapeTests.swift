@@ -1,3 +1,4 @@
+import Foundation
 import CDFSyncCore
 import Testing
 
@@ -18,9 +19,27 @@ struct JSONEscapeTests {
 
     @Test(arguments: ["", "plain", "a\"b", "back\\slash", "tab\there", "line\nbreak\r\n", "\u{01}\u{1F}\u{7F}",
                       "İstanbul – ünïcödé 😀", "\"", "\\", "end\u{0C}\u{08}"])
-    func sameBytesAsAppendEscaped(text: String) {
+    func sameBytesAsAppendEscaped(text: String) throws {
         let r = both(Array(text.utf8))
         #expect(r.write == r.append)
+        // And it is the JSON string for `text` (both writers share their rules, so check them against a parser).
+        let decoded = try JSONSerialization.jsonObject(with: Data(r.write), options: .fragmentsAllowed) as? String
+        #expect(decoded == text)
+    }
+
+    /// The spelling, fixed: short escapes where JSON has them, lower-case `\u00XX` for the other control bytes,
+    /// everything else (DEL, non-ASCII) as it is — stored records are hashed, so the spelling must not drift.
+    @Test func spelling() {
+        let cases: [(UInt8, String)] = [
+            (0x22, #""\"""#), (0x5C, #""\\""#), (0x0A, #""\n""#), (0x0D, #""\r""#), (0x09, #""\t""#),
+            (0x08, #""\b""#), (0x0C, #""\f""#), (0x00, #""\u0000""#), (0x1F, #""\u001f""#), (0x0B, #""\u000b""#),
+            (0x7F, "\"\u{7F}\""), (0x41, #""A""#),
+        ]
+        for (byte, expected) in cases {
+            let r = both([byte])
+            #expect(String(decoding: r.write, as: UTF8.self) == expected, "byte \(byte)")
+            #expect(r.append == r.write)
+        }
     }
 
     @Test func everyByteValueAlone() {
@@ -48,7 +67,7 @@ struct JSONEscapeTests {
     }
 
     @Test func randomStrings() {
-        var rng = SplitMix(seed: 20261203)
+        var rng = SplitMix64(seed: 20261203)
         for _ in 0..<2_000 {
             let length = Int(rng.next() % 64)
             let bytes = (0..<length).map { _ -> UInt8 in
@@ -59,17 +78,5 @@ struct JSONEscapeTests {
             let r = both(bytes)
             #expect(r.write == r.append)
         }
-    }
-}
-
-private struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -37,15 +37,9 @@ import Testing
     @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] == nil))
     func killedApplyLeavesOnlyWholeBatches() throws {
         try withTemporaryDirectory { dir in
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-            child.arguments = ["--testing-library", "swift-testing", "--filter", "childApplyLoop"]
-            var environment = ProcessInfo.processInfo.environment
-            environment[Self.childDirectoryVariable] = dir
-            child.environment = environment
+            let child = childTestProcess(filter: "childApplyLoop", variable: Self.childDirectoryVariable, value: dir)
             let pipe = Pipe()
             child.standardOutput = pipe
-            child.standardError = FileHandle.nullDevice
             try child.run()
             // Wait (by reading the child's output, not by timing) until it has committed batch 5, then kill it
             // wherever it is.

@@ -98,14 +98,7 @@ struct SavedFilterTests {
             _ = try store.apply(changes(["a"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
             #expect(store.saveFilter())
 
-            let child = Process()
-            child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-            child.arguments = ["--testing-library", "swift-testing", "--filter", "childWritesAKey"]
-            var environment = ProcessInfo.processInfo.environment
-            environment[Self.childDirectoryVariable] = dir
-            child.environment = environment
-            child.standardOutput = FileHandle.nullDevice
-            child.standardError = FileHandle.nullDevice
+            let child = childTestProcess(filter: "childWritesAKey", variable: Self.childDirectoryVariable, value: dir)
             try child.run()
             child.waitUntilExit()
             try #require(child.terminationStatus == 0)

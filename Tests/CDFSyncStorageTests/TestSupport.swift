@@ -40,3 +40,18 @@ func jsonObject(_ line: String) throws -> [String: Any] {
     let object = try JSONSerialization.jsonObject(with: Data(line.utf8))
     return try #require(object as? [String: Any])
 }
+
+/// This test bundle started again as a child process that runs only the tests matching `filter`, with the
+/// environment variable `variable` set to `value` (the child-side tests are enabled by it). Its output goes
+/// nowhere unless the caller sets `standardOutput`; not started yet.
+func childTestProcess(filter: String, variable: String, value: String) -> Process {
+    let child = Process()
+    child.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
+    child.arguments = ["--testing-library", "swift-testing", "--filter", filter]
+    var environment = ProcessInfo.processInfo.environment
+    environment[variable] = value
+    child.environment = environment
+    child.standardOutput = FileHandle.nullDevice
+    child.standardError = FileHandle.nullDevice
+    return child
+}

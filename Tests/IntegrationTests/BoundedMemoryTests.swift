@@ -25,20 +25,10 @@ struct BoundedMemoryTests {
     /// Runs `cdfsync sync` as its own process; returns its run record.
     func sync(port: Int, table: String, dir: TempDir) throws -> [String: Any] {
         let summary = dir.sub("summary.json")
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
-        p.arguments = ["sync", "--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
-                       "--table", table, "--key", "participant_id", "--state-dir", dir.sub("state"),
-                       "--output-dir", dir.sub("out"), "--batch-size", "1000", "--in-flight", "2",
-                       "--disposition", "external-links", "--summary-json", summary]
-        p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
-        let err = Pipe()
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = err
-        try p.run()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        try #require(p.terminationStatus == 0, "sync of \(table) failed: \(String(decoding: stderr, as: UTF8.self))")
+        let run = try runCLI(["sync", "--table", table, "--key", "participant_id", "--batch-size", "1000",
+                              "--in-flight", "2", "--disposition", "external-links", "--summary-json", summary],
+                             port: port, dir: dir)
+        try #require(run.status == 0, "sync of \(table) failed: \(run.output)")
         return try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
     }
 

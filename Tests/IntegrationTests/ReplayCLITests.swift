@@ -8,39 +8,24 @@ import WarehouseSimulator
 struct ReplayCLITests {
     static let table = "main.research.replay_panel"
 
-    func cdfsync(_ port: Int, _ dir: TempDir, _ args: [String]) throws -> (status: Int32, output: String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
-        p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
-                              "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
-        p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
-
     @Test func replayingTheAppliedRangeByFlagsChangesNothing() throws {
         let sim = try RunningSimulator()
         try sim.sim.addSyntheticTable(name: Self.table, rows: 2_000, seed: 3)
         let dir = TempDir("replay-cli")
-        let sync = try cdfsync(sim.port, dir, ["sync", "--table", Self.table, "--key", "participant_id"])
+        let sync = try runCLI(["sync", "--table", Self.table, "--key", "participant_id"], port: sim.port, dir: dir)
         try #require(sync.status == 0, "\(sync.output)")
         #expect(sync.output.contains("inserted       2000"))
         #expect(sync.output.contains("peak memory"))
 
-        let dry = try cdfsync(sim.port, dir, ["replay", "--table", Self.table, "--key", "participant_id",
-                                              "--from-version", "1", "--to-version", "1", "--dry-run"])
+        let dry = try runCLI(["replay", "--table", Self.table, "--key", "participant_id",
+                                              "--from-version", "1", "--to-version", "1", "--dry-run"], port: sim.port, dir: dir)
         #expect(dry.status == 0, "\(dry.output)")
         #expect(dry.output.contains("would create   0"))
         #expect(dry.output.contains("would skip     2000 unchanged"))
 
         let summary = dir.sub("replay.json")
-        let replay = try cdfsync(sim.port, dir, ["replay", "--table", Self.table, "--key", "participant_id",
-                                                 "--from-version", "1", "--to-version", "1", "--summary-json", summary])
+        let replay = try runCLI(["replay", "--table", Self.table, "--key", "participant_id",
+                                                 "--from-version", "1", "--to-version", "1", "--summary-json", summary], port: sim.port, dir: dir)
         #expect(replay.status == 0, "\(replay.output)")
         let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
         let counts = record["counts"] as! [String: Any]
@@ -49,7 +34,7 @@ struct ReplayCLITests {
         #expect(counts["inserted"] as? Int == 0 && counts["updated"] as? Int == 0)
         #expect((record["peak_rss_bytes"] as? Int ?? 0) > 0)
 
-        let both = try cdfsync(sim.port, dir, ["replay", "x.yaml", "--table", Self.table, "--from-version", "1"])
+        let both = try runCLI(["replay", "x.yaml", "--table", Self.table, "--from-version", "1"], port: sim.port, dir: dir)
         #expect(both.status != 0 && both.output.contains("either a pipeline file or --table"))
     }
 }

@@ -117,3 +117,20 @@ func deliveredLines(_ output: String) throws -> [[String: Any]] {
     }
     return lines
 }
+
+/// Runs the built `cdfsync` binary as its own process against the simulator on `port`, with the state and
+/// output directories in `dir`; returns its exit status and everything it printed (stdout and stderr).
+func runCLI(_ args: [String], port: Int, dir: TempDir) throws -> (status: Int32, output: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
+    p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
+                          "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
+    p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = out
+    try p.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
