@@ -381,8 +381,13 @@ private struct RowState {
         }
         // The record is written into one scratch buffer sized for the worst case up front (every value fully
         // escaped), through a raw pointer: no per-append capacity or uniqueness checks in the per-column loop.
+        // A verbatim row (no value was escaped in the result) is copied between quotes without scanning.
+        let verbatim = row.isVerbatim
         var bound = template.bytes.count + 2
-        for c in template.columns { bound += JSONWriter.escapedBound(row.withValue(c.index) { $0.count } ?? 2) }
+        for c in template.columns {
+            let n = row.withValue(c.index) { $0.count } ?? 2
+            bound += verbatim ? n + 2 : JSONWriter.escapedBound(n)
+        }
         if recordScratch.count < bound { recordScratch = [UInt8](repeating: 0, count: max(bound, 2 * recordScratch.count)) }
         let length = template.bytes.withUnsafeBytes { keys in
             recordScratch.withUnsafeMutableBytes { out -> Int in
@@ -393,7 +398,13 @@ private struct RowState {
                     (dst + o).copyMemory(from: keys.baseAddress! + keyStart, byteCount: c.keyEnd - keyStart)
                     o += c.keyEnd - keyStart
                     keyStart = c.keyEnd
-                    if let w = row.withValue(c.index, { JSONWriter.writeEscaped(utf8: $0, to: dst + o) }) {
+                    if let w = row.withValue(c.index, { v -> Int in
+                        guard verbatim else { return JSONWriter.writeEscaped(utf8: v, to: dst + o) }
+                        dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
+                        if v.count > 0 { (dst + o + 1).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                        dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o + 1 + v.count, as: UInt8.self)
+                        return v.count + 2
+                    }) {
                         o += w
                     } else {
                         dst.storeBytes(of: UInt8(ascii: "n"), toByteOffset: o, as: UInt8.self)

@@ -12,7 +12,9 @@ final class MembershipFilter {
     static let bitsPerKey = 10
     static let probes = 7
 
-    private(set) var words: [UInt64]
+    /// The bits, `blocks × 8` words, owned by the filter (raw storage: a probe in the apply loop pays no
+    /// exclusivity or copy-on-write check).
+    private let storage: UnsafeMutableBufferPointer<UInt64>
     /// The number of 512-bit blocks (`bitsPerKey` per key of capacity, rounded up to a block).
     private let blocks: UInt64
     /// Keys the filter was sized for.
@@ -23,9 +25,15 @@ final class MembershipFilter {
     init(capacity: Int) {
         let blockCount = max(1, (max(capacity, 1) * Self.bitsPerKey + 511) / 512)
         self.capacity = blockCount * 512 / Self.bitsPerKey
-        words = [UInt64](repeating: 0, count: blockCount * 8)
+        storage = .allocate(capacity: blockCount * 8)
+        storage.initialize(repeating: 0)
         blocks = UInt64(blockCount)
     }
+
+    deinit { storage.deallocate() }
+
+    /// A copy of the bits (for tests and the saved form).
+    var words: [UInt64] { Array(storage) }
 
     // MARK: Saved form
 
@@ -36,13 +44,11 @@ final class MembershipFilter {
     /// The filter as bytes describing the store at `transactionID`.
     func serialized(transactionID: Int) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(40 + words.count * 8)
+        out.reserveCapacity(40 + storage.count * 8)
         for v in [Self.magic, UInt64(transactionID), UInt64(count), blocks] {
             withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
         }
-        words.withUnsafeBufferPointer { w in
-            for v in w { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        }
+        for v in storage { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         var h = StableHash()
         h.combine(out)
         withUnsafeBytes(of: h.value.littleEndian) { out.append(contentsOf: $0) }
@@ -63,9 +69,7 @@ final class MembershipFilter {
             guard blockCount > 0, 32 + blockCount * 64 + 8 == raw.count else { return nil }
             let f = MembershipFilter(capacity: blockCount * 512 / bitsPerKey)
             guard f.blocks == UInt64(blockCount) else { return nil }
-            f.words.withUnsafeMutableBufferPointer { w in
-                for i in 0..<w.count { w[i] = u64(32 + i * 8) }
-            }
+            for i in 0..<f.storage.count { f.storage[i] = u64(32 + i * 8) }
             f.count = Int(u64(16))
             return f
         }
@@ -87,32 +91,45 @@ final class MembershipFilter {
         return (a, (z ^ (z >> 33)) | 1)
     }
 
+    /// Where a key's bits are: the word index of its block and seven 9-bit slices naming the bits in the block.
+    /// Computed once per key and used for both the lookup and the insert.
+    struct Probe {
+        fileprivate var base: Int
+        fileprivate var slices: UInt64
+    }
+
     // Blocked layout: the first hash picks one 512-bit block (one cache line), 9-bit slices of the second pick
     // the 7 bits inside it, so a lookup or insert touches one cache line instead of seven.
 
-    func insert(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) {
+    @inline(__always)
+    func probe(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> Probe {
         let (a, b) = Self.hash(kind, bytes)
-        let base = Int(a.multipliedFullWidth(by: blocks).high) * 8
-        words.withUnsafeMutableBufferPointer { w in
-            for i in 0..<Self.probes {
-                let bit = (b >> (9 * UInt64(i))) & 511
-                w[base + Int(bit >> 6)] |= 1 << (bit & 63)
-            }
+        return Probe(base: Int(a.multipliedFullWidth(by: blocks).high) * 8, slices: b)
+    }
+
+    @inline(__always)
+    func insert(_ p: Probe) {
+        let w = storage.baseAddress! + p.base
+        for i in 0..<Self.probes {
+            let bit = (p.slices >> (9 * UInt64(i))) & 511
+            w[Int(bit >> 6)] |= 1 << (bit & 63)
         }
         count += 1
     }
 
-    func mayContain(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        let (a, b) = Self.hash(kind, bytes)
-        let base = Int(a.multipliedFullWidth(by: blocks).high) * 8
-        return words.withUnsafeBufferPointer { w in
-            for i in 0..<Self.probes {
-                let bit = (b >> (9 * UInt64(i))) & 511
-                if w[base + Int(bit >> 6)] & (1 << (bit & 63)) == 0 { return false }
-            }
-            return true
+    @inline(__always)
+    func mayContain(_ p: Probe) -> Bool {
+        let w = storage.baseAddress! + p.base
+        var missing: UInt64 = 0
+        for i in 0..<Self.probes {
+            let bit = (p.slices >> (9 * UInt64(i))) & 511
+            missing |= ~w[Int(bit >> 6)] & (1 << (bit & 63))
         }
+        return missing == 0
     }
+
+    func insert(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) { insert(probe(kind, bytes)) }
+    func mayContain(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) -> Bool { mayContain(probe(kind, bytes)) }
 
     func insert(_ kind: Kind, _ bytes: [UInt8]) { bytes.withUnsafeBytes { insert(kind, $0) } }
     func mayContain(_ kind: Kind, _ bytes: [UInt8]) -> Bool { bytes.withUnsafeBytes { mayContain(kind, $0) } }

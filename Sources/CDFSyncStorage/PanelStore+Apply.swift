@@ -195,6 +195,33 @@ extension PanelStore {
         lines.removeAll(keepingCapacity: true)
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
+        // Look every identity key up in the filter before the transaction, in a loop of independent iterations:
+        // the CPU overlaps their cache misses, which the long per-row loop below cannot. Exact for this batch:
+        // the winners are distinct keys, so an insert below never turns another winner's "absent" into "present"
+        // except as a false positive (which only costs a probe).
+        var probes: [MembershipFilter.Probe] = []
+        var maybeKnown: [Bool] = []
+        swap(&probes, &s.identProbes)
+        swap(&maybeKnown, &s.identMaybeKnown)
+        defer {
+            swap(&probes, &s.identProbes)
+            swap(&maybeKnown, &s.identMaybeKnown)
+        }
+        probes.removeAll(keepingCapacity: true)
+        maybeKnown.removeAll(keepingCapacity: true)
+        probes.reserveCapacity(winners.count)
+        maybeKnown.reserveCapacity(winners.count)
+        flat.withUnsafeBytes { f in
+            for index in winners {
+                key.removeAll(keepingCapacity: true)
+                key.append(contentsOf: scopeBytes)
+                key.append(0)
+                key.append(contentsOf: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
+                let p = key.withUnsafeBytes { filter.probe(.ident, $0) }
+                probes.append(p)
+                maybeKnown.append(filter.mayContain(p))
+            }
+        }
 
         try environment.write { txn in
             let w = try WriterContext(store: self, txn: txn)
@@ -234,7 +261,7 @@ extension PanelStore {
             var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
-                    for index in winners {
+                    for (position, index) in winners.enumerated() {
                         mapped.tick()
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
                         let version = versions[index]
@@ -249,7 +276,7 @@ extension PanelStore {
                         let hash = batch.hashes[index]
                         do {
                             // 1. The source key itself (the filter skips the probe for keys never seen).
-                            let stored = filter.mayContain(.ident, key) ? try w.readIdent(key) : nil
+                            let stored = maybeKnown[position] ? try w.readIdent(key) : nil
                             let pid: UInt64
                             let op: OutboxOp
                             if let stored {
@@ -297,7 +324,8 @@ extension PanelStore {
                                     let h = try w.panelHeader(pid)
                                     try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
-                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true))
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
+                                        probe: probes[position])
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
@@ -307,7 +335,8 @@ extension PanelStore {
                                     pid = nextPID
                                     nextPID += 1
                                     try w.putIdent(key, IdentValue(
-                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false))
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
+                                        probe: probes[position])
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, header: nil, version: version, frame: frame, record, append)
                                     if contact.provided {
@@ -588,9 +617,10 @@ final class WriterContext {
         if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
     }
 
-    func putIdent(_ key: [UInt8], _ v: IdentValue) throws {
+    /// Stores a new identity key; `probe` is the key's filter probe when the caller already computed it.
+    func putIdent(_ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil) throws {
         try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, 0, "ident") } }
-        filter.insert(.ident, key)
+        filter.insert(probe ?? key.withUnsafeBytes { filter.probe(.ident, $0) })
     }
 
     func putLink(_ pid: UInt64, _ key: [UInt8]) throws {
@@ -613,8 +643,10 @@ final class WriterContext {
     }
 
     /// The participant the email/phone index maps `value` to (the filter skips the probe for unseen values).
-    func indexOwner(_ kind: MembershipFilter.Kind, _ value: [UInt8]) throws -> UInt64? {
-        guard filter.mayContain(kind, value) else { return nil }
+    func indexOwner(_ kind: MembershipFilter.Kind, _ value: [UInt8], probe: MembershipFilter.Probe? = nil) throws
+        -> UInt64?
+    {
+        guard filter.mayContain(probe ?? value.withUnsafeBytes { filter.probe(kind, $0) }) else { return nil }
         let dbi = kind == .email ? store.emailIndex.dbi : store.phoneIndex.dbi
         return try value.withUnsafeBytes { k in
             try get(dbi, k, kind == .email ? "email" : "phone") { v -> UInt64? in
@@ -655,7 +687,8 @@ final class WriterContext {
             let had = kind == .email ? current.email : current.phone
             if wanted == had { continue }
             let dbi = kind == .email ? store.emailIndex.dbi : store.phoneIndex.dbi
-            if let owner = try indexOwner(kind, wanted) {
+            let probe = wanted.withUnsafeBytes { filter.probe(kind, $0) }
+            if let owner = try indexOwner(kind, wanted, probe: probe) {
                 if owner != pid {
                     try recordConflict(
                         identKey: identKey, version: version, kind: kind, value: wanted, pid: pid, other: owner)
@@ -666,7 +699,7 @@ final class WriterContext {
                 // Free. (Deferring these puts to the end of the transaction and writing them sorted was measured
                 // slower: the map that lets the batch see its own entries costs more than the random puts save.)
                 try wanted.withUnsafeBytes { k in try withBE(pid) { try put(dbi, k, $0, 0, "email/phone index") } }
-                filter.insert(kind, wanted)
+                filter.insert(probe)
             }
             if !had.isEmpty, try indexOwner(kind, had) == pid {
                 try had.withUnsafeBytes { try delete(dbi, $0, "email/phone index") }

@@ -319,6 +319,10 @@ final class WriterScratch {
     var key: [UInt8] = []
     var value: [UInt8] = []
     var line: [UInt8] = []
+    /// Per winning row of the batch being applied: its identity key's filter probe, and whether the filter may
+    /// hold the key.
+    var identProbes: [MembershipFilter.Probe] = []
+    var identMaybeKnown: [Bool] = []
 
     init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)

@@ -5,6 +5,8 @@ import Testing
 struct DecodedBody: Equatable {
     var rows: [[String?]]
     var metadata: [UInt8]
+    /// `RowView.isVerbatim` of each row.
+    var verbatim: [Bool] = []
     var metadataText: String { String(decoding: metadata, as: UTF8.self) }
 }
 
@@ -15,17 +17,28 @@ func decode(
 ) throws -> DecodedBody {
     var decoder = ResultStreamDecoder(layout: layout, expectedColumnCount: expectedColumnCount)
     var rows: [[String?]] = []
+    var verbatim: [Bool] = []
     var start = 0
     for end in cuts + [body.count] {
         try body[start..<end].withUnsafeBytes { piece in
-            try decoder.feed(piece) { row in rows.append(row.strings()) }
+            try decoder.feed(piece) { row in
+                rows.append(row.strings())
+                verbatim.append(row.isVerbatim)
+                // What a verbatim row promises writers: no value needs escaping.
+                if row.isVerbatim {
+                    for i in 0..<row.count {
+                        let clean = row.withValue(i) { v in !v.contains { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 } }
+                        #expect(clean != false, "verbatim row \(rows.count) has a value that needs escaping")
+                    }
+                }
+            }
         }
         start = end
     }
     let metadata = try decoder.finish()
     #expect(decoder.rowCount == rows.count)
     #expect(decoder.bytesConsumed == body.count)
-    return DecodedBody(rows: rows, metadata: metadata)
+    return DecodedBody(rows: rows, metadata: metadata, verbatim: verbatim)
 }
 
 func decode(_ text: String, layout: ResultStreamDecoder.Layout = .envelope, expectedColumnCount: Int? = nil,

@@ -10,6 +10,17 @@ struct ResultStreamDecoderValueTests {
         #expect(d.metadataText == #"{"statement_id":"s1","status":{"state":"SUCCEEDED"},"result":{"chunk_index":0,"row_count":3,"next_chunk_index":1}}"#)
     }
 
+    @Test func rowsWithoutEscapesAreVerbatim() throws {
+        // Only a row with an escape in one of its values loses the flag, and the next row gets it back; a split
+        // inside the escape (or just after it) changes nothing.
+        let text = #"[["a","b"],["c\nd",null],["é","x"],["\u0041","y"],["",null],["z\\",""]]"#
+        let whole = try decode(text, layout: .bareArray)
+        #expect(whole.verbatim == [true, false, true, false, true, false])
+        for k in 0...text.utf8.count {
+            #expect(try decode(text, layout: .bareArray, cuts: [k]).verbatim == whole.verbatim, "split at \(k)")
+        }
+    }
+
     @Test func decodesEveryEscape() throws {
         let body = #"[["\"", "\\", "\/", "\b", "\f", "\n", "\r", "\t", "a\u0041b", "\u00e9\u00E9", "\u20ac", "\u0000", "x\"y\\z"]]"#
         let d = try decode(body, layout: .bareArray)

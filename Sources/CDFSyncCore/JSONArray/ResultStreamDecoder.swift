@@ -57,6 +57,8 @@ public struct ResultStreamDecoder: Sendable {
     private var hexValue: UInt32 = 0
     private var highSurrogate: UInt32 = 0
     private var literalMatched: Int = 0
+    /// Whether a value of the row being decoded had an escape (see `RowView.isVerbatim`).
+    private var escapeInRow = false
 
     // Envelope state.
     private var metadata: [UInt8] = []
@@ -203,6 +205,7 @@ public struct ResultStreamDecoder: Sendable {
                     } else if c == 0x5C {
                         i &+= 1
                         state = .escape
+                        escapeInRow = true
                     } else {
                         throw fail("unescaped control character 0x\(Self.hex(c)) in a string", at: base + i)
                     }
@@ -451,7 +454,8 @@ public struct ResultStreamDecoder: Sendable {
         } else {
             bodyColumnCount = fc
         }
-        let row = RowView(base: UnsafeRawPointer(sb), ends: UnsafePointer(ends), count: fc)
+        let row = RowView(base: UnsafeRawPointer(sb), ends: UnsafePointer(ends), count: fc, isVerbatim: !escapeInRow)
+        escapeInRow = false
         try onRow(row)
         rowCount &+= 1
     }

@@ -13,12 +13,17 @@ public struct RowView {
     @usableFromInline let ends: UnsafePointer<Int>
     /// Number of fields in the row.
     public let count: Int
+    /// Whether no value of the row was written with a JSON escape. Then no value contains a quote, a backslash
+    /// or a control byte (the decoder rejects raw control bytes), so each value's bytes are also its escaped
+    /// JSON spelling, and a writer may copy them between quotes without scanning.
+    public let isVerbatim: Bool
 
     @inlinable
-    init(base: UnsafeRawPointer?, ends: UnsafePointer<Int>, count: Int) {
+    init(base: UnsafeRawPointer?, ends: UnsafePointer<Int>, count: Int, isVerbatim: Bool = false) {
         self.base = base
         self.ends = ends
         self.count = count
+        self.isVerbatim = isVerbatim
     }
 
     @inlinable

@@ -3,6 +3,13 @@ public protocol RowValueAccess: ~Copyable {
     func withValue<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R?
     func string(_ i: Int) -> String?
     func int64(_ i: Int) -> Int64?
+    /// Whether every value's bytes are also its escaped JSON spelling (no quote, backslash or control byte), so
+    /// writers may copy them without scanning. `false` is always safe.
+    var isVerbatim: Bool { get }
+}
+
+extension RowValueAccess where Self: ~Copyable {
+    public var isVerbatim: Bool { false }
 }
 
 extension RowView: RowValueAccess {}
