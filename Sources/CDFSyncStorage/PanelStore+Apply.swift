@@ -182,15 +182,12 @@ extension PanelStore {
         JSONWriter.appendEscaped(scope, to: &escapedScope)
         // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
         var key: [UInt8] = []
-        var value: [UInt8] = []
         var lines: [UInt8] = []
         swap(&key, &s.key)
-        swap(&value, &s.value)
         swap(&lines, &s.line)
         defer {
             swap(&key, &s.key)
-            swap(&value, &s.value)
-            swap(&lines, &s.line)
+                swap(&lines, &s.line)
         }
         lines.removeAll(keepingCapacity: true)
         let compressor = s.compressor
@@ -234,26 +231,30 @@ extension PanelStore {
                 _ pid: UInt64, header: UnsafeRawBufferPointer?, version: Int64, frame: [UInt8]?,
                 _ record: UnsafeRawBufferPointer, _ flags: UInt32
             ) throws {
-                value.removeAll(keepingCapacity: true)
-                if let header {
-                    value.append(contentsOf: header)
-                } else {
-                    // The participant's own source key: length (2 bytes BE) and the key.
-                    value.append(UInt8(truncatingIfNeeded: key.count >> 8))
-                    value.append(UInt8(truncatingIfNeeded: key.count))
-                    value.append(contentsOf: key)
+                // Written straight into the page LMDB reserves for the value (no intermediate copy).
+                func store(_ body: UnsafeRawBufferPointer) throws {
+                    let headerCount = header?.count ?? 2 + key.count
+                    try w.reserveBE(w.panelDBI, pid, count: headerCount + 8 + body.count, flags, "panel") { dst in
+                        if let header {
+                            if headerCount > 0 { dst.copyMemory(from: header.baseAddress!, byteCount: headerCount) }
+                        } else {
+                            // The participant's own source key: length (2 bytes BE) and the key.
+                            dst.storeBytes(of: UInt16(truncatingIfNeeded: key.count).bigEndian, as: UInt16.self)
+                            key.withUnsafeBytes { (dst + 2).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        }
+                        (dst + headerCount).storeBytes(of: UInt64(bitPattern: version).bigEndian, as: UInt64.self)
+                        if body.count > 0 { (dst + headerCount + 8).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+                    }
                 }
-                withBE(UInt64(bitPattern: version)) { value.append(contentsOf: $0) }
                 if let frame {
-                    if frame.count < record.count { value.append(contentsOf: frame) } else { value.append(contentsOf: record) }
+                    if frame.count < record.count { try frame.withUnsafeBytes { try store($0) } } else { try store(record) }
                 } else if record.count >= threshold {
                     try compressor.withCompressed(record) { compressed in
-                        value.append(contentsOf: compressed.count < record.count ? compressed : record)
+                        try store(compressed.count < record.count ? compressed : record)
                     }
                 } else {
-                    value.append(contentsOf: record)
+                    try store(record)
                 }
-                try value.withUnsafeBytes { try w.putBE(w.panelDBI, pid, $0, flags, "panel") }
             }
 
             // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
@@ -553,6 +554,24 @@ final class WriterContext {
         var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
         var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
         let rc = mdb_put(t, dbi, &kv, &vv, flags)
+        if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
+    }
+
+    /// Puts a value of `count` bytes under the big-endian key `k`, written by `fill` straight into the space LMDB
+    /// reserves for it (`MDB_RESERVE`). `fill` must write all `count` bytes.
+    @inline(__always)
+    func reserveBE(
+        _ dbi: MDB_dbi, _ k: UInt64, count: Int, _ flags: UInt32, _ what: StaticString,
+        _ fill: (UnsafeMutableRawPointer) -> Void
+    ) throws {
+        var be = k.bigEndian
+        let rc = withUnsafeMutableBytes(of: &be) { kb -> Int32 in
+            var kv = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
+            var vv = MDB_val(mv_size: count, mv_data: nil)
+            let rc = mdb_put(t, dbi, &kv, &vv, flags | UInt32(MDB_RESERVE))
+            if rc == 0 { fill(vv.mv_data) }
+            return rc
+        }
         if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
     }
 

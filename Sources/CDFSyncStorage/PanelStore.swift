@@ -317,7 +317,6 @@ final class WriterScratch {
     /// Builds each batch's outbox frame on a zstd worker thread while the transaction goes on.
     let outboxFrame: ZstdFrameBuilder
     var key: [UInt8] = []
-    var value: [UInt8] = []
     var line: [UInt8] = []
     /// Per winning row of the batch being applied: its identity key's filter probe, and whether the filter may
     /// hold the key.
@@ -328,7 +327,6 @@ final class WriterScratch {
         compressor = try ZstdCompressor(level: level)
         outboxFrame = try ZstdFrameBuilder(level: outboxLevel, checksum: true, background: true)
         key.reserveCapacity(512)
-        value.reserveCapacity(1024)
         line.reserveCapacity(1024)
     }
 }
