@@ -183,11 +183,14 @@ extension PanelStore {
         // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
         var key: [UInt8] = []
         var lines: [UInt8] = []
+        var lookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
         swap(&key, &s.key)
         swap(&lines, &s.line)
+        swap(&lookups, &s.identLookups)
         defer {
             swap(&key, &s.key)
-                swap(&lines, &s.line)
+            swap(&lines, &s.line)
+            swap(&lookups, &s.identLookups)
         }
         lines.removeAll(keepingCapacity: true)
         let compressor = s.compressor
@@ -196,18 +199,8 @@ extension PanelStore {
         // the CPU overlaps their cache misses, which the long per-row loop below cannot. Exact for this batch:
         // the winners are distinct keys, so an insert below never turns another winner's "absent" into "present"
         // except as a false positive (which only costs a probe).
-        var probes: [MembershipFilter.Probe] = []
-        var maybeKnown: [Bool] = []
-        swap(&probes, &s.identProbes)
-        swap(&maybeKnown, &s.identMaybeKnown)
-        defer {
-            swap(&probes, &s.identProbes)
-            swap(&maybeKnown, &s.identMaybeKnown)
-        }
-        probes.removeAll(keepingCapacity: true)
-        maybeKnown.removeAll(keepingCapacity: true)
-        probes.reserveCapacity(winners.count)
-        maybeKnown.reserveCapacity(winners.count)
+        lookups.removeAll(keepingCapacity: true)
+        lookups.reserveCapacity(winners.count)
         flat.withUnsafeBytes { f in
             for index in winners {
                 key.removeAll(keepingCapacity: true)
@@ -215,8 +208,7 @@ extension PanelStore {
                 key.append(0)
                 key.append(contentsOf: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
                 let p = key.withUnsafeBytes { filter.probe(.ident, $0) }
-                probes.append(p)
-                maybeKnown.append(filter.mayContain(p))
+                lookups.append((p, filter.mayContain(p)))
             }
         }
 
@@ -277,7 +269,7 @@ extension PanelStore {
                         let hash = batch.hashes[index]
                         do {
                             // 1. The source key itself (the filter skips the probe for keys never seen).
-                            let stored = maybeKnown[position] ? try w.readIdent(key) : nil
+                            let stored = lookups[position].maybeKnown ? try w.readIdent(key) : nil
                             let pid: UInt64
                             let op: OutboxOp
                             if let stored {
@@ -326,7 +318,7 @@ extension PanelStore {
                                     try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
-                                        probe: probes[position])
+                                        probe: lookups[position].probe)
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
@@ -337,7 +329,7 @@ extension PanelStore {
                                     nextPID += 1
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
-                                        probe: probes[position])
+                                        probe: lookups[position].probe)
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, header: nil, version: version, frame: frame, record, append)
                                     if contact.provided {

@@ -320,8 +320,7 @@ final class WriterScratch {
     var line: [UInt8] = []
     /// Per winning row of the batch being applied: its identity key's filter probe, and whether the filter may
     /// hold the key.
-    var identProbes: [MembershipFilter.Probe] = []
-    var identMaybeKnown: [Bool] = []
+    var identLookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
 
     init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)
