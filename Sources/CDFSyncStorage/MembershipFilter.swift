@@ -1,3 +1,4 @@
+internal import CLMDB
 import CDFSyncCore
 
 /// A Bloom filter over byte strings, tagged by kind (identity key, email, phone).
@@ -126,6 +127,34 @@ final class MembershipFilter {
             missing |= ~w[Int(bit >> 6)] & (1 << (bit & 63))
         }
         return missing == 0
+    }
+
+    /// Starts fetching the cache line of `p`'s block (a hint: a later `mayContain` or `insert` of `p` then finds
+    /// it in cache instead of waiting for memory).
+    @inline(__always)
+    func prefetch(_ p: Probe) {
+        cdfsync_prefetch_for_write(UnsafeRawPointer(storage.baseAddress! + p.base))
+    }
+
+    /// For each probe in order: whether the filter may contain it, then inserts it when it did not — so a later
+    /// probe equal to an earlier one answers "may contain". Blocks are prefetched a few probes ahead, so the
+    /// misses of a batch overlap instead of following one another (a block is one cache line; the filter is
+    /// megabytes, so nearly every probe misses).
+    ///
+    /// A key inserted here before its write is committed only adds a false positive if that write never
+    /// happens (an aborted transaction), which costs an LMDB probe, never a wrong answer.
+    func lookUpAndInsert(_ lookups: inout [(probe: Probe, maybeKnown: Bool)]) {
+        let ahead = 12
+        let n = lookups.count
+        lookups.withUnsafeMutableBufferPointer { l in
+            for j in 0..<min(ahead, n) { prefetch(l[j].probe) }
+            for j in 0..<n {
+                if j + ahead < n { prefetch(l[j + ahead].probe) }
+                let known = mayContain(l[j].probe)
+                if !known { insert(l[j].probe) }
+                l[j].maybeKnown = known
+            }
+        }
     }
 
     func insert(_ kind: Kind, _ bytes: UnsafeRawBufferPointer) { insert(probe(kind, bytes)) }

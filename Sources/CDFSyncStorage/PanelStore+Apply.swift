@@ -91,31 +91,30 @@ extension PanelStore {
         let recordOffsets = batch.recordOffsets
         let versions = batch.versions
 
-        try batch.records.withUnsafeBytes { records in
-            for i in 0..<count {
+        // The batch noted its longest id and contact and its non-object records as they were appended; only a
+        // batch that breaks a rule is walked, to name the first offending row.
+        if scopeBytes.count + 1 + batch.longestID > maxKey {
+            for i in 0..<count where scopeBytes.count + 1 + (offsets[i + 1] - offsets[i]) > maxKey {
                 let keyLength = scopeBytes.count + 1 + (offsets[i + 1] - offsets[i])
-                guard keyLength <= maxKey else {
-                    throw StorageError(
-                        code: .invalidArgument,
-                        message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
-                            + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
-                }
-                let (start, end) = (recordOffsets[i], recordOffsets[i + 1])
-                guard end - start >= 2, records[start] == UInt8(ascii: "{"), records[end - 1] == UInt8(ascii: "}") else {
+                throw StorageError(
+                    code: .invalidArgument,
+                    message: "identity key for an external id of \(offsets[i + 1] - offsets[i]) bytes in scope "
+                        + "\(scope) is \(keyLength) bytes, over LMDB's \(maxKey)-byte key limit")
+            }
+        }
+        if batch.nonObjectRecords > 0 {
+            try batch.records.withUnsafeBytes { records in
+                for i in 0..<count
+                where !ChangeBatch.isObject(UnsafeRawBufferPointer(rebasing: records[recordOffsets[i]..<recordOffsets[i + 1]])) {
                     throw StorageError(
                         code: .invalidArgument,
                         message: "record for an external id in scope \(scope) is not a JSON object")
                 }
             }
         }
-        for list in [batch.emails, batch.phones] {
-            guard let list else { continue }
-            for value in list {
-                if let v = value, v.utf8.count > maxKey {
-                    throw StorageError(
-                        code: .invalidArgument, message: "an email or phone in scope \(scope) is over \(maxKey) bytes")
-                }
-            }
+        if batch.longestContact > maxKey {
+            throw StorageError(
+                code: .invalidArgument, message: "an email or phone in scope \(scope) is over \(maxKey) bytes")
         }
         // Sort by an 8-byte big-endian prefix (taken after the bytes every id shares) first, one integer compare,
         // then by the full bytes, then by input position. Prefix order agrees with memcmp order, so the result is
@@ -195,10 +194,12 @@ extension PanelStore {
         lines.removeAll(keepingCapacity: true)
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
-        // Look every identity key up in the filter before the transaction, in a loop of independent iterations:
-        // the CPU overlaps their cache misses, which the long per-row loop below cannot. Exact for this batch:
-        // the winners are distinct keys, so an insert below never turns another winner's "absent" into "present"
-        // except as a false positive (which only costs a probe).
+        // Look every identity key up in the filter before the transaction and insert the absent ones, with the
+        // blocks prefetched ahead: the misses overlap, which the long per-row loop below cannot do (there a
+        // block fetched for the lookup was evicted again before its insert). Exact for this batch: the winners
+        // are distinct keys, so one's insert never turns another's "absent" into "present" except as a false
+        // positive (which only costs a probe); an absent key is always written below, or the transaction fails
+        // and its bits are false positives.
         lookups.removeAll(keepingCapacity: true)
         lookups.reserveCapacity(winners.count)
         flat.withUnsafeBytes { f in
@@ -207,10 +208,10 @@ extension PanelStore {
                 key.append(contentsOf: scopeBytes)
                 key.append(0)
                 key.append(contentsOf: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
-                let p = key.withUnsafeBytes { filter.probe(.ident, $0) }
-                lookups.append((p, filter.mayContain(p)))
+                lookups.append((key.withUnsafeBytes { filter.probe(.ident, $0) }, false))
             }
         }
+        filter.lookUpAndInsert(&lookups)
 
         try environment.write { txn in
             let w = try WriterContext(store: self, txn: txn)
@@ -318,7 +319,7 @@ extension PanelStore {
                                     try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
-                                        probe: lookups[position].probe)
+                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown)
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
@@ -329,7 +330,7 @@ extension PanelStore {
                                     nextPID += 1
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
-                                        probe: lookups[position].probe)
+                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown)
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, header: nil, version: version, frame: frame, record, append)
                                     if contact.provided {
@@ -628,10 +629,13 @@ final class WriterContext {
         if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
     }
 
-    /// Stores a new identity key; `probe` is the key's filter probe when the caller already computed it.
-    func putIdent(_ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil) throws {
+    /// Stores a new identity key; `probe` is the key's filter probe when the caller already computed it, and
+    /// `inFilter` says the caller already inserted it (``MembershipFilter/lookUpAndInsert(_:)``).
+    func putIdent(_ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil, inFilter: Bool = false)
+        throws
+    {
         try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, 0, "ident") } }
-        filter.insert(probe ?? key.withUnsafeBytes { filter.probe(.ident, $0) })
+        if !inFilter { filter.insert(probe ?? key.withUnsafeBytes { filter.probe(.ident, $0) }) }
     }
 
     func putLink(_ pid: UInt64, _ key: [UInt8]) throws {

@@ -26,6 +26,12 @@ extension PanelStore {
         private(set) var phones: [String?]? = nil
         /// zstd frames of large records, by row (see ``prepare(compressor:threshold:)``).
         private(set) var frames: [Int: [UInt8]] = [:]
+        /// Noted as rows are appended (on the thread building the batch, while the bytes are in its cache), so
+        /// that apply checks its input without walking the batch again: the rows whose record is not a JSON
+        /// object (`{…}`), and the longest external id, email and phone in bytes.
+        private(set) var nonObjectRecords = 0
+        private(set) var longestID = 0
+        private(set) var longestContact = 0
 
         /// An empty batch with room for `rows` rows holding about `bytes` bytes of records.
         public init(reservingRows rows: Int = 0, bytes: Int = 0) {
@@ -70,7 +76,9 @@ extension PanelStore {
         ) {
             var id = externalID
             id.withUTF8 { ids.append(contentsOf: $0) }
+            longestID = max(longestID, ids.count - idOffsets[idOffsets.count - 1])
             idOffsets.append(ids.count)
+            if !Self.isObject(record) { nonObjectRecords += 1 }
             records.append(contentsOf: record)
             recordOffsets.append(records.count)
             versions.append(commitVersion)
@@ -79,6 +87,7 @@ extension PanelStore {
                 h.combine(record)
                 return h.value
             }())
+            longestContact = max(longestContact, email?.utf8.count ?? 0, phone?.utf8.count ?? 0)
             if email != nil || emails != nil {
                 if emails == nil { emails = [String?](repeating: nil, count: count - 1) }
                 emails!.append(email)
@@ -116,6 +125,24 @@ extension PanelStore {
             if phones != nil { phones!.removeSubrange(n...) }
             frames = frames.filter { $0.key < n }
             frameBytes = frames.values.reduce(0) { $0 + $1.count }
+            nonObjectRecords = 0
+            longestID = 0
+            longestContact = 0
+            records.withUnsafeBytes { r in
+                for i in 0..<n {
+                    if !Self.isObject(UnsafeRawBufferPointer(rebasing: r[recordOffsets[i]..<recordOffsets[i + 1]])) {
+                        nonObjectRecords += 1
+                    }
+                    longestID = max(longestID, idOffsets[i + 1] - idOffsets[i])
+                    longestContact = max(longestContact, emails?[i]?.utf8.count ?? 0, phones?[i]?.utf8.count ?? 0)
+                }
+            }
+        }
+
+        /// Whether `record` has the shape of a JSON object: at least `{}`, first byte `{`, last byte `}`.
+        @inline(__always)
+        static func isObject(_ record: UnsafeRawBufferPointer) -> Bool {
+            record.count >= 2 && record[0] == UInt8(ascii: "{") && record[record.count - 1] == UInt8(ascii: "}")
         }
 
         /// Empties the batch, keeping its capacity.
@@ -132,6 +159,9 @@ extension PanelStore {
             phones = nil
             frames = [:]
             frameBytes = 0
+            nonObjectRecords = 0
+            longestID = 0
+            longestContact = 0
         }
 
         /// The external id of row `i`.

@@ -83,6 +83,69 @@ import CDFSyncCore
         #expect(batch.isEmpty)
         #expect(batch.byteCount == 0)
     }
+
+    /// Apply checks a batch from what it noted while rows were appended; dropping the offending rows must clear
+    /// the note, and keeping them must not.
+    @Test func inputChecksFollowTruncation() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir, durable: false)
+            let good = Self.changes(seed: 4, count: 20)
+            let bad: [(PanelStore.Change, String)] = [
+                (PanelStore.Change(externalID: "x", commitVersion: 1, record: Array("[1]".utf8)), "not a JSON object"),
+                (PanelStore.Change(externalID: "y", commitVersion: 1, record: Array("{".utf8)), "not a JSON object"),
+                (PanelStore.Change(externalID: "z", commitVersion: 1, record: Array("{\"a\":1".utf8)), "not a JSON object"),
+                (PanelStore.Change(externalID: String(repeating: "k", count: 600), commitVersion: 1,
+                    record: Array("{}".utf8)), "600 bytes"),
+                (PanelStore.Change(externalID: "e", commitVersion: 1, record: Array("{}".utf8),
+                    email: String(repeating: "e", count: 600) + "@example.com"), "email or phone"),
+            ]
+            for (row, message) in bad {
+                let before = try store.count()
+                var batch = PanelStore.ChangeBatch()
+                for c in good { batch.append(c) }
+                batch.append(row)
+                for c in good { batch.append(c) }
+                // Still there after dropping rows behind it: rejected, naming the problem, nothing written.
+                batch.truncate(to: good.count + 1)
+                let error = try #require(throws: StorageError.self) {
+                    try store.apply(batch, scope: "s", pipeline: "p", checkpoint: .init(tableVersion: 1))
+                }
+                #expect(error.code == .invalidArgument)
+                #expect(error.message.contains(message), "\(error.message)")
+                #expect(try store.count() == before)
+                // Dropped: the rest applies.
+                batch.truncate(to: good.count)
+                _ = try store.apply(batch, scope: "s\(message.count)", pipeline: "p", checkpoint: nil)
+            }
+            #expect(try store.checkpoint(pipeline: "p") == nil)
+        }
+    }
+
+    /// The batch lookup answers each probe against the filter as it was plus the probes before it, and leaves
+    /// every probe inserted — whatever the batch's size relative to the prefetch distance.
+    @Test(arguments: [0, 1, 5, 12, 13, 40, 5_000])
+    func filterBatchLookupIsSequentialLookupThenInsert(count: Int) {
+        let a = MembershipFilter(capacity: 1_000)
+        let b = MembershipFilter(capacity: 1_000)
+        var rng = SplitMix(UInt64(count) + 7)
+        // Half of the keys already present; some keys repeat within the batch.
+        var keys: [[UInt8]] = []
+        for i in 0..<count {
+            let k = Array("key-\(rng.next() % UInt64(max(1, count)))".utf8)
+            keys.append(k)
+            if i % 2 == 0 { a.insert(.ident, k); b.insert(.ident, k) }
+        }
+        var lookups = keys.map { k in (probe: k.withUnsafeBytes { a.probe(.ident, $0) }, maybeKnown: false) }
+        a.lookUpAndInsert(&lookups)
+        for (i, k) in keys.enumerated() {
+            let known = b.mayContain(.ident, k)
+            if !known { b.insert(.ident, k) }
+            #expect(lookups[i].maybeKnown == known, "key \(i)")
+            #expect(a.mayContain(.ident, k))
+        }
+        #expect(a.words == b.words)
+        #expect(a.count == b.count)
+    }
 }
 
 /// A tiny deterministic generator (SplitMix64), so failures reproduce.
