@@ -199,36 +199,37 @@ extension Simulator {
     }
 
     /// The exact size of a chunk's file. The rendered bytes are kept (bounded) for the blob GET that follows.
-    func blobSize(_ r: StatementRecord, chunk: Int) -> Int {
-        let key = "\(r.id)/\(chunk)"
-        if let n = blobCache.withLock({ $0.entries[key]?.count }) { return n }
-        let b = ByteBuffer(capacity: 1 << 16)
-        renderBlob(r, chunk: chunk, into: b)
-        let bytes = b.toArray()
-        blobCache.withLock { $0.put(key, bytes) }
-        return bytes.count
-    }
+    func blobSize(_ r: StatementRecord, chunk: Int) -> Int { blob(r, chunk: chunk).count }
 
-    /// The bytes of a chunk's file (from the cache, or rendered again).
-    func blobBytes(_ r: StatementRecord, chunk: Int) -> [UInt8] {
+    /// The bytes of a chunk's file (from the cache, or rendered again). Shared and never modified once cached:
+    /// a response sends it as its body without a copy.
+    func blob(_ r: StatementRecord, chunk: Int) -> ByteBuffer {
         let key = "\(r.id)/\(chunk)"
         if let b = blobCache.withLock({ $0.entries[key] }) { return b }
-        let b = ByteBuffer(capacity: 1 << 16)
+        // Sized from the bytes per row of the files rendered so far (untouched capacity costs no memory), so a
+        // large chunk is not copied through a dozen doublings.
+        let rows = r.chunkRange(chunk).count
+        let perRow = blobCache.withLock { $0.bytesPerRowHint }
+        let b = ByteBuffer(capacity: min(1 << 16 + rows * (perRow + perRow / 8), 1 << 30))
         renderBlob(r, chunk: chunk, into: b)
-        let bytes = b.toArray()
-        blobCache.withLock { $0.put(key, bytes) }
-        return bytes
+        blobCache.withLock { cache in
+            if rows > 0 { cache.bytesPerRowHint = max(cache.bytesPerRowHint, b.count / rows + 1) }
+            cache.put(key, b)
+        }
+        return b
     }
 }
 
-/// Rendered external-link files, first in first out, bounded in bytes.
-struct BlobCache: Sendable {
-    var entries: [String: [UInt8]] = [:]
+/// Rendered chunk files by "statement/chunk", oldest dropped first beyond `limit` bytes.
+struct BlobCache: @unchecked Sendable {  // the buffers are never modified once cached; access is under a lock
+    var entries: [String: ByteBuffer] = [:]
     var order: [String] = []
     var bytes = 0
     var limit = 256 << 20
+    /// The largest bytes per row of a file rendered so far (a capacity hint for the next one).
+    var bytesPerRowHint = 64
 
-    mutating func put(_ key: String, _ value: [UInt8]) {
+    mutating func put(_ key: String, _ value: ByteBuffer) {
         if let old = entries[key] {
             bytes -= old.count
         } else {

@@ -412,7 +412,7 @@ extension Simulator {
             return s3Error(404, "NoSuchKey", "The specified key does not exist.")
         }
         let resp = HTTPResponse(status: 200, contentType: r.format == "CSV" ? "text/csv" : "application/octet-stream")
-        resp.arrayBody = blobBytes(r, chunk: chunk)
+        resp.body = blob(r, chunk: chunk)
         return resp
     }
 }
