@@ -191,7 +191,8 @@ extension PanelStore {
             swap(&lines, &s.line)
             swap(&lookups, &s.identLookups)
         }
-        lines.removeAll(keepingCapacity: true)
+        // `lines` is an arena: its first `used` bytes are outbox lines not yet handed to the frame; it only grows.
+        var used = 0
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
         // Look every identity key up in the filter before the transaction and insert the absent ones, with the
@@ -342,18 +343,33 @@ extension PanelStore {
                                 }
                             }
                             w.outboxSeq += 1
-                            appendOutboxLine(
-                                into: &lines, seq: w.outboxSeq, insert: op == .insert, participantID: pid,
-                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
-                                record: record)
-                            lines.append(0x0A)
-                            try w.feedOutbox(&lines)
+                            let bound = 1 + outboxLineBound(
+                                escapedScope: escapedScope.count, externalID: externalID.count, record: record.count)
+                            if used + bound > lines.count {
+                                lines.append(contentsOf: repeatElement(0, count: max(bound, lines.count, 1 << 19)))
+                            }
+                            let seq = w.outboxSeq
+                            used += escapedScope.withUnsafeBytes { scope in
+                                lines.withUnsafeMutableBytes { l in
+                                    let n = writeOutboxLine(
+                                        to: l.baseAddress! + used, seq: seq, insert: op == .insert, participantID: pid,
+                                        escapedScope: scope, externalID: externalID, commitVersion: version,
+                                        record: record)
+                                    l[used + n] = 0x0A
+                                    return n + 1
+                                }
+                            }
+                            // Handed to the frame (compressed on its worker while the loop goes on) every 256 KB.
+                            if used >= 1 << 18 {
+                                try lines.withUnsafeBytes { try w.feedOutbox(UnsafeRawBufferPointer(rebasing: $0[..<used])) }
+                                used = 0
+                            }
                         }
                     }
                 }
             }
             if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            try w.finishOutbox(lines)
+            try lines.withUnsafeBytes { try w.finishOutbox(UnsafeRawBufferPointer(rebasing: $0[..<used])) }
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
@@ -778,25 +794,23 @@ final class WriterContext {
         try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
     }
 
-    /// Hands the outbox lines so far to the batch's frame, which compresses them on its worker thread while the
-    /// transaction goes on, once there are at least `minimum` bytes of them.
+    /// Hands outbox lines to the batch's frame, which compresses them on its worker thread while the transaction
+    /// goes on.
     @inline(__always)
-    func feedOutbox(_ lines: inout [UInt8], minimum: Int = 1 << 18) throws {
-        guard lines.count >= minimum else { return }
-        try lines.withUnsafeBytes { try store.scratch.outboxFrame.append($0) }
-        lines.removeAll(keepingCapacity: true)
+    func feedOutbox(_ lines: UnsafeRawBufferPointer) throws {
+        try store.scratch.outboxFrame.append(lines)
     }
 
     /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`; those not yet
     /// fed plus `lines`) as one entry: key = first sequence; value = last sequence (8 bytes BE), uncompressed
     /// length (8 bytes BE), one zstd frame.
-    func finishOutbox(_ lines: [UInt8]) throws {
+    func finishOutbox(_ lines: UnsafeRawBufferPointer) throws {
         let frame = store.scratch.outboxFrame
         guard outboxSeq != startSeq else {
             frame.reset()
             return
         }
-        try lines.withUnsafeBytes { try frame.append($0) }
+        try frame.append(lines)
         let rawCount = frame.inputCount
         try frame.finish { compressed in
             var value = [UInt8]()

@@ -116,7 +116,7 @@ extension PanelStore {
                 outcome.inserted += 1
             }
             w.outboxSeq = seq
-            try w.finishOutbox(lines)
+            try lines.withUnsafeBytes { try w.finishOutbox($0) }
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
@@ -138,24 +138,24 @@ func appendEventLine(
     into out: inout [UInt8], seq: UInt64, eventID: String, participantID: UInt64?, escapedScope: [UInt8],
     userExternalID: String?, commitVersion: Int64, record: [UInt8]
 ) {
-    out.append(contentsOf: OutboxLiterals.seq)
+    out.append(OutboxLiterals.seq)
     appendDecimal(seq, to: &out)
     out.append(contentsOf: Array(#","op":"event","event_id":"#.utf8))
     JSONWriter.appendEscaped(eventID, to: &out)
     out.append(contentsOf: Array(#","participant_id":"#.utf8))
     if let participantID { appendDecimal(participantID, to: &out) } else { out.append(contentsOf: Array("null".utf8)) }
-    out.append(contentsOf: OutboxLiterals.scope)
+    out.append(OutboxLiterals.scope)
     out.append(contentsOf: escapedScope)
     out.append(contentsOf: Array(#","user_external_id":"#.utf8))
     if let userExternalID { JSONWriter.appendEscaped(userExternalID, to: &out) } else { out.append(contentsOf: Array("null".utf8)) }
-    out.append(contentsOf: OutboxLiterals.commitVersion)
+    out.append(OutboxLiterals.commitVersion)
     if commitVersion < 0 {
         out.append(UInt8(ascii: "-"))
         appendDecimal(commitVersion.magnitude, to: &out)
     } else {
         appendDecimal(UInt64(commitVersion), to: &out)
     }
-    out.append(contentsOf: OutboxLiterals.record)
+    out.append(OutboxLiterals.record)
     out.append(contentsOf: record)
     out.append(UInt8(ascii: "}"))
 }

@@ -341,39 +341,111 @@ enum OutboxOp { case insert, update }
 /// `{"seq":N,"op":"insert"|"update","participant_id":P,"scope":"...","external_id":"...","commit_version":V,"record":{...}}`.
 ///
 /// Byte-for-byte what `JSONWriter` produces for that object (strings escaped with `JSONWriter.appendEscaped`),
-/// without its per-key escaping and integer-to-String allocations.
+/// without its per-key escaping and integer-to-String allocations. The apply loop writes the same bytes with
+/// ``writeOutboxLine(to:seq:insert:participantID:escapedScope:externalID:commitVersion:record:)``.
 func appendOutboxLine(
     into out: inout [UInt8], seq: UInt64, insert: Bool, participantID: UInt64, escapedScope: [UInt8],
     externalID: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer
 ) {
-    out.append(contentsOf: OutboxLiterals.seq)
-    appendDecimal(seq, to: &out)
-    out.append(contentsOf: insert ? OutboxLiterals.opInsert : OutboxLiterals.opUpdate)
-    appendDecimal(participantID, to: &out)
-    out.append(contentsOf: OutboxLiterals.scope)
-    out.append(contentsOf: escapedScope)
-    out.append(contentsOf: OutboxLiterals.externalID)
-    JSONWriter.appendEscaped(utf8: externalID, to: &out)
-    out.append(contentsOf: OutboxLiterals.commitVersion)
-    if commitVersion < 0 {
-        out.append(UInt8(ascii: "-"))
-        appendDecimal(commitVersion.magnitude, to: &out)
-    } else {
-        appendDecimal(UInt64(commitVersion), to: &out)
+    let bound = outboxLineBound(escapedScope: escapedScope.count, externalID: externalID.count, record: record.count)
+    let start = out.count
+    out.append(contentsOf: repeatElement(0, count: bound))
+    let written = escapedScope.withUnsafeBytes { scope in
+        out.withUnsafeMutableBytes { o in
+            writeOutboxLine(
+                to: o.baseAddress! + start, seq: seq, insert: insert, participantID: participantID,
+                escapedScope: scope, externalID: externalID, commitVersion: commitVersion, record: record)
+        }
     }
-    out.append(contentsOf: OutboxLiterals.record)
-    out.append(contentsOf: record)
-    out.append(UInt8(ascii: "}"))
+    out.removeLast(bound - written)
+}
+
+/// The most bytes ``writeOutboxLine(to:seq:insert:participantID:escapedScope:externalID:commitVersion:record:)``
+/// writes for these lengths: every number at its widest, the external id escaped at its worst.
+@inline(__always)
+func outboxLineBound(escapedScope: Int, externalID: Int, record: Int) -> Int {
+    OutboxLiterals.fixedCount + 3 * 20 + 1 + escapedScope + JSONWriter.escapedBound(externalID) + record
+}
+
+/// Writes one outbox line (no newline) at `dst`, which has room for ``outboxLineBound(escapedScope:externalID:record:)``
+/// bytes, and returns how many it wrote: the bytes ``appendOutboxLine`` appends, through a raw pointer (the apply
+/// loop writes a line per row; this spares it a dozen capacity and uniqueness checks per line).
+@inline(__always)
+func writeOutboxLine(
+    to dst: UnsafeMutableRawPointer, seq: UInt64, insert: Bool, participantID: UInt64,
+    escapedScope: UnsafeRawBufferPointer, externalID: UnsafeRawBufferPointer, commitVersion: Int64,
+    record: UnsafeRawBufferPointer
+) -> Int {
+    var o = 0
+    @inline(__always) func put(_ s: StaticString) {
+        (dst + o).copyMemory(from: s.utf8Start, byteCount: s.utf8CodeUnitCount)
+        o += s.utf8CodeUnitCount
+    }
+    @inline(__always) func put(_ b: UnsafeRawBufferPointer) {
+        if b.count > 0 { (dst + o).copyMemory(from: b.baseAddress!, byteCount: b.count) }
+        o += b.count
+    }
+    put(OutboxLiterals.seq)
+    o += writeDecimal(seq, to: dst + o)
+    put(insert ? OutboxLiterals.opInsert : OutboxLiterals.opUpdate)
+    o += writeDecimal(participantID, to: dst + o)
+    put(OutboxLiterals.scope)
+    put(escapedScope)
+    put(OutboxLiterals.externalID)
+    o += JSONWriter.writeEscaped(utf8: externalID, to: dst + o)
+    put(OutboxLiterals.commitVersion)
+    if commitVersion < 0 {
+        dst.storeBytes(of: UInt8(ascii: "-"), toByteOffset: o, as: UInt8.self)
+        o += 1
+        o += writeDecimal(commitVersion.magnitude, to: dst + o)
+    } else {
+        o += writeDecimal(UInt64(commitVersion), to: dst + o)
+    }
+    put(OutboxLiterals.record)
+    put(record)
+    dst.storeBytes(of: UInt8(ascii: "}"), toByteOffset: o, as: UInt8.self)
+    return o + 1
 }
 
 enum OutboxLiterals {
-    static let seq = Array(#"{"seq":"#.utf8)
-    static let opInsert = Array(#","op":"insert","participant_id":"#.utf8)
-    static let opUpdate = Array(#","op":"update","participant_id":"#.utf8)
-    static let scope = Array(#","scope":"#.utf8)
-    static let externalID = Array(#","external_id":"#.utf8)
-    static let commitVersion = Array(#","commit_version":"#.utf8)
-    static let record = Array(#","record":"#.utf8)
+    static var seq: StaticString { #"{"seq":"# }
+    static var opInsert: StaticString { #","op":"insert","participant_id":"# }
+    static var opUpdate: StaticString { #","op":"update","participant_id":"# }
+    static var scope: StaticString { #","scope":"# }
+    static var externalID: StaticString { #","external_id":"# }
+    static var commitVersion: StaticString { #","commit_version":"# }
+    static var record: StaticString { #","record":"# }
+    /// The literal bytes of a change line: the seven above (the longer op) and the closing brace.
+    static var fixedCount: Int {
+        seq.utf8CodeUnitCount + opInsert.utf8CodeUnitCount + scope.utf8CodeUnitCount + externalID.utf8CodeUnitCount
+            + commitVersion.utf8CodeUnitCount + record.utf8CodeUnitCount + 1
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends a literal's UTF-8 bytes.
+    mutating func append(_ s: StaticString) {
+        append(contentsOf: UnsafeRawBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+}
+
+/// Writes the decimal digits of `value` at `dst` (room for 20 bytes) and returns how many.
+@inline(__always)
+func writeDecimal(_ value: UInt64, to dst: UnsafeMutableRawPointer) -> Int {
+    var n = 1
+    var v = value
+    while v >= 10 {
+        v /= 10
+        n += 1
+    }
+    v = value
+    var i = n
+    repeat {
+        i -= 1
+        dst.storeBytes(of: UInt8(truncatingIfNeeded: v % 10) &+ 0x30, toByteOffset: i, as: UInt8.self)
+        v /= 10
+    } while v != 0
+    return n
 }
 
 /// Appends the decimal digits of `value`.
@@ -381,14 +453,8 @@ enum OutboxLiterals {
 func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
     var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of stack
     withUnsafeMutableBytes(of: &digits) { buf in
-        var v = value
-        var i = 24
-        repeat {
-            i -= 1
-            buf[i] = UInt8(truncatingIfNeeded: v % 10) &+ 0x30
-            v /= 10
-        } while v != 0
-        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[i..<24]))
+        let n = writeDecimal(value, to: buf.baseAddress!)
+        out.append(contentsOf: UnsafeRawBufferPointer(rebasing: buf[0..<n]))
     }
 }
 
