@@ -254,6 +254,15 @@ extension PanelStore {
             // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
             // flat in the store's size (safe mid-transaction: the map is read-only and clean).
             var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
+            // Winners from `appendFrom` on sort after every key `ident` holds: they are new (no probe), and since
+            // the loop puts them in key order they are appended (`MDB_APPEND`: no descent, and full pages instead
+            // of the half-full ones a split in the middle leaves). A feed delivering ids in order — a first load —
+            // appends throughout.
+            let appendFrom = try flat.withUnsafeBytes { f in
+                try w.firstKeyAfterIdent(count: winners.count) { position in
+                    (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[winners[position]]..<offsets[winners[position] + 1]]))
+                }
+            }
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
                     for (position, index) in winners.enumerated() {
@@ -271,7 +280,7 @@ extension PanelStore {
                         let hash = batch.hashes[index]
                         do {
                             // 1. The source key itself (the filter skips the probe for keys never seen).
-                            let stored = lookups[position].maybeKnown ? try w.readIdent(key) : nil
+                            let stored = lookups[position].maybeKnown && position < appendFrom ? try w.readIdent(key) : nil
                             let pid: UInt64
                             let op: OutboxOp
                             if let stored {
@@ -320,7 +329,8 @@ extension PanelStore {
                                     try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
-                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown)
+                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown,
+                                        append: position >= appendFrom)
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
@@ -331,7 +341,8 @@ extension PanelStore {
                                     nextPID += 1
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
-                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown)
+                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown,
+                                        append: position >= appendFrom)
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, header: nil, version: version, frame: frame, record, append)
                                     if contact.provided {
@@ -608,6 +619,45 @@ final class WriterContext {
         if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "delete from \(what)", path: path) }
     }
 
+    /// The first of `count` sorted identity keys (position → scope, external id; the key is scope, NUL, id) that
+    /// sorts after every key in `ident` as this transaction began — `count` when there is none, 0 when `ident`
+    /// is empty.
+    func firstKeyAfterIdent(
+        count: Int, _ keyAt: (Int) -> (scope: [UInt8], id: UnsafeRawBufferPointer)
+    ) throws -> Int {
+        guard count > 0 else { return 0 }
+        var k = MDB_val()
+        var v = MDB_val()
+        let rc = mdb_cursor_get(identCursor, &k, &v, MDB_LAST)
+        if rc == MDB_NOTFOUND { return 0 }
+        if rc != 0 { throw StorageError.lmdb(rc, "reading the last key of ident", path: path) }
+        let last = k.buffer
+        // > 0 when the key at `position` sorts after `last` (memcmp order, shorter first on a common prefix).
+        func after(_ position: Int) -> Bool {
+            let (scope, id) = keyAt(position)
+            let c = scope.withUnsafeBytes { s -> Int in
+                let n = min(s.count, last.count)
+                if n > 0 {
+                    let c = memcmp(s.baseAddress!, last.baseAddress!, n)
+                    if c != 0 { return Int(c) }
+                }
+                if last.count <= s.count { return 1 }  // `last` is a prefix of the scope: the key is longer
+                if last[s.count] != 0 { return -1 }  // the key's NUL sorts before any other byte
+                let rest = UnsafeRawBufferPointer(rebasing: last[(s.count + 1)...])
+                return compareBytes(id, rest)
+            }
+            return c > 0
+        }
+        // The keys are sorted, so "after the last key" holds from some position on.
+        var lo = 0
+        var hi = count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if after(mid) { hi = mid } else { lo = mid + 1 }
+        }
+        return lo
+    }
+
     /// Reads the `ident` entry of `key` and leaves the cursor on it.
     func readIdent(_ key: [UInt8]) throws -> IdentValue? {
         var storedSize = 0
@@ -647,10 +697,13 @@ final class WriterContext {
 
     /// Stores a new identity key; `probe` is the key's filter probe when the caller already computed it, and
     /// `inFilter` says the caller already inserted it (``MembershipFilter/lookUpAndInsert(_:)``).
-    func putIdent(_ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil, inFilter: Bool = false)
-        throws
-    {
-        try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, 0, "ident") } }
+    /// `append` says `key` sorts after every key in `ident` (``firstKeyAfterIdent(count:_:)``).
+    func putIdent(
+        _ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil, inFilter: Bool = false,
+        append: Bool = false
+    ) throws {
+        let flags = append ? UInt32(MDB_APPEND) : 0
+        try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, flags, "ident") } }
         if !inFilter { filter.insert(probe ?? key.withUnsafeBytes { filter.probe(.ident, $0) }) }
     }
 
