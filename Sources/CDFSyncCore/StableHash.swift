@@ -25,6 +25,25 @@ public struct StableHash: Sendable {
         state = (state ^ UInt64(truncatingIfNeeded: n)) &* 0x0000_0100_0000_01B3
     }
 
+    /// Combines one piece of a buffer too large (or too scattered) to pass to ``combine(_:)-(UnsafeRawBufferPointer)``
+    /// at once: pieces whose lengths are multiples of 8, then ``endPieces(totalCount:)``, hash exactly like one
+    /// `combine` of their concatenation.
+    public mutating func combinePiece(_ bytes: UnsafeRawBufferPointer) {
+        precondition(bytes.count % 8 == 0, "a piece must be a multiple of 8 bytes")
+        var i = 0
+        while i < bytes.count {
+            let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            state = (state ^ w) &* 0x0000_0100_0000_01B3
+            state ^= state >> 29
+            i += 8
+        }
+    }
+
+    /// Ends a run of ``combinePiece(_:)`` calls whose lengths add up to `totalCount`.
+    public mutating func endPieces(totalCount: Int) {
+        state = (state ^ UInt64(truncatingIfNeeded: totalCount)) &* 0x0000_0100_0000_01B3
+    }
+
     public mutating func combine(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { combine($0) }
     }

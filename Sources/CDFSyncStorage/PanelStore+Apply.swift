@@ -429,10 +429,8 @@ extension PanelStore {
         writerLock.lock()
         defer { writerLock.unlock() }
         guard let txnID = environment.unbrokenOwnCommits else { return false }
-        let bytes = filter.serialized(transactionID: txnID)
         let temp = savedFilterPath + ".tmp"
-        guard FileManager.default.createFile(atPath: temp, contents: Data(bytes)),
-              rename(temp, savedFilterPath) == 0 else {
+        guard filter.write(toFile: temp, transactionID: txnID), rename(temp, savedFilterPath) == 0 else {
             unlink(temp)
             return false
         }
@@ -442,9 +440,8 @@ extension PanelStore {
     /// Replaces the filter with the saved one if it describes the store's last committed transaction and its
     /// checksum holds (a damaged, stale or foreign file is ignored: the caller scans the indexes instead).
     func loadSavedFilter() -> Bool {
-        guard let data = FileManager.default.contents(atPath: savedFilterPath) else { return false }
         let last = environment.lastCommittedTransactionID
-        guard let saved = MembershipFilter.deserialize(Array(data), transactionID: last) else { return false }
+        guard let saved = MembershipFilter.read(fromFile: savedFilterPath, transactionID: last) else { return false }
         filter = saved
         environment.trackOwnCommits(from: last)
         return true

@@ -1,6 +1,8 @@
 import Foundation
 import Testing
 
+import CDFSyncCore
+
 @testable import CDFSyncStorage
 
 /// The membership filter saved next to the store (`membership.filter`) lets an open skip the index scan, but
@@ -119,5 +121,50 @@ struct SavedFilterTests {
         let g = try #require(MembershipFilter.deserialize(bytes, transactionID: 42))
         #expect(g.words == f.words && g.count == f.count && g.capacity == f.capacity)
         #expect(MembershipFilter.deserialize(bytes, transactionID: 43) == nil, "another transaction's filter")
+    }
+
+    /// The file written straight from the filter's storage is byte for byte the serialized form, and reads
+    /// back into the same filter; a file of another transaction, a shorter one or a flipped bit reads as nothing.
+    @Test(arguments: [1, 3_000, 200_000])
+    func fileIsTheSerializedFormAndReadsBack(keys: Int) throws {
+        try withTemporaryDirectory { dir in
+            let f = MembershipFilter(capacity: max(keys, 1_000))
+            for i in 0..<keys { f.insert(.ident, Array("s\u{0}k\(i)".utf8)) }
+            let path = dir + "/f"
+            #expect(f.write(toFile: path, transactionID: 7))
+            let file = try [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+            #expect(file == f.serialized(transactionID: 7))
+            let g = try #require(MembershipFilter.read(fromFile: path, transactionID: 7))
+            #expect(g.words == f.words && g.count == f.count && g.capacity == f.capacity)
+            #expect(MembershipFilter.read(fromFile: path, transactionID: 8) == nil)
+            #expect(MembershipFilter.read(fromFile: dir + "/missing", transactionID: 7) == nil)
+            for damage in [file.count / 2, file.count - 3, 20] {
+                var bad = file
+                bad[damage] ^= 0x10
+                try Data(bad).write(to: URL(fileURLWithPath: path))
+                #expect(MembershipFilter.read(fromFile: path, transactionID: 7) == nil, "bit flipped at \(damage)")
+            }
+            try Data(file.dropLast(64)).write(to: URL(fileURLWithPath: path))
+            #expect(MembershipFilter.read(fromFile: path, transactionID: 7) == nil, "truncated")
+        }
+    }
+
+    /// Pieces of a multiple of 8 bytes, then the total length, hash like one combine of the whole buffer.
+    @Test func hashInPiecesEqualsHashOfTheWhole() {
+        var rng = SplitMix(5)
+        for words in [0, 1, 4, 9, 100] {
+            let bytes = (0..<(words * 8)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            var whole = StableHash()
+            bytes.withUnsafeBytes { whole.combine($0) }
+            for cut in Set([0, words / 2, words].map { $0 * 8 }) {
+                var pieces = StableHash()
+                bytes.withUnsafeBytes { b in
+                    pieces.combinePiece(UnsafeRawBufferPointer(rebasing: b[0..<cut]))
+                    pieces.combinePiece(UnsafeRawBufferPointer(rebasing: b[cut...]))
+                }
+                pieces.endPieces(totalCount: bytes.count)
+                #expect(pieces.value == whole.value, "\(words) words cut at \(cut)")
+            }
+        }
     }
 }
