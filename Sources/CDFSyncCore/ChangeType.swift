@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The kind of a change data feed row, as `_change_type` carries it.
 ///
 /// `insert` and `update_postimage` are applied; `delete` and `update_preimage` are counted and ignored
@@ -13,11 +19,16 @@ public enum ChangeType: String, Sendable, Hashable, CaseIterable {
 
     /// Parses the `_change_type` text from its UTF-8 bytes without building a `String`.
     public init?(utf8 bytes: UnsafeRawBufferPointer) {
+        // One memcmp against a literal (read once per row: the generic `elementsEqual` over `String.UTF8View`
+        // was 3 % of a replay's reading thread).
+        @inline(__always) func equals(_ literal: StaticString) -> Bool {
+            memcmp(bytes.baseAddress!, literal.utf8Start, literal.utf8CodeUnitCount) == 0
+        }
         switch bytes.count {
-        case 6 where bytes.elementsEqual("insert".utf8): self = .insert
-        case 6 where bytes.elementsEqual("delete".utf8): self = .delete
-        case 15 where bytes.elementsEqual("update_preimage".utf8): self = .updatePreimage
-        case 16 where bytes.elementsEqual("update_postimage".utf8): self = .updatePostimage
+        case 6 where equals("insert"): self = .insert
+        case 6 where equals("delete"): self = .delete
+        case 15 where equals("update_preimage"): self = .updatePreimage
+        case 16 where equals("update_postimage"): self = .updatePostimage
         default: return nil
         }
     }

@@ -98,3 +98,14 @@ struct SQLErrorClassTests {
         #expect(parsed.sqlState == sqlState)
     }
 }
+
+@Suite struct ChangeTypeParsingTests {
+    /// `_change_type` is parsed from the row's bytes: every documented value, and nothing else.
+    @Test func parsesEveryValueAndNothingElse() {
+        func parse(_ s: String) -> ChangeType? { Array(s.utf8).withUnsafeBytes { ChangeType(utf8: $0) } }
+        for t in ChangeType.allCases { #expect(parse(t.rawValue) == t) }
+        for s in ["", "insers", "INSERT", "delete ", "update_preimagE", "update_postimage_", "update_postimagf", "iNsert"] {
+            #expect(parse(s) == nil, "\(s)")
+        }
+    }
+}
