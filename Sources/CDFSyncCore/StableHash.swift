@@ -9,20 +9,16 @@ public struct StableHash: Sendable {
     public init() {}
 
     public mutating func combine(_ bytes: UnsafeRawBufferPointer) {
-        var i = 0
         let n = bytes.count
-        while i + 8 <= n {
-            let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
-            state = (state ^ w) &* 0x0000_0100_0000_01B3
-            state ^= state >> 29
-            i += 8
-        }
+        let whole = n & ~7
+        mixWords(UnsafeRawBufferPointer(rebasing: bytes[0..<whole]))
+        var i = whole
         while i < n {
             state = (state ^ UInt64(bytes[i])) &* 0x0000_0100_0000_01B3
             i += 1
         }
         // Mix in the length so that "ab"+"c" and "a"+"bc" differ when combined field by field.
-        state = (state ^ UInt64(truncatingIfNeeded: n)) &* 0x0000_0100_0000_01B3
+        endPieces(totalCount: n)
     }
 
     /// Combines one piece of a buffer too large (or too scattered) to pass to ``combine(_:)-(UnsafeRawBufferPointer)``
@@ -30,6 +26,17 @@ public struct StableHash: Sendable {
     /// `combine` of their concatenation.
     public mutating func combinePiece(_ bytes: UnsafeRawBufferPointer) {
         precondition(bytes.count % 8 == 0, "a piece must be a multiple of 8 bytes")
+        mixWords(bytes)
+    }
+
+    /// Ends a run of ``combinePiece(_:)`` calls whose lengths add up to `totalCount`.
+    public mutating func endPieces(totalCount: Int) {
+        state = (state ^ UInt64(truncatingIfNeeded: totalCount)) &* 0x0000_0100_0000_01B3
+    }
+
+    /// The 8-byte words of `bytes` (whose length is a multiple of 8).
+    @inline(__always)
+    private mutating func mixWords(_ bytes: UnsafeRawBufferPointer) {
         var i = 0
         while i < bytes.count {
             let w = bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)
@@ -37,11 +44,6 @@ public struct StableHash: Sendable {
             state ^= state >> 29
             i += 8
         }
-    }
-
-    /// Ends a run of ``combinePiece(_:)`` calls whose lengths add up to `totalCount`.
-    public mutating func endPieces(totalCount: Int) {
-        state = (state ^ UInt64(truncatingIfNeeded: totalCount)) &* 0x0000_0100_0000_01B3
     }
 
     public mutating func combine(_ bytes: [UInt8]) {

@@ -54,36 +54,55 @@ final class MembershipFilter {
     /// little-endian UInt64), the words, then a `StableHash` of everything before it.
     static let magic: UInt64 = 0x3130_464D_5346_4443  // "CDFSMF01"
 
+    /// The header words of the saved form describing the store at `transactionID`.
+    private func savedHeader(transactionID: Int) -> [UInt64] {
+        [Self.magic, UInt64(transactionID), UInt64(count), blocks]
+    }
+
+    /// The saved form's checksum: `StableHash` of the 32 header bytes and the bits, as if one buffer.
+    private static func checksum(header: UnsafeRawBufferPointer, bits: UnsafeRawBufferPointer) -> UInt64 {
+        var h = StableHash()
+        h.combinePiece(header)
+        h.combinePiece(bits)
+        h.endPieces(totalCount: header.count + bits.count)
+        return h.value
+    }
+
+    /// The number of blocks a saved form of `size` bytes with these header words holds, if it is this format,
+    /// describes transaction `transactionID` and has the size its block count says.
+    private static func savedBlockCount(header: [UInt64], size: Int, transactionID: Int) -> Int? {
+        let n = Int(truncatingIfNeeded: header[3])
+        guard header[0] == magic, header[1] == UInt64(transactionID), n > 0, 32 + n * 64 + 8 == size else { return nil }
+        return n
+    }
+
     /// The filter as bytes describing the store at `transactionID`.
     func serialized(transactionID: Int) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(40 + storage.count * 8)
-        for v in [Self.magic, UInt64(transactionID), UInt64(count), blocks] {
-            withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) }
-        }
+        for v in savedHeader(transactionID: transactionID) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
         for v in storage { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
-        var h = StableHash()
-        h.combine(out)
-        withUnsafeBytes(of: h.value.littleEndian) { out.append(contentsOf: $0) }
+        let sum = out.withUnsafeBytes {
+            Self.checksum(header: UnsafeRawBufferPointer(rebasing: $0[0..<32]), bits: UnsafeRawBufferPointer(rebasing: $0[32...]))
+        }
+        withUnsafeBytes(of: sum.littleEndian) { out.append(contentsOf: $0) }
         return out
     }
 
     /// A filter read back from `serialized(transactionID:)`, or nil when the bytes are damaged, truncated or
     /// describe another transaction than `transactionID` (the caller then rebuilds from the store).
     static func deserialize(_ bytes: [UInt8], transactionID: Int) -> MembershipFilter? {
-        guard bytes.count >= 40 + 64, (bytes.count - 40) % 64 == 0 else { return nil }
+        guard bytes.count >= 40 + 64 else { return nil }
         return bytes.withUnsafeBytes { raw -> MembershipFilter? in
             func u64(_ at: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self)) }
-            let body = UnsafeRawBufferPointer(rebasing: raw[..<(raw.count - 8)])
-            var h = StableHash()
-            h.combine(body)
-            guard h.value == u64(raw.count - 8), u64(0) == magic, u64(8) == UInt64(transactionID) else { return nil }
-            let blockCount = Int(u64(24))
-            guard blockCount > 0, 32 + blockCount * 64 + 8 == raw.count else { return nil }
-            let f = MembershipFilter(capacity: blockCount * 512 / bitsPerKey)
-            guard f.blocks == UInt64(blockCount) else { return nil }
+            guard let blockCount = savedBlockCount(
+                header: (0..<4).map { u64($0 * 8) }, size: raw.count, transactionID: transactionID),
+                checksum(header: UnsafeRawBufferPointer(rebasing: raw[0..<32]),
+                    bits: UnsafeRawBufferPointer(rebasing: raw[32..<(raw.count - 8)])) == u64(raw.count - 8)
+            else { return nil }
+            let f = MembershipFilter(uninitializedBlocks: blockCount)
             for i in 0..<f.storage.count { f.storage[i] = u64(32 + i * 8) }
-            f.count = Int(u64(16))
+            f.count = Int(truncatingIfNeeded: u64(16))
             return f
         }
     }
@@ -98,13 +117,9 @@ final class MembershipFilter {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var header = [Self.magic, UInt64(transactionID), UInt64(count), blocks]
+        var header = savedHeader(transactionID: transactionID)
         let bits = UnsafeRawBufferPointer(storage)
-        var h = StableHash()
-        header.withUnsafeBytes { h.combinePiece($0) }
-        h.combinePiece(bits)
-        h.endPieces(totalCount: 32 + bits.count)
-        header.append(h.value)
+        header.append(header.withUnsafeBytes { Self.checksum(header: $0, bits: bits) })
         return header.withUnsafeBytes { Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<32])) }
             && Self.writeAll(fd, bits)
             && header.withUnsafeBytes { Self.writeAll(fd, UnsafeRawBufferPointer(rebasing: $0[32..<40])) }
@@ -122,23 +137,18 @@ final class MembershipFilter {
         guard fd >= 0 else { return nil }
         defer { close(fd) }
         let size = Int(lseek(fd, 0, SEEK_END))
-        guard size >= 40 + 64, (size - 40) % 64 == 0 else { return nil }
         var header = [UInt64](repeating: 0, count: 5)
-        guard header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<32]), at: 0) })
-        else { return nil }
-        let blockCount = Int(truncatingIfNeeded: header[3])
-        guard header[0] == magic, header[1] == UInt64(transactionID), blockCount > 0, 32 + blockCount * 64 + 8 == size
+        guard size >= 40 + 64,
+            header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[0..<32]), at: 0) }),
+            let blockCount = savedBlockCount(header: header, size: size, transactionID: transactionID)
         else { return nil }
         let f = MembershipFilter(uninitializedBlocks: blockCount)
         let bits = UnsafeMutableRawBufferPointer(f.storage)
         guard readAll(fd, bits, at: 32),
-            header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[32..<40]), at: 32 + bits.count) })
+            header.withUnsafeMutableBytes({ readAll(fd, UnsafeMutableRawBufferPointer(rebasing: $0[32..<40]), at: 32 + bits.count) }),
+            header.withUnsafeBytes({ checksum(header: UnsafeRawBufferPointer(rebasing: $0[0..<32]), bits: UnsafeRawBufferPointer(bits)) })
+                == header[4]
         else { return nil }
-        var h = StableHash()
-        header.withUnsafeBytes { h.combinePiece(UnsafeRawBufferPointer(rebasing: $0[0..<32])) }
-        h.combinePiece(UnsafeRawBufferPointer(bits))
-        h.endPieces(totalCount: 32 + bits.count)
-        guard h.value == header[4] else { return nil }
         f.count = Int(truncatingIfNeeded: header[2])
         return f
         #else

@@ -329,7 +329,7 @@ extension PanelStore {
                                     try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
-                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown,
+                                        insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
                                         append: position >= appendFrom)
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
@@ -341,7 +341,7 @@ extension PanelStore {
                                     nextPID += 1
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
-                                        probe: lookups[position].probe, inFilter: !lookups[position].maybeKnown,
+                                        insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
                                         append: position >= appendFrom)
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, header: nil, version: version, frame: frame, record, append)
@@ -692,16 +692,13 @@ final class WriterContext {
         if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
     }
 
-    /// Stores a new identity key; `probe` is the key's filter probe when the caller already computed it, and
-    /// `inFilter` says the caller already inserted it (``MembershipFilter/lookUpAndInsert(_:)``).
-    /// `append` says `key` sorts after every key in `ident` (``firstKeyAfterIdent(count:_:)``).
-    func putIdent(
-        _ key: [UInt8], _ v: IdentValue, probe: MembershipFilter.Probe? = nil, inFilter: Bool = false,
-        append: Bool = false
-    ) throws {
+    /// Stores a new identity key. `insertInFilter` is the key's probe when the filter still has to count it (the
+    /// batch's pass, ``MembershipFilter/lookUpAndInsert(_:)``, inserted the keys it found absent); `append` says
+    /// `key` sorts after every key in `ident` (``firstKeyAfterIdent(count:_:)``).
+    func putIdent(_ key: [UInt8], _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool) throws {
         let flags = append ? UInt32(MDB_APPEND) : 0
         try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, flags, "ident") } }
-        if !inFilter { filter.insert(probe ?? key.withUnsafeBytes { filter.probe(.ident, $0) }) }
+        if let insertInFilter { filter.insert(insertInFilter) }
     }
 
     func putLink(_ pid: UInt64, _ key: [UInt8]) throws {

@@ -76,9 +76,8 @@ extension PanelStore {
         ) {
             var id = externalID
             id.withUTF8 { ids.append(contentsOf: $0) }
-            longestID = max(longestID, ids.count - idOffsets[idOffsets.count - 1])
+            note(idLength: ids.count - idOffsets[idOffsets.count - 1], record: record, email: email, phone: phone)
             idOffsets.append(ids.count)
-            if !Self.isObject(record) { nonObjectRecords += 1 }
             records.append(contentsOf: record)
             recordOffsets.append(records.count)
             versions.append(commitVersion)
@@ -87,7 +86,6 @@ extension PanelStore {
                 h.combine(record)
                 return h.value
             }())
-            longestContact = max(longestContact, email?.utf8.count ?? 0, phone?.utf8.count ?? 0)
             if email != nil || emails != nil {
                 if emails == nil { emails = [String?](repeating: nil, count: count - 1) }
                 emails!.append(email)
@@ -128,15 +126,22 @@ extension PanelStore {
             nonObjectRecords = 0
             longestID = 0
             longestContact = 0
-            records.withUnsafeBytes { r in
+            let kept = records  // shares the storage; `note` needs `self` whole
+            kept.withUnsafeBytes { r in
                 for i in 0..<n {
-                    if !Self.isObject(UnsafeRawBufferPointer(rebasing: r[recordOffsets[i]..<recordOffsets[i + 1]])) {
-                        nonObjectRecords += 1
-                    }
-                    longestID = max(longestID, idOffsets[i + 1] - idOffsets[i])
-                    longestContact = max(longestContact, emails?[i]?.utf8.count ?? 0, phones?[i]?.utf8.count ?? 0)
+                    note(
+                        idLength: idOffsets[i + 1] - idOffsets[i],
+                        record: UnsafeRawBufferPointer(rebasing: r[recordOffsets[i]..<recordOffsets[i + 1]]),
+                        email: email(i), phone: phone(i))
                 }
             }
+        }
+
+        /// Notes what apply checks about a row (see `nonObjectRecords`).
+        private mutating func note(idLength: Int, record: UnsafeRawBufferPointer, email: String?, phone: String?) {
+            longestID = max(longestID, idLength)
+            if !Self.isObject(record) { nonObjectRecords += 1 }
+            longestContact = max(longestContact, email?.utf8.count ?? 0, phone?.utf8.count ?? 0)
         }
 
         /// Whether `record` has the shape of a JSON object: at least `{}`, first byte `{`, last byte `}`.

@@ -140,14 +140,14 @@ func appendEventLine(
 ) {
     out.append(OutboxLiterals.seq)
     appendDecimal(seq, to: &out)
-    out.append(contentsOf: Array(#","op":"event","event_id":"#.utf8))
+    out.append(#","op":"event","event_id":"# as StaticString)
     JSONWriter.appendEscaped(eventID, to: &out)
-    out.append(contentsOf: Array(#","participant_id":"#.utf8))
-    if let participantID { appendDecimal(participantID, to: &out) } else { out.append(contentsOf: Array("null".utf8)) }
+    out.append(#","participant_id":"# as StaticString)
+    if let participantID { appendDecimal(participantID, to: &out) } else { out.append("null" as StaticString) }
     out.append(OutboxLiterals.scope)
     out.append(contentsOf: escapedScope)
-    out.append(contentsOf: Array(#","user_external_id":"#.utf8))
-    if let userExternalID { JSONWriter.appendEscaped(userExternalID, to: &out) } else { out.append(contentsOf: Array("null".utf8)) }
+    out.append(#","user_external_id":"# as StaticString)
+    if let userExternalID { JSONWriter.appendEscaped(userExternalID, to: &out) } else { out.append("null" as StaticString) }
     out.append(OutboxLiterals.commitVersion)
     if commitVersion < 0 {
         out.append(UInt8(ascii: "-"))

@@ -177,7 +177,5 @@ final class ByteBuffer {
 
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    func toArray() -> [UInt8] { Array(UnsafeBufferPointer(start: base, count: count)) }
-
     func removeAll() { count = 0 }
 }
