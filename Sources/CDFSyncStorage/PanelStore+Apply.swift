@@ -74,11 +74,17 @@ extension PanelStore {
     /// ``apply(_:scope:pipeline:checkpoint:run:)-([Change],_,_,_,_)`` for a flat ``ChangeBatch`` (what the engine
     /// hands its writer thread): the same rules and the same result, without a per-row allocation.
     public func apply(
-        _ batch: ChangeBatch, scope: String, pipeline: String, checkpoint: Checkpoint?,
+        _ input: ChangeBatch, scope: String, pipeline: String, checkpoint: Checkpoint?,
         run: (id: UInt64, json: [UInt8])? = nil
     ) throws
         -> ApplyOutcome
     {
+        // Records not split into shape and values by `prepare` are split here (the same bytes get stored).
+        let batch = {
+            var b = input
+            b.shape(threshold: recordCompressionThreshold)
+            return b
+        }()
         let scopeBytes = Array(scope.utf8)
         guard !scopeBytes.contains(0) else {
             throw StorageError(code: .invalidArgument, message: "scope must not contain a NUL byte")
@@ -201,6 +207,8 @@ extension PanelStore {
         // are distinct keys, so one's insert never turns another's "absent" into "present" except as a false
         // positive (which only costs a probe); an absent key is always written below, or the transaction fails
         // and its bits are false positives.
+        var shapeIDs = batch.shapeKeys.map { shapes.id(keys: $0) }
+        var registeredShapes: [(id: UInt32, keys: [UInt8])] = []
         lookups.removeAll(keepingCapacity: true)
         lookups.reserveCapacity(winners.count)
         flat.withUnsafeBytes { f in
@@ -218,17 +226,32 @@ extension PanelStore {
             let w = try WriterContext(store: self, txn: txn)
             var nextPID = w.startPID
             let append = UInt32(MDB_APPEND)
+            // Only shapes some winning row uses are saved (rows dropped from a prepared batch may leave others).
+            var shapeUsed = [Bool](repeating: false, count: shapeIDs.count)
+            if shapeIDs.contains(nil) {
+                for index in winners where batch.rowShapes[index] >= 0 { shapeUsed[Int(batch.rowShapes[index])] = true }
+            }
+            for (i, id) in shapeIDs.enumerated() where id == nil && shapeUsed[i] {
+                if let id = try w.registerShape(batch.shapeKeys[i]) {
+                    shapeIDs[i] = id
+                    registeredShapes.append((id, batch.shapeKeys[i]))
+                }
+            }
+            let shapeIDs = shapeIDs
 
             /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
+            /// The record is stored shaped (``RecordShape``) when `shaped` is given.
             func putPanel(
                 _ pid: UInt64, header: UnsafeRawBufferPointer?, version: Int64, frame: [UInt8]?,
-                _ record: UnsafeRawBufferPointer, _ flags: UInt32
+                _ record: UnsafeRawBufferPointer, _ flags: UInt32,
+                shaped: (id: UInt32, values: UnsafeRawBufferPointer)? = nil
             ) throws {
                 // Written straight into the page LMDB reserves for the value (no intermediate copy).
-                func store(_ body: UnsafeRawBufferPointer) throws {
+                func store(_ body: UnsafeRawBufferPointer, shapeID: UInt32? = nil) throws {
                     let headerCount = header?.count ?? 2 + key.count
-                    try w.reserveBE(w.panelDBI, pid, count: headerCount + 8 + body.count, flags, "panel") { dst in
+                    let prefix = shapeID == nil ? 0 : RecordShape.headerCount
+                    try w.reserveBE(w.panelDBI, pid, count: headerCount + 8 + prefix + body.count, flags, "panel") { dst in
                         if let header {
                             if headerCount > 0 { dst.copyMemory(from: header.baseAddress!, byteCount: headerCount) }
                         } else {
@@ -237,10 +260,18 @@ extension PanelStore {
                             key.withUnsafeBytes { (dst + 2).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                         }
                         (dst + headerCount).storeBytes(of: UInt64(bitPattern: version).bigEndian, as: UInt64.self)
-                        if body.count > 0 { (dst + headerCount + 8).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+                        if let shapeID {
+                            (dst + headerCount + 8).storeBytes(of: RecordShape.tag, as: UInt8.self)
+                            (dst + headerCount + 9).storeBytes(of: shapeID.bigEndian, as: UInt32.self)
+                        }
+                        if body.count > 0 {
+                            (dst + headerCount + 8 + prefix).copyMemory(from: body.baseAddress!, byteCount: body.count)
+                        }
                     }
                 }
-                if let frame {
+                if let shaped, RecordShape.headerCount + shaped.values.count < record.count {
+                    try store(shaped.values, shapeID: shaped.id)
+                } else if let frame {
                     if frame.count < record.count { try frame.withUnsafeBytes { try store($0) } } else { try store(record) }
                 } else if record.count >= threshold {
                     try compressor.withCompressed(record) { compressed in
@@ -265,6 +296,7 @@ extension PanelStore {
             }
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
+                  try batch.shapedValues.withUnsafeBytes { shapedValues in
                     for (position, index) in winners.enumerated() {
                         mapped.tick()
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
@@ -278,6 +310,11 @@ extension PanelStore {
                         let record = UnsafeRawBufferPointer(
                             rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
                         let hash = batch.hashes[index]
+                        var shaped: (id: UInt32, values: UnsafeRawBufferPointer)?
+                        if batch.rowShapes[index] >= 0, let id = shapeIDs[Int(batch.rowShapes[index])] {
+                            shaped = (id, UnsafeRawBufferPointer(
+                                rebasing: shapedValues[batch.shapedOffsets[index]..<batch.shapedOffsets[index + 1]]))
+                        }
                         do {
                             // 1. The source key itself (the filter skips the probe for keys never seen).
                             let stored = lookups[position].maybeKnown && position < appendFrom ? try w.readIdent(key) : nil
@@ -304,10 +341,10 @@ extension PanelStore {
                                 }
                                 if stored.linked {
                                     try w.panelHeader(pid).withUnsafeBytes {
-                                        try putPanel(pid, header: $0, version: version, frame: frame, record, 0)
+                                        try putPanel(pid, header: $0, version: version, frame: frame, record, 0, shaped: shaped)
                                     }
                                 } else {
-                                    try putPanel(pid, header: nil, version: version, frame: frame, record, 0)
+                                    try putPanel(pid, header: nil, version: version, frame: frame, record, 0, shaped: shaped)
                                 }
                                 try w.overwriteIdent(IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash,
@@ -326,7 +363,7 @@ extension PanelStore {
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
-                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0) }
+                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0, shaped: shaped) }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
                                         insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
@@ -344,7 +381,7 @@ extension PanelStore {
                                         insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
                                         append: position >= appendFrom)
                                     // New ids are greater than every stored id, so this put appends.
-                                    try putPanel(pid, header: nil, version: version, frame: frame, record, append)
+                                    try putPanel(pid, header: nil, version: version, frame: frame, record, append, shaped: shaped)
                                     if contact.provided {
                                         outcome.conflicts += try w.maintainContact(
                                             pid: pid, contact, isNew: true, identKey: key, version: version)
@@ -377,6 +414,7 @@ extension PanelStore {
                             }
                         }
                     }
+                  }
                 }
             }
             if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
@@ -386,6 +424,7 @@ extension PanelStore {
             }
             if let run { try replaceRun(txn, id: run.id, json: run.json) }
         }
+        for s in registeredShapes { shapes.add(id: s.id, keys: s.keys) }
         return outcome
     }
 
@@ -705,6 +744,36 @@ final class WriterContext {
         var k = bytesBE(pid)
         k.append(contentsOf: key)
         try k.withUnsafeBytes { try put(store.links.dbi, $0, UnsafeRawBufferPointer(start: nil, count: 0), 0, "links") }
+    }
+
+    /// The id of the shape with `keys` in `shapes`, which is added under the next id if it is not there yet
+    /// (another process may have added it since this one loaded them); `nil` once the store holds
+    /// `RecordShape.maxShapes` shapes (the record is then stored as it is).
+    func registerShape(_ keys: [UInt8]) throws -> UInt32? {
+        var cursor: OpaquePointer?
+        var rc = mdb_cursor_open(t, store.shapesDB.dbi, &cursor)
+        if rc != 0 { throw StorageError.lmdb(rc, "cursor on shapes", path: path) }
+        defer { mdb_cursor_close(cursor) }
+        var k = MDB_val()
+        var v = MDB_val()
+        var last: UInt32 = 0
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST)
+        while rc == 0 {
+            let key = k.buffer
+            guard key.count == 4 else {
+                throw StorageError(code: .corrupted, message: "shapes key in \(path) is not 4 bytes")
+            }
+            last = UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3])
+            if v.buffer.elementsEqual(keys) { return last }
+            rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "reading shapes", path: path) }
+        guard last < RecordShape.maxShapes else { return nil }
+        var id = (last + 1).bigEndian
+        try withUnsafeBytes(of: &id) { idBytes in
+            try keys.withUnsafeBytes { try put(store.shapesDB.dbi, idBytes, $0, 0, "shapes") }
+        }
+        return last + 1
     }
 
     /// The first bytes of participant `pid`'s panel value (length + first identity key), for rewriting it.

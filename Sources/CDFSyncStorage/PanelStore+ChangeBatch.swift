@@ -26,6 +26,14 @@ extension PanelStore {
         private(set) var phones: [String?]? = nil
         /// zstd frames of large records, by row (see ``prepare(compressor:threshold:)``).
         private(set) var frames: [Int: [UInt8]] = [:]
+        /// Shaped forms of the records (see ``RecordShape``), for rows `0..<rowShapes.count` (those ``prepare`` has
+        /// seen): row `i`'s values are `shapedValues[shapedOffsets[i]..<shapedOffsets[i + 1]]` under the keys
+        /// `shapeKeys[rowShapes[i]]`; `rowShapes[i] == -1` stores the record as it is (not a flat object, or it
+        /// has a frame).
+        private(set) var shapedValues: [UInt8] = []
+        private(set) var shapedOffsets: [Int] = [0]
+        private(set) var rowShapes: [Int32] = []
+        private(set) var shapeKeys: [[UInt8]] = []
         /// Noted as rows are appended (on the thread building the batch, while the bytes are in its cache), so
         /// that apply checks its input without walking the batch again: the rows whose record is not a JSON
         /// object (`{…}`), and the longest external id, email and phone in bytes.
@@ -66,7 +74,7 @@ extension PanelStore {
         public var isEmpty: Bool { versions.isEmpty }
 
         /// Bytes held by ids, records and frames (the batch's memory, give or take 40 bytes a row).
-        public var byteCount: Int { ids.count + records.count + frameBytes }
+        public var byteCount: Int { ids.count + records.count + frameBytes + shapedValues.count }
         private var frameBytes = 0
 
         /// Appends a row; `record` is copied (it must be a JSON object, which apply checks).
@@ -123,6 +131,11 @@ extension PanelStore {
             if phones != nil { phones!.removeSubrange(n...) }
             frames = frames.filter { $0.key < n }
             frameBytes = frames.values.reduce(0) { $0 + $1.count }
+            if rowShapes.count > n {
+                shapedValues.removeSubrange(shapedOffsets[n]...)
+                shapedOffsets.removeSubrange((n + 1)...)
+                rowShapes.removeSubrange(n...)
+            }
             nonObjectRecords = 0
             longestID = 0
             longestContact = 0
@@ -164,6 +177,11 @@ extension PanelStore {
             phones = nil
             frames = [:]
             frameBytes = 0
+            shapedValues.removeAll(keepingCapacity: true)
+            shapedOffsets.removeAll(keepingCapacity: true)
+            shapedOffsets.append(0)
+            rowShapes.removeAll(keepingCapacity: true)
+            shapeKeys.removeAll()
             nonObjectRecords = 0
             longestID = 0
             longestContact = 0
@@ -192,13 +210,75 @@ extension PanelStore {
         }
 
         /// Compresses every record of at least `threshold` bytes with `compressor` (the caller's thread and
-        /// context), so that apply stores the frame without compressing inside its write transaction.
+        /// context) and splits the others into shape and values (``RecordShape``), so that apply stores them
+        /// without compressing or splitting inside its write transaction. The stored bytes are the same either way.
         public mutating func prepare(compressor: ZstdCompressor, threshold: Int = 512) throws {
             for i in 0..<count where recordOffsets[i + 1] - recordOffsets[i] >= threshold && frames[i] == nil {
                 let frame = try withRecord(i) { try compressor.compress($0) }
                 frames[i] = frame
                 frameBytes += frame.count
             }
+            shape(threshold: threshold)
+        }
+
+        /// At most this many shapes per batch; rows of further shapes are stored as they are.
+        static let maxShapesPerBatch = 64
+
+        /// Splits the records shorter than `threshold` that have no frame and were not split yet into shape and
+        /// values (``RecordShape``).
+        mutating func shape(threshold: Int) {
+            let first = rowShapes.count
+            guard first < count else { return }
+            // Values never take more room than their records: one buffer of that bound, written through a pointer.
+            let kept = shapedOffsets[first]
+            let bound = kept + records.count - recordOffsets[first]
+            var shapes = shapeKeys
+            var rows = rowShapes
+            var offsets = shapedOffsets
+            rows.reserveCapacity(count)
+            offsets.reserveCapacity(count + 1)
+            let previous = shapedValues
+            shapedValues = records.withUnsafeBytes { r in
+                [UInt8](unsafeUninitializedCapacity: bound) { out, initialized in
+                    let base = UnsafeMutableRawPointer(out.baseAddress!)
+                    previous.withUnsafeBytes { if kept > 0 { base.copyMemory(from: $0.baseAddress!, byteCount: kept) } }
+                    var used = kept
+                    var last = -1
+                    for i in first..<count {
+                        let record = UnsafeRawBufferPointer(rebasing: r[recordOffsets[i]..<recordOffsets[i + 1]])
+                        var shape: Int32 = -1
+                        if record.count < threshold, frames.isEmpty || frames[i] == nil {
+                            let split = last < 0
+                                ? RecordShape.split(record, into: base + used, comparingKeys: UnsafeRawBufferPointer(start: nil, count: 0))
+                                : shapes[last].withUnsafeBytes { RecordShape.split(record, into: base + used, comparingKeys: $0) }
+                            if let split {
+                                if !split.keysMatch {
+                                    // A batch has one shape or a few: the last one failed, try the others.
+                                    let keys = RecordShape.keys(of: record)
+                                    if let known = shapes.firstIndex(of: keys) {
+                                        last = known
+                                    } else if shapes.count < Self.maxShapesPerBatch {
+                                        shapes.append(keys)
+                                        last = shapes.count - 1
+                                    } else {
+                                        last = -1
+                                    }
+                                }
+                                if last >= 0 {
+                                    shape = Int32(last)
+                                    used += split.count
+                                }
+                            }
+                        }
+                        rows.append(shape)
+                        offsets.append(used)
+                    }
+                    initialized = used
+                }
+            }
+            shapeKeys = shapes
+            rowShapes = rows
+            shapedOffsets = offsets
         }
     }
 }

@@ -23,7 +23,7 @@ extension PanelStore {
                     throw StorageError(
                         code: .corrupted, message: "panel entry for participant \(pid) in \(directory) is missing")
                 }
-                return try decodePanelValue(pid: pid, value: value, decompressor: &decompressor)
+                return try decodePanelValue(pid: pid, value: value, decompressor: &decompressor, txn)
             }
             record.sourceKeys = [SourceKey(scope: record.scope, externalID: record.externalID)]
                 + (try linkedKeys(txn, pid))
@@ -110,7 +110,7 @@ extension PanelStore {
                         UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
                     else { return true }
                 }
-                var record = try decodePanelValue(pid: pid, value: v, decompressor: &decompressor)
+                var record = try decodePanelValue(pid: pid, value: v, decompressor: &decompressor, txn)
                 record.sourceKeys = [SourceKey(scope: record.scope, externalID: record.externalID)] + linked
                 try body(record)
                 return true
@@ -159,9 +159,12 @@ extension PanelStore {
         return try Self.sourceKey(UnsafeRawBufferPointer(rebasing: value[2..<(2 + (Int(value[0]) << 8 | Int(value[1])))]))
     }
 
-    /// Panel value: u16 BE identity-key length, the first identity key, the version (8 bytes BE), the record.
+    /// Panel value: u16 BE identity-key length, the first identity key, the version (8 bytes BE), the record: as
+    /// is (first byte `{`), shaped (``RecordShape``; its shape read through `txn` if this process has not seen
+    /// it) or a zstd frame.
     func decodePanelValue(
-        pid: UInt64, value: UnsafeRawBufferPointer, decompressor: inout ZstdDecompressor?
+        pid: UInt64, value: UnsafeRawBufferPointer, decompressor: inout ZstdDecompressor?,
+        _ txn: some ReadableTransaction
     ) throws -> PanelRecord {
         guard value.count >= 2 else {
             throw StorageError(code: .corrupted, message: "panel value of participant \(pid) in \(directory) is truncated")
@@ -175,10 +178,24 @@ extension PanelStore {
         let externalID = String(decoding: value[(sep + 1)..<(2 + keyLength)], as: UTF8.self)
         let version = Int64(bitPattern: loadBE(UnsafeRawBufferPointer(rebasing: value[(2 + keyLength)...])))
         let stored = UnsafeRawBufferPointer(rebasing: value[(2 + keyLength + 8)...])
-        let record: [UInt8]
+        var record: [UInt8]
         do {
             if stored.first == UInt8(ascii: "{") {
                 record = Array(stored)
+            } else if stored.first == RecordShape.tag {
+                guard stored.count > RecordShape.headerCount else {
+                    throw StorageError(code: .corrupted, message: "shaped record is truncated")
+                }
+                let id = UInt32(stored[1]) << 24 | UInt32(stored[2]) << 16 | UInt32(stored[3]) << 8 | UInt32(stored[4])
+                guard let keys = try shapes.keys(id: id) ?? loadShape(id, txn) else {
+                    throw StorageError(code: .corrupted, message: "shaped record names shape \(id), which is not in shapes")
+                }
+                let values = UnsafeRawBufferPointer(rebasing: stored[RecordShape.headerCount...])
+                record = []
+                record.reserveCapacity(keys.count + values.count + 2)
+                guard keys.withUnsafeBytes({ RecordShape.join(keys: $0, values: values, into: &record) }) else {
+                    throw StorageError(code: .corrupted, message: "shaped record does not fit its shape \(id)")
+                }
             } else {
                 if decompressor == nil { decompressor = try ZstdDecompressor() }
                 record = try decompressor!.decompress(stored)
@@ -189,6 +206,15 @@ extension PanelStore {
         }
         return PanelRecord(
             participantID: pid, scope: scope, externalID: externalID, commitVersion: version, record: record)
+    }
+
+    /// Shape `id` from `shapes` (one another process added after this one opened), remembered for next time.
+    private func loadShape(_ id: UInt32, _ txn: some ReadableTransaction) throws -> [UInt8]? {
+        let key: [UInt8] = [UInt8(id >> 24), UInt8(truncatingIfNeeded: id >> 16), UInt8(truncatingIfNeeded: id >> 8),
+                            UInt8(truncatingIfNeeded: id)]
+        guard let keys = try txn.get(shapesDB, key: key) else { return nil }
+        shapes.add(id: id, keys: keys)
+        return keys
     }
 }
 

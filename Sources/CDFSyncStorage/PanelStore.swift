@@ -29,6 +29,10 @@ public final class PanelStore: @unchecked Sendable {
     let contacts: Database
     let conflictsDB: Database
     let eventsDB: Database
+    /// Record shapes (see ``RecordShape``): 4-byte big-endian id → keys.
+    let shapesDB: Database
+    /// `shapesDB` in memory.
+    let shapes = RecordShapes()
     /// zstd level used for panel record values.
     public let recordCompressionLevel: Int32
     /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
@@ -69,14 +73,17 @@ public final class PanelStore: @unchecked Sendable {
         // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
         // transactions) and writes or checks the layout version.
         let path = environment.path
-        let dbs = try environment.write { txn -> [Database] in
+        let (dbs, savedShapes) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-                "conflicts", "events",
+                "conflicts", "events", "shapes",
             ].map { try txn.openDatabase($0) }
             let meta = dbs[2]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
-                guard stored == Self.formatVersion else {
+                // Layout 2 is layout 3 without shaped records: it is upgraded in place (nothing to rewrite).
+                if stored == Self.previousFormatVersion {
+                    try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
+                } else if stored != Self.formatVersion {
                     throw StorageError(
                         code: .versionMismatch,
                         message: "store \(path) has layout version \(String(decoding: stored, as: UTF8.self)); "
@@ -86,10 +93,20 @@ public final class PanelStore: @unchecked Sendable {
             } else {
                 try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
             }
-            return dbs
+            var shapes: [(UInt32, [UInt8])] = []
+            try txn.forEach(dbs[12]) { k, v in
+                guard k.count == 4 else {
+                    throw StorageError(code: .corrupted, message: "shapes key in \(path) is not 4 bytes")
+                }
+                shapes.append((UInt32(k[0]) << 24 | UInt32(k[1]) << 16 | UInt32(k[2]) << 8 | UInt32(k[3]), Array(v)))
+                return true
+            }
+            return (dbs, shapes)
         }
         (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
+        shapesDB = dbs[12]
+        for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold
         self.outboxCompressionLevel = outboxCompressionLevel
@@ -100,7 +117,9 @@ public final class PanelStore: @unchecked Sendable {
     }
 
     /// The on-disk layout version this build reads and writes (meta `format_version`).
-    static let formatVersion: [UInt8] = Array("2".utf8)
+    static let formatVersion: [UInt8] = Array("3".utf8)
+    /// The layout this build upgrades in place when it opens it (3 only added the `shapes` database).
+    static let previousFormatVersion: [UInt8] = Array("2".utf8)
 
     /// The environment directory.
     public var directory: String { environment.path }

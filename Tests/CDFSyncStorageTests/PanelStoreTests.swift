@@ -58,8 +58,8 @@ struct StoreSnapshot: Equatable {
         try withTemporaryDirectory { dir in
             do {
                 let store = try PanelStore(directory: dir)
-                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("2"))
-                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("3")) }
+                #expect(try store.environment.read { try $0.get(store.meta, key: MetaKey.formatVersion) } == bytes("3"))
+                try store.environment.write { try $0.put(store.meta, key: MetaKey.formatVersion, value: bytes("4")) }
             }
             let error = try #require(throws: StorageError.self) { try PanelStore(directory: dir) }
             #expect(error.code == .versionMismatch)
@@ -368,7 +368,7 @@ struct StoreSnapshot: Equatable {
         return Array(value[(2 + keyLength + 8)...])
     }
 
-    @Test func largeRecordsAreStoredCompressedAndSmallOrIncompressibleOnesAsIs() throws {
+    @Test func largeRecordsAreStoredCompressedAndSmallOnesShapedOrAsIs() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
             let small = record("small")
@@ -382,7 +382,9 @@ struct StoreSnapshot: Equatable {
                     Change(externalID: "large", commitVersion: 1, record: large),
                     Change(externalID: "random", commitVersion: 1, record: random),
                 ], scope: "s", pipeline: "p", checkpoint: nil)
-            #expect(try storedRecordBytes(store, "small") == small)
+            // A small record is stored shaped: its values under the id of its keys (RecordShapeTests).
+            #expect(try storedRecordBytes(store, "small") == [RecordShape.tag, 0, 0, 0, 1] + bytes("\"small\"\u{1F}0"))
+            #expect(try store.record(externalID: "small", scope: "s")?.record == small)
             let stored = try storedRecordBytes(store, "large")
             #expect(Array(stored.prefix(4)) == [0x28, 0xB5, 0x2F, 0xFD])
             #expect(stored.count < large.count / 4)
