@@ -249,15 +249,18 @@ extension PanelStore {
             ) throws {
                 // Written straight into the page LMDB reserves for the value (no intermediate copy).
                 func store(_ body: UnsafeRawBufferPointer, shapeID: UInt32? = nil) throws {
-                    let headerCount = header?.count ?? 2 + key.count
+                  // The key is lent once here: the fill closure below captures no variable (a captured `var` is
+                  // checked for exclusive access on every use, which showed up in the writer's profile).
+                  try key.withUnsafeBytes { ownKey in
+                    let headerCount = header?.count ?? 2 + ownKey.count
                     let prefix = shapeID == nil ? 0 : RecordShape.headerCount
                     try w.reserveBE(w.panelDBI, pid, count: headerCount + 8 + prefix + body.count, flags, "panel") { dst in
                         if let header {
                             if headerCount > 0 { dst.copyMemory(from: header.baseAddress!, byteCount: headerCount) }
                         } else {
                             // The participant's own source key: length (2 bytes BE) and the key.
-                            dst.storeBytes(of: UInt16(truncatingIfNeeded: key.count).bigEndian, as: UInt16.self)
-                            key.withUnsafeBytes { (dst + 2).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                            dst.storeBytes(of: UInt16(truncatingIfNeeded: ownKey.count).bigEndian, as: UInt16.self)
+                            (dst + 2).copyMemory(from: ownKey.baseAddress!, byteCount: ownKey.count)
                         }
                         (dst + headerCount).storeBytes(of: UInt64(bitPattern: version).bigEndian, as: UInt64.self)
                         if let shapeID {
@@ -268,6 +271,7 @@ extension PanelStore {
                             (dst + headerCount + 8 + prefix).copyMemory(from: body.baseAddress!, byteCount: body.count)
                         }
                     }
+                  }
                 }
                 if let shaped, RecordShape.headerCount + shaped.values.count < record.count {
                     try store(shaped.values, shapeID: shaped.id)
