@@ -220,10 +220,21 @@ struct PassthroughTemplate {
     private(set) var bytes: [UInt8] = []
     /// Per column: the row index and the end of its key bytes in `bytes`.
     private(set) var columns: [(index: Int, keyEnd: Int)] = []
+    /// The keys in the saved form of a record shape (`PanelStore.ChangeBatch.append(…keys:values:…)`): each
+    /// escaped key with its quotes after its length (2 bytes big-endian); `nil` when a key is too long for it.
+    private(set) var shapeKeys: [UInt8]? = []
 
     mutating func add(name: String, index: Int) {
         bytes.append(columns.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+        let keyStart = bytes.count
         JSONWriter.appendEscaped(name, to: &bytes)
+        let key = bytes[keyStart...]
+        if key.count <= 0xFFFF {
+            shapeKeys?.append(contentsOf: [UInt8(truncatingIfNeeded: key.count >> 8), UInt8(truncatingIfNeeded: key.count)])
+            shapeKeys?.append(contentsOf: key)
+        } else {
+            shapeKeys = nil
+        }
         bytes.append(UInt8(ascii: ":"))
         columns.append((index, bytes.count))
     }
@@ -284,8 +295,7 @@ private struct RowState {
 
     mutating func takeBatch() -> PanelStore.ChangeBatch {
         // The next batch reserves what this one grew to, so a steady stream reallocates nothing.
-        let reserve = batch.byteCount
-        var next = PanelStore.ChangeBatch(reservingRows: batchSize + 1024, bytes: reserve)
+        var next = PanelStore.ChangeBatch(reservingRows: batchSize + 1024, like: batch)
         swap(&next, &batch)
         batchKeys.removeAll(keepingCapacity: true)
         return next
@@ -388,11 +398,18 @@ private struct RowState {
             let n = row.withValue(c.index) { $0.count } ?? 2
             bound += verbatim ? n + 2 : JSONWriter.escapedBound(n)
         }
-        if recordScratch.count < bound { recordScratch = [UInt8](repeating: 0, count: max(bound, 2 * recordScratch.count)) }
-        let length = template.bytes.withUnsafeBytes { keys in
-            recordScratch.withUnsafeMutableBytes { out -> Int in
+        // The record's values are also written, separated, from `bound` on: its shaped form (RecordShape in the
+        // storage module), so the batch need not split the record again. Every value is JSON the decoder or the
+        // writer checked — no raw control byte — so the separator cannot occur in one.
+        if recordScratch.count < 2 * bound {
+            recordScratch = [UInt8](repeating: 0, count: max(2 * bound, 2 * recordScratch.count))
+        }
+        let (length, valuesLength) = template.bytes.withUnsafeBytes { keys in
+            recordScratch.withUnsafeMutableBytes { out -> (Int, Int) in
                 let dst = out.baseAddress!
+                let values = dst + bound
                 var o = 0
+                var v = 0
                 var keyStart = 0
                 for c in template.columns {
                     (dst + o).copyMemory(from: keys.baseAddress! + keyStart, byteCount: c.keyEnd - keyStart)
@@ -405,13 +422,25 @@ private struct RowState {
                         dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o + 1 + v.count, as: UInt8.self)
                         return v.count + 2
                     }) {
+                        if v > 0 {
+                            values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
+                            v += 1
+                        }
+                        (values + v).copyMemory(from: dst + o, byteCount: w)
                         o += w
+                        v += w
                     } else {
                         dst.storeBytes(of: UInt8(ascii: "n"), toByteOffset: o, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "u"), toByteOffset: o + 1, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 2, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 3, as: UInt8.self)
+                        if v > 0 {
+                            values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
+                            v += 1
+                        }
+                        (values + v).copyMemory(from: dst + o, byteCount: 4)
                         o += 4
+                        v += 4
                     }
                 }
                 if template.columns.isEmpty {
@@ -419,11 +448,19 @@ private struct RowState {
                     o += 1
                 }
                 dst.storeBytes(of: UInt8(ascii: "}"), toByteOffset: o, as: UInt8.self)
-                return o + 1
+                return (o + 1, v)
             }
         }
         recordScratch.withUnsafeBytes {
-            batch.append(externalID: key, commitVersion: version, record: UnsafeRawBufferPointer(rebasing: $0[..<length]))
+            let record = UnsafeRawBufferPointer(rebasing: $0[..<length])
+            // Records of the compression threshold or more are compressed by `prepare` instead.
+            if let keys = template.shapeKeys, !template.columns.isEmpty, length < store.recordCompressionThreshold {
+                batch.append(
+                    externalID: key, commitVersion: version, record: record, keys: keys,
+                    values: UnsafeRawBufferPointer(rebasing: $0[bound..<(bound + valuesLength)]))
+            } else {
+                batch.append(externalID: key, commitVersion: version, record: record)
+            }
         }
         noteCursor(row, key: key)
     }

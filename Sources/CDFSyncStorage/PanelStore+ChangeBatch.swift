@@ -53,6 +53,17 @@ extension PanelStore {
             if bytes > 0 { records.reserveCapacity(bytes) }
         }
 
+        /// An empty batch with room for `rows` rows and the bytes `other` holds (records and shaped values), so a
+        /// steady stream of batches reallocates nothing.
+        public init(reservingRows rows: Int, like other: ChangeBatch) {
+            self.init(reservingRows: rows, bytes: other.records.count)
+            if !other.shapedValues.isEmpty {
+                shapedValues.reserveCapacity(other.shapedValues.count)
+                shapedOffsets.reserveCapacity(rows + 1)
+                rowShapes.reserveCapacity(rows)
+            }
+        }
+
         /// The batch holding `changes`, in order (their precomputed hashes and frames are kept).
         public init(_ changes: [Change]) {
             self.init(reservingRows: changes.count, bytes: changes.reduce(0) { $0 + $1.record.count })
@@ -102,6 +113,38 @@ extension PanelStore {
                 if phones == nil { phones = [String?](repeating: nil, count: count - 1) }
                 phones!.append(phone)
             }
+        }
+
+        /// Appends a row whose record the caller split into shape and values as it wrote it (see ``RecordShape``):
+        /// `keys` (a shape's saved form: each key as written, quotes included, after its 2-byte big-endian length)
+        /// joined with `values` (separated by `RecordShape.separator`) must give `record` byte for byte, and
+        /// no value may contain a byte below 0x20 — what ``prepare(compressor:threshold:)`` would have made of
+        /// it. Pass the same `keys` array for every row of a shape (it is compared by identity first). Rows
+        /// appended before without a shape that `prepare` has not seen yet are then stored as they are.
+        public mutating func append(
+            externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
+            values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
+        ) {
+            while rowShapes.count < count {
+                rowShapes.append(-1)
+                shapedOffsets.append(shapedValues.count)
+            }
+            append(externalID: externalID, commitVersion: commitVersion, record: record, email: email, phone: phone)
+            var shape: Int32 = -1
+            if let last = shapeKeys.indices.last, shapeKeys[last] == keys {
+                shape = Int32(last)
+            } else if let known = shapeKeys.firstIndex(of: keys) {
+                shape = Int32(known)
+            } else if shapeKeys.count < Self.maxShapesPerBatch {
+                shapeKeys.append(keys)
+                shape = Int32(shapeKeys.count - 1)
+            }
+            if shape >= 0 {
+                if shapedValues.capacity == 0 { shapedValues.reserveCapacity(records.capacity) }
+                shapedValues.append(contentsOf: values)
+            }
+            rowShapes.append(shape)
+            shapedOffsets.append(shapedValues.count)
         }
 
         /// Appends `change` (keeping its precomputed hash and frame).

@@ -189,6 +189,65 @@ import CDFSyncCore
         }
     }
 
+    /// A batch given each row's shaped form (as the engine's passthrough mapping writes it) stores what one that
+    /// split the records itself does; plain rows appended before a pre-shaped one are stored as given.
+    @Test func rowsAppendedWithTheirShapeStoreWhatSplittingThemStores() throws {
+        try withTemporaryDirectory { dir in
+            var rng = SplitMix(3)
+            let shapes = (0..<3).map { _ in Self.object(&rng) }.map { $0.withUnsafeBytes { RecordShape.keys(of: $0) } }
+            let records: [[UInt8]] = (0..<200).map { i in
+                let keys = shapes[i % 3]
+                var (k, fields) = (0, [String]())
+                while k < keys.count {
+                    let n = Int(keys[k]) << 8 | Int(keys[k + 1])
+                    fields.append(String(decoding: keys[(k + 2)..<(k + 2 + n)], as: UTF8.self) + ":" + Self.value(&rng))
+                    k += 2 + n
+                }
+                return bytes("{" + fields.joined(separator: ",") + "}")
+            }
+            var given = PanelStore.ChangeBatch()
+            var split = PanelStore.ChangeBatch()
+            for (i, r) in records.enumerated() {
+                let parts = try #require(Self.split(r))
+                #expect(parts.keys == shapes[i % 3])
+                r.withUnsafeBytes { record in
+                    parts.values.withUnsafeBytes { values in
+                        given.append(externalID: "k\(i)", commitVersion: 1, record: record, keys: shapes[i % 3], values: values)
+                    }
+                    split.append(externalID: "k\(i)", commitVersion: 1, record: record)
+                }
+            }
+            let a = try PanelStore(directory: dir + "/a", durable: false)
+            let b = try PanelStore(directory: dir + "/b", durable: false)
+            _ = try a.apply(given, scope: "s", pipeline: "p", checkpoint: nil)
+            _ = try b.apply(split, scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(try Self.panelValues(a) == Self.panelValues(b))
+            for (i, r) in records.enumerated() { #expect(try a.record(externalID: "k\(i)", scope: "s")?.record == r) }
+
+            // Two plain rows, then a pre-shaped one: the plain ones are stored as given.
+            var mixed = PanelStore.ChangeBatch()
+            for (i, r) in records.prefix(3).enumerated() {
+                r.withUnsafeBytes { record in
+                    if i < 2 {
+                        mixed.append(externalID: "m\(i)", commitVersion: 1, record: record)
+                    } else {
+                        let parts = Self.split(r)!
+                        parts.values.withUnsafeBytes {
+                            mixed.append(externalID: "m\(i)", commitVersion: 1, record: record, keys: parts.keys, values: $0)
+                        }
+                    }
+                }
+            }
+            _ = try a.apply(mixed, scope: "t", pipeline: "p", checkpoint: nil)
+            for (i, r) in records.prefix(3).enumerated() {
+                #expect(try a.record(externalID: "m\(i)", scope: "t")?.record == r)
+                let pid = try #require(try a.participantID(externalID: "m\(i)", scope: "t"))
+                let value = try #require(try a.environment.read { try $0.get(a.panel, key: bytesBE(pid)) })
+                #expect(value[2 + (Int(value[0]) << 8 | Int(value[1])) + 8] == (i < 2 ? UInt8(ascii: "{") : RecordShape.tag))
+            }
+        }
+    }
+
     @Test func aFailedBatchLeavesNoShapeBehind() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
