@@ -185,39 +185,73 @@ enum RecordShape {
         return i > start ? i : nil
     }
 
-    /// Appends the record that `keys` (a shape's saved form) and `values` (a shaped record's values) stand for.
-    /// Returns `false` when they do not fit together (a different number of keys and values, a truncated key);
-    /// `out` may then hold a partial record.
-    static func join(keys: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
-        out.append(UInt8(ascii: "{"))
+    /// The length of the record that `keys` (a shape's saved form) and `valuesCount` bytes of values stand for
+    /// (`{`, each key with its `:`, a `,` where the values have a separator, `}`), or `nil` for a malformed key list.
+    static func joinedCount(keys: UnsafeRawBufferPointer, valuesCount: Int) -> Int? {
+        var k = 0
+        var n = 0
+        while k < keys.count {
+            guard k + 2 <= keys.count else { return nil }
+            k += 2 + (Int(keys[k]) << 8 | Int(keys[k + 1]))
+            n += 1
+        }
+        guard k == keys.count, n > 0 else { return nil }
+        return 2 + keys.count - n + valuesCount
+    }
+
+    /// Writes the record that `keys` and `values` stand for at `out`, which has room for
+    /// ``joinedCount(keys:valuesCount:)`` bytes, and returns its length; `nil` when they do not fit together (a
+    /// different number of keys and values, a truncated key), having written no more than that room.
+    static func join(keys: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, to out: UnsafeMutableRawPointer) -> Int? {
+        let o = out.assumingMemoryBound(to: UInt8.self)
+        o[0] = UInt8(ascii: "{")
+        var w = 1
         var k = 0
         var v = 0
-        var first = true
         while k < keys.count {
-            guard k + 2 <= keys.count else { return false }
+            guard k + 2 <= keys.count else { return nil }
             let length = Int(keys[k]) << 8 | Int(keys[k + 1])
-            guard length >= 2, k + 2 + length <= keys.count, v <= values.count else { return false }
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: keys[(k + 2)..<(k + 2 + length)]))
-            out.append(UInt8(ascii: ":"))
+            guard length >= 2, k + 2 + length <= keys.count, v <= values.count else { return nil }
+            if k > 0 {
+                o[w] = UInt8(ascii: ",")
+                w += 1
+            }
+            (o + w).update(from: keys.baseAddress!.assumingMemoryBound(to: UInt8.self) + k + 2, count: length)
+            w += length
+            o[w] = UInt8(ascii: ":")
+            w += 1
             k += 2 + length
             let rest = UnsafeRawBufferPointer(rebasing: values[v...])
             let end: Int
             if let base = rest.baseAddress, let hit = memchr(base, Int32(separator), rest.count) {
-                end = v + (base.distance(to: UnsafeRawPointer(hit)))
+                end = v + base.distance(to: UnsafeRawPointer(hit))
             } else {
                 end = values.count
             }
-            guard end > v else { return false }
+            guard end > v else { return nil }
             // The last key takes the rest; a separator left over means more values than keys.
-            if k == keys.count && end != values.count { return false }
-            if k < keys.count && end == values.count { return false }
-            out.append(contentsOf: UnsafeRawBufferPointer(rebasing: values[v..<end]))
+            if k == keys.count && end != values.count { return nil }
+            if k < keys.count && end == values.count { return nil }
+            copy(o + w, values.baseAddress!.assumingMemoryBound(to: UInt8.self) + v, end - v)
+            w += end - v
             v = end + 1
         }
-        guard !first else { return false }
-        out.append(UInt8(ascii: "}"))
+        guard k > 0 else { return nil }
+        o[w] = UInt8(ascii: "}")
+        return w + 1
+    }
+
+    /// Appends the record that `keys` (a shape's saved form) and `values` (a shaped record's values) stand for.
+    /// Returns `false`, leaving `out` as it was, when they do not fit together.
+    static func join(keys: UnsafeRawBufferPointer, values: UnsafeRawBufferPointer, into out: inout [UInt8]) -> Bool {
+        guard let count = joinedCount(keys: keys, valuesCount: values.count) else { return false }
+        let start = out.count
+        out.append(contentsOf: repeatElement(0, count: count))
+        let written = out.withUnsafeMutableBytes { join(keys: keys, values: values, to: $0.baseAddress! + start) }
+        guard written == count else {
+            out.removeSubrange(start...)
+            return false
+        }
         return true
     }
 }
