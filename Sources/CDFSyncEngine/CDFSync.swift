@@ -140,8 +140,10 @@ public final class CDFSync {
                     try redeliverFile?.append(changes, scope: scope)
                     return o
                 }
+            // A replay of an applied range writes (almost) nothing: its records are not split into shape and values
+            // (the few rows it does write are stored as given).
             try read(Statement(sql: sql, parameters: filterSQL.parameters, disposition: options.disposition ?? .externalLinks),
-                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary)
+                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false)
             if let f = redeliverFile {
                 try f.finish()
                 summary.outputFiles.append(f.name)
@@ -454,14 +456,15 @@ public final class CDFSync {
     /// LMDB). On failure the writer still finishes the batches already handed to it — each is complete and
     /// carries only a checkpoint its rows justify — and the error is rethrown.
     private func read(_ statement: Statement, source: ChangeCollector.Source, checkpoint: PanelStore.Checkpoint?,
-                      writer: BatchWriter? = nil, summary: inout SyncSummary,
+                      writer: BatchWriter? = nil, summary: inout SyncSummary, shaping: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
         let progress = onProgress
         writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
         let collector = ChangeCollector(
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
-            store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio)
+            store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
+            shaping: shaping)
         do {
             let outcome = try client.execute(statement, sink: collector)
             try beforeFinish(collector)

@@ -36,6 +36,8 @@ final class ChangeCollector: ResultSink {
     private let maxBatchBytes: Int
     private let maxInvalidRatio: Double?
     private let compressionThreshold: Int
+    /// Whether records are stored shaped (see `ChangeBatch.prepare(compressor:threshold:shaping:)`).
+    private let shaping: Bool
     /// The run's summary so far, with this statement's counts merged in by `finish`.
     private var base: SyncSummary
     var summary: SyncSummary {
@@ -60,7 +62,8 @@ final class ChangeCollector: ResultSink {
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
 
     init(source: Source, mapping: RowMapping, batchSize: Int, maxBatchBytes: Int = 16 << 20, summary: SyncSummary,
-         writer: BatchWriter, store: PanelStore, scope: String, maxInvalidRatio: Double? = nil) {
+         writer: BatchWriter, store: PanelStore, scope: String, maxInvalidRatio: Double? = nil, shaping: Bool = true) {
+        self.shaping = shaping
         self.source = source
         self.mapping = mapping
         self.batchSize = max(1, batchSize)
@@ -71,7 +74,7 @@ final class ChangeCollector: ResultSink {
         compressionThreshold = store.recordCompressionThreshold
         rows = RowState(source: source, mapping: mapping, store: store, scope: scope, batchSize: self.batchSize,
             maxBatchBytes: maxBatchBytes,
-            rowsBefore: summary.rowsRead, samples: summary.invalidSamples.count)
+            rowsBefore: summary.rowsRead, samples: summary.invalidSamples.count, shaping: shaping)
     }
 
     func manifestReady(_ manifest: ResultManifest, statementID: String) throws {
@@ -199,7 +202,7 @@ final class ChangeCollector: ResultSink {
         }
         var changes = rows.takeBatch()
         if compressor == nil { compressor = try ZstdCompressor(level: 3) }
-        try changes.prepare(compressor: compressor!, threshold: compressionThreshold)
+        try changes.prepare(compressor: compressor!, threshold: compressionThreshold, shaping: shaping)
         try writer.submit(changes, checkpoint: checkpoint)
     }
 
@@ -256,6 +259,8 @@ private struct RowState {
     var cursorIndex = -1
     var template = PassthroughTemplate()
     var mapper: RecordMapper?
+    /// Whether passthrough records are handed over with their shaped form.
+    let shaping: Bool
 
     var batch: PanelStore.ChangeBatch
     var events: [PanelStore.Event] = []
@@ -279,7 +284,8 @@ private struct RowState {
     var samplesBefore: Int
 
     init(source: ChangeCollector.Source, mapping: RowMapping, store: PanelStore, scope: String, batchSize: Int,
-         maxBatchBytes: Int, rowsBefore: Int, samples: Int) {
+         maxBatchBytes: Int, rowsBefore: Int, samples: Int, shaping: Bool) {
+        self.shaping = shaping
         self.maxBatchBytes = maxBatchBytes
         self.source = source
         self.mapping = mapping
@@ -454,7 +460,7 @@ private struct RowState {
         recordScratch.withUnsafeBytes {
             let record = UnsafeRawBufferPointer(rebasing: $0[..<length])
             // Records of the compression threshold or more are compressed by `prepare` instead.
-            if let keys = template.shapeKeys, !template.columns.isEmpty, length < store.recordCompressionThreshold {
+            if shaping, let keys = template.shapeKeys, !template.columns.isEmpty, length < store.recordCompressionThreshold {
                 batch.append(
                     externalID: key, commitVersion: version, record: record, keys: keys,
                     values: UnsafeRawBufferPointer(rebasing: $0[bound..<(bound + valuesLength)]))

@@ -255,13 +255,22 @@ extension PanelStore {
         /// Compresses every record of at least `threshold` bytes with `compressor` (the caller's thread and
         /// context) and splits the others into shape and values (``RecordShape``), so that apply stores them
         /// without compressing or splitting inside its write transaction. The stored bytes are the same either way.
-        public mutating func prepare(compressor: ZstdCompressor, threshold: Int = 512) throws {
+        /// `shaping: false` leaves the records not split yet as they are: they are stored as given (for a batch
+        /// that will mostly write nothing, such as a replay of an applied range, splitting would be wasted work).
+        public mutating func prepare(compressor: ZstdCompressor, threshold: Int = 512, shaping: Bool = true) throws {
             for i in 0..<count where recordOffsets[i + 1] - recordOffsets[i] >= threshold && frames[i] == nil {
                 let frame = try withRecord(i) { try compressor.compress($0) }
                 frames[i] = frame
                 frameBytes += frame.count
             }
-            shape(threshold: threshold)
+            if shaping {
+                shape(threshold: threshold)
+            } else {
+                while rowShapes.count < count {
+                    rowShapes.append(-1)
+                    shapedOffsets.append(shapedValues.count)
+                }
+            }
         }
 
         /// At most this many shapes per batch; rows of further shapes are stored as they are.
