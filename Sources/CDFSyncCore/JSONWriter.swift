@@ -7,6 +7,9 @@ public struct JSONWriter: Sendable {
     /// The bytes written so far.
     public var bytes: [UInt8]
     private var needsComma: [Bool] = []
+    /// Offsets a writer may note in `bytes` (`RecordMapper` notes where each top-level value starts and ends);
+    /// emptied by ``reset()``.
+    public var marks: [Int] = []
 
     public init(reservingCapacity capacity: Int = 256) {
         bytes = []
@@ -17,6 +20,7 @@ public struct JSONWriter: Sendable {
     public mutating func reset() {
         bytes.removeAll(keepingCapacity: true)
         needsComma.removeAll(keepingCapacity: true)
+        marks.removeAll(keepingCapacity: true)
     }
 
     public mutating func beginObject() {

@@ -376,8 +376,39 @@ private struct RowState {
                     counts.consentBlocked += 1
                     return
                 }
-                record.withUnsafeBytes { r in
-                    batch.append(externalID: id, commitVersion: version, record: r, email: email, phone: phone)
+                // Handed over with its shaped form when the mapper says where its values are (see `passthrough`).
+                if shaping, let keys = mapper!.shapeKeys, record.count < store.recordCompressionThreshold,
+                    !json.marks.isEmpty
+                {
+                    if recordScratch.count < record.count { recordScratch = [UInt8](repeating: 0, count: 2 * record.count) }
+                    let valuesLength = record.withUnsafeBytes { r in
+                        recordScratch.withUnsafeMutableBytes { out -> Int in
+                            var v = 0
+                            var m = 0
+                            while m + 1 < json.marks.count {
+                                if m > 0 {
+                                    out[v] = PanelStore.shapeSeparator
+                                    v += 1
+                                }
+                                let (start, end) = (json.marks[m], json.marks[m + 1])
+                                (out.baseAddress! + v).copyMemory(from: r.baseAddress! + start, byteCount: end - start)
+                                v += end - start
+                                m += 2
+                            }
+                            return v
+                        }
+                    }
+                    record.withUnsafeBytes { r in
+                        recordScratch.withUnsafeBytes { values in
+                            batch.append(
+                                externalID: id, commitVersion: version, record: r, keys: keys,
+                                values: UnsafeRawBufferPointer(rebasing: values[..<valuesLength]), email: email, phone: phone)
+                        }
+                    }
+                } else {
+                    record.withUnsafeBytes { r in
+                        batch.append(externalID: id, commitVersion: version, record: r, email: email, phone: phone)
+                    }
                 }
                 batchKeys.insert(id)
                 noteCursor(row, key: id)

@@ -139,12 +139,35 @@ extension PanelStore {
                 shapeKeys.append(keys)
                 shape = Int32(shapeKeys.count - 1)
             }
+            syncShapeExtra()
+            // A cheap guard on the caller's split: keys and values must make a record of the record's length (else
+            // the row is stored as given); debug builds join them and compare the bytes for the first row of a batch
+            // and every 256th (a caller's mistake is systematic; checking every row made debug syncs 7× slower).
+            if shape >= 0, shapeExtra[Int(shape)] == 0 || shapeExtra[Int(shape)] + values.count != record.count {
+                shape = -1
+            }
+            assert(shape < 0 || count % 256 != 1 || {
+                var joined: [UInt8] = []
+                return keys.withUnsafeBytes { RecordShape.join(keys: $0, values: values, into: &joined) }
+                    && joined.elementsEqual(record)
+            }(), "shaped values given for a record of \(externalID) do not join back to it")
             if shape >= 0 {
                 if shapedValues.capacity == 0 { shapedValues.reserveCapacity(records.capacity) }
                 shapedValues.append(contentsOf: values)
             }
             rowShapes.append(shape)
             shapedOffsets.append(shapedValues.count)
+        }
+
+        /// Per shape of `shapeKeys`: the length of its records minus that of their values (0: malformed keys).
+        private(set) var shapeExtra: [Int] = []
+
+        private mutating func syncShapeExtra() {
+            while shapeExtra.count < shapeKeys.count {
+                shapeExtra.append(shapeKeys[shapeExtra.count].withUnsafeBytes {
+                    RecordShape.joinedCount(keys: $0, valuesCount: 0) ?? 0
+                })
+            }
         }
 
         /// Appends `change` (keeping its precomputed hash and frame).
@@ -225,6 +248,7 @@ extension PanelStore {
             shapedOffsets.append(0)
             rowShapes.removeAll(keepingCapacity: true)
             shapeKeys.removeAll()
+            shapeExtra.removeAll()
             nonObjectRecords = 0
             longestID = 0
             longestContact = 0
@@ -329,6 +353,7 @@ extension PanelStore {
                 }
             }
             shapeKeys = shapes
+            syncShapeExtra()
             rowShapes = rows
             shapedOffsets = offsets
         }

@@ -81,6 +81,42 @@ struct RecordMapperTests {
         #expect(attrs["score"] as? Int == 42 && attrs["is_vip"] as? Bool == true)
     }
 
+    /// The mapper's shape keys and the value marks it leaves in the writer rebuild the record byte for byte (what
+    /// the storage keeps of a shaped record); a `json` attribute turns shaping off.
+    @Test func shapeKeysAndValueMarksRebuildTheRecord() throws {
+        let m = try RecordMapper(pipeline: pipeline(), columns: columns)
+        let keys = try #require(m.shapeKeys)
+        var names: [[UInt8]] = []
+        var k = 0
+        while k < keys.count {
+            let n = Int(keys[k]) << 8 | Int(keys[k + 1])
+            names.append(Array(keys[(k + 2)..<(k + 2 + n)]))
+            k += 2 + n
+        }
+        #expect(names.map { String(decoding: $0, as: UTF8.self) }.last == "\"attributes\"")
+        for values in [
+            ["P1", " Ana@Example.com", "020 7946 0958", "germany", "YES", "42", "true", "Ana \"Q\" {,}"],
+            ["P2", nil, nil, nil, "no", nil, nil, nil],
+        ] {
+            var w = JSONWriter()
+            guard case .participant(_, _, _, _, let record) = m.map(TestRow(values: values), into: &w) else {
+                Issue.record("expected a participant")
+                continue
+            }
+            #expect(w.marks.count == 2 * names.count)
+            var rebuilt: [UInt8] = [UInt8(ascii: "{")]
+            for (i, name) in names.enumerated() {
+                if i > 0 { rebuilt.append(UInt8(ascii: ",")) }
+                rebuilt += name + [UInt8(ascii: ":")] + record[w.marks[2 * i]..<w.marks[2 * i + 1]]
+            }
+            rebuilt.append(UInt8(ascii: "}"))
+            #expect(rebuilt == record, "\(String(decoding: record, as: UTF8.self))")
+        }
+        var p = pipeline()
+        p.attributes.append(.init(column: "first", name: "raw", type: .json))
+        #expect(try RecordMapper(pipeline: p, columns: columns).shapeKeys == nil)
+    }
+
     @Test func consentOtherThanOptedInIsNotContactable() throws {
         guard case .participant(_, _, _, let opted, let record) = try map(["P1", nil, nil, nil, "opted_out", nil, nil, nil]) else {
             Issue.record("expected a participant")

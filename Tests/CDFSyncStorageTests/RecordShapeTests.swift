@@ -224,6 +224,20 @@ import CDFSyncCore
             #expect(try Self.panelValues(a) == Self.panelValues(b))
             for (i, r) in records.enumerated() { #expect(try a.record(externalID: "k\(i)", scope: "s")?.record == r) }
 
+            // Values of the wrong length for their keys: the row is stored as given.
+            var wrong = PanelStore.ChangeBatch()
+            let parts = try #require(Self.split(records[0]))
+            records[0].withUnsafeBytes { record in
+                bytes("1").withUnsafeBytes {
+                    wrong.append(externalID: "w", commitVersion: 1, record: record, keys: parts.keys, values: $0)
+                }
+            }
+            _ = try a.apply(wrong, scope: "w", pipeline: "p", checkpoint: nil)
+            #expect(try a.record(externalID: "w", scope: "w")?.record == records[0])
+            let wid = try #require(try a.participantID(externalID: "w", scope: "w"))
+            let stored = try #require(try a.environment.read { try $0.get(a.panel, key: bytesBE(wid)) })
+            #expect(stored[2 + (Int(stored[0]) << 8 | Int(stored[1])) + 8] == UInt8(ascii: "{"))
+
             // Two plain rows, then a pre-shaped one: the plain ones are stored as given.
             var mixed = PanelStore.ChangeBatch()
             for (i, r) in records.prefix(3).enumerated() {

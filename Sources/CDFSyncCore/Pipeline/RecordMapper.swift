@@ -33,6 +33,11 @@ public struct RecordMapper: Sendable {
     private let consentIndex: Int?
     private let optedIn: Set<String>
     private let required: Set<String>
+    /// The top-level keys of every record this mapper writes, in the saved form of a storage record shape: per key
+    /// its length (2 bytes big-endian) and the key as written, quotes included. `nil` when its records cannot be
+    /// handed over shaped: a `json` attribute is embedded as the source wrote it and could hold any byte.
+    /// After ``map(_:into:)`` returns a record, `out.marks` holds where each top-level value starts and ends.
+    public let shapeKeys: [UInt8]?
 
     /// - Throws: `SQLBuildError` naming a mapped column missing from `columns`.
     public init(pipeline: Pipeline, columns: [String]) throws(SQLBuildError) {
@@ -69,6 +74,17 @@ public struct RecordMapper: Sendable {
             optedIn = []
         }
         required = Set(pipeline.validation.required)
+        var keys: [UInt8] = []
+        func addKey(_ json: [UInt8]) {
+            keys.append(UInt8(truncatingIfNeeded: json.count >> 8))
+            keys.append(UInt8(truncatingIfNeeded: json.count))
+            keys.append(contentsOf: json)
+        }
+        for f in fields { addKey(f.keyJSON) }
+        if pipeline.kind == .participants { addKey(Array("\"contactable\"".utf8)) }
+        if !attributes.isEmpty { addKey(Array((pipeline.kind == .participants ? "\"attributes\"" : "\"properties\"").utf8)) }
+        let keysFit = (fields.map(\.keyJSON.count) + [0]).max()! <= 0xFFFF && !keys.isEmpty
+        shapeKeys = keysFit && !pipeline.attributes.contains(where: { $0.type == .json }) ? keys : nil
     }
 
     /// Maps one row. `out` is a scratch writer reused across rows.
@@ -119,7 +135,9 @@ public struct RecordMapper: Sendable {
             first = false
             out.bytes.append(contentsOf: f.keyJSON)
             out.bytes.append(UInt8(ascii: ":"))
+            out.marks.append(out.bytes.count)
             if let value { JSONWriter.appendEscaped(value, to: &out.bytes) } else { out.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }
+            out.marks.append(out.bytes.count)
         }
         for r in required where pipeline.mapping[r] == nil { return .invalid("required field \(r) is not mapped") }
         var opted = true
@@ -131,12 +149,16 @@ public struct RecordMapper: Sendable {
             if !first { out.bytes.append(UInt8(ascii: ",")) }
             first = false
             out.bytes.append(contentsOf: Array("\"contactable\":".utf8))
+            out.marks.append(out.bytes.count)
             out.bytes.append(contentsOf: Array((opted ? "true" : "false").utf8))
+            out.marks.append(out.bytes.count)
         }
         if !attributes.isEmpty {
             if !first { out.bytes.append(UInt8(ascii: ",")) }
             out.bytes.append(contentsOf: Array(
-                (pipeline.kind == .participants ? "\"attributes\":{" : "\"properties\":{").utf8))
+                (pipeline.kind == .participants ? "\"attributes\":" : "\"properties\":").utf8))
+            out.marks.append(out.bytes.count)
+            out.bytes.append(UInt8(ascii: "{"))
             var firstAttr = true
             for a in attributes {
                 if !firstAttr { out.bytes.append(UInt8(ascii: ",")) }
@@ -152,6 +174,7 @@ public struct RecordMapper: Sendable {
                 }
             }
             out.bytes.append(UInt8(ascii: "}"))
+            out.marks.append(out.bytes.count)
         }
         out.bytes.append(UInt8(ascii: "}"))
         switch pipeline.kind {
