@@ -18,7 +18,12 @@ public enum Normalize {
         let local = parts[0]
         let domain = parts[1]
         guard !local.isEmpty, local.count <= 64 else { return .invalid("email '\(raw)' has an empty or too long local part") }
-        guard !s.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }) else {
+        // ASCII addresses (nearly all) are checked by bytes; the Unicode property lookup per character was 7 % of a
+        // pipeline sync's CPU in perf.
+        let forbidden = s.utf8.allSatisfy({ $0 < 0x80 })
+            ? s.utf8.contains(where: { String.isASCIIWhitespace($0) || $0 == 0x2C || $0 == 0x3B || $0 == 0x3C || $0 == 0x3E })
+            : s.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" })
+        guard !forbidden else {
             return .invalid("email '\(raw)' contains spaces or separators")
         }
         let labels = domain.split(separator: ".", omittingEmptySubsequences: false)

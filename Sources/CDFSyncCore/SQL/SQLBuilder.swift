@@ -115,12 +115,30 @@ public enum SQL {
 }
 
 extension String {
+    /// Without leading and trailing whitespace (`Character.isWhitespace`).
     func trimmingWhitespace() -> Substring {
+        // An ASCII string trims by bytes: there every whitespace byte is a character of its own (only CR LF
+        // combine, and both are whitespace). The Unicode property lookup per character was 6 % of a pipeline
+        // sync's CPU in perf.
+        if let trimmed = utf8.withContiguousStorageIfAvailable({ u -> Substring? in
+            var start = 0
+            var end = u.count
+            for b in u where b >= 0x80 { return nil }
+            while start < end, Self.isASCIIWhitespace(u[start]) { start += 1 }
+            while end > start, Self.isASCIIWhitespace(u[end - 1]) { end -= 1 }
+            return self[utf8.index(startIndex, offsetBy: start)..<utf8.index(startIndex, offsetBy: end)]
+        }), let trimmed {
+            return trimmed
+        }
         var s = self[...]
         while let f = s.first, f.isWhitespace { s.removeFirst() }
         while let l = s.last, l.isWhitespace { s.removeLast() }
         return s
     }
+
+    /// Tab, line feed, vertical tab, form feed, carriage return, space: the ASCII characters with `isWhitespace`.
+    @inline(__always)
+    static func isASCIIWhitespace(_ b: UInt8) -> Bool { b == 0x20 || (b >= 0x09 && b <= 0x0D) }
 }
 
 /// A bound parameter produced by the SQL builder: `:name` in the text, its value and type.

@@ -1,0 +1,38 @@
+import Foundation
+import Testing
+
+@testable import CDFSyncCore
+
+/// The byte-level fast paths of whitespace trimming and email checks agree with the `Character` definitions.
+@Suite struct TrimmingTests {
+    /// The definition: `Character.isWhitespace` from both ends.
+    static func reference(_ s: String) -> Substring {
+        var t = s[...]
+        while let f = t.first, f.isWhitespace { t.removeFirst() }
+        while let l = t.last, l.isWhitespace { t.removeLast() }
+        return t
+    }
+
+    @Test func trimmingMatchesTheCharacterDefinition() {
+        let pieces = [" ", "\t", "\n", "\r", "\r\n", "\u{0B}", "\u{0C}", "a", "B c", "x", "\u{A0}", "\u{2003}", "é",
+                      "e\u{301}", " \u{301}", "\u{600} ", "日本", "", "@", "\u{85}"]
+        var state: UInt64 = 42
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        for _ in 0..<20_000 {
+            let s = (0..<(next() % 6)).map { _ in pieces[next() % pieces.count] }.joined()
+            #expect(s.trimmingWhitespace() == Self.reference(s), "\(s.unicodeScalars.map { String($0.value, radix: 16) })")
+        }
+    }
+
+    @Test func emailsWithSpacesOrSeparatorsAreRefusedEitherWay() {
+        for bad in ["a b@example.com", "a\tb@example.com", "a,b@example.com", "a;b@example.com", "<a@example.com>",
+                    "a\u{2003}b@example.com", "ä,b@example.com"] {
+            if case .value(let v) = Normalize.email(bad) { Issue.record("accepted '\(bad)' as \(v)") }
+        }
+        #expect(Normalize.email("  Ana.Lima@Example.COM\r\n") == .value("ana.lima@example.com"))
+        #expect(Normalize.email("\u{2003}ana@example.com\u{A0}") == .value("ana@example.com"))
+    }
+}
