@@ -24,11 +24,28 @@ public enum MappedRow: Sendable, Equatable {
     case invalid(String)
 }
 
+/// What a mapped field's value goes through (decided from its name once, not per row).
+enum FieldRole {
+    case email, phone, country, externalID, eventID, userID, other
+
+    init(_ name: String) {
+        switch name {
+        case "email": self = .email
+        case "phone": self = .phone
+        case "country": self = .country
+        case "external_id": self = .externalID
+        case "event_id": self = .eventID
+        case "user_id": self = .userID
+        default: self = .other
+        }
+    }
+}
+
 /// Applies a pipeline's mapping to rows: normalises email / phone / country, coerces attribute types, checks
 /// required fields and decides consent. Column positions are resolved once from the result's manifest.
 public struct RecordMapper: Sendable {
     public let pipeline: Pipeline
-    private let fields: [(name: String, keyJSON: [UInt8], index: Int)]
+    private let fields: [(name: String, keyJSON: [UInt8], index: Int, role: FieldRole)]
     private let attributes: [(attr: Pipeline.Attribute, keyJSON: [UInt8], index: Int)]
     private let consentIndex: Int?
     private let optedIn: Set<String>
@@ -50,12 +67,12 @@ public struct RecordMapper: Sendable {
             return i
         }
         let order = pipeline.kind == .participants ? Pipeline.participantFields : Pipeline.eventFields
-        var f: [(String, [UInt8], Int)] = []
+        var f: [(String, [UInt8], Int, FieldRole)] = []
         for name in order {
             guard let col = pipeline.mapping[name] else { continue }
             var key: [UInt8] = []
             JSONWriter.appendEscaped(name, to: &key)
-            f.append((name, key, try index(col, "mapping.\(name)")))
+            f.append((name, key, try index(col, "mapping.\(name)"), FieldRole(name)))
         }
         fields = f
         var a: [(Pipeline.Attribute, [UInt8], Int)] = []
@@ -101,34 +118,36 @@ public struct RecordMapper: Sendable {
             var value = row.string(f.index)
             if let v = value, v.trimmingWhitespace().isEmpty { value = nil }
             if let v = value {
-                switch f.name {
-                case "email":
+                // By role, decided once per field: comparing the field's name with each case per row showed up as
+                // string comparisons in perf.
+                switch f.role {
+                case .email:
                     switch Normalize.email(v) {
                     case .value(let n): value = n
                     case .invalid(let why): return .invalid(why)
                     }
                     email = value
-                case "phone":
+                case .phone:
                     switch Normalize.phone(v, defaultRegion: pipeline.validation.defaultPhoneRegion) {
                     case .value(let n): value = n
                     case .invalid(let why): return .invalid(why)
                     }
                     phone = value
-                case "country":
+                case .country:
                     switch Normalize.country(v) {
                     case .value(let n): value = n
                     case .invalid(let why): return .invalid(why)
                     }
-                case "external_id", "event_id", "user_id":
+                case .externalID, .eventID, .userID:
                     value = String(v.trimmingWhitespace())
-                default: break
+                case .other: break
                 }
             }
             if value == nil && required.contains(f.name) { return .invalid("required field \(f.name) is empty") }
-            switch f.name {
-            case "external_id": externalID = value
-            case "event_id": eventID = value
-            case "user_id": userID = value
+            switch f.role {
+            case .externalID: externalID = value
+            case .eventID: eventID = value
+            case .userID: userID = value
             default: break
             }
             if !first { out.bytes.append(UInt8(ascii: ",")) }
