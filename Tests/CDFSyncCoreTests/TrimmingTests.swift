@@ -36,3 +36,19 @@ import Testing
         #expect(Normalize.email("\u{2003}ana@example.com\u{A0}") == .value("ana@example.com"))
     }
 }
+
+/// The byte path of phone normalisation gives what the `Character` path gives.
+@Suite struct PhoneFastPathTests {
+    @Test func asciiAndUnicodeSpellingsAgree() {
+        // The same numbers with an ASCII separator (byte path) and with a no-break space (Character path).
+        for (ascii, region) in [("+44 20 7946 0958", nil), ("0044 (20) 7946-0958", nil), ("030 1234567", "DE"),
+                                ("(415) 555-2671", "us"), ("415 555 2671 x12", "US"), ("06.12.34.56.78", "FR")] as [(String, String?)] {
+            let unicode = ascii.replacingOccurrences(of: " ", with: "\u{00A0}")
+            #expect(Normalize.phone(ascii, defaultRegion: region) == Normalize.phone(unicode, defaultRegion: region), "\(ascii)")
+            if case .invalid(let why) = Normalize.phone(ascii, defaultRegion: region) { Issue.record("\(ascii): \(why)") }
+        }
+        #expect(Normalize.phone("+44 20 7946 095#", defaultRegion: nil) == .invalid("phone '+44 20 7946 095#' contains '#'"))
+        #expect(Normalize.phone("+44 20 79+46 0958", defaultRegion: nil) == .invalid("phone '+44 20 79+46 0958' contains '+'"))
+        #expect(Normalize.phone("x12", defaultRegion: "GB") == .invalid("phone 'x12' contains 'x'"))
+    }
+}
