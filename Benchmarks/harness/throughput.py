@@ -50,6 +50,36 @@ def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_a
             "updated": s["counts"]["updated"], "unchanged": s["counts"]["unchanged"],
             "skipped_older": s["counts"]["skipped_older"]}
 
+def run_pipeline(bin_dir, url, warehouse, table, work):
+    """A full sync through the example pipeline (fixtures/pipeline-example.yaml: field mapping, email / phone /
+    country normalisation, consent, email and phone identity), pointed at the benchmark table."""
+    example = open(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "pipeline-example.yaml")).read()
+    out = os.path.join(work, "pipeline-out")
+    text = (example.replace("warehouse_id: 8a1c2f3d4e5b6a70", f"warehouse_id: {warehouse}")
+            .replace("source: main.research.participants", f"source: {table}")
+            .replace("name: research-panel", "name: bench-pipeline")
+            .replace("directory: .cdfsync/out/research-panel", f"directory: {out}"))
+    # Without the example's filter: the simulator answers WHERE over a generated table of at most 200,000 rows.
+    text = re.sub(r"\nfilters:.*?\n(?=\S)", "\n", text, flags=re.S)
+    assert f"source: {table}" in text and out in text and "filters:" not in text, \
+        "fixtures/pipeline-example.yaml changed: update run_pipeline"
+    path = os.path.join(work, "bench-pipeline.yaml")
+    open(path, "w").write(text)
+    state = os.path.join(work, "pipeline-state")
+    summary = os.path.join(work, "pipeline-summary.json")
+    env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token")
+    t0 = time.monotonic()
+    r = subprocess.run([os.path.join(bin_dir, "cdfsync"), "sync", path, "--state-dir", state, "--summary-json", summary],
+                       env=env, capture_output=True, text=True, cwd=work)
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        sys.exit(f"pipeline sync failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
+    s = json.load(open(summary))
+    return {"rows": s["counts"]["read"], "wall": wall, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
+            "rss_mb": s["peak_rss_bytes"] / 1048576, "inserted": s["counts"]["inserted"],
+            "updated": s["counts"]["updated"], "unchanged": s["counts"]["unchanged"],
+            "skipped_older": s["counts"]["skipped_older"]}
+
 def fmt(name, r):
     return (f"{name:<22} {r['rows']:>10,} rows  {r['wall']:7.2f} s  {r['rows']/r['wall']:>11,.0f} rows/s  "
             f"{r['bytes']/r['wall']/1e6:7.1f} MB/s JSON  peak RSS {r['rss_mb']:6.1f} MB")
@@ -64,6 +94,9 @@ def main():
     ap.add_argument("--json", help="also write the results as JSON to this file")
     ap.add_argument("--baseline", action="store_true",
                     help="also run the Python baseline (databricks-sdk, orjson, py-lmdb, zstandard) on the same table")
+    ap.add_argument("--pipeline", action="store_true",
+                    help="also run a full sync through the example pipeline (mapping, normalisation, consent, "
+                         "email/phone identity) on the same table, into its own state")
     a = ap.parse_args()
 
     table = "main.bench.participants"
@@ -84,6 +117,7 @@ def main():
                           extra_args=("--from-version", "1", "--to-version", "1"))
         admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
         incr = run_sync(a.bin, url, warehouse, table, state, out)
+        pipe = run_pipeline(a.bin, url, warehouse, table, work) if a.pipeline else None
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=os.path.dirname(__file__)).stdout.strip()
         print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
@@ -91,12 +125,14 @@ def main():
         print(fmt("full sync", full))
         print(fmt("replay (applied range)", replay))
         print(fmt(f"incremental ({a.update_fraction:.0%})", incr))
+        if pipe:
+            print(fmt("pipeline full sync", pipe))
         if base:
             print(fmt("python baseline (full)", base))
             print(f"ratio cdfsync / baseline (full sync rows/s): {(full['rows']/full['wall']) / (base['rows']/base['wall']):.1f}x")
         if a.json:
             json.dump({"rows": a.rows, "commit": commit, "full": full, "replay": replay, "incremental": incr,
-                       "baseline": base}, open(a.json, "w"), indent=2)
+                       "baseline": base, "pipeline": pipe}, open(a.json, "w"), indent=2)
     finally:
         sim.terminate()
         sim.wait()
