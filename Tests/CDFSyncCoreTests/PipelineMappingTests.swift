@@ -117,6 +117,24 @@ struct RecordMapperTests {
         #expect(try RecordMapper(pipeline: p, columns: columns).shapeKeys == nil)
     }
 
+    /// A field copied as it is: as given (not trimmed), null when empty or all whitespace — ASCII (byte path) or
+    /// not (String path) — and "required field … is empty" when required.
+    @Test func copiedFieldsAreAsGivenOrNull() throws {
+        for (given, expected) in [("  Ana ", "\"  Ana \""), (" \t ", "null"), ("", "null"), ("\u{A0}", "null"),
+                                  ("Zoë \u{A0}", "\"Zoë \u{A0}\""), ("a\"b\\c\u{1}", #""a\"b\\c\u0001""#)] {
+            guard case .participant(_, _, _, _, let record) = try map(["P1", nil, nil, nil, "yes", nil, nil, given]) else {
+                Issue.record("expected a participant for \(given.debugDescription)")
+                continue
+            }
+            #expect(String(decoding: record, as: UTF8.self).contains("\"first_name\":\(expected),"), "\(given.debugDescription)")
+        }
+        var p = pipeline(required: ["external_id", "first_name"])
+        p.validation.required = ["external_id", "first_name"]
+        for blank in ["  ", "\u{A0}"] {
+            #expect(try map(["P1", nil, nil, nil, "yes", nil, nil, blank], p) == .invalid("required field first_name is empty"))
+        }
+    }
+
     @Test func consentOtherThanOptedInIsNotContactable() throws {
         guard case .participant(_, _, _, let opted, let record) = try map(["P1", nil, nil, nil, "opted_out", nil, nil, nil]) else {
             Issue.record("expected a participant")

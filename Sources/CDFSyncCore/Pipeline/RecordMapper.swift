@@ -115,6 +115,31 @@ public struct RecordMapper: Sendable {
         var eventID: String?
         var userID: String?
         for f in fields {
+            // A field copied as it is (no normalisation) whose bytes are ASCII goes from the row into the record
+            // without a String; empty or all whitespace is null, as on the String path below, which takes
+            // everything else (a String per field was the largest item left in the pipeline sync's profile).
+            if f.role == .other, row.withValue(f.index, { v -> Bool in
+                var blank = true
+                for b in v {
+                    if b >= 0x80 { return false }
+                    if !String.isASCIIWhitespace(b) { blank = false }
+                }
+                if blank && required.contains(f.name) { return false }  // the String path reports it
+                if !first { out.bytes.append(UInt8(ascii: ",")) }
+                first = false
+                out.bytes.append(contentsOf: f.keyJSON)
+                out.bytes.append(UInt8(ascii: ":"))
+                out.marks.append(out.bytes.count)
+                if blank {
+                    out.bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C])
+                } else {
+                    JSONWriter.appendEscaped(utf8: v, to: &out.bytes)
+                }
+                out.marks.append(out.bytes.count)
+                return true
+            }) == true {
+                continue
+            }
             var value = row.string(f.index)
             if let v = value, v.trimmingWhitespace().isEmpty { value = nil }
             if let v = value {
