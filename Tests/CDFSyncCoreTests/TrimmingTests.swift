@@ -52,3 +52,51 @@ import Testing
         #expect(Normalize.phone("x12", defaultRegion: "GB") == .invalid("phone 'x12' contains 'x'"))
     }
 }
+
+/// The byte path of the email check gives what the `Character` path gives, message included.
+@Suite struct EmailFastPathTests {
+    /// The `Character` definition (what `Normalize.email` does for a non-ASCII address).
+    static func reference(_ raw: String) -> Normalize.Outcome {
+        let s = raw.trimmingWhitespace().lowercased()
+        guard !s.isEmpty else { return .invalid("email is empty") }
+        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
+        guard parts.count == 2 else { return .invalid("email '\(raw)' must contain exactly one @") }
+        let local = parts[0]
+        let domain = parts[1]
+        guard !local.isEmpty, local.count <= 64 else { return .invalid("email '\(raw)' has an empty or too long local part") }
+        guard !s.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }) else {
+            return .invalid("email '\(raw)' contains spaces or separators")
+        }
+        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
+        guard labels.count >= 2, labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
+            let tld = labels.last, tld.count >= 2, tld.allSatisfy(\.isLetter)
+        else { return .invalid("email '\(raw)' has an invalid domain") }
+        guard !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else {
+            return .invalid("email '\(raw)' has misplaced dots")
+        }
+        return .value(s)
+    }
+
+    @Test func asciiAddressesAgreeWithTheCharacterDefinition() {
+        let pieces = ["a", "B", "1", ".", "..", "@", "-", "ex", "com", "io", " ", ",", ";", "<", ">", "_", "+", "x1",
+                      "\t", String(repeating: "l", count: 60)]
+        var state: UInt64 = 7
+        func next() -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33)
+        }
+        var valid = 0
+        for _ in 0..<30_000 {
+            let s = (0..<(1 + next() % 8)).map { _ in pieces[next() % pieces.count] }.joined()
+            let got = Normalize.email(s)
+            #expect(got == Self.reference(s), "\(s.debugDescription)")
+            if case .value = got { valid += 1 }
+        }
+        // Well-formed addresses: enough of the generated ones pass for the comparison to cover the valid path.
+        for s in ["ana@example.com", "a.b-c+d@sub.example.co.uk", " Ana.Lima@Example.COM "] {
+            #expect(Normalize.email(s) == Self.reference(s))
+            if case .value = Normalize.email(s) { valid += 1 }
+        }
+        #expect(valid >= 3)
+    }
+}

@@ -13,6 +13,11 @@ public enum Normalize {
     public static func email(_ raw: String) -> Outcome {
         let s = raw.trimmingWhitespace().lowercased()
         guard !s.isEmpty else { return .invalid("email is empty") }
+        // ASCII addresses (nearly all) are checked by bytes, the same checks in the same order: String splitting and
+        // substring search were ~20 % of a pipeline sync's CPU in perf.
+        if let checked = s.utf8.withContiguousStorageIfAvailable({ asciiEmail($0, s, raw) }), let checked {
+            return checked
+        }
         let parts = s.split(separator: "@", omittingEmptySubsequences: false)
         guard parts.count == 2 else { return .invalid("email '\(raw)' must contain exactly one @") }
         let local = parts[0]
@@ -33,6 +38,48 @@ public enum Normalize {
         guard !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else {
             return .invalid("email '\(raw)' has misplaced dots")
         }
+        return .value(s)
+    }
+
+    /// ``email(_:)``'s checks on the bytes of `s` (trimmed and lower-cased); `nil` when `s` is not ASCII.
+    private static func asciiEmail(_ u: UnsafeBufferPointer<UInt8>, _ s: String, _ raw: String) -> Outcome? {
+        var at = -1
+        var ats = 0
+        for (i, b) in u.enumerated() {
+            if b >= 0x80 { return nil }
+            if b == UInt8(ascii: "@") {
+                ats += 1
+                at = i
+            }
+        }
+        guard ats == 1 else { return .invalid("email '\(raw)' must contain exactly one @") }
+        let local = u[0..<at]
+        guard !local.isEmpty, local.count <= 64 else { return .invalid("email '\(raw)' has an empty or too long local part") }
+        guard !u.contains(where: { String.isASCIIWhitespace($0) || $0 == 0x2C || $0 == 0x3B || $0 == 0x3C || $0 == 0x3E }) else {
+            return .invalid("email '\(raw)' contains spaces or separators")
+        }
+        // Labels of the domain: none empty, none starting or ending with '-', at least two, the last of 2+ letters.
+        var labels = 0
+        var labelsValid = true
+        var start = at + 1
+        var tld = start..<u.count
+        var i = start
+        while i <= u.count {
+            if i == u.count || u[i] == UInt8(ascii: ".") {
+                if i == start || u[start] == UInt8(ascii: "-") || u[i - 1] == UInt8(ascii: "-") { labelsValid = false }
+                labels += 1
+                tld = start..<i
+                start = i + 1
+            }
+            i += 1
+        }
+        func isLetter(_ b: UInt8) -> Bool { (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) }
+        guard labelsValid, labels >= 2, tld.count >= 2, u[tld].allSatisfy(isLetter) else {
+            return .invalid("email '\(raw)' has an invalid domain")
+        }
+        var misplaced = local.first == UInt8(ascii: ".") || local.last == UInt8(ascii: ".")
+        for j in local.indices.dropLast() where u[j] == UInt8(ascii: ".") && u[j + 1] == UInt8(ascii: ".") { misplaced = true }
+        guard !misplaced else { return .invalid("email '\(raw)' has misplaced dots") }
         return .value(s)
     }
 
