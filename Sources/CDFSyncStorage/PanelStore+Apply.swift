@@ -309,7 +309,6 @@ extension PanelStore {
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
                   try batch.shapedValues.withUnsafeBytes { shapedValues in
-                    let batch = batch
                     for (position, index) in winners.enumerated() {
                         mapped.tick()
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])

@@ -34,6 +34,8 @@ extension PanelStore {
         private(set) var shapedOffsets: [Int] = [0]
         private(set) var rowShapes: [Int32] = []
         private(set) var shapeKeys: [[UInt8]] = []
+        /// Per shape of `shapeKeys`: the length of its records minus that of their values (0: malformed keys).
+        private(set) var shapeExtra: [Int] = []
         /// Noted as rows are appended (on the thread building the batch, while the bytes are in its cache), so
         /// that apply checks its input without walking the batch again: the rows whose record is not a JSON
         /// object (`{…}`), and the longest external id, email and phone in bytes.
@@ -119,8 +121,9 @@ extension PanelStore {
         /// `keys` (a shape's saved form: each key as written, quotes included, after its 2-byte big-endian length)
         /// joined with `values` (separated by `RecordShape.separator`) must give `record` byte for byte, and
         /// no value may contain a byte below 0x20 — what ``prepare(compressor:threshold:)`` would have made of
-        /// it. Pass the same `keys` array for every row of a shape (it is compared by identity first). Rows
-        /// appended before without a shape that `prepare` has not seen yet are then stored as they are.
+        /// it. Pass the same `keys` array for every row of a shape (it is compared by identity first). A row whose
+        /// keys and values do not make a record of its length is stored as given. Rows appended before without a
+        /// shape that `prepare` has not seen yet are then stored as they are.
         public mutating func append(
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
             values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
@@ -158,9 +161,6 @@ extension PanelStore {
             rowShapes.append(shape)
             shapedOffsets.append(shapedValues.count)
         }
-
-        /// Per shape of `shapeKeys`: the length of its records minus that of their values (0: malformed keys).
-        private(set) var shapeExtra: [Int] = []
 
         private mutating func syncShapeExtra() {
             while shapeExtra.count < shapeKeys.count {
