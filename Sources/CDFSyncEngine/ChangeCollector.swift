@@ -231,13 +231,7 @@ struct PassthroughTemplate {
         bytes.append(columns.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
         let keyStart = bytes.count
         JSONWriter.appendEscaped(name, to: &bytes)
-        let key = bytes[keyStart...]
-        if key.count <= 0xFFFF {
-            shapeKeys?.append(contentsOf: [UInt8(truncatingIfNeeded: key.count >> 8), UInt8(truncatingIfNeeded: key.count)])
-            shapeKeys?.append(contentsOf: key)
-        } else {
-            shapeKeys = nil
-        }
+        if shapeKeys != nil, !ShapeKeys.append(bytes[keyStart...], to: &shapeKeys!) { shapeKeys = nil }
         bytes.append(UInt8(ascii: ":"))
         columns.append((index, bytes.count))
     }
@@ -452,33 +446,26 @@ private struct RowState {
                     (dst + o).copyMemory(from: keys.baseAddress! + keyStart, byteCount: c.keyEnd - keyStart)
                     o += c.keyEnd - keyStart
                     keyStart = c.keyEnd
-                    if let w = row.withValue(c.index, { v -> Int in
+                    let w = row.withValue(c.index, { v -> Int in
                         guard verbatim else { return JSONWriter.writeEscaped(utf8: v, to: dst + o) }
                         dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
                         if v.count > 0 { (dst + o + 1).copyMemory(from: v.baseAddress!, byteCount: v.count) }
                         dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o + 1 + v.count, as: UInt8.self)
                         return v.count + 2
-                    }) {
-                        if v > 0 {
-                            values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
-                            v += 1
-                        }
-                        (values + v).copyMemory(from: dst + o, byteCount: w)
-                        o += w
-                        v += w
-                    } else {
+                    }) ?? {
                         dst.storeBytes(of: UInt8(ascii: "n"), toByteOffset: o, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "u"), toByteOffset: o + 1, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 2, as: UInt8.self)
                         dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 3, as: UInt8.self)
-                        if v > 0 {
-                            values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
-                            v += 1
-                        }
-                        (values + v).copyMemory(from: dst + o, byteCount: 4)
-                        o += 4
-                        v += 4
+                        return 4
+                    }()
+                    if v > 0 {
+                        values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
+                        v += 1
                     }
+                    (values + v).copyMemory(from: dst + o, byteCount: w)
+                    o += w
+                    v += w
                 }
                 if template.columns.isEmpty {
                     dst.storeBytes(of: UInt8(ascii: "{"), toByteOffset: o, as: UInt8.self)

@@ -92,10 +92,18 @@ extension PanelStore {
         let checkpointBytes = try checkpoint.map { try Self.encodeCheckpoint($0) }
         let maxKey = environment.maxKeySize
         let count = batch.count
+        // The per-row arrays as locals: read through the batch, each access retained and released its buffer
+        // (swift_retain was 4 % of the writer thread in perf).
         let offsets = batch.idOffsets
         let flat = batch.ids
         let recordOffsets = batch.recordOffsets
         let versions = batch.versions
+        let hashes = batch.hashes
+        let frames = batch.frames
+        let emails = batch.emails
+        let phones = batch.phones
+        let rowShapes = batch.rowShapes
+        let shapedOffsets = batch.shapedOffsets
 
         // The batch noted its longest id and contact and its non-object records as they were appended; only a
         // batch that breaks a rule is walked, to name the first offending row.
@@ -177,8 +185,8 @@ extension PanelStore {
         defer { writerLock.unlock() }
         var newKeysBound = winners.count
         for i in winners {
-            if batch.email(i) != nil { newKeysBound += 1 }
-            if batch.phone(i) != nil { newKeysBound += 1 }
+            if emails?[i] != nil { newKeysBound += 1 }
+            if phones?[i] != nil { newKeysBound += 1 }
         }
         try ensureFilterCapacity(adding: newKeysBound)
         let s = scratch
@@ -229,7 +237,7 @@ extension PanelStore {
             // Only shapes some winning row uses are saved (rows dropped from a prepared batch may leave others).
             var shapeUsed = [Bool](repeating: false, count: shapeIDs.count)
             if shapeIDs.contains(nil) {
-                for index in winners where batch.rowShapes[index] >= 0 { shapeUsed[Int(batch.rowShapes[index])] = true }
+                for index in winners where rowShapes[index] >= 0 { shapeUsed[Int(rowShapes[index])] = true }
             }
             for (i, id) in shapeIDs.enumerated() where id == nil && shapeUsed[i] {
                 if let id = try w.registerShape(batch.shapeKeys[i]) {
@@ -238,14 +246,6 @@ extension PanelStore {
                 }
             }
             let shapeIDs = shapeIDs
-            // The per-row arrays as locals: read through the batch, each access retained and released its buffer
-            // (swift_retain was 4 % of the writer thread in perf).
-            let rowShapes = batch.rowShapes
-            let shapedOffsets = batch.shapedOffsets
-            let hashes = batch.hashes
-            let frames = batch.frames
-            let emails = batch.emails
-            let phones = batch.phones
 
             /// Panel value: identity key length (2 bytes BE), the participant's first identity key, the version the
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
@@ -317,7 +317,7 @@ extension PanelStore {
                         key.append(contentsOf: scopeBytes)
                         key.append(0)
                         key.append(contentsOf: externalID)
-                        let contact = ContactValues(email: emails?[index] ?? nil, phone: phones?[index] ?? nil)
+                        let contact = ContactValues(email: emails?[index], phone: phones?[index])
                         let frame = frames.isEmpty ? nil : frames[index]
                         let record = UnsafeRawBufferPointer(
                             rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
@@ -775,15 +775,14 @@ final class WriterContext {
             guard key.count == 4 else {
                 throw StorageError(code: .corrupted, message: "shapes key in \(path) is not 4 bytes")
             }
-            last = UInt32(key[0]) << 24 | UInt32(key[1]) << 16 | UInt32(key[2]) << 8 | UInt32(key[3])
+            last = RecordShape.id(key)
             if v.buffer.elementsEqual(keys) { return last }
             rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)
         }
         if rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "reading shapes", path: path) }
         guard last < RecordShape.maxShapes else { return nil }
-        var id = (last + 1).bigEndian
-        try withUnsafeBytes(of: &id) { idBytes in
-            try keys.withUnsafeBytes { try put(store.shapesDB.dbi, idBytes, $0, 0, "shapes") }
+        try RecordShape.idBytes(last + 1).withUnsafeBytes { id in
+            try keys.withUnsafeBytes { try put(store.shapesDB.dbi, id, $0, 0, "shapes") }
         }
         return last + 1
     }

@@ -128,20 +128,9 @@ extension PanelStore {
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
             values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
         ) {
-            while rowShapes.count < count {
-                rowShapes.append(-1)
-                shapedOffsets.append(shapedValues.count)
-            }
+            leaveUnshaped()
             append(externalID: externalID, commitVersion: commitVersion, record: record, email: email, phone: phone)
-            var shape: Int32 = -1
-            if let last = shapeKeys.indices.last, shapeKeys[last] == keys {
-                shape = Int32(last)
-            } else if let known = shapeKeys.firstIndex(of: keys) {
-                shape = Int32(known)
-            } else if shapeKeys.count < Self.maxShapesPerBatch {
-                shapeKeys.append(keys)
-                shape = Int32(shapeKeys.count - 1)
-            }
+            var shape = Int32(Self.index(of: keys, in: &shapeKeys, last: shapeKeys.count - 1))
             syncShapeExtra()
             // A cheap guard on the caller's split: keys and values must make a record of the record's length (else
             // the row is stored as given); debug builds join them and compare the bytes for the first row of a batch
@@ -160,6 +149,24 @@ extension PanelStore {
             }
             rowShapes.append(shape)
             shapedOffsets.append(shapedValues.count)
+        }
+
+        /// Rows not seen by ``shape(threshold:)`` yet are stored as they are.
+        private mutating func leaveUnshaped() {
+            while rowShapes.count < count {
+                rowShapes.append(-1)
+                shapedOffsets.append(shapedValues.count)
+            }
+        }
+
+        /// The index of `keys` in `shapes` — `last` tried first (a batch has one shape or a few) — appending it if
+        /// there is room; -1 when the batch holds ``maxShapesPerBatch`` other shapes.
+        private static func index(of keys: [UInt8], in shapes: inout [[UInt8]], last: Int) -> Int {
+            if last >= 0 && shapes[last] == keys { return last }
+            if let known = shapes.firstIndex(of: keys) { return known }
+            guard shapes.count < maxShapesPerBatch else { return -1 }
+            shapes.append(keys)
+            return shapes.count - 1
         }
 
         private mutating func syncShapeExtra() {
@@ -287,14 +294,7 @@ extension PanelStore {
                 frames[i] = frame
                 frameBytes += frame.count
             }
-            if shaping {
-                shape(threshold: threshold)
-            } else {
-                while rowShapes.count < count {
-                    rowShapes.append(-1)
-                    shapedOffsets.append(shapedValues.count)
-                }
-            }
+            if shaping { shape(threshold: threshold) } else { leaveUnshaped() }
         }
 
         /// At most this many shapes per batch; rows of further shapes are stored as they are.
@@ -329,16 +329,7 @@ extension PanelStore {
                                 : shapes[last].withUnsafeBytes { RecordShape.split(record, into: base + used, comparingKeys: $0) }
                             if let split {
                                 if !split.keysMatch {
-                                    // A batch has one shape or a few: the last one failed, try the others.
-                                    let keys = RecordShape.keys(of: record)
-                                    if let known = shapes.firstIndex(of: keys) {
-                                        last = known
-                                    } else if shapes.count < Self.maxShapesPerBatch {
-                                        shapes.append(keys)
-                                        last = shapes.count - 1
-                                    } else {
-                                        last = -1
-                                    }
+                                    last = Self.index(of: RecordShape.keys(of: record), in: &shapes, last: -1)
                                 }
                                 if last >= 0 {
                                     shape = Int32(last)

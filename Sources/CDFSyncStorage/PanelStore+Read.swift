@@ -186,13 +186,12 @@ extension PanelStore {
                 guard stored.count > RecordShape.headerCount else {
                     throw StorageError(code: .corrupted, message: "shaped record is truncated")
                 }
-                let id = UInt32(stored[1]) << 24 | UInt32(stored[2]) << 16 | UInt32(stored[3]) << 8 | UInt32(stored[4])
+                let id = RecordShape.id(UnsafeRawBufferPointer(rebasing: stored[1...]))
                 guard let keys = try shapes.keys(id: id) ?? loadShape(id, txn) else {
                     throw StorageError(code: .corrupted, message: "shaped record names shape \(id), which is not in shapes")
                 }
                 let values = UnsafeRawBufferPointer(rebasing: stored[RecordShape.headerCount...])
                 record = []
-                record.reserveCapacity(keys.count + values.count + 2)
                 guard keys.withUnsafeBytes({ RecordShape.join(keys: $0, values: values, into: &record) }) else {
                     throw StorageError(code: .corrupted, message: "shaped record does not fit its shape \(id)")
                 }
@@ -210,9 +209,7 @@ extension PanelStore {
 
     /// Shape `id` from `shapes` (one another process added after this one opened), remembered for next time.
     private func loadShape(_ id: UInt32, _ txn: some ReadableTransaction) throws -> [UInt8]? {
-        let key: [UInt8] = [UInt8(id >> 24), UInt8(truncatingIfNeeded: id >> 16), UInt8(truncatingIfNeeded: id >> 8),
-                            UInt8(truncatingIfNeeded: id)]
-        guard let keys = try txn.get(shapesDB, key: key) else { return nil }
+        guard let keys = try txn.get(shapesDB, key: RecordShape.idBytes(id)) else { return nil }
         shapes.add(id: id, keys: keys)
         return keys
     }

@@ -98,7 +98,7 @@ public final class PanelStore: @unchecked Sendable {
                 guard k.count == 4 else {
                     throw StorageError(code: .corrupted, message: "shapes key in \(path) is not 4 bytes")
                 }
-                shapes.append((UInt32(k[0]) << 24 | UInt32(k[1]) << 16 | UInt32(k[2]) << 8 | UInt32(k[3]), Array(v)))
+                shapes.append((RecordShape.id(k), Array(v)))
                 return true
             }
             return (dbs, shapes)

@@ -1,5 +1,6 @@
 internal import CLMDB
 import Foundation
+import CDFSyncCore
 
 /// A record stored without its JSON key names.
 ///
@@ -23,6 +24,12 @@ enum RecordShape {
     static let headerCount = 5
     /// At most this many shapes per store; records of further shapes are stored as they are.
     static let maxShapes: UInt32 = 4096
+
+    /// A shape id in its 4-byte big-endian form (the `shapes` key; bytes 1–4 of a shaped record).
+    static func idBytes(_ id: UInt32) -> [UInt8] { withUnsafeBytes(of: id.bigEndian) { Array($0) } }
+
+    /// The shape id in the first 4 bytes of `bytes` (big-endian).
+    static func id(_ bytes: UnsafeRawBufferPointer) -> UInt32 { UInt32(bigEndian: bytes.loadUnaligned(as: UInt32.self)) }
 
     /// Writes `record`'s values to `out` (room for `record.count` bytes always suffices), separated by
     /// ``separator``, and returns how many bytes that took and whether the record's keys are exactly `keys` (a
@@ -101,9 +108,7 @@ enum RecordShape {
         while i < n, r[i] == UInt8(ascii: "\""), let keyEnd = endOfString(r, n, i),
             let valueEnd = endOfValue(r, n, keyEnd + 1)
         {
-            keys.append(UInt8(truncatingIfNeeded: (keyEnd - i) >> 8))
-            keys.append(UInt8(truncatingIfNeeded: keyEnd - i))
-            keys.append(contentsOf: UnsafeBufferPointer(start: r + i, count: keyEnd - i))
+            ShapeKeys.append(UnsafeBufferPointer(start: r + i, count: keyEnd - i), to: &keys)
             i = valueEnd + 1
         }
         return keys

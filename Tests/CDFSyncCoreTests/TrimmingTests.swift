@@ -58,23 +58,7 @@ import Testing
     /// The `Character` definition (what `Normalize.email` does for a non-ASCII address).
     static func reference(_ raw: String) -> Normalize.Outcome {
         let s = raw.trimmingWhitespace().lowercased()
-        guard !s.isEmpty else { return .invalid("email is empty") }
-        let parts = s.split(separator: "@", omittingEmptySubsequences: false)
-        guard parts.count == 2 else { return .invalid("email '\(raw)' must contain exactly one @") }
-        let local = parts[0]
-        let domain = parts[1]
-        guard !local.isEmpty, local.count <= 64 else { return .invalid("email '\(raw)' has an empty or too long local part") }
-        guard !s.contains(where: { $0.isWhitespace || $0 == "," || $0 == ";" || $0 == "<" || $0 == ">" }) else {
-            return .invalid("email '\(raw)' contains spaces or separators")
-        }
-        let labels = domain.split(separator: ".", omittingEmptySubsequences: false)
-        guard labels.count >= 2, labels.allSatisfy({ !$0.isEmpty && !$0.hasPrefix("-") && !$0.hasSuffix("-") }),
-            let tld = labels.last, tld.count >= 2, tld.allSatisfy(\.isLetter)
-        else { return .invalid("email '\(raw)' has an invalid domain") }
-        guard !local.hasPrefix("."), !local.hasSuffix("."), !local.contains("..") else {
-            return .invalid("email '\(raw)' has misplaced dots")
-        }
-        return .value(s)
+        return s.isEmpty ? .invalid("email is empty") : Normalize.characterEmail(s, raw)
     }
 
     @Test func asciiAddressesAgreeWithTheCharacterDefinition() {

@@ -92,16 +92,12 @@ public struct RecordMapper: Sendable {
         }
         required = Set(pipeline.validation.required)
         var keys: [UInt8] = []
-        func addKey(_ json: [UInt8]) {
-            keys.append(UInt8(truncatingIfNeeded: json.count >> 8))
-            keys.append(UInt8(truncatingIfNeeded: json.count))
-            keys.append(contentsOf: json)
+        var keysFit = fields.allSatisfy { ShapeKeys.append($0.keyJSON, to: &keys) }
+        if pipeline.kind == .participants { keysFit = keysFit && ShapeKeys.append("\"contactable\"".utf8, to: &keys) }
+        if !attributes.isEmpty {
+            keysFit = keysFit && ShapeKeys.append((pipeline.kind == .participants ? "\"attributes\"" : "\"properties\"").utf8, to: &keys)
         }
-        for f in fields { addKey(f.keyJSON) }
-        if pipeline.kind == .participants { addKey(Array("\"contactable\"".utf8)) }
-        if !attributes.isEmpty { addKey(Array((pipeline.kind == .participants ? "\"attributes\"" : "\"properties\"").utf8)) }
-        let keysFit = (fields.map(\.keyJSON.count) + [0]).max()! <= 0xFFFF && !keys.isEmpty
-        shapeKeys = keysFit && !pipeline.attributes.contains(where: { $0.type == .json }) ? keys : nil
+        shapeKeys = keysFit && !keys.isEmpty && !pipeline.attributes.contains(where: { $0.type == .json }) ? keys : nil
     }
 
     /// Maps one row. `out` is a scratch writer reused across rows.
