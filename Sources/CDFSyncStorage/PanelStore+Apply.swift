@@ -191,21 +191,29 @@ extension PanelStore {
         try ensureFilterCapacity(adding: newKeysBound)
         let s = scratch
         let filter = self.filter
-        var escapedScope: [UInt8] = []
-        JSONWriter.appendEscaped(scope, to: &escapedScope)
+        let escapedScope: [UInt8] = {
+            var e: [UInt8] = []
+            JSONWriter.appendEscaped(scope, to: &e)
+            return e
+        }()
         // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
-        var key: [UInt8] = []
-        var lines: [UInt8] = []
         var lookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
-        swap(&key, &s.key)
-        swap(&lines, &s.line)
         swap(&lookups, &s.identLookups)
-        defer {
-            swap(&key, &s.key)
-            swap(&lines, &s.line)
-            swap(&lookups, &s.identLookups)
+        defer { swap(&lookups, &s.identLookups) }
+        // Each row's identity key is the scope and a NUL, written once here, then the row's external id.
+        let keyPrefix = scopeBytes.count + 1
+        let keyBase = s.key.reserve(keyPrefix + batch.longestID, keeping: 0)
+        let keyCapacity = s.key.capacity
+        scopeBytes.withUnsafeBytes { keyBase.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        keyBase.storeBytes(of: 0, toByteOffset: scopeBytes.count, as: UInt8.self)
+        /// The identity key of `externalID`, valid until the next call.
+        @inline(__always) func identityKey(_ externalID: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+            precondition(keyPrefix + externalID.count <= keyCapacity, "batch.longestID is stale")
+            if externalID.count > 0 { (keyBase + keyPrefix).copyMemory(from: externalID.baseAddress!, byteCount: externalID.count) }
+            return UnsafeRawBufferPointer(start: keyBase, count: keyPrefix + externalID.count)
         }
         // `lines` is an arena: its first `used` bytes are outbox lines not yet handed to the frame; it only grows.
+        let lines = s.lines
         var used = 0
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
@@ -221,11 +229,8 @@ extension PanelStore {
         lookups.reserveCapacity(winners.count)
         flat.withUnsafeBytes { f in
             for index in winners {
-                key.removeAll(keepingCapacity: true)
-                key.append(contentsOf: scopeBytes)
-                key.append(0)
-                key.append(contentsOf: UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
-                lookups.append((key.withUnsafeBytes { filter.probe(.ident, $0) }, false))
+                let key = identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
+                lookups.append((filter.probe(.ident, key), false))
             }
         }
         filter.lookUpAndInsert(&lookups)
@@ -251,15 +256,14 @@ extension PanelStore {
             /// record was written from (8 bytes BE), then the record as is (first byte `{`) or a zstd frame.
             /// The record is stored shaped (``RecordShape``) when `shaped` is given.
             func putPanel(
-                _ pid: UInt64, header: UnsafeRawBufferPointer?, version: Int64, frame: [UInt8]?,
-                _ record: UnsafeRawBufferPointer, _ flags: UInt32,
+                _ pid: UInt64, key ownKey: UnsafeRawBufferPointer, header: UnsafeRawBufferPointer?, version: Int64,
+                frame: [UInt8]?, _ record: UnsafeRawBufferPointer, _ flags: UInt32,
                 shaped: (id: UInt32, values: UnsafeRawBufferPointer)? = nil
             ) throws {
-                // Written straight into the page LMDB reserves for the value (no intermediate copy).
+                // Written straight into the page LMDB reserves for the value (no intermediate copy). The fill
+                // closure captures no variable (a captured `var` is checked for exclusive access on every use,
+                // which showed up in the writer's profile).
                 func store(_ body: UnsafeRawBufferPointer, shapeID: UInt32? = nil) throws {
-                  // The key is lent once here: the fill closure below captures no variable (a captured `var` is
-                  // checked for exclusive access on every use, which showed up in the writer's profile).
-                  try key.withUnsafeBytes { ownKey in
                     let headerCount = header?.count ?? 2 + ownKey.count
                     let prefix = shapeID == nil ? 0 : RecordShape.headerCount
                     try w.reserveBE(w.panelDBI, pid, count: headerCount + 8 + prefix + body.count, flags, "panel") { dst in
@@ -279,7 +283,6 @@ extension PanelStore {
                             (dst + headerCount + 8 + prefix).copyMemory(from: body.baseAddress!, byteCount: body.count)
                         }
                     }
-                  }
                 }
                 if let shaped, RecordShape.headerCount + shaped.values.count < record.count {
                     try store(shaped.values, shapeID: shaped.id)
@@ -309,15 +312,15 @@ extension PanelStore {
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
                   try batch.shapedValues.withUnsafeBytes { shapedValues in
+                   try escapedScope.withUnsafeBytes { escapedScope in
                     for (position, index) in winners.enumerated() {
-                        mapped.tick()
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
                         let version = versions[index]
-                        key.removeAll(keepingCapacity: true)
-                        key.append(contentsOf: scopeBytes)
-                        key.append(0)
-                        key.append(contentsOf: externalID)
+                        let key = identityKey(externalID)
                         let contact = ContactValues(email: emails?[index], phone: phones?[index])
+                        // Only rows that may read the map count: an appended row without contact values reads no
+                        // more than the path to the last page, the same few pages for the whole transaction.
+                        if position < appendFrom || contact.provided { mapped.tick() }
                         let frame = frames.isEmpty ? nil : frames[index]
                         let record = UnsafeRawBufferPointer(
                             rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
@@ -353,10 +356,10 @@ extension PanelStore {
                                 }
                                 if stored.linked {
                                     try w.panelHeader(pid).withUnsafeBytes {
-                                        try putPanel(pid, header: $0, version: version, frame: frame, record, 0, shaped: shaped)
+                                        try putPanel(pid, key: key, header: $0, version: version, frame: frame, record, 0, shaped: shaped)
                                     }
                                 } else {
-                                    try putPanel(pid, header: nil, version: version, frame: frame, record, 0, shaped: shaped)
+                                    try putPanel(pid, key: key, header: nil, version: version, frame: frame, record, 0, shaped: shaped)
                                 }
                                 try w.overwriteIdent(IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash,
@@ -375,7 +378,9 @@ extension PanelStore {
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
-                                    try h.withUnsafeBytes { try putPanel(pid, header: $0, version: version, frame: frame, record, 0, shaped: shaped) }
+                                    try h.withUnsafeBytes {
+                                        try putPanel(pid, key: key, header: $0, version: version, frame: frame, record, 0, shaped: shaped)
+                                    }
                                     try w.putIdent(key, IdentValue(
                                         pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
                                         insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
@@ -393,7 +398,7 @@ extension PanelStore {
                                         insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
                                         append: position >= appendFrom)
                                     // New ids are greater than every stored id, so this put appends.
-                                    try putPanel(pid, header: nil, version: version, frame: frame, record, append, shaped: shaped)
+                                    try putPanel(pid, key: key, header: nil, version: version, frame: frame, record, append, shaped: shaped)
                                     if contact.provided {
                                         outcome.conflicts += try w.maintainContact(
                                             pid: pid, contact, isNew: true, identKey: key, version: version)
@@ -405,32 +410,26 @@ extension PanelStore {
                             w.outboxSeq += 1
                             let bound = 1 + outboxLineBound(
                                 escapedScope: escapedScope.count, externalID: externalID.count, record: record.count)
-                            if used + bound > lines.count {
-                                lines.append(contentsOf: repeatElement(0, count: max(bound, lines.count, 1 << 19)))
-                            }
-                            let seq = w.outboxSeq
-                            used += escapedScope.withUnsafeBytes { scope in
-                                lines.withUnsafeMutableBytes { l in
-                                    let n = writeOutboxLine(
-                                        to: l.baseAddress! + used, seq: seq, insert: op == .insert, participantID: pid,
-                                        escapedScope: scope, externalID: externalID, commitVersion: version,
-                                        record: record)
-                                    l[used + n] = 0x0A
-                                    return n + 1
-                                }
-                            }
+                            let dst = lines.reserve(used + bound, keeping: used) + used
+                            let n = writeOutboxLine(
+                                to: dst, seq: w.outboxSeq, insert: op == .insert, participantID: pid,
+                                escapedScope: escapedScope, externalID: externalID, commitVersion: version,
+                                record: record)
+                            dst.storeBytes(of: 0x0A, toByteOffset: n, as: UInt8.self)
+                            used += n + 1
                             // Handed to the frame (compressed on its worker while the loop goes on) every 256 KB.
                             if used >= 1 << 18 {
-                                try lines.withUnsafeBytes { try w.feedOutbox(UnsafeRawBufferPointer(rebasing: $0[..<used])) }
+                                try w.feedOutbox(UnsafeRawBufferPointer(start: lines.base, count: used))
                                 used = 0
                             }
                         }
                     }
+                   }
                   }
                 }
             }
             if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            try lines.withUnsafeBytes { try w.finishOutbox(UnsafeRawBufferPointer(rebasing: $0[..<used])) }
+            try w.finishOutbox(UnsafeRawBufferPointer(start: lines.base, count: used))
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
@@ -707,18 +706,15 @@ final class WriterContext {
     }
 
     /// Reads the `ident` entry of `key` and leaves the cursor on it.
-    func readIdent(_ key: [UInt8]) throws -> IdentValue? {
+    func readIdent(_ key: UnsafeRawBufferPointer) throws -> IdentValue? {
         var storedSize = 0
         var result: IdentValue?
-        let rc = key.withUnsafeBytes { k in
-            var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
-            var vv = MDB_val()
-            let rc = mdb_cursor_get(identCursor, &kv, &vv, MDB_SET_KEY)
-            if rc == 0 {
-                storedSize = vv.mv_size
-                result = IdentValue(vv.buffer)
-            }
-            return rc
+        var kv = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+        var vv = MDB_val()
+        let rc = mdb_cursor_get(identCursor, &kv, &vv, MDB_SET_KEY)
+        if rc == 0 {
+            storedSize = vv.mv_size
+            result = IdentValue(vv.buffer)
         }
         if rc == MDB_NOTFOUND { return nil }
         if rc != 0 { throw StorageError.lmdb(rc, "get from ident", path: path) }
@@ -746,13 +742,15 @@ final class WriterContext {
     /// Stores a new identity key. `insertInFilter` is the key's probe when the filter still has to count it (the
     /// batch's pass, ``MembershipFilter/lookUpAndInsert(_:)``, inserted the keys it found absent); `append` says
     /// `key` sorts after every key in `ident` (``firstKeyAfterIdent(count:_:)``).
-    func putIdent(_ key: [UInt8], _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool) throws {
+    func putIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool)
+        throws
+    {
         let flags = append ? UInt32(MDB_APPEND) : 0
-        try key.withUnsafeBytes { k in try v.withBytes { try put(identDBI, k, $0, flags, "ident") } }
+        try v.withBytes { try put(identDBI, key, $0, flags, "ident") }
         if let insertInFilter { filter.insert(insertInFilter) }
     }
 
-    func putLink(_ pid: UInt64, _ key: [UInt8]) throws {
+    func putLink(_ pid: UInt64, _ key: UnsafeRawBufferPointer) throws {
         var k = bytesBE(pid)
         k.append(contentsOf: key)
         try k.withUnsafeBytes { try put(store.links.dbi, $0, UnsafeRawBufferPointer(start: nil, count: 0), 0, "links") }
@@ -822,7 +820,7 @@ final class WriterContext {
     /// owned by another participant is recorded as a conflict and left with its owner. Returns the number of
     /// conflicts recorded.
     func maintainContact(
-        pid: UInt64, _ contact: ContactValues, isNew: Bool, identKey: [UInt8], version: Int64
+        pid: UInt64, _ contact: ContactValues, isNew: Bool, identKey: UnsafeRawBufferPointer, version: Int64
     ) throws -> Int {
         let contactDBI = store.contacts.dbi
         var current: (email: [UInt8], phone: [UInt8]) = ([], [])
@@ -878,7 +876,8 @@ final class WriterContext {
 
     /// Appends a conflict entry (`conflicts`, increasing sequence).
     func recordConflict(
-        identKey: [UInt8], version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64, other: UInt64
+        identKey: UnsafeRawBufferPointer, version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64,
+        other: UInt64
     ) throws {
         let dbi = store.conflictsDB.dbi
         if conflictSeq == nil {
@@ -904,9 +903,9 @@ final class WriterContext {
         json.key("seq")
         json.uint(conflictSeq!)
         json.key("scope")
-        identKey.withUnsafeBytes { json.string(utf8: UnsafeRawBufferPointer(rebasing: $0[0..<sep])) }
+        json.string(utf8: UnsafeRawBufferPointer(rebasing: identKey[0..<sep]))
         json.key("external_id")
-        identKey.withUnsafeBytes { json.string(utf8: UnsafeRawBufferPointer(rebasing: $0[(sep + 1)...])) }
+        json.string(utf8: UnsafeRawBufferPointer(rebasing: identKey[(sep + 1)...]))
         json.key("commit_version")
         json.int(version)
         json.key("key")
