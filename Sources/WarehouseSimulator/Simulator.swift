@@ -36,6 +36,10 @@ public final class Simulator: Sendable {
         public var unknownWarehouseStatus: Int
         /// Seconds after which a running statement that nobody polls is cancelled (Databricks: 15 min).
         public var abandonAfter: Double = 900
+        /// Bytes of rendered result files (EXTERNAL_LINKS chunks) kept for re-submitted queries answered from the
+        /// result cache (``ResultCache``); 0 turns the result cache off (the files of the statement being
+        /// fetched are still kept, up to 256 MiB).
+        public var resultCacheBytes: Int = 1 << 30
         /// Receives one line per request (method, path without query, status, bytes, milliseconds).
         /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
         public var requestLog: (@Sendable (String) -> Void)?
@@ -66,7 +70,9 @@ public final class Simulator: Sendable {
     private let server = Locked<HTTPServer?>(nil)
     /// Signs external links; random per process.
     let linkSecret: UInt64
-    let blobCache = Locked(BlobCache())
+    let blobCache: Locked<BlobCache>
+    /// Databricks SQL's result cache (``ResultCache``).
+    let resultCache = Locked(ResultCache())
     /// Bodies accepted by the stand-in webhook receiver (`/_hook/`).
     let webhooks = WebhookLog()
 
@@ -78,6 +84,7 @@ public final class Simulator: Sendable {
         self.configuration = configuration
         self.clock = clock
         self.state = Locked(try SimState(workspace: workspace, now: clock.now))
+        blobCache = Locked(BlobCache(limit: max(256 << 20, configuration.resultCacheBytes)))
         var rng = SystemRandomNumberGenerator()
         linkSecret = rng.next()
     }
@@ -120,6 +127,7 @@ public final class Simulator: Sendable {
             guard var t = s.tables[name.key] else { throw SimulatorError("no table \(table)") }
             try t.append(commit)
             s.tables[name.key] = t
+            s.dataGeneration += 1
         }
     }
 
@@ -140,6 +148,7 @@ public final class Simulator: Sendable {
             t.synthetic = syn
             t.versions = syn.versionInfos
             s.tables[name.key] = t
+            s.dataGeneration += 1
             return t.latestVersion
         }
     }
@@ -151,6 +160,7 @@ public final class Simulator: Sendable {
         try state.withLock { s in
             guard s.tables[t.name.key] == nil else { throw SimulatorError("table \(table.name) already exists") }
             s.tables[t.name.key] = t
+            s.dataGeneration += 1
         }
     }
 
@@ -214,6 +224,8 @@ struct SimState: Sendable {
     var defaultSchema: String
     var boundAddress = "127.0.0.1:0"
     var statementCounter: UInt64 = 0
+    /// Moves on with every table added or committed to: results cached under an older generation are stale.
+    var dataGeneration: UInt64 = 0
 
     init(workspace: Workspace, now: Double) throws {
         for t in workspace.tables {

@@ -51,6 +51,11 @@ struct DBSQLSim: ParsableCommand {
     @Option(name: .long, help: "INLINE result cap in bytes (0 disables it).")
     var inlineByteLimit: Int = 26_214_400
 
+    @Option(
+        name: .long,
+        help: "MiB of rendered result files kept for queries answered from the result cache (0 turns the cache off).")
+    var resultCacheMb: Int = 1024
+
     @Option(name: .long, help: "Lifetime of external links in seconds.")
     var linkTtl: Double = 900
 
@@ -125,6 +130,8 @@ struct DBSQLSim: ParsableCommand {
             inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl, resultTTL: resultTtl,
             oauthTokenTTL: oauthTokenTtl, unknownWarehouseStatus: unknownWarehouseStatus)
         config.abandonAfter = abandonAfter
+        guard resultCacheMb >= 0 else { throw ValidationError("--result-cache-mb must be 0 or more") }
+        config.resultCacheBytes = resultCacheMb << 20
         if verbose {
             config.requestLog = { line in FileHandle.standardError.write(Data("dbsql-sim: \(line)\n".utf8)) }
         }

@@ -52,6 +52,21 @@ extension Simulator {
             } catch {
                 return adminError(409, "\(error)")
             }
+        case ("GET", "statements", 2):
+            // What Databricks' system.query.history says about the result cache.
+            guard let r = state.withLock({ $0.statements[rest[1]] }) else {
+                return adminError(404, "no statement \(rest[1])")
+            }
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("statement_id")
+            w.string(r.id)
+            w.key("from_result_cache")
+            w.bool(r.resultID != r.id)
+            w.key("cache_origin_statement_id")
+            if r.resultID != r.id { w.string(r.resultID) } else { w.null() }
+            w.endObject()
+            return HTTPResponse(status: 200, json: w.bytes)
         case ("GET", "tables", 2):
             guard let v = latestVersion(table: rest[1]) else { return adminError(404, "no table \(rest[1])") }
             return adminOK([("table", rest[1])], ints: [("latest_version", v)])

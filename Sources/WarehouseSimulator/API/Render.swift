@@ -204,7 +204,8 @@ extension Simulator {
     /// The bytes of a chunk's file (from the cache, or rendered again). Shared and never modified once cached:
     /// a response sends it as its body without a copy.
     func blob(_ r: StatementRecord, chunk: Int) -> ByteBuffer {
-        let key = "\(r.id)/\(chunk)"
+        // Statements answered from the result cache share their origin's files.
+        let key = "\(r.resultID)/\(chunk)"
         if let b = blobCache.withLock({ $0.entries[key] }) { return b }
         // Sized from the bytes per row of the files rendered so far (untouched capacity costs no memory), so a
         // large chunk is not copied through a dozen doublings.
@@ -225,7 +226,7 @@ struct BlobCache: @unchecked Sendable {  // the buffers are never modified once 
     var entries: [String: ByteBuffer] = [:]
     var order: [String] = []
     var bytes = 0
-    var limit = 256 << 20
+    var limit: Int
     /// The largest bytes per row of a file rendered so far (a capacity hint for the next one).
     var bytesPerRowHint = 64
 

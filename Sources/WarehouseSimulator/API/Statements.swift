@@ -9,6 +9,9 @@ struct StatementRecord: Sendable {
     }
 
     var id: String
+    /// The statement that computed the result: `id` itself, or the statement a result-cache hit reuses
+    /// (`cache_origin_statement_id` in Databricks' query history).
+    var resultID: String
     var principal: Int
     var warehouseID: String
     var submittedAt: Double
@@ -190,7 +193,10 @@ extension Simulator {
         }
         let now = clock.now
         // Warehouse, permission and a consistent copy of the catalog.
-        let prep: Result<(tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double), APIError> =
+        let prep: Result<
+            (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double, generation: UInt64),
+            APIError
+        > =
             state.withLock { s in
                 guard var w = s.warehouses[parsed.warehouseID] else {
                     let status = configuration.unknownWarehouseStatus
@@ -219,36 +225,23 @@ extension Simulator {
                 s.warehouses[parsed.warehouseID] = w
                 return .success(
                     (s.tables, Access(p), parsed.catalog ?? sessionCatalog ?? s.defaultCatalog,
-                     parsed.schema ?? sessionSchema ?? s.defaultSchema, ready))
+                     parsed.schema ?? sessionSchema ?? s.defaultSchema, ready, s.dataGeneration))
             }
-        let ctx: (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double)
+        let ctx: (tables: [String: TableState], access: Access, cat: String, sch: String, readyAt: Double, generation: UInt64)
         switch prep {
         case .success(let c): ctx = c
         case .failure(let e): return e.response()
         }
-        // Run the SQL now, against the catalog as of submission.
+        // The result cache answers a query it has seen since the last table change; otherwise run the SQL now,
+        // against the catalog as of submission.
+        let cacheKey = configuration.resultCacheBytes > 0
+            ? ResultCache.key(parsed, principal: principal, catalog: ctx.cat, schema: ctx.sch) : nil
+        let cached = cacheKey.flatMap { key in resultCache.withLock { $0.lookup(key, generation: ctx.generation) } }
         var outcome: StatementRecord.Outcome
-        do throws(SQLError) {
-            let stmt = try Parser.parse(parsed.statement)
-            let ex = Executor(
-                tables: ctx.tables, access: ctx.access, defaultCatalog: ctx.cat, defaultSchema: ctx.sch,
-                parameters: parsed.parameters, sql: parsed.statement, nowMillis: Int64(now * 1000))
-            var result = try ex.execute(stmt)
-            if let limit = parsed.rowLimit, result.rows.count > limit {
-                result.rows = SlicedRows(base: result.rows, offset: 0, count: limit)
-                result.truncated = true
-            }
-            if !parsed.disposition.hasPrefix("EXTERNAL"), let cap = configuration.inlineByteLimit,
-                result.rows.count * max(1, result.rows.estimatedBytesPerRow) > cap
-            {
-                var e = SQLError("", "", "")
-                e.plainMessage =
-                    "Inline byte limit exceeded. Statements executed with disposition=INLINE can have a result size of at most \(cap) bytes. Please execute the statement with disposition=EXTERNAL_LINKS if you want to download the full result."
-                throw e
-            }
-            outcome = .success(result)
-        } catch {
-            outcome = .failure(error)
+        if let cached {
+            outcome = .success(cached.result)
+        } else {
+            outcome = run(parsed, tables: ctx.tables, access: ctx.access, catalog: ctx.cat, schema: ctx.sch, now: now)
         }
         let startAt = max(now, ctx.readyAt)
         let id = state.withLock { s -> String in
@@ -259,13 +252,17 @@ extension Simulator {
             }
             let id = newStatementID(&s)
             s.statements[id] = StatementRecord(
-                id: id, principal: principal, warehouseID: parsed.warehouseID, submittedAt: now, startAt: startAt,
+                id: id, resultID: cached?.originID ?? id, principal: principal, warehouseID: parsed.warehouseID,
+                submittedAt: now, startAt: startAt,
                 finishAt: startAt + configuration.executionDelay, outcome: outcome, format: parsed.format,
                 external: parsed.disposition == "EXTERNAL_LINKS",
                 rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
                     ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk,
                 lastPolledAt: now, abandonAfter: configuration.abandonAfter)
             return id
+        }
+        if cached == nil, let cacheKey, case .success(let result) = outcome {
+            resultCache.withLock { $0.insert(cacheKey, originID: id, result: result, generation: ctx.generation) }
         }
         outcome = .failure(SQLError("", "", ""))  // release our reference to the rows
         // wait_timeout / on_wait_timeout.
@@ -291,6 +288,35 @@ extension Simulator {
             rec = state.withLock { $0.statements[id]! }
         }
         return renderStatement(rec, host: host)
+    }
+
+    /// Runs the SQL of `parsed` against `tables` as of submission.
+    func run(
+        _ parsed: ExecuteRequest, tables: [String: TableState], access: Access, catalog: String, schema: String,
+        now: Double
+    ) -> StatementRecord.Outcome {
+        do throws(SQLError) {
+            let stmt = try Parser.parse(parsed.statement)
+            let ex = Executor(
+                tables: tables, access: access, defaultCatalog: catalog, defaultSchema: schema,
+                parameters: parsed.parameters, sql: parsed.statement, nowMillis: Int64(now * 1000))
+            var result = try ex.execute(stmt)
+            if let limit = parsed.rowLimit, result.rows.count > limit {
+                result.rows = SlicedRows(base: result.rows, offset: 0, count: limit)
+                result.truncated = true
+            }
+            if !parsed.disposition.hasPrefix("EXTERNAL"), let cap = configuration.inlineByteLimit,
+                result.rows.count * max(1, result.rows.estimatedBytesPerRow) > cap
+            {
+                var e = SQLError("", "", "")
+                e.plainMessage =
+                    "Inline byte limit exceeded. Statements executed with disposition=INLINE can have a result size of at most \(cap) bytes. Please execute the statement with disposition=EXTERNAL_LINKS if you want to download the full result."
+                throw e
+            }
+            return .success(result)
+        } catch {
+            return .failure(error)
+        }
     }
 
     func lookupStatement(_ id: String, principal: Int) -> Result<StatementRecord, APIError> {
