@@ -137,12 +137,18 @@ public final class CurlTransport {
         return (head, body)
     }
 
+    /// Bytes curl reads from the socket at a time (`CURLOPT_BUFFERSIZE`).
+    static let receiveBufferSize = 512 << 10
+
     private func perform(_ request: HTTPRequest, box: TransferBox) throws -> HTTPResponseHead {
         let h = handle
         curl_easy_reset(h)
         _ = ccurl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)
         _ = ccurl_easy_setopt_long(h, CURLOPT_TCP_NODELAY, 1)
         _ = ccurl_easy_setopt_long(h, CURLOPT_TCP_KEEPALIVE, 1)
+        // A 512 KiB receive buffer (curl's default is 16 KiB): an external-link body of tens of MB arrives in
+        // ~32× fewer reads and write callbacks (download threads' CPU per 1 M-row sync 0.27–0.29 → 0.20–0.25 s).
+        _ = ccurl_easy_setopt_long(h, CURLOPT_BUFFERSIZE, Self.receiveBufferSize)
         _ = ccurl_easy_setopt_long(h, CURLOPT_HTTP_VERSION, Int(CURL_HTTP_VERSION_1_1))
         _ = ccurl_easy_setopt_long(h, CURLOPT_CONNECTTIMEOUT_MS, Int(options.connectTimeout * 1000))
         _ = ccurl_easy_setopt_long(h, CURLOPT_TIMEOUT_MS, Int(options.requestTimeout * 1000))
