@@ -212,9 +212,6 @@ extension PanelStore {
             if externalID.count > 0 { (keyBase + keyPrefix).copyMemory(from: externalID.baseAddress!, byteCount: externalID.count) }
             return UnsafeRawBufferPointer(start: keyBase, count: keyPrefix + externalID.count)
         }
-        // `lines` is an arena: its first `used` bytes are outbox lines not yet handed to the frame; it only grows.
-        let lines = s.lines
-        var used = 0
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
         // Look every identity key up in the filter before the transaction and insert the absent ones, with the
@@ -309,6 +306,15 @@ extension PanelStore {
                     (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[winners[position]]..<offsets[winners[position] + 1]]))
                 }
             }
+            // Outbox lines are written into a block of the frame's worker and handed over (compressed there while
+            // the loop goes on) every `ZstdFrameWorker.blockBytes`; the first `used` bytes of `block` are lines not
+            // yet handed over. A block still held when the transaction fails goes back unused.
+            var block = w.takeOutboxBlock(minimum: ZstdFrameWorker.blockBytes)
+            var blockBase = block.base
+            var blockCapacity = block.capacity
+            var used = 0
+            var held = true
+            defer { if held { w.submitOutbox(block, count: 0) } }
             try flat.withUnsafeBytes { f in
                 try batch.records.withUnsafeBytes { records in
                   try batch.shapedValues.withUnsafeBytes { shapedValues in
@@ -410,17 +416,22 @@ extension PanelStore {
                             w.outboxSeq += 1
                             let bound = 1 + outboxLineBound(
                                 escapedScope: escapedScope.count, externalID: externalID.count, record: record.count)
-                            let dst = lines.reserve(used + bound, keeping: used) + used
+                            if used + bound > blockCapacity {
+                                w.submitOutbox(block, count: used)
+                                block = w.takeOutboxBlock(minimum: bound)
+                                (blockBase, blockCapacity, used) = (block.base, block.capacity, 0)
+                            }
+                            let dst = blockBase + used
                             let n = writeOutboxLine(
                                 to: dst, seq: w.outboxSeq, insert: op == .insert, participantID: pid,
                                 escapedScope: escapedScope, externalID: externalID, commitVersion: version,
                                 record: record)
                             dst.storeBytes(of: 0x0A, toByteOffset: n, as: UInt8.self)
                             used += n + 1
-                            // Handed to the frame (compressed on its worker while the loop goes on) every 256 KB.
-                            if used >= 1 << 18 {
-                                try w.feedOutbox(UnsafeRawBufferPointer(start: lines.base, count: used))
-                                used = 0
+                            if used >= ZstdFrameWorker.blockBytes {
+                                w.submitOutbox(block, count: used)
+                                block = w.takeOutboxBlock(minimum: ZstdFrameWorker.blockBytes)
+                                (blockBase, blockCapacity, used) = (block.base, block.capacity, 0)
                             }
                         }
                     }
@@ -429,7 +440,9 @@ extension PanelStore {
                 }
             }
             if nextPID != w.startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            try w.finishOutbox(UnsafeRawBufferPointer(start: lines.base, count: used))
+            w.submitOutbox(block, count: used)
+            held = false
+            try w.finishOutbox()
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
@@ -920,23 +933,29 @@ final class WriterContext {
         try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
     }
 
-    /// Hands outbox lines to the batch's frame, which compresses them on its worker thread while the transaction
-    /// goes on.
+    /// A block of the outbox frame's worker to write lines into (see ``ZstdFrameWorker``).
     @inline(__always)
-    func feedOutbox(_ lines: UnsafeRawBufferPointer) throws {
-        try store.scratch.outboxFrame.append(lines)
-    }
+    func takeOutboxBlock(minimum bytes: Int) -> ByteArena { store.scratch.outboxFrame.takeBlock(minimum: bytes) }
 
-    /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`; those not yet
-    /// fed plus `lines`) as one entry: key = first sequence; value = last sequence (8 bytes BE), uncompressed
-    /// length (8 bytes BE), one zstd frame.
-    func finishOutbox(_ lines: UnsafeRawBufferPointer) throws {
+    /// Hands the first `count` bytes of `block` (lines, each ending in `\n`) to the batch's frame, which compresses
+    /// them on its worker thread while the transaction goes on; `count` 0 just gives the block back.
+    @inline(__always)
+    func submitOutbox(_ block: ByteArena, count: Int) { store.scratch.outboxFrame.submit(block, count: count) }
+
+    /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`; those handed
+    /// over with ``submitOutbox(_:count:)`` plus `lines`) as one entry: key = first sequence; value = last sequence
+    /// (8 bytes BE), uncompressed length (8 bytes BE), one zstd frame.
+    func finishOutbox(_ lines: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws {
         let frame = store.scratch.outboxFrame
         guard outboxSeq != startSeq else {
             frame.reset()
             return
         }
-        try frame.append(lines)
+        if lines.count > 0 {
+            let block = frame.takeBlock(minimum: lines.count)
+            block.base.copyMemory(from: lines.baseAddress!, byteCount: lines.count)
+            frame.submit(block, count: lines.count)
+        }
         let rawCount = frame.inputCount
         try frame.finish { compressed in
             var value = [UInt8]()

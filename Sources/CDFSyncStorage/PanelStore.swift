@@ -333,19 +333,17 @@ public final class PanelStore: @unchecked Sendable {
 /// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
 final class WriterScratch {
     let compressor: ZstdCompressor
-    /// Builds each batch's outbox frame on a zstd worker thread while the transaction goes on.
-    let outboxFrame: ZstdFrameBuilder
+    /// Builds each batch's outbox frame on a worker thread while the transaction goes on.
+    let outboxFrame: ZstdFrameWorker
     /// The identity key of the row being applied (scope, NUL, external id).
     let key = ByteArena(capacity: 512)
-    /// Outbox lines not yet handed to the batch's frame.
-    let lines = ByteArena(capacity: 1 << 19)
     /// Per winning row of the batch being applied: its identity key's filter probe, and whether the filter may
     /// hold the key.
     var identLookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
 
     init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)
-        outboxFrame = try ZstdFrameBuilder(level: outboxLevel, checksum: true, background: true)
+        outboxFrame = try ZstdFrameWorker(level: outboxLevel, checksum: true)
     }
 }
 

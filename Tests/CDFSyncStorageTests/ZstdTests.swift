@@ -164,3 +164,66 @@ import Testing
         #expect(try !ZstdFrameBuilder(level: 1, background: false).isBackground)
     }
 }
+
+@Suite struct ZstdFrameWorkerTests {
+    /// Hands `input` over in blocks of the given sizes (cycled), as the apply loop does.
+    func feed(_ worker: ZstdFrameWorker, _ input: [UInt8], sizes: [Int]) {
+        var at = 0
+        var k = 0
+        while at < input.count {
+            let n = min(input.count - at, sizes[k % sizes.count])
+            let block = worker.takeBlock(minimum: n)
+            #expect(block.capacity >= n)
+            input.withUnsafeBytes { block.base.copyMemory(from: $0.baseAddress! + at, byteCount: n) }
+            worker.submit(block, count: n)
+            at += n
+            k += 1
+        }
+    }
+
+    @Test func blocksHandedOverMakeOneFrameOfTheInput() throws {
+        let worker = try ZstdFrameWorker(level: 1)
+        let input = ZstdFrameBuilderTests.lines
+        // Uneven blocks, empty ones, and one larger than a standard block.
+        feed(worker, input, sizes: [ZstdFrameWorker.blockBytes, 0, 1, 4096, 3 * ZstdFrameWorker.blockBytes, 70_001])
+        #expect(worker.inputCount == input.count)
+        let frame = try worker.finish { Array($0) }
+        #expect(frame.count < input.count / 4)
+        #expect(try Zstd.decompress(frame) == input)
+        #expect(worker.inputCount == 0)
+    }
+
+    @Test func aResetFrameLeavesNothingBehind() throws {
+        let worker = try ZstdFrameWorker(level: 1)
+        let a = Array(ZstdFrameBuilderTests.lines.prefix(2_000_000))
+        let b = Array(ZstdFrameBuilderTests.lines.suffix(500_000))
+        feed(worker, a, sizes: [ZstdFrameWorker.blockBytes])
+        let first = try worker.finish { Array($0) }
+        // Abandoned half-way (a transaction that failed), with blocks still queued: none of it may leak.
+        feed(worker, a, sizes: [100_000])
+        worker.reset()
+        feed(worker, b, sizes: [65_536])
+        let second = try worker.finish { Array($0) }
+        #expect(try Zstd.decompress(first) == a)
+        #expect(try Zstd.decompress(second) == b)
+        #expect(try Zstd.decompress(first + second) == a + b)
+        // An empty frame, and blocks given back unused, decode to nothing.
+        worker.submit(worker.takeBlock(minimum: 10), count: 0)
+        #expect(try Zstd.decompress(try worker.finish { Array($0) }) == [])
+    }
+
+    @Test func aBlockGivenBackIsReusedAndInFlightBlocksAreBounded() throws {
+        let worker = try ZstdFrameWorker(level: 1)
+        // Many more blocks than may be in flight: takeBlock waits for the worker to give blocks back.
+        let input = [UInt8]((0..<(ZstdFrameWorker.maxBlocks * 8 * 4096)).map { UInt8(truncatingIfNeeded: $0 % 251) })
+        feed(worker, input, sizes: [4096])
+        #expect(try Zstd.decompress(try worker.finish { Array($0) }) == input)
+        var seen = Set<ObjectIdentifier>()
+        for _ in 0..<(3 * ZstdFrameWorker.maxBlocks) {
+            let block = worker.takeBlock(minimum: 1)
+            seen.insert(ObjectIdentifier(block))
+            worker.submit(block, count: 0)
+        }
+        #expect(seen.count <= ZstdFrameWorker.maxBlocks)
+    }
+}
