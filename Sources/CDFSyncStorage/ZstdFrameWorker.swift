@@ -6,10 +6,9 @@ import Foundation
 /// The apply loop writes each batch's outbox lines into a block (``ByteArena``) it takes from the worker, hands
 /// the block over when it holds ``blockBytes`` (``submit(_:count:)`` only queues it: no copy), and takes the
 /// next one; the worker compresses blocks as they arrive, in order, into the frame, and gives them back. So
-/// when the batch ends, ``finish(_:)`` waits for the last block alone. It replaces `ZSTD_c_nbWorkers` for the
-/// outbox (``ZstdFrameBuilder``), whose 1 MB jobs only start when full — the writer waited for most of one per
-/// batch — and whose input is copied and its job mutexes contended on the writer thread (perf: ~5 % of the
-/// writer's samples).
+/// when the batch ends, ``finish(_:)`` waits for the last block alone. It replaced libzstd's own worker
+/// (`ZSTD_c_nbWorkers`), whose 1 MB jobs only start when full — the writer waited for most of one per batch — and
+/// whose input is copied and its job mutexes contended on the writer thread (perf: ~5 % of the writer's samples).
 ///
 /// One owner at a time (the store's writer); the worker thread lives as long as the object.
 final class ZstdFrameWorker {

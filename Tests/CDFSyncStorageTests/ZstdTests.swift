@@ -105,8 +105,8 @@ import Testing
     }
 }
 
-@Suite struct ZstdFrameBuilderTests {
-    /// ~3 MB of NDJSON-like lines: several 1 MB jobs, so a worker really compresses while input is still coming.
+@Suite struct ZstdFrameWorkerTests {
+    /// ~3 MB of NDJSON-like lines: many blocks, so the worker really compresses while input is still coming.
     static let lines: [UInt8] = {
         var out: [UInt8] = []
         for i in 0..<30_000 {
@@ -116,56 +116,6 @@ import Testing
         return out
     }()
 
-    @Test(arguments: [true, false])
-    func pieceByPieceFrameDecodesToTheInput(background: Bool) throws {
-        let builder = try ZstdFrameBuilder(level: 1, background: background)
-        let input = Self.lines
-        // Uneven pieces, including empty ones.
-        var at = 0
-        var piece = 0
-        while at < input.count {
-            let n = min(input.count - at, [0, 1, 4096, 300_000, 70_001][piece % 5])
-            try input.withUnsafeBytes { try builder.append(UnsafeRawBufferPointer(rebasing: $0[at..<(at + n)])) }
-            at += n
-            piece += 1
-        }
-        #expect(builder.inputCount == input.count)
-        let frame = try builder.finish { Array($0) }
-        #expect(frame.count < input.count / 4)
-        #expect(try Zstd.decompress(frame) == input)
-        #expect(builder.inputCount == 0)
-    }
-
-    @Test func builderStartsAFreshFrameAfterFinishAndAfterReset() throws {
-        let builder = try ZstdFrameBuilder(level: 1)
-        let a = Array(Self.lines.prefix(2_000_000))
-        let b = Array(Self.lines.suffix(500_000))
-        try a.withUnsafeBytes { try builder.append($0) }
-        let first = try builder.finish { Array($0) }
-        // Abandoned half-way (a transaction that failed): nothing of it may leak into the next frame.
-        try a.withUnsafeBytes { try builder.append($0) }
-        builder.reset()
-        try b.withUnsafeBytes { try builder.append($0) }
-        let second = try builder.finish { Array($0) }
-        #expect(try Zstd.decompress(first) == a)
-        #expect(try Zstd.decompress(second) == b)
-        #expect(try Zstd.decompress(first + second) == a + b)
-    }
-
-    @Test func emptyFrameDecodesToNothing() throws {
-        let builder = try ZstdFrameBuilder(level: 1)
-        let frame = try builder.finish { Array($0) }
-        #expect(try Zstd.decompress(frame) == [])
-    }
-
-    @Test func debianLibzstdRunsTheBuilderOnAWorkerThread() throws {
-        // cdfsync's full-sync rate depends on it; a libzstd built without threads would silently halve it.
-        #expect(try ZstdFrameBuilder(level: 1).isBackground)
-        #expect(try !ZstdFrameBuilder(level: 1, background: false).isBackground)
-    }
-}
-
-@Suite struct ZstdFrameWorkerTests {
     /// Hands `input` over in blocks of the given sizes (cycled), as the apply loop does.
     func feed(_ worker: ZstdFrameWorker, _ input: [UInt8], sizes: [Int]) {
         var at = 0
@@ -183,7 +133,7 @@ import Testing
 
     @Test func blocksHandedOverMakeOneFrameOfTheInput() throws {
         let worker = try ZstdFrameWorker(level: 1)
-        let input = ZstdFrameBuilderTests.lines
+        let input = Self.lines
         // Uneven blocks, empty ones, and one larger than a standard block.
         feed(worker, input, sizes: [ZstdFrameWorker.blockBytes, 0, 1, 4096, 3 * ZstdFrameWorker.blockBytes, 70_001])
         #expect(worker.inputCount == input.count)
@@ -195,8 +145,8 @@ import Testing
 
     @Test func aResetFrameLeavesNothingBehind() throws {
         let worker = try ZstdFrameWorker(level: 1)
-        let a = Array(ZstdFrameBuilderTests.lines.prefix(2_000_000))
-        let b = Array(ZstdFrameBuilderTests.lines.suffix(500_000))
+        let a = Array(Self.lines.prefix(2_000_000))
+        let b = Array(Self.lines.suffix(500_000))
         feed(worker, a, sizes: [ZstdFrameWorker.blockBytes])
         let first = try worker.finish { Array($0) }
         // Abandoned half-way (a transaction that failed), with blocks still queued: none of it may leak.
