@@ -55,6 +55,9 @@ def run_baseline(bin_dir, url, warehouse, table, state, out, key="participant_id
     env = dict(os.environ, DATABRICKS_TOKEN=TOKEN)
     cmd = ["/usr/bin/time", "-f", "%M %e", python, SCRIPT, "--host", url, "--warehouse-id", warehouse,
            "--table", table, "--key", key, "--state-dir", state, "--output-dir", out, "--summary-json", summary]
+    # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
+    # written back during this run and compete with its durable commits.
+    os.sync()
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0

@@ -48,6 +48,9 @@ def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_a
     cmd = [os.path.join(bin_dir, "cdfsync")] + list(command) + ["--warehouse-id", warehouse,
            "--table", table, "--key", "participant_id", "--state-dir", state, "--output-dir", out,
            "--summary-json", summary] + list(extra_args)
+    # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
+    # written back during this run and compete with its durable commits.
+    os.sync()
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
@@ -79,6 +82,9 @@ def run_pipeline(bin_dir, url, warehouse, table, work):
     state = os.path.join(work, "pipeline-state")
     summary = os.path.join(work, "pipeline-summary.json")
     env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token")
+    # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
+    # written back during this run and compete with its durable commits.
+    os.sync()
     t0 = time.monotonic()
     r = subprocess.run([os.path.join(bin_dir, "cdfsync"), "sync", path, "--state-dir", state, "--summary-json", summary],
                        env=env, capture_output=True, text=True, cwd=work)
@@ -123,14 +129,6 @@ def main():
     try:
         warehouse = json.load(open(os.path.join(os.path.dirname(__file__), "bench-workspace.json")))["warehouses"][0]["id"]
         state, out = os.path.join(work, "state"), os.path.join(work, "out")
-        base = base_cached = None
-        if a.baseline:
-            sys.path.insert(0, os.path.dirname(__file__))
-            from baseline_runner import run_baseline
-            base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"))
-            if not a.no_result_cache:
-                base_cached = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state-2"),
-                                           os.path.join(work, "base-out-2"))
         full = run_sync(a.bin, url, warehouse, table, state, out)
         # The same query again, into a fresh state: the simulator answers it from its result cache.
         cached, cached_runs = None, []
@@ -143,6 +141,16 @@ def main():
         # Replay of the range just applied (v1, every row): each row is probed and found already applied.
         replay = run_sync(a.bin, url, warehouse, table, state, out, command=("replay",),
                           extra_args=("--from-version", "1", "--to-version", "1"))
+        # The baseline after cdfsync (its ~0.5 GB of memory and writes, freed and flushed, slowed the run after it)
+        # and before the commit below (it reads the same range).
+        base = base_cached = None
+        if a.baseline:
+            sys.path.insert(0, os.path.dirname(__file__))
+            from baseline_runner import run_baseline
+            base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"))
+            if not a.no_result_cache:
+                base_cached = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state-2"),
+                                           os.path.join(work, "base-out-2"))
         admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
         incr = run_sync(a.bin, url, warehouse, table, state, out)
         pipe = run_pipeline(a.bin, url, warehouse, table, work) if a.pipeline else None
