@@ -9,6 +9,15 @@ enum RowMapping {
     case passthrough(keyColumn: String, columns: [String]?)
     /// A pipeline's mapping: normalised fields, typed attributes, consent, validation.
     case pipeline(Pipeline)
+
+    /// The most membership-filter keys one row can add: its identity key, and for a participant pipeline an email
+    /// and a phone (events are not in the filter).
+    var filterKeysPerRow: Int {
+        switch self {
+        case .passthrough: return 1
+        case .pipeline(let p): return p.kind == .events ? 0 : 3
+        }
+    }
 }
 
 /// Turns streamed change-feed (or snapshot / watermark) rows into panel changes and hands them, in batches, to
@@ -90,6 +99,8 @@ final class ChangeCollector: ResultSink {
             rows.versionIndex = try index("_commit_version")
         }
         if case .watermark(let c) = source { rows.cursorIndex = try index(c) }
+        // A first load sizes the membership filter for the whole result (identity key, email and phone per row).
+        try rows.store.reserveFilterCapacity(forKeys: Int(clamping: manifest.totalRowCount) * mapping.filterKeysPerRow)
         switch mapping {
         case .passthrough(let keyColumn, let columns):
             rows.keyIndex = try index(keyColumn)

@@ -510,6 +510,17 @@ extension PanelStore {
         return true
     }
 
+    /// Sizes the membership filter for a first load of about `keys` identity, email and phone keys, so that it is
+    /// not rebuilt as the load grows: each rebuild scans every stored key on the writer's thread (a 10 M-row first
+    /// load rebuilt it at ~1 M and ~4 M keys). Does nothing once the store holds keys (then the result's size says
+    /// nothing about how many keys are new) or when the filter already has room.
+    public func reserveFilterCapacity(forKeys keys: Int) throws {
+        writerLock.lock()
+        defer { writerLock.unlock() }
+        guard filter.count == 0, keys > filter.capacity, environment.unbrokenOwnCommits != nil else { return }
+        try rebuildFilter(minimumCapacity: keys + keys / 4)
+    }
+
     /// Grows the filter before a batch that could push it past its capacity (caller holds `writerLock`).
     func ensureFilterCapacity(adding upperBound: Int) throws {
         // Someone else committed since the filter was built or loaded: it may lack their keys.

@@ -35,6 +35,26 @@ struct SavedFilterTests {
         }
     }
 
+    @Test func aFirstLoadSizesTheFilterOnceAndALaterOneLeavesItAlone() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            let initial = store.filter.capacity
+            // An empty store is sized for the whole result up front (no rebuild — a scan of every key — later).
+            try store.reserveFilterCapacity(forKeys: 4 * initial)
+            #expect(store.filter.capacity >= 5 * initial)
+            let sized = store.filter
+            let ids = (0..<2_000).map { "k\($0)" }
+            _ = try store.apply(changes(ids, version: 1), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(store.filter === sized, "no rebuild while the load fits")
+            // With keys stored, a result's size says nothing about new keys: nothing changes.
+            try store.reserveFilterCapacity(forKeys: 100 * initial)
+            #expect(store.filter === sized)
+            for id in ids { #expect(store.filter.mayContain(.ident, Array("s\u{0}\(id)".utf8))) }
+            let again = try store.apply(changes(ids, version: 2), scope: "s", pipeline: "p", checkpoint: nil)
+            #expect(again.inserted == 0 && again.updated == 2_000)
+        }
+    }
+
     @Test func aCommitAfterTheSaveMakesTheNextOpenScanInstead() throws {
         try withTemporaryDirectory { dir in
             do {
