@@ -72,7 +72,7 @@ public final class Simulator: Sendable {
     let linkSecret: UInt64
     let blobCache: Locked<BlobCache>
     /// Databricks SQL's result cache (``ResultCache``).
-    let resultCache = Locked(ResultCache())
+    let resultCache: Locked<ResultCache>
     /// Bodies accepted by the stand-in webhook receiver (`/_hook/`).
     let webhooks = WebhookLog()
 
@@ -85,6 +85,7 @@ public final class Simulator: Sendable {
         self.clock = clock
         self.state = Locked(try SimState(workspace: workspace, now: clock.now))
         blobCache = Locked(BlobCache(limit: max(256 << 20, configuration.resultCacheBytes)))
+        resultCache = Locked(ResultCache(limit: configuration.resultCacheBytes))
         var rng = SystemRandomNumberGenerator()
         linkSecret = rng.next()
     }

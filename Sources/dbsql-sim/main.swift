@@ -53,7 +53,7 @@ struct DBSQLSim: ParsableCommand {
 
     @Option(
         name: .long,
-        help: "MiB of rendered result files kept for queries answered from the result cache (0 turns the cache off).")
+        help: "MiB of results, and of their rendered files, kept for the result cache (0 turns it off).")
     var resultCacheMb: Int = 1024
 
     @Option(name: .long, help: "Lifetime of external links in seconds.")

@@ -112,3 +112,31 @@ import Testing
         #expect(try h.call("GET", "/_sim/statements/nope", token: "sim-admin").status == 404)
     }
 }
+
+extension ResultCacheTests {
+    @Test func theCacheKeepsWithinItsBudgetDroppingTheLeastRecentlyUsed() throws {
+        let columns = [ResultColumn(name: "x", type: .string)]
+        func result(_ rows: Int) -> ResultSet {
+            ResultSet(columns: columns, materialized: (0..<rows).map { _ in ["v"] })
+        }
+        let perRow = result(1).rows.estimatedBytesPerRow
+        var cache = ResultCache(limit: 10 * perRow)
+        cache.insert("a", originID: "A", result: result(4), generation: 0)
+        cache.insert("b", originID: "B", result: result(4), generation: 0)
+        #expect(cache.lookup("a", generation: 0)?.originID == "A")  // now "b" is the least recently used
+        cache.insert("c", originID: "C", result: result(4), generation: 0)
+        #expect(cache.lookup("b", generation: 0) == nil)
+        #expect(cache.lookup("a", generation: 0)?.originID == "A")
+        #expect(cache.lookup("c", generation: 0)?.originID == "C")
+        // Larger than the whole budget: not cached, nothing dropped for it.
+        cache.insert("big", originID: "BIG", result: result(11), generation: 0)
+        #expect(cache.lookup("big", generation: 0) == nil)
+        #expect(cache.count == 2)
+        // A later generation empties it; an insert from an older one is ignored.
+        cache.insert("d", originID: "D", result: result(1), generation: 1)
+        #expect(cache.lookup("a", generation: 1) == nil)
+        cache.insert("old", originID: "OLD", result: result(1), generation: 0)
+        #expect(cache.lookup("old", generation: 1) == nil)
+        #expect(cache.lookup("d", generation: 1)?.originID == "D")
+    }
+}

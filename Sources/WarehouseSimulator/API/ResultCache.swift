@@ -15,16 +15,23 @@ struct ResultCache: Sendable {
         var originID: String
         var result: ResultSet
         var lastUsed: UInt64
+        /// What the result is charged against `limit` (rows × estimated bytes per row).
+        var bytes: Int
     }
 
     /// At most this many results are remembered (least recently used dropped first); their rendered chunk files
     /// are bounded separately, by ``BlobCache``.
     static let maxEntries = 256
 
+    /// The results' estimated size at most (a materialized result holds its rows); a larger one is not cached.
+    let limit: Int
+    private var total = 0
     private var entries: [String: Entry] = [:]
     private var uses: UInt64 = 0
     /// The data generation the entries were made under; any table change starts a new one and empties the cache.
     private var generation: UInt64 = 0
+
+    init(limit: Int) { self.limit = limit }
 
     /// The cached result for `key` under data generation `generation`, if any.
     mutating func lookup(_ key: String, generation: UInt64) -> Entry? {
@@ -40,15 +47,20 @@ struct ResultCache: Sendable {
             // Results of an older generation (a later one cannot have been computed before this insert).
             guard generation > self.generation else { return }
             entries.removeAll()
+            total = 0
             self.generation = generation
         }
-        if entries.count >= Self.maxEntries, entries[key] == nil,
+        let bytes = result.rows.count * max(1, result.rows.estimatedBytesPerRow)
+        guard bytes <= limit else { return }
+        if let old = entries.removeValue(forKey: key) { total -= old.bytes }
+        while !entries.isEmpty && (entries.count >= Self.maxEntries || total + bytes > limit),
             let oldest = entries.min(by: { $0.value.lastUsed < $1.value.lastUsed })?.key
         {
-            entries.removeValue(forKey: oldest)
+            total -= entries.removeValue(forKey: oldest)!.bytes
         }
         uses &+= 1
-        entries[key] = Entry(originID: originID, result: result, lastUsed: uses)
+        total += bytes
+        entries[key] = Entry(originID: originID, result: result, lastUsed: uses, bytes: bytes)
     }
 
     var count: Int { entries.count }
