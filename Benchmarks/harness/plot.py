@@ -14,9 +14,15 @@ runs = sorted((json.load(open(f)) for f in files), key=lambda r: r["rows"])
 rows = [r["rows"] / 1e6 for r in runs]
 fig, ax1 = plt.subplots(figsize=(7, 4))
 ax1.plot(rows, [r["full"]["rows"] / r["full"]["wall"] / 1e3 for r in runs], "o-", color="tab:blue", label="full sync rows/s")
+if all(r.get("full_cached") for r in runs):
+    ax1.plot(rows, [r["full_cached"]["rows"] / r["full_cached"]["wall"] / 1e3 for r in runs], "o:", color="tab:cyan",
+             label="full sync, result cached, rows/s")
 if all(r.get("replay") for r in runs):
     ax1.plot(rows, [r["replay"]["rows"] / r["replay"]["wall"] / 1e3 for r in runs], "D-", color="tab:green",
              label="replay of the applied range rows/s")
+if all(r.get("replay_cached") for r in runs):
+    ax1.plot(rows, [r["replay_cached"]["rows"] / r["replay_cached"]["wall"] / 1e3 for r in runs], "D:",
+             color="tab:olive", label="replay, result cached, rows/s")
 ax1.set_xlabel("table size (million rows)")
 ax1.set_ylabel("thousand rows/s", color="tab:blue")
 ax1.set_ylim(bottom=0)
