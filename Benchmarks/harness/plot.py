@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 out, files = sys.argv[1], sys.argv[2:]
 runs = sorted((json.load(open(f)) for f in files), key=lambda r: r["rows"])
 rows = [r["rows"] / 1e6 for r in runs]
-fig, ax1 = plt.subplots(figsize=(7, 4))
+fig, ax1 = plt.subplots(figsize=(7, 4.8))
 ax1.plot(rows, [r["full"]["rows"] / r["full"]["wall"] / 1e3 for r in runs], "o-", color="tab:blue", label="full sync rows/s")
 if all(r.get("full_cached") for r in runs):
     ax1.plot(rows, [r["full_cached"]["rows"] / r["full_cached"]["wall"] / 1e3 for r in runs], "o:", color="tab:cyan",
@@ -31,8 +31,8 @@ ax2.plot(rows, [r["full"]["rss_mb"] for r in runs], "s--", color="tab:red", labe
 ax2.plot(rows, [r["incremental"]["rss_mb"] for r in runs], "^:", color="tab:orange", label="1 % incremental peak RSS")
 ax2.set_ylabel("peak RSS (MB)", color="tab:red")
 ax2.set_ylim(bottom=0)
-fig.legend(loc="lower right", bbox_to_anchor=(0.88, 0.14), fontsize=8)
+fig.legend(loc="lower center", ncol=2, fontsize=7.5, frameon=False)
 ax1.set_title("cdfsync through dbsql-sim over loopback (2 shared cores), commit " + runs[0].get("commit", "?"), fontsize=9)
-fig.tight_layout()
+fig.tight_layout(rect=(0, 0.17, 1, 1))
 fig.savefig(out, dpi=110)
 print("wrote", out)
