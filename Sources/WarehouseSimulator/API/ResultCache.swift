@@ -71,11 +71,16 @@ struct ResultCache: Sendable {
         _ request: ExecuteRequest, principal: Int, catalog: String, schema: String
     ) -> String? {
         guard let tokens = try? Lexer(request.statement).tokenize() else { return nil }
-        var key = "\(request.warehouseID)\u{1}\(principal)\u{1}\(catalog)\u{1}\(schema)\u{1}\(request.disposition)"
-            + "\u{1}\(request.format)\u{1}\(request.rowLimit.map(String.init) ?? "-")\u{1}"
+        // Every part length-prefixed, so no two different requests make the same key.
+        var key = ""
+        func add(_ tag: String, _ text: String) { key += "\(tag)\(text.utf8.count):\(text)" }
+        for (tag, field) in [
+            ("W", request.warehouseID), ("P", String(principal)), ("C", catalog), ("S", schema),
+            ("D", request.disposition), ("F", request.format), ("L", request.rowLimit.map(String.init) ?? "-"),
+        ] {
+            add(tag, field)
+        }
         for t in tokens {
-            // Each part length-prefixed, so no two token lists (or parameter sets) make the same key.
-            func add(_ tag: String, _ text: String) { key += "\(tag)\(text.utf8.count):\(text)" }
             switch t.kind {
             case .identifier:
                 let word = t.text.lowercased()
@@ -89,11 +94,11 @@ struct ResultCache: Sendable {
             case .end: continue
             }
         }
-        key += "\u{1}"
         for name in request.parameters.keys.sorted() {
             let p = request.parameters[name]!
-            let value = p.value.map { "v\($0.utf8.count):\($0)" } ?? "null"
-            key += "\(name.utf8.count):\(name)\(p.type.utf8.count):\(p.type)\(value)"
+            add("N", name)
+            add("T", p.type)
+            if let v = p.value { add("V", v) } else { key += "null" }
         }
         return key
     }
