@@ -121,3 +121,54 @@ struct EndToEndSyncTests {
         }
     }
 }
+
+/// The retention warning: a checkpoint whose commit is older than `delta.deletedFileRetentionDuration` may need
+/// change data a VACUUM already removed.
+@Suite("Retention warning")
+struct RetentionWarningTests {
+    /// v6 of the demo table was committed at 2026-03-06T14:00:00Z.
+    static let v6 = Date(timeIntervalSince1970: 1_772_805_600)
+
+    func sync(_ sim: RunningSimulator, _ dir: TempDir, at now: Date) throws -> SyncSummary {
+        let client = StatementClient(settings: try sim.settings())
+        client.retryPolicy.baseDelay = 0.01
+        let options = SyncOptions(
+            table: try QualifiedName(parsing: "main.research.participants"), keyColumn: "participant_id",
+            outputDirectory: dir.sub("out"))
+        let sync = CDFSync(client: client, store: try PanelStore(directory: dir.sub("state")), options: options)
+        sync.now = { now }
+        return try sync.run()
+    }
+
+    @Test func anOldCheckpointIsNamedWithTheTablesRetention() throws {
+        #expect(ISO8601DateFormatter().string(from: Self.v6) == "2026-03-06T14:00:00Z")
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        _ = try sync(sim, dir, at: Self.v6 + 3600)
+        try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
+        // Six days after v6: within the default 7 days, no warning.
+        let fresh = TempDir()
+        _ = try sync(sim, fresh, at: Self.v6 + 3600)
+        let recent = try sync(sim, fresh, at: Self.v6 + 6 * 86_400)
+        #expect(!recent.warnings.contains { $0.contains("deletedFileRetentionDuration") }, "\(recent.warnings)")
+        // Eight days after v6: the checkpoint (v6) is older than the retention, and the warning says so.
+        let late = try sync(sim, dir, at: Self.v6 + 8 * 86_400)
+        let warning = try #require(late.warnings.first { $0.contains("deletedFileRetentionDuration") })
+        #expect(warning.contains("checkpoint (v6) is 192 h old"), "\(warning)")
+        #expect(warning.contains("interval 7 days"), "\(warning)")
+        #expect(late.render().contains(warning))
+    }
+
+    @Test func aLongerRetentionOnTheTableIsHonoured() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        _ = try sync(sim, dir, at: Self.v6 + 3600)
+        let latest = try #require(sim.sim.latestVersion(table: "main.research.participants"))
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(JSONSerialization.data(withJSONObject: [
+            "version": latest + 1, "timestamp": "2026-03-07T09:00:00.000Z", "operation": "SET TBLPROPERTIES",
+            "set_properties": ["delta.deletedFileRetentionDuration": "interval 30 days"],
+        ])))
+        let later = try sync(sim, dir, at: Self.v6 + 8 * 86_400)
+        #expect(!later.warnings.contains { $0.contains("deletedFileRetentionDuration") }, "\(later.warnings)")
+    }
+}
