@@ -32,9 +32,12 @@ echo; echo "== sync 1: everything so far"
 
 echo; echo "== appending new commits through the simulator's admin API (fixtures/demo-commits-2.json)"
 python3 - "$ROOT/fixtures/demo-commits-2.json" "$URL" "$ADMIN_TOKEN" <<'PY'
-import json, sys, urllib.request
+import datetime, json, sys, urllib.request
 doc, url, token = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-for c in doc["commits"]:
+# New commits arrive now (the fixture's own dates are the day after the table's last commit).
+now = datetime.datetime.now(datetime.timezone.utc)
+for i, c in enumerate(doc["commits"]):
+    c["timestamp"] = (now + datetime.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
     req = urllib.request.Request(f"{url}/_sim/tables/{doc['table']}/commits", method="POST",
         data=json.dumps(c).encode(), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     urllib.request.urlopen(req).read()

@@ -295,7 +295,7 @@ public final class CDFSync {
 
         // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
         let history = try self.history(limit: min(latest - next + 2, 10_000))
-        if checkpoint != nil { try warnAboutRetention(history: history, checkpoint: next - 1, summary: &summary) }
+        if checkpoint != nil { try warnAboutRetention(history: history, next: next, summary: &summary) }
         var planner = RangePlanner()
         planner.maxVersionsPerStatement = options.maxVersionsPerStatement
         planner.maxRowsPerStatement = options.maxRowsPerStatement
@@ -329,16 +329,18 @@ public final class CDFSync {
         return v
     }
 
-    /// Warns when the checkpoint's commit is older than `delta.deletedFileRetentionDuration`: a VACUUM may
-    /// already have removed the change data the next run needs.
-    private func warnAboutRetention(history: [HistoryEntry], checkpoint: Int64, summary: inout SyncSummary) throws {
-        guard let ts = history.first(where: { $0.version == checkpoint })?.timestamp.flatMap(Timestamps.micros) else { return }
+    /// Warns when the oldest version this run still has to read (`next`, the one after the checkpoint) was
+    /// committed longer ago than `delta.deletedFileRetentionDuration`: a VACUUM may already have removed its change
+    /// data. (The checkpoint's own age says nothing: a table that was quiet for a month and committed yesterday is
+    /// not at risk.)
+    private func warnAboutRetention(history: [HistoryEntry], next: Int64, summary: inout SyncSummary) throws {
+        guard let ts = history.first(where: { $0.version == next })?.timestamp.flatMap(Timestamps.micros) else { return }
         let text = try properties()["delta.deletedfileretentionduration"] ?? "interval 7 days"
         let retention = Self.seconds(ofInterval: text) ?? 7 * 86_400
         let age = now().timeIntervalSince1970 - Double(ts) / 1_000_000
         if age > retention {
             summary.warnings.append(
-                "the checkpoint (v\(checkpoint)) is \(Int(age / 3600)) h old, beyond delta.deletedFileRetentionDuration (\(text)); VACUUM may have removed change data — sync more often")
+                "v\(next), the oldest change still to read, was committed \(Int(age / 3600)) h ago, beyond delta.deletedFileRetentionDuration (\(text)); VACUUM may have removed its change data — sync more often than that")
         }
     }
 

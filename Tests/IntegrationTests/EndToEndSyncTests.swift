@@ -122,12 +122,13 @@ struct EndToEndSyncTests {
     }
 }
 
-/// The retention warning: a checkpoint whose commit is older than `delta.deletedFileRetentionDuration` may need
-/// change data a VACUUM already removed.
+/// The retention warning: when the oldest version a run still has to read was committed longer ago than the table's
+/// `delta.deletedFileRetentionDuration`, a VACUUM may already have removed its change data.
 @Suite("Retention warning")
 struct RetentionWarningTests {
-    /// v6 of the demo table was committed at 2026-03-06T14:00:00Z.
-    static let v6 = Date(timeIntervalSince1970: 1_772_805_600)
+    /// v6 of the demo table, and v7 of demo-commits-2.json.
+    static let v6 = Date(timeIntervalSince1970: 1_772_805_600)  // 2026-03-06T14:00:00Z
+    static let v7 = Date(timeIntervalSince1970: 1_772_989_200)  // 2026-03-08T17:00:00Z
 
     func sync(_ sim: RunningSimulator, _ dir: TempDir, at now: Date) throws -> SyncSummary {
         let client = StatementClient(settings: try sim.settings())
@@ -140,35 +141,57 @@ struct RetentionWarningTests {
         return try sync.run()
     }
 
-    @Test func anOldCheckpointIsNamedWithTheTablesRetention() throws {
+    func retentionWarning(_ s: SyncSummary) -> String? { s.warnings.first { $0.contains("deletedFileRetentionDuration") } }
+
+    func append(_ sim: RunningSimulator, at time: String, properties: [String: String]? = nil) throws {
+        let version = try #require(sim.sim.latestVersion(table: "main.research.participants")) + 1
+        var commit: [String: Any] = ["version": version, "timestamp": time, "operation": "WRITE", "insert": [
+            ["p-late-\(version)", "Late", "Joiner", "late\(version)@example.com", "+15550000\(version)", "Acme", "US",
+             "Denver", "Analyst", "b2b", "opted_in", time]]]
+        if let properties {
+            commit = ["version": version, "timestamp": time, "operation": "SET TBLPROPERTIES", "set_properties": properties]
+        }
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(JSONSerialization.data(withJSONObject: commit)))
+    }
+
+    @Test func theOldestVersionStillToReadIsNamedWithTheTablesRetention() throws {
         #expect(ISO8601DateFormatter().string(from: Self.v6) == "2026-03-06T14:00:00Z")
+        #expect(ISO8601DateFormatter().string(from: Self.v7) == "2026-03-08T17:00:00Z")
+        let sim = try RunningSimulator()
+        let (early, late) = (TempDir(), TempDir())
+        _ = try sync(sim, early, at: Self.v6 + 3600)
+        _ = try sync(sim, late, at: Self.v6 + 3600)
+        try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
+        // Six days after v7: within the default 7 days, no warning.
+        let recent = try sync(sim, early, at: Self.v7 + 6 * 86_400)
+        #expect(retentionWarning(recent) == nil, "\(recent.warnings)")
+        // Eight days after v7: v7 is older than the retention, and the warning says so.
+        let stale = try sync(sim, late, at: Self.v7 + 8 * 86_400)
+        let warning = try #require(retentionWarning(stale))
+        #expect(warning.contains("v7, the oldest change still to read, was committed 192 h ago"), "\(warning)")
+        #expect(warning.contains("interval 7 days"), "\(warning)")
+        #expect(stale.render().contains(warning))
+    }
+
+    @Test func aQuietTableWithARecentCommitIsNotAtRisk() throws {
+        // The checkpoint (v6) is a month old, but the only version to read was committed an hour ago.
         let sim = try RunningSimulator()
         let dir = TempDir()
         _ = try sync(sim, dir, at: Self.v6 + 3600)
-        try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
-        // Six days after v6: within the default 7 days, no warning.
-        let fresh = TempDir()
-        _ = try sync(sim, fresh, at: Self.v6 + 3600)
-        let recent = try sync(sim, fresh, at: Self.v6 + 6 * 86_400)
-        #expect(!recent.warnings.contains { $0.contains("deletedFileRetentionDuration") }, "\(recent.warnings)")
-        // Eight days after v6: the checkpoint (v6) is older than the retention, and the warning says so.
-        let late = try sync(sim, dir, at: Self.v6 + 8 * 86_400)
-        let warning = try #require(late.warnings.first { $0.contains("deletedFileRetentionDuration") })
-        #expect(warning.contains("checkpoint (v6) is 192 h old"), "\(warning)")
-        #expect(warning.contains("interval 7 days"), "\(warning)")
-        #expect(late.render().contains(warning))
+        try append(sim, at: "2026-04-06T14:00:00.000Z")
+        let s = try sync(sim, dir, at: Self.v6 + 31 * 86_400 + 3600)
+        #expect(s.inserted == 1)
+        #expect(retentionWarning(s) == nil, "\(s.warnings)")
     }
 
     @Test func aLongerRetentionOnTheTableIsHonoured() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
         _ = try sync(sim, dir, at: Self.v6 + 3600)
-        let latest = try #require(sim.sim.latestVersion(table: "main.research.participants"))
-        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(JSONSerialization.data(withJSONObject: [
-            "version": latest + 1, "timestamp": "2026-03-07T09:00:00.000Z", "operation": "SET TBLPROPERTIES",
-            "set_properties": ["delta.deletedFileRetentionDuration": "interval 30 days"],
-        ])))
-        let later = try sync(sim, dir, at: Self.v6 + 8 * 86_400)
-        #expect(!later.warnings.contains { $0.contains("deletedFileRetentionDuration") }, "\(later.warnings)")
+        try append(sim, at: "2026-03-07T09:00:00.000Z", properties: ["delta.deletedFileRetentionDuration": "interval 30 days"])
+        try append(sim, at: "2026-03-07T10:00:00.000Z")
+        let s = try sync(sim, dir, at: Self.v6 + 9 * 86_400)
+        #expect(s.inserted == 1)
+        #expect(retentionWarning(s) == nil, "\(s.warnings)")
     }
 }
