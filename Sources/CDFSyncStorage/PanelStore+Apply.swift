@@ -202,7 +202,7 @@ extension PanelStore {
         defer { swap(&lookups, &s.identLookups) }
         // Each row's identity key is the scope and a NUL, written once here, then the row's external id.
         let keyPrefix = scopeBytes.count + 1
-        let keyBase = s.key.reserve(keyPrefix + batch.longestID, keeping: 0)
+        let keyBase = s.key.reserve(keyPrefix + batch.longestID)
         let keyCapacity = s.key.capacity
         scopeBytes.withUnsafeBytes { keyBase.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         keyBase.storeBytes(of: 0, toByteOffset: scopeBytes.count, as: UInt8.self)

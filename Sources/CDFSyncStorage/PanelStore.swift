@@ -361,22 +361,19 @@ final class ByteArena {
 
     deinit { base.deallocate() }
 
-    /// Makes room for `count` bytes, keeping the first `used`; returns the base, which may have moved.
+    /// Makes room for `count` bytes (the contents are not kept); returns the base, which may have moved.
     @inline(__always)
     @discardableResult
-    func reserve(_ count: Int, keeping used: Int) -> UnsafeMutableRawPointer {
-        if count > capacity { grow(to: count, keeping: used) }
+    func reserve(_ count: Int) -> UnsafeMutableRawPointer {
+        if count > capacity { grow(to: count) }
         return base
     }
 
     @inline(never)
-    private func grow(to count: Int, keeping used: Int) {
-        let bigger = max(count, 2 * capacity)
-        let fresh = UnsafeMutableRawPointer.allocate(byteCount: bigger, alignment: 16)
-        if used > 0 { fresh.copyMemory(from: base, byteCount: used) }
+    private func grow(to count: Int) {
+        capacity = max(count, 2 * capacity)
         base.deallocate()
-        base = fresh
-        capacity = bigger
+        base = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
     }
 }
 

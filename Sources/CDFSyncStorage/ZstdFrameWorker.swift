@@ -101,7 +101,7 @@ final class ZstdFrameWorker {
                 block = ByteArena(capacity: max(ZstdFrameWorker.blockBytes + (64 << 10), bytes))
                 blocks += 1
             }
-            block.reserve(bytes, keeping: 0)
+            block.reserve(bytes)
             return block
         }
 
