@@ -211,7 +211,7 @@ final class ChangeCollector: ResultSink {
             }
             return
         }
-        var changes = rows.takeBatch()
+        var changes = rows.takeBatch(reusing: writer.takeSpare())
         if compressor == nil { compressor = try ZstdCompressor(level: 3) }
         try changes.prepare(compressor: compressor!, threshold: compressionThreshold, shaping: shaping)
         try writer.submit(changes, checkpoint: checkpoint)
@@ -304,9 +304,12 @@ private struct RowState {
 
     var pendingCount: Int { batch.count + events.count }
 
-    mutating func takeBatch() -> PanelStore.ChangeBatch {
-        // The next batch reserves what this one grew to, so a steady stream reallocates nothing.
-        var next = PanelStore.ChangeBatch(reservingRows: batchSize + 1024, like: batch)
+    /// Hands over the batch so far and starts the next in `spare` (one the writer applied and emptied), unless
+    /// that one grew far beyond a batch's bounds (a huge record); else in a new batch reserving what this one
+    /// grew to.
+    mutating func takeBatch(reusing spare: PanelStore.ChangeBatch?) -> PanelStore.ChangeBatch {
+        var next = spare.flatMap { $0.reservedBytes <= 2 * maxBatchBytes ? $0 : nil }
+            ?? PanelStore.ChangeBatch(reservingRows: batchSize + 1024, like: batch)
         swap(&next, &batch)
         batchKeys.removeAll(keepingCapacity: true)
         return next

@@ -90,6 +90,9 @@ extension PanelStore {
         public var byteCount: Int { ids.count + records.count + frameBytes + shapedValues.count }
         private var frameBytes = 0
 
+        /// Bytes the batch's id, record and shaped-value buffers have room for (what it keeps after ``removeAll()``).
+        public var reservedBytes: Int { ids.capacity + records.capacity + shapedValues.capacity }
+
         /// Appends a row; `record` is copied (it must be a JSON object, which apply checks).
         public mutating func append(
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, email: String? = nil,

@@ -218,6 +218,7 @@ public final class StatementClient {
             }
             bytes += body.count
             rows += decoder.rowCount
+            fetcher.recycle(consume body)
             try sink.chunkCompleted(index: index, rowCount: decoder.rowCount)
             HeapTrim.release()
         }

@@ -124,17 +124,26 @@ public final class CurlTransport {
         throws -> (HTTPResponseHead, [UInt8])
     {
         var body: [UInt8] = []
+        let head = try performCollecting(request, into: &body, limit: limit, expectedBytes: expectedBytes)
+        return (head, body)
+    }
+
+    /// Performs `request` and collects the whole body into `body`, emptied first and keeping its capacity (a
+    /// buffer reused from an earlier transfer is written without faulting in fresh pages).
+    public func performCollecting(_ request: HTTPRequest, into body: inout [UInt8], limit: Int = 64 << 20,
+                                  expectedBytes: Int = 0) throws -> HTTPResponseHead
+    {
+        body.removeAll(keepingCapacity: true)
         // Sized up front when the length is known, so a large body is not copied through doubling reallocations
         // (which also leave the allocator holding twice the body).
         if expectedBytes > 0 { body.reserveCapacity(min(expectedBytes, limit, 256 << 20)) }
-        let head = try perform(request) { chunk in
+        return try perform(request) { chunk in
             if body.count + chunk.count > limit {
                 throw TransportError(
                     kind: .aborted, curlCode: 0, message: "response larger than \(limit) bytes", host: "")
             }
             body.append(contentsOf: chunk)
         }
-        return (head, body)
     }
 
     /// Bytes curl reads from the socket at a time (`CURLOPT_BUFFERSIZE`).
