@@ -305,10 +305,11 @@ private struct RowState {
     var pendingCount: Int { batch.count + events.count }
 
     /// Hands over the batch so far and starts the next in `spare` (one the writer applied and emptied), unless
-    /// that one grew far beyond a batch's bounds (a huge record); else in a new batch reserving what this one
-    /// grew to.
+    /// that one grew far beyond a batch's bounds (a huge record: a batch holds at most `maxBatchBytes` plus one
+    /// record, and its buffers grow by doubling, so a normal batch reserves up to about twice that: four times is
+    /// a batch that held a huge record); else in a new batch reserving what this one grew to.
     mutating func takeBatch(reusing spare: PanelStore.ChangeBatch?) -> PanelStore.ChangeBatch {
-        var next = spare.flatMap { $0.reservedBytes <= 2 * maxBatchBytes ? $0 : nil }
+        var next = spare.flatMap { $0.reservedBytes <= 4 * maxBatchBytes ? $0 : nil }
             ?? PanelStore.ChangeBatch(reservingRows: batchSize + 1024, like: batch)
         swap(&next, &batch)
         batchKeys.removeAll(keepingCapacity: true)
