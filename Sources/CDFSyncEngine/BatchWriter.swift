@@ -90,6 +90,17 @@ final class BatchWriter: @unchecked Sendable {
         return outcome
     }
 
+    /// Waits like ``finish()`` but never throws: the summed outcome of the batches applied before any failure
+    /// (what a failed run did to the panel, for its record).
+    func drain() -> PanelStore.ApplyOutcome {
+        condition.lock()
+        defer { condition.unlock() }
+        closed = true
+        condition.broadcast()
+        while running { condition.wait() }
+        return outcome
+    }
+
     private func loop() {
         while true {
             condition.lock()

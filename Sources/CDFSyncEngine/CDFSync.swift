@@ -158,23 +158,32 @@ public final class CDFSync {
         let started = Date()
         var summary = SyncSummary(pipeline: options.pipeline, table: options.table.description)
         if let mode { summary.mode = mode }
+        summary.durability = store.environment.durable ? "commit" : "run"
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
         summary.fromVersion = checkpoint.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
         summary.watermark = checkpoint?.watermark
         summary.runID = try store.appendRun(summary.auditJSON())
         do {
             try body(&summary, checkpoint)
+            summary.checkpointVersion = try store.checkpoint(pipeline: options.pipeline).flatMap {
+                $0.tableVersion >= 0 ? $0.tableVersion : nil
+            }
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try store.updateRun(id: summary.runID, json: summary.auditJSON())
+            if !store.environment.durable { try store.environment.sync() }
             // The next run (or process) opens the store without scanning every identity key.
             store.saveFilter()
             return summary
         } catch {
             summary.error = "\(error)"
+            summary.checkpointVersion = (try? store.checkpoint(pipeline: options.pipeline))?.flatMap {
+                $0.tableVersion >= 0 ? $0.tableVersion : nil
+            }
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try? store.updateRun(id: summary.runID, json: summary.auditJSON())
+            if !store.environment.durable { try? store.environment.sync() }
             throw SyncFailure(summary: summary, underlying: error)
         }
     }
@@ -475,13 +484,15 @@ public final class CDFSync {
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
         } catch {
-            _ = try? writer.finish()
-            summary = collector.summary
+            summary = collector.abandon()
             throw error
         }
     }
 
     private func deliver(_ summary: inout SyncSummary) throws {
+        // A store opened without per-commit syncs (`sync --durability run`) reaches the disk before any change
+        // leaves it: delivered changes are never ahead of the state that produced them.
+        if !store.environment.durable { try store.environment.sync() }
         guard try store.pendingOutboxCount() > 0 else { return }
         try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
         let segmentMax = options.spec?.sinks.first { $0.type == .ndjson }?.segmentMaxBytes ?? 64 << 20

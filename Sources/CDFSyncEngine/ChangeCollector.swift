@@ -172,7 +172,18 @@ final class ChangeCollector: ResultSink {
     func finish(checkpoint: PanelStore.Checkpoint?) throws {
         try checkInvalidRatio()
         try flush(checkpoint: checkpoint)
-        let outcome = try writer.finish()
+        fold(try writer.finish())
+    }
+
+    /// After a failure: waits for the writer (the batches handed to it are complete and carry only checkpoints
+    /// their rows justify), and returns the run's summary with what it did apply — a failed run's record counts
+    /// the rows that stay in the panel.
+    func abandon() -> SyncSummary {
+        fold(writer.drain())
+        return summary
+    }
+
+    private func fold(_ outcome: PanelStore.ApplyOutcome) {
         base.inserted += outcome.inserted
         base.updated += outcome.updated
         base.unchanged += outcome.unchanged

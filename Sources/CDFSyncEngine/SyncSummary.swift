@@ -30,6 +30,11 @@ public struct SyncSummary: Sendable, Equatable {
     public var nullCursor = 0
     /// Watermark mode: the cursor after the run.
     public var watermark: String?
+    /// The table version of the pipeline's checkpoint when the run ended (nil: none yet, or a watermark).
+    public var checkpointVersion: Int64?
+    /// When the run's commits reached the disk: `commit` (each one) or `run` (`sync --durability run`: once,
+    /// before delivery).
+    public var durability = "commit"
     public var invalidSamples: [String] = []
     public var bytesReceived = 0
     public var seconds: Double = 0
@@ -75,6 +80,8 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
         w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
         w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
+        w.key("checkpoint_version"); if let v = checkpointVersion { w.int(v) } else { w.null() }
+        w.key("durability"); w.string(durability)
         w.key("watermark"); w.string(watermark)
         w.key("statement_ids"); w.beginArray(); statementIDs.forEach { w.string($0) }; w.endArray()
         w.key("counts")
@@ -107,13 +114,27 @@ public struct SyncSummary: Sendable, Equatable {
         return w.bytes
     }
 
+    /// Where a failed run left the pipeline: its checkpoint (unchanged, or how far it moved) and the changes it
+    /// applied before the failure, which stay in the panel — the next run reads them again and finds them
+    /// unchanged (design §2.2).
+    public var failureState: String {
+        let from = fromVersion.map { "v\($0)" } ?? "the beginning (never synced)"
+        let checkpoint = checkpointVersion == fromVersion || checkpointVersion == nil
+            ? "checkpoint unchanged at \(from)"
+            : "checkpoint moved from \(from) to v\(checkpointVersion!)"
+        let applied = inserted + updated + linked
+        guard applied > 0 else { return checkpoint + "; nothing after it was applied" }
+        return checkpoint + "; \(applied) change(s) applied before the failure (\(inserted) inserted, \(updated + linked) updated) "
+            + "stay in the panel and read as unchanged when the sync runs again"
+    }
+
     /// The human summary printed after a run.
     public func render() -> String {
         var lines: [String] = []
         let from = fromVersion.map { "v\($0)" } ?? "the beginning"
         if let error {
             lines.append("sync of \(table) FAILED after \(String(format: "%.2f", seconds)) s: \(error)")
-            lines.append("  checkpoint unchanged at \(from); nothing after it was applied")
+            lines.append("  " + failureState)
             return lines.joined(separator: "\n")
         }
         if noNewCommits {
@@ -142,6 +163,7 @@ public struct SyncSummary: Sendable, Equatable {
         if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond)
             + (peakResidentBytes > 0 ? String(format: ", peak memory %.0f MB", Double(peakResidentBytes) / 1_048_576) : ""))
+        if durability == "run" { lines.append("  durability     run: commits not synced one by one; the store was synced before delivery") }
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
     }

@@ -99,9 +99,8 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     } catch let e as ValidationError {
         throw e
     } catch let e as SyncFailure {
-        let at = e.summary.fromVersion.map { "v\($0)" } ?? "the beginning (never synced)"
         FileHandle.standardError.write(Data("error: \(e.underlying)\n".utf8))
-        FileHandle.standardError.write(Data("  checkpoint unchanged at \(at); nothing after it was applied (run \(e.summary.runID) recorded)\n".utf8))
+        FileHandle.standardError.write(Data("  \(e.summary.failureState) (run \(e.summary.runID) recorded)\n".utf8))
         throw ExitCode(1)
     } catch let e as ExitCode {
         throw e

@@ -44,7 +44,8 @@ extension CDFSyncCommand {
                         }
                         let counts = obj["counts"] as? [String: Any] ?? [:]
                         let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
-                        let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" } ?? "no new commits"
+                        let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" }
+                            ?? (obj["status"] as? String == "failed" ? "from \(from)" : "no new commits")
                         print("run \(id)  \(obj["started_at"] ?? "")  \(obj["pipeline"] ?? "")  \(obj["mode"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
                     }
                 }

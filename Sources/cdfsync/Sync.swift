@@ -39,6 +39,11 @@ extension CDFSyncCommand {
         @Option(help: "Also write the run's record as JSON to this file.")
         var summaryJson: String?
 
+        @Option(help: ArgumentHelp(
+            "When applied changes reach the disk: commit (each checkpoint's commit, the default) or run (once, after the last batch, before delivery).",
+            discussion: "run skips the per-commit fsync; a power loss or OS crash during the run can leave the state directory unreadable (resync into a new one). A killed process loses nothing."))
+        var durability: Durability = .commit
+
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
 
@@ -46,7 +51,8 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: verbose) { options, client in
+                    connection: connection, state: state, verbose: verbose,
+                    durable: durability == .commit) { options, client in
                     options.batchSize = batchSize
                     options.startVersion = startVersion
                     options.maxVersionsPerStatement = maxVersionsPerStatement
@@ -131,7 +137,7 @@ struct SourceOptions: ParsableArguments {
 
 /// Builds the client, store and sync for a pipeline file or flag-defined table.
 func makeSync(pipelinePath: String?, table: String?, key: String, columns: String?, outputDir: String?,
-              connection: ConnectionOptions, state: StateOptions, verbose: Bool,
+              connection: ConnectionOptions, state: StateOptions, verbose: Bool, durable: Bool = true,
               configure: (inout SyncOptions, StatementClient) -> Void) throws -> (CDFSync, Pipeline?) {
     var options: SyncOptions
     let settings: ConnectionSettings
@@ -148,7 +154,7 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
             columns: columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             outputDirectory: outputDir ?? ".cdfsync/out")
     }
-    let store = try PanelStore(directory: stateDirectory(spec, state))
+    let store = try PanelStore(directory: stateDirectory(spec, state), durable: durable)
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }
@@ -157,6 +163,15 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
     let sync = CDFSync(client: client, store: store, options: options)
     if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
     return (sync, spec)
+}
+
+/// `sync --durability`: when a run's applied changes are synced to disk.
+enum Durability: String, ExpressibleByArgument, CaseIterable {
+    /// Every checkpoint's commit is durable when it returns (LMDB's default).
+    case commit
+    /// Commits are not synced; the store is synced once the run has applied its last batch (before delivery)
+    /// and again when the run is recorded.
+    case run
 }
 
 enum DispositionChoice: String, ExpressibleByArgument, CaseIterable {

@@ -38,3 +38,35 @@ struct ReplayCLITests {
         #expect(both.status != 0 && both.output.contains("either a pipeline file or --table"))
     }
 }
+
+/// `cdfsync sync --durability run` (commits not synced, the store synced once before delivery) reaches the same
+/// panel, checkpoint and delivered changes as the default, and says which it used in the run record.
+@Suite("Durability CLI")
+struct DurabilityCLITests {
+    @Test func aRunSyncedOnceReachesTheSameStateAsOneSyncedEveryCommit() throws {
+        let sim = try RunningSimulator()
+        try sim.sim.addSyntheticTable(name: ReplayCLITests.table, rows: 3_000, seed: 5)
+        var outputs: [[String]] = []
+        for durability in ["commit", "run"] {
+            let dir = TempDir("durability-\(durability)")
+            let summary = dir.sub("run.json")
+            let sync = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--batch-size", "500",
+                                   "--durability", durability, "--summary-json", summary], port: sim.port, dir: dir)
+            try #require(sync.status == 0, "\(sync.output)")
+            #expect(sync.output.contains("inserted       3000"))
+            let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+            #expect(record["durability"] as? String == durability)
+            #expect(record["checkpoint_version"] as? Int == record["to_version"] as? Int)
+            let again = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id"], port: sim.port, dir: dir)
+            #expect(again.status == 0 && again.output.contains("no new commits"), "\(again.output)")
+            let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
+            outputs.append(files)
+        }
+        #expect(outputs[0] == outputs[1], "the two durabilities delivered different change files")
+
+        let dir = TempDir("durability-bad")
+        let bad = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--durability", "sometimes"],
+                             port: sim.port, dir: dir)
+        #expect(bad.status != 0 && bad.output.contains("--durability") && bad.output.contains("commit"), "\(bad.output)")
+    }
+}

@@ -108,7 +108,7 @@ public final class StatementClient {
             if isCancelled() {
                 cancel(statementID: statementID)
                 throw DatabricksError(.statementCanceled, "statement \(statementID) was cancelled on request",
-                    remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
+                    remedy: "Run the sync again; it resumes from the last checkpoint.", statementID: statementID)
             }
             if Date() >= deadline {
                 cancel(statementID: statementID)
@@ -168,7 +168,7 @@ public final class StatementClient {
         {
             if isCancelled() {
                 throw DatabricksError(.statementCanceled, "sync cancelled while reading statement \(statementID)",
-                    remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
+                    remedy: "Run the sync again; it resumes from the last checkpoint.", statementID: statementID)
             }
             chunkIndex = result?.nextChunkIndex ?? chunkIndex + 1
             let chunk = try fetchChunk(path: next, context: "reading chunk \(chunkIndex) of statement \(statementID)",
@@ -198,7 +198,7 @@ public final class StatementClient {
         for index in 0..<total {
             if isCancelled() || Date() >= deadline {
                 throw DatabricksError(.statementCanceled, "sync stopped while reading statement \(statementID)",
-                    remedy: "Run the sync again; nothing past the last checkpoint was applied.", statementID: statementID)
+                    remedy: "Run the sync again; it resumes from the last checkpoint.", statementID: statementID)
             }
             let body = try fetcher.take(index)
             var decoder = ResultStreamDecoder(layout: .bareArray, expectedColumnCount: expected > 0 ? expected : nil)
@@ -316,7 +316,7 @@ public final class StatementClient {
     static func malformed(_ e: JSONArrayDecodingError, statementID: String, context: String) -> DatabricksError {
         DatabricksError(.invalidResponse,
             "malformed result \(context.contains(statementID) ? "(\(context))" : "for statement \(statementID) (\(context))") at byte \(e.byteOffset), row \(e.rowIndex): \(e.reason)",
-            remedy: "The warehouse sent a malformed chunk; nothing past the last checkpoint was applied. Run the sync again.",
+            remedy: "The warehouse sent a malformed chunk; the checkpoint does not move past it. Run the sync again.",
             statementID: statementID)
     }
 }
