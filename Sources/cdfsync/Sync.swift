@@ -40,7 +40,7 @@ extension CDFSyncCommand {
         var summaryJson: String?
 
         @Option(help: ArgumentHelp(
-            "When applied changes reach the disk: commit (each checkpoint's commit, the default) or run (once, after the last batch, before delivery).",
+            "When applied changes reach the disk: commit (at each checkpoint's commit) or run (once, after the last batch, before delivery).",
             discussion: "run skips the per-commit fsync; a power loss or OS crash during the run can leave the state directory unreadable (resync into a new one). A killed process loses nothing."))
         var durability: Durability = .commit
 
