@@ -162,6 +162,7 @@ public final class CDFSync {
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
         summary.fromVersion = checkpoint.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
         summary.watermark = checkpoint?.watermark
+        summary.fromWatermark = checkpoint?.watermark
         summary.runID = try store.appendRun(summary.auditJSON())
         do {
             try body(&summary, checkpoint)
@@ -177,9 +178,10 @@ public final class CDFSync {
             return summary
         } catch {
             summary.error = "\(error)"
-            summary.checkpointVersion = (try? store.checkpoint(pipeline: options.pipeline))?.flatMap {
-                $0.tableVersion >= 0 ? $0.tableVersion : nil
-            }
+            let stored = (try? store.checkpoint(pipeline: options.pipeline)) ?? nil
+            summary.checkpointVersion = stored.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
+            // In watermark mode, the watermark reached is the one the last applied page checkpointed.
+            if summary.mode == "watermark" { summary.watermark = stored?.watermark }
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try? store.updateRun(id: summary.runID, json: summary.auditJSON())

@@ -30,6 +30,8 @@ public struct SyncSummary: Sendable, Equatable {
     public var nullCursor = 0
     /// Watermark mode: the cursor after the run.
     public var watermark: String?
+    /// The watermark of the checkpoint the run started from (watermark mode).
+    public var fromWatermark: String?
     /// The table version of the pipeline's checkpoint when the run ended (nil: none yet, or a watermark).
     public var checkpointVersion: Int64?
     /// When the run's commits reached the disk: `commit` (each one) or `run` (`sync --durability run`: once,
@@ -118,10 +120,18 @@ public struct SyncSummary: Sendable, Equatable {
     /// applied before the failure, which stay in the panel — the next run reads them again and finds them
     /// unchanged (design §2.2).
     public var failureState: String {
-        let from = fromVersion.map { "v\($0)" } ?? "the beginning (never synced)"
-        let checkpoint = checkpointVersion == fromVersion || checkpointVersion == nil
-            ? "checkpoint unchanged at \(from)"
-            : "checkpoint moved from \(from) to v\(checkpointVersion!)"
+        let checkpoint: String
+        if mode == "watermark" {
+            let from = fromWatermark.map { "watermark \($0)" } ?? "the beginning (never synced)"
+            checkpoint = watermark == fromWatermark
+                ? "checkpoint unchanged at \(from)"
+                : "checkpoint moved from \(from) to watermark \(watermark ?? "")"
+        } else {
+            let from = fromVersion.map { "v\($0)" } ?? "the beginning (never synced)"
+            checkpoint = checkpointVersion == fromVersion || checkpointVersion == nil
+                ? "checkpoint unchanged at \(from)"
+                : "checkpoint moved from \(from) to v\(checkpointVersion!)"
+        }
         let applied = inserted + updated + linked
         guard applied > 0 else { return checkpoint + "; nothing after it was applied" }
         return checkpoint + "; \(applied) change(s) applied before the failure (\(inserted) inserted, \(updated + linked) updated) "

@@ -125,6 +125,40 @@ struct PipelineSyncTests {
         #expect(again.inserted == 0 && again.updated == 0)
     }
 
+    @Test func aWatermarkRunFailingHalfWayNamesTheWatermarkItsCheckpointReached() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let latest = sim.sim.latestVersion(table: Self.table)!
+        // 120 rows with a malformed email and the latest cursor: the first full page holding them exceeds the
+        // pipeline's invalid ratio and aborts the run after the pages before it were applied and checkpointed.
+        let bad = (0..<120).map {
+            row("BAD-\($0)", email: "not-an-email", consent: "opted_in", updated: "2026-11-30T10:00:00.000Z")
+        }.joined(separator: ",")
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-11-30T10:00:00.000Z", "operation": "WRITE", "insert": [\#(bad)]}"#)
+        var p = try pipeline("""
+            name: view
+            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+            source: main.research.opted_in_participants
+            mapping: {external_id: participant_id, email: email, last_updated: last_updated_at}
+            watermark: {page_size: 100}
+            """)
+        p.validation.maxInvalidRatio = 0.001
+        var caught: SyncFailure?
+        do { _ = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o")) } catch let f as SyncFailure { caught = f }
+        let failure = try #require(caught, "the invalid rows should abort the run")
+        let store = try PanelStore(directory: dir.sub("s"))
+        let stored = try store.checkpoint(pipeline: "view")?.watermark
+        let inPanel = try store.count()
+        #expect(failure.summary.mode == "watermark")
+        #expect(failure.summary.watermark == stored, "the record must name the watermark the checkpoint reached")
+        #expect(stored != nil && inPanel > 0, "no page was applied before the failure: the test does not exercise a partial run")
+        #expect(failure.summary.inserted == inPanel, "the failed run's record must count the participants it created")
+        let expected = stored.map { "checkpoint moved from the beginning (never synced) to watermark \($0)" }
+            ?? "checkpoint unchanged at the beginning (never synced)"
+        #expect(failure.summary.failureState.hasPrefix(expected), "\(failure.summary.failureState)")
+        #expect(stored.map { $0 < "2026-11-30" } ?? true, "the checkpoint passed the page that failed")
+    }
+
     @Test func replayIsMonotonicDryRunWritesNothingAndTheCheckpointStays() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
