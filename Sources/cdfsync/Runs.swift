@@ -74,13 +74,18 @@ extension CDFSyncCommand {
                         return
                     }
                     let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
-                    for key in ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user",
-                                "from_version", "to_version", "latest_version", "watermark", "error"] {
-                        if let v = obj[key], !(v is NSNull) { print("\(key.padding(toLength: 16, withPad: " ", startingAt: 0))\(v)") }
-                    }
+                    // Keys padded to the longest one printed, plus two spaces: a long key never runs into its value.
+                    func pad(_ key: String, _ width: Int) -> String { key.padding(toLength: width + 2, withPad: " ", startingAt: 0) }
+                    let fields = ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user",
+                                  "from_version", "to_version", "latest_version", "checkpoint_version", "watermark",
+                                  "durability", "peak_rss_bytes", "error"]
+                        .filter { obj[$0] != nil && !(obj[$0] is NSNull) }
+                    let width = fields.map(\.count).max() ?? 0
+                    for key in fields { print("\(pad(key, width))\(obj[key]!)") }
                     if let c = obj["counts"] as? [String: Any] {
                         print("counts")
-                        for (k, v) in c.sorted(by: { $0.key < $1.key }) { print("  \(k.padding(toLength: 18, withPad: " ", startingAt: 0))\(v)") }
+                        let width = c.keys.map(\.count).max() ?? 0
+                        for (k, v) in c.sorted(by: { $0.key < $1.key }) { print("  \(pad(k, width))\(v)") }
                     }
                     for key in ["statement_ids", "output_files", "warnings", "invalid_samples"] {
                         if let l = obj[key] as? [Any], !l.isEmpty {

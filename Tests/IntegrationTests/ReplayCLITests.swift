@@ -57,6 +57,12 @@ struct DurabilityCLITests {
             let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
             #expect(record["durability"] as? String == durability)
             #expect(record["checkpoint_version"] as? Int == record["to_version"] as? Int)
+            // `runs show` prints every field with its key whole (keys padded to the longest, not cut).
+            let show = try runCLI(["runs", "show", "1", "--state-dir", dir.sub("state")], env: [:])
+            #expect(show.status == 0, "\(show.stderr)")
+            #expect(show.stdout.contains("durability          \(durability)\n"), "\(show.stdout)")
+            #expect(show.stdout.contains("checkpoint_version  "), "\(show.stdout)")
+            #expect(show.stdout.contains("  event_updates_ignored  0\n"), "\(show.stdout)")
             let again = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id"], port: sim.port, dir: dir)
             #expect(again.status == 0 && again.output.contains("no new commits"), "\(again.output)")
             let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
