@@ -609,6 +609,9 @@ final class WriterContext {
     var outboxSeq: UInt64
     /// Positioned by `readIdent` so an update overwrites in place (one descent).
     var identCursor: OpaquePointer?
+    /// Appends to `panel` go through one cursor: after an append it stays on the last leaf, so the next
+    /// `MDB_APPEND` needs no descent from the root (`mdb_put` starts a fresh cursor, which descends every time).
+    var panelCursor: OpaquePointer?
     var conflictSeq: UInt64?
 
     init(store: PanelStore, txn: WriteTransaction) throws {
@@ -635,7 +638,11 @@ final class WriterContext {
         let rc = mdb_cursor_open(t, identDBI, &c)
         if rc != 0 { throw StorageError.lmdb(rc, "cursor on ident", path: path) }
         identCursor = c
-        // The cursor is closed with the transaction (LMDB frees write-transaction cursors on commit/abort).
+        var p: OpaquePointer?
+        let prc = mdb_cursor_open(t, panelDBI, &p)
+        if prc != 0 { throw StorageError.lmdb(prc, "cursor on panel", path: path) }
+        panelCursor = p
+        // The cursors are closed with the transaction (LMDB frees write-transaction cursors on commit/abort).
     }
 
     @inline(__always)
@@ -659,7 +666,9 @@ final class WriterContext {
         let rc = withUnsafeMutableBytes(of: &be) { kb -> Int32 in
             var kv = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
             var vv = MDB_val(mv_size: count, mv_data: nil)
-            let rc = mdb_put(t, dbi, &kv, &vv, flags | UInt32(MDB_RESERVE))
+            let rc = dbi == panelDBI && flags & UInt32(MDB_APPEND) != 0
+                ? mdb_cursor_put(panelCursor, &kv, &vv, flags | UInt32(MDB_RESERVE))
+                : mdb_put(t, dbi, &kv, &vv, flags | UInt32(MDB_RESERVE))
             if rc == 0 { fill(vv.mv_data) }
             return rc
         }
@@ -769,8 +778,17 @@ final class WriterContext {
     func putIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool)
         throws
     {
-        let flags = append ? UInt32(MDB_APPEND) : 0
-        try v.withBytes { try put(identDBI, key, $0, flags, "ident") }
+        if append {
+            // Through the ident cursor, which then stays on the last leaf for the next append (see panelCursor).
+            let rc = v.withBytes { b -> Int32 in
+                var kv = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
+                var vv = MDB_val(mv_size: b.count, mv_data: UnsafeMutableRawPointer(mutating: b.baseAddress))
+                return mdb_cursor_put(identCursor, &kv, &vv, UInt32(MDB_APPEND))
+            }
+            if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
+        } else {
+            try v.withBytes { try put(identDBI, key, $0, 0, "ident") }
+        }
         if let insertInFilter { filter.insert(insertInFilter) }
     }
 
