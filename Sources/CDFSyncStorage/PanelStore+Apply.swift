@@ -611,6 +611,7 @@ final class WriterContext {
     var identCursor: OpaquePointer?
     /// Appends to `panel` go through one cursor: after an append it stays on the last leaf, so the next
     /// `MDB_APPEND` needs no descent from the root (`mdb_put` starts a fresh cursor, which descends every time).
+    /// Opened at the first append (a transaction of updates only needs none).
     var panelCursor: OpaquePointer?
     var conflictSeq: UInt64?
 
@@ -638,10 +639,6 @@ final class WriterContext {
         let rc = mdb_cursor_open(t, identDBI, &c)
         if rc != 0 { throw StorageError.lmdb(rc, "cursor on ident", path: path) }
         identCursor = c
-        var p: OpaquePointer?
-        let prc = mdb_cursor_open(t, panelDBI, &p)
-        if prc != 0 { throw StorageError.lmdb(prc, "cursor on panel", path: path) }
-        panelCursor = p
         // The cursors are closed with the transaction (LMDB frees write-transaction cursors on commit/abort).
     }
 
@@ -666,9 +663,13 @@ final class WriterContext {
         let rc = withUnsafeMutableBytes(of: &be) { kb -> Int32 in
             var kv = MDB_val(mv_size: 8, mv_data: kb.baseAddress)
             var vv = MDB_val(mv_size: count, mv_data: nil)
-            let rc = dbi == panelDBI && flags & UInt32(MDB_APPEND) != 0
-                ? mdb_cursor_put(panelCursor, &kv, &vv, flags | UInt32(MDB_RESERVE))
-                : mdb_put(t, dbi, &kv, &vv, flags | UInt32(MDB_RESERVE))
+            var rc: Int32
+            if dbi == panelDBI && flags & UInt32(MDB_APPEND) != 0 {
+                rc = panelCursor == nil ? mdb_cursor_open(t, panelDBI, &panelCursor) : 0
+                if rc == 0 { rc = mdb_cursor_put(panelCursor, &kv, &vv, flags | UInt32(MDB_RESERVE)) }
+            } else {
+                rc = mdb_put(t, dbi, &kv, &vv, flags | UInt32(MDB_RESERVE))
+            }
             if rc == 0 { fill(vv.mv_data) }
             return rc
         }
