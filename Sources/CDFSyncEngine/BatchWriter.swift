@@ -81,24 +81,22 @@ final class BatchWriter: @unchecked Sendable {
 
     /// Waits until every queued batch is applied and the thread has ended; returns the summed outcome.
     func finish() throws -> PanelStore.ApplyOutcome {
-        condition.lock()
-        defer { condition.unlock() }
-        closed = true
-        condition.broadcast()
-        while running { condition.wait() }
+        let (outcome, failure) = end()
         if let failure { throw failure }
         return outcome
     }
 
     /// Waits like ``finish()`` but never throws: the summed outcome of the batches applied before any failure
     /// (what a failed run did to the panel, for its record).
-    func drain() -> PanelStore.ApplyOutcome {
+    func drain() -> PanelStore.ApplyOutcome { end().outcome }
+
+    private func end() -> (outcome: PanelStore.ApplyOutcome, failure: (any Error)?) {
         condition.lock()
         defer { condition.unlock() }
         closed = true
         condition.broadcast()
         while running { condition.wait() }
-        return outcome
+        return (outcome, failure)
     }
 
     private func loop() {

@@ -160,15 +160,13 @@ public final class CDFSync {
         if let mode { summary.mode = mode }
         summary.durability = store.environment.durable ? "commit" : "run"
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
-        summary.fromVersion = checkpoint.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
+        summary.fromVersion = checkpoint?.version
         summary.watermark = checkpoint?.watermark
         summary.fromWatermark = checkpoint?.watermark
         summary.runID = try store.appendRun(summary.auditJSON())
         do {
             try body(&summary, checkpoint)
-            summary.checkpointVersion = try store.checkpoint(pipeline: options.pipeline).flatMap {
-                $0.tableVersion >= 0 ? $0.tableVersion : nil
-            }
+            summary.checkpointVersion = try store.checkpoint(pipeline: options.pipeline)?.version
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try store.updateRun(id: summary.runID, json: summary.auditJSON())
@@ -179,7 +177,7 @@ public final class CDFSync {
         } catch {
             summary.error = "\(error)"
             let stored = (try? store.checkpoint(pipeline: options.pipeline)) ?? nil
-            summary.checkpointVersion = stored.flatMap { $0.tableVersion >= 0 ? $0.tableVersion : nil }
+            summary.checkpointVersion = stored?.version
             // In watermark mode, the watermark reached is the one the last applied page checkpointed.
             if summary.mode == "watermark" { summary.watermark = stored?.watermark }
             summary.seconds = Date().timeIntervalSince(started)

@@ -652,6 +652,17 @@ final class WriterContext {
         if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
     }
 
+    /// Like ``put(_:_:_:_:_:)``, through `cursor` (which is left on the entry put).
+    @inline(__always)
+    func put(cursor: OpaquePointer?, _ k: UnsafeRawBufferPointer, _ v: UnsafeRawBufferPointer, _ flags: UInt32,
+        _ what: StaticString) throws
+    {
+        var kv = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+        var vv = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+        let rc = mdb_cursor_put(cursor, &kv, &vv, flags)
+        if rc != 0 { throw StorageError.lmdb(rc, "put into \(what)", path: path) }
+    }
+
     /// Puts a value of `count` bytes under the big-endian key `k`, written by `fill` straight into the space LMDB
     /// reserves for it (`MDB_RESERVE`). `fill` must write all `count` bytes.
     @inline(__always)
@@ -779,16 +790,13 @@ final class WriterContext {
     func putIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool)
         throws
     {
-        if append {
-            // Through the ident cursor, which then stays on the last leaf for the next append (see panelCursor).
-            let rc = v.withBytes { b -> Int32 in
-                var kv = MDB_val(mv_size: key.count, mv_data: UnsafeMutableRawPointer(mutating: key.baseAddress))
-                var vv = MDB_val(mv_size: b.count, mv_data: UnsafeMutableRawPointer(mutating: b.baseAddress))
-                return mdb_cursor_put(identCursor, &kv, &vv, UInt32(MDB_APPEND))
+        // An append goes through the ident cursor, which then stays on the last leaf for the next (see panelCursor).
+        try v.withBytes {
+            if append {
+                try put(cursor: identCursor, key, $0, UInt32(MDB_APPEND), "ident")
+            } else {
+                try put(identDBI, key, $0, 0, "ident")
             }
-            if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
-        } else {
-            try v.withBytes { try put(identDBI, key, $0, 0, "ident") }
         }
         if let insertInFilter { filter.insert(insertInFilter) }
     }

@@ -171,6 +171,9 @@ public final class PanelStore: @unchecked Sendable {
         /// The tie-breaker key that goes with `watermark` (the last external id at that watermark).
         public var watermarkKey: String?
 
+        /// `tableVersion` when it names one (a watermark checkpoint, or a view's snapshot, stores -1).
+        public var version: Int64? { tableVersion >= 0 ? tableVersion : nil }
+
         public init(tableVersion: Int64, updatedAt: Date? = nil, watermark: String? = nil, watermarkKey: String? = nil) {
             self.tableVersion = tableVersion
             self.updatedAt = updatedAt

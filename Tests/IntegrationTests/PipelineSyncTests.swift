@@ -33,6 +33,17 @@ struct PipelineSyncTests {
         return try replay.map { try s.replay($0) } ?? s.run()
     }
 
+    /// The `view` pipeline: the opted-in participants view, synced by its `last_updated_at` watermark.
+    func viewPipeline(pageSize: Int) throws -> Pipeline {
+        try pipeline("""
+            name: view
+            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+            source: main.research.opted_in_participants
+            mapping: {external_id: participant_id, email: email, last_updated: last_updated_at}
+            watermark: {page_size: \(pageSize)}
+            """)
+    }
+
     func commit(_ sim: RunningSimulator, _ json: String, table: String = table) throws {
         try sim.sim.appendCommit(table: table, Commit.decode(Data(json.utf8)))
     }
@@ -98,13 +109,7 @@ struct PipelineSyncTests {
         let dir = TempDir()
         let latest = sim.sim.latestVersion(table: Self.table)!
         try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("NULL-CURSOR", email: "n@example.com", consent: "opted_in", updated: nil))]}"#)
-        let p = try pipeline("""
-            name: view
-            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
-            source: main.research.opted_in_participants
-            mapping: {external_id: participant_id, email: email, last_updated: last_updated_at}
-            watermark: {page_size: 40}
-            """)
+        let p = try viewPipeline(pageSize: 40)
         let first = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
         #expect(first.mode == "watermark")
         #expect(first.nullCursor == 1)
@@ -135,13 +140,7 @@ struct PipelineSyncTests {
             row("BAD-\($0)", email: "not-an-email", consent: "opted_in", updated: "2026-11-30T10:00:00.000Z")
         }.joined(separator: ",")
         try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-11-30T10:00:00.000Z", "operation": "WRITE", "insert": [\#(bad)]}"#)
-        var p = try pipeline("""
-            name: view
-            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
-            source: main.research.opted_in_participants
-            mapping: {external_id: participant_id, email: email, last_updated: last_updated_at}
-            watermark: {page_size: 100}
-            """)
+        var p = try viewPipeline(pageSize: 100)
         p.validation.maxInvalidRatio = 0.001
         var caught: SyncFailure?
         do { _ = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o")) } catch let f as SyncFailure { caught = f }
