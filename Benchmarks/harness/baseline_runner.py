@@ -17,6 +17,8 @@ is used here.
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
 
+from cpu_time import cpu_now, cpu_since
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASELINE_DIR = os.path.join(HERE, "..", "baseline")
 VENV = os.path.join(BASELINE_DIR, ".venv")
@@ -42,7 +44,7 @@ def ensure_venv(quiet=True):
     return python
 
 
-def run_baseline(bin_dir, url, warehouse, table, state, out, key="participant_id", python=None):
+def run_baseline(bin_dir, url, warehouse, table, state, out, key="participant_id", python=None, sim_pid=None):
     """Runs one baseline sync against `url` and returns a dict with the same keys as throughput.run_sync.
 
     `bin_dir` is unused (the baseline needs no cdfsync binary); it is there so that the call mirrors
@@ -58,15 +60,17 @@ def run_baseline(bin_dir, url, warehouse, table, state, out, key="participant_id
     # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
     # written back during this run and compete with its durable commits.
     os.sync()
+    c0 = cpu_now(sim_pid)
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
+    cpu = cpu_since(c0, sim_pid)
     if r.returncode != 0:
         raise RuntimeError(f"baseline sync failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     rss_kb, _ = r.stderr.strip().splitlines()[-1].split()
     s = json.load(open(summary))
     c = s["counts"]
-    return {"rows": s["rows"], "wall": wall, "engine_seconds": s["seconds"], "work_seconds": s["work_seconds"],
+    return {"rows": s["rows"], "wall": wall, **cpu, "engine_seconds": s["seconds"], "work_seconds": s["work_seconds"],
             "import_seconds": s["import_seconds"], "bytes": s["bytes_downloaded"], "rss_mb": int(rss_kb) / 1024,
             "inserted": c["inserted"], "updated": c["updated"], "unchanged": c["unchanged"],
             "versions": s["versions"]}
@@ -91,7 +95,7 @@ def start_sim(bin_dir, table, rows, seed, admin):
 def fmt(name, r):
     return (f"{name:<28} {r['rows']:>10,} rows  {r['wall']:7.2f} s  {r['rows']/r['wall']:>11,.0f} rows/s  "
             f"({r['rows']/r['work_seconds'] if r['work_seconds'] else 0:>9,.0f} rows/s after imports)  "
-            f"peak RSS {r['rss_mb']:6.1f} MB")
+            f"peak RSS {r['rss_mb']:6.1f} MB  CPU {r['cpu']:5.2f} s + simulator {r['sim_cpu']:4.2f} s")
 
 
 def main():
@@ -112,12 +116,12 @@ def main():
     sim, url = start_sim(a.bin, table, a.rows, a.seed, admin)
     try:
         state, out = os.path.join(work, "state"), os.path.join(work, "out")
-        full = run_baseline(a.bin, url, warehouse, table, state, out, python=python)
+        full = run_baseline(a.bin, url, warehouse, table, state, out, python=python, sim_pid=sim.pid)
         req = urllib.request.Request(url + f"/_sim/tables/{table}/synthetic-commit", method="POST",
                                      data=json.dumps({"update_fraction": a.update_fraction}).encode(),
                                      headers={"Authorization": f"Bearer {admin}", "Content-Type": "application/json"})
         urllib.request.urlopen(req).read()
-        incr = run_baseline(a.bin, url, warehouse, table, state, out, python=python)
+        incr = run_baseline(a.bin, url, warehouse, table, state, out, python=python, sim_pid=sim.pid)
         cpu = open("/proc/cpuinfo").read().split("model name")[1].split(":")[1].splitlines()[0].strip()
         print(f"machine: {os.cpu_count()} cores, {cpu}; baseline packages: {full['versions']}")
         print(fmt("baseline full sync", full))

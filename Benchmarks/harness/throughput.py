@@ -24,6 +24,8 @@ Only the standard library is used.
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile, time, urllib.request
 
+from cpu_time import cpu_now, cpu_since
+
 def start_sim(bin_dir, table, rows, seed, admin, extra):
     env = dict(os.environ, DBSQL_SIM_ADMIN_TOKEN=admin)
     workspace = os.path.join(os.path.dirname(__file__), "bench-workspace.json")
@@ -42,7 +44,7 @@ def admin_post(url, path, token, body):
                                  headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     return json.loads(urllib.request.urlopen(req).read() or b"{}")
 
-def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_args=(), command=("sync",)):
+def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_args=(), command=("sync",), sim_pid=None):
     os.makedirs(os.path.dirname(os.path.abspath(state)), exist_ok=True)
     summary = os.path.join(state, "..", "summary.json")
     env = dict(os.environ, DATABRICKS_HOST=url, DATABRICKS_TOKEN="dapi-bench-token", **(extra_env or {}))
@@ -52,20 +54,22 @@ def run_sync(bin_dir, url, warehouse, table, state, out, extra_env=None, extra_a
     # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
     # written back during this run and compete with its durable commits.
     os.sync()
+    c0 = cpu_now(sim_pid)
     t0 = time.monotonic()
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.monotonic() - t0
+    cpu = cpu_since(c0, sim_pid)
     if r.returncode != 0:
         sys.exit(f"{command[0]} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     s = json.load(open(summary))
     rows = s["counts"]["read"]
     # Peak RSS is the engine's own VmHWM at the end of the run (the run record's peak_rss_bytes).
-    return {"rows": rows, "wall": wall, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
+    return {"rows": rows, "wall": wall, **cpu, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
             "rss_mb": s["peak_rss_bytes"] / 1048576, "inserted": s["counts"]["inserted"],
             "updated": s["counts"]["updated"], "unchanged": s["counts"]["unchanged"],
             "skipped_older": s["counts"]["skipped_older"]}
 
-def run_pipeline(bin_dir, url, warehouse, table, work):
+def run_pipeline(bin_dir, url, warehouse, table, work, sim_pid=None):
     """A full sync through the example pipeline (fixtures/pipeline-example.yaml: field mapping, email / phone /
     country normalisation, consent, email and phone identity), pointed at the benchmark table."""
     example = open(os.path.join(os.path.dirname(__file__), "..", "..", "fixtures", "pipeline-example.yaml")).read()
@@ -86,21 +90,28 @@ def run_pipeline(bin_dir, url, warehouse, table, work):
     # Start from a clean page cache: dirty data an earlier run left (the baseline writes ~0.5 GB) would otherwise be
     # written back during this run and compete with its durable commits.
     os.sync()
+    c0 = cpu_now(sim_pid)
     t0 = time.monotonic()
     r = subprocess.run([os.path.join(bin_dir, "cdfsync"), "sync", path, "--state-dir", state, "--summary-json", summary],
                        env=env, capture_output=True, text=True, cwd=work)
     wall = time.monotonic() - t0
+    cpu = cpu_since(c0, sim_pid)
     if r.returncode != 0:
         sys.exit(f"pipeline sync failed ({r.returncode}):\n{r.stdout}\n{r.stderr}")
     s = json.load(open(summary))
-    return {"rows": s["counts"]["read"], "wall": wall, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
+    return {"rows": s["counts"]["read"], "wall": wall, **cpu, "engine_seconds": s["seconds"], "bytes": s["bytes_received"],
             "rss_mb": s["peak_rss_bytes"] / 1048576, "inserted": s["counts"]["inserted"],
             "updated": s["counts"]["updated"], "unchanged": s["counts"]["unchanged"],
             "skipped_older": s["counts"]["skipped_older"]}
 
 def fmt(name, r):
     return (f"{name:<22} {r['rows']:>10,} rows  {r['wall']:7.2f} s  {r['rows']/r['wall']:>11,.0f} rows/s  "
-            f"{r['bytes']/r['wall']/1e6:7.1f} MB/s JSON  peak RSS {r['rss_mb']:6.1f} MB")
+            f"{r['bytes']/r['wall']/1e6:7.1f} MB/s JSON  peak RSS {r['rss_mb']:6.1f} MB  "
+            f"CPU {r['cpu']:5.2f} s + simulator {r['sim_cpu']:4.2f} s")
+
+def floor_seconds(r, cores):
+    """The shortest wall time the run's CPU (its own and the simulator's, on the same cores) allows."""
+    return (r["cpu"] + r["sim_cpu"]) / cores
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -130,35 +141,37 @@ def main():
     try:
         warehouse = json.load(open(os.path.join(os.path.dirname(__file__), "bench-workspace.json")))["warehouses"][0]["id"]
         state, out = os.path.join(work, "state"), os.path.join(work, "out")
-        full = run_sync(a.bin, url, warehouse, table, state, out)
+        full = run_sync(a.bin, url, warehouse, table, state, out, sim_pid=sim.pid)
         # The same query again, into a fresh state: the simulator answers it from its result cache.
         cached, cached_runs = None, []
         if not a.no_result_cache:
             for k in range(max(1, a.repeat)):
                 d = os.path.join(work, f"cached-{k}")
-                cached_runs.append(run_sync(a.bin, url, warehouse, table, os.path.join(d, "state"), os.path.join(d, "out")))
+                cached_runs.append(run_sync(a.bin, url, warehouse, table, os.path.join(d, "state"), os.path.join(d, "out"),
+                                            sim_pid=sim.pid))
                 shutil.rmtree(d, ignore_errors=True)
             cached = sorted(cached_runs, key=lambda r: r["wall"])[len(cached_runs) // 2]
         # Replay of the range just applied (v1, every row): each row is probed and found already applied.
         replay = run_sync(a.bin, url, warehouse, table, state, out, command=("replay",),
-                          extra_args=("--from-version", "1", "--to-version", "1"))
+                          extra_args=("--from-version", "1", "--to-version", "1"), sim_pid=sim.pid)
         replay_cached = None
         if not a.no_result_cache:
             replay_cached = run_sync(a.bin, url, warehouse, table, state, out, command=("replay",),
-                                     extra_args=("--from-version", "1", "--to-version", "1"))
+                                     extra_args=("--from-version", "1", "--to-version", "1"), sim_pid=sim.pid)
         # The baseline after cdfsync (its ~0.5 GB of memory and writes, freed and flushed, slowed the run after it)
         # and before the commit below (it reads the same range).
         base = base_cached = None
         if a.baseline:
             sys.path.insert(0, os.path.dirname(__file__))
             from baseline_runner import run_baseline
-            base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"))
+            base = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state"), os.path.join(work, "base-out"),
+                                sim_pid=sim.pid)
             if not a.no_result_cache:
                 base_cached = run_baseline(a.bin, url, warehouse, table, os.path.join(work, "base-state-2"),
-                                           os.path.join(work, "base-out-2"))
+                                           os.path.join(work, "base-out-2"), sim_pid=sim.pid)
         admin_post(url, f"/_sim/tables/{table}/synthetic-commit", admin, {"update_fraction": a.update_fraction})
-        incr = run_sync(a.bin, url, warehouse, table, state, out)
-        pipe = run_pipeline(a.bin, url, warehouse, table, work) if a.pipeline else None
+        incr = run_sync(a.bin, url, warehouse, table, state, out, sim_pid=sim.pid)
+        pipe = run_pipeline(a.bin, url, warehouse, table, work, sim_pid=sim.pid) if a.pipeline else None
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                 cwd=os.path.dirname(__file__)).stdout.strip()
         print(f"machine: {os.cpu_count()} cores, {open('/proc/cpuinfo').read().split('model name')[1].split(':')[1].splitlines()[0].strip()}; "
@@ -181,10 +194,20 @@ def main():
             print(fmt("python baseline, cached", base_cached))
             print(f"ratio cdfsync / baseline (full sync rows/s, result cached): "
                   f"{(cached['rows']/cached['wall']) / (base_cached['rows']/base_cached['wall']):.1f}x")
+        # What the cores allow: the run's CPU and the simulator's, spread perfectly over every core, is the
+        # shortest wall time possible on this machine without doing less work.
+        cores = os.cpu_count()
+        print(f"CPU floor on {cores} cores (engine + simulator CPU / {cores}): full sync {floor_seconds(full, cores):.2f} s "
+              f"({full['wall'] / floor_seconds(full, cores):.2f}x above it)"
+              + (f", result cached {floor_seconds(cached, cores):.2f} s ({cached['wall'] / floor_seconds(cached, cores):.2f}x)" if cached else ""))
+        if base:
+            print(f"best ratio the full sync's CPU allows against this baseline: "
+                  f"{base['wall'] / floor_seconds(full, cores):.1f}x cold"
+                  + (f", {base_cached['wall'] / floor_seconds(cached, cores):.1f}x result cached" if base_cached and cached else ""))
         if a.json:
             json.dump({"rows": a.rows, "commit": commit, "result_cache": not a.no_result_cache, "full": full,
                        "full_cached": cached, "full_cached_runs": cached_runs, "replay": replay, "replay_cached": replay_cached, "incremental": incr, "baseline": base,
-                       "baseline_cached": base_cached, "pipeline": pipe}, open(a.json, "w"), indent=2)
+                       "baseline_cached": base_cached, "pipeline": pipe, "cores": os.cpu_count()}, open(a.json, "w"), indent=2)
     finally:
         sim.terminate()
         sim.wait()
