@@ -49,7 +49,7 @@ extension PanelStore {
     ///   `update` line), otherwise it gets the next participant id (`insert` line);
     /// - an email or phone that belongs to a different participant than the row's is recorded as a conflict,
     ///   never merged (the index keeps its owner).
-    /// All outbox lines of the batch are stored as one zstd frame.
+    /// All outbox lines of the batch are stored in one entry, as zstd frames of up to 512 KB of lines each.
     ///
     /// - Parameters:
     ///   - changes: the rows, in any order (optionally prepared with ``prepare(_:compressor:)``).
@@ -971,7 +971,7 @@ final class WriterContext {
         try json.bytes.withUnsafeBytes { v in try putBE(dbi, conflictSeq!, v, UInt32(MDB_APPEND), "conflicts") }
     }
 
-    /// A block of the outbox frame's worker to write lines into (see ``ZstdFrameWorker``).
+    /// A block of the outbox compressor to write lines into (see ``ZstdFrameWorker``).
     @inline(__always)
     func takeOutboxBlock(minimum bytes: Int) -> ByteArena { store.scratch.outboxFrame.takeBlock(minimum: bytes) }
 
@@ -982,7 +982,7 @@ final class WriterContext {
 
     /// Stores the batch's outbox lines (each ending in `\n`, sequences `startSeq + 1 ... outboxSeq`; those handed
     /// over with ``submitOutbox(_:count:)`` plus `lines`) as one entry: key = first sequence; value = last sequence
-    /// (8 bytes BE), uncompressed length (8 bytes BE), one zstd frame.
+    /// (8 bytes BE), uncompressed length (8 bytes BE), the blocks' zstd frames in order.
     func finishOutbox(_ lines: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) throws {
         let frame = store.scratch.outboxFrame
         guard outboxSeq != startSeq else {

@@ -123,11 +123,11 @@ extension PanelStore {
             var file: SegmentFile?
             var last = delivered
             var records = 0
-            var frames = 0
+            var entries = 0
             var bytesIn = 0
             do {
-                // Each outbox entry is one complete zstd frame of NDJSON lines; concatenated frames are a valid
-                // zstd stream, so a segment is the frames copied as they are, cut at frame boundaries.
+                // Each outbox entry is complete zstd frames of NDJSON lines; concatenated frames are a valid zstd
+                // stream, so a segment is the entries' frames copied as they are, cut at entry boundaries.
                 try environment.read { txn in
                     var mapped = environment.mappedPageBudget(every: MappedPageBudget.largeValues)
                     try txn.forEach(outbox, from: bytesBE(first)) { k, v in
@@ -148,7 +148,7 @@ extension PanelStore {
                         try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
                         last = entryLast
                         records += Int(entryLast - seq + 1)
-                        frames += 1
+                        entries += 1
                         bytesIn += rawLength
                         return bytesIn < segmentMaxBytes
                     }
@@ -169,11 +169,11 @@ extension PanelStore {
             do {
                 try environment.write { txn in
                     let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
-                    guard removed == frames else {
+                    guard removed == entries else {
                         // Nothing else removes outbox entries (delivery is serialised), so this is damage.
                         throw StorageError(
                             code: .corrupted,
-                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(frames) removed)")
+                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(entries) removed)")
                     }
                     try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
                     try txn.put(segments, key: bytesBE(first), value: entry)

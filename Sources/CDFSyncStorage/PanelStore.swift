@@ -38,7 +38,7 @@ public final class PanelStore: @unchecked Sendable {
     /// Records at least this long are stored zstd-compressed (when that makes them smaller); shorter ones are
     /// stored as is, because a zstd frame of a ~100-byte record is larger than the record and costs ~5 µs.
     public let recordCompressionThreshold: Int
-    /// zstd level of the one frame each apply writes to the outbox (its NDJSON lines).
+    /// zstd level of the frames each apply writes to the outbox (its NDJSON lines).
     public let outboxCompressionLevel: Int32
 
     let writerLock = NSLock()
@@ -60,7 +60,7 @@ public final class PanelStore: @unchecked Sendable {
     ///   - mapSize: the maximum size of the data file (address space only).
     ///   - recordCompressionLevel: zstd level for stored records.
     ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
-    ///   - outboxCompressionLevel: zstd level of the per-apply outbox frame.
+    ///   - outboxCompressionLevel: zstd level of the per-apply outbox frames.
     ///
     /// Opening loads the membership filter saved by the last ``saveFilter()`` when it still describes the
     /// store exactly, and otherwise builds it from the identity, email and phone indexes (one scan; about
@@ -336,7 +336,7 @@ public final class PanelStore: @unchecked Sendable {
 /// Buffers and the zstd context reused by every apply; only touched while `writerLock` is held.
 final class WriterScratch {
     let compressor: ZstdCompressor
-    /// Builds each batch's outbox frame on a worker thread while the transaction goes on.
+    /// Compresses each batch's outbox lines on worker threads while the transaction goes on.
     let outboxFrame: ZstdFrameWorker
     /// The identity key of the row being applied (scope, NUL, external id).
     let key = ByteArena(capacity: 512)

@@ -131,7 +131,7 @@ import Testing
         }
     }
 
-    @Test func blocksHandedOverMakeOneFrameOfTheInput() throws {
+    @Test func blocksHandedOverMakeFramesOfTheInputInOrder() throws {
         let worker = try ZstdFrameWorker(level: 1)
         let input = Self.lines
         // Uneven blocks, empty ones, and one larger than a standard block.
@@ -175,5 +175,25 @@ import Testing
             worker.submit(block, count: 0)
         }
         #expect(seen.count <= ZstdFrameWorker.maxBlocks)
+    }
+
+    /// With several workers a small block submitted after a large one is compressed first; the frames must still
+    /// come back in submission order, batch after batch, and each batch's frames alone decode to its lines.
+    @Test(arguments: [1, 2, 3])
+    func framesComeBackInSubmissionOrderWhicheverWorkerFinishesFirst(workers: Int) throws {
+        let worker = try ZstdFrameWorker(level: 1, workers: workers)
+        var all: [UInt8] = []
+        var stream: [UInt8] = []
+        for round in 0..<4 {
+            let input = Array(Self.lines.dropFirst(round * 300_000).prefix(2_500_000))
+            feed(worker, input, sizes: [2 * ZstdFrameWorker.blockBytes, 1, 100, 7_000, ZstdFrameWorker.blockBytes])
+            #expect(worker.inputCount == input.count)
+            let frames = try worker.finish { Array($0) }
+            #expect(try Zstd.decompress(frames) == input)
+            all += input
+            stream += frames
+        }
+        // The batches' frames concatenated (as delivery writes them) are one stream of every line in order.
+        #expect(try Zstd.decompress(stream) == all)
     }
 }
