@@ -148,10 +148,13 @@ final class ZstdFrameWorker {
             joined.removeAll(keepingCapacity: true)
             if frames.isEmpty {
                 let buffer = spareOutputs.popLast() ?? ByteArena(capacity: 64)
-                frames.append((buffer, try Self.compress(contexts[0], UnsafeRawBufferPointer(start: nil, count: 0), into: buffer)))
+                let empty = UnsafeRawBufferPointer(start: nil, count: 0)
+                frames.append((buffer, try Self.compress(contexts[0], empty, into: buffer)))
             }
             joined.reserveCapacity(frames.reduce(0) { $0 + $1!.count })
-            for case let f? in frames { joined.append(contentsOf: UnsafeRawBufferPointer(start: f.buffer.base, count: f.count)) }
+            for case let f? in frames {
+                joined.append(contentsOf: UnsafeRawBufferPointer(start: f.buffer.base, count: f.count))
+            }
             return try joined.withUnsafeBytes { try body($0) }
         }
 
@@ -178,15 +181,16 @@ final class ZstdFrameWorker {
                 }
                 let job = queue.removeFirst()
                 let skip = failure != nil
-                let output = spareOutputs.popLast() ?? ByteArena(capacity: ZSTD_compressBound(ZstdFrameWorker.blockBytes))
+                let output =
+                    spareOutputs.popLast() ?? ByteArena(capacity: ZSTD_compressBound(ZstdFrameWorker.blockBytes))
                 busy += 1
                 condition.unlock()
                 var error: StorageError?
                 var count = 0
                 if !skip {
                     do {
-                        count = try Self.compress(
-                            contexts[worker], UnsafeRawBufferPointer(start: job.block.base, count: job.count), into: output)
+                        let input = UnsafeRawBufferPointer(start: job.block.base, count: job.count)
+                        count = try Self.compress(contexts[worker], input, into: output)
                     } catch let e {
                         error = e
                     }
