@@ -58,9 +58,11 @@ extension PanelStore {
         /// An empty batch with room for `rows` rows and the bytes `other` holds (records and shaped values), so a
         /// steady stream of batches reallocates nothing.
         public init(reservingRows rows: Int, like other: ChangeBatch) {
-            self.init(reservingRows: rows, bytes: other.records.count)
+            // An eighth to spare: batches are reused (emptied, capacity kept), and one a little larger than the
+            // batch it was sized from would otherwise double its buffers into fresh memory.
+            self.init(reservingRows: rows, bytes: other.records.count + other.records.count / 8)
             if !other.shapedValues.isEmpty {
-                shapedValues.reserveCapacity(other.shapedValues.count)
+                shapedValues.reserveCapacity(other.shapedValues.count + other.shapedValues.count / 8)
                 shapedOffsets.reserveCapacity(rows + 1)
                 rowShapes.reserveCapacity(rows)
             }

@@ -64,4 +64,41 @@ struct BufferReuseTests {
         #expect(same, "stale bytes of the buffer's last use were left in the body (\(buffer.count) bytes, \(fresh.count) sent)")
         #expect(buffer.capacity >= capacity, "the buffer's room was not kept")
     }
+
+    /// Reused buffers only save the first touch of fresh memory if the next use fits: a batch sized from the last
+    /// one, or a body buffer sized for the last chunk, must take a slightly larger next one without growing.
+    @Test func aBatchSizedLikeTheLastTakesASlightlyLargerOneWithoutGrowing() {
+        func records(_ n: Int, padding: Int) -> [[UInt8]] {
+            (0..<n).map { Array(#"{"id":"p\#($0)","note":"\#(String(repeating: "x", count: padding))"}"#.utf8) }
+        }
+        var first = PanelStore.ChangeBatch()
+        for (i, r) in records(1_000, padding: 200).enumerated() {
+            r.withUnsafeBytes { first.append(externalID: "p\(i)", commitVersion: 1, record: $0) }
+        }
+        var next = PanelStore.ChangeBatch(reservingRows: 1_000, like: first)
+        let reserved = next.reservedBytes
+        // 5 % more record bytes than the batch it was sized from.
+        for (i, r) in records(1_000, padding: 215).enumerated() {
+            r.withUnsafeBytes { next.append(externalID: "p\(i)", commitVersion: 1, record: $0) }
+        }
+        #expect(next.byteCount > first.byteCount)
+        #expect(next.reservedBytes == reserved, "the batch grew: its buffers moved to fresh memory")
+    }
+
+    @Test func aBodyBufferSizedForOneChunkTakesASlightlyLargerOneWithoutGrowing() throws {
+        let sim = try RunningSimulator()
+        let transport = CurlTransport()
+        let request = HTTPRequest(method: .get, url: sim.baseURL + "/api/2.0/sql/warehouses",
+            headers: [("Authorization", "Bearer dapi-demo-token")])
+        var buffer: [UInt8] = []
+        let (_, body) = try transport.performCollecting(request)
+        // A first chunk of exactly its announced size, then one announced 5 % longer (the response is the same;
+        // only the room the buffer is given is under test).
+        _ = try transport.performCollecting(request, into: &buffer, expectedBytes: body.count)
+        let capacity = buffer.capacity
+        _ = try transport.performCollecting(request, into: &buffer, expectedBytes: body.count * 21 / 20)
+        #expect(buffer.capacity == capacity, "the buffer was replaced for a chunk a few bytes longer")
+        let same = buffer == body
+        #expect(same)
+    }
 }

@@ -135,8 +135,11 @@ public final class CurlTransport {
     {
         body.removeAll(keepingCapacity: true)
         // Sized up front when the length is known, so a large body is not copied through doubling reallocations
-        // (which also leave the allocator holding twice the body).
-        if expectedBytes > 0 { body.reserveCapacity(min(expectedBytes, limit, 256 << 20)) }
+        // (which also leave the allocator holding twice the body); with an eighth to spare, so that a buffer reused
+        // for the next chunk, a few bytes longer, is not replaced by a fresh one.
+        if expectedBytes > 0, body.capacity < expectedBytes {
+            body.reserveCapacity(min(expectedBytes + expectedBytes / 8, limit, 256 << 20))
+        }
         return try perform(request) { chunk in
             if body.count + chunk.count > limit {
                 throw TransportError(
