@@ -28,6 +28,10 @@ public struct SyncOptions: Sendable {
     public var startVersion: Int64 = 0
     /// Take a snapshot at the latest version when change data for the range is gone.
     public var fallBackToSnapshot = true
+    /// How much lower than the rest of the engine the reading side (download and decode) is scheduled: each
+    /// statement is read on a thread of its own at `nice` + this (see ``ReadingThread``); 0 reads on the caller's
+    /// thread at its priority.
+    public var readingNiceness: Int32 = ReadingThread.defaultNiceness
 
     /// A passthrough CDF sync of `table` keyed by `keyColumn`.
     public init(table: QualifiedName, keyColumn: String, columns: [String]? = nil, pipeline: String? = nil,
@@ -477,7 +481,9 @@ public final class CDFSync {
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
             shaping: shaping)
         do {
-            let outcome = try client.execute(statement, sink: collector)
+            let outcome = try ReadingThread.run(niceness: options.readingNiceness) {
+                try client.execute(statement, sink: collector)
+            }
             try beforeFinish(collector)
             try collector.finish(checkpoint: checkpoint)
             summary = collector.summary

@@ -44,8 +44,20 @@ extension CDFSyncCommand {
             discussion: "run skips the per-commit fsync; a power loss or OS crash during the run can leave the state directory unreadable (resync into a new one). A killed process loses nothing."))
         var durability: Durability = .commit
 
+        @Option(help: ArgumentHelp(
+            "How much lower the reading side (download and decode) is scheduled than the writer, as added niceness (0-19; 0: same priority).",
+            discussion: "The writer's chain (apply, outbox compression, durable commit) is what a sync waits for; the reading side is faster and yields to it. It then also yields to other processes at normal priority on a busy host: 0 turns that off."))
+        var readingNiceness: Int32 = ReadingThread.defaultNiceness
+
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
+
+        func validate() throws {
+            guard (0...19).contains(readingNiceness) else {
+                throw ValidationError(
+                    "--reading-niceness must be between 0 (read at the sync's own priority) and 19; got \(readingNiceness).")
+            }
+        }
 
         func run() throws {
             try reportingErrors {
@@ -53,6 +65,7 @@ extension CDFSyncCommand {
                     columns: source.columns, outputDir: outputDir,
                     connection: connection, state: state, verbose: verbose,
                     durable: durability == .commit) { options, client in
+                    options.readingNiceness = readingNiceness
                     options.batchSize = batchSize
                     options.startVersion = startVersion
                     options.maxVersionsPerStatement = maxVersionsPerStatement

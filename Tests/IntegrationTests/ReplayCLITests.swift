@@ -75,4 +75,24 @@ struct DurabilityCLITests {
                              port: sim.port, dir: dir)
         #expect(bad.status != 0 && bad.output.contains("--durability") && bad.output.contains("commit"), "\(bad.output)")
     }
+
+    /// `--reading-niceness` only changes scheduling: reading on the calling thread (0) and on a lowered thread (the
+    /// default) reach the same panel and deliver the same files; a value outside 0-19 is refused, naming the option.
+    @Test func readingAtTheSyncsOwnPriorityReachesTheSameState() throws {
+        let sim = try RunningSimulator()
+        try sim.sim.addSyntheticTable(name: ReplayCLITests.table, rows: 3_000, seed: 6)
+        var outputs: [[String]] = []
+        for niceness in ["0", "10"] {
+            let dir = TempDir("niceness-\(niceness)")
+            let sync = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--batch-size", "500",
+                                   "--reading-niceness", niceness], port: sim.port, dir: dir)
+            try #require(sync.status == 0, "\(sync.output)")
+            #expect(sync.output.contains("inserted       3000"), "\(sync.output)")
+            outputs.append(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted())
+        }
+        #expect(outputs[0] == outputs[1])
+        let bad = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--reading-niceness", "25"],
+                             port: sim.port, dir: TempDir("niceness-bad"))
+        #expect(bad.status != 0 && bad.output.contains("--reading-niceness") && bad.output.contains("0"), "\(bad.output)")
+    }
 }
