@@ -30,7 +30,7 @@ public struct SyncOptions: Sendable {
     public var fallBackToSnapshot = true
     /// How much lower than the rest of the engine the reading side (download and decode) is scheduled: each
     /// statement is read on a thread of its own at `nice` + this (see ``ReadingThread``); 0 reads on the caller's
-    /// thread at its priority.
+    /// thread at its priority, as a replay always does (its reading is the critical path).
     public var readingNiceness: Int32 = ReadingThread.defaultNiceness
 
     /// A passthrough CDF sync of `table` keyed by `keyColumn`.
@@ -145,9 +145,11 @@ public final class CDFSync {
                     return o
                 }
             // A replay of an applied range writes (almost) nothing: its records are not split into shape and values
-            // (the few rows it does write are stored as given).
+            // (the few rows it does write are stored as given), and its reading, the critical path, has no writer's
+            // chain to yield to.
             try read(Statement(sql: sql, parameters: filterSQL.parameters, disposition: options.disposition ?? .externalLinks),
-                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false)
+                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false,
+                yieldingToWriter: false)
             if let f = redeliverFile {
                 try f.finish()
                 summary.outputFiles.append(f.name)
@@ -472,6 +474,7 @@ public final class CDFSync {
     /// carries only a checkpoint its rows justify — and the error is rethrown.
     private func read(_ statement: Statement, source: ChangeCollector.Source, checkpoint: PanelStore.Checkpoint?,
                       writer: BatchWriter? = nil, summary: inout SyncSummary, shaping: Bool = true,
+                      yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
         let progress = onProgress
@@ -481,7 +484,7 @@ public final class CDFSync {
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
             shaping: shaping)
         do {
-            let outcome = try ReadingThread.run(niceness: options.readingNiceness) {
+            let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
             }
             try beforeFinish(collector)

@@ -995,13 +995,14 @@ final class WriterContext {
             frame.submit(block, count: lines.count)
         }
         let rawCount = frame.inputCount
-        try frame.finish { compressed in
-            var value = [UInt8]()
-            value.reserveCapacity(16 + compressed.count)
-            value.append(contentsOf: bytesBE(outboxSeq))
-            value.append(contentsOf: bytesBE(UInt64(rawCount)))
-            value.append(contentsOf: compressed)
-            try value.withUnsafeBytes { try putBE(store.outbox.dbi, startSeq + 1, $0, UInt32(MDB_APPEND), "outbox") }
+        // The frames are written straight into the space LMDB reserves for the entry.
+        try frame.finish { frames in
+            let count = 16 + frames.byteCount
+            try reserveBE(store.outbox.dbi, startSeq + 1, count: count, UInt32(MDB_APPEND), "outbox") { v in
+                v.storeBytes(of: outboxSeq.bigEndian, as: UInt64.self)
+                v.storeBytes(of: UInt64(rawCount).bigEndian, toByteOffset: 8, as: UInt64.self)
+                frames.copy(to: v + 16)
+            }
         }
         try withBE(outboxSeq) { v in try MetaKey.outboxSequence.withUnsafeBytes { try put(store.meta.dbi, $0, v, 0, "meta") } }
     }

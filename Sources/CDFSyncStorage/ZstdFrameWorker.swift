@@ -51,9 +51,35 @@ final class ZstdFrameWorker {
     /// into the batch's next frame; the caller must not touch the block again. An empty block is simply given back.
     func submit(_ block: ByteArena, count: Int) { core.submit(block, count: count) }
 
-    /// Waits for the workers, lends the batch's frames (concatenated, in submission order; one empty frame when
-    /// nothing was submitted) to `body`, and starts the next batch.
-    func finish<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R { try core.finish(body) }
+    /// Waits for the workers, lends the batch's frames (in submission order; one empty frame when nothing was
+    /// submitted) to `body`, and starts the next batch.
+    func finish<R>(_ body: (Frames) throws -> R) throws -> R { try core.finish(body) }
+
+    /// A batch's compressed frames, lent by ``finish(_:)``: written out where they are needed (the outbox entry's
+    /// reserved space) without being joined first.
+    struct Frames {
+        fileprivate let frames: ArraySlice<(buffer: ByteArena, count: Int)?>
+
+        /// The frames' bytes in all.
+        var byteCount: Int { frames.reduce(0) { $0 + $1!.count } }
+
+        /// Writes the frames one after the other at `destination` (``byteCount`` bytes): a valid zstd stream.
+        func copy(to destination: UnsafeMutableRawPointer) {
+            var at = 0
+            for case let f? in frames {
+                (destination + at).copyMemory(from: f.buffer.base, byteCount: f.count)
+                at += f.count
+            }
+        }
+
+        /// The frames as one array.
+        var bytes: [UInt8] {
+            [UInt8](unsafeUninitializedCapacity: byteCount) { b, n in
+                if let base = b.baseAddress { copy(to: base) }
+                n = b.count
+            }
+        }
+    }
 
     /// Drops the batch in progress (e.g. when the transaction it belonged to failed).
     func reset() { core.reset() }
@@ -74,8 +100,6 @@ final class ZstdFrameWorker {
         /// Frame buffers to reuse (as many as frames per batch, at most).
         private var spareOutputs: [ByteArena] = []
         private var completed = 0
-        /// The frames joined for ``finish(_:)`` (owner only, after the workers are done).
-        private var joined: [UInt8] = []
         /// Written by the owner only.
         private(set) var inputCount = 0
 
@@ -136,7 +160,7 @@ final class ZstdFrameWorker {
             condition.broadcast()
         }
 
-        func finish<R>(_ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        func finish<R>(_ body: (Frames) throws -> R) throws -> R {
             condition.lock()
             while completed < frames.count && failure == nil { condition.wait() }
             while busy > 0 { condition.wait() }
@@ -145,17 +169,12 @@ final class ZstdFrameWorker {
             defer { reset() }
             if let error { throw error }
             // Every worker is idle and the queue is empty: the frames and the contexts are the owner's now.
-            joined.removeAll(keepingCapacity: true)
             if frames.isEmpty {
                 let buffer = spareOutputs.popLast() ?? ByteArena(capacity: 64)
                 let empty = UnsafeRawBufferPointer(start: nil, count: 0)
                 frames.append((buffer, try Self.compress(contexts[0], empty, into: buffer)))
             }
-            joined.reserveCapacity(frames.reduce(0) { $0 + $1!.count })
-            for case let f? in frames {
-                joined.append(contentsOf: UnsafeRawBufferPointer(start: f.buffer.base, count: f.count))
-            }
-            return try joined.withUnsafeBytes { try body($0) }
+            return try body(Frames(frames: frames[...]))
         }
 
         func reset() {

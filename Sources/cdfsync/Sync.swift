@@ -110,11 +110,7 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: false) { options, _ in
-                    // A replay of an applied range is bound by its reading (the writer finds rows unchanged): there
-                    // is no writer's chain for the reading side to yield to (docs/pipelines.md "Reading priority").
-                    options.readingNiceness = 0
-                }
+                    connection: connection, state: state, verbose: false) { _, _ in }
                 let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
                     redeliver: redeliver))
                 if dryRun {

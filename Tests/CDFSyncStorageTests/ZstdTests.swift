@@ -137,7 +137,7 @@ import Testing
         // Uneven blocks, empty ones, and one larger than a standard block.
         feed(worker, input, sizes: [ZstdFrameWorker.blockBytes, 0, 1, 4096, 3 * ZstdFrameWorker.blockBytes, 70_001])
         #expect(worker.inputCount == input.count)
-        let frame = try worker.finish { Array($0) }
+        let frame = try worker.finish { $0.bytes }
         #expect(frame.count < input.count / 4)
         #expect(try Zstd.decompress(frame) == input)
         #expect(worker.inputCount == 0)
@@ -148,18 +148,18 @@ import Testing
         let a = Array(Self.lines.prefix(2_000_000))
         let b = Array(Self.lines.suffix(500_000))
         feed(worker, a, sizes: [ZstdFrameWorker.blockBytes])
-        let first = try worker.finish { Array($0) }
+        let first = try worker.finish { $0.bytes }
         // Abandoned half-way (a transaction that failed), with blocks still queued: none of it may leak.
         feed(worker, a, sizes: [100_000])
         worker.reset()
         feed(worker, b, sizes: [65_536])
-        let second = try worker.finish { Array($0) }
+        let second = try worker.finish { $0.bytes }
         #expect(try Zstd.decompress(first) == a)
         #expect(try Zstd.decompress(second) == b)
         #expect(try Zstd.decompress(first + second) == a + b)
         // An empty frame, and blocks given back unused, decode to nothing.
         worker.submit(worker.takeBlock(minimum: 10), count: 0)
-        #expect(try Zstd.decompress(try worker.finish { Array($0) }) == [])
+        #expect(try Zstd.decompress(try worker.finish { $0.bytes }) == [])
     }
 
     @Test func aBlockGivenBackIsReusedAndInFlightBlocksAreBounded() throws {
@@ -167,7 +167,7 @@ import Testing
         // Many more blocks than may be in flight: takeBlock waits for the worker to give blocks back.
         let input = [UInt8]((0..<(ZstdFrameWorker.maxBlocks * 8 * 4096)).map { UInt8(truncatingIfNeeded: $0 % 251) })
         feed(worker, input, sizes: [4096])
-        #expect(try Zstd.decompress(try worker.finish { Array($0) }) == input)
+        #expect(try Zstd.decompress(try worker.finish { $0.bytes }) == input)
         var seen = Set<ObjectIdentifier>()
         for _ in 0..<(3 * ZstdFrameWorker.maxBlocks) {
             let block = worker.takeBlock(minimum: 1)
@@ -188,7 +188,7 @@ import Testing
             let input = Array(Self.lines.dropFirst(round * 300_000).prefix(2_500_000))
             feed(worker, input, sizes: [2 * ZstdFrameWorker.blockBytes, 1, 100, 7_000, ZstdFrameWorker.blockBytes])
             #expect(worker.inputCount == input.count)
-            let frames = try worker.finish { Array($0) }
+            let frames = try worker.finish { $0.bytes }
             #expect(try Zstd.decompress(frames) == input)
             all += input
             stream += frames

@@ -43,18 +43,40 @@ struct ReplayCLITests {
 /// panel, checkpoint and delivered changes as the default, and says which it used in the run record.
 @Suite("Durability CLI")
 struct DurabilityCLITests {
-    @Test func aRunSyncedOnceReachesTheSameStateAsOneSyncedEveryCommit() throws {
+    /// Syncs a fresh 3,000-row table once per value of `option`, each into a fresh state directory (batches of 500),
+    /// lets `check` look at each run, and returns each run's delivered files; then checks that `bad` is refused
+    /// with a message naming the option and containing `expected`.
+    static func syncOncePerValue(
+        of option: String, _ values: [String], seed: UInt64, extra: (TempDir) -> [String] = { _ in [] }, bad: String,
+        expected: String,
+        check: (_ value: String, _ dir: TempDir, _ sim: RunningSimulator) throws -> Void = { _, _, _ in }
+    ) throws -> [[String]] {
         let sim = try RunningSimulator()
-        try sim.sim.addSyntheticTable(name: ReplayCLITests.table, rows: 3_000, seed: 5)
+        try sim.sim.addSyntheticTable(name: ReplayCLITests.table, rows: 3_000, seed: seed)
+        let sync = ["sync", "--table", ReplayCLITests.table, "--key", "participant_id"]
         var outputs: [[String]] = []
-        for durability in ["commit", "run"] {
-            let dir = TempDir("durability-\(durability)")
-            let summary = dir.sub("run.json")
-            let sync = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--batch-size", "500",
-                                   "--durability", durability, "--summary-json", summary], port: sim.port, dir: dir)
-            try #require(sync.status == 0, "\(sync.output)")
-            #expect(sync.output.contains("inserted       3000"))
-            let record = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: summary))) as! [String: Any]
+        for value in values {
+            let dir = TempDir("\(option.dropFirst(2))-\(value)")
+            let run = try runCLI(sync + ["--batch-size", "500", option, value] + extra(dir), port: sim.port,
+                                 dir: dir)
+            try #require(run.status == 0, "\(run.output)")
+            #expect(run.output.contains("inserted       3000"), "\(run.output)")
+            try check(value, dir, sim)
+            outputs.append(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted())
+        }
+        let refused = try runCLI(sync + [option, bad], port: sim.port, dir: TempDir("\(option.dropFirst(2))-bad"))
+        #expect(refused.status != 0 && refused.output.contains(option) && refused.output.contains(expected),
+                "\(refused.output)")
+        return outputs
+    }
+
+    @Test func aRunSyncedOnceReachesTheSameStateAsOneSyncedEveryCommit() throws {
+        let outputs = try Self.syncOncePerValue(
+            of: "--durability", ["commit", "run"], seed: 5, extra: { ["--summary-json", $0.sub("run.json")] },
+            bad: "sometimes", expected: "commit"
+        ) { durability, dir, sim in
+            let data = try Data(contentsOf: URL(fileURLWithPath: dir.sub("run.json")))
+            let record = try JSONSerialization.jsonObject(with: data) as! [String: Any]
             #expect(record["durability"] as? String == durability)
             #expect(record["checkpoint_version"] as? Int == record["to_version"] as? Int)
             // `runs show` prints every field with its key whole (keys padded to the longest, not cut).
@@ -63,36 +85,18 @@ struct DurabilityCLITests {
             #expect(show.stdout.contains("durability          \(durability)\n"), "\(show.stdout)")
             #expect(show.stdout.contains("checkpoint_version  "), "\(show.stdout)")
             #expect(show.stdout.contains("  event_updates_ignored  0\n"), "\(show.stdout)")
-            let again = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id"], port: sim.port, dir: dir)
+            let again = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id"],
+                                   port: sim.port, dir: dir)
             #expect(again.status == 0 && again.output.contains("no new commits"), "\(again.output)")
-            let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
-            outputs.append(files)
         }
         #expect(outputs[0] == outputs[1], "the two durabilities delivered different change files")
-
-        let dir = TempDir("durability-bad")
-        let bad = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--durability", "sometimes"],
-                             port: sim.port, dir: dir)
-        #expect(bad.status != 0 && bad.output.contains("--durability") && bad.output.contains("commit"), "\(bad.output)")
     }
 
     /// `--reading-niceness` only changes scheduling: reading on the calling thread (0) and on a lowered thread (the
     /// default) reach the same panel and deliver the same files; a value outside 0-19 is refused, naming the option.
     @Test func readingAtTheSyncsOwnPriorityReachesTheSameState() throws {
-        let sim = try RunningSimulator()
-        try sim.sim.addSyntheticTable(name: ReplayCLITests.table, rows: 3_000, seed: 6)
-        var outputs: [[String]] = []
-        for niceness in ["0", "10"] {
-            let dir = TempDir("niceness-\(niceness)")
-            let sync = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--batch-size", "500",
-                                   "--reading-niceness", niceness], port: sim.port, dir: dir)
-            try #require(sync.status == 0, "\(sync.output)")
-            #expect(sync.output.contains("inserted       3000"), "\(sync.output)")
-            outputs.append(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted())
-        }
+        let outputs = try Self.syncOncePerValue(
+            of: "--reading-niceness", ["0", "10"], seed: 6, bad: "25", expected: "0")
         #expect(outputs[0] == outputs[1])
-        let bad = try runCLI(["sync", "--table", ReplayCLITests.table, "--key", "participant_id", "--reading-niceness", "25"],
-                             port: sim.port, dir: TempDir("niceness-bad"))
-        #expect(bad.status != 0 && bad.output.contains("--reading-niceness") && bad.output.contains("0"), "\(bad.output)")
     }
 }
