@@ -7,8 +7,8 @@ import Foundation
 /// the block over when it holds ``blockBytes`` (``submit(_:count:)`` only queues it: no copy), and takes the
 /// next one. Each block becomes one complete zstd frame (with checksum and content size), compressed by whichever
 /// of the ``workerCount`` threads is free, so blocks of one batch are compressed side by side; ``finish(_:)``
-/// waits for the last ones and lends the frames, concatenated in submission order — a valid zstd stream of the
-/// lines in order (RFC 8878 §3.1), which delivery copies as it is.
+/// waits for the last ones and lends the frames in submission order, which the outbox entry holds one after the
+/// other — a valid zstd stream of the lines in order (RFC 8878 §3.1), which delivery copies as it is.
 ///
 /// Why several frames: the transaction cannot commit before its outbox entry is compressed, and one thread
 /// compressing the batch's ~4.6 MB (0.8 s of CPU per million rows) was slower than the apply loop writing the lines,
