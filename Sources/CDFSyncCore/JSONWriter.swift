@@ -122,7 +122,7 @@ public struct JSONWriter: Sendable {
         while true {
             let i = nextEscape(in: value, from: start)
             if start < i {
-                (dst + o).copyMemory(from: value.baseAddress! + start, byteCount: i - start)
+                (dst + o).copyShort(from: value.baseAddress! + start, count: i - start)
                 o += i - start
             }
             if i == value.count { break }

@@ -442,7 +442,7 @@ private struct RowState {
 
     /// Every selected column copied into the record as a JSON string (or null), keyed by its name.
     private mutating func passthrough<R: RowValueAccess & ~Copyable>(_ row: borrowing R, version: Int64) throws {
-        guard let key = row.string(keyIndex), !key.isEmpty else {
+        guard let keyCount = row.withValue(keyIndex, { $0.count }), keyCount > 0 else {
             invalid("key column is empty")
             return
         }
@@ -469,13 +469,13 @@ private struct RowState {
                 var v = 0
                 var keyStart = 0
                 for c in template.columns {
-                    (dst + o).copyMemory(from: keys.baseAddress! + keyStart, byteCount: c.keyEnd - keyStart)
+                    (dst + o).copyShort(from: keys.baseAddress! + keyStart, count: c.keyEnd - keyStart)
                     o += c.keyEnd - keyStart
                     keyStart = c.keyEnd
                     let w = row.withValue(c.index, { v -> Int in
                         guard verbatim else { return JSONWriter.writeEscaped(utf8: v, to: dst + o) }
                         dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o, as: UInt8.self)
-                        if v.count > 0 { (dst + o + 1).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                        if v.count > 0 { (dst + o + 1).copyShort(from: v.baseAddress!, count: v.count) }
                         dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: o + 1 + v.count, as: UInt8.self)
                         return v.count + 2
                     }) ?? {
@@ -489,7 +489,7 @@ private struct RowState {
                         values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
                         v += 1
                     }
-                    (values + v).copyMemory(from: dst + o, byteCount: w)
+                    (values + v).copyShort(from: dst + o, count: w)
                     o += w
                     v += w
                 }
@@ -501,18 +501,43 @@ private struct RowState {
                 return (o + 1, v)
             }
         }
-        recordScratch.withUnsafeBytes {
-            let record = UnsafeRawBufferPointer(rebasing: $0[..<length])
-            // Records of the compression threshold or more are compressed by `prepare` instead.
-            if shaping, let keys = template.shapeKeys, !template.columns.isEmpty, length < store.recordCompressionThreshold {
-                batch.append(
-                    externalID: key, commitVersion: version, record: record, keys: keys,
-                    values: UnsafeRawBufferPointer(rebasing: $0[bound..<(bound + valuesLength)]))
-            } else {
-                batch.append(externalID: key, commitVersion: version, record: record)
+        let shaped = shaping && !template.columns.isEmpty && length < store.recordCompressionThreshold
+        recordScratch.withUnsafeBytes { scratch in
+            let record = UnsafeRawBufferPointer(rebasing: scratch[..<length])
+            let values = UnsafeRawBufferPointer(rebasing: scratch[bound..<(bound + valuesLength)])
+            _ = row.withValue(keyIndex) { keyBytes in
+                // An ASCII key's bytes are what a String of them holds: handed over as they are, without making a
+                // String of every row's key. Any other key goes through String, which repairs invalid UTF-8.
+                let shapeKeys = shaped ? template.shapeKeys : nil
+                if keyBytes.isASCII {
+                    Self.append(
+                        to: &batch, externalIDBytes: keyBytes, version: version, record: record, shape: shapeKeys,
+                        values: values)
+                } else {
+                    var key = String(decoding: keyBytes, as: UTF8.self)
+                    key.withUTF8 {
+                        Self.append(
+                            to: &batch, externalIDBytes: UnsafeRawBufferPointer($0), version: version, record: record,
+                            shape: shapeKeys, values: values)
+                    }
+                }
             }
         }
-        noteCursor(row, key: key)
+        if cursorIndex >= 0, let key = row.string(keyIndex) { noteCursor(row, key: key) }
+    }
+
+    /// Appends a passthrough record to `batch`, with its shaped values when it has a shape (records of the
+    /// compression threshold or more are compressed by `prepare` instead).
+    @inline(__always)
+    private static func append(
+        to batch: inout PanelStore.ChangeBatch, externalIDBytes key: UnsafeRawBufferPointer, version: Int64,
+        record: UnsafeRawBufferPointer, shape keys: [UInt8]?, values: UnsafeRawBufferPointer
+    ) {
+        if let keys {
+            batch.append(externalIDBytes: key, commitVersion: version, record: record, keys: keys, values: values)
+        } else {
+            batch.append(externalIDBytes: key, commitVersion: version, record: record)
+        }
     }
 
     private mutating func noteCursor<R: RowValueAccess & ~Copyable>(_ row: borrowing R, key: String) {

@@ -101,8 +101,21 @@ extension PanelStore {
             phone: String? = nil, contentHash: UInt64? = nil
         ) {
             var id = externalID
-            id.withUTF8 { ids.append(contentsOf: $0) }
-            note(idLength: ids.count - idOffsets[idOffsets.count - 1], record: record, email: email, phone: phone)
+            id.withUTF8 {
+                append(
+                    externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record, email: email,
+                    phone: phone, contentHash: contentHash)
+            }
+        }
+
+        /// Appends a row whose external id is given as its bytes, which must be valid UTF-8 (the bytes a `String`
+        /// would hold); `record` is copied.
+        public mutating func append(
+            externalIDBytes: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer,
+            email: String? = nil, phone: String? = nil, contentHash: UInt64? = nil
+        ) {
+            ids.append(contentsOf: externalIDBytes)
+            note(idLength: externalIDBytes.count, record: record, email: email, phone: phone)
             idOffsets.append(ids.count)
             records.append(contentsOf: record)
             recordOffsets.append(records.count)
@@ -133,8 +146,25 @@ extension PanelStore {
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
             values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
         ) {
+            var id = externalID
+            id.withUTF8 {
+                append(
+                    externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record, keys: keys,
+                    values: values, email: email, phone: phone)
+            }
+        }
+
+        /// Appends a shaped row (as ``append(externalID:commitVersion:record:keys:values:email:phone:)``) whose
+        /// external id is given as its bytes, which must be valid UTF-8 — the bytes `String` would hold: the
+        /// record writer passes a result value's bytes as they are, without making a `String` of each row's key.
+        public mutating func append(
+            externalIDBytes: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer,
+            keys: [UInt8], values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
+        ) {
             leaveUnshaped()
-            append(externalID: externalID, commitVersion: commitVersion, record: record, email: email, phone: phone)
+            append(
+                externalIDBytes: externalIDBytes, commitVersion: commitVersion, record: record, email: email, phone: phone,
+                contentHash: nil)
             var shape = Int32(Self.index(of: keys, in: &shapeKeys, last: shapeKeys.count - 1))
             syncShapeExtra()
             // A cheap guard on the caller's split: keys and values must make a record of the record's length (else
@@ -147,7 +177,7 @@ extension PanelStore {
                 var joined: [UInt8] = []
                 return keys.withUnsafeBytes { RecordShape.join(keys: $0, values: values, into: &joined) }
                     && joined.elementsEqual(record)
-            }(), "shaped values given for a record of \(externalID) do not join back to it")
+            }(), "shaped values given for a record of \(String(decoding: externalIDBytes, as: UTF8.self)) do not join back to it")
             if shape >= 0 {
                 if shapedValues.capacity == 0 { shapedValues.reserveCapacity(records.capacity) }
                 shapedValues.append(contentsOf: values)

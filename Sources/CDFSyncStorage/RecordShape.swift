@@ -79,23 +79,10 @@ enum RecordShape {
         }
     }
 
-    /// Copies `n` bytes; short values (most of them) in words, without a call.
+    /// Copies `n` bytes; short values (most of them) without a call (``UnsafeMutableRawPointer/copyShort(from:count:)``).
     @inline(__always)
     private static func copy(_ dst: UnsafeMutablePointer<UInt8>, _ src: UnsafePointer<UInt8>, _ n: Int) {
-        guard n <= 32 else {
-            dst.update(from: src, count: n)
-            return
-        }
-        var i = 0
-        while i + 8 <= n {
-            UnsafeMutableRawPointer(dst + i).storeBytes(
-                of: UnsafeRawPointer(src + i).loadUnaligned(as: UInt64.self), as: UInt64.self)
-            i += 8
-        }
-        while i < n {
-            dst[i] = src[i]
-            i += 1
-        }
+        UnsafeMutableRawPointer(dst).copyShort(from: src, count: n)
     }
 
     /// The keys of a record ``split(_:into:comparingKeys:)`` accepts, in a shape's saved form: each key as written

@@ -84,6 +84,43 @@ import CDFSyncCore
         #expect(batch.byteCount == 0)
     }
 
+    /// The record writer hands a row's external id over as the result's bytes: the batch must be the one the same
+    /// rows appended with `String` ids make — same ids, records, shaped values, hashes and byte count.
+    @Test func anIdGivenAsBytesMakesTheBatchAStringIdMakes() {
+        let keys = Array(#"{"a":"1","b":"2"}"#.utf8).withUnsafeBytes { RecordShape.keys(of: $0) }
+        let ids = ["P-1", "İstanbul-7", "😀", "a\"quote"]
+        var byString = PanelStore.ChangeBatch()
+        var byBytes = PanelStore.ChangeBatch()
+        for (i, id) in ids.enumerated() {
+            let record = Array(#"{"a":"\#(i)","b":"x"}"#.utf8)
+            let values = Array(#""\#(i)"\#u{1F}"x""#.utf8)
+            record.withUnsafeBytes { r in
+                values.withUnsafeBytes { v in
+                    if i % 2 == 0 {
+                        byString.append(externalID: id, commitVersion: Int64(i), record: r, keys: keys, values: v)
+                        Array(id.utf8).withUnsafeBytes {
+                            byBytes.append(externalIDBytes: $0, commitVersion: Int64(i), record: r, keys: keys, values: v)
+                        }
+                    } else {
+                        byString.append(externalID: id, commitVersion: Int64(i), record: r)
+                        Array(id.utf8).withUnsafeBytes { byBytes.append(externalIDBytes: $0, commitVersion: Int64(i), record: r) }
+                    }
+                }
+            }
+        }
+        #expect(byBytes.byteCount == byString.byteCount)
+        #expect(byBytes.longestID == byString.longestID)
+        #expect(byBytes.rowShapes == byString.rowShapes)
+        #expect(byBytes.rowShapes.filter { $0 >= 0 }.count == 2, "the even rows were appended shaped")
+        #expect(byBytes.shapedOffsets == byString.shapedOffsets)
+        #expect(byBytes.shapedValues == byString.shapedValues)
+        for i in ids.indices {
+            #expect(byBytes[i].externalID == ids[i])
+            #expect(byBytes[i].record == byString[i].record)
+            #expect(byBytes[i].contentHash == byString[i].contentHash)
+        }
+    }
+
     /// Apply checks a batch from what it noted while rows were appended; dropping the offending rows must clear
     /// the note, and keeping them must not.
     @Test func inputChecksFollowTruncation() throws {

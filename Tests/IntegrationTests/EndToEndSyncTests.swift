@@ -49,6 +49,35 @@ struct EndToEndSyncTests {
         #expect(try store.runs(limit: 10).count == 3, "every run leaves an audit record")
     }
 
+    /// Keys are handed from the result to the panel as bytes when they are ASCII and through `String` otherwise;
+    /// keys with non-ASCII letters, an emoji, and characters the result escapes must arrive exactly as the table
+    /// holds them, found by their id, updated in place by later commits, and delivered under their id.
+    @Test func nonASCIIAndEscapedKeysArriveAsTheTableHoldsThem() throws {
+        let dir = TempDir()
+        let renamed = [("P-000001", #"P-İstanbul-000001"#, "P-İstanbul-000001"), ("P-000002", "P-😀-000002", "P-😀-000002"),
+                       ("P-000003", #"P-\"q\"-000003"#, "P-\"q\"-000003"), ("P-000004", #"P-tab\t-000004"#, "P-tab\t-000004")]
+        var text = try String(contentsOfFile: fixturePath("demo-workspace.json"), encoding: .utf8)
+        for (old, json, _) in renamed {
+            #expect(text.contains("\"\(old)\""), "the demo workspace no longer has \(old)")
+            text = text.replacingOccurrences(of: "\"\(old)\"", with: "\"\(json)\"")
+        }
+        let workspace = dir.sub("workspace.json")
+        try text.write(toFile: workspace, atomically: true, encoding: .utf8)
+        let sim = try RunningSimulator(workspacePath: workspace, configuration: .init(rowsPerChunk: 37))
+        let summary = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(summary.inserted > 0 && summary.invalid == 0)
+        let panel = try panelContents(dir.sub("state"))
+        #expect(panel == (try expectedPanel(workspace: workspace)))
+        let store = try PanelStore(directory: dir.sub("state"))
+        let delivered = Set(try deliveredLines(dir.sub("out")).map { $0["external_id"] as! String })
+        for (old, _, id) in renamed {
+            #expect(panel[id]?["participant_id"] == .some(id), "\(id) is not in the panel under its id")
+            #expect(panel[old] == nil)
+            #expect(try store.participantID(externalID: id, scope: "main.research.participants") != nil)
+            #expect(delivered.contains(id), "\(id) was not delivered under its id")
+        }
+    }
+
     @Test func smallBatchesGiveTheSamePanelAndIntermediateCheckpointsNeverOvertakeAppliedRows() throws {
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 10))
         let dir = TempDir()

@@ -176,7 +176,7 @@ public struct ResultStreamDecoder: Sendable {
                             sb = s.bytes
                             scap = s.capacity
                         }
-                        (sb + sc).copyMemory(from: p + i, byteCount: len)
+                        (sb + sc).copyShort(from: p + i, count: len)
                         sc &+= len
                     }
                     i = j
