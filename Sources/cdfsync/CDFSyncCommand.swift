@@ -90,6 +90,73 @@ struct ConnectionOptions: ParsableArguments {
 struct StateOptions: ParsableArguments {
     @Option(help: "Directory of the LMDB state (panel, index, checkpoints, runs).")
     var stateDir: String = ".cdfsync/state"
+
+    @Option(
+        help: ArgumentHelp(
+            "Largest size the state store may grow to: address space reserved, not disk (default 64G; e.g. 512G, 2T).",
+            discussion: """
+                A 1,000,000-row panel takes about 0.4 GB. Raise it for panels beyond ~150 million rows or when a \
+                run stops with "LMDB map ... is full"; lower it where the address space is limited (ulimit -v). \
+                It may change from run to run; a size below what the store already holds opens it at its current \
+                size, with no room to grow.
+                """, valueName: "size"),
+        transform: StoreSize.parse)
+    var maxStoreSize: StoreSize = .default
+
+    /// Opens the panel store in `directory` (default `--state-dir`) with `--max-store-size`.
+    func openStore(at directory: String? = nil, durable: Bool = true) throws -> PanelStore {
+        try PanelStore(directory: directory ?? stateDir, durable: durable, mapSize: maxStoreSize.bytes)
+    }
+}
+
+/// `--max-store-size`: bytes, or a number with K, M, G or T (powers of 1024).
+struct StoreSize: ExpressibleByArgument, Equatable, CustomStringConvertible {
+    static let `default` = StoreSize(bytes: 1 << 36)
+    static let range: ClosedRange<Int> = (16 << 20)...(64 << 40)
+
+    let bytes: Int
+
+    init(bytes: Int) { self.bytes = bytes }
+
+    init?(argument: String) {
+        guard let s = try? Self.parse(argument) else { return nil }
+        self = s
+    }
+
+    var description: String {
+        for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes % (1 << shift) == 0 {
+            return "\(bytes >> shift)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+
+    var defaultValueDescription: String { description }
+
+    static func parse(_ text: String) throws -> StoreSize {
+        let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+        let shifts: [Character: Int] = ["K": 10, "M": 20, "G": 30, "T": 40]
+        var digits = Substring(t)
+        var shift = 0
+        if let last = t.last, let s = shifts[last] {
+            shift = s
+            digits = t.dropLast()
+        } else if t.hasSuffix("B"), let unit = t.dropLast().last, let s = shifts[unit] {
+            shift = s
+            digits = t.dropLast(2)
+        }
+        guard let n = Int(digits), n > 0, n <= Int.max >> shift else {
+            throw ValidationError(
+                "'\(text)' is not a size; give bytes or a number with K, M, G or T (powers of 1024), "
+                    + "e.g. 64G or 512G")
+        }
+        let size = StoreSize(bytes: n << shift)
+        guard range.contains(size.bytes) else {
+            throw ValidationError(
+                "\(text) is outside \(StoreSize(bytes: range.lowerBound))…"
+                    + "\(StoreSize(bytes: range.upperBound)); the default is \(StoreSize.default)")
+        }
+        return size
+    }
 }
 
 /// Runs `body`, printing any error as one clear line on stderr and exiting non-zero.
@@ -100,12 +167,28 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         throw e
     } catch let e as SyncFailure {
         FileHandle.standardError.write(Data("error: \(e.underlying)\n".utf8))
+        if let hint = storeSizeHint(e.underlying) { FileHandle.standardError.write(Data("  \(hint)\n".utf8)) }
         FileHandle.standardError.write(Data("  \(e.summary.failureState) (run \(e.summary.runID) recorded)\n".utf8))
         throw ExitCode(1)
     } catch let e as ExitCode {
         throw e
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        if let hint = storeSizeHint(error) { FileHandle.standardError.write(Data("  \(hint)\n".utf8)) }
         throw ExitCode(1)
     }
+}
+
+/// What to do, in the CLI's terms, about a state store that is full or whose size the address space cannot hold.
+func storeSizeHint(_ error: any Error) -> String? {
+    guard let e = error as? StorageError else { return nil }
+    if e.code == .mapFull {
+        return "the state store is at its --max-store-size (default \(StoreSize.default)): rerun with a larger one, "
+            + "e.g. --max-store-size 256G; the run's applied batches are kept and it resumes from its checkpoint"
+    }
+    if let cause = e.underlying as? SystemErrno, cause.code == ENOMEM {
+        return "lower --max-store-size (default \(StoreSize.default)) to what this process's address space allows "
+            + "(ulimit -v), or raise that limit"
+    }
+    return nil
 }

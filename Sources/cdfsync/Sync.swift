@@ -167,7 +167,7 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
             columns: columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             outputDirectory: outputDir ?? ".cdfsync/out")
     }
-    let store = try PanelStore(directory: stateDirectory(spec, state), durable: durable)
+    let store = try state.openStore(at: stateDirectory(spec, state), durable: durable)
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }
