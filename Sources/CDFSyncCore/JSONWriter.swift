@@ -117,6 +117,17 @@ public struct JSONWriter: Sendable {
     /// that write a whole record into one buffer sized up front (no per-call capacity or uniqueness checks).
     public static func writeEscaped(utf8 value: UnsafeRawBufferPointer, to dst: UnsafeMutableRawPointer) -> Int {
         dst.storeBytes(of: UInt8(ascii: "\""), as: UInt8.self)
+        // 8–16 bytes (an external id, most values): its first and last words cover it; neither needing an escape,
+        // it is copied between quotes without the scan below.
+        let n = value.count
+        if n >= 8, n <= 16, let p = value.baseAddress,
+            !wordNeedsEscape(p.loadUnaligned(as: UInt64.self)),
+            !wordNeedsEscape(p.loadUnaligned(fromByteOffset: n &- 8, as: UInt64.self))
+        {
+            (dst + 1).copyShort(from: p, count: n)
+            dst.storeBytes(of: UInt8(ascii: "\""), toByteOffset: n &+ 1, as: UInt8.self)
+            return n &+ 2
+        }
         var o = 1
         var start = 0
         while true {
