@@ -109,19 +109,13 @@ struct StateOptions: ParsableArguments {
     }
 }
 
-/// `--max-store-size`: bytes, or a number with K, M, G or T (powers of 1024).
-struct StoreSize: ExpressibleByArgument, Equatable, CustomStringConvertible {
+/// `--max-store-size`: bytes, or a number with K, M, G or T (powers of 1024); parsed by `parse`, whose errors
+/// say what a size looks like.
+struct StoreSize: CustomStringConvertible {
     static let `default` = StoreSize(bytes: 1 << 36)
     static let range: ClosedRange<Int> = (16 << 20)...(64 << 40)
 
     let bytes: Int
-
-    init(bytes: Int) { self.bytes = bytes }
-
-    init?(argument: String) {
-        guard let s = try? Self.parse(argument) else { return nil }
-        self = s
-    }
 
     var description: String {
         for (suffix, shift) in [("T", 40), ("G", 30), ("M", 20), ("K", 10)] where bytes % (1 << shift) == 0 {
@@ -129,8 +123,6 @@ struct StoreSize: ExpressibleByArgument, Equatable, CustomStringConvertible {
         }
         return "\(bytes)"
     }
-
-    var defaultValueDescription: String { description }
 
     static func parse(_ text: String) throws -> StoreSize {
         let t = text.trimmingCharacters(in: .whitespaces).uppercased()

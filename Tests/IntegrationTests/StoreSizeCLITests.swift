@@ -51,18 +51,9 @@ struct StoreSizeCLITests {
     @Test func anAddressSpaceLimitBelowTheSizeSaysToLowerIt() throws {
         let dir = TempDir()
         func runs(_ extra: String) throws -> (status: Int32, output: String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/bin/bash")
             // 4 GB of address space: room for the process, not for the default 64G map.
-            p.arguments = ["-c", "ulimit -v 4000000 && exec \"$0\" runs --state-dir \"$1\" \(extra)",
-                           CrashSafetyTests.binary, dir.sub("state")]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let data = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+            try runProcess("/bin/bash", ["-c", "ulimit -v 4000000 && exec \"$0\" runs --state-dir \"$1\" \(extra)",
+                                         CrashSafetyTests.binary, dir.sub("state")])
         }
         let refused = try runs("")
         #expect(refused.status != 0)

@@ -121,11 +121,21 @@ func deliveredLines(_ output: String) throws -> [[String: Any]] {
 /// Runs the built `cdfsync` binary as its own process against the simulator on `port`, with the state and
 /// output directories in `dir`; returns its exit status and everything it printed (stdout and stderr).
 func runCLI(_ args: [String], port: Int, dir: TempDir) throws -> (status: Int32, output: String) {
+    try runProcess(
+        CrashSafetyTests.binary,
+        args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
+                "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")],
+        environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
+}
+
+/// Runs `executable` to its end; returns its exit status and everything it printed (stdout and stderr).
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
+    -> (status: Int32, output: String)
+{
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
-    p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
-                          "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
-    p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
+    p.executableURL = URL(fileURLWithPath: executable)
+    p.arguments = arguments
+    if let environment { p.environment = environment }
     let out = Pipe()
     p.standardOutput = out
     p.standardError = out
