@@ -293,11 +293,33 @@ public final class CDFSync {
         summary.latestVersion = latest
         var next: Int64
         if let checkpoint {
+            // A Delta table's versions only grow; a checkpoint past the latest means the history the checkpoint
+            // belongs to is gone (the table was dropped and created again, or another table took its name). Waiting
+            // for the new history to pass the checkpoint would skip its first versions, and every row of it would
+            // look older than what the panel holds: refuse, and move nothing.
+            guard checkpoint <= latest else {
+                throw SyncError(
+                    "pipeline \(options.pipeline) is checkpointed at v\(checkpoint), but the latest version of \(options.table) "
+                        + "is v\(latest): the table's history restarted (it was dropped and created again, or another table "
+                        + "now has this name), so its versions do not continue the checkpoint",
+                    remedy: "Sync the new table into a new state directory (--state-dir); the panel's stored versions "
+                        + "come from the old history, so its rows would be ignored as older. Or point the pipeline back at "
+                        + "the original table.")
+            }
             next = checkpoint + 1
         } else {
             switch options.spec?.start ?? .version(options.startVersion) {
             case .first: next = 0
-            case .version(let v): next = v
+            case .version(let v):
+                // As Databricks refuses table_changes from a version after the latest
+                // (DELTA_CDC_START_VERSION_AFTER_LATEST); latest + 1 is allowed: "from the next commit on".
+                guard v <= latest + 1 else {
+                    let flag = options.spec == nil ? "--start-version" : "start:"
+                    throw SyncError(
+                        "start version v\(v) is after the latest version of \(options.table), v\(latest)",
+                        remedy: "Give \(flag) \(latest) or lower (\(latest + 1) starts with the next commit), or check the table name.")
+                }
+                next = v
             case .latest:
                 summary.warnings.append("start: latest — took a snapshot at v\(latest); change data continues from there")
                 try readSnapshot(at: latest, summary: &summary)

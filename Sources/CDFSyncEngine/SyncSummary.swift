@@ -121,7 +121,15 @@ public struct SyncSummary: Sendable, Equatable {
     /// unchanged (design §2.2).
     public var failureState: String {
         let checkpoint: String
-        if mode == "watermark" {
+        if mode.hasPrefix("replay") {
+            // `fromVersion` of a replay is the version before its range, not a checkpoint; a replay never moves one.
+            let stored = checkpointVersion.map { "v\($0)" } ?? "the beginning (never synced)"
+            let applied = inserted + updated + linked
+            guard applied > 0 else { return "checkpoint unchanged at \(stored) (a replay never moves it); nothing was applied" }
+            return "checkpoint unchanged at \(stored) (a replay never moves it); \(applied) change(s) applied before the "
+                + "failure (\(inserted) inserted, \(updated + linked) updated) stay in the panel and read as unchanged when "
+                + "the replay runs again"
+        } else if mode == "watermark" {
             let from = fromWatermark.map { "watermark \($0)" } ?? "the beginning (never synced)"
             checkpoint = watermark == fromWatermark
                 ? "checkpoint unchanged at \(from)"

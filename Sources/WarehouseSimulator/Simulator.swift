@@ -165,6 +165,16 @@ public final class Simulator: Sendable {
         }
     }
 
+    /// Drops a table (`DROP TABLE`): its name is free again, and a table added under it later starts a history of
+    /// its own at v0, as a re-created Delta table does.
+    public func dropTable(_ table: String) throws {
+        let name = try TableName(parsing: table)
+        try state.withLock { s in
+            guard s.tables.removeValue(forKey: name.key) != nil else { throw SimulatorError("no table \(table)") }
+            s.dataGeneration += 1
+        }
+    }
+
     /// Adds a synthetic participant-panel table.
     public func addSyntheticTable(
         name: String, rows: Int, seed: UInt64 = 42, updateFraction: Double = 0.01, updateVersions: Int = 0

@@ -53,6 +53,13 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds a single HTTP request may take.")
     var requestTimeout: Double = 300
 
+    func validate() throws {
+        for (name, value) in [("--connect-timeout", connectTimeout), ("--request-timeout", requestTimeout)]
+        where !(value > 0 && value.isFinite) {
+            throw ValidationError("\(name) must be a positive number of seconds; got \(value).")
+        }
+    }
+
     func settings() throws -> ConnectionSettings {
         let env = ProcessInfo.processInfo.environment
         if let name = connection { return try savedSettings(name) }

@@ -57,6 +57,14 @@ extension CDFSyncCommand {
                 throw ValidationError(
                     "--reading-niceness must be between 0 (read at the sync's own priority) and 19; got \(readingNiceness).")
             }
+            guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1 row; got \(batchSize).") }
+            guard inFlight >= 1 else { throw ValidationError("--in-flight must be at least 1 chunk; got \(inFlight).") }
+            guard maxVersionsPerStatement >= 1 else {
+                throw ValidationError("--max-versions-per-statement must be at least 1; got \(maxVersionsPerStatement).")
+            }
+            guard startVersion >= 0 else {
+                throw ValidationError("--start-version must be 0 or more (Delta versions start at 0); got \(startVersion).")
+            }
         }
 
         func run() throws {
@@ -105,6 +113,15 @@ extension CDFSyncCommand {
 
         @Option(help: "Also write the run's record as JSON to this file.")
         var summaryJson: String?
+
+        func validate() throws {
+            guard fromVersion >= 0 else {
+                throw ValidationError("--from-version must be 0 or more (Delta versions start at 0); got \(fromVersion).")
+            }
+            if let toVersion, toVersion < fromVersion {
+                throw ValidationError("--to-version (\(toVersion)) must not be below --from-version (\(fromVersion)).")
+            }
+        }
 
         func run() throws {
             try reportingErrors {

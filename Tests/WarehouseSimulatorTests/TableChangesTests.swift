@@ -77,6 +77,36 @@ import Testing
         #expect(try h.rows("SELECT id FROM table_changes('main.crm.legacy', 2, 3)").rows.map { $0[0]! } == ["2"])
     }
 
+    @Test func aDroppedTableIsGoneAndARecreatedOneStartsItsOwnHistoryAtV0() throws {
+        let h = try Harness()
+        #expect(try h.call("DELETE", "/_sim/tables/main.crm.customers").status == 401)
+        let dropped = try h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin")
+        #expect(dropped.status == 200)
+        #expect(try h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin").status == 404)
+        #expect(h.sim.latestVersion(table: "main.crm.customers") == nil)
+        let gone = try h.execute("SELECT * FROM table_changes('main.crm.customers', 0)")
+        #expect(errorClass(gone) == "TABLE_OR_VIEW_NOT_FOUND")
+        // CREATE TABLE again under the name: v0 and v1 only, its rows and nothing of the old history.
+        let table: [String: Any] = [
+            "name": "main.crm.customers", "table_type": "MANAGED",
+            "columns": [["name": "id", "type": "BIGINT", "nullable": false], ["name": "email", "type": "STRING"]],
+            "commits": [
+                ["version": 0, "timestamp": "2026-04-01T10:00:00.000Z", "operation": "CREATE TABLE",
+                 "set_properties": ["delta.enableChangeDataFeed": "true"]],
+                ["version": 1, "timestamp": "2026-04-01T11:00:00.000Z", "operation": "WRITE",
+                 "insert": [["9", "zoe@example.com"]]],
+            ],
+        ]
+        let created = try h.call("POST", "/_sim/tables", json: table, token: "sim-admin")
+        #expect(created.status == 200, "\(created.text)")
+        #expect(created.json["latest_version"] as? Int == 1)
+        #expect(try h.rows("DESCRIBE HISTORY main.crm.customers").rows.map { $0[0]! } == ["1", "0"])
+        #expect(try h.rows("SELECT id, _change_type, _commit_version FROM table_changes('main.crm.customers', 0)").rows
+            == [["9", "insert", "1"]])
+        let after = try h.execute("SELECT * FROM table_changes('main.crm.customers', 3)")
+        #expect(errorClass(after) == "DELTA_CDC_START_VERSION_AFTER_LATEST")
+    }
+
     @Test func appendedCommitsShowUpAndWrongVersionsConflict() throws {
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
         let commit: [String: Any] = [

@@ -70,6 +70,14 @@ extension Simulator {
         case ("GET", "tables", 2):
             guard let v = latestVersion(table: rest[1]) else { return adminError(404, "no table \(rest[1])") }
             return adminOK([("table", rest[1])], ints: [("latest_version", v)])
+        case ("DELETE", "tables", 2):
+            guard latestVersion(table: rest[1]) != nil else { return adminError(404, "no table \(rest[1])") }
+            do {
+                try dropTable(rest[1])
+            } catch {
+                return adminError(404, "\(error)")
+            }
+            return adminOK([("table", rest[1]), ("dropped", "true")])
         case ("POST", "tables", 3) where rest[2] == "commits":
             let commit: Commit
             do {

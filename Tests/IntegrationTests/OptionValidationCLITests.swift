@@ -1,0 +1,52 @@
+import Foundation
+import Testing
+import WarehouseSimulator
+
+/// Numeric options that make no sense are refused before anything runs, naming the option and the value; and a
+/// replay that fails says the checkpoint did not move (a replay never moves it), not a made-up range.
+@Suite("CLI: option values and replay failures")
+struct OptionValidationCLITests {
+    static let table = "main.research.participants"
+
+    @Test(arguments: [
+        (["sync", "--batch-size", "0"], "--batch-size must be at least 1 row; got 0"),
+        (["sync", "--in-flight", "0"], "--in-flight must be at least 1 chunk; got 0"),
+        (["sync", "--max-versions-per-statement", "0"], "--max-versions-per-statement must be at least 1; got 0"),
+        (["sync", "--start-version=-3"], "--start-version must be 0 or more"),
+        (["sync", "--connect-timeout=-1"], "--connect-timeout must be a positive number of seconds; got -1.0"),
+        (["sync", "--request-timeout", "0"], "--request-timeout must be a positive number of seconds; got 0.0"),
+        (["replay", "--from-version=-2"], "--from-version must be 0 or more"),
+        (["replay", "--from-version", "4", "--to-version", "2"], "--to-version (2) must not be below --from-version (4)"),
+    ])
+    func aMeaninglessValueIsRefusedNamingTheOption(args: [String], message: String) throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let r = try runCLI(args + ["--table", Self.table], port: sim.port, dir: dir)
+        #expect(r.status == 64, "\(r.output)")
+        #expect(r.output.contains(message), "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("state")), "nothing was opened for a refused option")
+    }
+
+    @Test func theTimeoutsAreCheckedForEveryCommandThatConnects() throws {
+        let r = try runProcess(CrashSafetyTests.binary, ["discover", "--host", "http://127.0.0.1:9", "--warehouse-id", "x",
+                                                         "--request-timeout", "nan"],
+            environment: ["DATABRICKS_TOKEN": "t", "PATH": "/usr/bin:/bin"])
+        #expect(r.status == 64 && r.output.contains("--request-timeout must be a positive number of seconds"), "\(r.output)")
+    }
+
+    @Test func aFailedReplaySaysTheCheckpointStayedWhereItWas() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let sync = try runCLI(["sync", "--table", Self.table], port: sim.port, dir: dir)
+        try #require(sync.status == 0, "\(sync.output)")
+        // Every statement submitted from now on is refused (a permission error is not retried).
+        sim.sim.addFault(Fault(
+            match: Fault.Match(method: "POST", pathPrefix: "/api/2.0/sql/statements"), count: nil, kind: "status",
+            status: 403, message: "User does not have SELECT on table."))
+        let replay = try runCLI(["replay", "--table", Self.table, "--from-version", "3"], port: sim.port, dir: dir)
+        #expect(replay.status != 0)
+        #expect(replay.output.contains("checkpoint unchanged at v6 (a replay never moves it); nothing was applied"),
+            "\(replay.output)")
+        #expect(!replay.output.contains("moved"), "\(replay.output)")
+    }
+}

@@ -1,0 +1,106 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import Testing
+import WarehouseSimulator
+
+/// A table dropped and created again under the same name starts a new Delta history at v0. A checkpoint from the
+/// old history is then past the latest version; the sync must refuse rather than wait for the new history to pass
+/// it (which would skip the new table's first versions without a word).
+@Suite("Restarted table history")
+struct RestartedHistoryTests {
+    static let table = "main.research.participants"
+
+    /// The demo table again, with only its first `versions` commits (a new history from v0).
+    func recreated(versions: Int) throws -> Table {
+        var t = try #require(try Workspace.load(path: fixturePath("demo-workspace.json")).tables.first { $0.name == Self.table })
+        t.commits = Array(t.commits.prefix(versions))
+        return t
+    }
+
+    func outputFiles(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+    }
+
+    @Test func aCheckpointPastTheLatestVersionFailsTheRunAndMovesNothing() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let first = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(first.toVersion == 6)
+        let panel = try panelContents(dir.sub("state"))
+        let files = outputFiles(dir.sub("out"))
+
+        // DROP TABLE, then CREATE TABLE with two commits: the name now has versions v0…v1.
+        try sim.sim.dropTable(Self.table)
+        try sim.sim.addTable(recreated(versions: 2))
+        #expect(sim.sim.latestVersion(table: Self.table) == 1)
+
+        var message = ""
+        #expect {
+            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        } throws: { e in
+            message = "\(e)"
+            return (e as? SyncFailure)?.underlying is SyncError
+        }
+        #expect(message.contains("checkpointed at v6"), "\(message)")
+        #expect(message.contains("latest version of \(Self.table) is v1"), "\(message)")
+        #expect(message.contains("--state-dir"), "\(message)")
+
+        // Nothing moved: checkpoint, panel, delivered files; the failed run is on record.
+        #expect(try panelContents(dir.sub("state")) == panel)
+        #expect(outputFiles(dir.sub("out")) == files)
+        let store = try PanelStore(directory: dir.sub("state"))
+        #expect(try store.checkpoint(pipeline: Self.table)?.tableVersion == 6)
+        let last = try #require(try store.runs(limit: 1).first)
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(last.json)) as? [String: Any])
+        #expect(record["status"] as? String == "failed")
+
+        // The remedy works: a new state directory takes the new table from v0.
+        let fresh = try runSync(sim, state: dir.sub("state2"), output: dir.sub("out2"))
+        #expect(fresh.toVersion == 1)
+        #expect(fresh.inserted > 0)
+    }
+
+    @Test func aCheckpointAtTheLatestVersionIsStillJustNothingNew() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        let again = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(again.rowsRead == 0)
+        #expect(again.inserted == 0 && again.updated == 0)
+    }
+
+    func sync(_ sim: RunningSimulator, _ dir: TempDir, startVersion: Int64) throws -> SyncSummary {
+        let client = StatementClient(settings: try sim.settings())
+        client.retryPolicy.baseDelay = 0.01
+        var options = SyncOptions(table: try QualifiedName(parsing: Self.table), keyColumn: "participant_id",
+            outputDirectory: dir.sub("out"))
+        options.startVersion = startVersion
+        return try CDFSync(client: client, store: try PanelStore(directory: dir.sub("state")), options: options).run()
+    }
+
+    @Test func aStartVersionPastTheNextCommitIsRefusedNamingTheFlag() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        var message = ""
+        #expect {
+            _ = try sync(sim, dir, startVersion: 9)
+        } throws: { e in
+            message = "\(e)"
+            return (e as? SyncFailure)?.underlying is SyncError
+        }
+        #expect(message.contains("start version v9 is after the latest version of \(Self.table), v6"), "\(message)")
+        #expect(message.contains("--start-version 6 or lower"), "\(message)")
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table) == nil)
+
+        // latest + 1 means "from the next commit on": nothing to read yet, no error.
+        let waiting = try sync(sim, dir, startVersion: 7)
+        #expect(waiting.rowsRead == 0)
+        try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
+        let next = try sync(sim, dir, startVersion: 7)
+        #expect(next.rowsRead > 0)
+        #expect(next.toVersion == sim.sim.latestVersion(table: Self.table).map(Int64.init))
+    }
+}
