@@ -82,6 +82,16 @@ extension CDFSync {
         if let c = spec.consent { check("consent.column", c.column ?? spec.mapping["consent_status"] ?? "") }
         for (i, f) in spec.filters.enumerated() { check("filters[\(i)].column", f.column) }
         if let w = spec.watermark?.column { check("watermark.column", w, expect: ["TIMESTAMP", "DATE"]) }
+        /// A first sync's start version against the table's versions (what the sync itself would refuse).
+        func checkStart() throws {
+            guard case .version(let v) = spec.start else { return }
+            let latest = try latestVersion()
+            if v <= latest + 1 {
+                add("start", true, "v\(v) (latest is v\(latest)\(v == latest + 1 ? "; starts with the next commit" : ""))")
+            } else {
+                add("start", false, "v\(v) is after the latest version of \(spec.source), v\(latest) — use \(latest) or lower")
+            }
+        }
         do {
             let isView = type.uppercased().contains("VIEW")
             let cdf = isView ? false : try changeDataFeedEnabled()
@@ -93,6 +103,10 @@ extension CDFSync {
             case .auto:
                 let m = try resolveMode(checkpoint: nil)
                 add("mode", true, "auto → \(m.rawValue)")
+                if m == .cdf { try checkStart() }
+            case .cdf:
+                add("mode", true, spec.mode.rawValue)
+                try checkStart()
             default:
                 add("mode", true, spec.mode.rawValue)
             }

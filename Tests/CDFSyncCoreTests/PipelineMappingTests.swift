@@ -169,4 +169,18 @@ struct RecordMapperTests {
         #expect(problems.contains { $0.hasPrefix("validation.max_invalid_ratio") })
         #expect(pipeline().staticProblems().isEmpty)
     }
+
+    @Test func aStartThatIsNoVersionOrTimestampIsAProblemOfItsField() {
+        for (start, problem) in [(Pipeline.Start.version(-1), "start: -1 is not a version"),
+                                 (.timestamp("banana"), "start: 'banana' is not first, latest, a version or an ISO timestamp")] {
+            var p = pipeline()
+            p.start = start
+            #expect(p.staticProblems().contains { $0.hasPrefix(problem) }, "\(p.staticProblems())")
+        }
+        for start in [Pipeline.Start.version(0), .version(12), .timestamp("2026-03-01T00:00:00Z"), .first, .latest] {
+            var p = pipeline()
+            p.start = start
+            #expect(p.staticProblems().isEmpty, "\(start)")
+        }
+    }
 }

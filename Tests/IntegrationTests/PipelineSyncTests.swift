@@ -203,6 +203,28 @@ struct PipelineSyncTests {
         }
     }
 
+    @Test func liveValidationChecksAStartVersionAgainstTheTablesVersions() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        func startFinding(_ start: String) throws -> ValidationFinding? {
+            let p = try pipeline(Self.participantsYAML + "\nstart: \(start)\n")
+            let client = StatementClient(settings: try sim.settings())
+            let s = CDFSync(client: client, store: try PanelStore(directory: dir.sub("state-\(start)")),
+                options: try SyncOptions(pipeline: p, outputDirectory: dir.sub("out")))
+            return s.validateLive().first { $0.field == "start" }
+        }
+        let late = try #require(try startFinding("9"))
+        #expect(!late.ok && late.message.contains("v9 is after the latest version of \(Self.table), v6"), "\(late)")
+        #expect(try startFinding("6")?.ok == true)
+        #expect(try startFinding("7")?.message.contains("starts with the next commit") == true)
+        #expect(try startFinding("first") == nil)
+        // The sync refuses what validation flagged, and moves nothing.
+        #expect {
+            _ = try sync(sim, try pipeline(Self.participantsYAML + "\nstart: 9\n"), state: dir.sub("s"), output: dir.sub("o"))
+        } throws: { e in "\(e)".contains("Give start: 6 or lower") }
+        #expect(try PanelStore(directory: dir.sub("s")).checkpoint(pipeline: "panel") == nil)
+    }
+
     @Test func pipelineFilesExplainProblemsFieldByField() {
         #expect {
             _ = try PipelineLoader.load(yaml: """

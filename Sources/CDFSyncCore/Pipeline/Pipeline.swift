@@ -363,6 +363,13 @@ public struct Pipeline: Sendable, Codable, Equatable {
         if connection.name != nil && (connection.host != nil || connection.warehouseID != nil || connection.httpPath != nil) {
             p.append("connection: give either a saved connection name or inline settings, not both")
         }
+        switch start {
+        case .version(let v) where v < 0:
+            p.append("start: \(v) is not a version (Delta versions start at 0)")
+        case .timestamp(let t) where Timestamps.micros(t) == nil:
+            p.append("start: '\(t)' is not first, latest, a version or an ISO timestamp (e.g. 2026-03-01T00:00:00Z)")
+        default: break
+        }
         let allowed = kind == .participants ? Self.participantFields : Self.eventFields
         for (field, column) in mapping.sorted(by: { $0.key < $1.key }) {
             if !allowed.contains(field) {
