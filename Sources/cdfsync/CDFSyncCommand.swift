@@ -114,6 +114,19 @@ struct StateOptions: ParsableArguments {
     func openStore(at directory: String? = nil, durable: Bool = true) throws -> PanelStore {
         try PanelStore(directory: directory ?? stateDir, durable: durable, mapSize: maxStoreSize.bytes)
     }
+
+    /// ``openStore(at:durable:)`` for commands that only read (runs, panel export): a directory no sync has
+    /// written is an error naming it, not an empty store created there (a mistyped --state-dir listed nothing and
+    /// left a store behind).
+    func openExistingStore(at directory: String? = nil) throws -> PanelStore {
+        let dir = directory ?? stateDir
+        guard FileManager.default.fileExists(atPath: dir + "/data.mdb") else {
+            throw SyncError("no cdfsync state in \(dir): no sync has run with this state directory",
+                remedy: "Pass the --state-dir (or the pipeline's state_dir) your syncs use; the default is .cdfsync/state "
+                    + "under the directory the sync ran in.")
+        }
+        return try openStore(at: dir)
+    }
 }
 
 /// `--max-store-size`: bytes, or a number with K, M, G or T (powers of 1024); parsed by `parse`, whose errors

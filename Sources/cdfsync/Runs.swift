@@ -32,7 +32,7 @@ extension CDFSyncCommand {
                         name = spec.name
                         dir = stateDirectory(spec, state)
                     }
-                    let store = try state.openStore(at: dir)
+                    let store = try state.openExistingStore(at: dir)
                     var shown = 0
                     for (id, record) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
                         let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
@@ -65,7 +65,7 @@ extension CDFSyncCommand {
 
             func run() throws {
                 try reportingErrors {
-                    let store = try state.openStore()
+                    let store = try state.openExistingStore()
                     guard let record = try store.run(id: id) else {
                         throw SyncError("run \(id) is not recorded in \(state.stateDir)", remedy: "List runs with `cdfsync runs`.")
                     }
@@ -108,7 +108,7 @@ extension CDFSyncCommand {
 
             func run() throws {
                 try reportingErrors {
-                    let store = try state.openStore()
+                    let store = try state.openExistingStore()
                     let out = FileHandle.standardOutput
                     var buffer: [UInt8] = []
                     buffer.reserveCapacity(1 << 20)

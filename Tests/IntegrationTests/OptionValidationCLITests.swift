@@ -34,6 +34,16 @@ struct OptionValidationCLITests {
         #expect(r.status == 64 && r.output.contains("--request-timeout must be a positive number of seconds"), "\(r.output)")
     }
 
+    @Test(arguments: [["runs"], ["runs", "show", "1"], ["panel", "export"]])
+    func readingCommandsOnAStateDirectoryNoSyncWroteSaySoAndCreateNothing(args: [String]) throws {
+        let dir = TempDir()
+        let missing = dir.sub("typo")
+        let r = try runProcess(CrashSafetyTests.binary, args + ["--state-dir", missing], environment: ["PATH": "/usr/bin:/bin"])
+        #expect(r.status != 0)
+        #expect(r.output.contains("no cdfsync state in \(missing)") && r.output.contains("--state-dir"), "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: missing))
+    }
+
     @Test func aFailedReplaySaysTheCheckpointStayedWhereItWas() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
