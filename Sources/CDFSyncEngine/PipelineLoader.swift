@@ -30,6 +30,24 @@ public enum PipelineLoader {
         return pipeline
     }
 
+    /// The values each of the pipeline's enums allows, by type name (as the decoder names it).
+    static let allowedValues: [String: [String]] = [
+        "Kind": Pipeline.Kind.allCases.map(\.rawValue),
+        "Mode": Pipeline.Mode.allCases.map(\.rawValue),
+        "Schedule": Pipeline.Schedule.allCases.map(\.rawValue),
+        "ValueType": Pipeline.Attribute.ValueType.allCases.map(\.rawValue),
+        "Operator": Pipeline.Filter.Operator.allCases.map(\.rawValue),
+        "SinkType": Pipeline.Sink.SinkType.allCases.map(\.rawValue),
+    ]
+
+    /// `Cannot initialize T from invalid String value v` (Foundation's message for a bad raw value) → (T, v).
+    static func invalidEnumValue(_ description: String) -> (type: String, value: String)? {
+        let prefix = "Cannot initialize "
+        guard description.hasPrefix(prefix), let from = description.range(of: " from invalid String value ") else { return nil }
+        let type = String(description[description.index(description.startIndex, offsetBy: prefix.count)..<from.lowerBound])
+        return (type, String(description[from.upperBound...]))
+    }
+
     static func describe(_ e: DecodingError) -> String {
         func path(_ keys: [any CodingKey]) -> String {
             keys.map { k in k.intValue.map { "[\($0)]" } ?? ".\(k.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
@@ -44,6 +62,10 @@ public enum PipelineLoader {
             return "\(path(ctx.codingPath)): expected \(type), found nothing"
         case .dataCorrupted(let ctx):
             let p = path(ctx.codingPath)
+            // A value outside one of the pipeline's enums: say what the field allows, not how Swift decodes.
+            if let (type, value) = invalidEnumValue(ctx.debugDescription), let allowed = allowedValues[type] {
+                return "\(p): '\(value)' is not allowed (use one of: \(allowed.joined(separator: ", ")))"
+            }
             return "\(p.isEmpty ? "document" : p): \(ctx.debugDescription)"
         @unknown default:
             return "\(e)"

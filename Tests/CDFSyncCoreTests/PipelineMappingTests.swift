@@ -170,6 +170,17 @@ struct RecordMapperTests {
         #expect(pipeline().staticProblems().isEmpty)
     }
 
+    @Test func countsBelowOneAndNegativeLookbacksAreProblemsOfTheirFields() {
+        var p = pipeline()
+        p.watermark = .init(column: "updated", lookbackSeconds: -5, pageSize: 100)
+        p.sinks = [.init(type: .ndjson, directory: "out", segmentMaxBytes: 0),
+                   .init(type: .webhook, url: "https://example.com/hook", batchSize: 0)]
+        let problems = p.staticProblems()
+        #expect(problems.contains("watermark.lookback_seconds: must be 0 or more"), "\(problems)")
+        #expect(problems.contains("sinks[0].segment_max_bytes: must be at least 1"), "\(problems)")
+        #expect(problems.contains("sinks[1].batch_size: must be at least 1"), "\(problems)")
+    }
+
     @Test func aStartThatIsNoVersionOrTimestampIsAProblemOfItsField() {
         for (start, problem) in [(Pipeline.Start.version(-1), "start: -1 is not a version"),
                                  (.timestamp("banana"), "start: 'banana' is not first, latest, a version or an ISO timestamp")] {

@@ -243,5 +243,22 @@ struct PipelineSyncTests {
             "\(e)".contains("connection: required field is missing")
         }
         #expect(throws: Never.self) { _ = try PipelineLoader.load(path: fixturePath("pipeline-example.yaml")) }
+        // A value outside a field's choices names the field and the choices, not Swift's decoding.
+        for (field, yaml, allowed) in [
+            ("schedule", "schedule: weekly", "15m, hourly, daily"),
+            ("mode", "mode: streaming", "auto, cdf, watermark, snapshot"),
+            ("kind", "kind: people", "participants, events"),
+            ("filters[0].op", "filters: [{column: country, op: equals, value: GB}]", "eq, ne, lt"),
+            ("attributes[0].type", "attributes: [{column: segment, type: text}]", "string, integer, decimal"),
+            ("sinks[0].type", "sinks: [{type: kafka}]", "ndjson, webhook"),
+        ] {
+            #expect {
+                _ = try PipelineLoader.load(yaml: Self.participantsYAML + "\n" + yaml + "\n")
+            } throws: { e in
+                let t = "\(e)"
+                return t.contains("\(field): '") && t.contains("is not allowed (use one of: \(allowed)")
+                    && !t.contains("Cannot initialize")
+            }
+        }
     }
 }

@@ -235,7 +235,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
     }
 
     public struct Sink: Sendable, Codable, Equatable {
-        public enum SinkType: String, Sendable, Codable { case ndjson, webhook }
+        public enum SinkType: String, Sendable, Codable, CaseIterable { case ndjson, webhook }
         public var type: SinkType
         /// ndjson: the directory of the segments.
         public var directory: String?
@@ -408,7 +408,10 @@ public struct Pipeline: Sendable, Codable, Equatable {
             p.append("watermark.column: watermark mode needs a cursor column (or map last_updated)")
         }
         if let w = watermark, w.pageSize < 1 || w.pageSize > 1_000_000 { p.append("watermark.page_size: must be 1…1000000") }
+        if let w = watermark, w.lookbackSeconds < 0 { p.append("watermark.lookback_seconds: must be 0 or more") }
         for (i, s) in sinks.enumerated() {
+            if let n = s.segmentMaxBytes, n < 1 { p.append("sinks[\(i)].segment_max_bytes: must be at least 1") }
+            if let n = s.batchSize, n < 1 { p.append("sinks[\(i)].batch_size: must be at least 1") }
             switch s.type {
             case .ndjson: if s.directory == nil { p.append("sinks[\(i)].directory: an ndjson sink needs a directory") }
             case .webhook:
