@@ -208,7 +208,7 @@ public final class CDFSync {
         summary.mode = mode.rawValue
         if let spec = options.spec { try checkColumns(spec) }
         switch mode {
-        case .cdf: try performChangeFeed(&summary, checkpoint: checkpoint?.tableVersion)
+        case .cdf: try performChangeFeed(&summary, checkpoint: checkpoint)
         case .snapshot:
             let latest = try isView() ? nil : latestVersion()
             summary.latestVersion = latest
@@ -233,21 +233,29 @@ public final class CDFSync {
         }
     }
 
-    private var tableTypeCache: String??
+    private var tableInfoCache: (type: String?, created: String?)?
 
-    /// The table's type from `information_schema.tables` (nil when it is not visible there).
-    func tableType() throws -> String? {
-        if let cached = tableTypeCache { return cached }
+    /// The table's type and creation time from `information_schema.tables` (nils when it is not visible there).
+    private func tableInfo() throws -> (type: String?, created: String?) {
+        if let cached = tableInfoCache { return cached }
         let sink = CollectingSink()
         let t = options.table
         try client.execute(Statement(
-            sql: "SELECT table_type FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE table_schema = :sch AND table_name = :tbl",
+            sql: "SELECT table_type, created FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE table_schema = :sch AND table_name = :tbl",
             parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
             sink: sink)
-        let type = sink.rows.first?.first ?? nil
-        tableTypeCache = .some(type)
-        return type
+        let row = sink.rows.first
+        let info = (type: row?.first ?? nil, created: (row?.count ?? 0) > 1 ? row?[1] : nil)
+        tableInfoCache = info
+        return info
     }
+
+    /// The table's type from `information_schema.tables` (nil when it is not visible there).
+    func tableType() throws -> String? { try tableInfo().type }
+
+    /// When the source was created, recorded in this run's change-feed checkpoints (set when the run reads
+    /// versions of a table).
+    private var sourceCreated: String?
 
     func isView() throws -> Bool {
         let t = try tableType()?.uppercased()
@@ -288,9 +296,25 @@ public final class CDFSync {
         }
     }
 
-    private func performChangeFeed(_ summary: inout SyncSummary, checkpoint: Int64?) throws {
+    private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
         let latest = try latestVersion()
         summary.latestVersion = latest
+        let created = try tableInfo().created
+        sourceCreated = created
+        // A table dropped and created again under the same name has a new creation time and versions from 0 again:
+        // the checkpoint's versions belong to the old one. (Checkpoints written before the time was recorded, or a
+        // warehouse that does not show it, skip this; the version check below still catches a restart that has not
+        // caught up with the checkpoint yet.)
+        if let stored, let before = stored.sourceCreated, let created, !Self.sameInstant(before, created) {
+            throw SyncError(
+                "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(stored.tableVersion)) "
+                    + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
+                    + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
+                remedy: "Sync the new table into a new state directory (--state-dir); the panel's stored versions "
+                    + "come from the old history, so its rows would be ignored as older. Or point the pipeline back at "
+                    + "the original table.")
+        }
+        let checkpoint = stored?.version
         var next: Int64
         if let checkpoint {
             // A Delta table's versions only grow; a checkpoint past the latest means the history the checkpoint
@@ -349,6 +373,13 @@ public final class CDFSync {
             }
             summary.toVersion = range.end
         }
+    }
+
+    /// Whether two timestamps as the warehouse prints them name the same instant (text compared when one does not
+    /// parse).
+    static func sameInstant(_ a: String, _ b: String) -> Bool {
+        if let x = Timestamps.micros(a), let y = Timestamps.micros(b) { return x == y }
+        return a == b
     }
 
     /// The first version committed at or after `timestamp`.
@@ -417,7 +448,7 @@ public final class CDFSync {
         onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
             + ", \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition), source: .changeFeed,
-            checkpoint: PanelStore.Checkpoint(tableVersion: range.end), summary: &summary)
+            checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary)
     }
 
     /// A full read: `VERSION AS OF` the latest version for tables, a plain SELECT for views. The identity index
@@ -429,7 +460,8 @@ public final class CDFSync {
         let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
         try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
             source: .snapshot(version: rowVersion),
-            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1), summary: &summary)
+            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: version == nil ? nil : sourceCreated),
+            summary: &summary)
         summary.toVersion = version
     }
 
@@ -505,6 +537,7 @@ public final class CDFSync {
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
             shaping: shaping)
+        collector.sourceCreated = sourceCreated
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)

@@ -67,6 +67,8 @@ final class ChangeCollector: ResultSink {
 
     struct Counts { var read = 0, deletes = 0, preimages = 0, invalid = 0, consentBlocked = 0, nullCursor = 0, updatesIgnored = 0 }
 
+    /// Recorded in the change feed's intermediate checkpoints (``PanelStore/Checkpoint/sourceCreated``).
+    var sourceCreated: String?
     /// The last (cursor, key) seen, for watermark checkpoints.
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
 
@@ -148,7 +150,7 @@ final class ChangeCollector: ResultSink {
     private func flushWithinChunk() throws {
         try checkInvalidRatio()
         let complete: Int64? = if case .changeFeed = source { rows.highestVersionSeen - 1 } else { nil }
-        try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0) })
+        try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0, sourceCreated: sourceCreated) })
         rows.handedOverInChunk = rows.rowsInChunk
         countsAtChunkStart = rows.counts
     }
@@ -162,7 +164,7 @@ final class ChangeCollector: ResultSink {
         if rows.pendingCount >= batchSize {
             // Change-feed rows arrive ordered by _commit_version: every version below the highest seen is complete.
             let complete: Int64? = if case .changeFeed = source { rows.highestVersionSeen - 1 } else { nil }
-            try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0) })
+            try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0, sourceCreated: sourceCreated) })
         }
         batchStartCount = rows.pendingCount
         countsAtChunkStart = rows.counts

@@ -170,15 +170,21 @@ public final class PanelStore: @unchecked Sendable {
         public var watermark: String?
         /// The tie-breaker key that goes with `watermark` (the last external id at that watermark).
         public var watermarkKey: String?
+        /// When the source table the versions belong to was created (`information_schema.tables.created`, as the
+        /// warehouse printed it): a table dropped and created again has a new one, and its versions restart at 0.
+        /// Nil in checkpoints written before it was recorded.
+        public var sourceCreated: String?
 
         /// `tableVersion` when it names one (a watermark checkpoint, or a view's snapshot, stores -1).
         public var version: Int64? { tableVersion >= 0 ? tableVersion : nil }
 
-        public init(tableVersion: Int64, updatedAt: Date? = nil, watermark: String? = nil, watermarkKey: String? = nil) {
+        public init(tableVersion: Int64, updatedAt: Date? = nil, watermark: String? = nil, watermarkKey: String? = nil,
+                    sourceCreated: String? = nil) {
             self.tableVersion = tableVersion
             self.updatedAt = updatedAt
             self.watermark = watermark
             self.watermarkKey = watermarkKey
+            self.sourceCreated = sourceCreated
         }
     }
 

@@ -63,6 +63,49 @@ struct RestartedHistoryTests {
         #expect(fresh.inserted > 0)
     }
 
+    @Test func aRecreatedTableThatHasPassedTheCheckpointIsToldApartByItsCreationTime() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        let before = try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table)
+        #expect(before?.tableVersion == 6)
+        let created = try #require(before?.sourceCreated, "the checkpoint records when the source was created")
+        let panel = try panelContents(dir.sub("state"))
+        let files = outputFiles(dir.sub("out"))
+
+        // Another table under the name, created at another time, already at v11: reading v7…v11 of it would skip
+        // its first versions (its initial load) without a word.
+        try sim.sim.dropTable(Self.table)
+        try sim.sim.addSyntheticTable(name: Self.table, rows: 500, seed: 9, updateFraction: 0.02, updateVersions: 10)
+        #expect(sim.sim.latestVersion(table: Self.table) == 11)
+
+        var message = ""
+        #expect {
+            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        } throws: { e in
+            message = "\(e)"
+            return (e as? SyncFailure)?.underlying is SyncError
+        }
+        #expect(message.contains("checkpoint (v6) was taken from a table of that name created at \(created)"), "\(message)")
+        #expect(message.contains("dropped and created again") && message.contains("--state-dir"), "\(message)")
+        #expect(try panelContents(dir.sub("state")) == panel)
+        #expect(outputFiles(dir.sub("out")) == files)
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table) == before)
+    }
+
+    @Test func aCheckpointWithoutACreationTimeIsStillAccepted() throws {
+        // Stores written before the creation time was recorded: the next run proceeds and records it.
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        do {
+            let store = try PanelStore(directory: dir.sub("state"))
+            try store.setCheckpoint(PanelStore.Checkpoint(tableVersion: 3), pipeline: Self.table)
+        }
+        let s = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(s.fromVersion == 3 && s.toVersion == 6)
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table)?.sourceCreated != nil)
+    }
+
     @Test func aCheckpointAtTheLatestVersionIsStillJustNothingNew() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()

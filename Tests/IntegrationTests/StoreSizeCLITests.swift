@@ -50,6 +50,8 @@ struct StoreSizeCLITests {
     /// `--max-store-size`, and a size that fits opens it.
     @Test func anAddressSpaceLimitBelowTheSizeSaysToLowerIt() throws {
         let dir = TempDir()
+        // A store some sync wrote (`runs` only opens existing ones), small, closed again before the CLI opens it.
+        do { _ = try PanelStore(directory: dir.sub("state"), mapSize: 1 << 30) }
         func runs(_ extra: String) throws -> (status: Int32, output: String) {
             // 4 GB of address space: room for the process, not for the default 64G map.
             try runProcess("/bin/bash", ["-c", "ulimit -v 4000000 && exec \"$0\" runs --state-dir \"$1\" \(extra)",
