@@ -310,9 +310,7 @@ public final class CDFSync {
                 "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(stored.tableVersion)) "
                     + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
                     + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
-                remedy: "Sync the new table into a new state directory (--state-dir); the panel's stored versions "
-                    + "come from the old history, so its rows would be ignored as older. Or point the pipeline back at "
-                    + "the original table.")
+                remedy: Self.restartedHistoryRemedy)
         }
         let checkpoint = stored?.version
         var next: Int64
@@ -326,9 +324,7 @@ public final class CDFSync {
                     "pipeline \(options.pipeline) is checkpointed at v\(checkpoint), but the latest version of \(options.table) "
                         + "is v\(latest): the table's history restarted (it was dropped and created again, or another table "
                         + "now has this name), so its versions do not continue the checkpoint",
-                    remedy: "Sync the new table into a new state directory (--state-dir); the panel's stored versions "
-                        + "come from the old history, so its rows would be ignored as older. Or point the pipeline back at "
-                        + "the original table.")
+                    remedy: Self.restartedHistoryRemedy)
             }
             next = checkpoint + 1
         } else {
@@ -374,6 +370,11 @@ public final class CDFSync {
             summary.toVersion = range.end
         }
     }
+
+    /// What to do when the source's history restarted under the checkpoint (a table dropped and created again).
+    static let restartedHistoryRemedy = "Sync the new table into a new state directory (--state-dir); the panel's "
+        + "stored versions come from the old history, so its rows would be ignored as older. Or point the pipeline "
+        + "back at the original table."
 
     /// Whether two timestamps as the warehouse prints them name the same instant (text compared when one does not
     /// parse).
