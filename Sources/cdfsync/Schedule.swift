@@ -34,6 +34,8 @@ extension CDFSyncCommand {
                     entries.append((path, spec, once ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
                 }
                 Interrupts.install()
+                var failed: [String] = []
+                let retry = once ? "" : "; retrying at the next boundary"
                 while !Interrupts.requested {
                     let now = Date()
                     for i in entries.indices where entries[i].next <= now {
@@ -44,15 +46,26 @@ extension CDFSyncCommand {
                                 connection: connection, state: state, verbose: false) { _, _ in }
                             print(try sync.run().render())
                         } catch let f as SyncFailure {
-                            print("  failed: \(f.underlying) (run \(f.summary.runID) recorded); retrying at the next boundary")
+                            failed.append(e.spec.name)
+                            print("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
                         } catch {
-                            print("  failed: \(error); retrying at the next boundary")
+                            failed.append(e.spec.name)
+                            print("  failed: \(error)\(retry)")
                         }
                         entries[i].next = Self.nextBoundary(after: Date(), period: e.spec.schedule!.seconds)
                     }
-                    if once { return }
+                    if once {
+                        // For cron and CI: the exit status says whether every pipeline's run succeeded.
+                        guard failed.isEmpty else {
+                            FileHandle.standardError.write(Data(
+                                "error: \(failed.count) of \(entries.count) pipeline run(s) failed: \(failed.joined(separator: ", "))\n".utf8))
+                            throw ExitCode.failure
+                        }
+                        return
+                    }
                     let next = entries.map(\.next).min()!
-                    print("next run \(ISO8601DateFormatter().string(from: next))")
+                    let due = entries.filter { $0.next == next }.map(\.spec.name).joined(separator: ", ")
+                    print("next run \(ISO8601DateFormatter().string(from: next)): \(due)")
                     while !Interrupts.requested && Date() < next { Thread.sleep(forTimeInterval: 0.5) }
                 }
                 print("stopped")

@@ -60,3 +60,43 @@ struct OptionValidationCLITests {
         #expect(!replay.output.contains("moved"), "\(replay.output)")
     }
 }
+
+/// `cdfsync schedule --once` (what cron or CI runs): every pipeline once, and an exit status that says whether all
+/// of them succeeded.
+@Suite("CLI: schedule --once")
+struct ScheduleOnceCLITests {
+    func pipeline(_ dir: TempDir, name: String, source: String) throws -> String {
+        let path = dir.sub("\(name).yaml")
+        try """
+            name: \(name)
+            connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+            source: \(source)
+            mapping: {external_id: participant_id, email: email}
+            sinks: [{type: ndjson, directory: \(dir.sub("out-\(name)"))}]
+            schedule: 15m
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func schedule(_ sim: RunningSimulator, _ dir: TempDir, _ files: [String]) throws -> (status: Int32, output: String) {
+        try runProcess(CrashSafetyTests.binary,
+            ["schedule"] + files + ["--once", "--host", sim.baseURL, "--state-dir", dir.sub("state")],
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
+    }
+
+    @Test func aFailedPipelineMakesTheExitStatusNonZeroAndTheOthersStillRun() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let good = try pipeline(dir, name: "good", source: "main.research.participants")
+        let broken = try pipeline(dir, name: "broken", source: "main.research.no_such_table")
+        let mixed = try schedule(sim, dir, [broken, good])
+        #expect(mixed.status == 1, "\(mixed.output)")
+        #expect(mixed.output.contains("running good") && mixed.output.contains("inserted"), "\(mixed.output)")
+        #expect(mixed.output.contains("1 of 2 pipeline run(s) failed: broken"), "\(mixed.output)")
+        #expect(!mixed.output.contains("retrying at the next boundary"), "\(mixed.output)")
+
+        let fine = try schedule(sim, dir, [good])
+        #expect(fine.status == 0, "\(fine.output)")
+        #expect(fine.output.contains("no new commits"), "\(fine.output)")
+    }
+}
