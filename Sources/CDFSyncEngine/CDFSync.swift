@@ -120,9 +120,11 @@ public final class CDFSync {
     /// Re-reads `[from, to]` (to: latest) and applies it under per-key monotonicity: nothing newer than what the
     /// panel holds changes. The checkpoint never moves.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
-        try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, _ in
+        try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, checkpoint in
             let latest = try latestVersion()
             summary.latestVersion = latest
+            // Versions of another table than the panel's would apply under the old history's per-key versions.
+            try ensureSameSource(as: checkpoint, latest: latest)
             let end = min(replay.toVersion ?? latest, latest)
             guard replay.fromVersion <= end else {
                 throw SyncError("replay range v\(replay.fromVersion)…v\(end) is empty (latest version is v\(latest))",
@@ -299,19 +301,7 @@ public final class CDFSync {
     private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
         let latest = try latestVersion()
         summary.latestVersion = latest
-        let created = try tableInfo().created
-        sourceCreated = created
-        // A table dropped and created again under the same name has a new creation time and versions from 0 again:
-        // the checkpoint's versions belong to the old one. (Checkpoints written before the time was recorded, or a
-        // warehouse that does not show it, skip this; the version check below still catches a restart that has not
-        // caught up with the checkpoint yet.)
-        if let stored, let before = stored.sourceCreated, let created, !Self.sameInstant(before, created) {
-            throw SyncError(
-                "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(stored.tableVersion)) "
-                    + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
-                    + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
-                remedy: Self.restartedHistoryRemedy)
-        }
+        try ensureSameSource(as: stored, latest: latest)
         let checkpoint = stored?.version
         var next: Int64
         if let checkpoint {
@@ -368,6 +358,25 @@ public final class CDFSync {
                 return
             }
             summary.toVersion = range.end
+        }
+    }
+
+    /// Reads when the source was created (kept for this run's checkpoints) and refuses a source created at another
+    /// time than the one `stored` was taken from.
+    ///
+    /// A table dropped and created again under the same name has a new creation time and versions from 0 again: the
+    /// checkpoint's versions, and the per-key versions in the panel, belong to the old one. (Checkpoints written
+    /// before the time was recorded, or a warehouse that does not show it, skip this; the version check in the
+    /// change feed still catches a restart that has not caught up with the checkpoint yet.)
+    private func ensureSameSource(as stored: PanelStore.Checkpoint?, latest: Int64) throws {
+        let created = try tableInfo().created
+        sourceCreated = created
+        if let stored, let before = stored.sourceCreated, let created, !Self.sameInstant(before, created) {
+            throw SyncError(
+                "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(stored.tableVersion)) "
+                    + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
+                    + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
+                remedy: Self.restartedHistoryRemedy)
         }
     }
 

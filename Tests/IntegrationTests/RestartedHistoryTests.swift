@@ -91,6 +91,20 @@ struct RestartedHistoryTests {
         #expect(try panelContents(dir.sub("state")) == panel)
         #expect(outputFiles(dir.sub("out")) == files)
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table) == before)
+
+        // A replay of the new table's versions is refused the same way (they would apply under the old history's
+        // per-key versions), dry run or not.
+        for dryRun in [true, false] {
+            let client = StatementClient(settings: try sim.settings())
+            client.retryPolicy.baseDelay = 0.01
+            let sync = CDFSync(client: client, store: try PanelStore(directory: dir.sub("state")),
+                options: SyncOptions(table: try QualifiedName(parsing: Self.table), keyColumn: "participant_id",
+                    outputDirectory: dir.sub("out")))
+            #expect {
+                _ = try sync.replay(ReplayOptions(fromVersion: 1, toVersion: 11, dryRun: dryRun, redeliver: false))
+            } throws: { e in "\(e)".contains("dropped and created again") }
+        }
+        #expect(try panelContents(dir.sub("state")) == panel)
     }
 
     @Test func aCheckpointWithoutACreationTimeIsStillAccepted() throws {
