@@ -100,3 +100,57 @@ struct ScheduleOnceCLITests {
         #expect(fine.output.contains("no new commits"), "\(fine.output)")
     }
 }
+
+/// `cdfsync status`: where each pipeline of a state directory stands, read from the store alone.
+@Suite("CLI: status")
+struct StatusCLITests {
+    @Test func statusShowsEachPipelinesCheckpointLastRunAndWhatIsUndelivered() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        func write(_ name: String, source: String, hook: Bool) throws -> String {
+            let path = dir.sub("\(name).yaml")
+            let sinks = "[{type: ndjson, directory: \(dir.sub("out"))}"
+                + (hook ? ", {type: webhook, url: \"\(sim.baseURL)/_hook/\(name)\", batch_size: 100}]" : "]")
+            try """
+                name: \(name)
+                connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+                source: \(source)
+                mapping: {external_id: participant_id, email: email}
+                sinks: \(sinks)
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            return path
+        }
+        func cli(_ args: [String]) throws -> (status: Int32, output: String) {
+            try runProcess(CrashSafetyTests.binary, args + ["--state-dir", dir.sub("state")],
+                environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
+        }
+        let good = try cli(["sync", try write("hooked", source: "main.research.participants", hook: true)])
+        try #require(good.status == 0, "\(good.output)")
+        let broken = try cli(["sync", try write("broken", source: "main.research.gone", hook: false)])
+        #expect(broken.status != 0)
+
+        let text = try cli(["status"])
+        #expect(text.status == 0, "\(text.output)")
+        let lines = text.output.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.hasPrefix("panel ") && $0.contains("352 participant(s), 355 source key(s) (3 linked") },
+            "\(text.output)")
+        #expect(lines.contains { $0.hasPrefix("outbox ") && $0.contains("355 delivered") && $0.contains("0 waiting") },
+            "\(text.output)")
+        #expect(lines.contains { $0.hasPrefix("  broken  no checkpoint") && $0.contains("last run 2 failed") }, "\(text.output)")
+        #expect(lines.contains { $0.contains("error: table not found") }, "\(text.output)")
+        #expect(lines.contains {
+            $0.hasPrefix("  hooked  checkpoint v6 (source created 2026-03-01T08:00:00.000Z)") && $0.contains("last run 1 succeeded")
+        }, "\(text.output)")
+        #expect(lines.contains { $0 == "  sink of hooked  acknowledged through change 355, 0 delivered change(s) not yet acknowledged" },
+            "\(text.output)")
+
+        let json = try cli(["status", "--json"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
+        #expect(obj["participants"] as? Int == 352 && obj["delivered_sequence"] as? Int == 355 && obj["pending_delivery"] as? Int == 0)
+        let pipelines = try #require(obj["pipelines"] as? [[String: Any]])
+        #expect(pipelines.map { $0["name"] as? String } == ["broken", "hooked"])
+        #expect(pipelines[1]["checkpoint_version"] as? Int == 6 && pipelines[1]["last_run_status"] as? String == "succeeded")
+        #expect(pipelines[0]["checkpoint_version"] is NSNull && pipelines[0]["last_run_status"] as? String == "failed")
+        #expect((obj["webhooks"] as? [[String: Any]])?.first?["acknowledged_sequence"] as? Int == 355)
+    }
+}

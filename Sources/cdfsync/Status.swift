@@ -1,0 +1,168 @@
+import ArgumentParser
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+
+extension CDFSyncCommand {
+    /// `cdfsync status`: where every pipeline of a state directory stands, from one look at the store — its
+    /// checkpoint, its last run, what is waiting to be delivered — without contacting the warehouse.
+    struct Status: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Where every pipeline of a state directory stands: checkpoint, last run, undelivered changes.",
+            discussion: """
+                Reads the state store only (no warehouse connection). Webhook lines show how far each webhook \
+                sink has acknowledged the delivered changes. --json prints the same as one JSON object.
+                """)
+
+        @OptionGroup var state: StateOptions
+
+        @Flag(help: "Print the status as one JSON object.")
+        var json = false
+
+        /// Run records read (newest first) to find each pipeline's last run.
+        static let runsScanned = 5_000
+
+        struct PipelineStatus {
+            var name: String
+            var checkpoint: PanelStore.Checkpoint?
+            /// The newest run record of the pipeline, parsed.
+            var lastRun: (id: UInt64, record: [String: Any])?
+        }
+
+        func run() throws {
+            try reportingErrors {
+                let store = try state.openExistingStore()
+                let stats = try store.statistics()
+                let all = try store.checkpoints()
+                // Webhook sinks keep their acknowledged sequence as a checkpoint named webhook/<pipeline>/<url hash>.
+                let webhooks = all.filter { $0.pipeline.hasPrefix("webhook/") }
+                var pipelines = all.filter { !$0.pipeline.hasPrefix("webhook/") }
+                    .map { PipelineStatus(name: $0.pipeline, checkpoint: $0.checkpoint) }
+                // Each pipeline's newest run; pipelines that ran but never checkpointed are listed too.
+                for (id, bytes) in try store.runs(limit: Self.runsScanned) {
+                    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
+                        let name = obj["pipeline"] as? String
+                    else { continue }
+                    if let i = pipelines.firstIndex(where: { $0.name == name }) {
+                        if pipelines[i].lastRun == nil { pipelines[i].lastRun = (id, obj) }
+                    } else {
+                        pipelines.append(PipelineStatus(name: name, checkpoint: nil, lastRun: (id, obj)))
+                    }
+                }
+                pipelines.sort { $0.name < $1.name }
+                if json {
+                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir), as: UTF8.self))
+                } else {
+                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir))
+                }
+            }
+        }
+
+        /// Bytes in the units --max-store-size takes (powers of 1024).
+        static func size(_ n: Int) -> String {
+            let units = [(40, "T"), (30, "G"), (20, "M"), (10, "K")]
+            for (shift, unit) in units where n >= 1 << shift {
+                let v = Double(n) / Double(1 << shift)
+                return v == v.rounded() ? "\(Int(v))\(unit)" : String(format: "%.1f", v) + unit
+            }
+            return "\(n) bytes"
+        }
+
+        /// The pipeline of a webhook cursor named `webhook/<pipeline>/<url hash>` (the pipeline name may hold `/`).
+        static func webhookOwner(_ key: String) -> String {
+            let rest = key.dropFirst("webhook/".count)
+            guard let slash = rest.lastIndex(of: "/") else { return String(rest) }
+            return String(rest[..<slash])
+        }
+
+        static func describe(_ c: PanelStore.Checkpoint?) -> String {
+            guard let c else { return "no checkpoint (never completed a batch)" }
+            if let w = c.watermark { return "watermark \(w)" + (c.watermarkKey.map { " / \($0)" } ?? "") }
+            guard let v = c.version else { return "snapshot of a view" }
+            return "checkpoint v\(v)" + (c.sourceCreated.map { " (source created \($0))" } ?? "")
+        }
+
+        static func text(
+            _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
+            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String
+        ) -> String {
+            var lines = [
+                "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
+                "panel      \(s.participants) participant(s), \(s.identities) source key(s) (\(s.linkedKeys) linked by "
+                    + "email/phone), \(s.conflicts) conflict(s), \(s.events) event(s)",
+                "outbox     \(s.outboxSequence) change(s) recorded, \(s.deliveredSequence) delivered in \(s.segments) "
+                    + "segment(s), \(s.pendingOutbox) waiting for delivery"
+                    + (s.pendingOutbox > 0 ? " (the next run delivers them first)" : ""),
+            ]
+            lines.append(pipelines.isEmpty ? "pipelines  none yet" : "pipelines")
+            for p in pipelines {
+                var line = "  \(p.name)  \(describe(p.checkpoint))"
+                if let (id, r) = p.lastRun {
+                    let status = r["status"] as? String ?? "?"
+                    line += "  last run \(id) \(status) at \(r["started_at"] as? String ?? "?")"
+                    if status == "failed", let e = r["error"] as? String {
+                        line += "\n      error: " + (e.count > 160 ? String(e.prefix(160)) + "…" : e)
+                    }
+                }
+                lines.append(line)
+            }
+            if !webhooks.isEmpty { lines.append("webhooks") }
+            for w in webhooks {
+                let acknowledged = UInt64(max(0, w.checkpoint.tableVersion))
+                let owner = webhookOwner(w.pipeline)
+                let behind = s.deliveredSequence > acknowledged ? s.deliveredSequence - acknowledged : 0
+                lines.append("  sink of \(owner)  acknowledged through change \(acknowledged), \(behind) delivered change(s) "
+                    + "not yet acknowledged" + (behind > 0 ? " (resent on the next run)" : ""))
+            }
+            return lines.joined(separator: "\n")
+        }
+
+        static func json(
+            _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
+            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String
+        ) -> [UInt8] {
+            var w = JSONWriter()
+            w.beginObject()
+            w.key("state_dir"); w.string(directory)
+            w.key("used_bytes"); w.int(Int64(s.usedBytes))
+            w.key("map_bytes"); w.int(Int64(s.mapSize))
+            w.key("participants"); w.int(Int64(s.participants))
+            w.key("source_keys"); w.int(Int64(s.identities))
+            w.key("linked_keys"); w.int(Int64(s.linkedKeys))
+            w.key("conflicts"); w.int(Int64(s.conflicts))
+            w.key("events"); w.int(Int64(s.events))
+            w.key("outbox_sequence"); w.uint(s.outboxSequence)
+            w.key("delivered_sequence"); w.uint(s.deliveredSequence)
+            w.key("pending_delivery"); w.int(Int64(s.pendingOutbox))
+            w.key("segments"); w.int(Int64(s.segments))
+            w.key("pipelines")
+            w.beginArray()
+            for p in pipelines {
+                w.beginObject()
+                w.key("name"); w.string(p.name)
+                w.key("checkpoint_version"); if let v = p.checkpoint?.version { w.int(v) } else { w.null() }
+                w.key("watermark"); w.string(p.checkpoint?.watermark)
+                w.key("watermark_key"); w.string(p.checkpoint?.watermarkKey)
+                w.key("source_created"); w.string(p.checkpoint?.sourceCreated)
+                w.key("last_run_id"); if let id = p.lastRun?.id { w.uint(id) } else { w.null() }
+                w.key("last_run_status"); w.string(p.lastRun?.record["status"] as? String)
+                w.key("last_run_started_at"); w.string(p.lastRun?.record["started_at"] as? String)
+                w.key("last_run_error"); w.string(p.lastRun?.record["error"] as? String)
+                w.endObject()
+            }
+            w.endArray()
+            w.key("webhooks")
+            w.beginArray()
+            for hook in webhooks {
+                w.beginObject()
+                w.key("pipeline"); w.string(webhookOwner(hook.pipeline))
+                w.key("acknowledged_sequence"); w.int(max(0, hook.checkpoint.tableVersion))
+                w.endObject()
+            }
+            w.endArray()
+            w.endObject()
+            return w.bytes
+        }
+    }
+}
