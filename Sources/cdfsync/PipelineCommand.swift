@@ -7,7 +7,7 @@ import Foundation
 extension CDFSyncCommand {
     struct PipelineCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "pipeline", abstract: "Work with pipeline files.", subcommands: [Validate.self])
+            commandName: "pipeline", abstract: "Work with pipeline files.", subcommands: [Validate.self, Preview.self])
 
         struct Validate: ParsableCommand {
             static let configuration = CommandConfiguration(
@@ -38,6 +38,90 @@ extension CDFSyncCommand {
                     }
                     print("pipeline is valid")
                 }
+            }
+        }
+
+        struct Preview: ParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Show the query a pipeline builds and its first rows as the sync would map them (writes nothing).",
+                discussion: """
+                    Runs the pipeline's own query (its mapped columns and filters, values bound as parameters) on the \
+                    source's current data with a LIMIT, and prints each row as the participant or event record the \
+                    panel would hold — or why it would be skipped (invalid, not opted in). No state is opened.
+                    """)
+
+            @Argument(help: "The pipeline YAML file.")
+            var file: String
+
+            @OptionGroup var connection: ConnectionOptions
+
+            @Option(help: "Rows to read (1-1000).")
+            var limit: Int = 10
+
+            @Flag(help: "Print the query and the mapped rows as one JSON object.")
+            var json = false
+
+            func validate() throws {
+                guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1…1000; got \(limit).") }
+            }
+
+            func run() throws {
+                try reportingErrors {
+                    let p = try PipelineLoader.load(path: file)
+                    let client = StatementClient(settings: try connectionSettings(for: p, fallback: connection))
+                    Interrupts.install()
+                    client.isCancelled = { Interrupts.requested }
+                    let preview = try PipelinePreview.run(client: client, pipeline: p, limit: limit)
+                    if json {
+                        print(String(decoding: Self.json(preview), as: UTF8.self))
+                        return
+                    }
+                    print("query      \(preview.sql)")
+                    for param in preview.parameters { print("  :\(param.name) = \(param.value.map { "'\($0)'" } ?? "NULL")") }
+                    print("statement  \(preview.statementID), \(preview.rows.count) row(s)")
+                    for (i, row) in preview.rows.enumerated() {
+                        let record = row.record.map { String(decoding: $0, as: UTF8.self) } ?? ""
+                        switch row.outcome {
+                        case .participant(let id): print("\(i + 1). participant \(id)  \(record)")
+                        case .event(let id): print("\(i + 1). event \(id)  \(record)")
+                        case .notOptedIn(let id):
+                            print("\(i + 1). not opted in: \(id) would not be imported (a participant already held is marked not contactable)  \(record)")
+                        case .invalid(let why): print("\(i + 1). invalid, would be skipped: \(why)")
+                        }
+                    }
+                }
+            }
+
+            static func json(_ p: PipelinePreview) -> [UInt8] {
+                var w = JSONWriter()
+                w.beginObject()
+                w.key("sql"); w.string(p.sql)
+                w.key("parameters")
+                w.beginObject()
+                for param in p.parameters { w.key(param.name); w.string(param.value) }
+                w.endObject()
+                w.key("statement_id"); w.string(p.statementID)
+                w.key("columns")
+                w.beginArray()
+                for c in p.columns { w.string(c) }
+                w.endArray()
+                w.key("rows")
+                w.beginArray()
+                for row in p.rows {
+                    w.beginObject()
+                    switch row.outcome {
+                    case .participant(let id): w.key("outcome"); w.string("participant"); w.key("external_id"); w.string(id)
+                    case .notOptedIn(let id): w.key("outcome"); w.string("not_opted_in"); w.key("external_id"); w.string(id)
+                    case .event(let id): w.key("outcome"); w.string("event"); w.key("event_id"); w.string(id)
+                    case .invalid(let why): w.key("outcome"); w.string("invalid"); w.key("reason"); w.string(why)
+                    }
+                    w.key("record")
+                    if let r = row.record { w.raw(r) } else { w.null() }
+                    w.endObject()
+                }
+                w.endArray()
+                w.endObject()
+                return w.bytes
             }
         }
     }

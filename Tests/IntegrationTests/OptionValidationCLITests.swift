@@ -154,3 +154,33 @@ struct StatusCLITests {
         #expect((obj["webhooks"] as? [[String: Any]])?.first?["acknowledged_sequence"] as? Int == 355)
     }
 }
+
+/// `cdfsync pipeline preview`: the query the pipeline builds and its first rows as the sync would map them.
+@Suite("CLI: pipeline preview")
+struct PreviewCLITests {
+    @Test func previewPrintsTheQueryItsBoundValuesAndMappedRows() throws {
+        let sim = try RunningSimulator()
+        func cli(_ args: [String]) throws -> (status: Int32, output: String) {
+            try runProcess(CrashSafetyTests.binary, ["pipeline", "preview", fixturePath("pipeline-example.yaml")] + args,
+                environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
+        }
+        let text = try cli(["--limit", "3"])
+        #expect(text.status == 0, "\(text.output)")
+        let lines = text.output.split(separator: "\n").map(String.init)
+        #expect(lines.first?.hasPrefix("query      SELECT `participant_id`, ") == true, "\(text.output)")
+        #expect(lines.first?.hasSuffix("FROM `main`.`research`.`participants` WHERE (`country` NOT IN (:f0_0)) LIMIT 3") == true,
+            "\(text.output)")
+        #expect(lines.contains("  :f0_0 = 'KP'"), "\(text.output)")
+        #expect(lines.contains { $0.hasPrefix("statement  ") && $0.hasSuffix(", 3 row(s)") }, "\(text.output)")
+        #expect(lines.filter { $0.hasPrefix("1. ") || $0.hasPrefix("2. ") || $0.hasPrefix("3. ") }.count == 3, "\(text.output)")
+
+        let json = try cli(["--limit", "2", "--json"])
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
+        #expect((obj["parameters"] as? [String: String]) == ["f0_0": "KP"])
+        let rows = try #require(obj["rows"] as? [[String: Any]])
+        #expect(rows.count == 2 && rows.allSatisfy { $0["outcome"] is String && $0["record"] != nil })
+
+        let bad = try cli(["--limit", "5000"])
+        #expect(bad.status == 64 && bad.output.contains("--limit must be 1…1000"), "\(bad.output)")
+    }
+}

@@ -225,6 +225,42 @@ struct PipelineSyncTests {
         #expect(try PanelStore(directory: dir.sub("s")).checkpoint(pipeline: "panel") == nil)
     }
 
+    @Test func previewShowsTheBuiltQueryAndEachRowAsTheSyncMapsItWritingNothing() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let latest = sim.sim.latestVersion(table: Self.table)!
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("PV-1", email: " Ana@Example.COM ", consent: "opted_in")), \#(row("PV-2", email: "not-an-email", consent: "opted_in")), \#(row("PV-3", email: "out@example.com", consent: "opted_out"))]}"#)
+        let p = try pipeline(Self.participantsYAML + """
+
+            filters: [{column: participant_id, op: in, value: [PV-1, PV-2, PV-3, "x') OR 1=1 --"]}]
+            """)
+        let preview = try PipelinePreview.run(client: StatementClient(settings: try sim.settings()), pipeline: p, limit: 10)
+        // The pipeline's own query: quoted identifiers, the filter values only as bound parameters, a LIMIT.
+        #expect(preview.sql.hasPrefix("SELECT `participant_id`, `first_name`, `email`, `phone`, `country`, `consent_status`, `last_updated_at` FROM `main`.`research`.`participants` WHERE (`participant_id` IN (:f0_0, :f0_1, :f0_2, :f0_3))"), "\(preview.sql)")
+        #expect(preview.sql.hasSuffix(" LIMIT 10") && !preview.sql.contains("PV-1") && !preview.sql.contains("1=1"), "\(preview.sql)")
+        #expect(preview.parameters.map(\.value) == ["PV-1", "PV-2", "PV-3", "x') OR 1=1 --"])
+        let byOutcome = Dictionary(uniqueKeysWithValues: preview.rows.map { r -> (String, PipelinePreview.Row) in
+            switch r.outcome {
+            case .participant(let id), .notOptedIn(let id): (id, r)
+            case .event(let id): (id, r)
+            case .invalid(let why): (why, r)
+            }
+        })
+        #expect(preview.rows.count == 3)
+        #expect(byOutcome["PV-1"]?.outcome == .participant(externalID: "PV-1"))
+        #expect(byOutcome["PV-3"]?.outcome == .notOptedIn(externalID: "PV-3"))
+        #expect(byOutcome.keys.contains { $0.contains("email") && $0.contains("not-an-email") }, "\(byOutcome.keys)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("s")), "a preview opens no state")
+
+        // The previewed record is the one the sync then stores.
+        _ = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
+        let stored = try #require(try PanelStore(directory: dir.sub("s")).record(externalID: "PV-1", scope: "panel"))
+        let previewed = try #require(byOutcome["PV-1"]?.record)
+        #expect(try JSONSerialization.jsonObject(with: Data(stored.record)) as? NSDictionary
+            == JSONSerialization.jsonObject(with: Data(previewed)) as? NSDictionary)
+        #expect(String(decoding: previewed, as: UTF8.self).contains(#""email":"ana@example.com""#))
+    }
+
     @Test func pipelineFilesExplainProblemsFieldByField() {
         #expect {
             _ = try PipelineLoader.load(yaml: """
