@@ -27,8 +27,14 @@ extension CDFSyncCommand {
                     let p = try PipelineLoader.load(path: file)
                     print("✓ \(file): pipeline '\(p.name)', \(p.kind.rawValue) from \(p.source), mode \(p.mode.rawValue)")
                     if offline { return }
+                    // Validation reads only the warehouse: where no sync has created the state store yet, a scratch
+                    // one (removed afterwards) stands in, so that validating leaves no store behind.
+                    let dir = stateDirectory(p, state)
+                    let scratch = FileManager.default.fileExists(atPath: dir + "/data.mdb")
+                        ? nil : NSTemporaryDirectory() + "cdfsync-validate-\(UUID().uuidString)"
+                    defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
                     let (sync, _) = try makeSync(pipelinePath: file, table: nil, key: "", columns: nil, outputDir: nil,
-                        connection: connection, state: state, verbose: false) { _, _ in }
+                        connection: connection, state: state, verbose: false, stateDirectoryOverride: scratch) { _, _ in }
                     let findings = sync.validateLive()
                     for f in findings { print("\(f.ok ? "✓" : "✗") \(f.field): \(f.message)") }
                     let bad = findings.filter { !$0.ok }.count

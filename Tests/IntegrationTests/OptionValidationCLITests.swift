@@ -183,4 +183,14 @@ struct PreviewCLITests {
         let bad = try cli(["--limit", "5000"])
         #expect(bad.status == 64 && bad.output.contains("--limit must be 1…1000"), "\(bad.output)")
     }
+
+    @Test func validatingAPipelineLeavesNoStateStoreBehind() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let r = try runProcess(CrashSafetyTests.binary,
+            ["pipeline", "validate", fixturePath("pipeline-example.yaml"), "--state-dir", dir.sub("state")],
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
+        #expect(r.status == 0 && r.output.contains("pipeline is valid"), "\(r.output)")
+        #expect(!FileManager.default.fileExists(atPath: dir.sub("state")))
+    }
 }
