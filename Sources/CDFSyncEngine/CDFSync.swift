@@ -299,6 +299,16 @@ public final class CDFSync {
     }
 
     private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
+        // A view has no history to ask for the latest version of; say what to do instead of relaying the warehouse's
+        // DELTA_CANNOT_DESCRIBE_VIEW_HISTORY.
+        if let type = (try? tableInfo())?.type, ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) {
+            throw SyncError("\(options.table) is a \(type.lowercased().replacingOccurrences(of: "_", with: " ")): views have no "
+                    + "change data feed to read",
+                remedy: options.spec == nil
+                    ? "Sync it with a pipeline file in watermark mode (a cursor column such as last_updated_at) or "
+                        + "snapshot mode; see docs/pipelines.md."
+                    : "Use mode: watermark (with a cursor column) or mode: snapshot, or mode: auto, which picks one.")
+        }
         let latest = try latestVersion()
         summary.latestVersion = latest
         try ensureSameSource(as: stored, latest: latest)

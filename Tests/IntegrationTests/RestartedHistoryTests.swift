@@ -120,6 +120,18 @@ struct RestartedHistoryTests {
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table)?.sourceCreated != nil)
     }
 
+    @Test func aChangeFeedSyncOfAViewSaysWhatToDoInstead() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        #expect {
+            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"), table: "main.research.opted_in_participants")
+        } throws: { e in
+            let t = "\(e)"
+            return t.contains("main.research.opted_in_participants is a view: views have no change data feed")
+                && t.contains("watermark mode") && !t.contains("DELTA_CANNOT_DESCRIBE_VIEW_HISTORY")
+        }
+    }
+
     @Test func aCheckpointAtTheLatestVersionIsStillJustNothingNew() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
