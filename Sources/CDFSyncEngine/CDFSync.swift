@@ -252,6 +252,17 @@ public final class CDFSync {
         return info
     }
 
+    /// ``tableInfo()``, or nils where the catalog has no `information_schema` to ask (`hive_metastore` answers
+    /// TABLE_OR_VIEW_NOT_FOUND): the checks that use it are skipped there and the sync goes on. Any other failure
+    /// (a rejected request, an unreachable warehouse) fails the run as it would anywhere else.
+    private func tableInfoIfAvailable() throws -> (type: String?, created: String?) {
+        do {
+            return try tableInfo()
+        } catch let e as DatabricksError where e.category == .tableNotFound {
+            return (nil, nil)
+        }
+    }
+
     /// The table's type from `information_schema.tables` (nil when it is not visible there).
     func tableType() throws -> String? { try tableInfo().type }
 
@@ -301,7 +312,7 @@ public final class CDFSync {
     private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
         // A view has no history to ask for the latest version of; say what to do instead of relaying the warehouse's
         // DELTA_CANNOT_DESCRIBE_VIEW_HISTORY.
-        if let type = (try? tableInfo())?.type, ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) {
+        if let type = try tableInfoIfAvailable().type, ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) {
             throw SyncError("\(options.table) is a \(type.lowercased().replacingOccurrences(of: "_", with: " ")): views have no "
                     + "change data feed to read",
                 remedy: options.spec == nil
@@ -379,8 +390,7 @@ public final class CDFSync {
     /// before the time was recorded, or a warehouse that does not show it, skip this; the version check in the
     /// change feed still catches a restart that has not caught up with the checkpoint yet.)
     private func ensureSameSource(as stored: PanelStore.Checkpoint?, latest: Int64) throws {
-        // A catalog without information_schema (hive_metastore) cannot say: the check is skipped, the sync goes on.
-        let created = (try? tableInfo())?.created ?? nil
+        let created = try tableInfoIfAvailable().created
         sourceCreated = created
         if let stored, let before = stored.sourceCreated, let created, !Self.sameInstant(before, created) {
             throw SyncError(
