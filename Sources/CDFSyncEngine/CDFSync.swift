@@ -196,8 +196,11 @@ public final class CDFSync {
         }
     }
 
-    private var filterSQL: (sql: [String], parameters: [StatementParameter]) {
-        let f = SQL.filterConditions(options.spec?.filters ?? [])
+    private var filterSQL: (sql: [String], parameters: [StatementParameter]) { Self.filterSQL(options.spec?.filters ?? []) }
+
+    /// A pipeline's filters as WHERE conditions and the statement parameters that bind their values.
+    static func filterSQL(_ filters: [Pipeline.Filter]) -> (sql: [String], parameters: [StatementParameter]) {
+        let f = SQL.filterConditions(filters)
         return (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })
     }
 
@@ -246,8 +249,8 @@ public final class CDFSync {
             sql: "SELECT table_type, created FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE table_schema = :sch AND table_name = :tbl",
             parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
             sink: sink)
-        let row = sink.rows.first
-        let info = (type: row?.first ?? nil, created: (row?.count ?? 0) > 1 ? row?[1] : nil)
+        let row = sink.rows.first ?? []
+        let info = (type: row.first ?? nil, created: row.count > 1 ? row[1] : nil)
         tableInfoCache = info
         return info
     }
@@ -270,10 +273,10 @@ public final class CDFSync {
     /// versions of a table).
     private var sourceCreated: String?
 
-    func isView() throws -> Bool {
-        let t = try tableType()?.uppercased()
-        return t == "VIEW" || t == "MATERIALIZED_VIEW"
-    }
+    func isView() throws -> Bool { try tableType().map { Self.isView(type: $0) } ?? false }
+
+    /// Whether an `information_schema.tables.table_type` names a view (which has no history or change data).
+    static func isView(type: String) -> Bool { ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) }
 
     /// Table properties (`SHOW TBLPROPERTIES`), lower-cased keys.
     func properties() throws -> [String: String] {
@@ -312,7 +315,7 @@ public final class CDFSync {
     private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
         // A view has no history to ask for the latest version of; say what to do instead of relaying the warehouse's
         // DELTA_CANNOT_DESCRIBE_VIEW_HISTORY.
-        if let type = try tableInfoIfAvailable().type, ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) {
+        if let type = try tableInfoIfAvailable().type, Self.isView(type: type) {
             throw SyncError("\(options.table) is a \(type.lowercased().replacingOccurrences(of: "_", with: " ")): views have no "
                     + "change data feed to read",
                 remedy: options.spec == nil
@@ -491,8 +494,7 @@ public final class CDFSync {
         let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
         try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
             source: .snapshot(version: rowVersion),
-            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: version == nil ? nil : sourceCreated),
-            summary: &summary)
+            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: sourceCreated), summary: &summary)
         summary.toVersion = version
     }
 

@@ -34,11 +34,10 @@ public struct PipelinePreview: Sendable {
     /// - Throws: the client's `DatabricksError`s; `SyncError` naming a mapped column the result does not have.
     public static func run(client: StatementClient, pipeline: Pipeline, limit: Int) throws -> PipelinePreview {
         let options = try SyncOptions(pipeline: pipeline)
-        let filters = SQL.filterConditions(pipeline.filters)
+        let (conditions, parameters) = CDFSync.filterSQL(pipeline.filters)
         // The snapshot query a sync without change data runs, cut to `limit` rows (an integer we format ourselves).
-        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: filters.sql)
+        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conditions)
             + " LIMIT \(max(1, limit))"
-        let parameters = filters.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) }
         let sink = CollectingSink()
         try client.execute(Statement(sql: sql, parameters: parameters, disposition: .inline), sink: sink)
         let mapper: RecordMapper

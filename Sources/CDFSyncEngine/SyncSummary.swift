@@ -121,14 +121,11 @@ public struct SyncSummary: Sendable, Equatable {
     /// unchanged (design §2.2).
     public var failureState: String {
         let checkpoint: String
-        if mode.hasPrefix("replay") {
+        let replay = mode.hasPrefix("replay")
+        if replay {
             // `fromVersion` of a replay is the version before its range, not a checkpoint; a replay never moves one.
-            let stored = checkpointVersion.map { "v\($0)" } ?? "the beginning (never synced)"
-            let applied = inserted + updated + linked
-            guard applied > 0 else { return "checkpoint unchanged at \(stored) (a replay never moves it); nothing was applied" }
-            return "checkpoint unchanged at \(stored) (a replay never moves it); \(applied) change(s) applied before the "
-                + "failure (\(inserted) inserted, \(updated + linked) updated) stay in the panel and read as unchanged when "
-                + "the replay runs again"
+            checkpoint = "checkpoint unchanged at \(checkpointVersion.map { "v\($0)" } ?? "the beginning (never synced)") "
+                + "(a replay never moves it)"
         } else if mode == "watermark" {
             let from = fromWatermark.map { "watermark \($0)" } ?? "the beginning (never synced)"
             checkpoint = watermark == fromWatermark
@@ -141,9 +138,9 @@ public struct SyncSummary: Sendable, Equatable {
                 : "checkpoint moved from \(from) to v\(checkpointVersion!)"
         }
         let applied = inserted + updated + linked
-        guard applied > 0 else { return checkpoint + "; nothing after it was applied" }
+        guard applied > 0 else { return checkpoint + (replay ? "; nothing was applied" : "; nothing after it was applied") }
         return checkpoint + "; \(applied) change(s) applied before the failure (\(inserted) inserted, \(updated + linked) updated) "
-            + "stay in the panel and read as unchanged when the sync runs again"
+            + "stay in the panel and read as unchanged when the \(replay ? "replay" : "sync") runs again"
     }
 
     /// The human summary printed after a run.

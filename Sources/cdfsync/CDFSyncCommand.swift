@@ -115,12 +115,15 @@ struct StateOptions: ParsableArguments {
         try PanelStore(directory: directory ?? stateDir, durable: durable, mapSize: maxStoreSize.bytes)
     }
 
+    /// Whether a sync has created the state store in `directory`.
+    static func hasStore(in directory: String) -> Bool { FileManager.default.fileExists(atPath: directory + "/data.mdb") }
+
     /// ``openStore(at:durable:)`` for commands that only read (runs, panel export): a directory no sync has
     /// written is an error naming it, not an empty store created there (a mistyped --state-dir listed nothing and
     /// left a store behind).
     func openExistingStore(at directory: String? = nil) throws -> PanelStore {
         let dir = directory ?? stateDir
-        guard FileManager.default.fileExists(atPath: dir + "/data.mdb") else {
+        guard Self.hasStore(in: dir) else {
             throw SyncError("no cdfsync state in \(dir): no sync has run with this state directory",
                 remedy: "Pass the --state-dir (or the pipeline's state_dir) your syncs use; the default is .cdfsync/state "
                     + "under the directory the sync ran in.")

@@ -29,8 +29,7 @@ extension CDFSyncCommand {
                     if offline { return }
                     // Validation reads only the warehouse: where no sync has created the state store yet, a scratch
                     // one (removed afterwards) stands in, so that validating leaves no store behind.
-                    let dir = stateDirectory(p, state)
-                    let scratch = FileManager.default.fileExists(atPath: dir + "/data.mdb")
+                    let scratch = StateOptions.hasStore(in: stateDirectory(p, state))
                         ? nil : NSTemporaryDirectory() + "cdfsync-validate-\(UUID().uuidString)"
                     defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
                     let (sync, _) = try makeSync(pipelinePath: file, table: nil, key: "", columns: nil, outputDir: nil,

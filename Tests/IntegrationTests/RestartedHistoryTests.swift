@@ -20,6 +20,18 @@ struct RestartedHistoryTests {
         return t
     }
 
+    /// The message of the failed run `body` starts, which must be the engine's own refusal (a `SyncError`).
+    func refusal(_ body: () throws -> Void) -> String {
+        var message = ""
+        #expect {
+            try body()
+        } throws: { e in
+            message = "\(e)"
+            return (e as? SyncFailure)?.underlying is SyncError
+        }
+        return message
+    }
+
     func outputFiles(_ dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
     }
@@ -37,13 +49,7 @@ struct RestartedHistoryTests {
         try sim.sim.addTable(recreated(versions: 2))
         #expect(sim.sim.latestVersion(table: Self.table) == 1)
 
-        var message = ""
-        #expect {
-            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
-        } throws: { e in
-            message = "\(e)"
-            return (e as? SyncFailure)?.underlying is SyncError
-        }
+        let message = refusal { _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out")) }
         #expect(message.contains("checkpointed at v6"), "\(message)")
         #expect(message.contains("latest version of \(Self.table) is v1"), "\(message)")
         #expect(message.contains("--state-dir"), "\(message)")
@@ -79,13 +85,7 @@ struct RestartedHistoryTests {
         try sim.sim.addSyntheticTable(name: Self.table, rows: 500, seed: 9, updateFraction: 0.02, updateVersions: 10)
         #expect(sim.sim.latestVersion(table: Self.table) == 11)
 
-        var message = ""
-        #expect {
-            _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
-        } throws: { e in
-            message = "\(e)"
-            return (e as? SyncFailure)?.underlying is SyncError
-        }
+        let message = refusal { _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out")) }
         #expect(message.contains("checkpoint (v6) was taken from a table of that name created at \(created)"), "\(message)")
         #expect(message.contains("dropped and created again") && message.contains("--state-dir"), "\(message)")
         #expect(try panelContents(dir.sub("state")) == panel)
@@ -153,13 +153,7 @@ struct RestartedHistoryTests {
     @Test func aStartVersionPastTheNextCommitIsRefusedNamingTheFlag() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
-        var message = ""
-        #expect {
-            _ = try sync(sim, dir, startVersion: 9)
-        } throws: { e in
-            message = "\(e)"
-            return (e as? SyncFailure)?.underlying is SyncError
-        }
+        let message = refusal { _ = try sync(sim, dir, startVersion: 9) }
         #expect(message.contains("start version v9 is after the latest version of \(Self.table), v6"), "\(message)")
         #expect(message.contains("--start-version 6 or lower"), "\(message)")
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table) == nil)
