@@ -171,9 +171,11 @@ public final class CDFSync {
         summary.fromVersion = checkpoint?.version
         summary.watermark = checkpoint?.watermark
         summary.fromWatermark = checkpoint?.watermark
+        try markInterruptedRuns()
         summary.runID = try store.appendRun(summary.auditJSON())
         do {
             try body(&summary, checkpoint)
+            summary.finished = true
             summary.checkpointVersion = try store.checkpoint(pipeline: options.pipeline)?.version
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
@@ -183,6 +185,7 @@ public final class CDFSync {
             store.saveFilter()
             return summary
         } catch {
+            summary.finished = true
             summary.error = "\(error)"
             let stored = (try? store.checkpoint(pipeline: options.pipeline)) ?? nil
             summary.checkpointVersion = stored?.version
@@ -193,6 +196,21 @@ public final class CDFSync {
             try? store.updateRun(id: summary.runID, json: summary.auditJSON())
             if !store.environment.durable { try? store.environment.sync() }
             throw SyncFailure(summary: summary, underlying: error)
+        }
+    }
+
+    /// Rewrites the records of runs left `running` by a process that is gone as `interrupted`: this process holds
+    /// the state directory's writer lock, so no other process is running one. (Runs of this process are left
+    /// alone; a store opened as a reader cannot tell and changes nothing.)
+    private func markInterruptedRuns() throws {
+        guard store.isWriter else { return }
+        for (id, json) in try store.runs(limit: 20) {
+            guard let record = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any],
+                record["status"] as? String == RunStatus.running
+            else { continue }
+            let pid = (record["pid"] as? Int).map { Int32($0) }
+            if pid == getpid() { continue }
+            if let rewritten = RunStatus.interrupted(json, pid: pid) { try store.updateRun(id: id, json: rewritten) }
         }
     }
 

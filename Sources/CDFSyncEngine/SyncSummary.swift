@@ -56,6 +56,11 @@ public struct SyncSummary: Sendable, Equatable {
     public var warnings: [String] = []
     public var error: String?
     public var startedAt = Date()
+    /// Whether the run has ended (its record says `succeeded` or `failed`); until then it says `running`, and a
+    /// record left `running` by a process that is gone is marked `interrupted` by the next run (``RunStatus``).
+    public var finished = false
+    /// The process that ran it.
+    public var processID = Int32(getpid())
 
     public init(pipeline: String, table: String) {
         self.pipeline = pipeline
@@ -79,6 +84,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("seconds"); w.raw(Array(String(format: "%.3f", seconds).utf8))
         w.key("host"); w.string(ProcessInfo.processInfo.hostName)
         w.key("user"); w.string(ProcessInfo.processInfo.environment["USER"] ?? "unknown")
+        w.key("pid"); w.int(Int64(processID))
         w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
         w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
         w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
@@ -110,7 +116,8 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("peak_rss_bytes"); w.int(Int64(peakResidentBytes))
         w.key("output_files"); w.beginArray(); outputFiles.forEach { w.string($0) }; w.endArray()
         w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
-        w.key("status"); w.string(error == nil ? "succeeded" : "failed")
+        // `status` and `error` stay the last two keys: ``RunStatus/interrupted(_:)`` rewrites them in place.
+        w.key("status"); w.string(!finished ? RunStatus.running : error == nil ? RunStatus.succeeded : RunStatus.failed)
         w.key("error"); w.string(error)
         w.endObject()
         return w.bytes
@@ -181,5 +188,51 @@ public struct SyncSummary: Sendable, Equatable {
         if durability == "run" { lines.append("  durability     run: commits not synced one by one; the store was synced before delivery") }
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
+    }
+}
+
+/// The `status` of a run record: `running` from the moment the run starts until it ends `succeeded` or `failed`.
+/// A run whose process ended without finishing it (SIGKILL, a crash, a host that stopped) stays `running` in the
+/// store; it is `interrupted` once no process holds the state directory (readers show it so), and the next run
+/// rewrites it so (``CDFSync``).
+public enum RunStatus {
+    public static let running = "running"
+    public static let succeeded = "succeeded"
+    public static let failed = "failed"
+    public static let interrupted = "interrupted"
+
+    /// What a record's status means now: a `running` record is `interrupted` unless its process still holds the
+    /// state directory's writer lock (`holderPID`, nil when no process holds it).
+    public static func effective(_ record: [String: Any], holderPID: Int32?) -> String {
+        let status = record["status"] as? String ?? "?"
+        guard status == running else { return status }
+        if let pid = record["pid"] as? Int, let holderPID, Int32(pid) == holderPID { return running }
+        return interrupted
+    }
+
+    /// Why a run was interrupted, for its record and the CLI.
+    static func interruptedMessage(pid: Int32?) -> String {
+        "process " + (pid.map { "\($0) " } ?? "") + "ended before the run finished (killed, crashed or host stopped); "
+            + "what it applied up to its checkpoint stands"
+    }
+
+    /// `record` as it reads now: a `running` record whose process no longer holds the state directory's writer lock
+    /// (`holderPID`) reads `interrupted` (``interrupted(_:pid:)``); any other record is returned as it is.
+    public static func current(_ record: [UInt8], holderPID: Int32?) -> [UInt8] {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any],
+            object["status"] as? String == running, effective(object, holderPID: holderPID) == interrupted
+        else { return record }
+        return interrupted(record, pid: (object["pid"] as? Int).map { Int32($0) }) ?? record
+    }
+
+    /// `record` with its trailing `"status":"running","error":null` replaced by `interrupted` and the reason; nil
+    /// when the record does not end that way (not running, or not written by ``SyncSummary/auditJSON()``).
+    public static func interrupted(_ record: [UInt8], pid: Int32?) -> [UInt8]? {
+        let tail = Array(#""status":"running","error":null}"#.utf8)
+        guard record.count > tail.count, Array(record.suffix(tail.count)) == tail else { return nil }
+        var message = JSONWriter()
+        message.string(interruptedMessage(pid: pid))
+        return Array(record.dropLast(tail.count)) + Array(#""status":"interrupted","error":"#.utf8) + message.bytes
+            + Array("}".utf8)
     }
 }

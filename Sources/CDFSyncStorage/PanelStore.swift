@@ -50,6 +50,18 @@ public final class PanelStore: @unchecked Sendable {
     var filter: MembershipFilter
     /// Whether opening used the saved filter instead of scanning the indexes (for tests and diagnostics).
     private(set) var filterWasLoaded = false
+    /// The state directory's writer lock, held while a writing store is open (nil for ``Access/reader``).
+    let directoryLock: WriterLock?
+
+    /// How a store is opened.
+    public enum Access: Sendable {
+        /// Reads and writes: holds the state directory's ``WriterLock`` until the store is released, so a second
+        /// writing process is refused with ``StorageError/Code/inUse`` before it opens anything.
+        case writer
+        /// Only reads (status, run records, export): takes no lock and may run beside a writer. A caller that
+        /// writes through a reader store is not protected from another writer.
+        case reader
+    }
 
     /// Opens or creates the store in `directory`.
     ///
@@ -61,14 +73,17 @@ public final class PanelStore: @unchecked Sendable {
     ///   - recordCompressionLevel: zstd level for stored records.
     ///   - recordCompressionThreshold: records of at least this many bytes are stored zstd-compressed.
     ///   - outboxCompressionLevel: zstd level of the per-apply outbox frames.
+    ///   - access: ``Access/writer`` (default) takes the directory's writer lock first and throws
+    ///     ``StorageError/Code/inUse`` when another process holds it; ``Access/reader`` takes none.
     ///
     /// Opening loads the membership filter saved by the last ``saveFilter()`` when it still describes the
     /// store exactly, and otherwise builds it from the identity, email and phone indexes (one scan; about
     /// 1.25 MB per million keys, see docs/storage.md).
     public init(
         directory: String, durable: Bool = true, mapSize: Int = 1 << 36, recordCompressionLevel: Int32 = 1,
-        recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1
+        recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1, access: Access = .writer
     ) throws {
+        directoryLock = access == .writer ? try WriterLock(directory: directory) : nil
         environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
         // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
         // transactions) and writes or checks the layout version.
@@ -123,6 +138,9 @@ public final class PanelStore: @unchecked Sendable {
 
     /// The environment directory.
     public var directory: String { environment.path }
+
+    /// Whether this store was opened as the writer and holds the state directory's writer lock.
+    public var isWriter: Bool { directoryLock != nil }
 
     // MARK: Types
 

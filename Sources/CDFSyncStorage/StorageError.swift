@@ -11,7 +11,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         enum Base: String, Hashable, Sendable {
             case mapFull, readersFull, keyExists, corrupted, permissionDenied, notFound, alreadyOpen
             case transactionFull, databasesFull, mapResized, versionMismatch, invalidArgument
-            case io, compression, lmdb, concurrentWriter
+            case io, compression, lmdb, concurrentWriter, inUse
         }
         let base: Base
 
@@ -33,6 +33,8 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         /// Another process committed to the store while this one was applying: this run stops without writing
         /// (its in-memory identity filter no longer describes the store); run it again, one writer at a time.
         public static let concurrentWriter = Code(base: .concurrentWriter)
+        /// Another process holds the state directory's writer lock (``WriterLock``): nothing was opened or written.
+        public static let inUse = Code(base: .inUse)
         /// One write transaction touched too many pages (`MDB_TXN_FULL`): apply smaller batches.
         public static let transactionFull = Code(base: .transactionFull)
         /// More named databases than `maxDatabases` (`MDB_DBS_FULL`).

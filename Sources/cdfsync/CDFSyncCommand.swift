@@ -111,8 +111,10 @@ struct StateOptions: ParsableArguments {
     var maxStoreSize: StoreSize = .default
 
     /// Opens the panel store in `directory` (default `--state-dir`) with `--max-store-size`.
-    func openStore(at directory: String? = nil, durable: Bool = true) throws -> PanelStore {
-        try PanelStore(directory: directory ?? stateDir, durable: durable, mapSize: maxStoreSize.bytes)
+    /// A writer (the default) holds the state directory's writer lock while the store is open; a second writing
+    /// process is refused naming the first.
+    func openStore(at directory: String? = nil, durable: Bool = true, access: PanelStore.Access = .writer) throws -> PanelStore {
+        try PanelStore(directory: directory ?? stateDir, durable: durable, mapSize: maxStoreSize.bytes, access: access)
     }
 
     /// Whether a sync has created the state store in `directory`.
@@ -120,7 +122,7 @@ struct StateOptions: ParsableArguments {
 
     /// ``openStore(at:durable:)`` for commands that only read (runs, panel export): a directory no sync has
     /// written is an error naming it, not an empty store created there (a mistyped --state-dir listed nothing and
-    /// left a store behind).
+    /// left a store behind). They take no writer lock: they run beside a sync.
     func openExistingStore(at directory: String? = nil) throws -> PanelStore {
         let dir = directory ?? stateDir
         guard Self.hasStore(in: dir) else {
@@ -128,7 +130,7 @@ struct StateOptions: ParsableArguments {
                 remedy: "Pass the --state-dir (or the pipeline's state_dir) your syncs use; the default is .cdfsync/state "
                     + "under the directory the sync ran in.")
         }
-        return try openStore(at: dir)
+        return try openStore(at: dir, access: .reader)
     }
 }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
+import CDFSyncStorage
 import Foundation
 
 extension CDFSyncCommand {
@@ -28,12 +29,14 @@ extension CDFSyncCommand {
                     print("✓ \(file): pipeline '\(p.name)', \(p.kind.rawValue) from \(p.source), mode \(p.mode.rawValue)")
                     if offline { return }
                     // Validation reads only the warehouse: where no sync has created the state store yet, a scratch
-                    // one (removed afterwards) stands in, so that validating leaves no store behind.
+                    // one (removed afterwards) stands in, so that validating leaves no store behind. It only reads
+                    // the store, so it takes no writer lock and runs beside a sync.
                     let scratch = StateOptions.hasStore(in: stateDirectory(p, state))
                         ? nil : NSTemporaryDirectory() + "cdfsync-validate-\(UUID().uuidString)"
                     defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
                     let (sync, _) = try makeSync(pipelinePath: file, table: nil, key: "", columns: nil, outputDir: nil,
-                        connection: connection, state: state, verbose: false, stateDirectoryOverride: scratch) { _, _ in }
+                        connection: connection, state: state, verbose: false, stateDirectoryOverride: scratch,
+                        access: .reader) { _, _ in }
                     let findings = sync.validateLive()
                     for f in findings { print("\(f.ok ? "✓" : "✗") \(f.field): \(f.message)") }
                     let bad = findings.filter { !$0.ok }.count

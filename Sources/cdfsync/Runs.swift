@@ -33,8 +33,10 @@ extension CDFSyncCommand {
                         dir = stateDirectory(spec, state)
                     }
                     let store = try state.openExistingStore(at: dir)
+                    let holder = WriterLock.holder(of: dir)?.pid
                     var shown = 0
-                    for (id, record) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
+                    for (id, stored) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
+                        let record = RunStatus.current(stored, holderPID: holder)
                         let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
                         if let name, obj["pipeline"] as? String != name { continue }
                         shown += 1
@@ -45,7 +47,7 @@ extension CDFSyncCommand {
                         let counts = obj["counts"] as? [String: Any] ?? [:]
                         let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
                         let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" }
-                            ?? (obj["status"] as? String == "failed" ? "from \(from)" : "no new commits")
+                            ?? (obj["status"] as? String == RunStatus.succeeded ? "no new commits" : "from \(from)")
                         print("run \(id)  \(obj["started_at"] ?? "")  \(obj["pipeline"] ?? "")  \(obj["mode"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
                     }
                 }
@@ -66,9 +68,10 @@ extension CDFSyncCommand {
             func run() throws {
                 try reportingErrors {
                     let store = try state.openExistingStore()
-                    guard let record = try store.run(id: id) else {
+                    guard let stored = try store.run(id: id) else {
                         throw SyncError("run \(id) is not recorded in \(state.stateDir)", remedy: "List runs with `cdfsync runs`.")
                     }
+                    let record = RunStatus.current(stored, holderPID: WriterLock.holder(of: state.stateDir)?.pid)
                     if json {
                         print(String(decoding: record, as: UTF8.self))
                         return
@@ -76,7 +79,7 @@ extension CDFSyncCommand {
                     let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
                     // Keys padded to the longest one printed, plus two spaces: a long key never runs into its value.
                     func pad(_ key: String, _ width: Int) -> String { key.padding(toLength: width + 2, withPad: " ", startingAt: 0) }
-                    let fields = ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user",
+                    let fields = ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user", "pid",
                                   "from_version", "to_version", "latest_version", "checkpoint_version", "watermark",
                                   "durability", "peak_rss_bytes", "error"]
                         .filter { obj[$0] != nil && !(obj[$0] is NSNull) }

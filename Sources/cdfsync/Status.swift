@@ -40,7 +40,9 @@ extension CDFSyncCommand {
                 var pipelines = all.filter { !$0.pipeline.hasPrefix("webhook/") }
                     .map { PipelineStatus(name: $0.pipeline, checkpoint: $0.checkpoint) }
                 // Each pipeline's newest run; pipelines that ran but never checkpointed are listed too.
-                for (id, bytes) in try store.runs(limit: Self.runsScanned) {
+                let holder = WriterLock.holder(of: state.stateDir)?.pid
+                for (id, stored) in try store.runs(limit: Self.runsScanned) {
+                    let bytes = RunStatus.current(stored, holderPID: holder)
                     guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
                         let name = obj["pipeline"] as? String
                     else { continue }
@@ -101,7 +103,8 @@ extension CDFSyncCommand {
                 if let (id, r) = p.lastRun {
                     let status = r["status"] as? String ?? "?"
                     line += "  last run \(id) \(status) at \(r["started_at"] as? String ?? "?")"
-                    if status == "failed", let e = r["error"] as? String {
+                    if status == RunStatus.running, let pid = r["pid"] as? Int { line += " (pid \(pid))" }
+                    if status == RunStatus.failed || status == RunStatus.interrupted, let e = r["error"] as? String {
                         line += "\n      error: " + (e.count > 160 ? String(e.prefix(160)) + "…" : e)
                     }
                 }

@@ -170,7 +170,7 @@ struct SourceOptions: ParsableArguments {
 /// for a command that must not create a store where syncs keep theirs.
 func makeSync(pipelinePath: String?, table: String?, key: String, columns: String?, outputDir: String?,
               connection: ConnectionOptions, state: StateOptions, verbose: Bool, durable: Bool = true,
-              stateDirectoryOverride: String? = nil,
+              stateDirectoryOverride: String? = nil, access: PanelStore.Access = .writer,
               configure: (inout SyncOptions, StatementClient) -> Void) throws -> (CDFSync, Pipeline?) {
     var options: SyncOptions
     let settings: ConnectionSettings
@@ -187,7 +187,7 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
             columns: columns.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } },
             outputDirectory: outputDir ?? ".cdfsync/out")
     }
-    let store = try state.openStore(at: stateDirectoryOverride ?? stateDirectory(spec, state), durable: durable)
+    let store = try state.openStore(at: stateDirectoryOverride ?? stateDirectory(spec, state), durable: durable, access: access)
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }

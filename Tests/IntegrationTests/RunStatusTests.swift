@@ -1,0 +1,72 @@
+import CDFSyncClient
+import CDFSyncCore
+import CDFSyncEngine
+import CDFSyncStorage
+import Foundation
+import Testing
+
+/// A run record says `running` until the run ends, and a record left `running` by a process that is gone becomes
+/// `interrupted` — never `succeeded` with counts of nothing, as a run killed before its end used to be recorded.
+@Suite("Run status")
+struct RunStatusTests {
+    func object(_ bytes: [UInt8]) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any])
+    }
+
+    @Test func aRecordIsRunningUntilTheRunEnds() throws {
+        var s = SyncSummary(pipeline: "p", table: "main.s.t")
+        #expect(try object(s.auditJSON())["status"] as? String == "running")
+        #expect(try object(s.auditJSON())["pid"] as? Int == Int(getpid()))
+        s.finished = true
+        #expect(try object(s.auditJSON())["status"] as? String == "succeeded")
+        s.error = "boom"
+        #expect(try object(s.auditJSON())["status"] as? String == "failed")
+    }
+
+    @Test func aRunningRecordIsRewrittenAsInterruptedKeepingEveryOtherField() throws {
+        var s = SyncSummary(pipeline: "p \"quoted\"", table: "main.s.t")
+        s.processID = 4242
+        s.inserted = 7
+        s.warnings = ["w"]
+        let rewritten = try #require(RunStatus.interrupted(s.auditJSON(), pid: 4242))
+        let o = try object(rewritten)
+        #expect(o["status"] as? String == "interrupted")
+        #expect((o["error"] as? String)?.contains("process 4242 ended before the run finished") == true)
+        #expect(o["pipeline"] as? String == "p \"quoted\"")
+        #expect((o["counts"] as? [String: Any])?["inserted"] as? Int == 7)
+        s.finished = true
+        #expect(RunStatus.interrupted(s.auditJSON(), pid: 4242) == nil, "a finished record is left alone")
+    }
+
+    @Test func aRunningRecordReadsRunningOnlyWhileItsProcessHoldsTheStore() throws {
+        var s = SyncSummary(pipeline: "p", table: "main.s.t")
+        s.processID = 4242
+        let o = try object(s.auditJSON())
+        #expect(RunStatus.effective(o, holderPID: 4242) == "running")
+        #expect(RunStatus.effective(o, holderPID: 5000) == "interrupted", "another process holds the store now")
+        #expect(RunStatus.effective(o, holderPID: nil) == "interrupted", "nobody holds it")
+        #expect(try object(RunStatus.current(s.auditJSON(), holderPID: nil))["status"] as? String == "interrupted")
+        #expect(RunStatus.current(s.auditJSON(), holderPID: 4242) == s.auditJSON())
+    }
+
+    /// The engine's own part: a run marks records left `running` by other processes as interrupted, and leaves a
+    /// `running` record of its own process (another run of the same store object) alone.
+    @Test func theNextRunMarksRunsOfGoneProcessesInterrupted() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let store = try PanelStore(directory: dir.sub("state"))
+        var gone = SyncSummary(pipeline: "main.research.participants", table: "main.research.participants")
+        gone.processID = 999_999_999
+        let goneID = try store.appendRun(gone.auditJSON())
+        let mine = SyncSummary(pipeline: "other", table: "main.research.other")
+        let mineID = try store.appendRun(mine.auditJSON())
+
+        let summary = try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
+            options: SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
+                keyColumn: "participant_id", outputDirectory: dir.sub("out"))).run()
+        #expect(summary.inserted == 355)
+        #expect(try object(try #require(try store.run(id: goneID)))["status"] as? String == "interrupted")
+        #expect(try object(try #require(try store.run(id: mineID)))["status"] as? String == "running")
+        #expect(try object(try #require(try store.run(id: summary.runID)))["status"] as? String == "succeeded")
+    }
+}

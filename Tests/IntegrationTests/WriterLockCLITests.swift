@@ -1,0 +1,115 @@
+import CDFSyncStorage
+import Foundation
+import Testing
+import WarehouseSimulator
+
+/// Two `cdfsync` processes on one state directory: the second writer is refused before it opens or sends anything,
+/// naming the first; commands that only read run beside it and see its run as `running`; a killed writer leaves no
+/// stale lock, and its run reads `interrupted` (and is recorded so by the next run), never `succeeded`.
+@Suite("CLI: one writer per state directory")
+struct WriterLockCLITests {
+    static let args = ["sync", "--table", "main.research.participants", "--key", "participant_id"]
+
+    /// Starts the real binary (as `runCLI` would) without waiting for it; its output goes to `log`.
+    func start(_ args: [String], port: Int, dir: TempDir, log: String) throws -> Process {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
+        p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
+                              "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
+        p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        p.standardOutput = handle
+        p.standardError = handle
+        try p.run()
+        return p
+    }
+
+    /// Runs a command that only reads the state (no warehouse options).
+    func read(_ args: [String], _ dir: TempDir) throws -> (status: Int32, output: String) {
+        try runProcess(CrashSafetyTests.binary, args + ["--state-dir", dir.sub("state")], environment: ["PATH": "/usr/bin:/bin"])
+    }
+
+    /// Waits until process `pid` holds the writer lock of `dir`'s state.
+    func waitForLock(_ dir: TempDir, pid: Int32) -> Bool {
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            if WriterLock.holder(of: dir.sub("state"))?.pid == pid { return true }
+            usleep(20_000)
+        }
+        return false
+    }
+
+    @Test func aSecondSyncIsRefusedNamingTheFirstAndReadersRunBesideIt() throws {
+        // Every statement stays RUNNING for 2 s, so the first sync holds the store for several seconds.
+        let sim = try RunningSimulator(configuration: .init(executionDelay: 2))
+        let dir = TempDir("writer-lock")
+        let first = try start(Self.args, port: sim.port, dir: dir, log: dir.sub("first.log"))
+        defer { if first.isRunning { first.terminate() } }
+        #expect(waitForLock(dir, pid: first.processIdentifier))
+
+        let second = try runCLI(Self.args, port: sim.port, dir: dir)
+        #expect(second.status == 1, "\(second.output)")
+        #expect(second.output.contains("state directory \(dir.sub("state")) is in use by another process"), "\(second.output)")
+        #expect(second.output.contains("pid \(first.processIdentifier)"), "the holder is named: \(second.output)")
+        #expect(second.output.contains("`cdfsync sync`"), "\(second.output)")
+        #expect(second.output.contains("another --state-dir"), "what to do: \(second.output)")
+        #expect(first.isRunning, "the refusal came before the first run ended, without waiting for it")
+
+        // Readers take no lock: status and runs work while the sync runs (they show its run in progress).
+        let status = try read(["status"], dir)
+        #expect(status.status == 0, "\(status.output)")
+        #expect(status.output.contains("participants"), "\(status.output)")
+        #expect(status.output.contains("last run 1 running at") && status.output.contains("(pid \(first.processIdentifier))"),
+            "a run in progress says so, not succeeded: \(status.output)")
+        let runs = try read(["runs"], dir)
+        #expect(runs.status == 0, "\(runs.output)")
+        #expect(runs.output.contains("from start  running"), "\(runs.output)")
+        #expect(first.isRunning, "the readers ran while the first run held the store")
+
+        first.waitUntilExit()
+        let firstOutput = try String(contentsOfFile: dir.sub("first.log"), encoding: .utf8)
+        #expect(first.terminationStatus == 0, "the first run is undisturbed: \(firstOutput)")
+        #expect(firstOutput.contains("inserted       355"), "\(firstOutput)")
+        #expect(WriterLock.holder(of: dir.sub("state")) == nil, "released when the first run ended")
+
+        let after = try runCLI(Self.args, port: sim.port, dir: dir)
+        #expect(after.status == 0, "\(after.output)")
+        #expect(after.output.contains("no new commits"), "\(after.output)")
+        let listed = try read(["runs", "--json"], dir)
+        let records = listed.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        #expect(records.count == 2, "the refused attempt never started, so it has no run record: \(listed.output)")
+        #expect(records.allSatisfy { $0.contains(#""status":"succeeded""#) }, "\(listed.output)")
+    }
+
+    @Test func aKilledSyncLeavesNoLockAndTheNextRunFinishesItsWork() throws {
+        let sim = try RunningSimulator(configuration: .init(executionDelay: 2))
+        let dir = TempDir("writer-lock-kill")
+        let first = try start(Self.args, port: sim.port, dir: dir, log: dir.sub("first.log"))
+        #expect(waitForLock(dir, pid: first.processIdentifier))
+        // Its run record exists from the start, as `running`.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, !(try read(["runs"], dir).output.contains("running")) { usleep(50_000) }
+        let pid = first.processIdentifier
+        kill(pid, SIGKILL)
+        first.waitUntilExit()
+        #expect(WriterLock.holder(of: dir.sub("state")) == nil, "the kernel released the killed holder's lock")
+
+        // Readers show a `running` record of a process that no longer holds the store as interrupted.
+        let seen = try read(["runs", "--json"], dir)
+        #expect(seen.output.contains(#""status":"interrupted""#), "\(seen.output)")
+        #expect(seen.output.contains("process \(pid) ended before the run finished"), "\(seen.output)")
+        let status = try read(["status"], dir)
+        #expect(status.output.contains("last run 1 interrupted"), "\(status.output)")
+
+        let next = try runCLI(Self.args, port: sim.port, dir: dir)
+        #expect(next.status == 0, "\(next.output)")
+        #expect(next.output.contains("inserted       355"), "\(next.output)")
+
+        // The next run rewrote the record itself: it says interrupted in the store, not only when read.
+        let store = try PanelStore(directory: dir.sub("state"), access: .reader)
+        let stored = String(decoding: try #require(try store.run(id: 1)), as: UTF8.self)
+        #expect(stored.contains(#""status":"interrupted""#) && stored.contains("process \(pid) ended"), "\(stored)")
+        #expect(String(decoding: try #require(try store.run(id: 2)), as: UTF8.self).contains(#""status":"succeeded""#))
+    }
+}
