@@ -9,6 +9,13 @@ enum Interrupts {
     static var requested: Bool { flag.load(ordering: .relaxed) > 0 }
 
     static func install() {
+        // A parent may have started this process with the signals blocked (the mask is inherited: Foundation's
+        // Process spawning from a dispatch thread does so); SIGTERM would then stay pending and never stop it.
+        var unblock = sigset_t()
+        sigemptyset(&unblock)
+        sigaddset(&unblock, SIGINT)
+        sigaddset(&unblock, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
         for sig in [SIGINT, SIGTERM] {
             signal(sig) { s in
                 if Interrupts.flag.add(1, ordering: .relaxed).newValue > 1 {

@@ -2,6 +2,7 @@ import ArgumentParser
 import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
+import CDFSyncStorage
 import Foundation
 
 extension CDFSyncCommand {
@@ -10,8 +11,10 @@ extension CDFSyncCommand {
             abstract: "Run pipelines on their schedules (15m, hourly, daily) until interrupted.",
             discussion: """
                 Each pipeline runs at the next boundary of its schedule (e.g. :00, :15, :30, :45 for 15m) and then \
-                every period; a run that fails is logged and retried at the next boundary. SIGINT or SIGTERM \
-                cancels the running statement and stops.
+                every period; a run that fails is logged and retried at the next boundary. A run whose state \
+                directory another cdfsync process holds (a manual sync or replay) waits, trying again every \
+                --busy-retry seconds (with --once it fails instead). \
+                SIGINT or SIGTERM cancels the running statement and stops.
                 """)
 
         @Argument(help: "Pipeline YAML files; each must have a `schedule`.")
@@ -23,6 +26,18 @@ extension CDFSyncCommand {
         @Flag(help: "Run every pipeline once now, then exit.")
         var once = false
 
+        @Flag(help: "Run every pipeline now, then on its schedule (without it, the first run is at the next boundary).")
+        var now = false
+
+        @Option(help: "Seconds a run waits before trying again when another cdfsync process holds the state directory.")
+        var busyRetry: Double = 30
+
+        func validate() throws {
+            guard busyRetry > 0, busyRetry.isFinite else {
+                throw ValidationError("--busy-retry must be a positive number of seconds, e.g. 30")
+            }
+        }
+
         func run() throws {
             try reportingErrors {
                 var entries: [(path: String, spec: Pipeline, next: Date)] = []
@@ -31,7 +46,7 @@ extension CDFSyncCommand {
                     guard let s = spec.schedule else {
                         throw SyncError("\(path) has no schedule", remedy: "Add `schedule: 15m | hourly | daily` to it.")
                     }
-                    entries.append((path, spec, once ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
+                    entries.append((path, spec, once || now ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
                 }
                 Interrupts.install()
                 var failed: [String] = []
@@ -40,17 +55,23 @@ extension CDFSyncCommand {
                     let now = Date()
                     for i in entries.indices where entries[i].next <= now {
                         let e = entries[i]
-                        print("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
+                        say("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
                         do {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
                                 connection: connection, state: state, verbose: false) { _, _ in }
-                            print(try sync.run().render())
+                            say(try sync.run().render())
+                        } catch let busy as StorageError where busy.code == .inUse && !once {
+                            // Another process (a manual sync, a replay) holds the state directory: this run has not
+                            // started, so it waits a little instead of skipping a whole period.
+                            say("  waiting: \(busy.message.prefix { $0 != ";" }); trying again in \(Int(busyRetry)) s")
+                            entries[i].next = Date().addingTimeInterval(busyRetry)
+                            continue
                         } catch let f as SyncFailure {
                             failed.append(e.spec.name)
-                            print("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
+                            say("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
                         } catch {
                             failed.append(e.spec.name)
-                            print("  failed: \(error)\(retry)")
+                            say("  failed: \(error)\(retry)")
                         }
                         entries[i].next = Self.nextBoundary(after: Date(), period: e.spec.schedule!.seconds)
                     }
@@ -65,11 +86,18 @@ extension CDFSyncCommand {
                     }
                     let next = entries.map(\.next).min()!
                     let due = entries.filter { $0.next == next }.map(\.spec.name).joined(separator: ", ")
-                    print("next run \(ISO8601DateFormatter().string(from: next)): \(due)")
+                    say("next run \(ISO8601DateFormatter().string(from: next)): \(due)")
                     while !Interrupts.requested && Date() < next { Thread.sleep(forTimeInterval: 0.5) }
                 }
-                print("stopped")
+                say("stopped")
             }
+        }
+
+        /// Prints a line and flushes it: a daemon's output usually goes to a file or a pipe (a log), which stdio
+        /// would otherwise only write out 4 KB at a time.
+        func say(_ line: String) {
+            print(line)
+            fflush(nil)
         }
 
         /// The next multiple of `period` seconds since the epoch (UTC) after `date`.

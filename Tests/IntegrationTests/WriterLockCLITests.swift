@@ -11,11 +11,12 @@ struct WriterLockCLITests {
     static let args = ["sync", "--table", "main.research.participants", "--key", "participant_id"]
 
     /// Starts the real binary (as `runCLI` would) without waiting for it; its output goes to `log`.
-    func start(_ args: [String], port: Int, dir: TempDir, log: String) throws -> Process {
+    /// (`schedule` takes its output directories from the pipelines: `outputDir: false`.)
+    func start(_ args: [String], port: Int, dir: TempDir, log: String, outputDir: Bool = true) throws -> Process {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
         p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
-                              "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
+                              "--state-dir", dir.sub("state")] + (outputDir ? ["--output-dir", dir.sub("out")] : [])
         p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
         FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
@@ -111,5 +112,53 @@ struct WriterLockCLITests {
         let stored = String(decoding: try #require(try store.run(id: 1)), as: UTF8.self)
         #expect(stored.contains(#""status":"interrupted""#) && stored.contains("process \(pid) ended"), "\(stored)")
         #expect(String(decoding: try #require(try store.run(id: 2)), as: UTF8.self).contains(#""status":"succeeded""#))
+    }
+
+    /// Holds `dir`'s writer lock from another process (util-linux flock(1), which then becomes `sleep`).
+    func holdLock(_ dir: TempDir) throws -> Process {
+        try FileManager.default.createDirectory(atPath: dir.sub("state"), withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/bash")
+        p.arguments = ["-c", "exec 9>>\"$0\" && flock 9 && exec sleep 120", dir.sub("state") + "/" + WriterLock.fileName]
+        try p.run()
+        let deadline = Date().addingTimeInterval(10)
+        while WriterLock.holder(of: dir.sub("state")) == nil && Date() < deadline { usleep(20_000) }
+        return p
+    }
+
+    /// A scheduled run that finds the state directory held waits and tries again (a daily pipeline would otherwise
+    /// skip a day); `schedule --once`, for cron, fails instead and says why.
+    @Test func aScheduledRunWaitsForTheStateDirectoryAndOnceFails() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir("writer-lock-schedule")
+        let file = try ScheduleOnceCLITests().pipeline(dir, name: "panel", source: "main.research.participants")
+        let holder = try holdLock(dir)
+        defer { if holder.isRunning { holder.terminate() } }
+
+        let once = try runProcess(CrashSafetyTests.binary,
+            ["schedule", file, "--once", "--host", sim.baseURL, "--state-dir", dir.sub("state")],
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
+        #expect(once.status == 1, "\(once.output)")
+        #expect(once.output.contains("is in use by another process") && once.output.contains("1 of 1 pipeline run(s) failed"),
+            "\(once.output)")
+
+        let log = dir.sub("schedule.log")
+        let daemon = try start(["schedule", file, "--now", "--busy-retry", "1"], port: sim.port, dir: dir, log: log,
+            outputDir: false)
+        defer { if daemon.isRunning { daemon.terminate() } }
+        func output() -> String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+        var deadline = Date().addingTimeInterval(30)
+        while output().components(separatedBy: "waiting:").count < 3 && Date() < deadline { usleep(50_000) }
+        #expect(output().contains("waiting: state directory \(dir.sub("state")) is in use by another process"), "\(output())")
+        #expect(output().contains("trying again in 1 s") && !output().contains("failed"), "\(output())")
+
+        kill(holder.processIdentifier, SIGKILL)
+        holder.waitUntilExit()
+        deadline = Date().addingTimeInterval(30)
+        while !output().contains("inserted") && !output().contains("failed") && Date() < deadline { usleep(50_000) }
+        #expect(output().contains("delivered      355 change(s)"), "the run went ahead once the store was free: \(output())")
+        daemon.terminate()
+        daemon.waitUntilExit()
+        #expect(output().hasSuffix("stopped\n"), "SIGTERM stops the daemon: \(output())")
     }
 }
