@@ -121,6 +121,7 @@ public final class CDFSync {
     /// panel holds changes. The checkpoint never moves.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
         try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, checkpoint in
+            if !replay.dryRun { try store.checkDeliveryDirectory(options.outputDirectory) }
             let latest = try latestVersion()
             summary.latestVersion = latest
             // Versions of another table than the panel's would apply under the old history's per-key versions.
@@ -225,6 +226,9 @@ public final class CDFSync {
     // MARK: - Modes
 
     private func perform(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
+        // Before reading anything: the output directory must be this store's (or free), or delivery would fail
+        // only after the whole read.
+        try store.checkDeliveryDirectory(options.outputDirectory)
         // Deliver anything a crashed earlier run committed but did not write out.
         try deliver(&summary)
         let mode = try resolveMode(checkpoint: checkpoint)
@@ -423,7 +427,8 @@ public final class CDFSync {
     }
 
     /// What to do when the source's history restarted under the checkpoint (a table dropped and created again).
-    static let restartedHistoryRemedy = "Sync the new table into a new state directory (--state-dir); the panel's "
+    static let restartedHistoryRemedy = "Sync the new table into a new state directory and a new output directory "
+        + "(--state-dir, --output-dir or the sink's directory); the panel's "
         + "stored versions come from the old history, so its rows would be ignored as older. Or point the pipeline "
         + "back at the original table."
 

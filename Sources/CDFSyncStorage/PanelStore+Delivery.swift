@@ -113,6 +113,7 @@ extension PanelStore {
         defer { deliveryLock.unlock() }
         try makeDirectories(directory)
         var delivered = try deliveredSequence()
+        if try deliveryDirectoryOwner(directory, delivered: delivered) == .free { try claim(directory) }
         try completeLastSegment(in: directory)
         try removeStrayFiles(in: directory, deliveredSequence: delivered)
 
@@ -200,6 +201,75 @@ extension PanelStore {
         try deliveryHook?(.beforeManifest)
         try writeManifest(in: directory, deliveredSequence: delivered)
         return outcome
+    }
+
+    /// The file in a delivery directory that names the store whose segments it holds.
+    public static let ownerFileName = "cdfsync-store.json"
+
+    /// Refuses a delivery directory that holds another store's segments (``StorageError/Code/directoryTaken``);
+    /// ``deliver(to:segmentMaxBytes:)`` checks the same and claims a free directory. Call it before a run, to fail
+    /// before reading anything rather than after applying everything.
+    public func checkDeliveryDirectory(_ directory: String) throws {
+        _ = try deliveryDirectoryOwner(directory, delivered: try deliveredSequence())
+    }
+
+    enum DirectoryOwner { case thisStore, free }
+
+    /// Whose `directory` is: this store's (its owner file names this store), free (no owner file, and nothing in it
+    /// this store did not deliver: empty, or written by this store before owner files existed), or another's (throws).
+    ///
+    /// Two stores delivering into one directory would each take the other's segment files for leftovers of a crash
+    /// and delete them, and both number their segments from 1 (the same file names). A new state directory pointed
+    /// at the output of an earlier one is the same case.
+    func deliveryDirectoryOwner(_ directory: String, delivered: UInt64) throws -> DirectoryOwner {
+        let ownerPath = directory + "/" + Self.ownerFileName
+        let remedy = "Give this pipeline its own output directory (the ndjson sink's directory, or --output-dir), or run "
+            + "it with the state directory that wrote those files"
+        if let data = FileManager.default.contents(atPath: ownerPath) {
+            let owner = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any]
+            guard let id = owner?["store_id"] as? String else {
+                throw StorageError(code: .corrupted,
+                    message: "\(ownerPath) does not name a store; if this directory holds no segments you still need, "
+                        + "remove the file and run again")
+            }
+            if id == storeID { return .thisStore }
+            let stateDir = owner?["state_dir"] as? String ?? "?"
+            throw StorageError(code: .directoryTaken,
+                message: "delivery directory \(directory) belongs to another state store (state directory \(stateDir), "
+                    + "store \(id)); delivering \(self.directory)'s changes into it would overwrite or delete its "
+                    + "segment files. \(remedy)")
+        }
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return .free }
+        var foreign: UInt64?
+        if let data = FileManager.default.contents(atPath: directory + "/manifest.json"),
+            let manifest = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any],
+            let seq = (manifest["delivered_seq"] as? NSNumber)?.uint64Value, seq != delivered
+        {
+            foreign = seq
+        }
+        for name in names {
+            if let range = Self.parseSegmentFileName(name), range.last > delivered { foreign = max(foreign ?? 0, range.last) }
+        }
+        if let foreign {
+            throw StorageError(code: .directoryTaken,
+                message: "delivery directory \(directory) holds segments through change \(foreign) that the store in "
+                    + "\(self.directory) did not write (it has delivered through change \(delivered)): another state "
+                    + "store's, or an earlier one's of this state directory; delivering into it would overwrite or "
+                    + "delete them. \(remedy), or move those files (and manifest.json) away once they are consumed")
+        }
+        return .free
+    }
+
+    /// Writes the owner file naming this store (atomically).
+    func claim(_ directory: String) throws {
+        var json = JSONWriter()
+        json.beginObject()
+        json.key("store_id"); json.string(storeID)
+        json.key("state_dir")
+        json.string(URL(fileURLWithPath: self.directory).standardizedFileURL.path)
+        json.endObject()
+        json.bytes.append(0x0A)
+        try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory)
     }
 
     /// The temporary name a segment starting at `first` is written under until it is committed.

@@ -52,6 +52,8 @@ public final class PanelStore: @unchecked Sendable {
     private(set) var filterWasLoaded = false
     /// The state directory's writer lock, held while a writing store is open (nil for ``Access/reader``).
     let directoryLock: WriterLock?
+    /// A random id given to the store when it is created: the delivery directories it writes are bound to it.
+    public let storeID: String
 
     /// How a store is opened.
     public enum Access: Sendable {
@@ -108,6 +110,11 @@ public final class PanelStore: @unchecked Sendable {
             } else {
                 try txn.put(meta, key: MetaKey.formatVersion, value: Self.formatVersion)
             }
+            // The store's identity, which its delivery directories are bound to (given to stores created before it
+            // at their next open).
+            if try txn.get(meta, key: MetaKey.storeID) == nil {
+                try txn.put(meta, key: MetaKey.storeID, value: Array(UUID().uuidString.lowercased().utf8))
+            }
             var shapes: [(UInt32, [UInt8])] = []
             try txn.forEach(dbs[12]) { k, v in
                 guard k.count == 4 else {
@@ -119,6 +126,9 @@ public final class PanelStore: @unchecked Sendable {
             return (dbs, shapes)
         }
         (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
+        storeID = try environment.read { txn in
+            String(decoding: try txn.get(dbs[2], key: MetaKey.storeID) ?? [], as: UTF8.self)
+        }
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         shapesDB = dbs[12]
         for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
@@ -537,6 +547,7 @@ enum MetaKey {
     static let outboxSequence = Array("outbox_seq".utf8)
     static let deliveredSequence = Array("delivered_seq".utf8)
     static let formatVersion = Array("format_version".utf8)
+    static let storeID = Array("store_id".utf8)
     static let checkpointPrefix = "checkpoint/"
     static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
 }

@@ -11,7 +11,7 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         enum Base: String, Hashable, Sendable {
             case mapFull, readersFull, keyExists, corrupted, permissionDenied, notFound, alreadyOpen
             case transactionFull, databasesFull, mapResized, versionMismatch, invalidArgument
-            case io, compression, lmdb, concurrentWriter, inUse
+            case io, compression, lmdb, concurrentWriter, inUse, directoryTaken
         }
         let base: Base
 
@@ -35,6 +35,9 @@ public struct StorageError: Error, Sendable, CustomStringConvertible, CustomDebu
         public static let concurrentWriter = Code(base: .concurrentWriter)
         /// Another process holds the state directory's writer lock (``WriterLock``): nothing was opened or written.
         public static let inUse = Code(base: .inUse)
+        /// A delivery directory holds the segments of another store (or of an earlier store of this state
+        /// directory): delivering into it would overwrite or delete them.
+        public static let directoryTaken = Code(base: .directoryTaken)
         /// One write transaction touched too many pages (`MDB_TXN_FULL`): apply smaller batches.
         public static let transactionFull = Code(base: .transactionFull)
         /// More named databases than `maxDatabases` (`MDB_DBS_FULL`).

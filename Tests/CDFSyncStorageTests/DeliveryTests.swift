@@ -20,10 +20,11 @@ func applyHistory(_ store: PanelStore, rows: Int = 40) throws {
     _ = try store.apply(second, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: 2))
 }
 
-/// Name → bytes of every file in `directory`.
+/// Name → bytes of every file in `directory` but the owner file (which names a store: it differs between two
+/// stores given the same history).
 func directoryContents(_ directory: String) throws -> [String: Data] {
     var result: [String: Data] = [:]
-    for name in try FileManager.default.contentsOfDirectory(atPath: directory) {
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name != PanelStore.ownerFileName {
         result[name] = try Data(contentsOf: URL(fileURLWithPath: directory + "/" + name))
     }
     return result
@@ -122,12 +123,14 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
             _ = try reference.deliver(to: dir + "/ref-out", segmentMaxBytes: 1500)
             let expected = try directoryContents(dir + "/ref-out")
 
-            // A crashed attempt left: a renamed segment never committed (different range, from another size
-            // setting), a half-written temporary file and a temporary manifest.
+            // A crashed attempt of this store (which claimed the directory before writing anything) left: a renamed
+            // segment never committed (different range, from another size setting), a half-written temporary file
+            // and a temporary manifest.
             let store = try PanelStore(directory: dir + "/db")
             try applyHistory(store)
             let out = dir + "/out"
             try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try store.claim(out)
             try Data("garbage".utf8).write(to: URL(fileURLWithPath: out + "/changes-000000000001-000000000007.ndjson.zst"))
             try Data([0x28, 0xB5]).write(to: URL(fileURLWithPath: out + "/changes-000000000001.ndjson.zst.tmp"))
             try Data("{".utf8).write(to: URL(fileURLWithPath: out + "/manifest.json.tmp"))
@@ -221,6 +224,78 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
             let manifest = try jsonObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")), as: UTF8.self))
             #expect((manifest["segments"] as? [Any])?.count == 1)
             #expect(manifest["delivered_seq"] as? Int == 41)
+        }
+    }
+}
+
+/// A delivery directory belongs to the store that first delivered into it (`cdfsync-store.json`): another store —
+/// a second state directory, or a new one pointed at an old one's output — would take its segments for leftovers
+/// of a crash and delete them, and number its own from 1 (the same file names).
+@Suite struct DeliveryDirectoryOwnerTests {
+    @Test func aSecondStoreIsRefusedAndTheFirstStoresFilesStayAsTheyWere() throws {
+        try withTemporaryDirectory { dir in
+            let out = dir + "/out"
+            let first = try PanelStore(directory: dir + "/a")
+            try applyHistory(first)
+            _ = try first.deliver(to: out, segmentMaxBytes: 1500)
+            let owner = try #require(try JSONSerialization.jsonObject(
+                with: Data(contentsOf: URL(fileURLWithPath: out + "/" + PanelStore.ownerFileName))) as? [String: Any])
+            #expect(owner["store_id"] as? String == first.storeID)
+            #expect(owner["state_dir"] as? String == dir + "/a")
+            let before = try directoryContents(out)
+
+            let second = try PanelStore(directory: dir + "/b")
+            try applyHistory(second, rows: 10)
+            #expect(first.storeID != second.storeID)
+            for attempt in [{ try second.checkDeliveryDirectory(out) }, { _ = try second.deliver(to: out) }] {
+                let error = try #require(throws: StorageError.self) { try attempt() }
+                #expect(error.code == .directoryTaken)
+                #expect(error.message.contains("delivery directory \(out) belongs to another state store (state directory \(dir)/a"),
+                    "\(error.message)")
+                #expect(error.message.contains("its own output directory"), "\(error.message)")
+            }
+            #expect(try directoryContents(out) == before, "nothing of the first store's output was touched")
+            #expect(try second.pendingOutboxCount() > 0, "the refused store keeps its changes for a directory of its own")
+            _ = try second.deliver(to: dir + "/out-b")
+            #expect(try second.pendingOutboxCount() == 0)
+            // The owner delivers on as before.
+            try applyHistory(first, rows: 60)
+            #expect(try first.deliver(to: out, segmentMaxBytes: 1500).recordsDelivered > 0)
+        }
+    }
+
+    @Test func aNewStoreIsRefusedADirectoryOfSegmentsWithoutAnOwnerFile() throws {
+        try withTemporaryDirectory { dir in
+            // Segments delivered before owner files existed (the file removed to recreate that directory).
+            let out = dir + "/out"
+            let old = try PanelStore(directory: dir + "/old")
+            try applyHistory(old)
+            _ = try old.deliver(to: out, segmentMaxBytes: 1500)
+            try FileManager.default.removeItem(atPath: out + "/" + PanelStore.ownerFileName)
+            let before = try directoryContents(out)
+
+            let fresh = try PanelStore(directory: dir + "/new")
+            try applyHistory(fresh)
+            let error = try #require(throws: StorageError.self) { _ = try fresh.deliver(to: out, segmentMaxBytes: 1500) }
+            #expect(error.code == .directoryTaken)
+            #expect(error.message.contains("did not write (it has delivered through change 0)"), "\(error.message)")
+            #expect(try directoryContents(out) == before)
+            #expect(!FileManager.default.fileExists(atPath: out + "/" + PanelStore.ownerFileName))
+
+            // The store that wrote them is recognised (its delivered cursor matches the manifest) and claims it.
+            try applyHistory(old, rows: 60)
+            #expect(try old.deliver(to: out, segmentMaxBytes: 1500).recordsDelivered > 0)
+            let owner = try Data(contentsOf: URL(fileURLWithPath: out + "/" + PanelStore.ownerFileName))
+            #expect(String(decoding: owner, as: UTF8.self).contains(old.storeID))
+        }
+    }
+
+    @Test func theStoreIDIsKeptAcrossReopens() throws {
+        try withTemporaryDirectory { dir in
+            let id = try PanelStore(directory: dir).storeID
+            #expect(id.count == 36)
+            #expect(try PanelStore(directory: dir).storeID == id)
+            #expect(try PanelStore(directory: dir, access: .reader).storeID == id)
         }
     }
 }

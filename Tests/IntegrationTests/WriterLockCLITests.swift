@@ -161,4 +161,33 @@ struct WriterLockCLITests {
         daemon.waitUntilExit()
         #expect(output().hasSuffix("stopped\n"), "SIGTERM stops the daemon: \(output())")
     }
+
+    /// A new state directory pointed at an earlier one's output directory (e.g. after resetting the state) is refused
+    /// before it reads anything, and the files consumers may not have taken yet stay exactly as they were.
+    @Test func aNewStateDirectoryIsRefusedAnotherStoresOutputDirectory() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir("output-owner")
+        #expect(try runCLI(Self.args, port: sim.port, dir: dir).status == 0)
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted()
+        #expect(files.contains(PanelStore.ownerFileName) && files.contains { $0.hasPrefix("changes-") }, "\(files)")
+        func contents() throws -> [String: Data] {
+            var result: [String: Data] = [:]
+            for f in files { result[f] = try Data(contentsOf: URL(fileURLWithPath: dir.sub("out/\(f)"))) }
+            return result
+        }
+        let before = try contents()
+
+        let refused = try runProcess(CrashSafetyTests.binary,
+            Self.args + ["--host", sim.baseURL, "--warehouse-id", "8a1c2f3d4e5b6a70", "--state-dir", dir.sub("state2"),
+                         "--output-dir", dir.sub("out")],
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
+        #expect(refused.status == 1, "\(refused.output)")
+        #expect(refused.output.contains("delivery directory \(dir.sub("out")) belongs to another state store (state directory \(dir.sub("state"))"),
+            "\(refused.output)")
+        #expect(refused.output.contains("checkpoint unchanged"), "failed before reading anything: \(refused.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.sub("out")).sorted() == files)
+        #expect(try contents() == before, "the first store's files are untouched")
+        let panel = try PanelStore(directory: dir.sub("state2"), access: .reader)
+        #expect(try panel.count() == 0, "nothing was read or applied")
+    }
 }
