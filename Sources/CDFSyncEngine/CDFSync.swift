@@ -209,8 +209,9 @@ public final class CDFSync {
             guard let record = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any],
                 record["status"] as? String == RunStatus.running
             else { continue }
+            // A run of this process (by its token: a killed run of an earlier container may have had this pid).
+            if record["process"] as? String == WriterLock.processToken { continue }
             let pid = (record["pid"] as? Int).map { Int32($0) }
-            if pid == getpid() { continue }
             if let rewritten = RunStatus.interrupted(json, pid: pid) { try store.updateRun(id: id, json: rewritten) }
         }
     }

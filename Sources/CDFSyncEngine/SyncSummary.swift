@@ -1,4 +1,5 @@
 import CDFSyncCore
+import CDFSyncStorage
 import Foundation
 
 /// What one sync run did: the numbers printed at the end and stored in the run's audit record.
@@ -59,8 +60,9 @@ public struct SyncSummary: Sendable, Equatable {
     /// Whether the run has ended (its record says `succeeded` or `failed`); until then it says `running`, and a
     /// record left `running` by a process that is gone is marked `interrupted` by the next run (``RunStatus``).
     public var finished = false
-    /// The process that ran it.
+    /// The process that ran it: its pid, and its ``WriterLock/processToken`` (pids repeat, in containers at once).
     public var processID = Int32(getpid())
+    public var processToken = WriterLock.processToken
 
     public init(pipeline: String, table: String) {
         self.pipeline = pipeline
@@ -85,6 +87,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("host"); w.string(ProcessInfo.processInfo.hostName)
         w.key("user"); w.string(ProcessInfo.processInfo.environment["USER"] ?? "unknown")
         w.key("pid"); w.int(Int64(processID))
+        w.key("process"); w.string(processToken)
         w.key("from_version"); if let v = fromVersion { w.int(v) } else { w.null() }
         w.key("to_version"); if let v = toVersion { w.int(v) } else { w.null() }
         w.key("latest_version"); if let v = latestVersion { w.int(v) } else { w.null() }
@@ -201,13 +204,14 @@ public enum RunStatus {
     public static let failed = "failed"
     public static let interrupted = "interrupted"
 
-    /// What a record's status means now: a `running` record is `interrupted` unless its process still holds the
-    /// state directory's writer lock (`holderPID`, nil when no process holds it).
-    public static func effective(_ record: [String: Any], holderPID: Int32?) -> String {
+    /// What a record's status means now: a `running` record is `interrupted` unless the process that wrote it
+    /// still holds the state directory's writer lock (`holder`, nil when no process holds it).
+    public static func effective(_ record: [String: Any], holder: WriterLock.Holder?) -> String {
         let status = record["status"] as? String ?? "?"
         guard status == running else { return status }
-        if let pid = record["pid"] as? Int, let holderPID, Int32(pid) == holderPID { return running }
-        return interrupted
+        guard let holder else { return interrupted }
+        if let token = record["process"] as? String { return token == holder.process ? running : interrupted }
+        return (record["pid"] as? Int).map { Int32($0) } == holder.pid ? running : interrupted
     }
 
     /// Why a run was interrupted, for its record and the CLI.
@@ -217,10 +221,10 @@ public enum RunStatus {
     }
 
     /// `record` as it reads now: a `running` record whose process no longer holds the state directory's writer lock
-    /// (`holderPID`) reads `interrupted` (``interrupted(_:pid:)``); any other record is returned as it is.
-    public static func current(_ record: [UInt8], holderPID: Int32?) -> [UInt8] {
+    /// (`holder`) reads `interrupted` (``interrupted(_:pid:)``); any other record is returned as it is.
+    public static func current(_ record: [UInt8], holder: WriterLock.Holder?) -> [UInt8] {
         guard let object = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any],
-            object["status"] as? String == running, effective(object, holderPID: holderPID) == interrupted
+            object["status"] as? String == running, effective(object, holder: holder) == interrupted
         else { return record }
         return interrupted(record, pid: (object["pid"] as? Int).map { Int32($0) }) ?? record
     }

@@ -43,7 +43,7 @@ public final class WriterLock: @unchecked Sendable {
             throw Self.inUse(directory: directory, holder: holder)
         }
         self.fd = fd
-        let text = "pid \(getpid())\nsince \(Self.now())\ncommand \(command)\n"
+        let text = "pid \(getpid())\nsince \(Self.now())\ncommand \(command)\nprocess \(Self.processToken)\n"
         // The contents only explain a refusal; the lock itself is the flock, so a failed write is not an error.
         if ftruncate(fd, 0) == 0 {
             _ = text.utf8CString.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count - 1, 0) }
@@ -52,12 +52,24 @@ public final class WriterLock: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// What another process is told holds the lock: pid, since, command.
+    /// What another process is told holds the lock: pid, since, command, and the holder's ``processToken``.
     public struct Holder: Sendable, Equatable {
         public var pid: Int32?
         public var since: String?
         public var command: String?
+        public var process: String?
+
+        public init(pid: Int32? = nil, since: String? = nil, command: String? = nil, process: String? = nil) {
+            self.pid = pid
+            self.since = since
+            self.command = command
+            self.process = process
+        }
     }
+
+    /// A random id of this process, unlike its pid never the same for two processes (in a container every
+    /// process may be pid 1): run records carry it to tell whether the process that wrote them still holds the lock.
+    public static let processToken = UUID().uuidString.lowercased()
 
     /// The holder recorded in `directory`'s lock file, if any process holds the lock now; nil when it is free.
     public static func holder(of directory: String) -> Holder? {
@@ -93,6 +105,7 @@ public final class WriterLock: @unchecked Sendable {
             case "pid": holder.pid = Int32(parts[1])
             case "since": holder.since = parts[1]
             case "command": holder.command = parts[1]
+            case "process": holder.process = parts[1]
             default: break
             }
         }

@@ -33,10 +33,10 @@ extension CDFSyncCommand {
                         dir = stateDirectory(spec, state)
                     }
                     let store = try state.openExistingStore(at: dir)
-                    let holder = WriterLock.holder(of: dir)?.pid
+                    let holder = WriterLock.holder(of: dir)
                     var shown = 0
                     for (id, stored) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
-                        let record = RunStatus.current(stored, holderPID: holder)
+                        let record = RunStatus.current(stored, holder: holder)
                         let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
                         if let name, obj["pipeline"] as? String != name { continue }
                         shown += 1
@@ -71,7 +71,7 @@ extension CDFSyncCommand {
                     guard let stored = try store.run(id: id) else {
                         throw SyncError("run \(id) is not recorded in \(state.stateDir)", remedy: "List runs with `cdfsync runs`.")
                     }
-                    let record = RunStatus.current(stored, holderPID: WriterLock.holder(of: state.stateDir)?.pid)
+                    let record = RunStatus.current(stored, holder: WriterLock.holder(of: state.stateDir))
                     if json {
                         print(String(decoding: record, as: UTF8.self))
                         return

@@ -40,9 +40,9 @@ extension CDFSyncCommand {
                 var pipelines = all.filter { !$0.pipeline.hasPrefix("webhook/") }
                     .map { PipelineStatus(name: $0.pipeline, checkpoint: $0.checkpoint) }
                 // Each pipeline's newest run; pipelines that ran but never checkpointed are listed too.
-                let holder = WriterLock.holder(of: state.stateDir)?.pid
+                let holder = WriterLock.holder(of: state.stateDir)
                 for (id, stored) in try store.runs(limit: Self.runsScanned) {
-                    let bytes = RunStatus.current(stored, holderPID: holder)
+                    let bytes = RunStatus.current(stored, holder: holder)
                     guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
                         let name = obj["pipeline"] as? String
                     else { continue }

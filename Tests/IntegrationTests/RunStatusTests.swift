@@ -27,6 +27,7 @@ struct RunStatusTests {
         var s = SyncSummary(pipeline: "p \"quoted\"", table: "main.s.t")
         s.processID = 4242
         s.inserted = 7
+        s.processToken = "t"
         s.warnings = ["w"]
         let rewritten = try #require(RunStatus.interrupted(s.auditJSON(), pid: 4242))
         let o = try object(rewritten)
@@ -40,13 +41,22 @@ struct RunStatusTests {
 
     @Test func aRunningRecordReadsRunningOnlyWhileItsProcessHoldsTheStore() throws {
         var s = SyncSummary(pipeline: "p", table: "main.s.t")
-        s.processID = 4242
+        s.processID = 1
+        s.processToken = "token-a"
         let o = try object(s.auditJSON())
-        #expect(RunStatus.effective(o, holderPID: 4242) == "running")
-        #expect(RunStatus.effective(o, holderPID: 5000) == "interrupted", "another process holds the store now")
-        #expect(RunStatus.effective(o, holderPID: nil) == "interrupted", "nobody holds it")
-        #expect(try object(RunStatus.current(s.auditJSON(), holderPID: nil))["status"] as? String == "interrupted")
-        #expect(RunStatus.current(s.auditJSON(), holderPID: 4242) == s.auditJSON())
+        func holder(_ pid: Int32, _ token: String?) -> WriterLock.Holder { .init(pid: pid, process: token) }
+        #expect(RunStatus.effective(o, holder: holder(1, "token-a")) == "running")
+        #expect(RunStatus.effective(o, holder: holder(1, "token-b")) == "interrupted",
+            "another process with the same pid (pid 1 in every container) holds the store now")
+        #expect(RunStatus.effective(o, holder: holder(5000, "token-c")) == "interrupted")
+        #expect(RunStatus.effective(o, holder: nil) == "interrupted", "nobody holds it")
+        #expect(try object(RunStatus.current(s.auditJSON(), holder: nil))["status"] as? String == "interrupted")
+        #expect(RunStatus.current(s.auditJSON(), holder: holder(1, "token-a")) == s.auditJSON())
+        // A record written before tokens were recorded: the pid decides.
+        var legacy = o
+        legacy.removeValue(forKey: "process")
+        #expect(RunStatus.effective(legacy, holder: holder(1, nil)) == "running")
+        #expect(RunStatus.effective(legacy, holder: holder(2, nil)) == "interrupted")
     }
 
     /// The engine's own part: a run marks records left `running` by other processes as interrupted, and leaves a
@@ -55,8 +65,9 @@ struct RunStatusTests {
         let sim = try RunningSimulator()
         let dir = TempDir()
         let store = try PanelStore(directory: dir.sub("state"))
+        // A run killed in an earlier container: same pid as this process, another process token.
         var gone = SyncSummary(pipeline: "main.research.participants", table: "main.research.participants")
-        gone.processID = 999_999_999
+        gone.processToken = "a-process-that-is-gone"
         let goneID = try store.appendRun(gone.auditJSON())
         let mine = SyncSummary(pipeline: "other", table: "main.research.other")
         let mineID = try store.appendRun(mine.auditJSON())
