@@ -35,8 +35,20 @@ public final class WriterLock: @unchecked Sendable {
         path = directory + "/" + Self.fileName
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         if fd < 0 { throw StorageError.system(errno, "opening the writer lock", path: path) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            let err = errno
+        // `holder(of:)` probes with a shared lock held for an instant: a few short retries (0.1 s in all) keep a
+        // reader that looks at the same moment from refusing a writer.
+        var locked = false
+        var err: Int32 = 0
+        for attempt in 0..<20 {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 {
+                locked = true
+                break
+            }
+            err = errno
+            guard err == EWOULDBLOCK || err == EINTR else { break }
+            if attempt < 19 { usleep(5_000) }
+        }
+        guard locked else {
             let holder = Self.readHolder(fd: fd)
             close(fd)
             guard err == EWOULDBLOCK else { throw StorageError.system(err, "locking", path: path) }
