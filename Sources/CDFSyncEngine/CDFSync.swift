@@ -121,7 +121,10 @@ public final class CDFSync {
     /// panel holds changes. The checkpoint never moves.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
         try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, checkpoint in
-            if !replay.dryRun { try store.checkDeliveryDirectory(options.outputDirectory) }
+            if !replay.dryRun {
+                try store.checkDeliveryDirectory(options.outputDirectory)
+                try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
+            }
             let latest = try latestVersion()
             summary.latestVersion = latest
             // Versions of another table than the panel's would apply under the old history's per-key versions.
@@ -230,6 +233,7 @@ public final class CDFSync {
         // Before reading anything: the output directory must be this store's (or free), or delivery would fail
         // only after the whole read.
         try store.checkDeliveryDirectory(options.outputDirectory)
+        try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
         // Deliver anything a crashed earlier run committed but did not write out.
         try deliver(&summary)
         let mode = try resolveMode(checkpoint: checkpoint)
@@ -620,7 +624,12 @@ public final class CDFSync {
         let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
         store.environment.releaseMappedPages()
         summary.delivered += outcome.recordsDelivered
-        summary.outputFiles += outcome.files
+        summary.outputFiles += outcome.files.filter { f in !outcome.elsewhere.contains { $0.hasSuffix("/" + f) } }
+        if !outcome.elsewhere.isEmpty {
+            summary.warnings.append("delivered \(outcome.elsewhere.count) segment(s) of changes that a run of another "
+                + "pipeline of this state directory applied and did not deliver, into that pipeline's directory: "
+                + outcome.elsewhere.joined(separator: ", "))
+        }
     }
 
     /// Feeds every webhook sink of the pipeline from the delivered segments (runs also when nothing new was

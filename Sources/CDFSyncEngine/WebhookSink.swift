@@ -34,7 +34,11 @@ public struct WebhookSink: Sendable {
     public func deliver(store: PanelStore, pipeline: String, segmentsDirectory: String) throws -> Int {
         let key = cursorKey(pipeline)
         var cursor = UInt64(max(0, try store.checkpoint(pipeline: key)?.tableVersion ?? 0))
-        let segments = try store.deliveredSegments().filter { $0.lastSeq > cursor }.sorted { $0.firstSeq < $1.firstSeq }
+        // The segments delivered into this pipeline's directory (another pipeline of the store has its own).
+        let here = PanelStore.absolute(segmentsDirectory)
+        let segments = try store.deliveredSegments()
+            .filter { $0.lastSeq > cursor && ($0.directory == nil || $0.directory == here) }
+            .sorted { $0.firstSeq < $1.firstSeq }
         let transport = CurlTransport(options: transport)
         var sent = 0
         var batch: [[UInt8]] = []

@@ -443,6 +443,7 @@ extension PanelStore {
             w.submitOutbox(block, count: used)
             held = false
             try w.finishOutbox()
+            try recordRoute(txn, context: w, pipeline: pipeline)
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }

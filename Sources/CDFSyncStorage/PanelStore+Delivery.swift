@@ -16,8 +16,11 @@ extension PanelStore {
         public var segmentsWritten: Int
         /// Outbox entries delivered by this call.
         public var recordsDelivered: Int
-        /// The new segment file names (inside the delivery directory), in sequence order.
+        /// The new segment file names (inside the directory each went to), in sequence order.
         public var files: [String]
+        /// The paths of those among them that went to another pipeline's directory (changes a run of that pipeline
+        /// applied and did not deliver).
+        public var elsewhere: [String] = []
 
         public init(segmentsWritten: Int = 0, recordsDelivered: Int = 0, files: [String] = []) {
             self.segmentsWritten = segmentsWritten
@@ -40,6 +43,8 @@ extension PanelStore {
         public var bytesUncompressed: Int
         /// Bytes of the `.zst` file.
         public var bytesCompressed: Int
+        /// The directory it was delivered into (nil: delivered before directories were recorded).
+        public var directory: String? = nil
     }
 
     /// The file name of the segment holding outbox sequences `first...last`.
@@ -83,11 +88,49 @@ extension PanelStore {
         var result: [SegmentInfo] = []
         try environment.read { txn in
             try txn.forEach(segments) { _, v in
-                result.append(try Self.decodeSegment(v))
+                var info = try Self.decodeSegment(v)
+                info.directory = try segmentDirectory(txn, first: info.firstSeq)
+                result.append(info)
                 return true
             }
         }
         return result
+    }
+
+    // MARK: Routes (several pipelines, one store)
+
+    /// `tag` + 8-byte big-endian `seq`: `e` outbox entry → pipeline, `s` segment → directory.
+    static func routeKey(_ tag: Character, _ seq: UInt64) -> [UInt8] { [tag.asciiValue!] + bytesBE(seq) }
+    /// `d` + pipeline → its delivery directory.
+    static func routeKey(pipeline: String) -> [UInt8] { [UInt8(ascii: "d")] + Array(pipeline.utf8) }
+
+    /// A directory as recorded and compared: absolute and standardised.
+    public static func absolute(_ directory: String) -> String { URL(fileURLWithPath: directory).standardizedFileURL.path }
+
+    /// Records which pipeline wrote the outbox entry the transaction just finished (nothing when it wrote no line).
+    func recordRoute(_ txn: WriteTransaction, context w: WriterContext, pipeline: String) throws {
+        guard w.outboxSeq != w.startSeq else { return }
+        try txn.put(routes, key: Self.routeKey("e", w.startSeq + 1), value: Array(pipeline.utf8))
+    }
+
+    /// Makes `directory` the one delivery sends `pipeline`'s changes to, whichever pipeline of the store delivers
+    /// them (a run of another pipeline delivers what a crashed run of this one left in the outbox).
+    public func setDeliveryDirectory(_ directory: String, pipeline: String) throws {
+        let path = Array(Self.absolute(directory).utf8)
+        let key = Self.routeKey(pipeline: pipeline)
+        guard try environment.read({ try $0.get(routes, key: key) }) != path else { return }
+        try environment.write { txn in try txn.put(routes, key: key, value: path) }
+    }
+
+    /// The directory `pipeline` delivers to, if one was set.
+    public func deliveryDirectory(pipeline: String) throws -> String? {
+        try environment.read { txn in
+            try txn.get(routes, key: Self.routeKey(pipeline: pipeline)).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+
+    func segmentDirectory(_ txn: some ReadableTransaction, first: UInt64) throws -> String? {
+        try txn.get(routes, key: Self.routeKey("s", first)).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Delivers the outbox, exactly once, as zstd-compressed NDJSON segment files in `directory`.
@@ -111,16 +154,41 @@ extension PanelStore {
         precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
         deliveryLock.lock()
         defer { deliveryLock.unlock() }
-        try makeDirectories(directory)
+        // Entries of a pipeline with a recorded directory go there; the rest (entries written before routes were
+        // recorded, pipelines that never set one) go to `directory`.
+        let fallback = Self.absolute(directory)
         var delivered = try deliveredSequence()
-        if try deliveryDirectoryOwner(directory, delivered: delivered) == .free { try claim(directory) }
-        try completeLastSegment(in: directory)
-        try removeStrayFiles(in: directory, deliveredSequence: delivered)
+        try completeLastSegment(fallback: fallback)
+        // Each directory a segment goes to is checked, claimed and cleaned once, before its first segment.
+        var prepared: [String] = []
+        func prepare(_ dir: String) throws {
+            guard !prepared.contains(dir) else { return }
+            try makeDirectories(dir)
+            if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir) }
+            try removeStrayFiles(in: dir, deliveredSequence: delivered)
+            prepared.append(dir)
+        }
+        try prepare(fallback)
 
         var outcome = DeliveryOutcome()
+        var directories: [String: String] = [:]  // pipeline → directory, for this call
+        func destination(_ txn: some ReadableTransaction, entry seq: UInt64) throws -> String {
+            guard let owner = try txn.get(routes, key: Self.routeKey("e", seq)).map({ String(decoding: $0, as: UTF8.self) })
+            else { return fallback }
+            if let known = directories[owner] { return known }
+            let dir = try txn.get(routes, key: Self.routeKey(pipeline: owner)).map { String(decoding: $0, as: UTF8.self) }
+                ?? fallback
+            directories[owner] = dir
+            return dir
+        }
         while true {
             let first = delivered + 1
-            let tempPath = directory + "/" + Self.temporaryFileName(first: first)
+            // The first pending entry's directory is the segment's; the segment ends before an entry bound elsewhere.
+            let target = try environment.read { txn in
+                try txn.get(outbox, key: bytesBE(first)) == nil ? fallback : try destination(txn, entry: first)
+            }
+            try prepare(target)
+            let tempPath = target + "/" + Self.temporaryFileName(first: first)
             var file: SegmentFile?
             var last = delivered
             var records = 0
@@ -140,6 +208,7 @@ extension PanelStore {
                                 message: "outbox of \(self.directory) has a gap or a damaged entry: expected sequence "
                                     + "\(last + 1), found \(seq)")
                         }
+                        if entries > 0, try destination(txn, entry: seq) != target { return false }
                         let entryLast: UInt64 = loadBE(v)
                         let rawLength = Int(loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])) as UInt64)
                         guard entryLast >= seq else {
@@ -176,8 +245,10 @@ extension PanelStore {
                             code: .corrupted,
                             message: "outbox of \(self.directory) changed during delivery (\(removed) of \(entries) removed)")
                     }
+                    _ = try txn.deleteRange(routes, from: Self.routeKey("e", first), upTo: Self.routeKey("e", newCursor + 1))
                     try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
                     try txn.put(segments, key: bytesBE(first), value: entry)
+                    try txn.put(routes, key: Self.routeKey("s", first), value: Array(target.utf8))
                 }
             } catch {
                 unlink(tempPath)
@@ -188,18 +259,37 @@ extension PanelStore {
             // Only now does the segment get its final name, so a file with a final name is always committed.
             // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
             // is complete and fsynced, so it must not be deleted on failure here.
-            let finalPath = directory + "/" + info.file
+            let finalPath = target + "/" + info.file
             if rename(tempPath, finalPath) != 0 {
                 throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
             }
-            try fsyncDirectory(directory)
+            try fsyncDirectory(target)
             try deliveryHook?(.segmentRenamed(info.file))
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
             outcome.files.append(info.file)
+            if target != fallback { outcome.elsewhere.append(target + "/" + info.file) }
         }
         try deliveryHook?(.beforeManifest)
-        try writeManifest(in: directory, deliveredSequence: delivered)
+        // The manifests of this call's directories, and of the other pipelines' directories this store owns (a
+        // delivery that crashed before its manifests may have written segments there).
+        var manifests = prepared
+        try environment.read { txn in
+            try txn.forEach(routes, from: [UInt8(ascii: "d")]) { k, v in
+                guard k.first == UInt8(ascii: "d") else { return false }
+                let dir = String(decoding: v, as: UTF8.self)
+                if !manifests.contains(dir) { manifests.append(dir) }
+                return true
+            }
+        }
+        for dir in manifests {
+            if !prepared.contains(dir) {
+                guard access(dir + "/" + Self.ownerFileName, F_OK) == 0,
+                    (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore
+                else { continue }
+            }
+            try writeManifest(in: dir, deliveredSequence: delivered)
+        }
         return outcome
     }
 
@@ -280,10 +370,14 @@ extension PanelStore {
     /// in that state: delivery renames each segment before starting the next.
     ///
     /// A missing final file with no temporary file is left alone: a consumer may have moved it away.
-    private func completeLastSegment(in directory: String) throws {
-        let lastEntry = try environment.read { txn in try txn.last(segments) }
-        guard let lastEntry else { return }
-        let info = try lastEntry.value.withUnsafeBytes { try Self.decodeSegment($0) }
+    private func completeLastSegment(fallback: String) throws {
+        let found = try environment.read { txn -> (value: [UInt8], directory: String?)? in
+            guard let last = try txn.last(segments) else { return nil }
+            return (last.value, try segmentDirectory(txn, first: last.key.withUnsafeBytes { loadBE($0) }))
+        }
+        guard let found else { return }
+        let info = try found.value.withUnsafeBytes { try Self.decodeSegment($0) }
+        let directory = found.directory ?? fallback
         let finalPath = directory + "/" + info.file
         let tempPath = directory + "/" + Self.temporaryFileName(first: info.firstSeq)
         guard access(finalPath, F_OK) != 0, access(tempPath, F_OK) == 0 else { return }
@@ -344,7 +438,9 @@ extension PanelStore {
         json.key("segments")
         json.beginArray()
         try environment.read { txn in
-            try txn.forEach(segments) { _, v in
+            try txn.forEach(segments) { k, v in
+                // This directory's segments, and those delivered before directories were recorded.
+                if let dir = try segmentDirectory(txn, first: loadBE(k)), dir != directory { return true }
                 json.raw(UnsafeRawBufferPointer(v))
                 return true
             }

@@ -117,6 +117,7 @@ extension PanelStore {
             }
             w.outboxSeq = seq
             try lines.withUnsafeBytes { try w.finishOutbox($0) }
+            try recordRoute(txn, context: w, pipeline: pipeline)
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }

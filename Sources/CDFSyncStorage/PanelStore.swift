@@ -31,6 +31,10 @@ public final class PanelStore: @unchecked Sendable {
     let eventsDB: Database
     /// Record shapes (see ``RecordShape``): 4-byte big-endian id → keys.
     let shapesDB: Database
+    /// Where delivery sends what (see ``deliver(to:segmentMaxBytes:)``): `e` + an outbox entry's key → the pipeline
+    /// that wrote it; `s` + a segment's first sequence → the directory it was delivered into; `d` + a pipeline →
+    /// its delivery directory.
+    let routes: Database
     /// `shapesDB` in memory.
     let shapes = RecordShapes()
     /// zstd level used for panel record values.
@@ -93,7 +97,7 @@ public final class PanelStore: @unchecked Sendable {
         let (dbs, savedShapes) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-                "conflicts", "events", "shapes",
+                "conflicts", "events", "shapes", "routes",
             ].map { try txn.openDatabase($0) }
             let meta = dbs[2]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
@@ -131,6 +135,7 @@ public final class PanelStore: @unchecked Sendable {
         }
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         shapesDB = dbs[12]
+        routes = dbs[13]
         for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold

@@ -299,3 +299,88 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
         }
     }
 }
+
+/// Several pipelines share a store (an events pipeline and the participants pipeline it resolves users through):
+/// the outbox is one stream, but each entry goes to the directory of the pipeline that wrote it, whichever
+/// pipeline's run delivers it.
+@Suite struct DeliveryRoutingTests {
+    /// Three rounds of `people` (4 rows) then `other` (3 rows): sequences 1-4, 5-7, 8-11, 12-14, 15-18, 19-21.
+    func applyTwoPipelines(_ store: PanelStore, people: String, other: String) throws {
+        try store.setDeliveryDirectory(people, pipeline: "people")
+        try store.setDeliveryDirectory(other, pipeline: "other")
+        for round in 0..<3 {
+            _ = try store.apply((0..<4).map { i in
+                PanelStore.Change(externalID: "p\(round)-\(i)", commitVersion: Int64(round + 1), record: record("p", i))
+            }, scope: "people", pipeline: "people", checkpoint: .init(tableVersion: Int64(round + 1)))
+            _ = try store.apply((0..<3).map { i in
+                PanelStore.Change(externalID: "o\(round)-\(i)", commitVersion: Int64(round + 1), record: record("o", i))
+            }, scope: "other", pipeline: "other", checkpoint: .init(tableVersion: Int64(round + 1)))
+        }
+    }
+
+    func manifestFiles(_ directory: String) throws -> [String] {
+        let m = try jsonObject(String(decoding: Data(contentsOf: URL(fileURLWithPath: directory + "/manifest.json")), as: UTF8.self))
+        return (m["segments"] as? [[String: Any]] ?? []).compactMap { $0["file"] as? String }
+    }
+
+    @Test func eachEntryGoesToItsPipelinesDirectoryWhoeverDelivers() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            let (people, other) = (dir + "/out-people", dir + "/out-other")
+            try applyTwoPipelines(store, people: people, other: other)
+            // A run of `people` delivers everything pending, `other`'s changes included.
+            let outcome = try store.deliver(to: people)
+            #expect(outcome.recordsDelivered == 21)
+            func names(_ ranges: [(UInt64, UInt64)]) -> [String] {
+                ranges.map { PanelStore.segmentFileName(first: $0.0, last: $0.1) }
+            }
+            let otherNames = names([(5, 7), (12, 14), (19, 21)])
+            let elsewhere = otherNames.map { other + "/" + $0 }
+            #expect(outcome.elsewhere == elsewhere)
+            #expect(try segmentFiles(people) == names([(1, 4), (8, 11), (15, 18)]))
+            #expect(try segmentFiles(other) == otherNames)
+            for (directory, scope) in [(people, "people"), (other, "other")] {
+                let lines = try deliveredLines(directory, try segmentFiles(directory)).map { try jsonObject($0) }
+                let expectedCount = scope == "people" ? 12 : 9
+                #expect(lines.count == expectedCount)
+                #expect(lines.allSatisfy { $0["scope"] as? String == scope }, "only \(scope)'s lines in \(directory)")
+                #expect(try manifestFiles(directory) == (try segmentFiles(directory)), "each manifest lists its own segments")
+            }
+            #expect(try store.deliveredSegments().map(\.directory) == [people, other, people, other, people, other])
+            #expect(try store.pendingOutboxCount() == 0)
+            #expect(try store.deliveredSequence() == 21)
+        }
+    }
+
+    /// The crash test of `DeliveryTests`, with segments going to two directories: crash at every step, rerun,
+    /// and both directories are byte-identical to an uninterrupted delivery.
+    @Test func crashAtAnyStepThenRerunGivesIdenticalOutputInEveryDirectory() throws {
+        try withTemporaryDirectory { dir in
+            let reference = try PanelStore(directory: dir + "/ref-db")
+            try applyTwoPipelines(reference, people: dir + "/ref-people", other: dir + "/ref-other")
+            var steps: [PanelStore.DeliveryStep] = []
+            reference.deliveryHook = { steps.append($0) }
+            _ = try reference.deliver(to: dir + "/ref-people")
+            let expected = [try directoryContents(dir + "/ref-people"), try directoryContents(dir + "/ref-other")]
+            #expect(steps.count == 6 * 3 + 1)
+
+            for crashAt in steps.indices {
+                let store = try PanelStore(directory: dir + "/db-\(crashAt)")
+                let (people, other) = (dir + "/people-\(crashAt)", dir + "/other-\(crashAt)")
+                try applyTwoPipelines(store, people: people, other: other)
+                var seen = 0
+                store.deliveryHook = { _ in
+                    if seen == crashAt { throw InjectedCrash() }
+                    seen += 1
+                }
+                #expect(throws: InjectedCrash.self) { try store.deliver(to: people) }
+                store.deliveryHook = nil
+                // The rerun comes from the other pipeline's run this time.
+                _ = try store.deliver(to: other)
+                let actual = [try directoryContents(people), try directoryContents(other)]
+                #expect(actual == expected, "crash at step \(crashAt): \(steps[crashAt])")
+                #expect(try store.pendingOutboxCount() == 0)
+            }
+        }
+    }
+}

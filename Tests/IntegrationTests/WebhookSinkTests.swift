@@ -46,3 +46,49 @@ struct WebhookSinkTests {
         #expect(seqs.count == first.delivered + 120)
     }
 }
+
+/// Two pipelines share a state directory (one panel, two sources) with an output directory each: each directory
+/// gets its own pipeline's changes and a manifest of its own segments, and a webhook on one pipeline follows that
+/// pipeline's segments only (it stopped at the other's, "missing from" its directory, before deliveries were routed).
+@Suite("Pipelines sharing a state directory")
+struct SharedStoreDeliveryTests {
+    @Test func eachPipelinesChangesGoToItsOwnDirectoryAndWebhook() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        var panel = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML)
+        panel.sinks = [.init(type: .ndjson, directory: dir.sub("out-panel")),
+                       .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 100)]
+        var crm = panel
+        crm.name = "crm"
+        crm.sinks = [.init(type: .ndjson, directory: dir.sub("out-crm"))]
+        func run(_ p: Pipeline) throws -> SyncSummary {
+            let store = try PanelStore(directory: dir.sub("s"))
+            return try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
+                options: try SyncOptions(pipeline: p)).run()
+        }
+        let a = try run(panel)
+        let b = try run(crm)
+        #expect(b.delivered > 0 && b.warnings.isEmpty, "\(b.warnings)")
+        // A new commit: the panel's next run feeds its webhook past the crm's segment.
+        let latest = sim.sim.latestVersion(table: "main.research.participants")!
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
+            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [["W-1","A","B","w1@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]]}"#.utf8)))
+        let c = try run(panel)
+        #expect(c.webhookDelivered == 1, "\(c)")
+
+        for (name, summary) in [("panel", a.delivered + c.delivered), ("crm", b.delivered)] {
+            let out = dir.sub("out-\(name)")
+            let lines = try deliveredLines(out)
+            #expect(lines.count == summary)
+            #expect(lines.allSatisfy { $0["scope"] as? String == name }, "only \(name)'s changes in \(out)")
+            let manifest = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json"))) as! [String: Any]
+            let listed = (manifest["segments"] as! [[String: Any]]).map { $0["file"] as! String }
+            let present = try FileManager.default.contentsOfDirectory(atPath: out).filter { $0.hasPrefix("changes-") }.sorted()
+            #expect(listed == present, "the manifest of \(out) lists its own segments")
+        }
+        let (accepted, _) = sim.sim.webhookDeliveries(name: "panel")
+        let scopes = try accepted.flatMap { try JSONSerialization.jsonObject(with: Data($0.body)) as! [[String: Any]] }
+            .map { $0["scope"] as? String }
+        #expect(scopes.count == a.delivered + 1 && scopes.allSatisfy { $0 == "panel" })
+    }
+}
