@@ -54,9 +54,10 @@ extension CDFSyncCommand {
                 }
                 pipelines.sort { $0.name < $1.name }
                 if json {
-                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir), as: UTF8.self))
+                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir, writer: holder),
+                        as: UTF8.self))
                 } else {
-                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir))
+                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder))
                 }
             }
         }
@@ -87,10 +88,15 @@ extension CDFSyncCommand {
 
         static func text(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
-            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String
+            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
+            writer: WriterLock.Holder? = nil
         ) -> String {
             var lines = [
                 "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
+                "writer     " + (writer.map { h in
+                    "pid \(h.pid.map(String.init) ?? "?")" + (h.command.map { " `\($0)`" } ?? "")
+                        + (h.since.map { " since \($0)" } ?? "") + " (a run in progress)"
+                } ?? "none (no run in progress)"),
                 "panel      \(s.participants) participant(s), \(s.identities) source key(s) (\(s.linkedKeys) linked by "
                     + "email/phone), \(s.conflicts) conflict(s), \(s.events) event(s)",
                 "outbox     \(s.outboxSequence) change(s) recorded, \(s.deliveredSequence) delivered in \(s.segments) "
@@ -123,11 +129,22 @@ extension CDFSyncCommand {
 
         static func json(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
-            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String
+            _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
+            writer: WriterLock.Holder? = nil
         ) -> [UInt8] {
             var w = JSONWriter()
             w.beginObject()
             w.key("state_dir"); w.string(directory)
+            w.key("writer")
+            if let writer {
+                w.beginObject()
+                w.key("pid"); if let pid = writer.pid { w.int(Int64(pid)) } else { w.null() }
+                w.key("command"); w.string(writer.command)
+                w.key("since"); w.string(writer.since)
+                w.endObject()
+            } else {
+                w.null()
+            }
             w.key("used_bytes"); w.int(Int64(s.usedBytes))
             w.key("map_bytes"); w.int(Int64(s.mapSize))
             w.key("participants"); w.int(Int64(s.participants))

@@ -63,6 +63,7 @@ struct WriterLockCLITests {
         #expect(status.output.contains("participants"), "\(status.output)")
         #expect(status.output.contains("last run 1 running at") && status.output.contains("(pid \(first.processIdentifier))"),
             "a run in progress says so, not succeeded: \(status.output)")
+        #expect(status.output.contains("writer     pid \(first.processIdentifier) `cdfsync sync` since "), "\(status.output)")
         let runs = try read(["runs"], dir)
         #expect(runs.status == 0, "\(runs.output)")
         #expect(runs.output.contains("from start  running"), "\(runs.output)")
@@ -73,6 +74,7 @@ struct WriterLockCLITests {
         #expect(first.terminationStatus == 0, "the first run is undisturbed: \(firstOutput)")
         #expect(firstOutput.contains("inserted       355"), "\(firstOutput)")
         #expect(WriterLock.holder(of: dir.sub("state")) == nil, "released when the first run ended")
+        #expect(try read(["status"], dir).output.contains("writer     none (no run in progress)"))
 
         let after = try runCLI(Self.args, port: sim.port, dir: dir)
         #expect(after.status == 0, "\(after.output)")
