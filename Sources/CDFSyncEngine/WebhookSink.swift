@@ -69,7 +69,11 @@ public struct WebhookSink: Sendable {
             try ZstdFileReader(path: path).forEachLine { line in
                 defer { seq += 1 }
                 guard seq > cursor, !line.isEmpty else { return }
-                // Batches are cut at multiples of batchSize, so a retry after a crash re-sends the same batch.
+                // Batches are cut at multiples of batchSize, so a retry after a crash re-sends the same batch. The
+                // sequences of a pipeline that shares its store skip the other pipeline's ranges: a batch also ends
+                // where the next line is past the boundary of its block (else it could outgrow batchSize).
+                let size = UInt64(batchSize)
+                if !batch.isEmpty, (seq - 1) / size != (batchFirst - 1) / size { try post() }
                 if batch.isEmpty { batchFirst = seq }
                 batch.append(Array(line))
                 batchLast = seq

@@ -91,4 +91,46 @@ struct SharedStoreDeliveryTests {
             .map { $0["scope"] as? String }
         #expect(scopes.count == a.delivered + 1 && scopes.allSatisfy { $0 == "panel" })
     }
+
+    /// A webhook that resends from an old cursor across the other pipeline's sequence range still cuts its batches at
+    /// fixed boundaries and never past `batch_size` (the range skipped held the boundary its batch would have ended at).
+    @Test func aWebhookBatchNeverOutgrowsItsSizeAcrossTheOtherPipelinesRange() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        var panel = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML)
+        panel.sinks = [.init(type: .ndjson, directory: dir.sub("out-panel")),
+                       .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 100)]
+        var crm = panel
+        crm.name = "crm"
+        crm.sinks = [.init(type: .ndjson, directory: dir.sub("out-crm"))]
+        func run(_ p: Pipeline) throws -> SyncSummary {
+            let store = try PanelStore(directory: dir.sub("s"))
+            return try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
+                options: try SyncOptions(pipeline: p)).run()
+        }
+        // The webhook refuses the first run's batches: its cursor stays at 0 (the run's changes are in its files).
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: "status", status: 400))
+        #expect(throws: SyncFailure.self) { _ = try run(panel) }
+        let other = try run(crm)  // the next range of sequences, into out-crm
+        let latest = sim.sim.latestVersion(table: "main.research.participants")!
+        let rows = (0..<90).map { #"["W-\#($0)","A","B","w\#($0)@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]"# }
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
+            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [\#(rows.joined(separator: ","))]}"#.utf8)))
+        let first = try deliveredLines(dir.sub("out-panel")).count  // sequences 1...first
+        let last = try run(panel)  // the 90 new rows, then the webhook sends everything of the panel's from 1
+        #expect(last.webhookDelivered == first + 90)
+
+        let (accepted, duplicates) = sim.sim.webhookDeliveries(name: "panel")
+        #expect(duplicates == 0)
+        let batches = try accepted.map { try JSONSerialization.jsonObject(with: Data($0.body)) as! [[String: Any]] }
+        #expect(batches.allSatisfy { $0.count <= 100 }, "\(batches.map(\.count))")
+        let seqs = batches.flatMap { $0.map { $0["seq"] as! Int } }
+        let gap = other.delivered
+        #expect(seqs == Array(1...first) + Array(first + gap + 1...first + gap + 90))
+        // Every batch lies inside one block of 100 sequences (before, the batch that reached the other pipeline's
+        // range went on past it and held more than 100 lines).
+        #expect(batches.allSatisfy { b in
+            ((b.first!["seq"] as! Int) - 1) / 100 == ((b.last!["seq"] as! Int) - 1) / 100
+        }, "\(batches.map { ($0.first!["seq"] as! Int, $0.last!["seq"] as! Int) })")
+    }
 }
