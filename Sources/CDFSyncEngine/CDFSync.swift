@@ -121,10 +121,7 @@ public final class CDFSync {
     /// panel holds changes. The checkpoint never moves.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
         try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, checkpoint in
-            if !replay.dryRun {
-                try store.checkDeliveryDirectory(options.outputDirectory)
-                try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
-            }
+            if !replay.dryRun { try bindOutputDirectory() }
             let latest = try latestVersion()
             summary.latestVersion = latest
             // Versions of another table than the panel's would apply under the old history's per-key versions.
@@ -208,15 +205,19 @@ public final class CDFSync {
     /// alone; a store opened as a reader cannot tell and changes nothing.)
     private func markInterruptedRuns() throws {
         guard store.isWriter else { return }
+        // Read as this process, the holder, would see them: its own runs stay `running`.
+        let holder = WriterLock.Holder(pid: getpid(), process: WriterLock.processToken)
         for (id, json) in try store.runs(limit: 20) {
-            guard let record = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any],
-                record["status"] as? String == RunStatus.running
-            else { continue }
-            // A run of this process (by its token: a killed run of an earlier container may have had this pid).
-            if record["process"] as? String == WriterLock.processToken { continue }
-            let pid = (record["pid"] as? Int).map { Int32($0) }
-            if let rewritten = RunStatus.interrupted(json, pid: pid) { try store.updateRun(id: id, json: rewritten) }
+            let current = RunStatus.current(json, holder: holder)
+            if current != json { try store.updateRun(id: id, json: current) }
         }
+    }
+
+    /// Before reading anything: the output directory must be this store's (or free), or delivery would fail only
+    /// after the whole read; and changes this pipeline applies go there, whichever pipeline of the store delivers.
+    private func bindOutputDirectory() throws {
+        try store.checkDeliveryDirectory(options.outputDirectory)
+        try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
     }
 
     private var filterSQL: (sql: [String], parameters: [StatementParameter]) { Self.filterSQL(options.spec?.filters ?? []) }
@@ -230,10 +231,7 @@ public final class CDFSync {
     // MARK: - Modes
 
     private func perform(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
-        // Before reading anything: the output directory must be this store's (or free), or delivery would fail
-        // only after the whole read.
-        try store.checkDeliveryDirectory(options.outputDirectory)
-        try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
+        try bindOutputDirectory()
         // Deliver anything a crashed earlier run committed but did not write out.
         try deliver(&summary)
         let mode = try resolveMode(checkpoint: checkpoint)
@@ -624,7 +622,7 @@ public final class CDFSync {
         let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
         store.environment.releaseMappedPages()
         summary.delivered += outcome.recordsDelivered
-        summary.outputFiles += outcome.files.filter { f in !outcome.elsewhere.contains { $0.hasSuffix("/" + f) } }
+        summary.outputFiles += outcome.files
         if !outcome.elsewhere.isEmpty {
             summary.warnings.append("delivered \(outcome.elsewhere.count) segment(s) of changes that a run of another "
                 + "pipeline of this state directory applied and did not deliver, into that pipeline's directory: "

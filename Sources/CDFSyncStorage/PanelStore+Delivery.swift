@@ -16,10 +16,10 @@ extension PanelStore {
         public var segmentsWritten: Int
         /// Outbox entries delivered by this call.
         public var recordsDelivered: Int
-        /// The new segment file names (inside the directory each went to), in sequence order.
+        /// The new segment file names in the delivery directory, in sequence order.
         public var files: [String]
-        /// The paths of those among them that went to another pipeline's directory (changes a run of that pipeline
-        /// applied and did not deliver).
+        /// The paths of the new segments that went to another pipeline's directory (changes a run of that pipeline
+        /// applied and did not deliver), in sequence order.
         public var elsewhere: [String] = []
 
         public init(segmentsWritten: Int = 0, recordsDelivered: Int = 0, files: [String] = []) {
@@ -129,13 +129,6 @@ extension PanelStore {
         let key = Self.routeKey(pipeline: pipeline)
         guard try environment.read({ try $0.get(routes, key: key) }) != path else { return }
         try environment.write { txn in try txn.put(routes, key: key, value: path) }
-    }
-
-    /// The directory `pipeline` delivers to, if one was set.
-    public func deliveryDirectory(pipeline: String) throws -> String? {
-        try environment.read { txn in
-            try txn.get(routes, key: Self.routeKey(pipeline: pipeline)).map { String(decoding: $0, as: UTF8.self) }
-        }
     }
 
     func segmentDirectory(_ txn: some ReadableTransaction, first: UInt64) throws -> String? {
@@ -276,8 +269,7 @@ extension PanelStore {
             try deliveryHook?(.segmentRenamed(info.file))
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
-            outcome.files.append(info.file)
-            if target != fallback { outcome.elsewhere.append(target + "/" + info.file) }
+            if target == fallback { outcome.files.append(info.file) } else { outcome.elsewhere.append(finalPath) }
         }
         try deliveryHook?(.beforeManifest)
         // The manifests of this call's directories, and of the other pipelines' directories this store owns (a
@@ -291,12 +283,8 @@ extension PanelStore {
                 return true
             }
         }
-        for dir in manifests {
-            if !prepared.contains(dir) {
-                guard access(dir + "/" + Self.ownerFileName, F_OK) == 0,
-                    (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore
-                else { continue }
-            }
+        for dir in manifests
+        where prepared.contains(dir) || (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore {
             try writeManifest(in: dir, deliveredSequence: delivered)
         }
         return outcome
@@ -364,8 +352,7 @@ extension PanelStore {
         var json = JSONWriter()
         json.beginObject()
         json.key("store_id"); json.string(storeID)
-        json.key("state_dir")
-        json.string(URL(fileURLWithPath: self.directory).standardizedFileURL.path)
+        json.key("state_dir"); json.string(Self.absolute(self.directory))
         json.endObject()
         json.bytes.append(0x0A)
         try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory)

@@ -94,7 +94,7 @@ public final class PanelStore: @unchecked Sendable {
         // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
         // transactions) and writes or checks the layout version.
         let path = environment.path
-        let (dbs, savedShapes) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])]) in
+        let (dbs, savedShapes, id) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])], [UInt8]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
                 "conflicts", "events", "shapes", "routes",
@@ -116,8 +116,10 @@ public final class PanelStore: @unchecked Sendable {
             }
             // The store's identity, which its delivery directories are bound to (given to stores created before it
             // at their next open).
-            if try txn.get(meta, key: MetaKey.storeID) == nil {
-                try txn.put(meta, key: MetaKey.storeID, value: Array(UUID().uuidString.lowercased().utf8))
+            var id = try txn.get(meta, key: MetaKey.storeID)
+            if id == nil {
+                id = Array(UUID().uuidString.lowercased().utf8)
+                try txn.put(meta, key: MetaKey.storeID, value: id!)
             }
             var shapes: [(UInt32, [UInt8])] = []
             try txn.forEach(dbs[12]) { k, v in
@@ -127,12 +129,10 @@ public final class PanelStore: @unchecked Sendable {
                 shapes.append((RecordShape.id(k), Array(v)))
                 return true
             }
-            return (dbs, shapes)
+            return (dbs, shapes, id!)
         }
         (ident, panel, meta, outbox, runsDB, segments) = (dbs[0], dbs[1], dbs[2], dbs[3], dbs[4], dbs[5])
-        storeID = try environment.read { txn in
-            String(decoding: try txn.get(dbs[2], key: MetaKey.storeID) ?? [], as: UTF8.self)
-        }
+        storeID = String(decoding: id, as: UTF8.self)
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         shapesDB = dbs[12]
         routes = dbs[13]

@@ -52,27 +52,40 @@ struct WebhookSinkTests {
 /// pipeline's segments only (it stopped at the other's, "missing from" its directory, before deliveries were routed).
 @Suite("Pipelines sharing a state directory")
 struct SharedStoreDeliveryTests {
-    @Test func eachPipelinesChangesGoToItsOwnDirectoryAndWebhook() throws {
-        let sim = try RunningSimulator()
-        let dir = TempDir()
+    /// `panel` (output `out-panel`, a webhook with batches of 100) and `crm` (output `out-crm`): the same source,
+    /// both in the state directory `s`.
+    func pipelines(_ sim: RunningSimulator, _ dir: TempDir) throws -> (panel: Pipeline, crm: Pipeline) {
         var panel = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML)
         panel.sinks = [.init(type: .ndjson, directory: dir.sub("out-panel")),
                        .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 100)]
         var crm = panel
         crm.name = "crm"
         crm.sinks = [.init(type: .ndjson, directory: dir.sub("out-crm"))]
-        func run(_ p: Pipeline) throws -> SyncSummary {
-            let store = try PanelStore(directory: dir.sub("s"))
-            return try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
-                options: try SyncOptions(pipeline: p)).run()
-        }
+        return (panel, crm)
+    }
+
+    static func run(_ p: Pipeline, _ sim: RunningSimulator, _ dir: TempDir) throws -> SyncSummary {
+        let store = try PanelStore(directory: dir.sub("s"))
+        return try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
+            options: try SyncOptions(pipeline: p)).run()
+    }
+
+    /// Commits `count` new opted-in participants to the source.
+    func appendParticipants(_ count: Int, _ sim: RunningSimulator) throws {
+        let latest = sim.sim.latestVersion(table: "main.research.participants")!
+        let rows = (0..<count).map { #"["W-\#($0)","A","B","w\#($0)@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]"# }
+        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
+            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [\#(rows.joined(separator: ","))]}"#.utf8)))
+    }
+    @Test func eachPipelinesChangesGoToItsOwnDirectoryAndWebhook() throws {
+        let (sim, dir) = (try RunningSimulator(), TempDir())
+        let (panel, crm) = try pipelines(sim, dir)
+        func run(_ p: Pipeline) throws -> SyncSummary { try Self.run(p, sim, dir) }
         let a = try run(panel)
         let b = try run(crm)
         #expect(b.delivered > 0 && b.warnings.isEmpty, "\(b.warnings)")
         // A new commit: the panel's next run feeds its webhook past the crm's segment.
-        let latest = sim.sim.latestVersion(table: "main.research.participants")!
-        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
-            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [["W-1","A","B","w1@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]]}"#.utf8)))
+        try appendParticipants(1, sim)
         let c = try run(panel)
         #expect(c.webhookDelivered == 1, "\(c)")
 
@@ -95,27 +108,14 @@ struct SharedStoreDeliveryTests {
     /// A webhook that resends from an old cursor across the other pipeline's sequence range still cuts its batches at
     /// fixed boundaries and never past `batch_size` (the range skipped held the boundary its batch would have ended at).
     @Test func aWebhookBatchNeverOutgrowsItsSizeAcrossTheOtherPipelinesRange() throws {
-        let sim = try RunningSimulator()
-        let dir = TempDir()
-        var panel = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML)
-        panel.sinks = [.init(type: .ndjson, directory: dir.sub("out-panel")),
-                       .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 100)]
-        var crm = panel
-        crm.name = "crm"
-        crm.sinks = [.init(type: .ndjson, directory: dir.sub("out-crm"))]
-        func run(_ p: Pipeline) throws -> SyncSummary {
-            let store = try PanelStore(directory: dir.sub("s"))
-            return try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
-                options: try SyncOptions(pipeline: p)).run()
-        }
+        let (sim, dir) = (try RunningSimulator(), TempDir())
+        let (panel, crm) = try pipelines(sim, dir)
+        func run(_ p: Pipeline) throws -> SyncSummary { try Self.run(p, sim, dir) }
         // The webhook refuses the first run's batches: its cursor stays at 0 (the run's changes are in its files).
         _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: "status", status: 400))
         #expect(throws: SyncFailure.self) { _ = try run(panel) }
         let other = try run(crm)  // the next range of sequences, into out-crm
-        let latest = sim.sim.latestVersion(table: "main.research.participants")!
-        let rows = (0..<90).map { #"["W-\#($0)","A","B","w\#($0)@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]"# }
-        try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
-            #"{"version": \#(latest + 1), "timestamp": "2026-05-01T00:00:00.000Z", "operation": "WRITE", "insert": [\#(rows.joined(separator: ","))]}"#.utf8)))
+        try appendParticipants(90, sim)
         let first = try deliveredLines(dir.sub("out-panel")).count  // sequences 1...first
         let last = try run(panel)  // the 90 new rows, then the webhook sends everything of the panel's from 1
         #expect(last.webhookDelivered == first + 90)
