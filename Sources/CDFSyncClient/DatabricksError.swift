@@ -63,6 +63,18 @@ public struct DatabricksError: Error, Sendable, CustomStringConvertible {
     /// recorded, so a snapshot resync is the way forward.
     public var isHistoryLost: Bool { category == .changeDataUnavailable }
 
+    /// Whether a `table_changes` range was refused because it spans a schema change its change data cannot be read
+    /// across (`DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE`, `..._INCOMPATIBLE_DATA_SCHEMA`): read the parts
+    /// before and after it separately.
+    public var isSchemaBreak: Bool { errorClass?.hasPrefix("DELTA_CHANGE_DATA_FEED_INCOMPATIBLE") == true }
+
+    /// The version of that schema change, as the message names it ("... incompatible schema change at version 8").
+    public var schemaBreakVersion: Int64? {
+        guard isSchemaBreak, let r = message.range(of: #"incompatible (schema change|data schema) at version [0-9]+"#,
+            options: .regularExpression) else { return nil }
+        return Int64(message[r].split(separator: " ").last ?? "")
+    }
+
     /// Whether an INLINE statement failed on the 25 MiB inline result cap (retry with EXTERNAL_LINKS).
     public var isInlineLimitExceeded: Bool { message.localizedCaseInsensitiveContains("inline byte limit exceeded") }
 

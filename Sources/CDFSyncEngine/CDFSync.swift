@@ -132,27 +132,34 @@ public final class CDFSync {
                     remedy: "Give --from-version at or below --to-version and the latest version.")
             }
             summary.fromVersion = replay.fromVersion - 1
-            let sql = SQL.tableChanges(of: options.table, columns: options.selectedColumns, startVersion: replay.fromVersion,
-                endVersion: end, conditions: filterSQL.sql)
+            // One statement per stretch without a schema change that change data cannot be read across.
+            let schema = SchemaHistory(history: try history(limit: min(latest - replay.fromVersion + 2, 10_000)))
+            var planner = RangePlanner()
+            planner.maxVersionsPerStatement = .max
+            planner.maxRowsPerStatement = .max
+            let ranges = planner.plan(start: replay.fromVersion, end: end, history: [], breaks: schema.breaks)
             var redeliverFile: ReplayFile?
             if replay.redeliver && !replay.dryRun {
                 try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
                 redeliverFile = try ReplayFile(directory: options.outputDirectory,
                     name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst")
             }
-            let writer = replay.dryRun
-                ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
-                : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliverFile] changes, _ in
-                    let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
-                    try redeliverFile?.append(changes, scope: scope)
-                    return o
-                }
-            // A replay of an applied range writes (almost) nothing: its records are not split into shape and values
-            // (the few rows it does write are stored as given), and its reading, the critical path, has no writer's
-            // chain to yield to.
-            try read(Statement(sql: sql, parameters: filterSQL.parameters, disposition: options.disposition ?? .externalLinks),
-                source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false,
-                yieldingToWriter: false)
+            try readRanges(ranges, schema: schema, summary: &summary) { range, summary in
+                let writer = replay.dryRun
+                    ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
+                    : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliverFile] changes, _ in
+                        let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
+                        try redeliverFile?.append(changes, scope: scope)
+                        return o
+                    }
+                let (sql, f) = changesSQL(start: range.start, end: range.end, schema: schema)
+                // A replay of an applied range writes (almost) nothing: its records are not split into shape and
+                // values (the few rows it does write are stored as given), and its reading, the critical path, has no
+                // writer's chain to yield to.
+                try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
+                    source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false,
+                    yieldingToWriter: false)
+            }
             if let f = redeliverFile {
                 try f.finish()
                 summary.outputFiles.append(f.name)
@@ -332,7 +339,23 @@ public final class CDFSync {
         do {
             _ = try RecordMapper(pipeline: spec, columns: columns)
         } catch {
-            let version = (try? isView()) == true ? "" : (try? latestVersion()).map { " at version \($0)" } ?? ""
+            let view = (try? isView()) == true
+            let version = view ? "" : (try? latestVersion()).map { " at version \($0)" } ?? ""
+            // Say what the table's history shows happened to the column: a rename names the column to map instead.
+            let missing = (options.selectedColumns ?? []).filter { c in !columns.contains { SchemaHistory.same($0, c) } }
+            if !view, let column = missing.first, let history = try? history(limit: 10_000) {
+                let schema = SchemaHistory(history: history)
+                if let (v, to) = schema.renamedAway(column), columns.contains(where: { SchemaHistory.same($0, to) }) {
+                    throw SyncError("\(error.message): column \(column) was renamed to \(to) at version \(v)",
+                        remedy: "Map \(to) instead of \(column) in the pipeline; cdfsync reads the versions before the "
+                            + "rename under the old name.")
+                }
+                if let v = schema.dropVersion(of: column) {
+                    throw SyncError("\(error.message): column \(column) was dropped at version \(v)",
+                        remedy: "Remove \(column) from the pipeline's mapping (or map another column), or restore it in the "
+                            + "source. The checkpoint has not moved.")
+                }
+            }
             throw SyncError("\(error.message)\(version)", remedy: "Fix the mapping, or restore the column in the source.")
         }
     }
@@ -396,17 +419,47 @@ public final class CDFSync {
         planner.maxVersionsPerStatement = options.maxVersionsPerStatement
         planner.maxRowsPerStatement = options.maxRowsPerStatement
         if let forced = options.disposition { planner.externalLinksThreshold = forced == .inline ? .max : -1 }
-        for range in planner.plan(start: next, end: latest, history: history) {
-            do {
-                try readChanges(range, summary: &summary)
-            } catch let e as DatabricksError where e.isHistoryLost && options.fallBackToSnapshot {
-                summary.warnings.append(
-                    "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
-                summary.mode = "snapshot"
-                try readSnapshot(at: latest, summary: &summary)
-                return
-            }
+        // Ranges end before each schema change change data cannot be read across; mapped columns are read under
+        // the names they had in each range.
+        let schema = SchemaHistory(history: history)
+        try readRanges(planner.plan(start: next, end: latest, history: history, breaks: schema.breaks), schema: schema,
+            summary: &summary) { range, summary in
+            try readChanges(range, schema: schema, summary: &summary)
             summary.toVersion = range.end
+        } historyLost: { range, e, summary in
+            guard options.fallBackToSnapshot else { return false }
+            summary.warnings.append(
+                "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
+            summary.mode = "snapshot"
+            try readSnapshot(at: latest, summary: &summary)
+            return true
+        }
+    }
+
+    /// Reads `ranges` in order with `body`. A range the warehouse refuses because a schema change inside it cannot
+    /// be read across (one the history did not show) is split where the error says, or in half, and its parts
+    /// read in order: every part is checkpointed at its own end, so nothing is skipped. `historyLost` may take over
+    /// when a range's change data is gone (true: stop reading ranges).
+    private func readRanges(
+        _ ranges: [PlannedRange], schema: SchemaHistory, summary: inout SyncSummary,
+        _ body: (PlannedRange, inout SyncSummary) throws -> Void,
+        historyLost: (PlannedRange, DatabricksError, inout SyncSummary) throws -> Bool = { _, _, _ in false }
+    ) throws {
+        var queue = Array(ranges.reversed())
+        while let range = queue.popLast() {
+            do {
+                try body(range, &summary)
+            } catch let e as DatabricksError where e.isHistoryLost {
+                if try historyLost(range, e, &summary) { return }
+                throw e
+            } catch let e as DatabricksError where e.isSchemaBreak && range.start < range.end {
+                let at = e.schemaBreakVersion.flatMap { $0 > range.start && $0 <= range.end ? $0 : nil }
+                    ?? range.start + (range.end - range.start + 1) / 2
+                onProgress("v\(range.start)…v\(range.end) spans a schema change (\(e.errorClass ?? "")); reading "
+                    + "v\(range.start)…v\(at - 1) and v\(at)…v\(range.end) separately")
+                queue.append(PlannedRange(start: at, end: range.end, estimatedRows: nil, disposition: range.disposition))
+                queue.append(PlannedRange(start: range.start, end: at - 1, estimatedRows: nil, disposition: range.disposition))
+            }
         }
     }
 
@@ -501,14 +554,26 @@ public final class CDFSync {
         return RangePlanner.entries(from: sink)
     }
 
-    private func readChanges(_ range: PlannedRange, summary: inout SyncSummary) throws {
-        let f = filterSQL
-        let sql = SQL.tableChanges(of: options.table, columns: options.selectedColumns, startVersion: range.start,
-            endVersion: range.end, conditions: f.sql)
+    private func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {
+        let (sql, f) = changesSQL(start: range.start, end: range.end, schema: schema)
         onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
             + ", \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition), source: .changeFeed,
             checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary)
+    }
+
+    /// The `table_changes` statement for `[start, end]`, reading the selected columns (and testing the filters) under
+    /// the names they had at `end`.
+    private func changesSQL(start: Int64, end: Int64, schema: SchemaHistory)
+        -> (sql: String, filter: (sql: [String], parameters: [StatementParameter]))
+    {
+        let columns = options.selectedColumns
+        let reading = schema.reading((columns ?? []) + (options.spec?.filters ?? []).map(\.column), at: end)
+        let f = SQL.filterConditions(options.spec?.filters ?? [], reading: reading)
+        let filter = (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })
+        let sql = SQL.tableChanges(of: options.table, columns: columns, startVersion: start, endVersion: end,
+            conditions: f.sql, reading: reading)
+        return (sql, filter)
     }
 
     /// A full read: `VERSION AS OF` the latest version for tables, a plain SELECT for views. The identity index

@@ -9,12 +9,16 @@ public struct HistoryEntry: Sendable, Equatable {
     public var timestamp: String?
     /// `operationMetrics`, e.g. `numOutputRows`, `numTargetRowsUpdated`.
     public var metrics: [String: Int64]
+    /// `operationParameters`, e.g. `oldColumnPath` and `newColumnPath` of a `RENAME COLUMN`.
+    public var parameters: [String: String]
 
-    public init(version: Int64, operation: String, timestamp: String?, metrics: [String: Int64]) {
+    public init(version: Int64, operation: String, timestamp: String?, metrics: [String: Int64],
+                parameters: [String: String] = [:]) {
         self.version = version
         self.operation = operation
         self.timestamp = timestamp
         self.metrics = metrics
+        self.parameters = parameters
     }
 
     /// Change-feed rows this commit most likely produced: inserts + 2 × updates (pre- and post-image) + deletes,
@@ -54,14 +58,16 @@ public struct RangePlanner: Sendable {
 
     public init() {}
 
-    public func plan(start: Int64, end: Int64, history: [HistoryEntry]) -> [PlannedRange] {
+    /// - Parameter breaks: versions no range may contain after its start (schema changes change data cannot be read
+    ///   across).
+    public func plan(start: Int64, end: Int64, history: [HistoryEntry], breaks: Set<Int64> = []) -> [PlannedRange] {
         let rowsByVersion = Dictionary(history.map { ($0.version, $0.estimatedChangeRows) }, uniquingKeysWith: { a, _ in a })
         var ranges: [PlannedRange] = []
         var s = start
         while s <= end {
             var e = s
             var rows: Int64? = rowsByVersion[s] ?? nil
-            while e < end, e - s + 1 < maxVersionsPerStatement {
+            while e < end, e - s + 1 < maxVersionsPerStatement, !breaks.contains(e + 1) {
                 let next = rowsByVersion[e + 1] ?? nil
                 if let r = rows, let n = next, r + n > maxRowsPerStatement { break }
                 rows = (rows == nil && next == nil) ? nil : (rows ?? 0) + (next ?? 0)
@@ -79,14 +85,21 @@ public struct RangePlanner: Sendable {
         sink.records.compactMap { r in
             guard let v = (r["version"] ?? nil).flatMap({ Int64($0) }) else { return nil }
             var metrics: [String: Int64] = [:]
-            if let text = r["operationmetrics"] ?? nil, let data = text.data(using: .utf8),
-                let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-            {
-                for (k, val) in obj {
-                    if let s = val as? String, let n = Int64(s) { metrics[k] = n } else if let n = val as? Int { metrics[k] = Int64(n) }
-                }
+            for (k, val) in jsonObject(r["operationmetrics"] ?? nil) {
+                if let s = val as? String, let n = Int64(s) { metrics[k] = n } else if let n = val as? Int { metrics[k] = Int64(n) }
             }
-            return HistoryEntry(version: v, operation: (r["operation"] ?? nil) ?? "", timestamp: r["timestamp"] ?? nil, metrics: metrics)
+            var parameters: [String: String] = [:]
+            for (k, val) in jsonObject(r["operationparameters"] ?? nil) { if let s = val as? String { parameters[k] = s } }
+            return HistoryEntry(version: v, operation: (r["operation"] ?? nil) ?? "", timestamp: r["timestamp"] ?? nil,
+                metrics: metrics, parameters: parameters)
         }
+    }
+
+    /// A JSON object's members (a MAP column arrives as JSON text); empty when the text is not one.
+    static func jsonObject(_ text: String?) -> [String: Any] {
+        guard let text, let data = text.data(using: .utf8),
+            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
+        else { return [:] }
+        return obj
     }
 }

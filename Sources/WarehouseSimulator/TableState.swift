@@ -1,3 +1,4 @@
+import CDFSyncCore
 import Foundation
 
 /// What one table version looks like in DESCRIBE HISTORY and to table_changes.
@@ -11,17 +12,49 @@ struct VersionInfo: Sendable {
     var insertCount: Int
     var updateCount: Int
     var deleteCount: Int
+    /// The schema change this version made, if any.
+    var alter: Commit.Alter? = nil
 
     /// Whether this version recorded change data.
     var cdfEnabled: Bool { properties["delta.enableChangeDataFeed"]?.lowercased() == "true" }
+}
+
+/// The columns of a table from one version on.
+struct Schema: Sendable, Equatable {
+    var from: Int
+    var columns: [ColumnDef]
+    var types: [SQLType]
+
+    /// Spark's `StructType.json` of these columns, as Delta prints a read schema in errors.
+    var json: String {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("type"); w.string("struct")
+        w.key("fields")
+        w.beginArray()
+        for (c, t) in zip(columns, types) {
+            w.beginObject()
+            w.key("name"); w.string(c.name)
+            w.key("type"); w.string(Executor.simpleTypeString(t))
+            w.key("nullable"); w.bool(c.nullable)
+            w.key("metadata"); w.beginObject(); w.endObject()
+            w.endObject()
+        }
+        w.endArray()
+        w.endObject()
+        return String(decoding: w.bytes, as: UTF8.self)
+    }
 }
 
 /// The running state of one table: its definition, version list and data.
 struct TableState: Sendable {
     var name: TableName
     var tableType: String
+    /// The columns at the latest version.
     var columns: [ColumnDef]
     var columnTypes: [SQLType]
+    /// Every schema the table had, oldest first: `from` is the version that set it (0 for the creation schema).
+    var schemas: [Schema] = []
     var earliestRetainedVersion: Int
     var view: ViewDef?
     var comment: String?
@@ -42,6 +75,7 @@ struct TableState: Sendable {
         earliestRetainedVersion = def.earliestRetainedVersion
         view = def.view
         comment = def.comment
+        schemas = [Schema(from: 0, columns: columns, types: columnTypes)]
         if let spec = def.synthetic {
             let s = try SyntheticTable(spec: spec)
             synthetic = s
@@ -86,22 +120,34 @@ struct TableState: Sendable {
         if let last = versions.last, ts <= last.timestampMillis {
             throw WorkspaceError("table \(name): commit \(c.version) timestamp must be after \(Timestamp.format(millis: last.timestampMillis))")
         }
-        try Self.checkCommitShape(c, columns: columns, table: name.description)
-        var rows = latestRows
-        try Self.apply(c, to: &rows, table: name.description)
         var props = versions.last?.properties ?? [:]
         for (k, v) in c.setProperties ?? [:] { props[k] = v }
+        var rows = latestRows
+        var schema = schemas.last!
+        if let alter = c.alter {
+            schema = try Self.altered(schema, by: alter, commit: c, properties: props, table: name.description)
+            Self.reshape(&rows, from: schemas.last!, to: schema)
+        } else {
+            try Self.checkCommitShape(c, columns: columns, table: name.description)
+            try Self.apply(c, to: &rows, table: name.description)
+        }
         versions.append(
             VersionInfo(
                 version: c.version, timestampMillis: ts, operation: c.operation,
                 userName: c.userName ?? Self.defaultUser, properties: props,
                 insertCount: c.insert?.count ?? 0, updateCount: c.update?.count ?? 0,
-                deleteCount: c.delete?.count ?? 0))
+                deleteCount: c.delete?.count ?? 0, alter: c.alter))
         commits.append(c)
         latestRows = rows
+        if c.alter != nil {
+            schemas.append(schema)
+            columns = schema.columns
+            columnTypes = schema.types
+        }
     }
 
     static func apply(_ c: Commit, to rows: inout [Row], table: String) throws {
+        guard c.alter == nil else { return }
         for u in c.update ?? [] {
             guard let i = rows.firstIndex(of: u.before) else {
                 throw WorkspaceError("table \(table) commit \(c.version): update before-row is not in the table: \(u.before)")
@@ -122,26 +168,39 @@ struct TableState: Sendable {
         if let s = synthetic { return s.snapshotSource(version: v) }
         if v == latestVersion { return MaterializedRows(rows: latestRows) }
         var rows: [Row] = []
-        for c in commits.prefix(v + 1) { try? Self.apply(c, to: &rows, table: name.description) }
+        for c in commits.prefix(v + 1) {
+            if c.alter != nil {
+                Self.reshape(&rows, from: schema(at: c.version - 1), to: schema(at: c.version))
+            } else {
+                try? Self.apply(c, to: &rows, table: name.description)
+            }
+        }
         return MaterializedRows(rows: rows)
     }
 
-    /// Change rows for versions `from...to` (valid, CDF-enabled): table columns then
-    /// `_change_type`, `_commit_version`, `_commit_timestamp`, ordered by version.
-    func changes(from: Int, to: Int) -> any RowSource {
+    /// Change rows for versions `from...to` (valid, CDF-enabled, no schema break after `from`) in the columns of
+    /// `read` (a column a version did not have yet reads NULL), then `_change_type`, `_commit_version`,
+    /// `_commit_timestamp`, ordered by version.
+    func changes(from: Int, to: Int, read: Schema? = nil) -> any RowSource {
         if let s = synthetic { return s.changesSource(from: from, to: to) }
         var out: [Row] = []
         guard from <= to else { return MaterializedRows(rows: out) }
+        let read = read ?? schema(at: to)
         for v in from...to {
             let c = commits[v]
             let ver = String(v)
             let ts = Timestamp.format(millis: versions[v].timestampMillis)
-            for r in c.insert ?? [] { out.append(r + ["insert", ver, ts]) }
+            let own = schema(at: v)
+            // Within a readable range only added columns differ: match by name.
+            let pick = read.columns.map { col in own.columns.firstIndex { $0.name == col.name } }
+            let identity = pick.count == own.columns.count && pick.enumerated().allSatisfy { $0.element == $0.offset }
+            func image(_ r: Row) -> Row { identity ? r : pick.map { $0.map { r[$0] } ?? nil } }
+            for r in c.insert ?? [] { out.append(image(r) + ["insert", ver, ts]) }
             for u in c.update ?? [] {
-                out.append(u.before + ["update_preimage", ver, ts])
-                out.append(u.after + ["update_postimage", ver, ts])
+                out.append(image(u.before) + ["update_preimage", ver, ts])
+                out.append(image(u.after) + ["update_postimage", ver, ts])
             }
-            for r in c.delete ?? [] { out.append(r + ["delete", ver, ts]) }
+            for r in c.delete ?? [] { out.append(image(r) + ["delete", ver, ts]) }
         }
         return MaterializedRows(rows: out)
     }

@@ -248,17 +248,79 @@ public struct Commit: Sendable, Codable {
     public var delete: [Row]?
     /// Shown as `userName` in DESCRIBE HISTORY (extension; default `sync-admin@example.com`).
     public var userName: String?
+    /// A schema change (extension): the commit changes the table's columns and carries no rows.
+    public var alter: Alter?
+
+    /// One `ALTER TABLE` column change. Exactly one member is set; the commit's `operation` must be Delta's name for
+    /// it (`ADD COLUMNS`, `RENAME COLUMN`, `DROP COLUMNS`, `CHANGE COLUMN`).
+    public struct Alter: Sendable, Codable, Equatable {
+        public struct Rename: Sendable, Codable, Equatable {
+            public var from: String
+            public var to: String
+            public init(from: String, to: String) {
+                self.from = from
+                self.to = to
+            }
+        }
+
+        public struct TypeChange: Sendable, Codable, Equatable {
+            public var name: String
+            public var type: String
+            public init(name: String, type: String) {
+                self.name = name
+                self.type = type
+            }
+        }
+
+        /// Appended at the end, nullable; rows written before read NULL in them.
+        public var addColumns: [ColumnDef]?
+        /// Needs column mapping (`delta.columnMapping.mode` `name` or `id`).
+        public var renameColumn: Rename?
+        /// Needs column mapping.
+        public var dropColumns: [String]?
+        /// A widening (`tinyint` → `smallint` → `int` → `bigint`, `float` → `double`); needs `delta.enableTypeWidening`.
+        public var changeColumnType: TypeChange?
+
+        enum CodingKeys: String, CodingKey {
+            case addColumns = "add_columns"
+            case renameColumn = "rename_column"
+            case dropColumns = "drop_columns"
+            case changeColumnType = "change_column_type"
+        }
+
+        public init(addColumns: [ColumnDef]? = nil, renameColumn: Rename? = nil, dropColumns: [String]? = nil,
+                    changeColumnType: TypeChange? = nil) {
+            self.addColumns = addColumns
+            self.renameColumn = renameColumn
+            self.dropColumns = dropColumns
+            self.changeColumnType = changeColumnType
+        }
+
+        /// DESCRIBE HISTORY's `operation` for this change.
+        public var operation: String {
+            if addColumns != nil { return "ADD COLUMNS" }
+            if renameColumn != nil { return "RENAME COLUMN" }
+            if dropColumns != nil { return "DROP COLUMNS" }
+            return "CHANGE COLUMN"
+        }
+
+        /// Whether change data cannot be read across it (Delta refuses a `table_changes` range that spans a rename,
+        /// a drop or a type change with `DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE`); added columns are read
+        /// as NULL in older rows.
+        public var breaksChangeFeed: Bool { addColumns == nil }
+    }
 
     enum CodingKeys: String, CodingKey {
-        case version, timestamp, operation, insert, update, delete
+        case version, timestamp, operation, insert, update, delete, alter
         case setProperties = "set_properties"
         case userName = "user_name"
     }
 
     public init(
         version: Int, timestamp: String, operation: String, setProperties: [String: String]? = nil,
-        insert: [Row]? = nil, update: [Update]? = nil, delete: [Row]? = nil
+        insert: [Row]? = nil, update: [Update]? = nil, delete: [Row]? = nil, alter: Alter? = nil
     ) {
+        self.alter = alter
         self.version = version
         self.timestamp = timestamp
         self.operation = operation

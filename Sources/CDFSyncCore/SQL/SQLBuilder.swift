@@ -67,6 +67,17 @@ public struct QualifiedName: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(catalog).\(schema).\(table)" }
 }
 
+/// How a statement reads a column that a table version knew differently: the table's columns were renamed, added
+/// or dropped since (Delta column mapping), and a `table_changes` range is read in the schema of its end version.
+public enum ColumnRead: Sendable, Hashable {
+    /// Under its own name.
+    case same
+    /// Under the name it had then.
+    case renamed(String)
+    /// Not there yet: read as NULL.
+    case absent
+}
+
 /// An error building SQL from names and values.
 public struct SQLBuildError: Error, Sendable, CustomStringConvertible, Equatable {
     public var message: String
@@ -96,12 +107,28 @@ public enum SQL {
     /// `SELECT <cols>, _change_type, _commit_version, _commit_timestamp FROM table_changes('<t>', s, e)`.
     ///
     /// The table argument is a string literal holding the backtick-quoted name; the versions are integers.
+    ///
+    /// `reading` says how a column is read at `endVersion` when that differs from its name now: under the name it had
+    /// then (`` `old` AS `new` ``), or as NULL when it did not exist yet.
     public static func tableChanges(
-        of table: QualifiedName, columns: [String]?, startVersion: Int64, endVersion: Int64, conditions: [String] = []
+        of table: QualifiedName, columns: [String]?, startVersion: Int64, endVersion: Int64, conditions: [String] = [],
+        reading: [String: ColumnRead] = [:]
     ) -> String {
-        let cols = columns.map { $0.map(quoteIdentifier).joined(separator: ", ") + ", `_change_type`, `_commit_version`, `_commit_timestamp`" } ?? "*"
+        let cols = columns.map {
+            $0.map { selectItem($0, reading[$0] ?? .same) }.joined(separator: ", ")
+                + ", `_change_type`, `_commit_version`, `_commit_timestamp`"
+        } ?? "*"
         return "SELECT \(cols) FROM table_changes(\(stringLiteral(table.quoted)), \(startVersion), \(endVersion))"
             + whereClause(conditions) + " ORDER BY `_commit_version`"
+    }
+
+    /// One select-list item: `` `c` ``, `` `old` AS `c` `` or `` NULL AS `c` ``.
+    static func selectItem(_ column: String, _ read: ColumnRead) -> String {
+        switch read {
+        case .same: return quoteIdentifier(column)
+        case .renamed(let old): return "\(quoteIdentifier(old)) AS \(quoteIdentifier(column))"
+        case .absent: return "NULL AS \(quoteIdentifier(column))"
+        }
     }
 
     /// `SELECT <cols> FROM <table> VERSION AS OF v`.
@@ -155,11 +182,20 @@ public struct BoundParameter: Sendable, Equatable {
 
 extension SQL {
     /// `cond AND cond ...` for structured filters: quoted identifiers, values only as parameters `:f<i>`.
-    public static func filterConditions(_ filters: [Pipeline.Filter]) -> (sql: [String], parameters: [BoundParameter]) {
+    ///
+    /// `reading` as for `tableChanges`: a filter tests the column under the name it has in the version read, or NULL.
+    public static func filterConditions(_ filters: [Pipeline.Filter], reading: [String: ColumnRead] = [:])
+        -> (sql: [String], parameters: [BoundParameter])
+    {
         var conds: [String] = []
         var params: [BoundParameter] = []
         for (i, f) in filters.enumerated() {
-            let col = quoteIdentifier(f.column)
+            let col: String
+            switch reading[f.column] ?? .same {
+            case .same: col = quoteIdentifier(f.column)
+            case .renamed(let old): col = quoteIdentifier(old)
+            case .absent: col = "NULL"
+            }
             func scalar() -> String {
                 let name = "f\(i)"
                 if case .scalar(let v)? = f.value { params.append(BoundParameter(name: name, value: v)) } else {

@@ -191,7 +191,8 @@ struct Executor {
     }
 
     func tableRelation(_ t: TableState, version: Int) -> Relation {
-        let cols = zip(t.columns, t.columnTypes).map { ResultColumn(name: $0.name, type: $1) }
+        let schema = t.schema(at: max(version, 0))
+        let cols = zip(schema.columns, schema.types).map { ResultColumn(name: $0.name, type: $1) }
         guard version >= 0 else { return Relation(columns: cols, source: .rows([])) }
         if let s = t.synthetic { return Relation(columns: cols, source: .snapshot(s.snapshotSource(version: version))) }
         let src = t.snapshot(at: version) as! MaterializedRows
@@ -361,15 +362,31 @@ struct Executor {
                 "DELTA_MISSING_CHANGE_DATA", "KD002",
                 "Error getting change data for range [\(start) , \(end)] as change data was not recorded for version [\(v)]. If you've enabled change data feed on this table, use `DESCRIBE HISTORY` to see when it was first enabled. Otherwise, to start recording change data, use `ALTER TABLE table_name SET TBLPROPERTIES (delta.enableChangeDataFeed=true)`.")
         }
-        return changeRelation(t, from: start, to: end)
+        // A column-mapping table is read in the schema of the range's end version, others in the latest schema;
+        // either way the rows of every version in the range must be readable in it, so a rename, drop or type
+        // change after the start fails the read (Delta's batch CDF schema check).
+        let read = readSchema(t, end: end)
+        if start < end, let w = (start + 1...end).first(where: { t.versions[$0].alter?.breaksChangeFeed == true }) {
+            throw SQLError(
+                "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE", "0AKDC",
+                "Retrieving table changes between version \(start) and \(end) failed because of an incompatible schema change. Your read schema is \(read.json) at version \(end), but we found an incompatible schema change at version \(w). If possible, please query table changes separately from version \(start) to \(w) - 1, and from version \(w) to \(end).")
+        }
+        return changeRelation(t, from: start, to: end, read: read)
     }
 
-    func changeRelation(_ t: TableState, from: Int, to: Int) -> Relation {
-        let cols = zip(t.columns, t.columnTypes).map { ResultColumn(name: $0.name, type: $1) } + Self.changeColumns
+    /// The schema `table_changes` up to `end` returns rows in.
+    func readSchema(_ t: TableState, end: Int) -> Schema {
+        let mode = (t.versions.last?.properties["delta.columnMapping.mode"] ?? "none").lowercased()
+        return mode == "name" || mode == "id" ? t.schema(at: end) : t.schemas.last!
+    }
+
+    func changeRelation(_ t: TableState, from: Int, to: Int, read: Schema? = nil) -> Relation {
+        let schema = read ?? t.schemas.last!
+        let cols = zip(schema.columns, schema.types).map { ResultColumn(name: $0.name, type: $1) } + Self.changeColumns
         if let s = t.synthetic {
             return Relation(columns: cols, source: .changes(s.changesSource(from: from, to: to)), naturalOrder: "_commit_version")
         }
-        let src = t.changes(from: from, to: to) as! MaterializedRows
+        let src = t.changes(from: from, to: to, read: schema) as! MaterializedRows
         return Relation(columns: cols, source: .rows(src.rows), naturalOrder: "_commit_version")
     }
 
@@ -740,7 +757,8 @@ struct Executor {
     }
 
     static func historyRow(_ v: VersionInfo, table t: TableState) -> Row {
-        let props = v.version == 0 ? v.properties : (t.versions[v.version - 1].properties == v.properties ? [:] : v.properties)
+        // CREATE TABLE records every property; SET TBLPROPERTIES the ones it set.
+        let props = v.version == 0 ? v.properties : v.properties.filter { t.versions[v.version - 1].properties[$0.key] != $0.value }
         let propsJSON = jsonMap(props.sorted { $0.key < $1.key }.map { ($0.key, $0.value) })
         let rows = v.insertCount + v.updateCount
         var params: [(String, String?)]
@@ -778,6 +796,9 @@ struct Executor {
         case "SET TBLPROPERTIES":
             params = [("properties", propsJSON)]
             metrics = []
+        case _ where v.alter != nil:
+            params = Self.alterParameters(v.alter!, table: t, version: v.version)
+            metrics = []
         default:
             params = []
             metrics = [
@@ -791,6 +812,48 @@ struct Executor {
             v.version == 0 ? "Serializable" : "WriteSerializable", blindAppend ? "true" : "false", jsonMap(metrics), nil,
             "Databricks-Runtime/15.4.x-photon-scala2.12",
         ]
+    }
+
+    /// `operationParameters` of a schema change, as Delta's `AddColumns`, `RenameColumn`, `DropColumns` and
+    /// `ChangeColumn` operations record them.
+    static func alterParameters(_ a: Commit.Alter, table t: TableState, version: Int) -> [(String, String?)] {
+        func field(_ name: String, _ type: SQLType, nullable: Bool) -> (inout JSONWriter) -> Void {
+            { w in
+                w.beginObject()
+                w.key("name"); w.string(name)
+                w.key("type"); w.string(simpleTypeString(type))
+                w.key("nullable"); w.bool(nullable)
+                w.key("metadata"); w.beginObject(); w.endObject()
+                w.endObject()
+            }
+        }
+        var w = JSONWriter()
+        if let add = a.addColumns {
+            w.beginArray()
+            for c in add {
+                w.beginObject()
+                w.key("column")
+                field(c.name, (try? SQLType(parsing: c.type)) ?? .string, nullable: c.nullable)(&w)
+                w.endObject()
+            }
+            w.endArray()
+            return [("columns", String(decoding: w.bytes, as: UTF8.self))]
+        }
+        if let r = a.renameColumn { return [("oldColumnPath", r.from), ("newColumnPath", r.to)] }
+        if let drop = a.dropColumns {
+            w.beginArray()
+            for d in drop { w.string(d) }
+            w.endArray()
+            return [("columns", String(decoding: w.bytes, as: UTF8.self))]
+        }
+        if let c = a.changeColumnType, let i = t.schema(at: version).columns.firstIndex(where: {
+            $0.name.caseInsensitiveCompare(c.name) == .orderedSame
+        }) {
+            let s = t.schema(at: version)
+            field(s.columns[i].name, s.types[i], nullable: s.columns[i].nullable)(&w)
+            return [("column", String(decoding: w.bytes, as: UTF8.self))]
+        }
+        return []
     }
 
     // MARK: DESCRIBE TABLE / SHOW COLUMNS

@@ -1,0 +1,123 @@
+import CDFSyncCore
+import Foundation
+
+/// The column changes of a table's history (`ADD COLUMNS`, `RENAME COLUMN`, `DROP COLUMNS`, `CHANGE COLUMN`, ...),
+/// read from `DESCRIBE HISTORY`, so that change data is read across them.
+///
+/// Delta reads a `table_changes` range in one schema and refuses a range that has a rename, a drop or a type change
+/// after its start (`DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE`): such versions are ``breaks``, where ranges
+/// are split. A column-mapping table's range is read in the schema of its end version, so a mapped column renamed
+/// since is read under the name it had then, and one added since is read as NULL (``reading(_:at:)``).
+struct SchemaHistory: Sendable {
+    enum Change: Sendable, Equatable {
+        case added([String])
+        case renamed(from: String, to: String)
+        case dropped([String])
+        /// A change whose effect on columns is not known (a type or comment change, REPLACE COLUMNS, a column
+        /// mapping upgrade): only a break.
+        case other
+    }
+
+    /// Ascending by version.
+    private(set) var changes: [(version: Int64, change: Change)] = []
+
+    /// Operations that may change what change data can be read across; splitting at one that did not is only an
+    /// extra statement.
+    static let breakingOperations: Set<String> = [
+        "RENAME COLUMN", "DROP COLUMNS", "CHANGE COLUMN", "CHANGE COLUMNS", "REPLACE COLUMNS", "REPLACE TABLE",
+        "CREATE OR REPLACE TABLE", "REPLACE TABLE AS SELECT", "CREATE OR REPLACE TABLE AS SELECT", "UPGRADE PROTOCOL",
+    ]
+
+    init(history: [HistoryEntry]) {
+        for e in history.sorted(by: { $0.version < $1.version }) {
+            switch e.operation.uppercased() {
+            case "ADD COLUMNS":
+                let names = Self.jsonArray(e.parameters["columns"]).compactMap { item -> String? in
+                    guard let column = (item as? [String: Any])?["column"] as? [String: Any] else { return nil }
+                    return (column["name"] as? String).flatMap(Self.topLevelName)
+                }
+                changes.append((e.version, .added(names)))
+            case "RENAME COLUMN":
+                if let from = e.parameters["oldColumnPath"].flatMap(Self.topLevelName),
+                    let to = e.parameters["newColumnPath"].flatMap(Self.topLevelName)
+                {
+                    changes.append((e.version, .renamed(from: from, to: to)))
+                } else {
+                    changes.append((e.version, .other))  // a nested field: the top-level columns keep their names
+                }
+            case "DROP COLUMNS":
+                let names = Self.jsonArray(e.parameters["columns"]).compactMap { ($0 as? String).flatMap(Self.topLevelName) }
+                changes.append((e.version, .dropped(names)))
+            case let op where Self.breakingOperations.contains(op):
+                changes.append((e.version, .other))
+            case "SET TBLPROPERTIES" where (e.parameters["properties"] ?? "").contains("delta.columnMapping.mode"):
+                changes.append((e.version, .other))
+            default:
+                break
+            }
+        }
+    }
+
+    /// Versions after which change data must be read separately.
+    var breaks: Set<Int64> {
+        Set(changes.filter { if case .added = $0.change { return false } else { return true } }.map(\.version))
+    }
+
+    /// How each of `columns` (names in the latest schema) is read in the schema of version `version`: under an
+    /// older name, or as NULL when it was added later. Columns read under their own name are left out.
+    func reading(_ columns: [String], at version: Int64) -> [String: ColumnRead] {
+        var out: [String: ColumnRead] = [:]
+        for column in columns {
+            var name = column
+            var read = ColumnRead.same
+            for (v, change) in changes.reversed() where v > version {
+                switch change {
+                case .renamed(let from, let to) where Self.same(to, name):
+                    name = from
+                    read = .renamed(from)
+                case .added(let names) where names.contains(where: { Self.same($0, name) }):
+                    read = .absent
+                default:
+                    continue
+                }
+                if read == .absent { break }
+            }
+            if read != .same { out[column] = read }
+        }
+        return out
+    }
+
+    /// The version that dropped `column` (a name no longer in the table), if the history shows it.
+    func dropVersion(of column: String) -> Int64? {
+        changes.last { if case .dropped(let names) = $0.change { names.contains { Self.same($0, column) } } else { false } }?.version
+    }
+
+    /// The version that renamed `column` away, and its new name, if the history shows it.
+    func renamedAway(_ column: String) -> (version: Int64, to: String)? {
+        for (v, change) in changes.reversed() {
+            if case .renamed(let from, let to) = change, Self.same(from, column) { return (v, to) }
+        }
+        return nil
+    }
+
+    /// Column names compare as Databricks resolves them: case-insensitively.
+    static func same(_ a: String, _ b: String) -> Bool { a.caseInsensitiveCompare(b) == .orderedSame }
+
+    /// A column path as Delta records it (`` `a.b` `` quoted, `a.b` nested) → the top-level column's name, or nil
+    /// for a nested field.
+    static func topLevelName(_ path: String) -> String? {
+        if path.hasPrefix("`") && path.hasSuffix("`") && path.count >= 2 {
+            let inner = String(path.dropFirst().dropLast())
+            // One quoted part: no unescaped backtick inside.
+            guard !inner.replacingOccurrences(of: "``", with: "").contains("`") else { return nil }
+            return inner.replacingOccurrences(of: "``", with: "`")
+        }
+        return path.contains(".") || path.contains("`") ? nil : path
+    }
+
+    static func jsonArray(_ text: String?) -> [Any] {
+        guard let text, let data = text.data(using: .utf8), let a = try? JSONSerialization.jsonObject(with: data) as? [Any]
+        else { return [] }
+        return a
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+@testable import WarehouseSimulator
+
+/// Schema changes (fixture `alter` commits): reading old versions in their own columns, `table_changes` in the
+/// schema of its end version, and Delta's refusal of a change-data range across a rename, drop or type change.
+@Suite struct SchemaChangeTests {
+    static let table = "main.crm.customers"
+
+    /// `main.crm.customers` (v0…v3, CDF on) plus: v4 column mapping on, v5 an insert, v6 `email` renamed
+    /// `email_address`, v7 column `tier` added, v8 an insert with a tier, v9 `score` dropped, v10 an update.
+    func evolved() throws -> Harness {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        let ts = { (v: Int) in "2026-03-0\(min(v - 1, 9))T12:\(10 + v):00.000Z" }
+        func commit(_ v: Int, _ op: String, props: [String: String]? = nil, insert: [Row]? = nil,
+                    update: [Commit.Update]? = nil, alter: Commit.Alter? = nil) throws {
+            try h.sim.appendCommit(table: Self.table, Commit(version: v, timestamp: ts(v), operation: op,
+                setProperties: props, insert: insert, update: update, alter: alter))
+        }
+        try commit(4, "SET TBLPROPERTIES", props: ["delta.columnMapping.mode": "name"])
+        try commit(5, "WRITE", insert: [["5", "ed@example.com", "2.00", "Opted In", ts(5)]])
+        try commit(6, "RENAME COLUMN", alter: .init(renameColumn: .init(from: "email", to: "email_address")))
+        try commit(7, "ADD COLUMNS", alter: .init(addColumns: [ColumnDef(name: "tier", type: "STRING")]))
+        try commit(8, "WRITE", insert: [["6", "fa@example.com", "3.00", "Opted In", ts(8), "gold"]])
+        try commit(9, "DROP COLUMNS", alter: .init(dropColumns: ["score"]))
+        try commit(10, "MERGE", update: [.init(before: ["6", "fa@example.com", "Opted In", ts(8), "gold"],
+                                               after: ["6", "fa@example.com", "Opted In", ts(10), "silver"])])
+        return h
+    }
+
+    @Test func aRangeAcrossARenameOrDropFailsNamingTheVersion() throws {
+        let h = try evolved()
+        let r = try h.execute("SELECT * FROM table_changes('\(Self.table)', 5, 10)")
+        #expect(errorClass(r) == "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE")
+        #expect((r["status"] as? [String: Any]).flatMap { ($0["error"] as? [String: Any])?["message"] as? String }?
+            .contains("incompatible schema change at version 6") == true)
+        #expect((r["status"] as? [String: Any])?["sql_state"] as? String == "0AKDC")
+        let drop = try h.execute("SELECT * FROM table_changes('\(Self.table)', 7, 10)")
+        #expect(errorMessage(drop)?.contains("at version 9") == true, "\(drop)")
+        // Starting at the change itself is readable.
+        #expect(try h.rows("SELECT id FROM table_changes('\(Self.table)', 9, 10)").rows.count == 2)
+    }
+
+    @Test func aRangeIsReadInTheSchemaOfItsEndVersion() throws {
+        let h = try evolved()
+        let before = try h.rows("SELECT * FROM table_changes('\(Self.table)', 5, 5)")
+        #expect(before.columns.prefix(5) == ["id", "email", "score", "consent_status", "last_updated_at"])
+        #expect(before.rows.map { $0[1] } == ["ed@example.com"])
+        // An added column inside the range is compatible: rows written before it read NULL there.
+        let added = try h.rows("SELECT id, email_address, tier, _commit_version FROM table_changes('\(Self.table)', 6, 8)")
+        #expect(added.rows == [["6", "fa@example.com", "gold", "8"]])
+        let after = try h.rows("SELECT * FROM table_changes('\(Self.table)', 9, 10)")
+        #expect(after.columns.prefix(5) == ["id", "email_address", "consent_status", "last_updated_at", "tier"])
+        #expect(after.rows.map { $0[4] } == ["gold", "silver"])
+        #expect(after.rows.map { $0[5] } == ["update_preimage", "update_postimage"])
+        // The old name is gone from the latest schema.
+        #expect(errorClass(try h.execute("SELECT email FROM table_changes('\(Self.table)', 9, 10)"))
+            == "UNRESOLVED_COLUMN.WITH_SUGGESTION")
+    }
+
+    @Test func oldVersionsKeepTheirColumns() throws {
+        let h = try evolved()
+        let v5 = try h.rows("SELECT * FROM \(Self.table) VERSION AS OF 5 ORDER BY id")
+        #expect(v5.columns == ["id", "email", "score", "consent_status", "last_updated_at"])
+        #expect(v5.rows.map { $0[0] } == ["1", "2", "4", "5"])
+        let now = try h.rows("SELECT * FROM \(Self.table) ORDER BY id")
+        #expect(now.columns == ["id", "email_address", "consent_status", "last_updated_at", "tier"])
+        #expect(now.rows.map { $0[4] } == [nil, nil, nil, nil, "silver"])
+        #expect(now.rows[0][1] == "ana@example.com")
+        let described = try h.rows("SELECT column_name FROM main.information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position")
+        #expect(described.rows.map { $0[0] } == ["id", "email_address", "consent_status", "last_updated_at", "tier"])
+    }
+
+    @Test func historyRecordsTheChangesAsDeltaDoes() throws {
+        let h = try evolved()
+        let rows = try h.rows("DESCRIBE HISTORY \(Self.table)").rows
+        func entry(_ v: String) -> (op: String?, params: [String: String]) {
+            let r = rows.first { $0[0] == v }!
+            let params = try! JSONSerialization.jsonObject(with: Data(r[5]!.utf8)) as! [String: String]
+            return (r[4], params)
+        }
+        #expect(entry("6").op == "RENAME COLUMN")
+        #expect(entry("6").params == ["oldColumnPath": "email", "newColumnPath": "email_address"])
+        #expect(entry("9").op == "DROP COLUMNS")
+        #expect(entry("9").params["columns"] == "[\"score\"]")
+        #expect(entry("7").op == "ADD COLUMNS")
+        let added = try JSONSerialization.jsonObject(with: Data(entry("7").params["columns"]!.utf8)) as! [[String: Any]]
+        #expect((added.first?["column"] as? [String: Any])?["name"] as? String == "tier")
+        // SET TBLPROPERTIES records only what it set.
+        #expect(entry("4").params["properties"] == "{\"delta.columnMapping.mode\":\"name\"}")
+    }
+
+    @Test func withoutColumnMappingAnAddedColumnIsReadInTheLatestSchema() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        try h.sim.appendCommit(table: Self.table, Commit(version: 4, timestamp: "2026-03-04T10:00:00Z",
+            operation: "ADD COLUMNS", alter: .init(addColumns: [ColumnDef(name: "tier", type: "STRING")])))
+        let r = try h.rows("SELECT id, tier FROM table_changes('\(Self.table)', 1, 1)")
+        #expect(r.rows == [["1", nil], ["2", nil], ["3", nil]])
+    }
+
+    @Test func alterCommitsAreCheckedAsDatabricksChecksThem() throws {
+        let h = try Harness()
+        func refused(_ op: String, _ alter: Commit.Alter, props: [String: String]? = nil) -> String {
+            do {
+                try h.sim.appendCommit(table: Self.table, Commit(version: 4, timestamp: "2026-03-04T10:00:00Z",
+                    operation: op, setProperties: props, alter: alter))
+                return "accepted"
+            } catch { return "\(error)" }
+        }
+        #expect(refused("RENAME COLUMN", .init(renameColumn: .init(from: "email", to: "mail"))).contains("column mapping"))
+        #expect(refused("DROP COLUMNS", .init(dropColumns: ["score"])).contains("column mapping"))
+        #expect(refused("RENAME COLUMN", .init(renameColumn: .init(from: "nope", to: "x")),
+                        props: ["delta.columnMapping.mode": "name"]).contains("no column nope"))
+        #expect(refused("ADD COLUMNS", .init(addColumns: [ColumnDef(name: "EMAIL", type: "STRING")])).contains("already exists"))
+        #expect(refused("ADD COLUMNS", .init(addColumns: [ColumnDef(name: "x", type: "INT", nullable: false)])).contains("nullable"))
+        #expect(refused("WRITE", .init(addColumns: [ColumnDef(name: "x", type: "INT")])).contains("ADD COLUMNS"))
+        #expect(refused("CHANGE COLUMN", .init(changeColumnType: .init(name: "id", type: "INT")),
+                        props: ["delta.enableTypeWidening": "true"]).contains("not a type widening"))
+        #expect(refused("CHANGE COLUMN", .init(changeColumnType: .init(name: "id", type: "INT"))).contains("delta.enableTypeWidening"))
+        // None of them changed the table.
+        #expect(h.sim.latestVersion(table: Self.table) == 3)
+    }
+
+    @Test func aTypeWideningBreaksTheFeedLikeARename() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))
+        func commit(_ v: Int, _ op: String, props: [String: String]? = nil, insert: [Row]? = nil, alter: Commit.Alter? = nil) throws {
+            try h.sim.appendCommit(table: Self.table, Commit(version: v, timestamp: "2026-03-04T10:0\(v):00Z", operation: op,
+                setProperties: props, insert: insert, alter: alter))
+        }
+        try commit(4, "ADD COLUMNS", props: ["delta.enableTypeWidening": "true"],
+                   alter: .init(addColumns: [ColumnDef(name: "visits", type: "INT")]))
+        try commit(5, "WRITE", insert: [["7", "gu@example.com", "1.00", "Opted In", "2026-03-04T10:05:00Z", "12"]])
+        try commit(6, "CHANGE COLUMN", alter: .init(changeColumnType: .init(name: "visits", type: "BIGINT")))
+        #expect(errorClass(try h.execute("SELECT * FROM table_changes('\(Self.table)', 5, 6)"))
+            == "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE")
+        #expect(try h.rows("SELECT visits FROM table_changes('\(Self.table)', 5, 5)").rows == [["12"]])
+        let described = try h.rows("DESCRIBE TABLE \(Self.table)").rows
+        #expect(described.first { $0[0] == "visits" }?[1] == "bigint")
+    }
+}
