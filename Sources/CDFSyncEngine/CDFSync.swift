@@ -28,6 +28,9 @@ public struct SyncOptions: Sendable {
     public var startVersion: Int64 = 0
     /// Take a snapshot at the latest version when change data for the range is gone.
     public var fallBackToSnapshot = true
+    /// At most this many `DESCRIBE HISTORY` entries are read to size statements and find schema changes; a schema
+    /// change older than them is still read across, by splitting the range the warehouse refuses.
+    public var historyLimit: Int64 = 10_000
     /// How much lower than the rest of the engine the reading side (download and decode) is scheduled: each
     /// statement is read on a thread of its own at `nice` + this (see ``ReadingThread``); 0 reads on the caller's
     /// thread at its priority, as a replay always does (its reading is the critical path).
@@ -133,7 +136,7 @@ public final class CDFSync {
             }
             summary.fromVersion = replay.fromVersion - 1
             // One statement per stretch without a schema change that change data cannot be read across.
-            let schema = SchemaHistory(history: try history(limit: min(latest - replay.fromVersion + 2, 10_000)))
+            let schema = SchemaHistory(history: try history(limit: min(latest - replay.fromVersion + 2, options.historyLimit)))
             var planner = RangePlanner()
             planner.maxVersionsPerStatement = .max
             planner.maxRowsPerStatement = .max
@@ -343,7 +346,7 @@ public final class CDFSync {
             let version = view ? "" : (try? latestVersion()).map { " at version \($0)" } ?? ""
             // Say what the table's history shows happened to the column: a rename names the column to map instead.
             let missing = (options.selectedColumns ?? []).filter { c in !columns.contains { SchemaHistory.same($0, c) } }
-            if !view, let column = missing.first, let history = try? history(limit: 10_000) {
+            if !view, let column = missing.first, let history = try? history(limit: options.historyLimit) {
                 let schema = SchemaHistory(history: history)
                 if let (v, to) = schema.renamedAway(column), columns.contains(where: { SchemaHistory.same($0, to) }) {
                     throw SyncError("\(error.message): column \(column) was renamed to \(to) at version \(v)",
@@ -413,7 +416,7 @@ public final class CDFSync {
         guard next <= latest else { return }
 
         // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
-        let history = try self.history(limit: min(latest - next + 2, 10_000))
+        let history = try self.history(limit: min(latest - next + 2, options.historyLimit))
         if checkpoint != nil { try warnAboutRetention(history: history, next: next, summary: &summary) }
         var planner = RangePlanner()
         planner.maxVersionsPerStatement = options.maxVersionsPerStatement

@@ -82,6 +82,8 @@ struct SchemaHistory: Sendable {
                 }
                 if read == .absent { break }
             }
+            // Renamed away and back: its own name again.
+            if case .renamed(let n) = read, Self.same(n, column) { read = .same }
             if read != .same { out[column] = read }
         }
         return out
