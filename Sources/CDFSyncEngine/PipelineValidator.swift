@@ -49,9 +49,23 @@ extension CDFSync {
             add("source", false, "cannot list columns: \(error)")
             return out
         }
+        // What the table's history says happened to a column that is not there (read once, when needed).
+        var schemaHistory: SchemaHistory??
+        func fate(_ column: String) -> String {
+            if schemaHistory == nil {
+                schemaHistory = .some(type.uppercased().contains("VIEW") ? nil
+                    : (try? history(limit: options.historyLimit)).map(SchemaHistory.init(history:)))
+            }
+            guard case .some(.some(let h)) = schemaHistory else { return "" }
+            if let (v, to) = h.renamedAway(column), columns[to.lowercased()] != nil {
+                return " — it was renamed to \(to) at version \(v): map \(to)"
+            }
+            if let v = h.dropVersion(of: column) { return " — it was dropped at version \(v)" }
+            return ""
+        }
         func check(_ field: String, _ column: String, expect: [String] = []) {
             guard let t = columns[column.lowercased()] else {
-                add(field, false, "column '\(column)' does not exist in \(spec.source)")
+                add(field, false, "column '\(column)' does not exist in \(spec.source)\(fate(column))")
                 return
             }
             if !expect.isEmpty && !expect.contains(where: { t.hasPrefix($0) }) {

@@ -68,6 +68,14 @@ struct SchemaChangeSyncTests {
         return try replay.map { try s.replay($0) } ?? s.run()
     }
 
+    /// `pipeline validate`'s findings (the store opened as a reader, closed on return).
+    func validate(_ sim: RunningSimulator, _ yaml: String, state: String) throws -> [ValidationFinding] {
+        let s = CDFSync(client: StatementClient(settings: try sim.settings()),
+            store: try PanelStore(directory: state, access: .reader),
+            options: try SyncOptions(pipeline: try PipelineLoader.load(yaml: yaml), outputDirectory: state + "-out"))
+        return s.validateLive()
+    }
+
     func failure(_ body: () throws -> Void) -> String {
         do {
             try body()
@@ -89,6 +97,11 @@ struct SchemaChangeSyncTests {
         #expect(message.contains("column email was renamed to email_address at version 9"), "\(message)")
         #expect(message.contains("Map email_address instead of email"), "\(message)")
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 6)
+        // `pipeline validate` says the same.
+        let finding = try validate(sim, Self.oldYAML, state: dir.sub("state")).first { $0.field == "mapping.email" }
+        #expect(finding?.ok == false)
+        #expect(finding?.message.contains("renamed to email_address at version 9: map email_address") == true,
+                "\(String(describing: finding))")
 
         // Mapped to the new name, the sync reads v7…v8 under the old one, then the rest: one statement each side.
         let second = try sync(sim, Self.newYAML, state: dir.sub("state"), output: dir.sub("out"))
@@ -167,6 +180,8 @@ struct SchemaChangeSyncTests {
         let message = failure { _ = try sync(sim, Self.oldYAML, state: dir.sub("state"), output: dir.sub("out")) }
         #expect(message.contains("column phone was dropped at version 8"), "\(message)")
         #expect(message.contains("Remove phone from the pipeline's mapping"), "\(message)")
+        #expect(try validate(sim, Self.oldYAML, state: dir.sub("state")).first { $0.field == "mapping.phone" }?
+            .message.contains("dropped at version 8") == true)
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 6)
     }
 
