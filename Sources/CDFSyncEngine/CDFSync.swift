@@ -147,7 +147,7 @@ public final class CDFSync {
                 redeliverFile = try ReplayFile(directory: options.outputDirectory,
                     name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst")
             }
-            try readRanges(ranges, schema: schema, summary: &summary) { range, summary in
+            try readRanges(ranges, summary: &summary) { range, summary in
                 let writer = replay.dryRun
                     ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
                     : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliverFile] changes, _ in
@@ -425,8 +425,8 @@ public final class CDFSync {
         // Ranges end before each schema change change data cannot be read across; mapped columns are read under
         // the names they had in each range.
         let schema = SchemaHistory(history: history)
-        try readRanges(planner.plan(start: next, end: latest, history: history, breaks: schema.breaks), schema: schema,
-            summary: &summary) { range, summary in
+        try readRanges(planner.plan(start: next, end: latest, history: history, breaks: schema.breaks), summary: &summary) {
+            range, summary in
             try readChanges(range, schema: schema, summary: &summary)
             summary.toVersion = range.end
         } historyLost: { range, e, summary in
@@ -444,7 +444,7 @@ public final class CDFSync {
     /// read in order: every part is checkpointed at its own end, so nothing is skipped. `historyLost` may take over
     /// when a range's change data is gone (true: stop reading ranges).
     private func readRanges(
-        _ ranges: [PlannedRange], schema: SchemaHistory, summary: inout SyncSummary,
+        _ ranges: [PlannedRange], summary: inout SyncSummary,
         _ body: (PlannedRange, inout SyncSummary) throws -> Void,
         historyLost: (PlannedRange, DatabricksError, inout SyncSummary) throws -> Bool = { _, _, _ in false }
     ) throws {
