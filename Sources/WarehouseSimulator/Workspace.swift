@@ -470,11 +470,19 @@ public struct Table: Sendable, Codable {
             return
         }
         var lastTime: Int64 = .min
+        // Rows are checked against the columns in effect at their commit (an `alter` commit changes them).
+        var schema = Schema(from: 0, columns: columns, types: try columns.map { try SQLType(parsing: $0.type) })
+        var properties: [String: String] = [:]
         for (i, c) in commits.enumerated() {
             guard c.version == i else {
                 throw WorkspaceError("table \(name): commit \(i) has version \(c.version); versions start at 0 and increase by one")
             }
-            try TableState.checkCommitShape(c, columns: columns, table: name)
+            for (k, v) in c.setProperties ?? [:] { properties[k] = v }
+            if let alter = c.alter {
+                schema = try TableState.altered(schema, by: alter, commit: c, properties: properties, table: name)
+            } else {
+                try TableState.checkCommitShape(c, columns: schema.columns, table: name)
+            }
             let t = try Timestamp.parseMillis(c.timestamp)
             guard t > lastTime else {
                 throw WorkspaceError("table \(name): commit \(c.version) timestamp does not increase")

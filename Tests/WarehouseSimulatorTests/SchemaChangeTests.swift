@@ -98,6 +98,32 @@ import Testing
         #expect(r.rows == [["1", nil], ["2", nil], ["3", nil]])
     }
 
+    @Test func aWorkspaceFileWithAlterCommitsLoadsAndChecksRowsAgainstTheColumnsOfTheirVersion() throws {
+        func workspace(_ laterRow: String) throws -> Workspace {
+            let json = """
+                {"format": "cdfsync-sim/1",
+                 "warehouses": [{"id": "0a1b2c3d4e5f6071", "name": "W", "state": "RUNNING"}],
+                 "principals": [{"name": "p", "tokens": ["dapi-test-token"], "warehouses": {"0a1b2c3d4e5f6071": "CAN_USE"},
+                                 "grants": [{"on": "main", "privileges": ["USE CATALOG", "USE SCHEMA", "SELECT"]}]}],
+                 "tables": [{"name": "main.s.t", "columns": [{"name": "id", "type": "STRING"}, {"name": "a", "type": "STRING"}],
+                   "commits": [
+                     {"version": 0, "timestamp": "2026-01-01T00:00:00Z", "operation": "CREATE TABLE",
+                      "set_properties": {"delta.enableChangeDataFeed": "true", "delta.columnMapping.mode": "name"}},
+                     {"version": 1, "timestamp": "2026-01-02T00:00:00Z", "operation": "WRITE", "insert": [["1", "x"]]},
+                     {"version": 2, "timestamp": "2026-01-03T00:00:00Z", "operation": "DROP COLUMNS", "alter": {"drop_columns": ["a"]}},
+                     {"version": 3, "timestamp": "2026-01-04T00:00:00Z", "operation": "WRITE", "insert": [\(laterRow)]}]}]}
+                """
+            return try Workspace.load(data: Data(json.utf8))
+        }
+        let h = try Harness(workspace: try workspace(#"["2"]"#), configuration: .init(rowsPerChunk: 100))
+        #expect(try h.rows("SELECT * FROM main.s.t ORDER BY id").rows == [["1"], ["2"]])
+        #expect(try h.rows("SELECT * FROM main.s.t VERSION AS OF 1").rows == [["1", "x"]])
+        // A row in the columns of before the drop is refused when the workspace loads.
+        #expect {
+            _ = try workspace(#"["2", "y"]"#)
+        } throws: { "\($0)".contains("commit 3: insert row has 2 values, the table has 1 columns") }
+    }
+
     @Test func alterCommitsAreCheckedAsDatabricksChecksThem() throws {
         let h = try Harness()
         func refused(_ op: String, _ alter: Commit.Alter, props: [String: String]? = nil) -> String {

@@ -3,7 +3,7 @@
 #   1. creates or reuses the venvs .venv-oracle, .venv-conformance and .venv-connector from the pinned
 #      tools/requirements-*.txt (recreated when a requirements file changes);
 #   2. builds dbsql-sim (skipped when DBSQL_SIM points at a binary);
-#   3. runs generate.py --check, make_workspace.py --check, check_sim.py, shapes.py, run.py,
+#   3. runs generate.py --check, make_workspace.py --check, check_sim.py, check_schema.py, shapes.py, run.py,
 #      connector.py;
 #   4. prints every step's result and a final combined `N passed, N failed` line.
 # Exit status: 0 only when every step ran and nothing failed.
@@ -85,6 +85,9 @@ fi
 step workspace-check "$PY" Tests/conformance/make_workspace.py --check
 if [ -n "$SIM" ] && [ -x "$SIM" ]; then
     step check-sim "$PY" fixtures/delta-oracle/check_sim.py --sim "$SIM"
+    if [ -x .venv-oracle/bin/python ]; then
+        step check-schema .venv-oracle/bin/python fixtures/delta-oracle/check_schema.py --sim "$SIM"
+    fi
     step shapes "$PY" Tests/conformance/shapes.py --sim "$SIM"
     if [ -x .venv-conformance/bin/python ]; then
         step sdk-conformance .venv-conformance/bin/python Tests/conformance/run.py --sim "$SIM"
