@@ -37,6 +37,12 @@ struct SchemaHistory: Sendable {
                     return (column["name"] as? String).flatMap(Self.topLevelName)
                 }
                 changes.append((e.version, .added(names)))
+            case "ADD COLUMN":
+                // As delta-rs records it: `fields`, a JSON array of struct fields.
+                let names = Self.jsonArray(e.parameters["fields"]).compactMap {
+                    (($0 as? [String: Any])?["name"] as? String).flatMap(Self.topLevelName)
+                }
+                changes.append((e.version, .added(names)))
             case "RENAME COLUMN":
                 if let from = e.parameters["oldColumnPath"].flatMap(Self.topLevelName),
                     let to = e.parameters["newColumnPath"].flatMap(Self.topLevelName)

@@ -45,6 +45,14 @@ struct SchemaHistoryTests {
         #expect(h.renamedAway("email")?.version == 10)
     }
 
+    @Test func anAddedColumnAsDeltaRsRecordsIt() {
+        let h = SchemaHistory(history: [
+            entry(2, "ADD COLUMN", ["fields": #"[{"name":"tier","type":"string","nullable":true,"metadata":{}}]"#]),
+        ])
+        #expect(h.breaks.isEmpty)
+        #expect(h.reading(["tier", "id"], at: 1) == ["tier": .absent])
+    }
+
     @Test func columnPathsAsDeltaRecordsThem() {
         #expect(SchemaHistory.topLevelName("email") == "email")
         #expect(SchemaHistory.topLevelName("`a.b`") == "a.b")
