@@ -74,23 +74,23 @@ struct SchemaHistory: Sendable {
     func reading(_ columns: [String], at version: Int64) -> [String: ColumnRead] {
         var out: [String: ColumnRead] = [:]
         for column in columns {
+            // Walk back from the latest schema to `version`: a rename gives the older name, an add means there was
+            // no such column before it, and a drop before that add means an older column of the name was there.
             var name = column
-            var read = ColumnRead.same
+            var exists = true
             for (v, change) in changes.reversed() where v > version {
                 switch change {
-                case .renamed(let from, let to) where Self.same(to, name):
-                    name = from
-                    read = .renamed(from)
-                case .added(let names) where names.contains(where: { Self.same($0, name) }):
-                    read = .absent
-                default:
-                    continue
+                case .renamed(let from, let to) where exists && Self.same(to, name): name = from
+                case .added(let names) where exists && names.contains(where: { Self.same($0, name) }): exists = false
+                case .dropped(let names) where !exists && names.contains(where: { Self.same($0, name) }): exists = true
+                default: continue
                 }
-                if read == .absent { break }
             }
-            // Renamed away and back: its own name again.
-            if case .renamed(let n) = read, Self.same(n, column) { read = .same }
-            if read != .same { out[column] = read }
+            if !exists {
+                out[column] = .absent
+            } else if !Self.same(name, column) {
+                out[column] = .renamed(name)
+            }
         }
         return out
     }

@@ -45,6 +45,18 @@ struct SchemaHistoryTests {
         #expect(h.renamedAway("email")?.version == 10)
     }
 
+    @Test func aColumnDroppedAndAddedAgainIsTheOldOneBeforeTheDrop() {
+        let h = SchemaHistory(history: [
+            entry(2, "RENAME COLUMN", ["oldColumnPath": "mail", "newColumnPath": "email"]),
+            entry(4, "DROP COLUMNS", ["columns": #"["email"]"#]),
+            entry(6, "ADD COLUMNS", ["columns": #"[{"column":{"name":"email","type":"string"}}]"#]),
+        ])
+        #expect(h.reading(["email"], at: 6) == [:])
+        #expect(h.reading(["email"], at: 5) == ["email": .absent])  // between the drop and the add: no such column
+        #expect(h.reading(["email"], at: 3) == [:])  // the old column, under the same name
+        #expect(h.reading(["email"], at: 1) == ["email": .renamed("mail")])
+    }
+
     @Test func anAddedColumnAsDeltaRsRecordsIt() {
         let h = SchemaHistory(history: [
             entry(2, "ADD COLUMN", ["fields": #"[{"name":"tier","type":"string","nullable":true,"metadata":{}}]"#]),
