@@ -155,7 +155,7 @@ public final class CDFSync {
                         try redeliverFile?.append(changes, scope: scope)
                         return o
                     }
-                let (sql, f) = changesSQL(start: range.start, end: range.end, schema: schema)
+                let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
                 // A replay of an applied range writes (almost) nothing: its records are not split into shape and
                 // values (the few rows it does write are stored as given), and its reading, the critical path, has no
                 // writer's chain to yield to.
@@ -307,6 +307,8 @@ public final class CDFSync {
     /// When the source was created, recorded in this run's change-feed checkpoints (set when the run reads
     /// versions of a table).
     private var sourceCreated: String?
+    /// The source's columns now, when a sync of every column reads them by name (``readColumns(_:)``).
+    private var resolvedColumns: [String]?
 
     func isView() throws -> Bool { try tableType().map { Self.isView(type: $0) } ?? false }
 
@@ -326,8 +328,8 @@ public final class CDFSync {
         try properties()["delta.enablechangedatafeed"]?.lowercased() == "true"
     }
 
-    /// Every mapped column must exist in the source now; a missing one is named with the version.
-    private func checkColumns(_ spec: Pipeline) throws {
+    /// The source's columns now, in order (`information_schema.columns`).
+    private func currentColumns() throws -> [String] {
         let sink = CollectingSink()
         let t = options.table
         try client.execute(Statement(
@@ -339,6 +341,22 @@ public final class CDFSync {
             throw DatabricksError(.tableNotFound, "\(t) is not visible to this identity (no columns in information_schema)",
                 remedy: "Check the source name and that the identity has USE CATALOG, USE SCHEMA and SELECT on it.")
         }
+        return columns
+    }
+
+    /// The columns change data is read in: the pipeline's, or for a sync of every column (`*`) of a table whose
+    /// columns were renamed, added or dropped, the columns it has now — so every record carries today's names,
+    /// whichever version it was read from.
+    private func readColumns(_ schema: SchemaHistory) throws -> [String]? {
+        if let selected = options.selectedColumns { return selected }
+        guard !schema.changes.isEmpty else { return nil }
+        if resolvedColumns == nil { resolvedColumns = try currentColumns() }
+        return resolvedColumns
+    }
+
+    /// Every mapped column must exist in the source now; a missing one is named with the version.
+    private func checkColumns(_ spec: Pipeline) throws {
+        let columns = try currentColumns()
         do {
             _ = try RecordMapper(pipeline: spec, columns: columns)
         } catch {
@@ -558,7 +576,7 @@ public final class CDFSync {
     }
 
     private func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {
-        let (sql, f) = changesSQL(start: range.start, end: range.end, schema: schema)
+        let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
         onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
             + ", \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition), source: .changeFeed,
@@ -567,10 +585,10 @@ public final class CDFSync {
 
     /// The `table_changes` statement for `[start, end]`, reading the selected columns (and testing the filters) under
     /// the names they had at `end`.
-    private func changesSQL(start: Int64, end: Int64, schema: SchemaHistory)
+    private func changesSQL(start: Int64, end: Int64, schema: SchemaHistory) throws
         -> (sql: String, filter: (sql: [String], parameters: [StatementParameter]))
     {
-        let columns = options.selectedColumns
+        let columns = try readColumns(schema)
         let reading = schema.reading((columns ?? []) + (options.spec?.filters ?? []).map(\.column), at: end)
         let f = SQL.filterConditions(options.spec?.filters ?? [], reading: reading)
         let filter = (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })

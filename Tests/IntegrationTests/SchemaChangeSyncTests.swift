@@ -141,6 +141,23 @@ struct SchemaChangeSyncTests {
         #expect(replay.unchanged > 0)
     }
 
+    @Test func aSyncOfEveryColumnNamesThemAsTheyAreNow() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        try Self.evolve(sim)
+        // `--table … --key …` without a column list: every record carries today's columns, whichever version it
+        // was read from (not `email` before v9 and `email_address` after).
+        let s = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(s.toVersion == 13)
+        let panel = try panelContents(dir.sub("state"))
+        #expect(panel.count > 300)
+        #expect(panel.values.allSatisfy { $0.keys.contains("email_address") && !$0.keys.contains("email") })
+        #expect(panel.values.allSatisfy { $0.keys.contains("tier") })
+        #expect(panel["P-000001"]?["email_address"] ?? nil != nil)
+        #expect(panel["P-900001"]?["tier"] ?? nil == "silver")
+        #expect(panel["P-000001"]?["tier"] ?? "x" == nil)
+    }
+
     @Test func aRangeTheHistoryDoesNotExplainIsSplitWhereTheWarehouseSays() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
