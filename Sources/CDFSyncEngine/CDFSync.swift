@@ -136,7 +136,8 @@ public final class CDFSync {
             }
             summary.fromVersion = replay.fromVersion - 1
             // One statement per stretch without a schema change that change data cannot be read across.
-            let schema = SchemaHistory(history: try history(limit: min(latest - replay.fromVersion + 2, options.historyLimit)))
+            let schema = SchemaHistory(
+                history: try history(limit: min(latest - replay.fromVersion + 2, options.historyLimit)))
             var planner = RangePlanner()
             planner.maxVersionsPerStatement = .max
             planner.maxRowsPerStatement = .max
@@ -373,8 +374,8 @@ public final class CDFSync {
                 }
                 if let v = schema.dropVersion(of: column) {
                     throw SyncError("\(error.message): column \(column) was dropped at version \(v)",
-                        remedy: "Remove \(column) from the pipeline's mapping (or map another column), or restore it in the "
-                            + "source. The checkpoint has not moved.")
+                        remedy: "Remove \(column) from the pipeline's mapping (or map another column), or restore it in "
+                            + "the source. The checkpoint has not moved.")
                 }
             }
             throw SyncError("\(error.message)\(version)", remedy: "Fix the mapping, or restore the column in the source.")
@@ -443,8 +444,8 @@ public final class CDFSync {
         // Ranges end before each schema change change data cannot be read across; mapped columns are read under
         // the names they had in each range.
         let schema = SchemaHistory(history: history)
-        try readRanges(planner.plan(start: next, end: latest, history: history, breaks: schema.breaks), summary: &summary) {
-            range, summary in
+        let ranges = planner.plan(start: next, end: latest, history: history, breaks: schema.breaks)
+        try readRanges(ranges, summary: &summary) { range, summary in
             try readChanges(range, schema: schema, summary: &summary)
             summary.toVersion = range.end
         } historyLost: { range, e, summary in
@@ -478,8 +479,9 @@ public final class CDFSync {
                     ?? range.start + (range.end - range.start + 1) / 2
                 onProgress("v\(range.start)…v\(range.end) spans a schema change (\(e.errorClass ?? "")); reading "
                     + "v\(range.start)…v\(at - 1) and v\(at)…v\(range.end) separately")
-                queue.append(PlannedRange(start: at, end: range.end, estimatedRows: nil, disposition: range.disposition))
-                queue.append(PlannedRange(start: range.start, end: at - 1, estimatedRows: nil, disposition: range.disposition))
+                let d = range.disposition
+                queue.append(PlannedRange(start: at, end: range.end, estimatedRows: nil, disposition: d))
+                queue.append(PlannedRange(start: range.start, end: at - 1, estimatedRows: nil, disposition: d))
             }
         }
     }

@@ -52,7 +52,9 @@ struct SchemaHistory: Sendable {
                     changes.append((e.version, .other))  // a nested field: the top-level columns keep their names
                 }
             case "DROP COLUMNS":
-                let names = Self.jsonArray(e.parameters["columns"]).compactMap { ($0 as? String).flatMap(Self.topLevelName) }
+                let names = Self.jsonArray(e.parameters["columns"]).compactMap {
+                    ($0 as? String).flatMap(Self.topLevelName)
+                }
                 changes.append((e.version, .dropped(names)))
             case let op where Self.breakingOperations.contains(op):
                 changes.append((e.version, .other))
@@ -97,7 +99,9 @@ struct SchemaHistory: Sendable {
 
     /// The version that dropped `column` (a name no longer in the table), if the history shows it.
     func dropVersion(of column: String) -> Int64? {
-        changes.last { if case .dropped(let names) = $0.change { names.contains { Self.same($0, column) } } else { false } }?.version
+        changes.last {
+            if case .dropped(let names) = $0.change { names.contains { Self.same($0, column) } } else { false }
+        }?.version
     }
 
     /// The version that renamed `column` away, and its new name, if the history shows it.
@@ -124,7 +128,8 @@ struct SchemaHistory: Sendable {
     }
 
     static func jsonArray(_ text: String?) -> [Any] {
-        guard let text, let data = text.data(using: .utf8), let a = try? JSONSerialization.jsonObject(with: data) as? [Any]
+        guard let text, let data = text.data(using: .utf8),
+            let a = try? JSONSerialization.jsonObject(with: data) as? [Any]
         else { return [] }
         return a
     }
