@@ -138,6 +138,7 @@ public final class CDFSync {
             // One statement per stretch without a schema change that change data cannot be read across.
             let schema = SchemaHistory(
                 history: try history(limit: min(latest - replay.fromVersion + 2, options.historyLimit)))
+            summary.schemaChanges = schema.describe(from: replay.fromVersion, to: end)
             var planner = RangePlanner()
             planner.maxVersionsPerStatement = .max
             planner.maxRowsPerStatement = .max
@@ -444,6 +445,7 @@ public final class CDFSync {
         // Ranges end before each schema change change data cannot be read across; mapped columns are read under
         // the names they had in each range.
         let schema = SchemaHistory(history: history)
+        summary.schemaChanges = schema.describe(from: next, to: latest)
         let ranges = planner.plan(start: next, end: latest, history: history, breaks: schema.breaks)
         try readRanges(ranges, summary: &summary) { range, summary in
             try readChanges(range, schema: schema, summary: &summary)

@@ -20,6 +20,8 @@ struct SchemaHistory: Sendable {
 
     /// Ascending by version.
     private(set) var changes: [(version: Int64, change: Change)] = []
+    /// The operation of each change's version, for messages.
+    private var operations: [Int64: String] = [:]
 
     /// Operations that may change what change data can be read across; splitting at one that did not is only an
     /// extra statement.
@@ -30,6 +32,7 @@ struct SchemaHistory: Sendable {
 
     init(history: [HistoryEntry]) {
         for e in history.sorted(by: { $0.version < $1.version }) {
+            operations[e.version] = e.operation
             switch e.operation.uppercased() {
             case "ADD COLUMNS":
                 let names = Self.jsonArray(e.parameters["columns"]).compactMap { item -> String? in
@@ -62,6 +65,24 @@ struct SchemaHistory: Sendable {
                 changes.append((e.version, .other))
             default:
                 break
+            }
+        }
+    }
+
+    /// The changes at versions `from...to`, in words: `v9 column email renamed to email_address`.
+    func describe(from: Int64, to: Int64) -> [String] {
+        guard from <= to else { return [] }
+        return changes.filter { (from...to).contains($0.version) }.map { v, change in
+            switch change {
+            case .added(let names): return "v\(v) column(s) \(names.joined(separator: ", ")) added"
+            case .renamed(let from, let to): return "v\(v) column \(from) renamed to \(to)"
+            case .dropped(let names): return "v\(v) column(s) \(names.joined(separator: ", ")) dropped"
+            case .other:
+                switch operations[v]?.uppercased() {
+                case "SET TBLPROPERTIES": return "v\(v) column mapping set (SET TBLPROPERTIES)"
+                case let op?: return "v\(v) \(op)"
+                case nil: return "v\(v) schema change"
+                }
             }
         }
     }

@@ -55,6 +55,9 @@ public struct SyncSummary: Sendable, Equatable {
     public var webhookDelivered = 0
     public var outputFiles: [String] = []
     public var warnings: [String] = []
+    /// Column changes of the source inside the versions read (a rename, an added or dropped column), which the run
+    /// read across: e.g. `v9 column email renamed to email_address`.
+    public var schemaChanges: [String] = []
     public var error: String?
     public var startedAt = Date()
     /// Whether the run has ended (its record says `succeeded` or `failed`); until then it says `running`, and a
@@ -119,6 +122,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("peak_rss_bytes"); w.int(Int64(peakResidentBytes))
         w.key("output_files"); w.beginArray(); outputFiles.forEach { w.string($0) }; w.endArray()
         w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
+        w.key("schema_changes"); w.beginArray(); schemaChanges.forEach { w.string($0) }; w.endArray()
         // `status` and `error` stay the last two keys: ``RunStatus/interrupted(_:)`` rewrites them in place.
         w.key("status"); w.string(!finished ? RunStatus.running : error == nil ? RunStatus.succeeded : RunStatus.failed)
         w.key("error"); w.string(error)
@@ -189,6 +193,7 @@ public struct SyncSummary: Sendable, Equatable {
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond)
             + (peakResidentBytes > 0 ? String(format: ", peak memory %.0f MB", Double(peakResidentBytes) / 1_048_576) : ""))
         if durability == "run" { lines.append("  durability     run: commits not synced one by one; the store was synced before delivery") }
+        for c in schemaChanges { lines.append("  schema change  \(c)") }
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
     }

@@ -90,7 +90,7 @@ extension CDFSyncCommand {
                         let width = c.keys.map(\.count).max() ?? 0
                         for (k, v) in c.sorted(by: { $0.key < $1.key }) { print("  \(pad(k, width))\(v)") }
                     }
-                    for key in ["statement_ids", "output_files", "warnings", "invalid_samples"] {
+                    for key in ["statement_ids", "output_files", "schema_changes", "warnings", "invalid_samples"] {
                         if let l = obj[key] as? [Any], !l.isEmpty {
                             print(key)
                             l.forEach { print("  \($0)") }

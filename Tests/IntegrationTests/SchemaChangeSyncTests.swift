@@ -108,6 +108,12 @@ struct SchemaChangeSyncTests {
         #expect(second.fromVersion == 6)
         #expect(second.toVersion == 13)
         #expect(second.statementIDs.count == 2)
+        // The run's record says what it read across.
+        #expect(second.schemaChanges == ["v7 column mapping set (SET TBLPROPERTIES)", "v9 column email renamed to email_address",
+                                         "v11 column(s) tier added"])
+        #expect(second.render().contains("schema change  v9 column email renamed to email_address"))
+        let record = try #require(try PanelStore(directory: dir.sub("state"), access: .reader).runs(limit: 1).first)
+        #expect(String(decoding: record.json, as: UTF8.self).contains(#""schema_changes":["v7 column mapping set"#))
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 13)
         let panel = try panelContents(dir.sub("state"))
         #expect(email(panel, "P-900001") == "ada.l@example.org")
