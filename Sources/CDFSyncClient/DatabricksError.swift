@@ -68,6 +68,13 @@ public struct DatabricksError: Error, Sendable, CustomStringConvertible {
     /// before and after it separately.
     public var isSchemaBreak: Bool { errorClass?.hasPrefix("DELTA_CHANGE_DATA_FEED_INCOMPATIBLE") == true }
 
+    /// Whether the start commit itself cannot be read in the read schema
+    /// (`DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_STARTING_COMMIT_SCHEMA`: its removed files were written in an older,
+    /// incompatible schema), so no range starting there can be read and splitting does not help.
+    public var isStartingCommitSchemaBreak: Bool {
+        errorClass == "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_STARTING_COMMIT_SCHEMA"
+    }
+
     /// The version of that schema change, as the message names it ("... incompatible schema change at version 8").
     public var schemaBreakVersion: Int64? {
         guard isSchemaBreak, let r = message.range(of: #"incompatible (schema change|data schema) at version [0-9]+"#,

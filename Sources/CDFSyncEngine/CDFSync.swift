@@ -463,7 +463,8 @@ public final class CDFSync {
     /// Reads `ranges` in order with `body`. A range the warehouse refuses because a schema change inside it cannot
     /// be read across (one the history did not show) is split where the error says, or in half, and its parts
     /// read in order: every part is checkpointed at its own end, so nothing is skipped. `historyLost` may take over
-    /// when a range's change data is gone (true: stop reading ranges).
+    /// when a range's change data is gone, or cannot be read in any range (a single version refused, or a start
+    /// commit whose removed files have an incompatible schema); true: stop reading ranges.
     private func readRanges(
         _ ranges: [PlannedRange], summary: inout SyncSummary,
         _ body: (PlannedRange, inout SyncSummary) throws -> Void,
@@ -476,7 +477,7 @@ public final class CDFSync {
             } catch let e as DatabricksError where e.isHistoryLost {
                 if try historyLost(range, e, &summary) { return }
                 throw e
-            } catch let e as DatabricksError where e.isSchemaBreak && range.start < range.end {
+            } catch let e as DatabricksError where e.isSchemaBreak && range.start < range.end && !e.isStartingCommitSchemaBreak {
                 let at = e.schemaBreakVersion.flatMap { $0 > range.start && $0 <= range.end ? $0 : nil }
                     ?? range.start + (range.end - range.start + 1) / 2
                 onProgress("v\(range.start)…v\(range.end) spans a schema change (\(e.errorClass ?? "")); reading "
@@ -484,6 +485,11 @@ public final class CDFSync {
                 let d = range.disposition
                 queue.append(PlannedRange(start: at, end: range.end, estimatedRows: nil, disposition: d))
                 queue.append(PlannedRange(start: range.start, end: at - 1, estimatedRows: nil, disposition: d))
+            } catch let e as DatabricksError where e.isSchemaBreak {
+                // One version, or the first commit of every range from here, that no statement can read in the
+                // table's schema: its change data is as good as gone.
+                if try historyLost(range, e, &summary) { return }
+                throw e
             }
         }
     }

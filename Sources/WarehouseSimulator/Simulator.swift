@@ -215,6 +215,21 @@ public final class Simulator: Sendable {
 
     /// Removes every fault.
     public func clearFaults() { state.withLock { $0.faults.removeAll() } }
+
+    /// Takes the first `sql_error` fault matching `sql` (counting it down), as the error the statement fails with.
+    func takeStatementFault(_ sql: String) -> SQLError? {
+        state.withLock { s in
+            for (i, f) in s.faults.enumerated() where f.matches(statement: sql) {
+                if let c = f.count {
+                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
+                }
+                var e = SQLError(f.errorClass ?? "INTERNAL_ERROR", f.sqlState ?? "XX000", f.message ?? "Injected failure.")
+                if let code = f.errorCode { e.errorCode = code }
+                return e
+            }
+            return nil
+        }
+    }
 }
 
 /// Everything the simulator holds, guarded by one lock.
@@ -312,13 +327,17 @@ public struct Fault: Sendable, Codable {
     public struct Match: Sendable, Codable {
         public var method: String?
         public var pathPrefix: String?
+        /// `sql_error` faults: statements whose SQL text contains this (case-insensitive).
+        public var statementContains: String?
         enum CodingKeys: String, CodingKey {
             case method
             case pathPrefix = "path_prefix"
+            case statementContains = "statement_contains"
         }
-        public init(method: String? = nil, pathPrefix: String? = nil) {
+        public init(method: String? = nil, pathPrefix: String? = nil, statementContains: String? = nil) {
             self.method = method
             self.pathPrefix = pathPrefix
+            self.statementContains = statementContains
         }
     }
 
@@ -326,19 +345,25 @@ public struct Fault: Sendable, Codable {
     public var match: Match
     /// How many matching requests it affects (nil = until cleared).
     public var count: Int?
-    /// `status`, `reset_mid_body`, `slow`, `drop`, `expire_links`, `revoke_token`.
+    /// `status`, `reset_mid_body`, `slow`, `drop`, `expire_links`, `revoke_token`, `corrupt_body`, `sql_error`.
     public var kind: String
     public var status: Int?
     public var retryAfter: Int?
     public var delayMillis: Int?
     public var errorCode: String?
     public var message: String?
+    /// `sql_error`: the statement FAILS with `[<error_class>] <message> SQLSTATE: <sql_state>`, as a warehouse
+    /// error the simulator does not model otherwise would.
+    public var errorClass: String?
+    public var sqlState: String?
 
     enum CodingKeys: String, CodingKey {
         case id, match, count, kind, status, message
         case retryAfter = "retry_after"
         case delayMillis = "delay_ms"
         case errorCode = "error_code"
+        case errorClass = "error_class"
+        case sqlState = "sql_state"
     }
 
     public init(
@@ -364,15 +389,26 @@ public struct Fault: Sendable, Codable {
         delayMillis = try c.decodeIfPresent(Int.self, forKey: .delayMillis)
         errorCode = try c.decodeIfPresent(String.self, forKey: .errorCode)
         message = try c.decodeIfPresent(String.self, forKey: .message)
+        errorClass = try c.decodeIfPresent(String.self, forKey: .errorClass)
+        sqlState = try c.decodeIfPresent(String.self, forKey: .sqlState)
     }
 
     static let kinds: Set<String> = [
-        "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body",
+        "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body", "sql_error",
     ]
 
+    /// Whether an HTTP-level fault applies to `req` (`sql_error` faults apply to statements, not requests).
     func matches(_ req: HTTPRequest) -> Bool {
+        if kind == "sql_error" { return false }
         if let m = match.method, m.uppercased() != req.method { return false }
         if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
         return true
+    }
+
+    /// Whether a `sql_error` fault applies to a statement with this SQL text.
+    func matches(statement sql: String) -> Bool {
+        guard kind == "sql_error" else { return false }
+        guard let needle = match.statementContains else { return true }
+        return sql.range(of: needle, options: .caseInsensitive) != nil
     }
 }

@@ -58,12 +58,13 @@ struct SchemaChangeSyncTests {
     static func ts(_ v: Int) -> String { "2026-04-01T10:\(10 + v):00.000Z" }
 
     func sync(_ sim: RunningSimulator, _ yaml: String, state: String, output: String, replay: ReplayOptions? = nil,
-              historyLimit: Int64? = nil) throws -> SyncSummary {
+              historyLimit: Int64? = nil, fallBackToSnapshot: Bool = true) throws -> SyncSummary {
         let store = try PanelStore(directory: state)
         let client = StatementClient(settings: try sim.settings())
         client.retryPolicy.baseDelay = 0.01
         var options = try SyncOptions(pipeline: try PipelineLoader.load(yaml: yaml), outputDirectory: output)
         if let historyLimit { options.historyLimit = historyLimit }
+        options.fallBackToSnapshot = fallBackToSnapshot
         let s = CDFSync(client: client, store: store, options: options)
         return try replay.map { try s.replay($0) } ?? s.run()
     }
@@ -190,6 +191,45 @@ struct SchemaChangeSyncTests {
         let planned = try sync(sim, Self.oldYAML, state: dir.sub("planned"), output: dir.sub("planned-out"))
         #expect(planned.statementIDs.count == 3)  // v0…v6, v7…v8 (column mapping on), v9…v10
         #expect(try panelContents(dir.sub("planned")) == panel)
+    }
+
+    /// Databricks refuses change data it cannot read in any range: a start commit whose removed files were written
+    /// in an older, incompatible schema, or a single version. Splitting cannot help; the sync resyncs from a
+    /// snapshot (as for vacuumed change data), and a sync without that fallback fails and moves nothing.
+    @Test(arguments: [
+        ("DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_STARTING_COMMIT_SCHEMA",
+         "Cannot read changes from version 7 because its removed files use the version 6 schema, which is incompatible with the read schema."),
+        ("DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE",
+         "Retrieving table changes between version 7 and 7 failed because of an incompatible schema change."),
+    ])
+    func changeDataNoRangeCanReadIsResyncedFromASnapshot(errorClass: String, message: String) throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        _ = try sync(sim, Self.oldYAML, state: dir.sub("state"), output: dir.sub("out"))
+        try sim.sim.appendCommit(table: Self.table, Commit(version: 7, timestamp: Self.ts(7), operation: "WRITE",
+            insert: [Self.row("P-900001", "ada@example.org", Self.ts(7))]))
+        func inject() {
+            var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: "sql_error", message: message)
+            f.errorClass = errorClass
+            f.sqlState = "0AKDC"
+            sim.sim.addFault(f)
+        }
+
+        inject()
+        let refused = failure {
+            _ = try sync(sim, Self.oldYAML, state: dir.sub("state"), output: dir.sub("out"), fallBackToSnapshot: false)
+        }
+        #expect(refused.contains(errorClass), "\(refused)")
+        #expect(refused.contains("replay from the version after it"), "\(refused)")
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 6)
+
+        inject()
+        let s = try sync(sim, Self.oldYAML, state: dir.sub("state"), output: dir.sub("out"))
+        #expect(s.mode == "snapshot")
+        #expect(s.toVersion == 7)
+        #expect(s.warnings.contains { $0.contains(errorClass) && $0.contains("resynced from a snapshot at v7") }, "\(s.warnings)")
+        #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 7)
+        #expect(email(try panelContents(dir.sub("state")), "P-900001") == "ada@example.org")
     }
 
     @Test func aDroppedMappedColumnStopsTheRunBeforeReadingNamingTheVersion() throws {

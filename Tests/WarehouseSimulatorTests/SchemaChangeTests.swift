@@ -124,6 +124,29 @@ import Testing
         } throws: { "\($0)".contains("commit 3: insert row has 2 values, the table has 1 columns") }
     }
 
+    @Test func anInjectedSQLErrorFailsTheMatchingStatementsOnly() throws {
+        let h = try Harness(configuration: .init(rowsPerChunk: 100))  // the result cache is on by default
+        let sql = "SELECT id FROM table_changes('\(Self.table)', 1, 3)"
+        let all = try h.rows(sql).rows.count  // now in the result cache: the fault must still apply
+        var f = Fault(match: .init(statementContains: "TABLE_CHANGES("), count: 2, kind: "sql_error",
+                      message: "Cannot read changes from version 1 because its removed files use the version 0 schema, which is incompatible with the read schema.")
+        f.errorClass = "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_STARTING_COMMIT_SCHEMA"
+        f.sqlState = "0AKDC"
+        h.sim.addFault(f)
+        #expect(try h.rows("SELECT id FROM main.crm.customers").rows.count == 3)  // no match: untouched
+        let r = try h.execute(sql)
+        #expect(errorClass(r) == "DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_STARTING_COMMIT_SCHEMA")
+        #expect(errorMessage(r)?.hasSuffix("incompatible with the read schema. SQLSTATE: 0AKDC") == true, "\(r)")
+        #expect((r["status"] as? [String: Any])?["sql_state"] as? String == "0AKDC")
+        #expect(errorClass(try h.execute(sql)) != nil)  // count 2
+        #expect(try h.rows(sql).rows.count == all)  // used up
+        // Admin API: the kind is accepted, and it does not affect HTTP requests.
+        let added = try h.call("POST", "/_sim/faults", json: ["kind": "sql_error", "error_class": "X", "count": 1,
+                                                              "match": ["statement_contains": "nope"]], token: "sim-admin")
+        #expect(added.status == 200)
+        #expect(try h.rows(sql).rows.count == all)
+    }
+
     @Test func alterCommitsAreCheckedAsDatabricksChecksThem() throws {
         let h = try Harness()
         func refused(_ op: String, _ alter: Commit.Alter, props: [String: String]? = nil) -> String {

@@ -97,6 +97,11 @@ enum ErrorClassification {
               "DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION"].contains(cls) || cls.hasPrefix("FAILED_READ_FILE"):
             return make(.changeDataUnavailable,
                 "Change data for the range is gone or was never recorded; a full resync from a snapshot is needed (cdfsync does this automatically where allowed).")
+        case cls.hasPrefix("DELTA_CHANGE_DATA_FEED_INCOMPATIBLE"):
+            return make(.statementFailed,
+                "A column change in the source (rename, drop, type change) makes this change data unreadable in one "
+                    + "statement. A sync reads such ranges in parts and resyncs from a snapshot where a version cannot "
+                    + "be read at all; a replay cannot: replay from the version after it.")
         case cls == "DELTA_TABLE_ONLY_OPERATION" || cls == "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS":
             return make(.changeDataUnavailable, "This is a view or not a Delta table: use watermark or snapshot mode instead of change data.")
         default:

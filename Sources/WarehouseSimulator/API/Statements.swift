@@ -238,7 +238,9 @@ extension Simulator {
             ? ResultCache.key(parsed, principal: principal, catalog: ctx.cat, schema: ctx.sch) : nil
         let cached = cacheKey.flatMap { key in resultCache.withLock { $0.lookup(key, generation: ctx.generation) } }
         var outcome: StatementRecord.Outcome
-        if let cached {
+        if let fault = takeStatementFault(parsed.statement) {
+            outcome = .failure(fault)
+        } else if let cached {
             outcome = .success(cached.result)
         } else {
             outcome = run(parsed, tables: ctx.tables, access: ctx.access, catalog: ctx.cat, schema: ctx.sch, now: now)
