@@ -235,8 +235,10 @@ public final class CDFSync {
     private var filterSQL: (sql: [String], parameters: [StatementParameter]) { Self.filterSQL(options.spec?.filters ?? []) }
 
     /// A pipeline's filters as WHERE conditions and the statement parameters that bind their values.
-    static func filterSQL(_ filters: [Pipeline.Filter]) -> (sql: [String], parameters: [StatementParameter]) {
-        let f = SQL.filterConditions(filters)
+    static func filterSQL(_ filters: [Pipeline.Filter], reading: [String: ColumnRead] = [:])
+        -> (sql: [String], parameters: [StatementParameter])
+    {
+        let f = SQL.filterConditions(filters, reading: reading)
         return (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })
     }
 
@@ -367,16 +369,18 @@ public final class CDFSync {
             // Say what the table's history shows happened to the column: a rename names the column to map instead.
             let missing = (options.selectedColumns ?? []).filter { c in !columns.contains { SchemaHistory.same($0, c) } }
             if !view, let column = missing.first, let history = try? history(limit: options.historyLimit) {
-                let schema = SchemaHistory(history: history)
-                if let (v, to) = schema.renamedAway(column), columns.contains(where: { SchemaHistory.same($0, to) }) {
+                let exists = { (c: String) in columns.contains { SchemaHistory.same($0, c) } }
+                switch SchemaHistory(history: history).fate(of: column, exists: exists) {
+                case .renamed(let to, let v):
                     throw SyncError("\(error.message): column \(column) was renamed to \(to) at version \(v)",
                         remedy: "Map \(to) instead of \(column) in the pipeline; cdfsync reads the versions before the "
                             + "rename under the old name.")
-                }
-                if let v = schema.dropVersion(of: column) {
+                case .dropped(let v):
                     throw SyncError("\(error.message): column \(column) was dropped at version \(v)",
                         remedy: "Remove \(column) from the pipeline's mapping (or map another column), or restore it in "
                             + "the source. The checkpoint has not moved.")
+                case nil:
+                    break
                 }
             }
             throw SyncError("\(error.message)\(version)", remedy: "Fix the mapping, or restore the column in the source.")
@@ -600,10 +604,9 @@ public final class CDFSync {
     {
         let columns = try readColumns(schema)
         let reading = schema.reading((columns ?? []) + (options.spec?.filters ?? []).map(\.column), at: end)
-        let f = SQL.filterConditions(options.spec?.filters ?? [], reading: reading)
-        let filter = (f.sql, f.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) })
+        let filter = Self.filterSQL(options.spec?.filters ?? [], reading: reading)
         let sql = SQL.tableChanges(of: options.table, columns: columns, startVersion: start, endVersion: end,
-            conditions: f.sql, reading: reading)
+            conditions: filter.sql, reading: reading)
         return (sql, filter)
     }
 

@@ -57,11 +57,11 @@ extension CDFSync {
                     : (try? history(limit: options.historyLimit)).map(SchemaHistory.init(history:)))
             }
             guard case .some(.some(let h)) = schemaHistory else { return "" }
-            if let (v, to) = h.renamedAway(column), columns[to.lowercased()] != nil {
-                return " — it was renamed to \(to) at version \(v): map \(to)"
+            switch h.fate(of: column, exists: { columns[$0.lowercased()] != nil }) {
+            case .renamed(let to, let v): return " — it was renamed to \(to) at version \(v): map \(to)"
+            case .dropped(let v): return " — it was dropped at version \(v)"
+            case nil: return ""
             }
-            if let v = h.dropVersion(of: column) { return " — it was dropped at version \(v)" }
-            return ""
         }
         func check(_ field: String, _ column: String, expect: [String] = []) {
             guard let t = columns[column.lowercased()] else {

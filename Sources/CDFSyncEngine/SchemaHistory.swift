@@ -14,14 +14,18 @@ struct SchemaHistory: Sendable {
         case renamed(from: String, to: String)
         case dropped([String])
         /// A change whose effect on columns is not known (a type or comment change, REPLACE COLUMNS, a column
-        /// mapping upgrade): only a break.
-        case other
+        /// mapping upgrade), by its operation: only a break.
+        case other(String)
+    }
+
+    /// What became of a column that is no longer in the table.
+    enum Fate: Sendable, Equatable {
+        case renamed(to: String, version: Int64)
+        case dropped(version: Int64)
     }
 
     /// Ascending by version.
     private(set) var changes: [(version: Int64, change: Change)] = []
-    /// The operation of each change's version, for messages.
-    private var operations: [Int64: String] = [:]
 
     /// Operations that may change what change data can be read across; splitting at one that did not is only an
     /// extra statement.
@@ -32,7 +36,6 @@ struct SchemaHistory: Sendable {
 
     init(history: [HistoryEntry]) {
         for e in history.sorted(by: { $0.version < $1.version }) {
-            operations[e.version] = e.operation
             switch e.operation.uppercased() {
             case "ADD COLUMNS":
                 let names = Self.jsonArray(e.parameters["columns"]).compactMap { item -> String? in
@@ -52,7 +55,8 @@ struct SchemaHistory: Sendable {
                 {
                     changes.append((e.version, .renamed(from: from, to: to)))
                 } else {
-                    changes.append((e.version, .other))  // a nested field: the top-level columns keep their names
+                    // A nested field: the top-level columns keep their names.
+                    changes.append((e.version, .other(e.operation)))
                 }
             case "DROP COLUMNS":
                 let names = Self.jsonArray(e.parameters["columns"]).compactMap {
@@ -60,9 +64,9 @@ struct SchemaHistory: Sendable {
                 }
                 changes.append((e.version, .dropped(names)))
             case let op where Self.breakingOperations.contains(op):
-                changes.append((e.version, .other))
+                changes.append((e.version, .other(e.operation)))
             case "SET TBLPROPERTIES" where (e.parameters["properties"] ?? "").contains("delta.columnMapping.mode"):
-                changes.append((e.version, .other))
+                changes.append((e.version, .other(e.operation)))
             default:
                 break
             }
@@ -77,12 +81,9 @@ struct SchemaHistory: Sendable {
             case .added(let names): return "v\(v) column(s) \(names.joined(separator: ", ")) added"
             case .renamed(let from, let to): return "v\(v) column \(from) renamed to \(to)"
             case .dropped(let names): return "v\(v) column(s) \(names.joined(separator: ", ")) dropped"
-            case .other:
-                switch operations[v]?.uppercased() {
-                case "SET TBLPROPERTIES": return "v\(v) column mapping set (SET TBLPROPERTIES)"
-                case let op?: return "v\(v) \(op)"
-                case nil: return "v\(v) schema change"
-                }
+            case .other(let op) where op.uppercased() == "SET TBLPROPERTIES":
+                return "v\(v) column mapping set (SET TBLPROPERTIES)"
+            case .other(let op): return "v\(v) \(op)"
             }
         }
     }
@@ -118,17 +119,18 @@ struct SchemaHistory: Sendable {
         return out
     }
 
-    /// The version that dropped `column` (a name no longer in the table), if the history shows it.
-    func dropVersion(of column: String) -> Int64? {
-        changes.last {
-            if case .dropped(let names) = $0.change { names.contains { Self.same($0, column) } } else { false }
-        }?.version
-    }
-
-    /// The version that renamed `column` away, and its new name, if the history shows it.
-    func renamedAway(_ column: String) -> (version: Int64, to: String)? {
+    /// What the history says became of `column`, a name that is not among the table's columns now (`exists`):
+    /// renamed to a column that exists, or dropped; nil when it does not say.
+    func fate(of column: String, exists: (String) -> Bool) -> Fate? {
         for (v, change) in changes.reversed() {
-            if case .renamed(let from, let to) = change, Self.same(from, column) { return (v, to) }
+            switch change {
+            case .renamed(let from, let to) where Self.same(from, column) && exists(to):
+                return .renamed(to: to, version: v)
+            case .dropped(let names) where names.contains(where: { Self.same($0, column) }):
+                return .dropped(version: v)
+            default:
+                continue
+            }
         }
         return nil
     }

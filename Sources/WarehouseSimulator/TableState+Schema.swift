@@ -77,11 +77,7 @@ extension TableState {
     /// one goes, a renamed or retyped one keeps its text.
     static func reshape(_ rows: inout [Row], from old: Schema, to new: Schema) {
         // A rename or a type change keeps every position; an add or a drop keeps the names of the rest.
-        if old.columns.count == new.columns.count { return }
-        let pick = new.columns.map { n in old.columns.firstIndex { $0.name == n.name } }
-        for r in rows.indices {
-            let row = rows[r]
-            rows[r] = pick.map { $0.map { row[$0] } ?? nil }
-        }
+        guard old.columns.count != new.columns.count, let pick = new.positions(in: old) else { return }
+        for r in rows.indices { rows[r] = Schema.project(rows[r], pick) }
     }
 }

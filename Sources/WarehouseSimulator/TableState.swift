@@ -32,29 +32,40 @@ struct Schema: Sendable, Equatable {
         w.key("type"); w.string("struct")
         w.key("fields")
         w.beginArray()
-        for (c, t) in zip(columns, types) {
-            w.beginObject()
-            w.key("name"); w.string(c.name)
-            w.key("type"); w.string(Executor.simpleTypeString(t))
-            w.key("nullable"); w.bool(c.nullable)
-            w.key("metadata"); w.beginObject(); w.endObject()
-            w.endObject()
-        }
+        for (c, t) in zip(columns, types) { Self.writeField(c, t, to: &w) }
         w.endArray()
         w.endObject()
         return String(decoding: w.bytes, as: UTF8.self)
     }
+
+    /// One column as Spark's `StructField` JSON (`name`, `type`, `nullable`, `metadata`).
+    static func writeField(_ column: ColumnDef, _ type: SQLType, to w: inout JSONWriter) {
+        w.beginObject()
+        w.key("name"); w.string(column.name)
+        w.key("type"); w.string(Executor.simpleTypeString(type))
+        w.key("nullable"); w.bool(column.nullable)
+        w.key("metadata"); w.beginObject(); w.endObject()
+        w.endObject()
+    }
+
+    /// For each of these columns, its position among `source`'s columns by name (nil: not there); nil when every
+    /// column is at its own position.
+    func positions(in source: Schema) -> [Int?]? {
+        let pick = columns.map { col in source.columns.firstIndex { $0.name == col.name } }
+        let same = pick.count == source.columns.count && pick.enumerated().allSatisfy { $0.element == $0.offset }
+        return same ? nil : pick
+    }
+
+    /// `row` (in a source schema) in the columns that `positions` picked, NULL where there is none.
+    static func project(_ row: Row, _ positions: [Int?]) -> Row { positions.map { $0.map { row[$0] } ?? nil } }
 }
 
 /// The running state of one table: its definition, version list and data.
 struct TableState: Sendable {
     var name: TableName
     var tableType: String
-    /// The columns at the latest version.
-    var columns: [ColumnDef]
-    var columnTypes: [SQLType]
     /// Every schema the table had, oldest first: `from` is the version that set it (0 for the creation schema).
-    var schemas: [Schema] = []
+    var schemas: [Schema]
     var earliestRetainedVersion: Int
     var view: ViewDef?
     var comment: String?
@@ -70,12 +81,10 @@ struct TableState: Sendable {
     init(_ def: Table) throws {
         name = try TableName(parsing: def.name)
         tableType = def.tableType
-        columns = def.columns
-        columnTypes = try def.columns.map { try SQLType(parsing: $0.type) }
+        schemas = [Schema(from: 0, columns: def.columns, types: try def.columns.map { try SQLType(parsing: $0.type) })]
         earliestRetainedVersion = def.earliestRetainedVersion
         view = def.view
         comment = def.comment
-        schemas = [Schema(from: 0, columns: columns, types: columnTypes)]
         if let spec = def.synthetic {
             let s = try SyntheticTable(spec: spec)
             synthetic = s
@@ -84,6 +93,10 @@ struct TableState: Sendable {
             for c in def.commits { try append(c) }
         }
     }
+
+    /// The columns at the latest version.
+    var columns: [ColumnDef] { schemas[schemas.count - 1].columns }
+    var columnTypes: [SQLType] { schemas[schemas.count - 1].types }
 
     var isView: Bool { tableType == "VIEW" }
     var isDelta: Bool { tableType != "VIEW" }
@@ -139,11 +152,7 @@ struct TableState: Sendable {
                 deleteCount: c.delete?.count ?? 0, alter: c.alter))
         commits.append(c)
         latestRows = rows
-        if c.alter != nil {
-            schemas.append(schema)
-            columns = schema.columns
-            columnTypes = schema.types
-        }
+        if c.alter != nil { schemas.append(schema) }
     }
 
     static func apply(_ c: Commit, to rows: inout [Row], table: String) throws {
@@ -181,20 +190,17 @@ struct TableState: Sendable {
     /// Change rows for versions `from...to` (valid, CDF-enabled, no schema break after `from`) in the columns of
     /// `read` (a column a version did not have yet reads NULL), then `_change_type`, `_commit_version`,
     /// `_commit_timestamp`, ordered by version.
-    func changes(from: Int, to: Int, read: Schema? = nil) -> any RowSource {
+    func changes(from: Int, to: Int, read: Schema) -> any RowSource {
         if let s = synthetic { return s.changesSource(from: from, to: to) }
         var out: [Row] = []
         guard from <= to else { return MaterializedRows(rows: out) }
-        let read = read ?? schema(at: to)
         for v in from...to {
             let c = commits[v]
             let ver = String(v)
             let ts = Timestamp.format(millis: versions[v].timestampMillis)
-            let own = schema(at: v)
             // Within a readable range only added columns differ: match by name.
-            let pick = read.columns.map { col in own.columns.firstIndex { $0.name == col.name } }
-            let identity = pick.count == own.columns.count && pick.enumerated().allSatisfy { $0.element == $0.offset }
-            func image(_ r: Row) -> Row { identity ? r : pick.map { $0.map { r[$0] } ?? nil } }
+            let pick = read.positions(in: schema(at: v))
+            func image(_ r: Row) -> Row { pick.map { Schema.project(r, $0) } ?? r }
             for r in c.insert ?? [] { out.append(image(r) + ["insert", ver, ts]) }
             for u in c.update ?? [] {
                 out.append(image(u.before) + ["update_preimage", ver, ts])

@@ -39,10 +39,10 @@ struct SchemaHistoryTests {
         #expect(h.reading(["email", "level"], at: 7) == ["level": .renamed("tier")])
         #expect(h.reading(["Level"], at: 7) == ["Level": .renamed("tier")])
         #expect(h.reading(["EMAIL", "level"], at: 4) == ["level": .absent])
-        #expect(h.dropVersion(of: "CITY") == 11)
-        #expect(h.dropVersion(of: "odd.name") == 11)
-        #expect(h.renamedAway("tier")?.to == "level")
-        #expect(h.renamedAway("email")?.version == 10)
+        #expect(h.fate(of: "CITY", exists: { _ in false }) == .dropped(version: 11))
+        #expect(h.fate(of: "odd.name", exists: { _ in false }) == .dropped(version: 11))
+        #expect(h.fate(of: "tier", exists: { $0 == "level" }) == .renamed(to: "level", version: 8))
+        #expect(h.fate(of: "email", exists: { $0 == "mail" }) == .renamed(to: "mail", version: 10))
     }
 
     @Test func aColumnDroppedAndAddedAgainIsTheOldOneBeforeTheDrop() {

@@ -332,7 +332,7 @@ struct Executor {
                 end = t.versions.lastIndex(where: { $0.timestampMillis <= ms }) ?? -1
                 if end < start {
                     // Both timestamps fall between the same two commits: empty, not an error.
-                    return changeRelation(t, from: 1, to: 0)
+                    return changeRelation(t, from: 1, to: 0, read: readSchema(t, end: t.latestVersion))
                 }
             }
         }
@@ -377,16 +377,15 @@ struct Executor {
     /// The schema `table_changes` up to `end` returns rows in.
     func readSchema(_ t: TableState, end: Int) -> Schema {
         let mode = (t.versions.last?.properties["delta.columnMapping.mode"] ?? "none").lowercased()
-        return mode == "name" || mode == "id" ? t.schema(at: end) : t.schemas.last!
+        return mode == "name" || mode == "id" ? t.schema(at: end) : t.schema(at: t.latestVersion)
     }
 
-    func changeRelation(_ t: TableState, from: Int, to: Int, read: Schema? = nil) -> Relation {
-        let schema = read ?? t.schemas.last!
-        let cols = zip(schema.columns, schema.types).map { ResultColumn(name: $0.name, type: $1) } + Self.changeColumns
+    func changeRelation(_ t: TableState, from: Int, to: Int, read: Schema) -> Relation {
+        let cols = zip(read.columns, read.types).map { ResultColumn(name: $0.name, type: $1) } + Self.changeColumns
         if let s = t.synthetic {
             return Relation(columns: cols, source: .changes(s.changesSource(from: from, to: to)), naturalOrder: "_commit_version")
         }
-        let src = t.changes(from: from, to: to, read: schema) as! MaterializedRows
+        let src = t.changes(from: from, to: to, read: read) as! MaterializedRows
         return Relation(columns: cols, source: .rows(src.rows), naturalOrder: "_commit_version")
     }
 
@@ -817,40 +816,30 @@ struct Executor {
     /// `operationParameters` of a schema change, as Delta's `AddColumns`, `RenameColumn`, `DropColumns` and
     /// `ChangeColumn` operations record them.
     static func alterParameters(_ a: Commit.Alter, table t: TableState, version: Int) -> [(String, String?)] {
-        func field(_ name: String, _ type: SQLType, nullable: Bool) -> (inout JSONWriter) -> Void {
-            { w in
-                w.beginObject()
-                w.key("name"); w.string(name)
-                w.key("type"); w.string(simpleTypeString(type))
-                w.key("nullable"); w.bool(nullable)
-                w.key("metadata"); w.beginObject(); w.endObject()
-                w.endObject()
-            }
-        }
+        if let r = a.renameColumn { return [("oldColumnPath", r.from), ("newColumnPath", r.to)] }
+        let schema = t.schema(at: version)
         var w = JSONWriter()
         if let add = a.addColumns {
             w.beginArray()
             for c in add {
                 w.beginObject()
                 w.key("column")
-                field(c.name, (try? SQLType(parsing: c.type)) ?? .string, nullable: c.nullable)(&w)
+                Schema.writeField(c, (try? SQLType(parsing: c.type)) ?? .string, to: &w)
                 w.endObject()
             }
             w.endArray()
             return [("columns", String(decoding: w.bytes, as: UTF8.self))]
         }
-        if let r = a.renameColumn { return [("oldColumnPath", r.from), ("newColumnPath", r.to)] }
         if let drop = a.dropColumns {
             w.beginArray()
             for d in drop { w.string(d) }
             w.endArray()
             return [("columns", String(decoding: w.bytes, as: UTF8.self))]
         }
-        if let c = a.changeColumnType, let i = t.schema(at: version).columns.firstIndex(where: {
-            $0.name.caseInsensitiveCompare(c.name) == .orderedSame
-        }) {
-            let s = t.schema(at: version)
-            field(s.columns[i].name, s.types[i], nullable: s.columns[i].nullable)(&w)
+        if let c = a.changeColumnType,
+            let i = schema.columns.firstIndex(where: { $0.name.caseInsensitiveCompare(c.name) == .orderedSame })
+        {
+            Schema.writeField(schema.columns[i], schema.types[i], to: &w)
             return [("column", String(decoding: w.bytes, as: UTF8.self))]
         }
         return []
