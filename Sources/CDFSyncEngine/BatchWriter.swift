@@ -127,13 +127,7 @@ final class BatchWriter: @unchecked Sendable {
                 onApplied(rows, version)
                 condition.lock()
                 if let spare, spares.count <= capacity { spares.append(spare) }
-                outcome.inserted += o.inserted
-                outcome.updated += o.updated
-                outcome.unchanged += o.unchanged
-                outcome.skippedOlder += o.skippedOlder
-                outcome.superseded += o.superseded
-                outcome.linked += o.linked
-                outcome.conflicts += o.conflicts
+                outcome += o
                 condition.unlock()
             } catch {
                 condition.lock()

@@ -190,7 +190,7 @@ final class ChangeCollector: ResultSink {
         base.updated += outcome.updated
         base.unchanged += outcome.unchanged
         base.skippedOlder += outcome.skippedOlder
-        base.superseded += outcome.superseded
+        base.consentBlocked += outcome.consentBlocked
         let counts = rows.counts
         base.rowsRead += counts.read
         base.deletesIgnored += counts.deletes
@@ -282,8 +282,6 @@ private struct RowState {
 
     var batch: PanelStore.ChangeBatch
     var events: [PanelStore.Event] = []
-    /// External ids in `batch` (pipeline mode: consent decisions must see rows not yet applied).
-    var batchKeys = Set<String>()
     var json = JSONWriter(reservingCapacity: 512)
     /// Passthrough records are written here (see `passthrough`); its count is its capacity.
     var recordScratch = [UInt8](repeating: 0, count: 4096)
@@ -325,7 +323,6 @@ private struct RowState {
         var next = spare.flatMap { $0.reservedBytes <= 4 * maxBatchBytes ? $0 : nil }
             ?? PanelStore.ChangeBatch(reservingRows: batchSize + 1024, like: batch)
         swap(&next, &batch)
-        batchKeys.removeAll(keepingCapacity: true)
         return next
     }
 
@@ -338,9 +335,6 @@ private struct RowState {
         if case .pipeline(let p) = mapping, p.kind == .events {
             events.removeSubrange(min(n, events.count)...)
         } else {
-            if !batchKeys.isEmpty {
-                for i in n..<batch.count { batchKeys.remove(batch.externalID(i)) }
-            }
             batch.truncate(to: min(n, batch.count))
         }
     }
@@ -392,12 +386,8 @@ private struct RowState {
         case .pipeline:
             switch mapper!.map(row, into: &json) {
             case .participant(let id, let email, let phone, let optedIn, let record):
-                // Not opted in: a participant we already hold becomes not contactable (never deleted);
-                // one we do not hold is not imported.
-                if try !optedIn && !batchKeys.contains(id) && store.participantID(externalID: id, scope: scope) == nil {
-                    counts.consentBlocked += 1
-                    return
-                }
+                // Whether a row that is not opted in is imported depends on what the panel holds when it is
+                // applied: the writer decides, in its transaction (PanelStore.apply), never this thread.
                 // Handed over with its shaped form when the mapper says where its values are (see `passthrough`).
                 if shaping, let keys = mapper!.shapeKeys, record.count < store.recordCompressionThreshold,
                     !json.marks.isEmpty
@@ -424,15 +414,16 @@ private struct RowState {
                         recordScratch.withUnsafeBytes { values in
                             batch.append(
                                 externalID: id, commitVersion: version, record: r, keys: keys,
-                                values: UnsafeRawBufferPointer(rebasing: values[..<valuesLength]), email: email, phone: phone)
+                                values: UnsafeRawBufferPointer(rebasing: values[..<valuesLength]), email: email, phone: phone,
+                                optedIn: optedIn)
                         }
                     }
                 } else {
                     record.withUnsafeBytes { r in
-                        batch.append(externalID: id, commitVersion: version, record: r, email: email, phone: phone)
+                        batch.append(
+                            externalID: id, commitVersion: version, record: r, email: email, phone: phone, optedIn: optedIn)
                     }
                 }
-                batchKeys.insert(id)
                 noteCursor(row, key: id)
             case .event(let id, let user, let record):
                 events.append(PanelStore.Event(eventID: id, userExternalID: user, commitVersion: version, record: record))

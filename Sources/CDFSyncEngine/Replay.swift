@@ -3,33 +3,11 @@ import CDFSyncStorage
 import Foundation
 
 extension PanelStore {
-    /// What `apply` would do with `changes`, without writing anything (replay `--dry-run`): per key the
-    /// highest version wins; unknown keys would be created, older versions skipped, equal content unchanged.
+    /// What `apply` would do with `changes`, without writing anything (replay `--dry-run`): the same
+    /// transaction, aborted at its end. Each batch is evaluated against the panel as it is (a dry run's earlier
+    /// batches were not written).
     func evaluate(_ changes: ChangeBatch, scope: String) throws -> ApplyOutcome {
-        var winners: [String: Int] = [:]
-        for i in 0..<changes.count {
-            let id = changes.externalID(i)
-            if let w = winners[id], changes.commitVersion(w) > changes.commitVersion(i) { continue }
-            winners[id] = i
-        }
-        var outcome = ApplyOutcome(superseded: changes.count - winners.count)
-        for i in winners.values {
-            let change = changes[i]
-            guard let existing = try sourceKeyState(externalID: change.externalID, scope: scope) else {
-                outcome.inserted += 1
-                continue
-            }
-            var h = StableHash()
-            change.record.withUnsafeBytes { h.combine($0) }  // the content hash `apply` stores
-            if change.commitVersion < existing.version {
-                outcome.skippedOlder += 1
-            } else if h.value == existing.contentHash {
-                outcome.unchanged += 1
-            } else {
-                outcome.updated += 1
-            }
-        }
-        return outcome
+        try apply(changes, scope: scope, pipeline: scope, checkpoint: nil, commit: false)
     }
 }
 

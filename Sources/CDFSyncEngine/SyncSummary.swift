@@ -20,12 +20,11 @@ public struct SyncSummary: Sendable, Equatable {
     public var unchanged = 0
     /// Rows older than what the panel already holds for their key (per-key monotonicity).
     public var skippedOlder = 0
-    /// Applied rows replaced by a later version of the same key read in the same batch.
-    public var superseded = 0
     public var deletesIgnored = 0
     public var preimagesIgnored = 0
     public var invalid = 0
-    /// Rows not imported because their consent value is not opted in (and the participant is unknown).
+    /// Rows not imported because their consent value is not opted in and their identity resolved to no participant
+    /// the panel held when they were applied (decided in the writer's transaction).
     public var consentBlocked = 0
     /// Rows whose watermark cursor is NULL (counted and reported, never silently dropped).
     public var nullCursor = 0
@@ -105,7 +104,6 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("updated"); w.int(Int64(updated))
         w.key("unchanged"); w.int(Int64(unchanged))
         w.key("skipped_older"); w.int(Int64(skippedOlder))
-        w.key("superseded"); w.int(Int64(superseded))
         w.key("deletes_ignored"); w.int(Int64(deletesIgnored))
         w.key("preimages_ignored"); w.int(Int64(preimagesIgnored))
         w.key("invalid"); w.int(Int64(invalid))
@@ -181,7 +179,6 @@ public struct SyncSummary: Sendable, Equatable {
         lines.append("  inserted       \(inserted)")
         lines.append("  updated        \(updated)")
         lines.append("  unchanged      \(unchanged)" + (skippedOlder > 0 ? "  (+\(skippedOlder) older than the panel, skipped)" : ""))
-        if superseded > 0 { lines.append("  superseded     \(superseded)  (replaced by a later version of the same key in this read)") }
         lines.append("  ignored        \(deletesIgnored) deletes, \(preimagesIgnored) update pre-images")
         if linked > 0 || conflicts > 0 { lines.append("  identity       \(linked) linked by email/phone, \(conflicts) conflict(s) recorded (not merged)") }
         if eventUpdatesIgnored > 0 { lines.append("  events         \(eventUpdatesIgnored) updates ignored (events are immutable)") }

@@ -40,42 +40,47 @@ extension PanelStore {
     /// Applies a batch of changes for `scope` and, when `checkpoint` is given, moves the checkpoint of `pipeline`
     /// in the same write transaction.
     ///
-    /// Within the batch the highest `commitVersion` per external id wins (ties: the later one in input order).
-    /// The batch is sorted by key before LMDB is touched. Per winning row, identity is resolved by (scope,
-    /// external id), then by email, then by phone (panel-wide):
+    /// Every row is applied, in batch order per key: the result is the one applying the rows one at a time would
+    /// give, so it never depends on how a read was cut into batches (design §2.7). Per row, identity is resolved
+    /// by (scope, external id), then by email, then by phone (panel-wide):
     /// - a known source key is skipped when older than its stored version, counted as unchanged (no outbox
     ///   line, stored version moved forward) when its content hash is equal, else updated (`update` line);
     /// - a new source key whose email (or else phone) belongs to a participant is linked to it (`linked`,
-    ///   `update` line), otherwise it gets the next participant id (`insert` line);
+    ///   `update` line), otherwise it gets the next participant id (`insert` line) — unless the row is not
+    ///   opted in (``Change/optedIn``): a withdrawal of someone the panel does not hold is not imported
+    ///   (`consentBlocked`), one of someone it holds is applied (the record says so);
     /// - an email or phone that belongs to a different participant than the row's is recorded as a conflict,
     ///   never merged (the index keeps its owner).
+    /// Keys are visited in index order (sorted by key); keys whose rows share an email, a phone or a participant
+    /// with another key's rows are applied interleaved in batch order instead (``IdentityCoupling``).
     /// All outbox lines of the batch are stored in one entry, as zstd frames of up to 512 KB of lines each.
     ///
     /// - Parameters:
-    ///   - changes: the rows, in any order (optionally prepared with ``prepare(_:compressor:)``).
+    ///   - changes: the rows, in the order they were read (optionally prepared with ``prepare(_:compressor:)``).
     ///   - scope: the identity scope (connection + source); must not contain NUL.
     ///   - pipeline: whose checkpoint `checkpoint` is.
     ///   - checkpoint: written in the same transaction when not `nil`.
     ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
     ///     transaction, so the audit counters never disagree with the panel.
+    ///   - commit: `false` computes the outcome and aborts the transaction (a dry run): nothing is written.
     /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
     ///   record) is written. `.invalidArgument` for a scope containing NUL, a key (identity key, email, phone)
     ///   longer than the LMDB key limit or a record that is not a JSON object; `.notFound` for an unknown run id;
     ///   `.mapFull` when the map is full.
     public func apply(
         _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
-        run: (id: UInt64, json: [UInt8])? = nil
+        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true
     ) throws
         -> ApplyOutcome
     {
-        try apply(ChangeBatch(changes), scope: scope, pipeline: pipeline, checkpoint: checkpoint, run: run)
+        try apply(ChangeBatch(changes), scope: scope, pipeline: pipeline, checkpoint: checkpoint, run: run, commit: commit)
     }
 
     /// ``apply(_:scope:pipeline:checkpoint:run:)-([Change],_,_,_,_)`` for a flat ``ChangeBatch`` (what the engine
     /// hands its writer thread): the same rules and the same result, without a per-row allocation.
     public func apply(
         _ input: ChangeBatch, scope: String, pipeline: String, checkpoint: Checkpoint?,
-        run: (id: UInt64, json: [UInt8])? = nil
+        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true
     ) throws
         -> ApplyOutcome
     {
@@ -130,63 +135,20 @@ extension PanelStore {
             throw StorageError(
                 code: .invalidArgument, message: "an email or phone in scope \(scope) is over \(maxKey) bytes")
         }
-        // Sort by an 8-byte big-endian prefix (taken after the bytes every id shares) first, one integer compare,
-        // then by the full bytes, then by input position. Prefix order agrees with memcmp order, so the result is
-        // LMDB's key order.
-        var sortKeys = [SortKey]()
-        sortKeys.reserveCapacity(count)
-        flat.withUnsafeBytes { f in
-            // Ids in a batch often share a long prefix ("ext-0000…", a tenant prefix); skip what all share so the
-            // 8-byte integer prefix discriminates. Keys equal on the first `common` bytes keep their order.
-            var common = count == 0 ? 0 : offsets[1] - offsets[0]
-            if count > 1 {
-                for i in 1..<count where common > 0 {
-                    let n = min(common, offsets[i + 1] - offsets[i])
-                    var j = 0
-                    while j < n && f[offsets[i] + j] == f[j] { j += 1 }
-                    common = j
-                }
-            }
-            for i in 0..<count {
-                var prefix: UInt64 = 0
-                let start = offsets[i] + common
-                let n = max(0, min(8, offsets[i + 1] - start))
-                for j in 0..<n { prefix |= UInt64(f[start + j]) << (56 - 8 * UInt64(j)) }
-                sortKeys.append(SortKey(prefix: prefix, index: i))
-            }
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            sortKeys.sort { a, b in
-                if a.prefix != b.prefix { return a.prefix < b.prefix }
-                let c = compareBytes(id(a.index), id(b.index))
-                return c != 0 ? c < 0 : a.index < b.index
-            }
-        }
-        let order = sortKeys.map(\.index)
-        // Pick one winner per key: highest version, ties to the later input (order is by index within a key).
-        var winners: [Int] = []
-        winners.reserveCapacity(order.count)
-        flat.withUnsafeBytes { f in
-            func id(_ i: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: f[offsets[i]..<offsets[i + 1]]) }
-            var k = 0
-            while k < order.count {
-                var best = order[k]
-                var j = k + 1
-                while j < order.count, compareBytes(id(order[j]), id(order[k])) == 0 {
-                    if versions[order[j]] >= versions[best] { best = order[j] }
-                    j += 1
-                }
-                winners.append(best)
-                k = j
-            }
-        }
-        var outcome = ApplyOutcome(superseded: count - winners.count)
+        let plan = flat.withUnsafeBytes { BatchPlan(ids: $0, offsets: offsets, count: count) }
+        let groups = plan.groupCount
+        let groupOf = plan.groupOf
+        let consent = batch.consent
+        var outcome = ApplyOutcome()
 
         writerLock.lock()
         defer { writerLock.unlock() }
-        var newKeysBound = winners.count
-        for i in winners {
-            if emails?[i] != nil { newKeysBound += 1 }
-            if phones?[i] != nil { newKeysBound += 1 }
+        var newKeysBound = groups
+        if emails != nil || phones != nil {
+            for i in 0..<count {
+                if emails?[i] != nil { newKeysBound += 1 }
+                if phones?[i] != nil { newKeysBound += 1 }
+            }
         }
         try ensureFilterCapacity(adding: newKeysBound)
         let s = scratch
@@ -214,32 +176,33 @@ extension PanelStore {
         }
         let compressor = s.compressor
         let threshold = recordCompressionThreshold
-        // Look every identity key up in the filter before the transaction and insert the absent ones, with the
-        // blocks prefetched ahead: the misses overlap, which the long per-row loop below cannot do (there a
-        // block fetched for the lookup was evicted again before its insert). Exact for this batch: the winners
-        // are distinct keys, so one's insert never turns another's "absent" into "present" except as a false
-        // positive (which only costs a probe); an absent key is always written below, or the transaction fails
-        // and its bits are false positives.
+        // Look every identity key (one per group) up in the filter before the transaction and insert the absent
+        // ones, with the blocks prefetched ahead: the misses overlap, which the long per-row loop below cannot do.
+        // Exact for this batch: the groups are distinct keys, so one's insert never turns another's "absent" into
+        // "present" except as a false positive (which only costs a probe). An absent key that ends up not written
+        // (its rows were not opted in, or the transaction fails) leaves bits that are false positives.
         var shapeIDs = batch.shapeKeys.map { shapes.id(keys: $0) }
         var registeredShapes: [(id: UInt32, keys: [UInt8])] = []
         lookups.removeAll(keepingCapacity: true)
-        lookups.reserveCapacity(winners.count)
+        lookups.reserveCapacity(groups)
         flat.withUnsafeBytes { f in
-            for index in winners {
+            for g in 0..<groups {
+                let index = plan.firstRow(of: g)
                 let key = identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
                 lookups.append((filter.probe(.ident, key), false))
             }
         }
         filter.lookUpAndInsert(&lookups)
 
+        do {
         try environment.write { txn in
             let w = try WriterContext(store: self, txn: txn)
             var nextPID = w.startPID
             let append = UInt32(MDB_APPEND)
-            // Only shapes some winning row uses are saved (rows dropped from a prepared batch may leave others).
+            // Only shapes some row uses are saved (rows dropped from a prepared batch may leave others).
             var shapeUsed = [Bool](repeating: false, count: shapeIDs.count)
             if shapeIDs.contains(nil) {
-                for index in winners where rowShapes[index] >= 0 { shapeUsed[Int(rowShapes[index])] = true }
+                for index in 0..<count where rowShapes[index] >= 0 { shapeUsed[Int(rowShapes[index])] = true }
             }
             for (i, id) in shapeIDs.enumerated() where id == nil && shapeUsed[i] {
                 if let id = try w.registerShape(batch.shapeKeys[i]) {
@@ -297,15 +260,42 @@ extension PanelStore {
             // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
             // flat in the store's size (safe mid-transaction: the map is read-only and clean).
             var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
-            // Winners from `appendFrom` on sort after every key `ident` holds: they are new (no probe), and since
-            // the loop puts them in key order they are appended (`MDB_APPEND`: no descent, and full pages instead
-            // of the half-full ones a split in the middle leaves). A feed delivering ids in order — a first load —
-            // appends throughout.
+            // Groups from `appendFrom` on sort after every key `ident` holds: they are new (no probe), and since
+            // the first pass puts them in key order they are appended (`MDB_APPEND`: no descent, and full pages
+            // instead of the half-full ones a split in the middle leaves). A feed delivering ids in order — a
+            // first load — appends throughout.
             let appendFrom = try flat.withUnsafeBytes { f in
-                try w.firstKeyAfterIdent(count: winners.count) { position in
-                    (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[winners[position]]..<offsets[winners[position] + 1]]))
+                try w.firstKeyAfterIdent(count: groups) { g in
+                    let index = plan.firstRow(of: g)
+                    return (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
                 }
             }
+            // Each key's state as the batch goes: read once, in key order (only keys the filter may know), then
+            // what its last applied row wrote.
+            var state = [IdentValue?](repeating: nil, count: groups)
+            try flat.withUnsafeBytes { f in
+                for g in 0..<min(appendFrom, groups) where lookups[g].maybeKnown {
+                    let index = plan.firstRow(of: g)
+                    state[g] = try w.readIdent(identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])))
+                    mapped.tick()
+                }
+            }
+            // Which keys' rows must be applied in batch order, interleaved with each other (see `IdentityCoupling`):
+            // those that share an email, a phone or a participant with another key of the batch. The others touch
+            // nothing another key touches, so applying them key by key gives the same result.
+            let coupled = try IdentityCoupling.find(
+                plan: plan, state: state, emails: emails, phones: phones, filter: filter,
+                owner: { kind, value in try w.indexOwner(kind, value) })
+            // Groups not coupled, in key order, each group's rows in batch order; then the rows of coupled groups in
+            // batch order.
+            var order: [Int] = []
+            order.reserveCapacity(count)
+            for g in 0..<groups where coupled.isEmpty || !coupled[g] { order.append(contentsOf: plan.rows(of: g)) }
+            let firstCoupled = order.count
+            if firstCoupled < count {
+                for i in 0..<count where coupled[Int(groupOf[i])] { order.append(i) }
+            }
+
             // Outbox lines are written into a block of the frame's worker and handed over (compressed there while
             // the loop goes on) every `ZstdFrameWorker.blockBytes`; the first `used` bytes of `block` are lines not
             // yet handed over. A block still held when the transaction fails goes back unused.
@@ -319,14 +309,15 @@ extension PanelStore {
                 try batch.records.withUnsafeBytes { records in
                   try batch.shapedValues.withUnsafeBytes { shapedValues in
                    try escapedScope.withUnsafeBytes { escapedScope in
-                    for (position, index) in winners.enumerated() {
+                    for (step, index) in order.enumerated() {
+                        let g = Int(groupOf[index])
                         let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
                         let version = versions[index]
                         let key = identityKey(externalID)
                         let contact = ContactValues(email: emails?[index], phone: phones?[index])
                         // Only rows that may read the map count: an appended row without contact values reads no
                         // more than the path to the last page, the same few pages for the whole transaction.
-                        if position < appendFrom || contact.provided { mapped.tick() }
+                        if g < appendFrom || contact.provided { mapped.tick() }
                         let frame = frames.isEmpty ? nil : frames[index]
                         let record = UnsafeRawBufferPointer(
                             rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
@@ -337,11 +328,11 @@ extension PanelStore {
                                 rebasing: shapedValues[shapedOffsets[index]..<shapedOffsets[index + 1]]))
                         }
                         do {
-                            // 1. The source key itself (the filter skips the probe for keys never seen).
-                            let stored = lookups[position].maybeKnown && position < appendFrom ? try w.readIdent(key) : nil
                             let pid: UInt64
                             let op: OutboxOp
-                            if let stored {
+                            if let stored = state[g] {
+                                // 1. A source key the panel holds (applied whether or not the row is opted in:
+                                // a participant already held becomes not contactable, never deleted).
                                 pid = stored.pid
                                 if version < stored.version {
                                     outcome.skippedOlder += 1
@@ -350,9 +341,11 @@ extension PanelStore {
                                 if stored.hash == hash {
                                     outcome.unchanged += 1
                                     if version > stored.version || stored.contactHash != contact.hash {
-                                        try w.overwriteIdent(IdentValue(
+                                        let next = IdentValue(
                                             pid: pid, version: max(version, stored.version), hash: hash,
-                                            contactHash: contact.hash, linked: stored.linked))
+                                            contactHash: contact.hash, linked: stored.linked)
+                                        try w.replaceIdent(key, next)
+                                        state[g] = next
                                     }
                                     if stored.contactHash != contact.hash, contact.provided {
                                         outcome.conflicts += try w.maintainContact(
@@ -367,9 +360,10 @@ extension PanelStore {
                                 } else {
                                     try putPanel(pid, key: key, header: nil, version: version, frame: frame, record, 0, shaped: shaped)
                                 }
-                                try w.overwriteIdent(IdentValue(
-                                    pid: pid, version: version, hash: hash, contactHash: contact.hash,
-                                    linked: stored.linked))
+                                let next = IdentValue(
+                                    pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: stored.linked)
+                                try w.replaceIdent(key, next)
+                                state[g] = next
                                 if stored.contactHash != contact.hash, contact.provided {
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
@@ -381,28 +375,37 @@ extension PanelStore {
                                 var owner: UInt64?
                                 if let e = contact.email { owner = try w.indexOwner(.email, e) }
                                 if owner == nil, let p = contact.phone { owner = try w.indexOwner(.phone, p) }
+                                // The first write of this key in the transaction appends when the key sorts after
+                                // every stored one and the first pass is putting keys in order.
+                                let appendKey = step < firstCoupled && g >= appendFrom
                                 if let owner {
                                     pid = owner
                                     let h = try w.panelHeader(pid)
                                     try h.withUnsafeBytes {
                                         try putPanel(pid, key: key, header: $0, version: version, frame: frame, record, 0, shaped: shaped)
                                     }
-                                    try w.putIdent(key, IdentValue(
-                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true),
-                                        insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
-                                        append: position >= appendFrom)
+                                    let next = IdentValue(
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true)
+                                    try w.putIdent(key, next,
+                                        insertInFilter: lookups[g].maybeKnown ? lookups[g].probe : nil, append: appendKey)
+                                    state[g] = next
                                     try w.putLink(pid, key)
                                     outcome.conflicts += try w.maintainContact(
                                         pid: pid, contact, isNew: false, identKey: key, version: version)
                                     outcome.linked += 1
                                     op = .update
+                                } else if let consent, !consent[index] {
+                                    // Not opted in and not a participant the panel holds: not imported.
+                                    outcome.consentBlocked += 1
+                                    continue
                                 } else {
                                     pid = nextPID
                                     nextPID += 1
-                                    try w.putIdent(key, IdentValue(
-                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false),
-                                        insertInFilter: lookups[position].maybeKnown ? lookups[position].probe : nil,
-                                        append: position >= appendFrom)
+                                    let next = IdentValue(
+                                        pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false)
+                                    try w.putIdent(key, next,
+                                        insertInFilter: lookups[g].maybeKnown ? lookups[g].probe : nil, append: appendKey)
+                                    state[g] = next
                                     // New ids are greater than every stored id, so this put appends.
                                     try putPanel(pid, key: key, header: nil, version: version, frame: frame, record, append, shaped: shaped)
                                     if contact.provided {
@@ -448,6 +451,11 @@ extension PanelStore {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }
             if let run { try replaceRun(txn, id: run.id, json: run.json) }
+            // A dry run (replay --dry-run) ends here: the transaction is aborted, nothing it wrote stays.
+            if !commit { throw DryRunEnd() }
+        }
+        } catch is DryRunEnd {
+            return outcome
         }
         for s in registeredShapes { shapes.add(id: s.id, keys: s.keys) }
         return outcome
@@ -536,6 +544,9 @@ extension PanelStore {
 }
 
 // MARK: - Write-transaction helpers
+
+/// Thrown inside a dry run's write transaction to abort it (``PanelStore/apply(_:scope:pipeline:checkpoint:run:commit:)-(ChangeBatch,_,_,_,_,_)``).
+struct DryRunEnd: Error {}
 
 /// The email and phone of one change, with the hash stored per source key (0 when neither is given).
 struct ContactValues {
@@ -771,18 +782,9 @@ final class WriterContext {
         return result
     }
 
-    /// Overwrites the entry `readIdent` positioned the cursor on.
-    func overwriteIdent(_ v: IdentValue) throws {
-        var kv = MDB_val()
-        var cur = MDB_val()
-        var rc = mdb_cursor_get(identCursor, &kv, &cur, MDB_GET_CURRENT)
-        if rc == 0 {
-            rc = v.withBytes { b in
-                var vv = MDB_val(mv_size: b.count, mv_data: UnsafeMutableRawPointer(mutating: b.baseAddress))
-                return mdb_cursor_put(identCursor, &kv, &vv, UInt32(MDB_CURRENT))
-            }
-        }
-        if rc != 0 { throw StorageError.lmdb(rc, "put into ident", path: path) }
+    /// Replaces the `ident` entry of a key the store holds.
+    func replaceIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue) throws {
+        try v.withBytes { try put(identDBI, key, $0, 0, "ident") }
     }
 
     /// Stores a new identity key. `insertInFilter` is the key's probe when the filter still has to count it (the

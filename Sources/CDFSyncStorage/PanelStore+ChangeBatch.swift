@@ -24,6 +24,8 @@ extension PanelStore {
         /// Emails and phones, kept only once a row has one (most change feeds mapped without them never allocate).
         private(set) var emails: [String?]? = nil
         private(set) var phones: [String?]? = nil
+        /// Per row, whether its consent value is opted in; kept only once a row is not (``optedIn(_:)``).
+        private(set) var consent: [Bool]? = nil
         /// zstd frames of large records, by row (see ``prepare(compressor:threshold:)``).
         private(set) var frames: [Int: [UInt8]] = [:]
         /// Shaped forms of the records (see ``RecordShape``), for rows `0..<rowShapes.count` (those ``prepare`` has
@@ -75,7 +77,7 @@ extension PanelStore {
                 c.record.withUnsafeBytes { r in
                     append(
                         externalID: c.externalID, commitVersion: c.commitVersion, record: r, email: c.email,
-                        phone: c.phone, contentHash: c.contentHash)
+                        phone: c.phone, optedIn: c.optedIn, contentHash: c.contentHash)
                 }
                 if let frame = c.compressedRecord {
                     frames[count - 1] = frame
@@ -98,21 +100,22 @@ extension PanelStore {
         /// Appends a row; `record` is copied (it must be a JSON object, which apply checks).
         public mutating func append(
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, email: String? = nil,
-            phone: String? = nil, contentHash: UInt64? = nil
+            phone: String? = nil, optedIn: Bool = true, contentHash: UInt64? = nil
         ) {
             var id = externalID
             id.withUTF8 {
                 append(
                     externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record, email: email,
-                    phone: phone, contentHash: contentHash)
+                    phone: phone, optedIn: optedIn, contentHash: contentHash)
             }
         }
 
         /// Appends a row whose external id is given as its bytes, which must be valid UTF-8 (the bytes a `String`
-        /// would hold); `record` is copied.
+        /// would hold); `record` is copied. `optedIn: false` marks a row whose consent value is not opted in: apply
+        /// imports it only when its identity resolves to a participant the panel holds at that moment (docs/pipelines.md).
         public mutating func append(
             externalIDBytes: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer,
-            email: String? = nil, phone: String? = nil, contentHash: UInt64? = nil
+            email: String? = nil, phone: String? = nil, optedIn: Bool = true, contentHash: UInt64? = nil
         ) {
             ids.append(contentsOf: externalIDBytes)
             note(idLength: externalIDBytes.count, record: record, email: email, phone: phone)
@@ -133,6 +136,10 @@ extension PanelStore {
                 if phones == nil { phones = [String?](repeating: nil, count: count - 1) }
                 phones!.append(phone)
             }
+            if !optedIn || consent != nil {
+                if consent == nil { consent = [Bool](repeating: true, count: count - 1) }
+                consent!.append(optedIn)
+            }
         }
 
         /// Appends a row whose record the caller split into shape and values as it wrote it (see ``RecordShape``):
@@ -144,13 +151,13 @@ extension PanelStore {
         /// shape that `prepare` has not seen yet are then stored as they are.
         public mutating func append(
             externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
-            values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
+            values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil, optedIn: Bool = true
         ) {
             var id = externalID
             id.withUTF8 {
                 append(
                     externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record, keys: keys,
-                    values: values, email: email, phone: phone)
+                    values: values, email: email, phone: phone, optedIn: optedIn)
             }
         }
 
@@ -159,12 +166,13 @@ extension PanelStore {
         /// record writer passes a result value's bytes as they are, without making a `String` of each row's key.
         public mutating func append(
             externalIDBytes: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer,
-            keys: [UInt8], values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil
+            keys: [UInt8], values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil,
+            optedIn: Bool = true
         ) {
             leaveUnshaped()
             append(
                 externalIDBytes: externalIDBytes, commitVersion: commitVersion, record: record, email: email, phone: phone,
-                contentHash: nil)
+                optedIn: optedIn, contentHash: nil)
             var shape = Int32(Self.index(of: keys, in: &shapeKeys, last: shapeKeys.count - 1))
             syncShapeExtra()
             // A cheap guard on the caller's split: keys and values must make a record of the record's length (else
@@ -217,7 +225,7 @@ extension PanelStore {
             change.record.withUnsafeBytes { r in
                 append(
                     externalID: change.externalID, commitVersion: change.commitVersion, record: r, email: change.email,
-                    phone: change.phone, contentHash: change.contentHash)
+                    phone: change.phone, optedIn: change.optedIn, contentHash: change.contentHash)
             }
             if let frame = change.compressedRecord {
                 frames[count - 1] = frame
@@ -237,6 +245,7 @@ extension PanelStore {
             hashes.removeSubrange(n...)
             if emails != nil { emails!.removeSubrange(n...) }
             if phones != nil { phones!.removeSubrange(n...) }
+            if consent != nil { consent!.removeSubrange(n...) }
             frames = frames.filter { $0.key < n }
             frameBytes = frames.values.reduce(0) { $0 + $1.count }
             if rowShapes.count > n {
@@ -283,6 +292,7 @@ extension PanelStore {
             hashes.removeAll(keepingCapacity: true)
             emails = nil
             phones = nil
+            consent = nil
             frames = [:]
             frameBytes = 0
             shapedValues.removeAll(keepingCapacity: true)
@@ -310,12 +320,15 @@ extension PanelStore {
 
         func email(_ i: Int) -> String? { emails?[i] }
         func phone(_ i: Int) -> String? { phones?[i] }
+        /// Whether row `i`'s consent value is opted in (rows of a mapping without consent always are).
+        public func optedIn(_ i: Int) -> Bool { consent?[i] ?? true }
 
         /// Row `i` as a ``Change`` (allocates; for the slow paths).
         public subscript(i: Int) -> Change {
             Change(
                 externalID: externalID(i), commitVersion: versions[i], record: withRecord(i) { Array($0) },
-                email: email(i), phone: phone(i), contentHash: hashes[i], compressedRecord: frames[i])
+                email: email(i), phone: phone(i), optedIn: optedIn(i), contentHash: hashes[i],
+                compressedRecord: frames[i])
         }
 
         /// Compresses every record of at least `threshold` bytes with `compressor` (the caller's thread and

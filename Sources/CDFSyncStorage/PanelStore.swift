@@ -178,16 +178,21 @@ public final class PanelStore: @unchecked Sendable {
         /// means apply compresses the record itself when it is at least `recordCompressionThreshold` bytes.
         /// When given, apply never compresses: it stores this frame if it is shorter than `record`, else `record`.
         public var compressedRecord: [UInt8]?
+        /// Whether the row's consent value is opted in. A row that is not is applied only when its identity
+        /// resolves to a participant the panel already holds (by source key, email or phone) at the moment it is
+        /// applied — a withdrawal is never lost — and is otherwise not imported (``ApplyOutcome/consentBlocked``).
+        public var optedIn: Bool
 
         public init(
             externalID: String, commitVersion: Int64, record: [UInt8], email: String? = nil, phone: String? = nil,
-            contentHash: UInt64? = nil, compressedRecord: [UInt8]? = nil
+            optedIn: Bool = true, contentHash: UInt64? = nil, compressedRecord: [UInt8]? = nil
         ) {
             self.externalID = externalID
             self.commitVersion = commitVersion
             self.record = record
             self.email = email
             self.phone = phone
+            self.optedIn = optedIn
             self.contentHash = contentHash
             self.compressedRecord = compressedRecord
         }
@@ -223,8 +228,9 @@ public final class PanelStore: @unchecked Sendable {
 
     /// What one ``PanelStore/apply(_:scope:pipeline:checkpoint:)`` did.
     ///
-    /// `inserted + updated + linked + unchanged + skippedOlder + superseded` equals the number of input changes;
-    /// `conflicts` counts conflict entries recorded (a row counted elsewhere may also record conflicts).
+    /// Every input row is counted once: `inserted + updated + linked + unchanged + skippedOlder + consentBlocked`
+    /// equals the number of input changes; `conflicts` counts conflict entries recorded (a row counted elsewhere
+    /// may also record conflicts).
     public struct ApplyOutcome: Sendable, Equatable {
         /// New identities (a participant id was allocated).
         public var inserted: Int
@@ -234,25 +240,38 @@ public final class PanelStore: @unchecked Sendable {
         public var unchanged: Int
         /// Rows older than the stored version for their key (nothing written).
         public var skippedOlder: Int
-        /// Rows dropped because a row with a higher (or equal, later) version for the same key was in the batch.
-        public var superseded: Int
         /// New source keys (scope, external id) attached to an existing participant found by email or phone
         /// (its record is replaced by the row's, with an `update` outbox line).
         public var linked: Int
+        /// Rows not opted in whose identity resolved to no participant the panel held: not imported.
+        public var consentBlocked: Int
         /// Conflict entries recorded: a weaker key (email, phone) already belongs to another participant.
         public var conflicts: Int
 
         public init(
-            inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, superseded: Int = 0,
-            linked: Int = 0, conflicts: Int = 0
+            inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, linked: Int = 0,
+            consentBlocked: Int = 0, conflicts: Int = 0
         ) {
             self.inserted = inserted
             self.updated = updated
             self.unchanged = unchanged
             self.skippedOlder = skippedOlder
-            self.superseded = superseded
             self.linked = linked
+            self.consentBlocked = consentBlocked
             self.conflicts = conflicts
+        }
+
+        /// Rows the outcome accounts for.
+        public var rows: Int { inserted + updated + linked + unchanged + skippedOlder + consentBlocked }
+
+        public static func += (a: inout ApplyOutcome, b: ApplyOutcome) {
+            a.inserted += b.inserted
+            a.updated += b.updated
+            a.unchanged += b.unchanged
+            a.skippedOlder += b.skippedOlder
+            a.linked += b.linked
+            a.consentBlocked += b.consentBlocked
+            a.conflicts += b.conflicts
         }
     }
 

@@ -116,11 +116,12 @@ func conflictObjects(_ store: PanelStore) throws -> [[String: Any]] {
         }
     }
 
-    @Test func keysInOneBatchSeeEachOthersEmailAndPhone() throws {
+    @Test func keysInOneBatchSeeEachOthersEmailAndPhoneInBatchOrder() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
-            // "a" sorts first and creates the participant; "b" (same email) and "c" (same phone) link to it, within
-            // the same transaction.
+            // Applied in batch order, as one row at a time would be (whatever the keys' sort order): "c" creates
+            // participant 1 with the phone, "b" participant 2 with the email; "a" links to 2 by that email and its
+            // phone, which 1 holds, is a conflict; "d" is new.
             let o = try store.apply(
                 [
                     Change(externalID: "c", commitVersion: 1, record: record("c"), phone: "+100"),
@@ -128,8 +129,12 @@ func conflictObjects(_ store: PanelStore) throws -> [[String: Any]] {
                     Change(externalID: "a", commitVersion: 1, record: record("a"), email: "x@y.io", phone: "+100"),
                     Change(externalID: "d", commitVersion: 1, record: record("d"), email: "d@y.io"),
                 ], scope: "s", pipeline: "p", checkpoint: nil)
-            #expect(o == .init(inserted: 2, linked: 2))
-            #expect(try ["a", "b", "c", "d"].map { try store.participantID(externalID: $0, scope: "s") } == [1, 1, 1, 2])
+            #expect(o == .init(inserted: 3, linked: 1, conflicts: 1))
+            let pids = try ["a", "b", "c", "d"].map { try store.participantID(externalID: $0, scope: "s") }
+            #expect(pids[0] != nil && pids[0] == pids[1] && Set(pids).count == 3, "\(pids)")
+            let conflict = try #require(try conflictObjects(store).first)
+            #expect(conflict["external_id"] as? String == "a" && conflict["key"] as? String == "phone")
+            #expect(conflict["other_participant_id"] as? Int == pids[2].map(Int.init))
             // And the entries are in LMDB afterwards.
             #expect(try store.environment.read { try $0.count(store.emailIndex) } == 2)
             #expect(try store.environment.read { try $0.count(store.phoneIndex) } == 1)

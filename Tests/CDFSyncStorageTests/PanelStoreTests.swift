@@ -115,7 +115,9 @@ struct StoreSnapshot: Equatable {
         }
     }
 
-    @Test func highestVersionInBatchWinsAndTiesGoToTheLaterRow() throws {
+    /// Every row is applied in batch order (as if one at a time): the highest version wins, a tie goes to the later
+    /// row, an older row is skipped, and every change in between is an outbox line.
+    @Test func rowsOfAKeyApplyInBatchOrderAndTheHighestVersionWins() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
             let outcome = try store.apply(
@@ -127,11 +129,11 @@ struct StoreSnapshot: Equatable {
                     Change(externalID: "b", commitVersion: 5, record: record("b-later")),
                     Change(externalID: "b", commitVersion: 4, record: record("b4")),
                 ], scope: "s", pipeline: "p", checkpoint: nil)
-            #expect(outcome == .init(inserted: 2, superseded: 4))
+            #expect(outcome == .init(inserted: 2, updated: 2, skippedOlder: 2))
             #expect(try store.record(externalID: "a", scope: "s")?.record == record("a3"))
             #expect(try store.record(externalID: "a", scope: "s")?.commitVersion == 3)
             #expect(try store.record(externalID: "b", scope: "s")?.record == record("b-later"))
-            #expect(try store.pendingOutboxCount() == 2)
+            #expect(try store.pendingOutboxCount() == 4, "a1, a3, b-first and b-later each changed the panel")
         }
     }
 

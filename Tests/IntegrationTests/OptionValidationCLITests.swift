@@ -134,24 +134,24 @@ struct StatusCLITests {
         let lines = text.output.split(separator: "\n").map(String.init)
         #expect(lines.contains { $0.hasPrefix("panel ") && $0.contains("352 participant(s), 355 source key(s) (3 linked") },
             "\(text.output)")
-        #expect(lines.contains { $0.hasPrefix("outbox ") && $0.contains("355 delivered") && $0.contains("0 waiting") },
+        #expect(lines.contains { $0.hasPrefix("outbox ") && $0.contains("364 delivered") && $0.contains("0 waiting") },
             "\(text.output)")
         #expect(lines.contains { $0.hasPrefix("  broken  no checkpoint") && $0.contains("last run 2 failed") }, "\(text.output)")
         #expect(lines.contains { $0.contains("error: table not found") }, "\(text.output)")
         #expect(lines.contains {
             $0.hasPrefix("  hooked  checkpoint v6 (source created 2026-03-01T08:00:00.000Z)") && $0.contains("last run 1 succeeded")
         }, "\(text.output)")
-        #expect(lines.contains { $0 == "  sink of hooked  acknowledged through change 355, 0 delivered change(s) not yet acknowledged" },
+        #expect(lines.contains { $0 == "  sink of hooked  acknowledged through change 364, 0 delivered change(s) not yet acknowledged" },
             "\(text.output)")
 
         let json = try cli(["status", "--json"])
         let obj = try #require(try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any], "\(json.output)")
-        #expect(obj["participants"] as? Int == 352 && obj["delivered_sequence"] as? Int == 355 && obj["pending_delivery"] as? Int == 0)
+        #expect(obj["participants"] as? Int == 352 && obj["delivered_sequence"] as? Int == 364 && obj["pending_delivery"] as? Int == 0)
         let pipelines = try #require(obj["pipelines"] as? [[String: Any]])
         #expect(pipelines.map { $0["name"] as? String } == ["broken", "hooked"])
         #expect(pipelines[1]["checkpoint_version"] as? Int == 6 && pipelines[1]["last_run_status"] as? String == "succeeded")
         #expect(pipelines[0]["checkpoint_version"] is NSNull && pipelines[0]["last_run_status"] as? String == "failed")
-        #expect((obj["webhooks"] as? [[String: Any]])?.first?["acknowledged_sequence"] as? Int == 355)
+        #expect((obj["webhooks"] as? [[String: Any]])?.first?["acknowledged_sequence"] as? Int == 364)
     }
 }
 

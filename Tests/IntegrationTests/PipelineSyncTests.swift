@@ -48,9 +48,10 @@ struct PipelineSyncTests {
         try sim.sim.appendCommit(table: table, Commit.decode(Data(json.utf8)))
     }
 
-    func row(_ id: String, email: String, consent: String, updated: String? = "2026-04-01T10:00:00.000Z") -> String {
+    func row(_ id: String, email: String, consent: String, updated: String? = "2026-04-01T10:00:00.000Z",
+             phone: String = "+44 20 7946 0958") -> String {
         let u = updated.map { "\"\($0)\"" } ?? "null"
-        return #"["\#(id)","Test","User","\#(email)","+44 20 7946 0958","Acme","United Kingdom","London","Engineer","smb","\#(consent)",\#(u)]"#
+        return #"["\#(id)","Test","User","\#(email)","\#(phone)","Acme","United Kingdom","London","Engineer","smb","\#(consent)",\#(u)]"#
     }
 
     @Test func consentGatesImportAndWithdrawalMakesNotContactable() throws {
@@ -229,7 +230,7 @@ struct PipelineSyncTests {
         let sim = try RunningSimulator()
         let dir = TempDir()
         let latest = sim.sim.latestVersion(table: Self.table)!
-        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("PV-1", email: " Ana@Example.COM ", consent: "opted_in")), \#(row("PV-2", email: "not-an-email", consent: "opted_in")), \#(row("PV-3", email: "out@example.com", consent: "opted_out"))]}"#)
+        try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("PV-1", email: " Ana@Example.COM ", consent: "opted_in", phone: "+44 20 7946 0001")), \#(row("PV-2", email: "not-an-email", consent: "opted_in", phone: "+44 20 7946 0002")), \#(row("PV-3", email: "out@example.com", consent: "opted_out", phone: "+44 20 7946 0003"))]}"#)
         let p = try pipeline(Self.participantsYAML + """
 
             filters: [{column: participant_id, op: in, value: [PV-1, PV-2, PV-3, "x') OR 1=1 --"]}]
