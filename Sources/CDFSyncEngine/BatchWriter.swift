@@ -33,8 +33,9 @@ final class BatchWriter: @unchecked Sendable {
     var onApplied: @Sendable (Int, Int64?) -> Void = { _, _ in }
 
     /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
-    convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2) {
+    convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2, jitter: TimingJitter? = nil) {
         self.init(capacity: capacity) { changes, checkpoint in
+            jitter?.writer()
             let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
             // Keeps resident memory flat in the size of the store (see releaseMappedPages).
             store.environment.releaseMappedPages()
@@ -138,4 +139,12 @@ final class BatchWriter: @unchecked Sendable {
             }
         }
     }
+}
+
+/// A test hook that varies thread timing: called on the reading thread after each row, and on the writer thread
+/// before each batch is applied. A sync's result must not depend on it (design §2.7); the split-invariance property
+/// test injects random delays through it.
+struct TimingJitter: Sendable {
+    var reader: @Sendable () -> Void
+    var writer: @Sendable () -> Void
 }

@@ -108,6 +108,8 @@ public final class CDFSync {
     public var onProgress: @Sendable (String) -> Void = { _ in }
     /// The clock (watermark upper bounds, retention checks).
     public var now: @Sendable () -> Date = { Date() }
+    /// Test hook: random delays on the reading and writer threads (``TimingJitter``).
+    var jitter: TimingJitter?
 
     public init(client: StatementClient, store: PanelStore, options: SyncOptions) {
         self.client = client
@@ -688,7 +690,7 @@ public final class CDFSync {
                       writer: BatchWriter? = nil, summary: inout SyncSummary, shaping: Bool = true,
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
-        let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline)
+        let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
         let progress = onProgress
         writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
         let collector = ChangeCollector(
@@ -696,6 +698,7 @@ public final class CDFSync {
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
             shaping: shaping)
         collector.sourceCreated = sourceCreated
+        collector.jitter = jitter
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)

@@ -69,6 +69,8 @@ final class ChangeCollector: ResultSink {
 
     /// Recorded in the change feed's intermediate checkpoints (``PanelStore/Checkpoint/sourceCreated``).
     var sourceCreated: String?
+    /// Test hook: varies the reading thread's timing (after each row).
+    var jitter: TimingJitter?
     /// The last (cursor, key) seen, for watermark checkpoints.
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
 
@@ -123,12 +125,18 @@ final class ChangeCollector: ResultSink {
         resolved = true
         let pending = pendingRows
         pendingRows = []
-        for row in pending { try rows.process(CopiedRow(values: row)) }
+        // Rows that arrived before the manifest are batched like any others: `batchSize` bounds a batch of the
+        // first chunk too.
+        for row in pending {
+            if try rows.take(CopiedRow(values: row)) { try flushWithinChunk() }
+            jitter?.reader()
+        }
     }
 
     func row(_ row: borrowing RowView) throws {
         if resolved {
             if try rows.take(row) { try flushWithinChunk() }
+            if let jitter { jitter.reader() }
         } else {
             var copy: [[UInt8]?] = []
             copy.reserveCapacity(row.count)
@@ -340,7 +348,7 @@ private struct RowState {
     }
 
     /// Processes `row`; returns whether the batch is now full.
-    mutating func take(_ row: borrowing RowView) throws -> Bool {
+    mutating func take<R: RowValueAccess & ~Copyable>(_ row: borrowing R) throws -> Bool {
         try process(row)
         return batch.count + events.count >= batchSize || batch.byteCount >= maxBatchBytes
     }

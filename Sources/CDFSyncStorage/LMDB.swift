@@ -255,6 +255,11 @@ public final class LMDBEnvironment: @unchecked Sendable {
     /// - Important: `body` is synchronous and must not let the transaction escape. LMDB allows one write
     ///   transaction at a time; concurrent callers wait.
     public func write<R>(_ body: (inout WriteTransaction) throws -> R) throws -> R {
+        // Held from begin to after the commit is recorded: LMDB releases its writer mutex inside mdb_txn_commit, so
+        // without this another thread's commit could land between this commit and reading its id, and the chain of
+        // own commits (``unbrokenOwnCommits``) would look broken by "another process".
+        writeSerializer.lock()
+        defer { writeSerializer.unlock() }
         var txn: OpaquePointer?
         try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction", path: path)
         var transaction = WriteTransaction(pointer: txn!, path: path)
@@ -305,6 +310,9 @@ public final class LMDBEnvironment: @unchecked Sendable {
     }
 
     private let ownCommits = Mutex<Int?>(nil)
+    /// Serialises this environment's write transactions in the process (LMDB's own writer lock already does,
+    /// except for the moment after a commit; see ``write(_:)``).
+    private let writeSerializer = NSLock()
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
     ///
