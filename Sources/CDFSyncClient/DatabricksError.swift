@@ -30,6 +30,9 @@ public struct DatabricksError: Error, Sendable, CustomStringConvertible {
         public static let rateLimited = Category("rate limited")
         public static let serverError = Category("server error")
         public static let invalidResponse = Category("invalid response")
+        /// A response the warehouse could not have produced (a row outside the versions asked for, a system column
+        /// that is not one, a chunk chain that loops): the run stops and nothing after it is checkpointed.
+        public static let protocolError = Category("protocol error")
     }
 
     public var category: Category

@@ -164,7 +164,8 @@ public final class CDFSync {
                 // values (the few rows it does write are stored as given), and its reading, the critical path, has no
                 // writer's chain to yield to.
                 try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
-                    source: .changeFeed, checkpoint: nil, writer: writer, summary: &summary, shaping: false,
+                    source: .changeFeed(versions: range.start...range.end), checkpoint: nil, writer: writer,
+                    summary: &summary, shaping: false,
                     yieldingToWriter: false)
             }
             if let f = redeliverFile {
@@ -595,7 +596,8 @@ public final class CDFSync {
         let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
         onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
             + ", \(range.disposition.rawValue))")
-        try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition), source: .changeFeed,
+        try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition),
+            source: .changeFeed(versions: range.start...range.end),
             checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary)
     }
 

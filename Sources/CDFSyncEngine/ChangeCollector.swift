@@ -32,7 +32,9 @@ enum RowMapping {
 /// skipped: a chunk's rows and their order never change.
 final class ChangeCollector: ResultSink {
     enum Source {
-        case changeFeed
+        /// `table_changes` rows of the versions the statement asked for; every row's `_commit_version` must be one
+        /// of them, in ascending order.
+        case changeFeed(versions: ClosedRange<Int64>)
         case snapshot(version: Int64)
         /// The version of a row is its cursor value in epoch microseconds (watermark mode).
         case watermark(cursorColumn: String)
@@ -103,8 +105,12 @@ final class ChangeCollector: ResultSink {
             rows.versionIndex = try index("_commit_version")
         }
         if case .watermark(let c) = source { rows.cursorIndex = try index(c) }
-        // A first load sizes the membership filter for the whole result (identity key, email and phone per row).
-        try rows.store.reserveFilterCapacity(forKeys: Int(clamping: manifest.totalRowCount) * mapping.filterKeysPerRow)
+        rows.statementID = statementID
+        rows.columnCount = names.count
+        // A first load sizes the membership filter for the whole result (identity key, email and phone per row) —
+        // within reason: the count comes from the wire, and a larger result grows the filter as it goes.
+        let rowsAnnounced = min(max(manifest.totalRowCount, 0), Int64(Self.maxFilterReservation))
+        try rows.store.reserveFilterCapacity(forKeys: Int(rowsAnnounced) * mapping.filterKeysPerRow)
         switch mapping {
         case .passthrough(let keyColumn, let columns):
             rows.keyIndex = try index(keyColumn)
@@ -165,6 +171,7 @@ final class ChangeCollector: ResultSink {
 
     func chunkCompleted(index: Int, rowCount: Int) throws {
         precondition(resolved, "a chunk completed before the manifest was known")
+        rows.chunkIndex = index + 1
         rows.rowsInChunk = 0
         rows.skipInChunk = 0
         rows.handedOverInChunk = 0
@@ -216,6 +223,9 @@ final class ChangeCollector: ResultSink {
         rows.rowsBefore = base.rowsRead
         countsAtChunkStart = rows.counts
     }
+
+    /// The most identity keys a manifest's row count may reserve filter room for up front (about 320 MB of filter).
+    static let maxFilterReservation = 1 << 28
 
     /// Rows handed over so far in this statement (for watermark paging).
     var rowsSeen: Int { rows.counts.read }
@@ -294,6 +304,10 @@ private struct RowState {
     /// Passthrough records are written here (see `passthrough`); its count is its capacity.
     var recordScratch = [UInt8](repeating: 0, count: 4096)
     var highestVersionSeen: Int64 = -1
+    /// Where the rows come from, for the protocol errors that name them.
+    var statementID = ""
+    var chunkIndex = 0
+    var columnCount = 0
     var counts = ChangeCollector.Counts()
     /// Rows of the current chunk seen so far, of them already handed to the writer, and to skip (a chunk delivered
     /// again after `handedOverInChunk` of its rows went to the writer).
@@ -357,35 +371,53 @@ private struct RowState {
         rowsInChunk += 1
         if rowsInChunk <= skipInChunk { return }
         counts.read += 1
+        if let width = row.width, width != columnCount {
+            throw protocolError("the row has \(width) values, the manifest \(columnCount) columns")
+        }
         let version: Int64
         switch source {
         case .snapshot(let v):
             version = v
         case .watermark:
-            guard let text = row.string(cursorIndex), let micros = Timestamps.micros(text) else {
+            guard let text = row.string(cursorIndex) else {
                 counts.nullCursor += 1
                 return
             }
-            version = micros
-        case .changeFeed:
-            guard let v = row.int64(versionIndex) else {
-                invalid("row has no valid _commit_version")
-                return
+            guard let micros = Timestamps.micros(text) else {
+                // Not NULL, yet no timestamp: the row cannot be placed in the watermark order, and skipping it
+                // would lose it for good once the watermark passes.
+                throw SyncError(
+                    "statement \(statementID), chunk \(chunkIndex), row \(rowsBefore + counts.read): the cursor value "
+                        + "\(Self.describe(text)) is not a timestamp",
+                    remedy: "Use a TIMESTAMP (or DATE) column as the watermark cursor, or fix the value in the source. "
+                        + "The watermark has not moved past this row.")
             }
+            version = micros
+        case .changeFeed(let versions):
+            guard let v = row.withValue(versionIndex, { Self.version($0) }) ?? nil else {
+                throw protocolError("_commit_version is \(Self.describe(row.string(versionIndex)))")
+            }
+            guard versions.contains(v) else {
+                throw protocolError("_commit_version \(v) is outside v\(versions.lowerBound)…v\(versions.upperBound), the "
+                    + "versions the statement asked for")
+            }
+            guard v >= highestVersionSeen else {
+                throw protocolError("_commit_version \(v) comes after a row of v\(highestVersionSeen) (rows are ordered by "
+                    + "version)")
+            }
+            highestVersionSeen = v
             version = v
-            if v > highestVersionSeen { highestVersionSeen = v }
-            let type = row.withValue(changeTypeIndex) { ChangeType(utf8: $0) } ?? nil
+            guard let type = row.withValue(changeTypeIndex, { ChangeType(utf8: $0) }) ?? nil else {
+                throw protocolError("_change_type is \(Self.describe(row.string(changeTypeIndex)))")
+            }
             if case .pipeline(let p) = mapping, p.kind == .events, type == .updatePostimage {
                 counts.updatesIgnored += 1  // events are immutable: only inserts are taken
                 return
             }
             switch type {
-            case .insert?, .updatePostimage?: break
-            case .delete?: counts.deletes += 1; return
-            case .updatePreimage?: counts.preimages += 1; return
-            case nil:
-                invalid("unknown _change_type")
-                return
+            case .insert, .updatePostimage: break
+            case .delete: counts.deletes += 1; return
+            case .updatePreimage: counts.preimages += 1; return
             }
         }
         switch mapping {
@@ -444,8 +476,14 @@ private struct RowState {
     /// Every selected column copied into the record as a JSON string (or null), keyed by its name.
     private mutating func passthrough<R: RowValueAccess & ~Copyable>(_ row: borrowing R, version: Int64) throws {
         guard let keyCount = row.withValue(keyIndex, { $0.count }), keyCount > 0 else {
-            invalid("key column is empty")
-            return
+            // A change without a key cannot be applied, and a sync of a table by its key has no validation policy to
+            // count it under: skipping it would lose the change for good.
+            throw SyncError(
+                "statement \(statementID), chunk \(chunkIndex), row \(rowsBefore + counts.read)"
+                    + (version >= 0 ? " (v\(version))" : "") + ": the key column is "
+                    + (row.withValue(keyIndex, { _ in true }) == nil ? "NULL" : "empty"),
+                remedy: "Fix the row in the source, or sync with a pipeline file, whose validation counts rows without "
+                    + "an external id as invalid (validation.max_invalid_ratio). The checkpoint has not moved past it.")
         }
         // The record is written into one scratch buffer sized for the worst case up front (every value fully
         // escaped), through a raw pointer: no per-append capacity or uniqueness checks in the per-column loop.
@@ -545,6 +583,38 @@ private struct RowState {
         if cursorIndex >= 0, let t = row.string(cursorIndex) { lastCursor = (t, key) }
     }
 
+    /// A row the warehouse could not have produced: the run stops here (design §2.8), naming where the row is.
+    private func protocolError(_ what: String) -> DatabricksError {
+        DatabricksError(.protocolError,
+            "statement \(statementID), chunk \(chunkIndex), row \(rowsBefore + counts.read): \(what)",
+            remedy: "The warehouse, or a proxy between it and cdfsync, sent a row it could not have produced; the run "
+                + "stopped and the checkpoint stays before it. Check for a proxy that alters responses, then run the "
+                + "sync again.",
+            statementID: statementID)
+    }
+
+    /// A `_commit_version` as the warehouse writes it: decimal digits only (a BIGINT ≥ 0), no sign, no overflow.
+    static func version(_ bytes: UnsafeRawBufferPointer) -> Int64? {
+        guard !bytes.isEmpty, bytes.count <= 19 else { return nil }
+        var v: Int64 = 0
+        for b in bytes {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(b - 0x30))
+            guard !o1 && !o2 else { return nil }
+            v = a
+        }
+        return v
+    }
+
+    /// A value for an error message: `null`, or quoted and cut to 40 characters.
+    static func describe(_ value: String?) -> String {
+        guard let value else { return "null" }
+        if value.isEmpty { return "empty" }
+        let cut = value.count > 40 ? String(value.prefix(40)) + "…" : value
+        return "'" + cut.unicodeScalars.map { $0.value < 0x20 || $0 == "'" ? "\\u{\(String($0.value, radix: 16))}" : String($0) }.joined() + "'"
+    }
+
     private mutating func invalid(_ reason: String) {
         counts.invalid += 1
         if samplesBefore + samples.count < 20 {
@@ -555,6 +625,7 @@ private struct RowState {
 
 struct CopiedRow: RowValueAccess {
     var values: [[UInt8]?]
+    var width: Int? { values.count }
     func withValue<R>(_ i: Int, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R? {
         guard let v = values[i] else { return nil }
         return try v.withUnsafeBytes(body)

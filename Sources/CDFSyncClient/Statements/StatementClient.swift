@@ -76,7 +76,9 @@ public final class StatementClient {
             (rows, chunks) = try readExternal(statementID: statementID, manifest: manifest, initialLinks: links,
                 sink: sink, bytes: &bytes, deadline: deadline)
         } else {
-            (rows, chunks) = try readInline(statementID: statementID, first: response.result, sink: sink, bytes: &bytes)
+            let columns = manifest.schema.columnCount
+            (rows, chunks) = try readInline(statementID: statementID, first: response.result,
+                expectedColumns: columns > 0 ? columns : nil, sink: sink, bytes: &bytes)
         }
         if manifest.totalRowCount != Int64(rows) {
             throw DatabricksError(.invalidResponse,
@@ -150,9 +152,9 @@ public final class StatementClient {
     }
 
     /// Chunk 0 came with the response (its rows already streamed); follows `next_chunk_internal_link`.
-    private func readInline(statementID: String, first: ResultData?, sink: any ResultSink, bytes: inout Int) throws
-        -> (rows: Int, chunks: Int)
-    {
+    private func readInline(
+        statementID: String, first: ResultData?, expectedColumns: Int?, sink: any ResultSink, bytes: inout Int
+    ) throws -> (rows: Int, chunks: Int) {
         var rows = 0
         var chunks = 0
         var result = first
@@ -172,7 +174,7 @@ public final class StatementClient {
             }
             chunkIndex = result?.nextChunkIndex ?? chunkIndex + 1
             let chunk = try fetchChunk(path: next, context: "reading chunk \(chunkIndex) of statement \(statementID)",
-                sink: sink, bytes: &bytes)
+                expectedColumns: expectedColumns, sink: sink, bytes: &bytes)
             let n = Int(chunk.rowCount ?? 0)
             rows += n
             chunks += 1
@@ -256,8 +258,11 @@ public final class StatementClient {
     }
 
     /// A bare chunk (`GET …/result/chunks/{n}`) whose rows streamed into `sink`.
-    private func fetchChunk(path: String, context: String, sink: any ResultSink, bytes: inout Int) throws -> ResultData {
-        let (meta, rows) = try stream(.get, path: path, body: nil, rule: .idempotent, context: context, sink: sink, bytes: &bytes)
+    private func fetchChunk(path: String, context: String, expectedColumns: Int?, sink: any ResultSink, bytes: inout Int)
+        throws -> ResultData
+    {
+        let (meta, rows) = try stream(.get, path: path, body: nil, rule: .idempotent, context: context,
+            expectedColumns: expectedColumns, sink: sink, bytes: &bytes)
         return try checkRowCount(decode(ResultData.self, meta, context: context), streamed: rows, context: context)
     }
 
@@ -265,15 +270,17 @@ public final class StatementClient {
     /// the body (without `data_array`) comes back as JSON bytes, with the number of rows that streamed.
     private func stream(
         _ method: HTTPRequest.Method, path: String, body: [UInt8]?, rule: RetryRule, context: String,
-        sink: any ResultSink, bytes: inout Int
+        expectedColumns: Int? = nil, sink: any ResultSink, bytes: inout Int
     ) throws -> (meta: [UInt8], rows: Int) {
         let box = DecoderBox()
+        box.decoder.setExpectedColumnCount(expectedColumns)
         var received = 0
         let statementID = path.split(separator: "/").dropFirst(4).first.map(String.init) ?? "(new)"
         _ = try api.send(method, path: path, body: body, rule: rule, context: context,
             restart: {
                 if box.decoder.rowCount > 0 { sink.discardPartialChunk() }
                 box.decoder = ResultStreamDecoder(layout: .envelope)
+                box.decoder.setExpectedColumnCount(expectedColumns)
                 received = 0
             },
             consume: { chunk in

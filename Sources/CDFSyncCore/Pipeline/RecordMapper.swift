@@ -6,13 +6,18 @@ public protocol RowValueAccess: ~Copyable {
     /// Whether every value's bytes are also its escaped JSON spelling (no quote, backslash or control byte), so
     /// writers may copy them without scanning. `false` is always safe.
     var isVerbatim: Bool { get }
+    /// The number of values, when the row knows it.
+    var width: Int? { get }
 }
 
 extension RowValueAccess where Self: ~Copyable {
     public var isVerbatim: Bool { false }
+    public var width: Int? { nil }
 }
 
-extension RowView: RowValueAccess {}
+extension RowView: RowValueAccess {
+    public var width: Int? { count }
+}
 
 /// What a row becomes under a pipeline's mapping.
 public enum MappedRow: Sendable, Equatable {
