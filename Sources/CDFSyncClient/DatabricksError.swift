@@ -60,7 +60,35 @@ public struct DatabricksError: Error, Sendable, CustomStringConvertible {
         self.retryAfter = retryAfter
     }
 
-    public var description: String { "\(category): \(message) — \(remedy)" }
+    /// One line, whatever the server put in the message (bodies, SQL excerpts and stack traces span lines).
+    public var description: String { Self.oneLine("\(category): \(message) — \(remedy)") }
+
+    /// `text` on one line: line breaks and other control characters become spaces, runs of spaces one.
+    public static func oneLine(_ text: String) -> String {
+        var out = ""
+        out.reserveCapacity(text.utf8.count)
+        var lastWasSpace = false
+        for scalar in text.unicodeScalars {
+            let space = scalar.value < 0x20 || scalar.value == 0x7F || scalar == " "
+                || (0x80...0x9F).contains(scalar.value) || scalar == "\u{2028}" || scalar == "\u{2029}"
+            if space {
+                if !lastWasSpace { out.unicodeScalars.append(" ") }
+                lastWasSpace = true
+            } else {
+                out.unicodeScalars.append(scalar)
+                lastWasSpace = false
+            }
+        }
+        return out.trimmingCharacters(in: .whitespaces)
+    }
+
+    /// The error a request gives up with after `attempts` tries: the message says so, so that no remedy has to
+    /// promise a retry that already happened.
+    func afterAttempts(_ attempts: Int, seconds: Double) -> DatabricksError {
+        var e = self
+        e.message += " (gave up after \(attempts) attempts in \(Int(seconds.rounded())) s)"
+        return e
+    }
 
     /// Whether the change data history needed for the range is gone (vacuum, retention) or was never
     /// recorded, so a snapshot resync is the way forward.

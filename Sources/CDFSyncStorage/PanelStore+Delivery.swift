@@ -293,11 +293,32 @@ extension PanelStore {
     /// The file in a delivery directory that names the store whose segments it holds.
     public static let ownerFileName = "cdfsync-store.json"
 
-    /// Refuses a delivery directory that holds another store's segments (``StorageError/Code/directoryTaken``);
-    /// ``deliver(to:segmentMaxBytes:)`` checks the same and claims a free directory. Call it before a run, to fail
-    /// before reading anything rather than after applying everything.
+    /// Refuses a delivery directory that holds another store's segments (``StorageError/Code/directoryTaken``), or
+    /// that cannot be created or written (a file in the way, no permission, a read-only or full file system: the
+    /// error names the directory and why); ``deliver(to:segmentMaxBytes:)`` checks the same and claims a free
+    /// directory. Call it before a run, to fail before reading anything rather than after applying everything.
+    /// Creates the directory when it is missing.
     public func checkDeliveryDirectory(_ directory: String) throws {
         _ = try deliveryDirectoryOwner(directory, delivered: try deliveredSequence())
+        try Self.checkWritable(directory)
+    }
+
+    /// Creates `directory` if needed and proves a file can be created in it, by creating and removing one.
+    static func checkWritable(_ directory: String) throws {
+        do {
+            try makeDirectories(directory)
+            let probe = directory + "/.cdfsync-write-check-\(getpid())"
+            let fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            if fd < 0 { throw StorageError.system(errno, "creating a file in", path: directory) }
+            close(fd)
+            unlink(probe)
+        } catch let e as StorageError {
+            throw StorageError(code: e.code,
+                message: "delivery directory \(directory) cannot be written (\(e.message)); nothing was read. Give the "
+                    + "pipeline an output directory this user may create and write (the ndjson sink's directory, or "
+                    + "--output-dir)",
+                underlying: e.underlying)
+        }
     }
 
     enum DirectoryOwner { case thisStore, free }

@@ -133,8 +133,70 @@ extension StorageError {
             return StorageError(
                 code: .io, message: "\(operation) \(path): no space left on device; free space and rerun",
                 underlying: cause)
+        case EIO where availableBytes(near: path).map({ $0 < nearlyFull }) == true:
+            // LMDB turns a short write into EIO ("filesystem full?" in its source), and a flush of delayed writes
+            // can fail the same way: with (almost) nothing left on the file system, that is what happened.
+            let free = availableBytes(near: path) ?? 0
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): no space left on device (the write failed with an I/O error and the "
+                    + "file system has \(free) bytes free); free space and rerun",
+                underlying: cause)
+        case EIO where fileSizeLimit() != nil:
+            // A write cut short at RLIMIT_FSIZE is also an EIO to LMDB.
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): a write failed with an I/O error, probably at this process's file size "
+                    + "limit (ulimit -f: \(fileSizeLimit() ?? 0) bytes); raise the limit and rerun (if the files are "
+                    + "smaller than that, check the disk)",
+                underlying: cause)
+        case EDQUOT:
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): disk quota exceeded; free space or raise the quota and rerun",
+                underlying: cause)
+        case EFBIG:
+            return StorageError(
+                code: .io,
+                message: "\(operation) \(path): file too large for "
+                    + (fileSizeLimit().map { "this process's file size limit (ulimit -f: \($0) bytes)" }
+                        ?? "the file system")
+                    + "; raise the limit and rerun",
+                underlying: cause)
         default:
             return StorageError(code: .io, message: "\(operation) \(path): \(cause)", underlying: cause)
         }
+    }
+
+    /// The largest file this process may write (RLIMIT_FSIZE), when it is limited.
+    static func fileSizeLimit() -> UInt64? {
+        var limit = rlimit()
+        // RLIM_INFINITY is all ones (the C macro does not import).
+        guard getrlimit(__rlimit_resource_t(RLIMIT_FSIZE.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max else {
+            return nil
+        }
+        return UInt64(limit.rlim_cur)
+    }
+
+    /// Below this many free bytes, a file system counts as full (an EIO on it is taken for ENOSPC).
+    static let nearlyFull: UInt64 = 16 << 20
+
+    /// Bytes this process may still write on the file system holding `path` (or its nearest existing parent): the
+    /// blocks available to unprivileged users, or all free blocks for root (which may use the reserve).
+    static func availableBytes(near path: String) -> UInt64? {
+        var candidate = path
+        for _ in 0..<64 {
+            var info = statvfs()
+            if statvfs(candidate, &info) == 0 {
+                let blocks = geteuid() == 0 ? UInt64(info.f_bfree) : UInt64(info.f_bavail)
+                let (bytes, overflow) = blocks.multipliedReportingOverflow(by: UInt64(info.f_frsize))
+                return overflow ? .max : bytes
+            }
+            guard let slash = candidate.lastIndex(of: "/") else { return nil }
+            let parent = slash == candidate.startIndex ? "/" : String(candidate[..<slash])
+            if parent == candidate { return nil }
+            candidate = parent
+        }
+        return nil
     }
 }

@@ -40,6 +40,10 @@ public final class Simulator: Sendable {
         /// result cache (``ResultCache``); 0 turns the result cache off (the files of the statement being
         /// fetched are still kept, up to 256 MiB).
         public var resultCacheBytes: Int = 1 << 30
+        /// Internal chunk links (`next_chunk_internal_link`) carry `?row_offset=N`, as Databricks' may, and a request
+        /// for a chunk after the first without it is refused (400): a server whose links are opaque, for clients
+        /// that must follow them rather than build the path.
+        public var requireChunkLinkQuery = false
         /// Receives one line per request (method, path without query, status, bytes, milliseconds).
         /// Never sees headers, query strings or bodies, so no token or signature reaches a log.
         public var requestLog: (@Sendable (String) -> Void)?
@@ -216,6 +220,40 @@ public final class Simulator: Sendable {
     /// Removes every fault.
     public func clearFaults() { state.withLock { $0.faults.removeAll() } }
 
+    /// Vacuums a table (`VACUUM`): versions below `earliestRetainedVersion` can no longer be read (`VERSION AS OF`,
+    /// `table_changes` from there), and `table_changes` over them fails with `errorClass` (nil: keep the table's).
+    public func vacuum(table: String, earliestRetainedVersion: Int, errorClass: String? = nil) throws {
+        let name = try TableName(parsing: table)
+        if let errorClass, VacuumError.classes[errorClass] == nil {
+            throw SimulatorError(
+                "unknown vacuum error class \(errorClass); one of \(VacuumError.classes.keys.sorted())")
+        }
+        try state.withLock { s in
+            guard var t = s.tables[name.key] else { throw SimulatorError("no table \(table)") }
+            guard t.view == nil else { throw SimulatorError("\(table) is a view") }
+            guard earliestRetainedVersion >= 0, earliestRetainedVersion <= t.latestVersion else {
+                throw SimulatorError("earliest_retained_version must be within 0...\(t.latestVersion)")
+            }
+            t.earliestRetainedVersion = earliestRetainedVersion
+            if let errorClass { t.vacuumErrorClass = errorClass }
+            s.tables[name.key] = t
+            s.dataGeneration += 1
+        }
+    }
+
+    /// Takes the first `queue` fault matching `sql` (counting it down): how many statement responses say PENDING.
+    func takeQueueFault(_ sql: String) -> Int? {
+        state.withLock { s in
+            for (i, f) in s.faults.enumerated() where f.matches(queued: sql) {
+                if let c = f.count {
+                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
+                }
+                return max(1, f.polls ?? 2)
+            }
+            return nil
+        }
+    }
+
     /// Takes the first `sql_error` fault matching `sql` (counting it down), as the error the statement fails with.
     func takeStatementFault(_ sql: String) -> SQLError? {
         state.withLock { s in
@@ -356,9 +394,11 @@ public struct Fault: Sendable, Codable {
     /// error the simulator does not model otherwise would.
     public var errorClass: String?
     public var sqlState: String?
+    /// `queue`: how many statement responses (the submit's included) say PENDING before one says RUNNING.
+    public var polls: Int?
 
     enum CodingKeys: String, CodingKey {
-        case id, match, count, kind, status, message
+        case id, match, count, kind, status, message, polls
         case retryAfter = "retry_after"
         case delayMillis = "delay_ms"
         case errorCode = "error_code"
@@ -368,9 +408,10 @@ public struct Fault: Sendable, Codable {
 
     public init(
         match: Match = Match(), count: Int? = 1, kind: String, status: Int? = nil, retryAfter: Int? = nil,
-        delayMillis: Int? = nil, message: String? = nil
+        delayMillis: Int? = nil, message: String? = nil, polls: Int? = nil
     ) {
         self.message = message
+        self.polls = polls
         self.match = match
         self.count = count
         self.kind = kind
@@ -391,18 +432,27 @@ public struct Fault: Sendable, Codable {
         message = try c.decodeIfPresent(String.self, forKey: .message)
         errorClass = try c.decodeIfPresent(String.self, forKey: .errorClass)
         sqlState = try c.decodeIfPresent(String.self, forKey: .sqlState)
+        polls = try c.decodeIfPresent(Int.self, forKey: .polls)
     }
 
     static let kinds: Set<String> = [
         "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body", "sql_error",
+        "queue", "proxy_status",
     ]
 
-    /// Whether an HTTP-level fault applies to `req` (`sql_error` faults apply to statements, not requests).
+    /// Whether an HTTP-level fault applies to `req` (`sql_error` and `queue` faults apply to statements, not requests).
     func matches(_ req: HTTPRequest) -> Bool {
-        if kind == "sql_error" { return false }
+        if kind == "sql_error" || kind == "queue" { return false }
         if let m = match.method, m.uppercased() != req.method { return false }
         if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
         return true
+    }
+
+    /// Whether a `queue` fault applies to a statement with this SQL text.
+    func matches(queued sql: String) -> Bool {
+        guard kind == "queue" else { return false }
+        guard let needle = match.statementContains else { return true }
+        return sql.range(of: needle, options: .caseInsensitive) != nil
     }
 
     /// Whether a `sql_error` fault applies to a statement with this SQL text.

@@ -67,6 +67,8 @@ struct TableState: Sendable {
     /// Every schema the table had, oldest first: `from` is the version that set it (0 for the creation schema).
     var schemas: [Schema]
     var earliestRetainedVersion: Int
+    /// What `table_changes` from below `earliestRetainedVersion` fails with (see ``VacuumError``).
+    var vacuumErrorClass = "DELTA_VERSION_NOT_FOUND"
     var view: ViewDef?
     var comment: String?
     var versions: [VersionInfo] = []
@@ -83,6 +85,7 @@ struct TableState: Sendable {
         tableType = def.tableType
         schemas = [Schema(from: 0, columns: def.columns, types: try def.columns.map { try SQLType(parsing: $0.type) })]
         earliestRetainedVersion = def.earliestRetainedVersion
+        if let c = def.vacuumErrorClass { vacuumErrorClass = c }
         view = def.view
         comment = def.comment
         if let spec = def.synthetic {

@@ -406,6 +406,8 @@ public struct Table: Sendable, Codable {
     public var commits: [Commit]
     /// Versions below it are vacuumed: `VERSION AS OF` and table_changes there fail.
     public var earliestRetainedVersion: Int
+    /// The error class `table_changes` from a vacuumed version fails with (default `DELTA_VERSION_NOT_FOUND`).
+    public var vacuumErrorClass: String?
     public var view: ViewDef?
     public var synthetic: SyntheticSpec?
     public var comment: String?
@@ -414,12 +416,15 @@ public struct Table: Sendable, Codable {
         case name, columns, commits, view, synthetic, comment
         case tableType = "table_type"
         case earliestRetainedVersion = "earliest_retained_version"
+        case vacuumErrorClass = "vacuum_error_class"
     }
 
     public init(
         name: String, tableType: String = "MANAGED", columns: [ColumnDef], commits: [Commit] = [],
-        earliestRetainedVersion: Int = 0, view: ViewDef? = nil, synthetic: SyntheticSpec? = nil
+        earliestRetainedVersion: Int = 0, view: ViewDef? = nil, synthetic: SyntheticSpec? = nil,
+        vacuumErrorClass: String? = nil
     ) {
+        self.vacuumErrorClass = vacuumErrorClass
         self.name = name
         self.tableType = tableType
         self.columns = columns.isEmpty && synthetic != nil ? SyntheticTable.columns : columns
@@ -439,6 +444,7 @@ public struct Table: Sendable, Codable {
             ?? (synthetic != nil ? SyntheticTable.columns : [])
         commits = try c.decodeIfPresent([Commit].self, forKey: .commits) ?? []
         earliestRetainedVersion = try c.decodeIfPresent(Int.self, forKey: .earliestRetainedVersion) ?? 0
+        vacuumErrorClass = try c.decodeIfPresent(String.self, forKey: .vacuumErrorClass)
         view = try c.decodeIfPresent(ViewDef.self, forKey: .view)
         comment = try c.decodeIfPresent(String.self, forKey: .comment)
     }
@@ -450,6 +456,10 @@ public struct Table: Sendable, Codable {
             throw WorkspaceError("table \(name): unknown table_type \(tableType)")
         }
         guard !columns.isEmpty || tableType == "VIEW" else { throw WorkspaceError("table \(name) has no columns") }
+        if let c = vacuumErrorClass, VacuumError.classes[c] == nil {
+            let known = VacuumError.classes.keys.sorted().joined(separator: ", ")
+            throw WorkspaceError("table \(name): unknown vacuum_error_class \(c); one of \(known)")
+        }
         for col in columns {
             _ = try SQLType(parsing: col.type)
         }

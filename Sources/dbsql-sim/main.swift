@@ -71,6 +71,13 @@ struct DBSQLSim: ParsableCommand {
     @Option(name: .long, help: "HTTP status for an unknown warehouse_id: 404 (RESOURCE_DOES_NOT_EXIST) or 400.")
     var unknownWarehouseStatus: Int = 404
 
+    @Flag(
+        name: .long,
+        help: ArgumentHelp(
+            "Chunk links carry ?row_offset=N, and a later chunk requested without it is refused.",
+            discussion: "A server with opaque next_chunk_internal_link values, for testing that clients follow them."))
+    var requireChunkLinkQuery = false
+
     @Flag(name: .long, help: "Leave status.sql_state out of FAILED statements.")
     var noSqlState = false
 
@@ -130,6 +137,7 @@ struct DBSQLSim: ParsableCommand {
             inlineByteLimit: inlineByteLimit > 0 ? inlineByteLimit : nil, linkTTL: linkTtl, resultTTL: resultTtl,
             oauthTokenTTL: oauthTokenTtl, unknownWarehouseStatus: unknownWarehouseStatus)
         config.abandonAfter = abandonAfter
+        config.requireChunkLinkQuery = requireChunkLinkQuery
         guard resultCacheMb >= 0 else { throw ValidationError("--result-cache-mb must be 0 or more") }
         config.resultCacheBytes = resultCacheMb << 20
         if verbose {

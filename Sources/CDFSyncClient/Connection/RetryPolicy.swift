@@ -19,23 +19,28 @@ public struct RetryPolicy: Sendable {
     }
 }
 
-/// What may be retried, by request kind (spec §4.4).
+/// What may be retried, by request kind.
 enum RetryRule {
-    /// `POST /statements`: only when the request cannot have run (429, 503, connection refused).
+    /// `POST /statements`: only when the statement cannot have started, or a proxy answered for the workspace:
+    /// 429, 503, a gateway's 502/504, a connection refused, reset or timed out before any of the answer arrived.
+    /// The statements are read-only, so a POST that did reach the warehouse leaves at most an orphan statement, which
+    /// the warehouse cancels when nobody polls it. A 500 is the service's own, definite answer: not repeated.
     case submit
     /// Reads and cancels: 429, 5xx and network errors.
     case idempotent
 
     func shouldRetry(status: Int) -> Bool {
         switch self {
-        case .submit: status == 429 || status == 503
+        case .submit: [429, 502, 503, 504].contains(status)
         case .idempotent: status == 429 || status >= 500
         }
     }
 
-    func shouldRetry(_ error: TransportError) -> Bool {
+    /// - Parameter answerStarted: whether any byte of a 2xx answer arrived (for a POST: its statement id may have).
+    func shouldRetry(_ error: TransportError, answerStarted: Bool) -> Bool {
         switch self {
-        case .submit: error.requestNeverSent
+        case .submit:
+            error.requestNeverSent || (!answerStarted && (error.kind == .interrupted || error.kind == .timedOut))
         case .idempotent: error.kind != .tls && error.kind != .couldNotResolveHost
         }
     }

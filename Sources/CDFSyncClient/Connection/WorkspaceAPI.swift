@@ -34,7 +34,7 @@ final class WorkspaceAPI {
         var refreshedToken = false
         while true {
             attempt += 1
-            let token = try tokens.bearerToken(using: transport)
+            let token = try tokens.bearerToken(using: transport, retryPolicy: retryPolicy)
             var headers = [("Authorization", "Bearer \(token.reveal())"), ("Accept", "application/json")]
             if body != nil { headers.append(("Content-Type", "application/json")) }
             let request = HTTPRequest(method: method, url: settings.baseURL + path, headers: headers, body: body)
@@ -62,10 +62,12 @@ final class WorkspaceAPI {
                 retryable = rule.shouldRetry(status: head.status)
             } catch let e as TransportError {
                 failure = ErrorClassification.transport(e, context: context)
-                retryable = rule.shouldRetry(e)
+                retryable = rule.shouldRetry(e, answerStarted: delivered)
             }
             let elapsed = Date().timeIntervalSince(started)
-            guard retryable, attempt < retryPolicy.maxAttempts, elapsed < retryPolicy.budget else { throw failure }
+            guard retryable, attempt < retryPolicy.maxAttempts, elapsed < retryPolicy.budget else {
+                throw attempt > 1 ? failure.afterAttempts(attempt, seconds: elapsed) : failure
+            }
             if delivered { try restart() }
             let wait = retryPolicy.delay(attempt: attempt, retryAfter: failure.retryAfter)
             onProgress("\(failure.category) — retrying in \(String(format: "%.1f", wait))s (attempt \(attempt + 1))")

@@ -10,19 +10,26 @@ import Foundation
 /// - Presigned URLs get the link's `http_headers` and never the workspace `Authorization` header, and are never
 ///   logged or put in errors (they carry credentials).
 /// - A link within `refreshMargin` seconds of its `expiration`, or answered 403 by storage, is replaced by a
-///   fresh one from `GET .../result/chunks/{i}`.
+///   fresh one from the chunk's link request: the `next_chunk_internal_link` the previous chunk's link gave, used
+///   as the server wrote it (query string included); `GET .../result/chunks/{i}` only where the server gave none.
+/// - The first download that fails stops the others, and is the error the consumer sees.
 ///
 /// Thread-safety: all mutable state is guarded by `condition`; each worker thread owns its own `WorkspaceAPI`
 /// (and so its own libcurl handle), as libcurl requires. Hence `@unchecked Sendable`.
 final class ExternalLinkFetcher: @unchecked Sendable {
     private let condition = NSCondition()
     private var links: [Int: ExternalLink] = [:]
+    /// Chunk index → the `next_chunk_internal_link` the previous chunk's link gave for it.
+    private var internalLinks: [Int: String] = [:]
     private var ready: [Int: Result<[UInt8], any Error>] = [:]
     /// Consumed bodies, emptied, for the next downloads; at most `inFlight`.
     private var spares: [[UInt8]] = []
     private var nextToClaim = 0
     private var consumed = 0
     private var stopped = false
+    /// The first download that failed: what `take` reports, whichever chunk the consumer is waiting for (the
+    /// failure stops every worker, so a later chunk's error must not turn into "stopped" for an earlier one).
+    private var firstFailure: (any Error)?
     private var threadsRunning = 0
 
     let total: Int
@@ -42,7 +49,14 @@ final class ExternalLinkFetcher: @unchecked Sendable {
         self.tokens = tokens
         self.retryPolicy = retryPolicy
         self.refreshMargin = refreshMargin
-        for l in initialLinks { links[l.chunkIndex] = l }
+        for l in initialLinks { record(l) }
+    }
+
+    /// Keeps a link, and the link request it names for the next chunk. Call with `condition` locked (or in `init`).
+    private func record(_ link: ExternalLink) {
+        links[link.chunkIndex] = link
+        let next = link.nextChunkIndex ?? (link.chunkIndex < Int.max ? link.chunkIndex + 1 : nil)
+        if let next, let path = link.nextChunkInternalLink { internalLinks[next] = path }
     }
 
     func start() {
@@ -64,6 +78,7 @@ final class ExternalLinkFetcher: @unchecked Sendable {
         precondition(index == consumed, "chunks must be taken in order")
         while ready[index] == nil && !stopped { condition.wait() }
         guard let result = ready.removeValue(forKey: index) else {
+            if let firstFailure { throw firstFailure }
             throw DatabricksError(.statementCanceled, "download of statement \(statementID) was stopped",
                 remedy: "Run the sync again.", statementID: statementID)
         }
@@ -119,24 +134,55 @@ final class ExternalLinkFetcher: @unchecked Sendable {
             }
             condition.lock()
             ready[index] = result
-            if case .failure = result { stopped = true }
+            if case .failure(let error) = result {
+                if firstFailure == nil { firstFailure = error }
+                stopped = true
+            }
             condition.broadcast()
             condition.unlock()
         }
     }
 
     private func freshLink(_ index: Int, api: WorkspaceAPI) throws -> ExternalLink {
-        let data = try api.getJSON(ResultData.self, path: "/api/2.0/sql/statements/\(statementID)/result/chunks/\(index)",
+        let data = try api.getJSON(ResultData.self, path: try linkRequestPath(index),
             context: "fetching the link of chunk \(index) of statement \(statementID)")
         condition.lock()
-        for l in data.externalLinks ?? [] { links[l.chunkIndex] = l }
+        for l in data.externalLinks ?? [] { record(l) }
         let link = links[index]
+        // Workers waiting for this chunk's link to learn the next chunk's link request.
+        condition.broadcast()
         condition.unlock()
         guard let link, link.chunkIndex == index else {
             throw DatabricksError(.invalidResponse, "chunk \(index) of statement \(statementID) came without an external link",
                 remedy: "Unexpected server response; run the sync again.", statementID: statementID)
         }
         return link
+    }
+
+    /// The path that asks for chunk `index`'s link: the `next_chunk_internal_link` the previous chunk's link gave,
+    /// as the server wrote it (the path may carry a query string the server needs), else the documented path.
+    ///
+    /// The previous chunk was claimed first, so its worker already holds its link or is fetching it; waiting for it
+    /// is short (a small JSON request, not a download) and ends when that worker fails too (`stopped`).
+    private func linkRequestPath(_ index: Int) throws -> String {
+        condition.lock()
+        while internalLinks[index] == nil && index > 0 && links[index - 1] == nil && !stopped { condition.wait() }
+        let given = internalLinks[index]
+        let wasStopped = stopped && given == nil && index > 0 && links[index - 1] == nil
+        condition.unlock()
+        if wasStopped {
+            throw DatabricksError(.statementCanceled, "download of statement \(statementID) was stopped",
+                remedy: "Run the sync again.", statementID: statementID)
+        }
+        guard let given else { return "/api/2.0/sql/statements/\(statementID)/result/chunks/\(index)" }
+        // Joined to the workspace URL, with the workspace credential: it must stay a path on that host.
+        guard given.hasPrefix("/"), !given.hasPrefix("//"), given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw DatabricksError(.invalidResponse,
+                "the link to chunk \(index) of statement \(statementID) is not a path on the workspace",
+                remedy: "The warehouse sent a malformed chunk link; nothing was checkpointed. Run the sync again.",
+                statementID: statementID)
+        }
+        return given
     }
 
     private func download(_ index: Int, link known: ExternalLink?, api: WorkspaceAPI, into body: inout [UInt8]) throws {
@@ -167,34 +213,58 @@ final class ExternalLinkFetcher: @unchecked Sendable {
                 switch head.status {
                 case 200:
                     return
-                case 403 where refreshes < 3:
-                    // Expired or revoked presigned URL: get a fresh one through the chunk endpoint.
+                case 401 where refreshes < 3, 403 where refreshes < 3:
+                    // Expired or revoked presigned URL: get a fresh one through the chunk's link request.
                     refreshes += 1
                     link = nil
                     continue
                 default:
-                    failure = DatabricksError(
-                        head.status == 403 ? .permissionDenied : .serverError,
-                        "downloading chunk \(index) of statement \(statementID) from \(host) failed with HTTP \(head.status)",
-                        remedy: head.status == 403
-                            ? "Cloud storage refused the presigned link; check that this network may reach the workspace's storage (egress to S3/ADLS/GCS)."
-                            : "Cloud storage answered with an error; cdfsync retries. Check storage reachability if it persists.",
-                        httpStatus: head.status, statementID: statementID,
-                        retryAfter: head[header: "retry-after"].flatMap(Double.init))
+                    failure = Self.storageFailure(status: head.status, chunk: index, statementID: statementID,
+                        host: host, retryAfter: head[header: "retry-after"].flatMap(Double.init))
                     retryable = head.status == 429 || head.status >= 500
                 }
             } catch let e as TransportError {
                 failure = DatabricksError(.hostUnreachable,
                     "downloading chunk \(index) of statement \(statementID) from \(e.host) failed (\(e.message))",
-                    remedy: "Check that this network can reach the workspace's cloud storage; cdfsync retried the download.",
+                    remedy: "Check that this network can reach the workspace's cloud storage (egress to S3/ADLS/GCS).",
                     statementID: statementID)
                 retryable = e.kind != .tls
             }
             attempt += 1
             guard retryable, attempt < retryPolicy.maxAttempts, Date().timeIntervalSince(started) < retryPolicy.budget else {
-                throw failure
+                throw attempt > 1 ? failure.afterAttempts(attempt, seconds: Date().timeIntervalSince(started)) : failure
             }
             Thread.sleep(forTimeInterval: retryPolicy.delay(attempt: attempt, retryAfter: failure.retryAfter))
+        }
+    }
+
+    /// What storage's answer to a chunk download means: 401/403 (once fresh links did not help) is a refusal of
+    /// the presigned link, 404/410 a result file that is gone, 429/5xx storage in trouble (retried first).
+    static func storageFailure(status: Int, chunk: Int, statementID: String, host: String, retryAfter: Double?)
+        -> DatabricksError
+    {
+        let what = "downloading chunk \(chunk) of statement \(statementID) from \(host) failed with HTTP \(status)"
+        switch status {
+        case 401, 403:
+            return DatabricksError(.permissionDenied, what,
+                remedy: "Cloud storage refused the presigned link, also a fresh one; check that this network may reach "
+                    + "the workspace's storage (egress to S3/ADLS/GCS) and that no proxy rewrites the request.",
+                httpStatus: status, statementID: statementID)
+        case 404, 410:
+            return DatabricksError(.invalidResponse, what + " (the result file is gone)",
+                remedy: "The statement's result expired or was closed before it was read; nothing was checkpointed. "
+                    + "Run the sync again.",
+                httpStatus: status, statementID: statementID)
+        case 429, 500...:
+            return DatabricksError(status == 429 ? .rateLimited : .serverError, what,
+                remedy: "Cloud storage kept failing; check the cloud provider's status and storage reachability, then "
+                    + "run the sync again (it resumes from the last checkpoint).",
+                httpStatus: status, statementID: statementID, retryAfter: retryAfter)
+        default:
+            return DatabricksError(.invalidResponse, what,
+                remedy: "Cloud storage rejected the download; check that no proxy alters requests to the workspace's "
+                    + "storage, then run the sync again.",
+                httpStatus: status, statementID: statementID)
         }
     }
 }

@@ -106,6 +106,8 @@ public final class StatementClient {
         }
         var attempt = 0
         var pendingSince: Date?
+        var waiting = PendingReason.unknown
+        var reasonCheckedAt = Date.distantPast
         while let state = response.status?.state, state == .pending || state == .running {
             if isCancelled() {
                 cancel(statementID: statementID)
@@ -121,7 +123,18 @@ public final class StatementClient {
             if state == .pending {
                 let since = pendingSince ?? Date()
                 pendingSince = since
-                onProgress("warehouse starting (\(Int(Date().timeIntervalSince(since)))s)")
+                // PENDING is a warehouse starting, or a statement queued on a running one: the warehouse says which
+                // (asked again now and then: a starting warehouse comes up, a running one may stop).
+                if Date().timeIntervalSince(reasonCheckedAt) >= 10 {
+                    waiting = pendingReason()
+                    reasonCheckedAt = Date()
+                }
+                let seconds = Int(Date().timeIntervalSince(since))
+                switch waiting {
+                case .warehouseStarting: onProgress("warehouse starting (\(seconds)s)")
+                case .queued: onProgress("statement queued (\(seconds)s)")
+                case .unknown: onProgress("statement pending (\(seconds)s)")
+                }
             } else {
                 pendingSince = nil
             }
@@ -149,6 +162,21 @@ public final class StatementClient {
             throw DatabricksError(.invalidResponse, "statement \(statementID) ended \(state.rawValue) without a result",
                 remedy: "The result expired or was closed before it was read; run the sync again.", statementID: statementID)
         }
+    }
+
+    enum PendingReason { case warehouseStarting, queued, unknown }
+
+    /// Why a statement is PENDING: its warehouse is not RUNNING (starting), or it is and the statement waits its turn.
+    /// One request, not retried; unknown when the warehouse cannot be read (e.g. no permission to view it).
+    private func pendingReason() -> PendingReason {
+        struct Warehouse: Decodable { var state: String? }
+        let saved = api.retryPolicy
+        api.retryPolicy.maxAttempts = 1
+        defer { api.retryPolicy = saved }
+        guard let w = try? api.getJSON(Warehouse.self, path: "/api/2.0/sql/warehouses/\(settings.warehouseID)",
+            context: "reading the state of warehouse \(settings.warehouseID)"), let state = w.state
+        else { return .unknown }
+        return state.uppercased() == "RUNNING" ? .queued : .warehouseStarting
     }
 
     /// Chunk 0 came with the response (its rows already streamed); follows `next_chunk_internal_link`.

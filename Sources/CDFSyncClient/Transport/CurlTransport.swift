@@ -11,14 +11,17 @@ enum CurlGlobal {
     }()
 }
 
-/// The head of an HTTP response: status and headers (names lower-cased).
+/// The head of an HTTP response: status, reason phrase and headers (names lower-cased).
 public struct HTTPResponseHead: Sendable {
     public var status: Int
     public var headers: [String: String]
+    /// The status line's reason phrase ("Bad Gateway"); empty when the server sent none (HTTP/2 never does).
+    public var reason: String
 
-    public init(status: Int, headers: [String: String]) {
+    public init(status: Int, headers: [String: String], reason: String = "") {
         self.status = status
         self.headers = headers
+        self.reason = reason
     }
 
     public subscript(header name: String) -> String? { headers[name.lowercased()] }
@@ -206,7 +209,7 @@ public final class CurlTransport {
         guard code == CURLE_OK else { throw transportError(code, url: request.url) }
         var status = 0
         _ = ccurl_easy_getinfo_long(h, CURLINFO_RESPONSE_CODE, &status)
-        return HTTPResponseHead(status: status, headers: box.headers)
+        return HTTPResponseHead(status: status, headers: box.headers, reason: box.reason)
     }
 
     private func transportError(_ code: CURLcode, url: String) -> TransportError {
@@ -239,6 +242,7 @@ private final class TransferBox {
     let onData: (UnsafeRawBufferPointer) throws -> Void
     var headers: [String: String] = [:]
     var status = 0
+    var reason = ""
     var headDelivered = false
     var error: (any Error)?
 
@@ -258,6 +262,8 @@ private func curlHeaderCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int
         box.headers = [:]
         let parts = line.split(separator: " ", maxSplits: 2)
         if parts.count >= 2, let s = Int(parts[1]) { box.status = s }
+        // Bounded: it ends up in error messages.
+        box.reason = parts.count == 3 ? String(parts[2].trimmingCharacters(in: .whitespacesAndNewlines).prefix(80)) : ""
     } else if let colon = line.firstIndex(of: ":") {
         let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
         let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespacesAndNewlines)
@@ -273,7 +279,7 @@ private func curlWriteCallback(_ ptr: UnsafeMutablePointer<CChar>?, _ size: Int,
     do {
         if !box.headDelivered {
             box.headDelivered = true
-            try box.onHead(HTTPResponseHead(status: box.status, headers: box.headers))
+            try box.onHead(HTTPResponseHead(status: box.status, headers: box.headers, reason: box.reason))
         }
         try box.onData(UnsafeRawBufferPointer(start: ptr, count: n))
         return n

@@ -128,6 +128,19 @@ extension Simulator {
             w.endArray()
             w.endObject()
             return HTTPResponse(status: 200, json: w.bytes)
+        case ("POST", "tables", 3) where rest[2] == "vacuum":
+            // {"earliest_retained_version": N, "error_class"?: CLASS}: VACUUM, and how table_changes then fails.
+            let obj = (try? JSONSerialization.jsonObject(with: Data(req.body))) as? [String: Any]
+            guard let obj, let v = (obj["earliest_retained_version"] as? NSNumber)?.intValue else {
+                return adminError(400, "body must be {\"earliest_retained_version\": N, \"error_class\"?: CLASS}")
+            }
+            guard latestVersion(table: rest[1]) != nil else { return adminError(404, "no table \(rest[1])") }
+            do {
+                try vacuum(table: rest[1], earliestRetainedVersion: v, errorClass: obj["error_class"] as? String)
+            } catch {
+                return adminError(400, "\(error)")
+            }
+            return adminOK([("table", rest[1])], ints: [("earliest_retained_version", v)])
         case ("POST", "tables", 3) where rest[2] == "synthetic-commit":
             let obj = (try? JSONSerialization.jsonObject(with: Data(req.body.isEmpty ? Array("{}".utf8) : req.body))) as? [String: Any]
             guard let obj else { return adminError(400, "body must be a JSON object") }

@@ -116,7 +116,8 @@ extension Simulator {
     }
 
     func internalLink(_ r: StatementRecord, chunk: Int) -> String {
-        "/api/2.0/sql/statements/\(r.id)/result/chunks/\(chunk)"
+        let path = "/api/2.0/sql/statements/\(r.id)/result/chunks/\(chunk)"
+        return configuration.requireChunkLinkQuery ? path + "?row_offset=\(r.chunkRange(chunk).lowerBound)" : path
     }
 
     /// `{"chunk_index":..,"row_offset":..,"row_count":..,"data_array":[..],"next_chunk_index":..,...}`

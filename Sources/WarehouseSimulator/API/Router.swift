@@ -48,6 +48,7 @@ extension Simulator {
             case "revoke_token":
                 if let tok = bearerToken(req) { state.withLock { _ = $0.revokedTokens.insert(tok) } }
             case "corrupt_body": corruption = f.message ?? "truncate"
+            case "proxy_status": return Self.proxyPage(f.status ?? 502, title: f.message)
             default: break
             }
         }
@@ -55,6 +56,15 @@ extension Simulator {
         if case .normal = delivery {} else { resp.delivery = delivery }
         if let corruption, resp.status == 200 { Self.corrupt(resp, how: corruption) }
         return resp
+    }
+
+    /// What a reverse proxy in front of the workspace answers when it cannot (fault kind `proxy_status`): an HTML page,
+    /// not a Databricks error body, titled like nginx's ("502 Bad Gateway") unless `title` is given.
+    static func proxyPage(_ status: Int, title: String?) -> HTTPResponse {
+        let heading = "\(status) \(HTTPResponse.reason(status))"
+        let html = "<html>\r\n<head><title>\(title ?? heading)</title></head>\r\n<body>\r\n"
+            + "<center><h1>\(heading)</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        return HTTPResponse(status: status, json: Array(html.utf8), contentType: "text/html")
     }
 
     /// Damages a result body the way a broken server or proxy might (fault kind `corrupt_body`, the way named by

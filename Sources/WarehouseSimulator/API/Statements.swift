@@ -29,6 +29,10 @@ struct StatementRecord: Sendable {
     /// The last submit or poll; a statement not polled for `abandonAfter` seconds while running is cancelled.
     var lastPolledAt: Double = 0
     var abandonAfter: Double = .infinity
+    /// Statement responses still to say PENDING, then RUNNING, whatever the clock says (fault kind `queue`: a
+    /// statement queued on a running warehouse); each response rendered counts one down.
+    var queuedAnswers = 0
+    var runningAnswers = 0
 
     /// When the server gives up on an unpolled statement, if it does.
     var abandonedAt: Double? {
@@ -40,6 +44,8 @@ struct StatementRecord: Sendable {
         if let c = closedAt, t >= c { return "CLOSED" }
         if canceledAt != nil { return "CANCELED" }
         if let a = abandonedAt, t >= a { return "CANCELED" }
+        if queuedAnswers > 0 { return "PENDING" }
+        if runningAnswers > 0 { return "RUNNING" }
         if t < startAt { return "PENDING" }
         if t < finishAt { return "RUNNING" }
         switch outcome {
@@ -246,6 +252,7 @@ extension Simulator {
             outcome = run(parsed, tables: ctx.tables, access: ctx.access, catalog: ctx.cat, schema: ctx.sch, now: now)
         }
         let startAt = max(now, ctx.readyAt)
+        let queued = takeQueueFault(parsed.statement)
         let id = state.withLock { s -> String in
             // Forget statements past their retention now and then.
             if s.statementCounter % 1024 == 0 {
@@ -261,6 +268,10 @@ extension Simulator {
                 rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
                     ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk,
                 lastPolledAt: now, abandonAfter: configuration.abandonAfter)
+            if let queued {
+                s.statements[id]?.queuedAnswers = queued
+                s.statements[id]?.runningAnswers = 1
+            }
             return id
         }
         if cached == nil, let cacheKey, case .success(let result) = outcome {
@@ -273,7 +284,8 @@ extension Simulator {
             || rec.state(at: clock.now, resultTTL: configuration.resultTTL) == "RUNNING"
         {
             if parsed.waitTimeout > 0 {
-                if !clock.isManual {
+                // A queued statement moves on with polls, not time: waiting would only delay the answer.
+                if !clock.isManual && queued == nil {
                     let deadline = Date().addingTimeInterval(Double(parsed.waitTimeout))
                     while Date() < deadline {
                         let st = state.withLock { $0.statements[id]! }.state(at: clock.now, resultTTL: configuration.resultTTL)
@@ -289,7 +301,20 @@ extension Simulator {
             }
             rec = state.withLock { $0.statements[id]! }
         }
-        return renderStatement(rec, host: host)
+        return answer(rec, host: host)
+    }
+
+    /// Renders a statement response, counting down the PENDING / RUNNING answers a `queue` fault holds it in.
+    func answer(_ r: StatementRecord, host: String) -> HTTPResponse {
+        let response = renderStatement(r, host: host)
+        if r.queuedAnswers > 0 || r.runningAnswers > 0 {
+            state.withLock { s in
+                guard var x = s.statements[r.id] else { return }
+                if x.queuedAnswers > 0 { x.queuedAnswers -= 1 } else if x.runningAnswers > 0 { x.runningAnswers -= 1 }
+                s.statements[r.id] = x
+            }
+        }
+        return response
     }
 
     /// Runs the SQL of `parsed` against `tables` as of submission.
@@ -341,7 +366,7 @@ extension Simulator {
     /// GET /api/2.0/sql/statements/{id}
     func getStatement(_ id: String, principal: Int, host: String) -> HTTPResponse {
         switch lookupStatement(id, principal: principal) {
-        case .success(let r): return renderStatement(r, host: host)
+        case .success(let r): return answer(r, host: host)
         case .failure(let e): return e.response()
         }
     }
@@ -396,6 +421,12 @@ extension Simulator {
             return APIError(
                 400, "INVALID_PARAMETER_VALUE", "Chunk index \(index) is out of range; the result has \(r.chunkCount) chunk(s).")
                 .response()
+        }
+        if configuration.requireChunkLinkQuery && n > 0 && query["row_offset"] == nil {
+            return APIError(
+                400, "INVALID_PARAMETER_VALUE",
+                "Chunk \(n) was requested without the row_offset of its link; follow the next_chunk_internal_link the "
+                    + "previous chunk gave.").response()
         }
         if let off = query["row_offset"] {
             guard let o = Int(off), o == r.chunkRange(n).lowerBound else {

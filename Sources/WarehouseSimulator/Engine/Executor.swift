@@ -347,10 +347,9 @@ struct Executor {
                 "CDC range from start \(start) to end \(end) was invalid. End cannot be before start.")
         }
         end = min(end, latest)
-        if start < t.earliestRetainedVersion {
-            throw SQLError(
-                "DELTA_VERSION_NOT_FOUND", "22003",
-                "Cannot time travel Delta table to version \(start). Available versions: [\(t.earliestRetainedVersion), \(latest)].")
+        if start < t.earliestRetainedVersion && start >= 0 {
+            throw VacuumError.error(t.vacuumErrorClass, table: t.name, start: start, end: end,
+                earliest: t.earliestRetainedVersion, latest: latest)
         }
         if start < 0 {
             throw SQLError(
