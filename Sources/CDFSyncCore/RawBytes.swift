@@ -64,3 +64,41 @@ extension UnsafeRawBufferPointer {
         return high & 0x8080_8080_8080_8080 == 0
     }
 }
+
+extension UnsafeRawBufferPointer {
+    /// The offset of the first byte that does not belong to a well-formed UTF-8 sequence (overlong forms,
+    /// surrogates and code points above U+10FFFF are not well-formed), or nil when every byte does. Allocates
+    /// nothing; call it after ``isASCII`` says no (ASCII is valid UTF-8).
+    public func firstInvalidUTF8Offset() -> Int? {
+        guard let p = baseAddress else { return nil }
+        let n = count
+        var i = 0
+        @inline(__always) func continuation(_ at: Int, _ low: UInt8 = 0x80, _ high: UInt8 = 0xBF) -> Bool {
+            guard at < n else { return false }
+            let b = p.load(fromByteOffset: at, as: UInt8.self)
+            return b >= low && b <= high
+        }
+        while i < n {
+            let b0 = p.load(fromByteOffset: i, as: UInt8.self)
+            if b0 < 0x80 {
+                i &+= 1
+            } else if b0 < 0xC2 {
+                return i  // a continuation byte, or the lead of an overlong 2-byte form
+            } else if b0 < 0xE0 {
+                guard continuation(i + 1) else { return i }
+                i &+= 2
+            } else if b0 < 0xF0 {
+                let (low, high): (UInt8, UInt8) = b0 == 0xE0 ? (0xA0, 0xBF) : b0 == 0xED ? (0x80, 0x9F) : (0x80, 0xBF)
+                guard continuation(i + 1, low, high), continuation(i + 2) else { return i }
+                i &+= 3
+            } else if b0 < 0xF5 {
+                let (low, high): (UInt8, UInt8) = b0 == 0xF0 ? (0x90, 0xBF) : b0 == 0xF4 ? (0x80, 0x8F) : (0x80, 0xBF)
+                guard continuation(i + 1, low, high), continuation(i + 2), continuation(i + 3) else { return i }
+                i &+= 4
+            } else {
+                return i
+            }
+        }
+        return nil
+    }
+}

@@ -139,12 +139,13 @@ public final class CDFSync {
             summary.fromVersion = replay.fromVersion - 1
             // One statement per stretch without a schema change that change data cannot be read across.
             let schema = SchemaHistory(
-                history: try history(limit: min(latest - replay.fromVersion + 2, options.historyLimit)))
+                history: try history(limit: min(latest.saturatingSubtract(replay.fromVersion).saturatingAdd(2),
+                    options.historyLimit), checkedAgainst: latest))
             summary.schemaChanges = schema.describe(from: replay.fromVersion, to: end)
             var planner = RangePlanner()
             planner.maxVersionsPerStatement = .max
             planner.maxRowsPerStatement = .max
-            let ranges = planner.plan(start: replay.fromVersion, end: end, history: [], breaks: schema.breaks)
+            let ranges = planner.ranges(start: replay.fromVersion, end: end, history: [], breaks: schema.breaks)
             var redeliverFile: ReplayFile?
             if replay.redeliver && !replay.dryRun {
                 try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
@@ -418,18 +419,18 @@ public final class CDFSync {
                         + "now has this name), so its versions do not continue the checkpoint",
                     remedy: Self.restartedHistoryRemedy)
             }
-            next = checkpoint + 1
+            next = checkpoint.saturatingAdd(1)
         } else {
             switch options.spec?.start ?? .version(options.startVersion) {
             case .first: next = 0
             case .version(let v):
                 // As Databricks refuses table_changes from a version after the latest
                 // (DELTA_CDC_START_VERSION_AFTER_LATEST); latest + 1 is allowed: "from the next commit on".
-                guard v <= latest + 1 else {
+                guard v <= latest.saturatingAdd(1) else {
                     let flag = options.spec == nil ? "--start-version" : "start:"
                     throw SyncError(
                         "start version v\(v) is after the latest version of \(options.table), v\(latest)",
-                        remedy: "Give \(flag) \(latest) or lower (\(latest + 1) starts with the next commit), or check the table name.")
+                        remedy: "Give \(flag) \(latest) or lower (\(latest.saturatingAdd(1)) starts with the next commit), or check the table name.")
                 }
                 next = v
             case .latest:
@@ -443,7 +444,8 @@ public final class CDFSync {
         guard next <= latest else { return }
 
         // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
-        let history = try self.history(limit: min(latest - next + 2, options.historyLimit))
+        let history = try self.history(limit: min(latest.saturatingSubtract(next).saturatingAdd(2), options.historyLimit),
+            checkedAgainst: latest)
         if checkpoint != nil { try warnAboutRetention(history: history, next: next, summary: &summary) }
         var planner = RangePlanner()
         planner.maxVersionsPerStatement = options.maxVersionsPerStatement
@@ -453,7 +455,7 @@ public final class CDFSync {
         // the names they had in each range.
         let schema = SchemaHistory(history: history)
         summary.schemaChanges = schema.describe(from: next, to: latest)
-        let ranges = planner.plan(start: next, end: latest, history: history, breaks: schema.breaks)
+        let ranges = planner.ranges(start: next, end: latest, history: history, breaks: schema.breaks)
         try readRanges(ranges, summary: &summary) { range, summary in
             try readChanges(range, schema: schema, summary: &summary)
             summary.toVersion = range.end
@@ -473,12 +475,14 @@ public final class CDFSync {
     /// when a range's change data is gone, or cannot be read in any range (a single version refused, or a start
     /// commit whose removed files have an incompatible schema); true: stop reading ranges.
     private func readRanges(
-        _ ranges: [PlannedRange], summary: inout SyncSummary,
+        _ ranges: some Sequence<PlannedRange>, summary: inout SyncSummary,
         _ body: (PlannedRange, inout SyncSummary) throws -> Void,
         historyLost: (PlannedRange, DatabricksError, inout SyncSummary) throws -> Bool = { _, _, _ in false }
     ) throws {
-        var queue = Array(ranges.reversed())
-        while let range = queue.popLast() {
+        // Planned ranges are taken one at a time; the parts of a split range go on a stack, read first.
+        var planned = ranges.makeIterator()
+        var queue: [PlannedRange] = []
+        while let range = queue.popLast() ?? planned.next() {
             do {
                 try body(range, &summary)
             } catch let e as DatabricksError where e.isHistoryLost {
@@ -486,7 +490,7 @@ public final class CDFSync {
                 throw e
             } catch let e as DatabricksError where e.isSchemaBreak && range.start < range.end && !e.isStartingCommitSchemaBreak {
                 let at = e.schemaBreakVersion.flatMap { $0 > range.start && $0 <= range.end ? $0 : nil }
-                    ?? range.start + (range.end - range.start + 1) / 2
+                    ?? range.start + (range.end - range.start) / 2 + (range.end - range.start) % 2
                 onProgress("v\(range.start)…v\(range.end) spans a schema change (\(e.errorClass ?? "")); reading "
                     + "v\(range.start)…v\(at - 1) and v\(at)…v\(range.end) separately")
                 let d = range.disposition
@@ -539,7 +543,7 @@ public final class CDFSync {
             throw SyncError("start: '\(timestamp)' is not first, latest, a version or an ISO timestamp",
                 remedy: "Use e.g. start: 2026-03-01T00:00:00Z.")
         }
-        let history = try self.history(limit: min(latest + 1, 10_000))
+        let history = try self.history(limit: min(latest.saturatingAdd(1), 10_000), checkedAgainst: latest)
         let candidates = history.filter { ($0.timestamp.flatMap(Timestamps.micros) ?? .min) >= t }.map(\.version)
         guard let v = candidates.min() else {
             throw SyncError("start: no version of \(options.table) was committed at or after \(timestamp) (latest is v\(latest))",
@@ -582,6 +586,9 @@ public final class CDFSync {
             throw SyncError("DESCRIBE HISTORY \(options.table) returned no version",
                 remedy: "Check that \(options.table) is a Delta table with history.")
         }
+        guard v >= 0 else {
+            throw Self.historyProtocolError(options.table, "reported v\(v) as the latest version")
+        }
         return v
     }
 
@@ -590,6 +597,40 @@ public final class CDFSync {
         let sink = CollectingSink()
         try client.execute(Statement(sql: "DESCRIBE HISTORY \(options.table.quoted) LIMIT \(max(1, limit))"), sink: sink)
         return RangePlanner.entries(from: sink)
+    }
+
+    /// ``history(limit:)`` checked against the `latest` version the run was pinned to (``checkHistory(_:latest:)``).
+    func history(limit: Int64, checkedAgainst latest: Int64) throws -> [HistoryEntry] {
+        let entries = try history(limit: limit)
+        try Self.checkHistory(entries, latest: latest, table: options.table)
+        return entries
+    }
+
+    /// A history the run plans from must agree with the latest version it was pinned to: Delta numbers every
+    /// commit, so the versions go down one by one, and `latest` is among them — or below them, when commits landed
+    /// between the two statements. A listing that says otherwise (a latest version the history does not have, gaps,
+    /// duplicates) was not written by a warehouse: the run stops before it plans anything from it.
+    static func checkHistory(_ history: [HistoryEntry], latest: Int64, table: QualifiedName) throws {
+        guard let first = history.first else {
+            throw historyProtocolError(table, "reported v\(latest) as the latest version, then listed no version at all")
+        }
+        guard first.version >= latest else {
+            throw historyProtocolError(table,
+                "reported v\(latest) as the latest version, but lists v\(first.version)…v\(history.last!.version)")
+        }
+        for (newer, older) in zip(history, history.dropFirst()) where older.version != newer.version - 1 {
+            throw historyProtocolError(table,
+                "lists v\(older.version) right after v\(newer.version) (versions go down one by one)")
+        }
+        if let last = history.last, last.version < 0 {
+            throw historyProtocolError(table, "lists v\(last.version)")
+        }
+    }
+
+    static func historyProtocolError(_ table: QualifiedName, _ what: String) -> DatabricksError {
+        DatabricksError(.protocolError, "DESCRIBE HISTORY \(table) \(what)",
+            remedy: "The warehouse, or a proxy between it and cdfsync, sent a history it could not have produced; "
+                + "nothing was read or checkpointed. Check for a proxy that alters responses, then run the sync again.")
     }
 
     private func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {

@@ -100,8 +100,8 @@ extension CDFSync {
         func checkStart() throws {
             guard case .version(let v) = spec.start else { return }
             let latest = try latestVersion()
-            if v <= latest + 1 {
-                add("start", true, "v\(v) (latest is v\(latest)\(v == latest + 1 ? "; starts with the next commit" : ""))")
+            if v <= latest.saturatingAdd(1) {
+                add("start", true, "v\(v) (latest is v\(latest)\(v == latest.saturatingAdd(1) ? "; starts with the next commit" : ""))")
             } else {
                 add("start", false, "v\(v) is after the latest version of \(spec.source), v\(latest) — use \(latest) or lower")
             }

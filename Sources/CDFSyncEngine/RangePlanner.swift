@@ -22,14 +22,16 @@ public struct HistoryEntry: Sendable, Equatable {
     }
 
     /// Change-feed rows this commit most likely produced: inserts + 2 × updates (pre- and post-image) + deletes,
-    /// from whichever metrics the operation reports. Nil when the metrics say nothing.
+    /// from whichever metrics the operation reports. Nil when the metrics say nothing. The metrics come from the
+    /// wire: a negative one counts as 0, and the sums saturate at `Int64.max` (an estimate, never a trap).
     public var estimatedChangeRows: Int64? {
-        func m(_ k: String) -> Int64 { metrics[k] ?? 0 }
-        let merge = m("numTargetRowsInserted") + 2 * m("numTargetRowsUpdated") + m("numTargetRowsDeleted")
-        let update = 2 * m("numUpdatedRows") + m("numDeletedRows")
+        guard !metrics.isEmpty else { return nil }
+        func m(_ k: String) -> Int64 { max(0, metrics[k] ?? 0) }
+        let merge = m("numTargetRowsInserted").saturatingAdd(m("numTargetRowsUpdated").saturatingMultiply(2))
+            .saturatingAdd(m("numTargetRowsDeleted"))
+        let update = m("numUpdatedRows").saturatingMultiply(2).saturatingAdd(m("numDeletedRows"))
         let write = m("numOutputRows")
-        let best = max(merge, update, write)
-        return metrics.isEmpty ? nil : best
+        return max(merge, update, write)
     }
 }
 
@@ -61,23 +63,31 @@ public struct RangePlanner: Sendable {
     /// - Parameter breaks: versions no range may contain after its start (schema changes change data cannot be read
     ///   across).
     public func plan(start: Int64, end: Int64, history: [HistoryEntry], breaks: Set<Int64> = []) -> [PlannedRange] {
+        Array(ranges(start: start, end: end, history: history, breaks: breaks))
+    }
+
+    /// The ranges of ``plan(start:end:history:breaks:)``, made as they are taken: a range as long as the versions
+    /// allow costs nothing until it is read (versions are wire numbers; `end` may be `Int64.max`).
+    public func ranges(start: Int64, end: Int64, history: [HistoryEntry], breaks: Set<Int64> = [])
+        -> UnfoldSequence<PlannedRange, Int64?>
+    {
         let rowsByVersion = Dictionary(history.map { ($0.version, $0.estimatedChangeRows) }, uniquingKeysWith: { a, _ in a })
-        var ranges: [PlannedRange] = []
-        var s = start
-        while s <= end {
+        let maxVersions = max(1, maxVersionsPerStatement)
+        let (maxRows, threshold) = (maxRowsPerStatement, externalLinksThreshold)
+        return sequence(state: start <= end ? start : nil) { next -> PlannedRange? in
+            guard let s = next else { return nil }
             var e = s
             var rows: Int64? = rowsByVersion[s] ?? nil
-            while e < end, e - s + 1 < maxVersionsPerStatement, !breaks.contains(e + 1) {
-                let next = rowsByVersion[e + 1] ?? nil
-                if let r = rows, let n = next, r + n > maxRowsPerStatement { break }
-                rows = (rows == nil && next == nil) ? nil : (rows ?? 0) + (next ?? 0)
+            while e < end, e - s < maxVersions - 1, !breaks.contains(e + 1) {
+                let more = rowsByVersion[e + 1] ?? nil
+                if let r = rows, let n = more, r.saturatingAdd(n) > maxRows { break }
+                rows = (rows == nil && more == nil) ? nil : (rows ?? 0).saturatingAdd(more ?? 0)
                 e += 1
             }
-            let disposition: Statement.Disposition = (rows ?? Int64.max) > externalLinksThreshold ? .externalLinks : .inline
-            ranges.append(PlannedRange(start: s, end: e, estimatedRows: rows, disposition: disposition))
-            s = e + 1
+            let disposition: Statement.Disposition = (rows ?? Int64.max) > threshold ? .externalLinks : .inline
+            next = e < end ? e + 1 : nil
+            return PlannedRange(start: s, end: e, estimatedRows: rows, disposition: disposition)
         }
-        return ranges
     }
 
     /// Parses `DESCRIBE HISTORY` rows.
@@ -101,5 +111,25 @@ public struct RangePlanner: Sendable {
             let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
         else { return [:] }
         return obj
+    }
+}
+
+extension Int64 {
+    /// `self + other`, clamped to the representable range.
+    func saturatingAdd(_ other: Int64) -> Int64 {
+        let (r, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : r
+    }
+
+    /// `self × other`, clamped to the representable range.
+    func saturatingMultiply(_ other: Int64) -> Int64 {
+        let (r, overflow) = multipliedReportingOverflow(by: other)
+        return overflow ? ((self < 0) == (other < 0) ? .max : .min) : r
+    }
+
+    /// `self - other`, clamped to the representable range.
+    func saturatingSubtract(_ other: Int64) -> Int64 {
+        let (r, overflow) = subtractingReportingOverflow(other)
+        return overflow ? (other < 0 ? .max : .min) : r
     }
 }

@@ -363,3 +363,65 @@ struct ResultStreamDecoderValueSemanticsTests {
         #expect(other.bytesConsumed == 0)
     }
 }
+
+@Suite("ResultStreamDecoder: UTF-8")
+struct ResultStreamDecoderUTF8Tests {
+    /// Decodes `[["ok", <value>, null]]` where the value's bytes are given raw; returns the error, if any.
+    func decodeRaw(_ value: [UInt8], splitEvery: Int? = nil) -> JSONArrayDecodingError? {
+        let body = Array(#"[["ok",""#.utf8) + value + Array(#"",null]]"#.utf8)
+        var decoder = ResultStreamDecoder(layout: .bareArray)
+        do {
+            var i = 0
+            let step = splitEvery ?? body.count
+            while i < body.count {
+                let piece = Array(body[i..<min(body.count, i + step)])
+                try piece.withUnsafeBytes { try decoder.feed($0) { _ in } }
+                i += step
+            }
+            _ = try decoder.finish()
+            return nil
+        } catch let e as JSONArrayDecodingError {
+            return e
+        } catch {
+            Issue.record("unexpected \(error)")
+            return nil
+        }
+    }
+
+    @Test(arguments: [
+        [0x80],                      // a continuation byte alone
+        [0xC0, 0xAF],                // overlong "/"
+        [0xC1, 0x81],                // overlong
+        [0xE0, 0x80, 0xAF],          // overlong 3-byte form
+        [0xED, 0xA0, 0x80],          // UTF-16 surrogate D800
+        [0xF0, 0x8F, 0xBF, 0xBF],    // overlong 4-byte form
+        [0xF4, 0x90, 0x80, 0x80],    // above U+10FFFF
+        [0xF5, 0x80, 0x80, 0x80],    // never a lead byte
+        [0xC3],                      // truncated sequence at the end of a value
+        [0x61, 0xE2, 0x82],          // truncated 3-byte sequence
+        [0xFF, 0x61],
+    ] as [[UInt8]])
+    func invalidUTF8FailsTheBodyNamingTheValue(_ bytes: [UInt8]) {
+        let e = decodeRaw(bytes)
+        #expect(e?.reason == "value 2 of the row is not valid UTF-8", "\(bytes)")
+        // However the bytes were cut into pieces.
+        #expect(decodeRaw(bytes, splitEvery: 1)?.reason == "value 2 of the row is not valid UTF-8")
+    }
+
+    @Test func wellFormedMultiByteValuesPass() {
+        for text in ["é", "€", "😀", "\u{10FFFF}", "\u{D7FF}", "\u{E000}", "日本語", "a b"] {
+            #expect(decodeRaw(Array(text.utf8)) == nil, "\(text)")
+            #expect(decodeRaw(Array(text.utf8), splitEvery: 1) == nil, "\(text)")
+        }
+    }
+
+    @Test func theValidatorAgreesWithTheStandardLibrary() {
+        var rng = SplitMix64(seed: 7)
+        for _ in 0..<20_000 {
+            let n = Int(rng.next() % 6)
+            let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next() >> (rng.next() % 2 == 0 ? 0 : 1)) | 0x80 * UInt8(rng.next() % 2) }
+            let ours = bytes.withUnsafeBytes { $0.firstInvalidUTF8Offset() } == nil
+            #expect(ours == (String(validating: bytes, as: UTF8.self) != nil), "\(bytes)")
+        }
+    }
+}

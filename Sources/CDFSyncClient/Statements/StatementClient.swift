@@ -65,6 +65,10 @@ public final class StatementClient {
             throw DatabricksError(.invalidResponse, "statement \(statementID) succeeded without a manifest",
                 remedy: "Unexpected server response; report it.", statementID: statementID)
         }
+        if let what = manifest.inconsistency {
+            throw Self.protocolError("the manifest of statement \(statementID) does not hold together: \(what)",
+                statementID: statementID)
+        }
         if manifest.truncated == true {
             throw DatabricksError(.invalidResponse, "statement \(statementID) result was truncated by the server",
                 remedy: "The result exceeded a size limit; read a smaller range. Nothing was checkpointed.",
@@ -78,7 +82,8 @@ public final class StatementClient {
         } else {
             let columns = manifest.schema.columnCount
             (rows, chunks) = try readInline(statementID: statementID, first: response.result,
-                expectedColumns: columns > 0 ? columns : nil, sink: sink, bytes: &bytes)
+                totalChunks: manifest.totalChunkCount, expectedColumns: columns > 0 ? columns : nil, sink: sink,
+                bytes: &bytes)
         }
         if manifest.totalRowCount != Int64(rows) {
             throw DatabricksError(.invalidResponse,
@@ -181,18 +186,26 @@ public final class StatementClient {
 
     /// Chunk 0 came with the response (its rows already streamed); follows `next_chunk_internal_link`.
     private func readInline(
-        statementID: String, first: ResultData?, expectedColumns: Int?, sink: any ResultSink, bytes: inout Int
+        statementID: String, first: ResultData?, totalChunks: Int, expectedColumns: Int?, sink: any ResultSink,
+        bytes: inout Int
     ) throws -> (rows: Int, chunks: Int) {
         var rows = 0
         var chunks = 0
         var result = first
-        var chunkIndex = result?.chunkIndex ?? 0
+        var chunkIndex = 0
         if let r = result, r.rowCount != nil || r.chunkIndex != nil {
+            guard (r.chunkIndex ?? 0) == 0 else {
+                throw Self.protocolError("statement \(statementID) answered with chunk \(r.chunkIndex!) first, not chunk 0",
+                    statementID: statementID)
+            }
             let n = Int(r.rowCount ?? 0)
             rows += n
             chunks += 1
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
         }
+        // The chain must name each chunk once, in order, and end at the manifest's last one: a link back (a loop), a
+        // skipped chunk or a chain longer than the manifest stops the run. So the loop runs at most `totalChunks`
+        // times, whatever the links say.
         while let next = result?.nextChunkInternalLink
             ?? result?.nextChunkIndex.map({ "/api/2.0/sql/statements/\(statementID)/result/chunks/\($0)" })
         {
@@ -200,16 +213,65 @@ public final class StatementClient {
                 throw DatabricksError(.statementCanceled, "sync cancelled while reading statement \(statementID)",
                     remedy: "Run the sync again; it resumes from the last checkpoint.", statementID: statementID)
             }
-            chunkIndex = result?.nextChunkIndex ?? chunkIndex + 1
+            let expected = chunkIndex + 1
+            let named = result?.nextChunkIndex ?? Self.chunkIndex(inLink: next, statementID: statementID)
+            guard named == expected else {
+                throw Self.protocolError("chunk \(chunkIndex) of statement \(statementID) links to "
+                    + (named.map { "chunk \($0)" } ?? "'\(Self.pathOnly(next))'") + ", not chunk \(expected)",
+                    statementID: statementID)
+            }
+            if let link = result?.nextChunkInternalLink, let indexInLink = Self.chunkIndex(inLink: link, statementID: statementID),
+                indexInLink != expected
+            {
+                throw Self.protocolError("chunk \(chunkIndex) of statement \(statementID) names chunk \(expected) but links to "
+                    + "chunk \(indexInLink)", statementID: statementID)
+            }
+            guard expected < totalChunks else {
+                throw Self.protocolError("chunk \(chunkIndex) of statement \(statementID) links to chunk \(expected), but "
+                    + "the manifest has \(totalChunks) chunk(s)", statementID: statementID)
+            }
+            chunkIndex = expected
             let chunk = try fetchChunk(path: next, context: "reading chunk \(chunkIndex) of statement \(statementID)",
                 expectedColumns: expectedColumns, sink: sink, bytes: &bytes)
+            if let answered = chunk.chunkIndex, answered != chunkIndex {
+                throw Self.protocolError("asked for chunk \(chunkIndex) of statement \(statementID), got chunk \(answered)",
+                    statementID: statementID)
+            }
             let n = Int(chunk.rowCount ?? 0)
             rows += n
             chunks += 1
             try sink.chunkCompleted(index: chunkIndex, rowCount: n)
             result = chunk
         }
+        if chunks < totalChunks {
+            throw Self.protocolError("the chunk chain of statement \(statementID) ended after \(chunks) of the manifest's "
+                + "\(totalChunks) chunks", statementID: statementID)
+        }
         return (rows, chunks)
+    }
+
+    /// The chunk index of a `…/statements/{id}/result/chunks/{n}[?…]` link of `statementID`, nil for any other link.
+    static func chunkIndex(inLink link: String, statementID: String) -> Int? {
+        let path = pathOnly(link)
+        let prefix = "/api/2.0/sql/statements/\(statementID)/result/chunks/"
+        guard path.hasPrefix(prefix) else { return nil }
+        let rest = path.dropFirst(prefix.count)
+        guard !rest.isEmpty, rest.count <= 9, rest.allSatisfy({ $0.isASCII && $0.isNumber }) else { return nil }
+        return Int(rest)
+    }
+
+    /// A link without its query string (which may hold signatures: never printed).
+    static func pathOnly(_ link: String) -> String {
+        String(link.prefix { $0 != "?" && $0 != "#" }.prefix(200))
+    }
+
+    /// A response the warehouse could not have produced; the run stops before anything of it is checkpointed.
+    static func protocolError(_ message: String, statementID: String) -> DatabricksError {
+        DatabricksError(.protocolError, message,
+            remedy: "The warehouse, or a proxy between it and cdfsync, sent a response it could not have produced; the "
+                + "run stopped and nothing after the last complete version was checkpointed. Check for a proxy that "
+                + "alters responses, then run the sync again.",
+            statementID: statementID)
     }
 
     /// Downloads every chunk through its presigned link, K at a time, and decodes them in order.

@@ -133,6 +133,37 @@ public struct ResultManifest: Codable, Sendable, Hashable {
     }
 }
 
+extension ResultManifest {
+    /// What in this manifest no warehouse would write, or nil when it holds together: counts that are negative, a
+    /// result with rows but no chunks (or chunks but no rows), more chunks than rows, or a `chunks` list whose
+    /// indexes, row offsets and counts do not follow one another from 0 or do not add up to `total_row_count`.
+    /// Every number here comes from the wire; the reader bounds its loops and arrays by them.
+    public var inconsistency: String? {
+        if totalChunkCount < 0 || totalRowCount < 0 {
+            return "total_chunk_count \(totalChunkCount), total_row_count \(totalRowCount)"
+        }
+        if (totalRowCount == 0) != (totalChunkCount == 0) || Int64(totalChunkCount) > totalRowCount {
+            return "\(totalChunkCount) chunk(s) for \(totalRowCount) row(s)"
+        }
+        if schema.columnCount < 0 { return "column_count \(schema.columnCount)" }
+        guard let chunks else { return nil }
+        if chunks.count > totalChunkCount { return "\(chunks.count) chunks listed, total_chunk_count \(totalChunkCount)" }
+        var offset: Int64 = 0
+        for (i, c) in chunks.enumerated() {
+            guard c.chunkIndex == i else { return "chunks[\(i)] has chunk_index \(c.chunkIndex)" }
+            guard c.rowOffset == offset else { return "chunk \(i) starts at row \(c.rowOffset), not \(offset)" }
+            guard c.rowCount > 0, c.rowCount <= totalRowCount - offset else {
+                return "chunk \(i) has \(c.rowCount) row(s) (\(totalRowCount - offset) left of \(totalRowCount))"
+            }
+            offset += c.rowCount
+        }
+        if chunks.count == totalChunkCount && offset != totalRowCount {
+            return "the chunks hold \(offset) row(s), total_row_count \(totalRowCount)"
+        }
+        return nil
+    }
+}
+
 /// `manifest.schema`.
 public struct ResultSchema: Codable, Sendable, Hashable {
     /// Number of columns; 0 for statements without a result set.

@@ -21,9 +21,9 @@
 ///
 /// Guarantees: rows are delivered in order, once each; every value is a JSON string (unescaped, including
 /// `\uXXXX` surrogate pairs) or `null`; all rows of a body have the same number of values (and the expected
-/// count, when set); the whole body is syntactically valid JSON once ``finish()`` returns. String contents
-/// are not checked for valid UTF-8 (bytes are passed through); keys are compared without unescaping, so a
-/// key spelled with escapes (`"data\u005farray"`) is not recognised as `data_array`.
+/// count, when set); every row's values are valid UTF-8 (a row that is not fails the body); the whole body is
+/// syntactically valid JSON once ``finish()`` returns. Keys are compared without unescaping, so a key spelled
+/// with escapes (`"data\u005farray"`) is not recognised as `data_array`.
 ///
 /// - Important: Not thread-safe to share; use one decoder per body. After any thrown error, or an error
 ///   thrown by `onRow`, the decoder is spent and keeps throwing.
@@ -453,6 +453,18 @@ public struct ResultStreamDecoder: Sendable {
             }
         } else {
             bodyColumnCount = fc
+        }
+        // A warehouse writes UTF-8 (RFC 8259); bytes that are not would end up in the panel and in delivered JSON.
+        // Rows are mostly ASCII: one pass of 8-byte words decides, and only other rows are validated.
+        if fc > 0 {
+            // A NULL field stores its end as `~end`.
+            @inline(__always) func end(_ i: Int) -> Int { ends[i] >= 0 ? ends[i] : ~ends[i] }
+            let bytes = UnsafeRawBufferPointer(start: sb, count: end(fc &- 1))
+            if !bytes.isASCII, let bad = bytes.firstInvalidUTF8Offset() {
+                var value = 0
+                while value < fc &- 1 && end(value) <= bad { value &+= 1 }
+                throw fail("value \(value + 1) of the row is not valid UTF-8", at: offset)
+            }
         }
         let row = RowView(base: UnsafeRawPointer(sb), ends: UnsafePointer(ends), count: fc, isVerbatim: !escapeInRow)
         escapeInRow = false
