@@ -112,7 +112,9 @@ extension CDFSync {
             add("mode", true, decision.description)
             if decision.mode == .cdf { try checkStart() }
         } catch let e as SyncError {
-            add("mode", false, "\(e.message) — \(e.remedy)")
+            // The line already names the field: "✗ mode: cdf, but …", not "✗ mode: mode: cdf, but …".
+            let message = e.message.hasPrefix("mode: ") ? String(e.message.dropFirst("mode: ".count)) : e.message
+            add("mode", false, "\(message) — \(e.remedy)")
         } catch {
             add("mode", false, "cannot read table properties: \(error)")
         }

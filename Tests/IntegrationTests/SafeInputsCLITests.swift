@@ -125,7 +125,7 @@ struct ModeDecisionCLITests {
         let file = hostilePipeline("explicit-cdf-without-change-data.yaml")
         let validate = try runBinary(["pipeline", "validate", file, "--state-dir", "state"], in: dir.path, environment: env(sim, dir))
         #expect(validate.status == 1, "\(validate.output)")
-        #expect(validate.output.contains("✗ mode: mode: cdf, but change data feed is not enabled on main.research.study_sites"),
+        #expect(validate.output.contains("✗ mode: cdf, but change data feed is not enabled on main.research.study_sites"),
             "\(validate.output)")
         let sync = try runBinary(["sync", file, "--state-dir", "state"], in: dir.path, environment: env(sim, dir))
         #expect(sync.status == 1, "\(sync.output)")
