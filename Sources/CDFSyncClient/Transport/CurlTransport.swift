@@ -50,7 +50,7 @@ public struct TransportError: Error, Sendable, CustomStringConvertible {
 }
 
 /// A request refused before anything was sent: a header that could end its line early and start another
-/// (`Idempotency-Key: x\r\nX-Injected: …`), or a URL libcurl would not parse. Never retried.
+/// (`Idempotency-Key: x\r\nX-Injected: …`). Never retried.
 public struct RequestRefused: Error, Sendable, CustomStringConvertible {
     /// Names the header, never its value (it may be a token).
     public var message: String

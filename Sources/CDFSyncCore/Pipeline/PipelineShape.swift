@@ -11,15 +11,6 @@ public indirect enum PipelineShape: Sendable {
     case object([(key: String, shape: PipelineShape)])
     /// One shape or the other (a connection's name or its settings; a filter value or a list of them).
     case either(PipelineShape, PipelineShape)
-
-    /// The fields of an object (of either side of an ``either(_:_:)``); nil for other shapes.
-    public var fields: [(key: String, shape: PipelineShape)]? {
-        switch self {
-        case .object(let f): f
-        case .either(let a, let b): a.fields ?? b.fields
-        default: nil
-        }
-    }
 }
 
 /// One problem of a pipeline, as text naming the value (the caller adds the field).
