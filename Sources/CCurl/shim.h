@@ -40,4 +40,13 @@ static inline CURLcode ccurl_easy_getinfo_off(CURL *h, CURLINFO i, curl_off_t *v
     return curl_easy_getinfo(h, i, v);
 }
 
+/* The URL API (curl_url_*) takes its options as macro flags; one wrapper per use, with no flags: parse a whole
+   URL (a scheme is required; only schemes this libcurl supports), read one part of it. */
+static inline CURLUcode ccurl_url_parse(CURLU *u, const char *url) {
+    return curl_url_set(u, CURLUPART_URL, url, 0);
+}
+static inline CURLUcode ccurl_url_get_part(CURLU *u, CURLUPart part, char **out) {
+    return curl_url_get(u, part, out, 0);
+}
+
 #endif

@@ -16,6 +16,9 @@ public struct SyncOptions: Sendable {
     public var pipeline: String
     /// Directory of the NDJSON output segments.
     public var outputDirectory: String
+    /// Mode of the delivered files (segments, manifest, owner file, replay files): the ndjson sink's `file_mode`,
+    /// else owner only; directories created for them get x where r is set (``PrivateFiles``).
+    public var fileMode: mode_t = PrivateFiles.fileMode
     /// Rows per LMDB write transaction.
     public var batchSize = 10_000
     /// At most this many versions per `table_changes` statement; longer ranges are split.
@@ -56,7 +59,20 @@ public struct SyncOptions: Sendable {
         keyColumn = spec.mapping["external_id"] ?? spec.mapping["event_id"] ?? ""
         self.spec = spec
         pipeline = spec.name
-        self.outputDirectory = outputDirectory ?? spec.sinks.first { $0.type == .ndjson }?.directory ?? ".cdfsync/out/\(spec.name)"
+        // The name becomes a directory below .cdfsync/out: it must stay there (`../../x` must not).
+        guard Pipeline.nameProblem(spec.name, maxBytes: .max) == nil,
+            let defaultOutput = FilePaths.child(".cdfsync/out", spec.name)
+        else {
+            throw SyncError("name: \(Pipeline.nameProblem(spec.name, maxBytes: .max) ?? "is not a file name")",
+                remedy: "Name the pipeline with \(Pipeline.nameCharacters).")
+        }
+        let sink = spec.sinks.first { $0.type == .ndjson }
+        self.outputDirectory = outputDirectory ?? sink?.directory ?? defaultOutput
+        do {
+            fileMode = try sink?.parsedFileMode().map { mode_t($0) } ?? PrivateFiles.fileMode
+        } catch {
+            throw SyncError("sinks: file_mode \(error.message)", remedy: "Give an octal mode such as \"0640\".")
+        }
     }
 
     var mapping: RowMapping { spec.map { .pipeline($0) } ?? .passthrough(keyColumn: keyColumn, columns: columns) }
@@ -148,9 +164,10 @@ public final class CDFSync {
             let ranges = planner.ranges(start: replay.fromVersion, end: end, history: [], breaks: schema.breaks)
             var redeliverFile: ReplayFile?
             if replay.redeliver && !replay.dryRun {
-                try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
+                try PrivateFiles.makeDirectory(options.outputDirectory,
+                    mode: PrivateFiles.directoryMode(forFileMode: options.fileMode))
                 redeliverFile = try ReplayFile(directory: options.outputDirectory,
-                    name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst")
+                    name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst", mode: options.fileMode)
             }
             try readRanges(ranges, summary: &summary) { range, summary in
                 let writer = replay.dryRun
@@ -232,8 +249,8 @@ public final class CDFSync {
     /// Before reading anything: the output directory must be this store's (or free), or delivery would fail only
     /// after the whole read; and changes this pipeline applies go there, whichever pipeline of the store delivers.
     private func bindOutputDirectory() throws {
-        try store.checkDeliveryDirectory(options.outputDirectory)
-        try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline)
+        try store.checkDeliveryDirectory(options.outputDirectory, fileMode: options.fileMode)
+        try store.setDeliveryDirectory(options.outputDirectory, pipeline: options.pipeline, fileMode: options.fileMode)
     }
 
     private var filterSQL: (sql: [String], parameters: [StatementParameter]) { Self.filterSQL(options.spec?.filters ?? []) }
@@ -252,8 +269,10 @@ public final class CDFSync {
         try bindOutputDirectory()
         // Deliver anything a crashed earlier run committed but did not write out.
         try deliver(&summary)
-        let mode = try resolveMode(checkpoint: checkpoint)
+        let decision = try decideMode()
+        let mode = decision.mode
         summary.mode = mode.rawValue
+        summary.modeReason = decision.reason
         if let spec = options.spec { try checkColumns(spec) }
         switch mode {
         case .cdf: try performChangeFeed(&summary, checkpoint: checkpoint)
@@ -267,17 +286,55 @@ public final class CDFSync {
         try deliverWebhooks(&summary)
     }
 
-    /// `auto` picks change data for Delta tables with `delta.enableChangeDataFeed`, a watermark for views and
-    /// tables without it when a cursor column is known, a snapshot otherwise.
-    func resolveMode(checkpoint: PanelStore.Checkpoint?) throws -> ReadMode {
-        guard let spec = options.spec else { return .cdf }
+    /// How a run reads its source, and why (for `auto`).
+    public struct ModeDecision: Sendable, Equatable {
+        public var mode: ReadMode
+        /// What `auto` saw (`delta.enableChangeDataFeed is true`); nil for a mode the pipeline names.
+        public var reason: String?
+
+        /// `auto → cdf (delta.enableChangeDataFeed is true)`, or the mode alone.
+        public var description: String { reason.map { "auto → \(mode.rawValue) (\($0))" } ?? mode.rawValue }
+    }
+
+    /// The one decision of how this sync reads its source — `sync` reads with it and `pipeline validate` prints
+    /// it, so the two cannot disagree. `auto` picks change data for Delta tables with
+    /// `delta.enableChangeDataFeed`, a watermark for views and tables without it when a cursor column is known, a
+    /// snapshot otherwise. A sync without a pipeline reads change data (a view is refused when it reads).
+    ///
+    /// - Throws: `SyncError` when the pipeline's own `mode: cdf` cannot work — the source is a view, or change data
+    ///   feed is not enabled on it (a snapshot in its place would be a silent change of what the pipeline asked).
+    public func decideMode() throws -> ModeDecision {
+        guard let spec = options.spec else { return ModeDecision(mode: .cdf) }
+        let cursor = (spec.watermark?.column ?? spec.mapping["last_updated"]) != nil
         switch spec.mode {
-        case .cdf: return .cdf
-        case .watermark: return .watermark
-        case .snapshot: return .snapshot
+        case .watermark: return ModeDecision(mode: .watermark)
+        case .snapshot: return ModeDecision(mode: .snapshot)
+        case .cdf:
+            if let type = try tableInfoIfAvailable().type, Self.isView(type: type) {
+                throw SyncError("mode: cdf, but \(options.table) is a \(Self.describe(type: type)): "
+                        + "views have no change data feed to read",
+                    remedy: "Use mode: watermark (with a cursor column) or mode: snapshot, or mode: auto, which picks "
+                        + "one.")
+            }
+            guard try changeDataFeedEnabled() else {
+                throw SyncError("mode: cdf, but change data feed is not enabled on \(options.table) "
+                        + "(delta.enableChangeDataFeed is not true)",
+                    remedy: "Enable it with ALTER TABLE \(options.table.quoted) SET TBLPROPERTIES "
+                        + "(delta.enableChangeDataFeed = true) — change data is recorded from then on — or use "
+                        + "mode: auto or mode: snapshot.")
+            }
+            return ModeDecision(mode: .cdf)
         case .auto:
-            if try !isView(), try changeDataFeedEnabled() { return .cdf }
-            return (spec.watermark?.column ?? spec.mapping["last_updated"]) != nil ? .watermark : .snapshot
+            let cursorNote = cursor ? "a cursor column is mapped" : "no cursor column is mapped"
+            if let type = try tableInfoIfAvailable().type, Self.isView(type: type) {
+                return ModeDecision(mode: cursor ? .watermark : .snapshot,
+                    reason: "a \(Self.describe(type: type)) has no change data; \(cursorNote)")
+            }
+            if try changeDataFeedEnabled() {
+                return ModeDecision(mode: .cdf, reason: "delta.enableChangeDataFeed is true")
+            }
+            return ModeDecision(mode: cursor ? .watermark : .snapshot,
+                reason: "delta.enableChangeDataFeed is not true; \(cursorNote)")
         }
     }
 
@@ -319,6 +376,9 @@ public final class CDFSync {
     private var resolvedColumns: [String]?
 
     func isView() throws -> Bool { try tableType().map { Self.isView(type: $0) } ?? false }
+
+    /// A `table_type` as words (`MATERIALIZED_VIEW` → `materialized view`).
+    static func describe(type: String) -> String { type.lowercased().replacingOccurrences(of: "_", with: " ") }
 
     /// Whether an `information_schema.tables.table_type` names a view (which has no history or change data).
     static func isView(type: String) -> Bool { ["VIEW", "MATERIALIZED_VIEW"].contains(type.uppercased()) }
@@ -762,9 +822,9 @@ public final class CDFSync {
         // leaves it: delivered changes are never ahead of the state that produced them.
         if !store.environment.durable { try store.environment.sync() }
         guard try store.pendingOutboxCount() > 0 else { return }
-        try FileManager.default.createDirectory(atPath: options.outputDirectory, withIntermediateDirectories: true)
         let segmentMax = options.spec?.sinks.first { $0.type == .ndjson }?.segmentMaxBytes ?? 64 << 20
-        let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax)
+        let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax,
+            fileMode: options.fileMode)
         store.environment.releaseMappedPages()
         summary.delivered += outcome.recordsDelivered
         summary.outputFiles += outcome.files

@@ -106,24 +106,15 @@ extension CDFSync {
                 add("start", false, "v\(v) is after the latest version of \(spec.source), v\(latest) — use \(latest) or lower")
             }
         }
+        // The decision the sync makes, from the same function: an explicit mode that cannot work fails both.
         do {
-            let isView = type.uppercased().contains("VIEW")
-            let cdf = isView ? false : try changeDataFeedEnabled()
-            switch spec.mode {
-            case .cdf where isView:
-                add("mode", false, "cdf: \(spec.source) is a \(type); views have no change data — use watermark or snapshot")
-            case .cdf where !cdf:
-                add("mode", false, "cdf: delta.enableChangeDataFeed is not true on \(spec.source) — enable it (ALTER TABLE … SET TBLPROPERTIES) or use watermark/snapshot")
-            case .auto:
-                let m = try resolveMode(checkpoint: nil)
-                add("mode", true, "auto → \(m.rawValue)")
-                if m == .cdf { try checkStart() }
-            case .cdf:
-                add("mode", true, spec.mode.rawValue)
-                try checkStart()
-            default:
-                add("mode", true, spec.mode.rawValue)
-            }
+            let decision = try decideMode()
+            add("mode", true, decision.description)
+            if decision.mode == .cdf { try checkStart() }
+        } catch let e as SyncError {
+            // The line already names the field: "✗ mode: cdf, but …", not "✗ mode: mode: cdf, but …".
+            let message = e.message.hasPrefix("mode: ") ? String(e.message.dropFirst("mode: ".count)) : e.message
+            add("mode", false, "\(message) — \(e.remedy)")
         } catch {
             add("mode", false, "cannot read table properties: \(error)")
         }

@@ -23,11 +23,15 @@ final class ReplayFile: @unchecked Sendable {
     private(set) var lines = 0
     private var json = JSONWriter(reservingCapacity: 1024)
 
-    init(directory: String, name: String) throws {
+    init(directory: String, name: String, mode: mode_t = PrivateFiles.fileMode) throws {
         self.name = name
-        finalPath = directory + "/" + name
+        guard let path = FilePaths.child(directory, name) else {
+            throw SyncError("replay file name \(name.debugDescription) is not a file name",
+                remedy: "This is a bug in cdfsync; report it.")
+        }
+        finalPath = path
         tempPath = finalPath + ".tmp"
-        writer = try ZstdFileWriter(path: tempPath, level: 3)
+        writer = try ZstdFileWriter(path: tempPath, level: 3, mode: mode)
     }
 
     func append(_ changes: PanelStore.ChangeBatch, scope: String) throws {

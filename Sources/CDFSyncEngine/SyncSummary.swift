@@ -8,6 +8,8 @@ public struct SyncSummary: Sendable, Equatable {
     public var pipeline: String
     public var table: String
     public var mode: String = "cdf"
+    /// Why `mode: auto` chose ``mode`` (`delta.enableChangeDataFeed is true`); nil when the pipeline named it.
+    public var modeReason: String?
     /// The checkpoint before the run (nil: never synced).
     public var fromVersion: Int64?
     /// The version the run read up to (inclusive), when it read anything.
@@ -84,6 +86,7 @@ public struct SyncSummary: Sendable, Equatable {
         w.key("pipeline"); w.string(pipeline)
         w.key("source"); w.string(table)
         w.key("mode"); w.string(mode)
+        if let modeReason { w.key("mode_reason"); w.string("auto → \(mode) (\(modeReason))") }
         w.key("started_at"); w.string(ISO8601DateFormatter().string(from: startedAt))
         w.key("seconds"); w.raw(Array(String(format: "%.3f", seconds).utf8))
         w.key("host"); w.string(ProcessInfo.processInfo.hostName)
@@ -175,6 +178,7 @@ public struct SyncSummary: Sendable, Equatable {
         default: what = "versions v\((fromVersion.map { $0 + 1 }) ?? 0)…v\(toVersion ?? 0)"
         }
         lines.append("sync of \(table) [\(mode)] \(what) (run \(runID))")
+        if let modeReason { lines.append("  mode           auto → \(mode) (\(modeReason))") }
         lines.append("  rows read      \(rowsRead)  (\(String(format: "%.1f", Double(bytesReceived) / 1_048_576)) MiB of JSON, \(statementIDs.count) statement(s))")
         lines.append("  inserted       \(inserted)")
         lines.append("  updated        \(updated)")

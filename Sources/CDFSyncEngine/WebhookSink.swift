@@ -27,11 +27,38 @@ public struct WebhookSink: Sendable {
     func cursorKey(_ pipeline: String) -> String {
         var h = StableHash()
         h.combine(Array(url.utf8))
-        return "webhook/\(pipeline)/\(String(h.value, radix: 16))"
+        return Self.cursorKey(pipeline: pipeline, urlHash: h.value)
+    }
+
+    /// `webhook/<pipeline>/<hash of the URL in hex>`: a checkpoint name, the longest key the store builds from a
+    /// pipeline's name (``PipelineLoader/maxNameBytes``).
+    static func cursorKey(pipeline: String, urlHash: UInt64) -> String {
+        "webhook/\(pipeline)/\(String(urlHash, radix: 16))"
+    }
+
+    /// The URL as libcurl will use it, refused unless https (or http to loopback) without user info: the bearer
+    /// token and every change go there.
+    static func checkedURL(_ url: String) throws -> ParsedURL {
+        do {
+            let parsed = try ParsedURL(url)
+            try parsed.requireSecure()
+            return parsed
+        } catch {
+            throw SyncError("sinks: the webhook URL is refused: \(error.message)",
+                remedy: "Give an https:// URL without user info (http only to 127.0.0.1, ::1 or localhost).")
+        }
     }
 
     /// Sends every delivered change after the cursor. Returns the number of changes sent.
+    ///
+    /// - Throws: before sending anything, when the URL is not https (or http to loopback) or carries user info,
+    ///   or `pipeline` is not a pipeline name (it starts each batch's `Idempotency-Key`).
     public func deliver(store: PanelStore, pipeline: String, segmentsDirectory: String) throws -> Int {
+        let host = try Self.checkedURL(url).host
+        if let problem = Pipeline.nameProblem(pipeline, maxBytes: .max) {
+            throw SyncError("webhook batches of pipeline \(problem)",
+                remedy: "Rename the pipeline (its name starts the Idempotency-Key header).")
+        }
         let key = cursorKey(pipeline)
         var cursor = UInt64(max(0, try store.checkpoint(pipeline: key)?.tableVersion ?? 0))
         // The segments delivered into this pipeline's directory (another pipeline of the store has its own).
@@ -53,14 +80,19 @@ public struct WebhookSink: Sendable {
             }
             body.append(UInt8(ascii: "]"))
             let idempotencyKey = "\(pipeline)-\(batchFirst)-\(batchLast)"
-            try send(body, key: idempotencyKey, transport: transport)
+            try send(body, key: idempotencyKey, host: host, transport: transport)
             sent += batch.count
             cursor = batchLast
             try store.setCheckpoint(PanelStore.Checkpoint(tableVersion: Int64(cursor)), pipeline: key)
             batch.removeAll(keepingCapacity: true)
         }
         for segment in segments {
-            let path = segmentsDirectory + "/" + segment.file
+            // The name comes from the store; it must still name a file directly inside the directory.
+            guard let path = FilePaths.child(segmentsDirectory, segment.file) else {
+                throw SyncError(
+                    "the store records a segment named \(segment.file.debugDescription), which is not a file name",
+                    remedy: "The state store is damaged; resync into a new state directory.")
+            }
             guard FileManager.default.fileExists(atPath: path) else {
                 throw SyncError("segment \(segment.file) is missing from \(segmentsDirectory), so the webhook cannot be fed past sequence \(cursor)",
                     remedy: "Restore the segment file, or keep segments until every sink has consumed them.")
@@ -84,10 +116,9 @@ public struct WebhookSink: Sendable {
         return sent
     }
 
-    private func send(_ body: [UInt8], key: String, transport: CurlTransport) throws {
+    private func send(_ body: [UInt8], key: String, host: String, transport: CurlTransport) throws {
         var headers = [("Content-Type", "application/json"), ("Idempotency-Key", key)]
         if let token { headers.append(("Authorization", "Bearer \(token.reveal())")) }
-        let host = URLComponents(string: url)?.host ?? "the webhook"
         let started = Date()
         var attempt = 0
         while true {

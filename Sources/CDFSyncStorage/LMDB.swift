@@ -159,7 +159,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     ) throws {
         path = directory
         self.durable = durable
-        try makeDirectories(directory)
+        try PrivateFiles.makeDirectory(directory)
         let resolved = URL(fileURLWithPath: directory).resolvingSymlinksInPath().standardizedFileURL.path
         registryKey = resolved
         let inserted = withOpenEnvironments { $0.insert(resolved).inserted }
@@ -184,7 +184,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
             // (measured: 10 000 updates on a 970 MB store peaked at 1 GB of resident file pages).
             var flags = UInt32(MDB_NOTLS) | UInt32(MDB_NORDAHEAD)
             if !durable { flags |= UInt32(MDB_NOSYNC) | UInt32(MDB_NOMETASYNC) }
-            rc = directory.withCString { mdb_env_open(handle, $0, flags, 0o644) }
+            rc = directory.withCString { mdb_env_open(handle, $0, flags, mode_t(PrivateFiles.fileMode)) }
         }
         guard rc == 0 else {
             mdb_env_close(handle)
@@ -192,6 +192,8 @@ public final class LMDBEnvironment: @unchecked Sendable {
             throw StorageError.lmdb(rc, "opening the environment", path: directory)
         }
         env = handle
+        // Files of an older cdfsync (0644) become private too; a reader that does not own them leaves them be.
+        for file in ["data.mdb", "lock.mdb"] { try? PrivateFiles.restrict(directory + "/" + file) }
     }
 
     deinit {
@@ -201,6 +203,15 @@ public final class LMDBEnvironment: @unchecked Sendable {
 
     /// The largest key LMDB accepts in this environment (511 bytes by default).
     public var maxKeySize: Int { Int(mdb_env_get_maxkeysize(env)) }
+
+    /// The largest key the linked LMDB accepts (a build constant; 511 bytes unless LMDB was built otherwise), known
+    /// without opening an environment: a handle is created, asked and closed.
+    public static let defaultMaxKeySize: Int = {
+        var handle: OpaquePointer?
+        guard mdb_env_create(&handle) == 0, let handle else { return 511 }
+        defer { mdb_env_close(handle) }
+        return Int(mdb_env_get_maxkeysize(handle))
+    }()
 
     /// Drops this process's page-table mappings of the memory map (`madvise(MADV_DONTNEED)`).
     ///

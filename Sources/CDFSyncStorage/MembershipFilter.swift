@@ -114,8 +114,7 @@ final class MembershipFilter {
     /// quarter of a second at the end of every run). Returns whether every byte was written.
     func write(toFile path: String, transactionID: Int) -> Bool {
         #if _endian(little)
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { return false }
+        guard let fd = try? PrivateFiles.open(path, flags: O_WRONLY | O_TRUNC) else { return false }
         defer { close(fd) }
         var header = savedHeader(transactionID: transactionID)
         let bits = UnsafeRawBufferPointer(storage)

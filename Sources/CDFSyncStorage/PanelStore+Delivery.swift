@@ -10,7 +10,7 @@ import Darwin
 #endif
 
 extension PanelStore {
-    /// What one ``PanelStore/deliver(to:segmentMaxBytes:)`` wrote.
+    /// What one ``PanelStore/deliver(to:segmentMaxBytes:fileMode:)`` wrote.
     public struct DeliveryOutcome: Sendable, Equatable {
         /// New segment files written by this call.
         public var segmentsWritten: Int
@@ -103,6 +103,8 @@ extension PanelStore {
     static func routeKey(_ tag: Character, _ seq: UInt64) -> [UInt8] { [tag.asciiValue!] + bytesBE(seq) }
     /// `d` + pipeline → its delivery directory.
     static func routeKey(pipeline: String) -> [UInt8] { [UInt8(ascii: "d")] + Array(pipeline.utf8) }
+    /// `m` + pipeline → the mode of its delivered files (octal text), when not ``PrivateFiles/fileMode``.
+    static func routeKey(fileModeOf pipeline: String) -> [UInt8] { [UInt8(ascii: "m")] + Array(pipeline.utf8) }
 
     /// A directory as recorded and compared: absolute and standardised.
     public static func absolute(_ directory: String) -> String { URL(fileURLWithPath: directory).standardizedFileURL.path }
@@ -123,12 +125,56 @@ extension PanelStore {
     }
 
     /// Makes `directory` the one delivery sends `pipeline`'s changes to, whichever pipeline of the store delivers
-    /// them (a run of another pipeline delivers what a crashed run of this one left in the outbox).
-    public func setDeliveryDirectory(_ directory: String, pipeline: String) throws {
+    /// them (a run of another pipeline delivers what a crashed run of this one left in the outbox), with files of
+    /// `fileMode` (its directories get ``PrivateFiles/directoryMode(forFileMode:)``).
+    public func setDeliveryDirectory(_ directory: String, pipeline: String, fileMode: mode_t = PrivateFiles.fileMode)
+        throws
+    {
         let path = Array(Self.absolute(directory).utf8)
         let key = Self.routeKey(pipeline: pipeline)
-        guard try environment.read({ try $0.get(routes, key: key) }) != path else { return }
-        try environment.write { txn in try txn.put(routes, key: key, value: path) }
+        let modeKey = Self.routeKey(fileModeOf: pipeline)
+        let mode = fileMode == PrivateFiles.fileMode ? nil : Array(PrivateFiles.octal(fileMode).utf8)
+        guard try environment.read({ try $0.get(routes, key: key) != path || $0.get(routes, key: modeKey) != mode })
+        else { return }
+        try environment.write { txn in
+            try txn.put(routes, key: key, value: path)
+            if let mode {
+                try txn.put(routes, key: modeKey, value: mode)
+            } else {
+                _ = try txn.delete(routes, key: modeKey)
+            }
+        }
+    }
+
+    /// Each pipeline's delivery directory (as recorded: absolute) and the mode of its files.
+    public func deliveryDirectories() throws -> [(pipeline: String, directory: String, fileMode: mode_t)] {
+        try environment.read { txn in
+            let modes = try deliveryFileModes(txn)
+            var out: [(pipeline: String, directory: String, fileMode: mode_t)] = []
+            try txn.forEach(routes, from: [UInt8(ascii: "d")]) { k, v in
+                guard k.first == UInt8(ascii: "d") else { return false }
+                let dir = String(decoding: v, as: UTF8.self)
+                out.append((String(decoding: k.dropFirst(), as: UTF8.self), dir, modes[dir] ?? PrivateFiles.fileMode))
+                return true
+            }
+            return out
+        }
+    }
+
+    /// The file mode of each pipeline's delivery directory that is not ``PrivateFiles/fileMode``, by directory.
+    func deliveryFileModes(_ txn: some ReadableTransaction) throws -> [String: mode_t] {
+        var modes: [String: mode_t] = [:]
+        try txn.forEach(routes, from: [UInt8(ascii: "m")]) { k, v in
+            guard k.first == UInt8(ascii: "m") else { return false }
+            let pipeline = Array(k.dropFirst())
+            if let mode = mode_t(String(decoding: v, as: UTF8.self), radix: 8),
+                let dir = try txn.get(routes, key: [UInt8(ascii: "d")] + pipeline)
+            {
+                modes[String(decoding: dir, as: UTF8.self)] = mode
+            }
+            return true
+        }
+        return modes
     }
 
     func segmentDirectory(_ txn: some ReadableTransaction, first: UInt64) throws -> String? {
@@ -150,9 +196,14 @@ extension PanelStore {
     /// - Parameters:
     ///   - directory: the delivery directory (created if missing). Use one directory per store.
     ///   - segmentMaxBytes: a segment is closed once its uncompressed size reaches this (each holds ≥ 1 line).
+    ///   - fileMode: the mode of the files written into `directory` (segments, manifest, owner file) and, with x
+    ///     where r is set, of the directories created for it. Another pipeline's directory gets the mode recorded
+    ///     by ``setDeliveryDirectory(_:pipeline:fileMode:)``.
     /// - Throws: ``StorageError`` (`.permissionDenied` naming the directory, `.io`, `.corrupted`, ...). Whatever
     ///   was committed before the error stays delivered; the rest stays in the outbox for the next call.
-    public func deliver(to directory: String, segmentMaxBytes: Int = 64 << 20) throws -> DeliveryOutcome {
+    public func deliver(to directory: String, segmentMaxBytes: Int = 64 << 20, fileMode: mode_t = PrivateFiles.fileMode)
+        throws -> DeliveryOutcome
+    {
         precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
         deliveryLock.lock()
         defer { deliveryLock.unlock() }
@@ -161,12 +212,15 @@ extension PanelStore {
         let fallback = Self.absolute(directory)
         var delivered = try deliveredSequence()
         try completeLastSegment(fallback: fallback)
+        var modes = try environment.read { try deliveryFileModes($0) }
+        modes[fallback] = fileMode
+        func mode(_ dir: String) -> mode_t { modes[dir] ?? PrivateFiles.fileMode }
         // Each directory a segment goes to is checked, claimed and cleaned once, before its first segment.
         var prepared: [String] = []
         func prepare(_ dir: String) throws {
             guard !prepared.contains(dir) else { return }
-            try makeDirectories(dir)
-            if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir) }
+            try PrivateFiles.makeDirectory(dir, mode: PrivateFiles.directoryMode(forFileMode: mode(dir)))
+            if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir, mode: mode(dir)) }
             try removeStrayFiles(in: dir, deliveredSequence: delivered)
             prepared.append(dir)
         }
@@ -216,7 +270,7 @@ extension PanelStore {
                         guard entryLast >= seq else {
                             throw StorageError(code: .corrupted, message: "outbox entry \(seq) of \(self.directory) is damaged")
                         }
-                        if file == nil { file = try SegmentFile(path: tempPath) }
+                        if file == nil { file = try SegmentFile(path: tempPath, mode: mode(target)) }
                         try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
                         last = entryLast
                         records += Int(entryLast - seq + 1)
@@ -285,7 +339,7 @@ extension PanelStore {
         }
         for dir in manifests
         where prepared.contains(dir) || (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore {
-            try writeManifest(in: dir, deliveredSequence: delivered)
+            try writeManifest(in: dir, deliveredSequence: delivered, mode: mode(dir))
         }
         return outcome
     }
@@ -295,18 +349,19 @@ extension PanelStore {
 
     /// Refuses a delivery directory that holds another store's segments (``StorageError/Code/directoryTaken``), or
     /// that cannot be created or written (a file in the way, no permission, a read-only or full file system: the
-    /// error names the directory and why); ``deliver(to:segmentMaxBytes:)`` checks the same and claims a free
-    /// directory. Call it before a run, to fail before reading anything rather than after applying everything.
+    /// error names the directory and why); ``deliver(to:segmentMaxBytes:fileMode:)`` checks the same and claims a
+    /// free directory. Call it before a run, to fail before reading anything rather than after applying everything.
     /// Creates the directory when it is missing.
-    public func checkDeliveryDirectory(_ directory: String) throws {
+    public func checkDeliveryDirectory(_ directory: String, fileMode: mode_t = PrivateFiles.fileMode) throws {
         _ = try deliveryDirectoryOwner(directory, delivered: try deliveredSequence())
-        try Self.checkWritable(directory)
+        try Self.checkWritable(directory, mode: PrivateFiles.directoryMode(forFileMode: fileMode))
     }
 
-    /// Creates `directory` if needed and proves a file can be created in it, by creating and removing one.
-    static func checkWritable(_ directory: String) throws {
+    /// Creates `directory` if needed (with `mode`) and proves a file can be created in it, by creating and removing
+    /// one.
+    static func checkWritable(_ directory: String, mode: mode_t = PrivateFiles.directoryMode) throws {
         do {
-            try makeDirectories(directory)
+            try PrivateFiles.makeDirectory(directory, mode: mode)
             let probe = directory + "/.cdfsync-write-check-\(getpid())"
             let fd = open(probe, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             if fd < 0 { throw StorageError.system(errno, "creating a file in", path: directory) }
@@ -314,7 +369,7 @@ extension PanelStore {
             unlink(probe)
         } catch let e as StorageError {
             throw StorageError(code: e.code,
-                message: "delivery directory \(directory) cannot be written (\(e.message)); nothing was read. Give the "
+                message: "delivery directory \(FilePaths.shown(directory)) cannot be written (\(e.message)); nothing was read. Give the "
                     + "pipeline an output directory this user may create and write (the ndjson sink's directory, or "
                     + "--output-dir)",
                 underlying: e.underlying)
@@ -368,15 +423,15 @@ extension PanelStore {
         return .free
     }
 
-    /// Writes the owner file naming this store (atomically).
-    func claim(_ directory: String) throws {
+    /// Writes the owner file naming this store (atomically), with `mode`.
+    func claim(_ directory: String, mode: mode_t = PrivateFiles.fileMode) throws {
         var json = JSONWriter()
         json.beginObject()
         json.key("store_id"); json.string(storeID)
         json.key("state_dir"); json.string(Self.absolute(self.directory))
         json.endObject()
         json.bytes.append(0x0A)
-        try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory)
+        try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory, mode: mode)
     }
 
     /// The temporary name a segment starting at `first` is written under until it is committed.
@@ -404,7 +459,7 @@ extension PanelStore {
         try fsyncDirectory(directory)
     }
 
-    /// Points in ``deliver(to:segmentMaxBytes:)`` where tests inject a crash (a thrown error stops delivery
+    /// Points in ``deliver(to:segmentMaxBytes:fileMode:)`` where tests inject a crash (a thrown error stops delivery
     /// exactly there, as a killed process would).
     enum DeliveryStep: Equatable {
         /// The temporary segment file is complete and fsynced; the LMDB commit has not happened.
@@ -445,7 +500,7 @@ extension PanelStore {
     }
 
     /// Rewrites `manifest.json` (temporary file, fsync, rename, directory fsync) from the segments database.
-    private func writeManifest(in directory: String, deliveredSequence: UInt64) throws {
+    private func writeManifest(in directory: String, deliveredSequence: UInt64, mode: mode_t) throws {
         var json = JSONWriter(reservingCapacity: 4096)
         json.beginObject()
         json.key("version")
@@ -465,7 +520,7 @@ extension PanelStore {
         json.endArray()
         json.endObject()
         json.bytes.append(0x0A)
-        try writeFileAtomically(json.bytes, to: directory + "/manifest.json", directory: directory)
+        try writeFileAtomically(json.bytes, to: directory + "/manifest.json", directory: directory, mode: mode)
     }
 
     static let newline: [UInt8] = [0x0A]
@@ -520,10 +575,9 @@ final class SegmentFile {
     private var fd: Int32
     private(set) var bytesWritten = 0
 
-    init(path: String) throws {
+    init(path: String, mode: mode_t) throws {
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw StorageError.system(errno, "creating", path: path) }
+        fd = try PrivateFiles.open(path, flags: O_WRONLY | O_TRUNC, mode: mode)
     }
 
     deinit { if fd >= 0 { close(fd) } }
@@ -541,5 +595,5 @@ final class SegmentFile {
     }
 }
 
-/// The result of ``PanelStore/deliver(to:segmentMaxBytes:)`` (also reachable as `PanelStore.DeliveryOutcome`).
+/// The result of ``PanelStore/deliver(to:segmentMaxBytes:fileMode:)`` (also reachable as `PanelStore.DeliveryOutcome`).
 public typealias DeliveryOutcome = PanelStore.DeliveryOutcome

@@ -94,8 +94,7 @@ extension PanelStore {
             throw error
         }
         if rename(temp, path) != 0 { throw StorageError.system(errno, "renaming \(temp) to", path: path) }
-        let directory = (path as NSString).deletingLastPathComponent
-        try fsyncDirectory(directory.isEmpty ? "." : directory)
+        try fsyncDirectory(FilePaths.parent(path) ?? ".")
         return count
     }
 }

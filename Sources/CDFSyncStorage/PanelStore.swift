@@ -31,9 +31,9 @@ public final class PanelStore: @unchecked Sendable {
     let eventsDB: Database
     /// Record shapes (see ``RecordShape``): 4-byte big-endian id → keys.
     let shapesDB: Database
-    /// Where delivery sends what (see ``deliver(to:segmentMaxBytes:)``): `e` + an outbox entry's key → the pipeline
-    /// that wrote it; `s` + a segment's first sequence → the directory it was delivered into; `d` + a pipeline →
-    /// its delivery directory.
+    /// Where delivery sends what (see ``deliver(to:segmentMaxBytes:fileMode:)``): `e` + an outbox entry's key → the
+    /// pipeline that wrote it; `s` + a segment's first sequence → the directory it was delivered into; `d` + a
+    /// pipeline → its delivery directory; `m` + a pipeline → the mode of its files, when not the private default.
     let routes: Database
     /// `shapesDB` in memory.
     let shapes = RecordShapes()
@@ -574,6 +574,12 @@ enum MetaKey {
     static let storeID = Array("store_id".utf8)
     static let checkpointPrefix = "checkpoint/"
     static func checkpoint(_ pipeline: String) -> [UInt8] { Array((checkpointPrefix + pipeline).utf8) }
+}
+
+extension PanelStore {
+    /// The length of the key the checkpoint named `name` is stored under (it must fit
+    /// ``LMDBEnvironment/defaultMaxKeySize``).
+    public static func checkpointKeyLength(_ name: String) -> Int { MetaKey.checkpoint(name).count }
 }
 
 extension PanelStore {

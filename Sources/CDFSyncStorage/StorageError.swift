@@ -1,3 +1,5 @@
+import CDFSyncCore
+
 /// The one error type of the storage module.
 ///
 /// `code` says what kind of failure it was (an open enum: new codes can be added without breaking callers),
@@ -102,8 +104,9 @@ import Darwin
 
 extension StorageError {
     /// Builds an error from an `errno` value, naming `path` and the `operation` that failed.
-    static func system(_ err: Int32, _ operation: String, path: String) -> StorageError {
+    static func system(_ err: Int32, _ operation: String, path full: String) -> StorageError {
         let cause = SystemErrno(err)
+        let path = FilePaths.shown(full)
         switch err {
         case EACCES, EPERM:
             return StorageError(
@@ -122,6 +125,12 @@ extension StorageError {
             return StorageError(
                 code: .io,
                 message: "\(operation) \(path): a path component is a file, not a directory; choose another directory",
+                underlying: cause)
+        case ENAMETOOLONG:
+            return StorageError(
+                code: .invalidArgument,
+                message: "\(operation) \(path): the path is too long (at most \(FilePaths.maxLength - 1) bytes, "
+                    + "255 per name); choose a shorter one",
                 underlying: cause)
         case ENOMEM:
             return StorageError(

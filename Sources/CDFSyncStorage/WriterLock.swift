@@ -1,3 +1,4 @@
+import CDFSyncCore
 import Foundation
 
 #if canImport(Glibc)
@@ -31,10 +32,9 @@ public final class WriterLock: @unchecked Sendable {
     ///   - command: what this process is, for another process's refusal message (default: the program name and
     ///     its subcommand).
     public init(directory: String, command: String = WriterLock.processCommand()) throws {
-        try makeDirectories(directory)
+        try PrivateFiles.makeDirectory(directory)
         path = directory + "/" + Self.fileName
-        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        if fd < 0 { throw StorageError.system(errno, "opening the writer lock", path: path) }
+        let fd = try PrivateFiles.open(path, flags: O_RDWR)
         // `holder(of:)` probes with a shared lock held for an instant: a few short retries (0.1 s in all) keep a
         // reader that looks at the same moment from refusing a writer.
         var locked = false
@@ -100,7 +100,7 @@ public final class WriterLock: @unchecked Sendable {
     /// is, without options or paths that might say more than needed.
     public static func processCommand() -> String {
         let args = ProcessInfo.processInfo.arguments
-        var words = [(args.first.map { ($0 as NSString).lastPathComponent } ?? "?")]
+        var words = [args.first.map(FilePaths.lastComponent) ?? "?"]
         if args.count > 1, let first = args[1].first, first.isLetter { words.append(args[1]) }
         return words.joined(separator: " ")
     }

@@ -254,11 +254,10 @@ public final class ZstdFileWriter {
     /// Compressed bytes written to the file so far.
     public private(set) var bytesOut = 0
 
-    /// Creates (truncating) `path` and starts a frame.
-    public init(path: String, level: Int32 = 3) throws {
+    /// Creates (truncating) `path` with `mode` (see ``PrivateFiles``; owner only by default) and starts a frame.
+    public init(path: String, level: Int32 = 3, mode: mode_t = PrivateFiles.fileMode) throws {
         self.path = path
-        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        if fd < 0 { throw StorageError.system(errno, "creating", path: path) }
+        fd = try PrivateFiles.open(path, flags: O_WRONLY | O_TRUNC, mode: mode)
         guard let cctx = ZSTD_createCCtx() else {
             close(fd)
             throw StorageError(code: .compression, message: "zstd: cannot allocate a compression context")
@@ -414,18 +413,6 @@ func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, _ path: String) thro
     }
 }
 
-/// Creates `path` and its missing parents (like `mkdir -p`), mapping `errno` to ``StorageError``.
-func makeDirectories(_ path: String) throws {
-    var isDir: ObjCBool = false
-    if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
-        if isDir.boolValue { return }
-        throw StorageError.system(ENOTDIR, "creating directory", path: path)
-    }
-    let parent = (path as NSString).deletingLastPathComponent
-    if !parent.isEmpty && parent != path { try makeDirectories(parent) }
-    if mkdir(path, 0o755) != 0 && errno != EEXIST { throw StorageError.system(errno, "creating directory", path: path) }
-}
-
 /// fsyncs a directory so that a rename inside it is durable.
 func fsyncDirectory(_ path: String) throws {
     let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -434,11 +421,13 @@ func fsyncDirectory(_ path: String) throws {
     if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of directory", path: path) }
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+/// Writes `bytes` to `path` atomically: temporary file (of `mode`, see ``PrivateFiles``), fsync, rename, fsync of
+/// the directory.
+func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String, mode: mode_t = PrivateFiles.fileMode)
+    throws
+{
     let temp = path + ".tmp"
-    let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-    if fd < 0 { throw StorageError.system(errno, "creating", path: temp) }
+    let fd = try PrivateFiles.open(temp, flags: O_WRONLY | O_TRUNC, mode: mode)
     do {
         try bytes.withUnsafeBytes { try writeAll(fd, $0, temp) }
         if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of", path: temp) }

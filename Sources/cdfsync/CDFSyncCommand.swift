@@ -16,6 +16,38 @@ struct CDFSyncCommand: ParsableCommand {
             Connection.self, Discover.self,
         ]
     )
+
+    /// Parses twice: first without the value checks, then with them.
+    ///
+    /// swift-argument-parser runs `validate()` of every option group and command as it decodes it, before it looks
+    /// for arguments no declaration took: `sync --bogus` was answered by a check of the other options ("give a
+    /// pipeline file or --table"), and `sync --profile sim --table …` by "…not both". The first parse, with
+    /// ``ArgumentChecks/enabled`` off, finds what the parser itself refuses (an unknown option, a missing value, a
+    /// value of the wrong type) and reports it as such; the second one runs the checks and the command. Both exit
+    /// 64 on a usage error.
+    static func main() {
+        ArgumentChecks.enabled = false
+        do {
+            _ = try parseAsRoot()
+        } catch {
+            exit(withError: error)
+        }
+        ArgumentChecks.enabled = true
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Whether `validate()` of the commands and option groups checks values; every `validate()` starts with
+/// `guard ArgumentChecks.enabled else { return }` (see ``CDFSyncCommand/main()``).
+enum ArgumentChecks {
+    /// Written only by `main()` on the main thread before anything else runs, and read by the parse that follows
+    /// on the same thread.
+    nonisolated(unsafe) static var enabled = true
 }
 
 /// How to reach the warehouse: flags, else the environment variables the Databricks tools use.
@@ -54,6 +86,7 @@ struct ConnectionOptions: ParsableArguments {
     var requestTimeout: Double = 300
 
     func validate() throws {
+        guard ArgumentChecks.enabled else { return }
         for (name, value) in [("--connect-timeout", connectTimeout), ("--request-timeout", requestTimeout)]
         where !(value > 0 && value.isFinite) {
             throw ValidationError("\(name) must be a positive number of seconds; got \(value).")
@@ -126,7 +159,7 @@ struct StateOptions: ParsableArguments {
     func openExistingStore(at directory: String? = nil) throws -> PanelStore {
         let dir = directory ?? stateDir
         guard Self.hasStore(in: dir) else {
-            throw SyncError("no cdfsync state in \(dir): no sync has run with this state directory",
+            throw SyncError("no cdfsync state in \(FilePaths.shown(dir)): no sync has run with this state directory",
                 remedy: "Pass the --state-dir (or the pipeline's state_dir) your syncs use; the default is .cdfsync/state "
                     + "under the directory the sync ran in.")
         }

@@ -98,6 +98,7 @@ extension CDFSyncCommand.Connection {
         @OptionGroup var config: ConfigDirOptions
 
         func validate() throws {
+            guard ArgumentChecks.enabled else { return }
             guard (warehouseId == nil) != (httpPath == nil) else {
                 throw ValidationError("Pass exactly one of --warehouse-id and --http-path.")
             }
@@ -134,7 +135,8 @@ extension CDFSyncCommand.Connection {
                 var bundle = caBundle
                 if let path = caBundle {
                     guard FileManager.default.isReadableFile(atPath: path) else {
-                        throw DatabricksError(.configuration, "the CA bundle \(path) is not a readable file",
+                        throw DatabricksError(.configuration,
+                            "the CA bundle \(FilePaths.shown(path)) is not a readable file",
                             remedy: "Pass the path of a PEM file with the CA certificates to trust.")
                     }
                     // Stored absolute: the connection is used from other working directories.

@@ -27,6 +27,12 @@ extension CDFSyncCommand {
                 try reportingErrors {
                     let p = try PipelineLoader.load(path: file)
                     print("✓ \(file): pipeline '\(p.name)', \(p.kind.rawValue) from \(p.source), mode \(p.mode.rawValue)")
+                    let options = try SyncOptions(pipeline: p)
+                    for w in directoryWarnings(stateDirectory: stateDirectory(p, state),
+                        deliveryDirectories: [(options.outputDirectory, options.fileMode)])
+                    {
+                        print("! warning: \(w)")
+                    }
                     if offline { return }
                     // Validation reads only the warehouse: where no sync has created the state store yet, a scratch
                     // one (removed afterwards) stands in, so that validating leaves no store behind. It only reads
@@ -70,6 +76,7 @@ extension CDFSyncCommand {
             var json = false
 
             func validate() throws {
+                guard ArgumentChecks.enabled else { return }
                 guard (1...1000).contains(limit) else { throw ValidationError("--limit must be 1…1000; got \(limit).") }
             }
 

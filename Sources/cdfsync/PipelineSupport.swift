@@ -2,6 +2,7 @@ import ArgumentParser
 import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
+import CDFSyncStorage
 import Foundation
 
 /// Connection settings for a pipeline: inline settings (secrets from environment variables), else the
@@ -33,4 +34,23 @@ func connectionSettings(for pipeline: Pipeline, fallback: ConnectionOptions) thr
 /// The state directory of a pipeline: its `state_dir`, else the command's.
 func stateDirectory(_ pipeline: Pipeline?, _ state: StateOptions) -> String {
     pipeline?.stateDir ?? state.stateDir
+}
+
+/// Warnings about directories that already exist with more access than cdfsync gives the ones it creates: the
+/// state directory (0700) and each delivery directory (0700, or what its pipeline's `file_mode` allows). Reported
+/// by `status` and `pipeline validate`; not errors — someone may have opened them on purpose.
+func directoryWarnings(stateDirectory: String, deliveryDirectories: [(directory: String, fileMode: mode_t)])
+    -> [String]
+{
+    var out: [String] = []
+    let state = PrivateFiles.wideDirectoryWarning(stateDirectory, allowed: PrivateFiles.directoryMode,
+        what: "state directory")
+    if let state { out.append(state) }
+    for d in deliveryDirectories {
+        let allowed = PrivateFiles.directoryMode(forFileMode: d.fileMode)
+        if let w = PrivateFiles.wideDirectoryWarning(d.directory, allowed: allowed, what: "output directory") {
+            out.append(w)
+        }
+    }
+    return out
 }

@@ -33,6 +33,7 @@ extension CDFSyncCommand {
         var busyRetry: Double = 30
 
         func validate() throws {
+            guard ArgumentChecks.enabled else { return }
             guard busyRetry > 0, busyRetry.isFinite else {
                 throw ValidationError("--busy-retry must be a positive number of seconds, e.g. 30")
             }

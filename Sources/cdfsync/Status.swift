@@ -53,11 +53,14 @@ extension CDFSyncCommand {
                     }
                 }
                 pipelines.sort { $0.name < $1.name }
+                let warnings = directoryWarnings(stateDirectory: state.stateDir,
+                    deliveryDirectories: try store.deliveryDirectories().map { ($0.directory, $0.fileMode) })
                 if json {
-                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir, writer: holder),
-                        as: UTF8.self))
+                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir,
+                        writer: holder, warnings: warnings), as: UTF8.self))
                 } else {
-                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder))
+                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder,
+                        warnings: warnings))
                 }
             }
         }
@@ -89,7 +92,7 @@ extension CDFSyncCommand {
         static func text(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil
+            writer: WriterLock.Holder? = nil, warnings: [String] = []
         ) -> String {
             var lines = [
                 "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
@@ -124,13 +127,14 @@ extension CDFSyncCommand {
                 lines.append("  sink of \(owner)  acknowledged through change \(acknowledged), \(behind) delivered change(s) "
                     + "not yet acknowledged" + (behind > 0 ? " (resent on the next run)" : ""))
             }
+            for w in warnings { lines.append("warning: \(w)") }
             return lines.joined(separator: "\n")
         }
 
         static func json(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil
+            writer: WriterLock.Holder? = nil, warnings: [String] = []
         ) -> [UInt8] {
             var w = JSONWriter()
             w.beginObject()
@@ -181,6 +185,7 @@ extension CDFSyncCommand {
                 w.endObject()
             }
             w.endArray()
+            w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
             w.endObject()
             return w.bytes
         }

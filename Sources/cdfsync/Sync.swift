@@ -53,6 +53,7 @@ extension CDFSyncCommand {
         var verbose = false
 
         func validate() throws {
+            guard ArgumentChecks.enabled else { return }
             guard (0...19).contains(readingNiceness) else {
                 throw ValidationError(
                     "--reading-niceness must be between 0 (read at the sync's own priority) and 19; got \(readingNiceness).")
@@ -83,7 +84,7 @@ extension CDFSyncCommand {
                 let summary = try sync.run()
                 print(summary.render())
                 if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
-                if let path = summaryJson { try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path)) }
+                if let path = summaryJson { try PrivateFiles.write(summary.auditJSON(), to: path) }
             }
         }
     }
@@ -115,6 +116,7 @@ extension CDFSyncCommand {
         var summaryJson: String?
 
         func validate() throws {
+            guard ArgumentChecks.enabled else { return }
             guard fromVersion >= 0 else {
                 throw ValidationError("--from-version must be 0 or more (Delta versions start at 0); got \(fromVersion).")
             }
@@ -139,7 +141,7 @@ extension CDFSyncCommand {
                 } else {
                     print(summary.render())
                 }
-                if let path = summaryJson { try Data(summary.auditJSON()).write(to: URL(fileURLWithPath: path)) }
+                if let path = summaryJson { try PrivateFiles.write(summary.auditJSON(), to: path) }
             }
         }
     }
@@ -160,6 +162,7 @@ struct SourceOptions: ParsableArguments {
     var columns: String?
 
     func validate() throws {
+        guard ArgumentChecks.enabled else { return }
         if pipeline == nil && table == nil { throw ValidationError("give a pipeline file or --table") }
         if pipeline != nil && table != nil { throw ValidationError("give either a pipeline file or --table, not both") }
     }

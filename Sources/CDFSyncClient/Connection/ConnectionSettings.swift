@@ -48,45 +48,46 @@ public struct ConnectionSettings: Sendable {
     }
 
     /// The host name without scheme or port, for messages.
-    public var hostName: String { URLComponents(string: baseURL)?.host ?? baseURL }
+    public var hostName: String { (try? ParsedURL(baseURL))?.host ?? baseURL }
 
-    /// Accepts `host`, `host:port`, `https://host[:port][/]`, and `http://` only for loopback.
+    /// Accepts `host`, `host:port`, `https://host[:port][/]`, and `http://` only for loopback (127.0.0.0/8, `::1`,
+    /// `localhost`), as libcurl parses the URL (``ParsedURL``); user info (`user@host`) is refused.
     public static func normalizeHost(_ raw: String) throws -> String {
         var text = raw.trimmingCharacters(in: .whitespacesAndNewlines)
         if !text.contains("://") { text = "https://" + text }
-        if let r = text.range(of: "://") {
-            var rest = text[r.upperBound...]
-            while rest.hasSuffix("/") { rest.removeLast() }
-            text = String(text[..<r.upperBound]) + rest
-        }
-        guard !text.hasSuffix("://") else {
-            throw DatabricksError(.configuration, "no workspace host given",
-                remedy: "Pass --host or set DATABRICKS_HOST to the workspace URL, e.g. https://dbc-1234.cloud.databricks.com.")
-        }
-        guard let c = URLComponents(string: text), let scheme = c.scheme?.lowercased(), let host = c.host, !host.isEmpty,
-            c.path.isEmpty || c.path == "/", c.query == nil
-        else {
-            throw DatabricksError(.configuration, "workspace host '\(raw)' is not a host name or https URL",
+        let url: ParsedURL
+        do {
+            url = try ParsedURL(text)
+        } catch {
+            if text.hasSuffix("://") {
+                throw DatabricksError(.configuration, "no workspace host given",
+                    remedy: "Pass --host or set DATABRICKS_HOST to the workspace URL, e.g. "
+                        + "https://dbc-1234.cloud.databricks.com.")
+            }
+            throw DatabricksError(.configuration,
+                "the workspace host is not a host name or https URL: \(error.message)",
                 remedy: "Give only the workspace URL, e.g. https://dbc-1234.cloud.databricks.com (no path).")
         }
-        switch scheme {
-        case "https": break
-        case "http":
-            guard isLoopback(host) else {
-                throw DatabricksError(.configuration, "plain http is refused for \(host)",
-                    remedy: "Use https://; plain http is only allowed for a loopback simulator (127.0.0.1, localhost).")
-            }
-        default:
-            throw DatabricksError(.configuration, "unsupported scheme '\(scheme)' in workspace host",
-                remedy: "Use an https:// URL.")
+        guard url.path == "/" || url.path.isEmpty, url.query == nil else {
+            throw DatabricksError(.configuration, "the workspace host \(url.host) is given with a path or query",
+                remedy: "Give only the workspace URL, e.g. https://dbc-1234.cloud.databricks.com (no path).")
         }
-        let port = c.port.map { ":\($0)" } ?? ""
-        return "\(scheme)://\(host)\(port)"
+        do {
+            try url.requireSecure()
+        } catch {
+            throw DatabricksError(.configuration, "workspace host: \(error.message)",
+                remedy: url.hasUserInfo
+                    ? "Give the workspace URL without user info; the token comes from --token-env or a saved "
+                        + "connection."
+                    : "Use https://; plain http is only allowed for a loopback simulator (127.0.0.1, ::1, localhost).")
+        }
+        let port = url.port.map { ":\($0)" } ?? ""
+        return "\(url.scheme)://\(url.host)\(port)"
     }
 
-    public static func isLoopback(_ host: String) -> Bool {
-        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
-    }
+    /// Whether `host` (as libcurl gives it: IPv6 in brackets) is this machine: 127.0.0.0/8, `::1` or exactly
+    /// `localhost`.
+    public static func isLoopback(_ host: String) -> Bool { ParsedURL.isLoopback(host: host) }
 
     /// Extracts the id from an HTTP path such as `/sql/1.0/warehouses/8a1c2f3d4e5b6a70`.
     public static func warehouseID(fromHTTPPath path: String) throws -> String {

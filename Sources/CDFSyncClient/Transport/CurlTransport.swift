@@ -52,6 +52,14 @@ public struct TransportError: Error, Sendable, CustomStringConvertible {
     public var requestNeverSent: Bool { kind == .connectionRefused || kind == .couldNotResolveHost }
 }
 
+/// A request refused before anything was sent: a header that could end its line early and start another
+/// (`Idempotency-Key: x\r\nX-Injected: …`). Never retried.
+public struct RequestRefused: Error, Sendable, CustomStringConvertible {
+    /// Names the header, never its value (it may be a token).
+    public var message: String
+    public var description: String { message }
+}
+
 /// One HTTP request.
 public struct HTTPRequest: Sendable {
     public enum Method: String, Sendable { case get = "GET", post = "POST", delete = "DELETE" }
@@ -65,6 +73,26 @@ public struct HTTPRequest: Sendable {
         self.url = url
         self.headers = headers
         self.body = body
+    }
+
+    /// Refuses a header no HTTP/1.1 line can carry as it is: a name that is not a token (RFC 9110: letters,
+    /// digits and ``!#$%&'*+-.^_`|~``), a value with a control character other than tab (CR and LF end the line).
+    /// Every request passes here before libcurl sees it, whatever built its headers.
+    public func checkHeaders() throws(RequestRefused) {
+        for (name, value) in headers {
+            let token = !name.isEmpty && name.utf8.allSatisfy { b in
+                (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                    || "!#$%&'*+-.^_`|~".utf8.contains(b)
+            }
+            guard token else {
+                throw RequestRefused(message: "refusing to send a header named \(name.debugDescription): a header name "
+                    + "is letters, digits and !#$%&'*+-.^_`|~ only")
+            }
+            guard !value.utf8.contains(where: { ($0 < 0x20 && $0 != 0x09) || $0 == 0x7F }) else {
+                throw RequestRefused(message: "refusing to send header \(name): its value holds a control character "
+                    + "(CR, LF, NUL or another), which would end the header line; it must be built from checked parts")
+            }
+        }
     }
 }
 
@@ -156,6 +184,7 @@ public final class CurlTransport {
     static let receiveBufferSize = 512 << 10
 
     private func perform(_ request: HTTPRequest, box: TransferBox) throws -> HTTPResponseHead {
+        try request.checkHeaders()
         let h = handle
         curl_easy_reset(h)
         _ = ccurl_easy_setopt_long(h, CURLOPT_NOSIGNAL, 1)

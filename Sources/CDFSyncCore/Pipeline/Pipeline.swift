@@ -50,7 +50,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
         public var clientIDEnv: String?
         public var clientSecretEnv: String?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case name, host
             case warehouseID = "warehouse_id"
             case httpPath = "http_path"
@@ -85,6 +85,9 @@ public struct Pipeline: Sendable, Codable, Equatable {
                 clientIDEnv: try c.decodeIfPresent(String.self, forKey: .clientIDEnv),
                 clientSecretEnv: try c.decodeIfPresent(String.self, forKey: .clientSecretEnv))
         }
+
+        /// A saved connection's name, or the inline settings.
+        static let shape = PipelineShape.either(.scalar, .object(CodingKeys.allCases.map { ($0.stringValue, .scalar) }))
     }
 
     /// A custom attribute: a column copied into `attributes.<name>` with a type.
@@ -95,6 +98,10 @@ public struct Pipeline: Sendable, Codable, Equatable {
         public var column: String
         public var name: String?
         public var type: ValueType
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case column, name, type }
+
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { ($0.stringValue, .scalar) })
 
         public init(column: String, name: String? = nil, type: ValueType = .string) {
             self.column = column
@@ -118,10 +125,17 @@ public struct Pipeline: Sendable, Codable, Equatable {
         /// Values that mean opted in (compared trimmed and case-insensitively).
         public var optedIn: [String]
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case column
             case optedIn = "opted_in"
         }
+
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { key in
+            switch key {
+            case .column: (key.stringValue, .scalar)
+            case .optedIn: (key.stringValue, .list(.scalar))
+            }
+        })
 
         public init(column: String? = nil, optedIn: [String]) {
             self.column = column
@@ -140,6 +154,15 @@ public struct Pipeline: Sendable, Codable, Equatable {
         public var column: String
         public var op: Operator
         public var value: FilterValue?
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case column, op, value }
+
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { key in
+            switch key {
+            case .column, .op: (key.stringValue, .scalar)
+            case .value: (key.stringValue, .either(.scalar, .list(.scalar)))
+            }
+        })
 
         public init(column: String, op: Operator, value: FilterValue? = nil) {
             self.column = column
@@ -187,10 +210,22 @@ public struct Pipeline: Sendable, Codable, Equatable {
         /// Region for phone numbers written without a country code (ISO alpha-2).
         public var defaultPhoneRegion: String?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case required
             case maxInvalidRatio = "max_invalid_ratio"
             case defaultPhoneRegion = "default_phone_region"
+        }
+
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { key in
+            switch key {
+            case .required: (key.stringValue, .list(.scalar))
+            case .maxInvalidRatio, .defaultPhoneRegion: (key.stringValue, .scalar)
+            }
+        })
+
+        /// The default of a pipeline of `kind` without a `validation` block: its key field is required.
+        public static func defaults(for kind: Kind) -> Validation {
+            Validation(required: [kind == .events ? "event_id" : "external_id"])
         }
 
         public init(required: [String] = ["external_id"], maxInvalidRatio: Double = 0.05, defaultPhoneRegion: String? = nil) {
@@ -199,6 +234,8 @@ public struct Pipeline: Sendable, Codable, Equatable {
             self.defaultPhoneRegion = defaultPhoneRegion
         }
 
+        /// Without `required`, `external_id` is required; a pipeline of events requires `event_id` instead (see
+        /// ``Pipeline/init(from:)``).
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             required = try c.decodeIfPresent([String].self, forKey: .required) ?? ["external_id"]
@@ -214,11 +251,13 @@ public struct Pipeline: Sendable, Codable, Equatable {
         public var lookbackSeconds: Int
         public var pageSize: Int
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case column
             case lookbackSeconds = "lookback_seconds"
             case pageSize = "page_size"
         }
+
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { ($0.stringValue, .scalar) })
 
         public init(column: String? = nil, lookbackSeconds: Int = 0, pageSize: Int = 10_000) {
             self.column = column
@@ -247,22 +286,49 @@ public struct Pipeline: Sendable, Codable, Equatable {
         public var batchSize: Int?
         /// webhook: name of an environment variable with a bearer token for the endpoint.
         public var tokenEnv: String?
+        /// ndjson: the mode of the delivered files as octal text (`"0640"`); default `0600`, owner only. The
+        /// directories created for them get x where r is set (`0750`).
+        public var fileMode: String?
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case type, directory, url
             case segmentMaxBytes = "segment_max_bytes"
             case batchSize = "batch_size"
             case tokenEnv = "token_env"
+            case fileMode = "file_mode"
         }
 
+        static let shape = PipelineShape.object(CodingKeys.allCases.map { ($0.stringValue, .scalar) })
+
         public init(type: SinkType, directory: String? = nil, segmentMaxBytes: Int? = nil, url: String? = nil,
-                    batchSize: Int? = nil, tokenEnv: String? = nil) {
+                    batchSize: Int? = nil, tokenEnv: String? = nil, fileMode: String? = nil) {
             self.type = type
             self.directory = directory
             self.segmentMaxBytes = segmentMaxBytes
             self.url = url
             self.batchSize = batchSize
             self.tokenEnv = tokenEnv
+            self.fileMode = fileMode
+        }
+
+        /// The permission bits `file_mode` gives (`"0640"`, `"640"` → `0o640`): octal, read and write bits only,
+        /// the owner's read and write included (delivery rewrites its files); nil when absent.
+        /// - Throws: the problem, as text naming the value.
+        public func parsedFileMode() throws(PipelineProblem) -> UInt32? {
+            guard let text = fileMode else { return nil }
+            let bytes = Array(text.utf8)
+            let octal = bytes.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "7") }
+            guard octal, bytes.count == 3 || (bytes.count == 4 && bytes.first == UInt8(ascii: "0")),
+                let value = UInt32(text, radix: 8)
+            else { throw PipelineProblem("'\(text)' is not an octal file mode such as \"0600\" or \"0640\"") }
+            guard value & 0o111 == 0 else {
+                throw PipelineProblem("'\(text)' sets execute bits; give read and write bits only (e.g. \"0640\")")
+            }
+            guard value & 0o600 == 0o600 else {
+                throw PipelineProblem(
+                    "'\(text)' does not let the owner read and write the files (delivery rewrites them)")
+            }
+            return value
         }
     }
 
@@ -298,12 +364,30 @@ public struct Pipeline: Sendable, Codable, Equatable {
     /// Directory of the LMDB state (default: `.cdfsync/state`).
     public var stateDir: String?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case name, connection, source, kind, mode, start, mapping, attributes, consent, filters, validation,
             watermark, sinks, schedule
         case identityPipeline = "identity_pipeline"
         case stateDir = "state_dir"
     }
+
+    /// What a pipeline file may hold, from the types' coding keys (an exhaustive switch: a field added to the
+    /// keys without a shape does not compile). The loader refuses a key that is not here, at every level.
+    public static let shape = PipelineShape.object(CodingKeys.allCases.map { key in
+        let shape: PipelineShape
+        switch key {
+        case .name, .source, .kind, .mode, .start, .schedule, .identityPipeline, .stateDir: shape = .scalar
+        case .connection: shape = ConnectionRef.shape
+        case .mapping: shape = .dictionary(.scalar)
+        case .attributes: shape = .list(Attribute.shape)
+        case .consent: shape = Consent.shape
+        case .filters: shape = .list(Filter.shape)
+        case .validation: shape = Validation.shape
+        case .watermark: shape = Watermark.shape
+        case .sinks: shape = .list(Sink.shape)
+        }
+        return (key.stringValue, shape)
+    })
 
     public init(name: String, connection: ConnectionRef, source: String, kind: Kind = .participants, mode: Mode = .auto,
                 start: Start = .first, mapping: [String: String], attributes: [Attribute] = [], consent: Consent? = nil,
@@ -339,7 +423,15 @@ public struct Pipeline: Sendable, Codable, Equatable {
         attributes = try c.decodeIfPresent([Attribute].self, forKey: .attributes) ?? []
         consent = try c.decodeIfPresent(Consent.self, forKey: .consent)
         filters = try c.decodeIfPresent([Filter].self, forKey: .filters) ?? []
-        validation = try c.decodeIfPresent(Validation.self, forKey: .validation) ?? Validation()
+        if let v = try c.decodeIfPresent(Validation.self, forKey: .validation) {
+            validation = v
+            // A validation block without `required` gets the default of the pipeline's kind too.
+            if try !c.nestedContainer(keyedBy: Validation.CodingKeys.self, forKey: .validation).contains(.required) {
+                validation.required = Validation.defaults(for: kind).required
+            }
+        } else {
+            validation = Validation.defaults(for: kind)
+        }
         watermark = try c.decodeIfPresent(Watermark.self, forKey: .watermark)
         sinks = try c.decodeIfPresent([Sink].self, forKey: .sinks) ?? []
         schedule = try c.decodeIfPresent(Schedule.self, forKey: .schedule)
@@ -355,10 +447,19 @@ public struct Pipeline: Sendable, Codable, Equatable {
     /// Fields an events mapping may name.
     public static let eventFields = ["event_id", "name", "timestamp", "user_id"]
 
+    /// The longest name ``staticProblems(maxNameBytes:)`` accepts unless told otherwise: half of LMDB's default
+    /// 511-byte key limit (the engine passes the limit it derives from the store's keys).
+    public static let defaultMaxNameBytes = 255
+
     /// Problems visible without the warehouse, one message per field, each naming it.
-    public func staticProblems() -> [String] {
+    ///
+    /// - Parameter maxNameBytes: the longest `name` (and `identity_pipeline`) the state store can key by.
+    public func staticProblems(maxNameBytes: Int = Pipeline.defaultMaxNameBytes) -> [String] {
         var p: [String] = []
-        if name.isEmpty || name.contains("\0") { p.append("name: must be a non-empty name") }
+        if let problem = Self.nameProblem(name, maxBytes: maxNameBytes) { p.append("name: \(problem)") }
+        if let i = identityPipeline, let problem = Self.nameProblem(i, maxBytes: maxNameBytes) {
+            p.append("identity_pipeline: \(problem)")
+        }
         if (try? QualifiedName(parsing: source)) == nil { p.append("source: '\(source)' must be catalog.schema.table") }
         if connection.name != nil && (connection.host != nil || connection.warehouseID != nil || connection.httpPath != nil) {
             p.append("connection: give either a saved connection name or inline settings, not both")
@@ -413,10 +514,18 @@ public struct Pipeline: Sendable, Codable, Equatable {
             if let n = s.segmentMaxBytes, n < 1 { p.append("sinks[\(i)].segment_max_bytes: must be at least 1") }
             if let n = s.batchSize, n < 1 { p.append("sinks[\(i)].batch_size: must be at least 1") }
             switch s.type {
-            case .ndjson: if s.directory == nil { p.append("sinks[\(i)].directory: an ndjson sink needs a directory") }
+            case .ndjson:
+                if s.directory == nil { p.append("sinks[\(i)].directory: an ndjson sink needs a directory") }
+                do {
+                    _ = try s.parsedFileMode()
+                } catch {
+                    p.append("sinks[\(i)].file_mode: \(error.message)")
+                }
             case .webhook:
-                if s.url.map({ $0.hasPrefix("https://") || $0.hasPrefix("http://127.") || $0.hasPrefix("http://localhost") }) != true {
-                    p.append("sinks[\(i)].url: a webhook needs an https:// URL (http only on loopback)")
+                // The URL itself is checked by the engine, which parses it as libcurl will (PipelineLoader).
+                if s.url == nil { p.append("sinks[\(i)].url: a webhook needs a URL") }
+                if s.fileMode != nil {
+                    p.append("sinks[\(i)].file_mode: applies to an ndjson sink's files, not a webhook")
                 }
             }
         }

@@ -26,17 +26,9 @@ public final class ConnectionStore: Sendable {
         self.directory = directory
         self.environment = environment
         try ConfigDirectory.create(directory)
-        let envDir = Self.environmentDirectory(directory)
-        if !FileManager.default.fileExists(atPath: envDir) {
-            try? FileManager.default.createDirectory(atPath: envDir, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700])
-        }
-        env = try LMDBEnvironment(directory: envDir, mapSize: 64 << 20, maxDatabases: 4)
-        // Secrets are sealed, but the rest (hosts, names) is nobody else's business either.
-        for f in ["data.mdb", "lock.mdb"] {
-            _ = try? FileManager.default.setAttributes([.posixPermissions: 0o600],
-                ofItemAtPath: URL(fileURLWithPath: envDir).appendingPathComponent(f).path)
-        }
+        // Secrets are sealed, but the rest (hosts, names) is nobody else's business either: the environment's
+        // directory is created 0700 and its files 0600 (PrivateFiles, as for the state directory).
+        env = try LMDBEnvironment(directory: Self.environmentDirectory(directory), mapSize: 64 << 20, maxDatabases: 4)
         let dbs = try env.openDatabases(["connections", "secrets"])
         connections = dbs[0]
         secrets = dbs[1]
@@ -44,7 +36,7 @@ public final class ConnectionStore: Sendable {
 
     /// `<config-dir>/connections`.
     public static func environmentDirectory(_ directory: String) -> String {
-        URL(fileURLWithPath: directory).appendingPathComponent("connections").path
+        FilePaths.child(directory, "connections") ?? "connections"
     }
 
     /// Saves a connection. With `SecretSource.encrypted`, `secret` is sealed with the key (created on first use);

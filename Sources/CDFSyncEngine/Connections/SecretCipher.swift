@@ -1,4 +1,6 @@
 import CDFSyncClient
+import CDFSyncCore
+import CDFSyncStorage
 import Crypto
 import Foundation
 
@@ -85,10 +87,9 @@ public struct SecretCipher: Sendable {
             throw DatabricksError(.configuration, "the key file \(path) is not a regular file",
                 remedy: "Remove it; cdfsync creates a new key file when it next stores a secret.")
         }
-        let mode = st.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
+        if let mode = PrivateFiles.widerThan(path, allowed: PrivateFiles.fileMode) {
             throw DatabricksError(.configuration,
-                "refusing the key file \(path): its mode \(String(mode, radix: 8, uppercase: false).leftPadded(to: 4)) lets group or others access it",
+                "refusing the key file \(path): its mode \(PrivateFiles.octal(mode)) lets group or others access it",
                 remedy: "Run `chmod 600 \(path)` (and check nobody else copied it), or set \(keyVariable) instead.")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
@@ -104,7 +105,7 @@ public struct SecretCipher: Sendable {
 
     /// `<directory>/secret.key`.
     public static func keyFilePath(directory: String) -> String {
-        URL(fileURLWithPath: directory).appendingPathComponent("secret.key").path
+        FilePaths.child(directory, "secret.key") ?? "secret.key"
     }
 
     static func decodeKey(_ text: String) -> [UInt8]? {
@@ -118,15 +119,16 @@ public struct SecretCipher: Sendable {
         let key = SymmetricKey(size: .bits256)
         let bytes = key.withUnsafeBytes { Array($0) }
         let text = Data(bytes).base64EncodedString() + "\n"
-        // O_EXCL: never overwrite a key that appeared meanwhile; 0600 from the start (umask can only remove bits).
-        let fd = posixOpen(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            let err = errno
-            if err == EEXIST {
+        // O_EXCL: never overwrite a key that appeared meanwhile; 0600 from the start.
+        let fd: Int32
+        do {
+            fd = try PrivateFiles.open(path, flags: O_WRONLY | O_EXCL)
+        } catch let e as StorageError {
+            if (e.underlying as? SystemErrno)?.code == EEXIST {
                 throw DatabricksError(.configuration, "the key file \(path) appeared while creating it",
                     remedy: "Another cdfsync process created it; run the command again.")
             }
-            throw DatabricksError(.configuration, "cannot create the key file \(path) (\(String(cString: strerror(err))))",
+            throw DatabricksError(.configuration, "cannot create the key file \(path) (\(e.message))",
                 remedy: "Check the permissions of the config directory, or set \(keyVariable).")
         }
         defer { close(fd) }
@@ -169,20 +171,6 @@ public struct SecretCipher: Sendable {
     }
 }
 
-private func posixOpen(_ path: String, _ flags: Int32, _ mode: mode_t) -> Int32 {
-    #if canImport(Glibc)
-    Glibc.open(path, flags, mode)
-    #else
-    Darwin.open(path, flags, mode)
-    #endif
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
-    }
-}
-
 /// The config directory (`--config-dir`, `$CDFSYNC_CONFIG_DIR`, or `~/.config/cdfsync`).
 public enum ConfigDirectory {
     /// The variable naming the config directory.
@@ -208,10 +196,9 @@ public enum ConfigDirectory {
             return
         }
         do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw DatabricksError(.configuration, "cannot create the config directory \(path)",
+            try PrivateFiles.makeDirectory(path)
+        } catch let e as StorageError {
+            throw DatabricksError(.configuration, "cannot create the config directory: \(e.message)",
                 remedy: "Check permissions, or pass --config-dir / set \(variable).")
         }
     }
