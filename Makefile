@@ -4,7 +4,7 @@ APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl pyt
 SWIFT ?= swift
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline conformance clean
+.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline conformance fuzz clean
 
 ## Install the system packages cdfsync needs, if any is missing (Debian 12).
 deps:
@@ -32,6 +32,17 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .test-output.log; exit $${PIPESTATUS[0]}
 	@if [ -f Tests/conformance/ci.sh ]; then bash Tests/conformance/ci.sh; fi
+	@$(MAKE) --no-print-directory fuzz
+
+## libFuzzer over what cdfsync reads from the wire (Fuzz/): FUZZ_SECONDS on a copy of the committed corpus
+## (Fuzz/corpus); a crash leaves its input in .build/fuzz/ and fails the target.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	$(SWIFT) build -c release --package-path Fuzz -Xswiftc -sanitize=fuzzer -Xlinker --allow-multiple-definition
+	@rm -rf .build/fuzz && mkdir -p .build/fuzz/corpus && cp Fuzz/corpus/* .build/fuzz/corpus/
+	Fuzz/.build/release/ResponseFuzz -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1 \
+	  -artifact_prefix=.build/fuzz/ .build/fuzz/corpus 2>&1 | grep -E "^(#|Done|==|SUMMARY|stat::number_of_executed_units|artifact)" | tail -8; \
+	  rc=$${PIPESTATUS[0]}; if [ $$rc != 0 ]; then echo "fuzz: FAILED (exit $$rc); inputs in .build/fuzz/"; fi; exit $$rc
 
 ## End-to-end throughput harness (release build, simulator over loopback).
 bench: release
@@ -62,4 +73,4 @@ bench-baseline: release
 	python3 Benchmarks/harness/baseline_runner.py --bin "$(RELEASE_BIN)" --rows $(BASELINE_ROWS)
 
 clean:
-	rm -rf .build .demo .bench
+	rm -rf .build .demo .bench Fuzz/.build

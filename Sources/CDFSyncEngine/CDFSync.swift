@@ -666,24 +666,11 @@ public final class CDFSync {
         return entries
     }
 
-    /// A history the run plans from must agree with the latest version it was pinned to: Delta numbers every
-    /// commit, so the versions go down one by one, and `latest` is among them — or below them, when commits landed
-    /// between the two statements. A listing that says otherwise (a latest version the history does not have, gaps,
-    /// duplicates) was not written by a warehouse: the run stops before it plans anything from it.
+    /// A history the run plans from must agree with the latest version it was pinned to
+    /// (``HistoryEntry/listingProblem(_:latest:)``): the run stops before it plans anything from one that does not.
     static func checkHistory(_ history: [HistoryEntry], latest: Int64, table: QualifiedName) throws {
-        guard let first = history.first else {
-            throw historyProtocolError(table, "reported v\(latest) as the latest version, then listed no version at all")
-        }
-        guard first.version >= latest else {
-            throw historyProtocolError(table,
-                "reported v\(latest) as the latest version, but lists v\(first.version)…v\(history.last!.version)")
-        }
-        for (newer, older) in zip(history, history.dropFirst()) where older.version != newer.version - 1 {
-            throw historyProtocolError(table,
-                "lists v\(older.version) right after v\(newer.version) (versions go down one by one)")
-        }
-        if let last = history.last, last.version < 0 {
-            throw historyProtocolError(table, "lists v\(last.version)")
+        if let problem = HistoryEntry.listingProblem(history, latest: latest) {
+            throw historyProtocolError(table, problem)
         }
     }
 

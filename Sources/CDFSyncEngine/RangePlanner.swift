@@ -2,39 +2,6 @@ import CDFSyncClient
 import CDFSyncCore
 import Foundation
 
-/// One commit as `DESCRIBE HISTORY` reports it.
-public struct HistoryEntry: Sendable, Equatable {
-    public var version: Int64
-    public var operation: String
-    public var timestamp: String?
-    /// `operationMetrics`, e.g. `numOutputRows`, `numTargetRowsUpdated`.
-    public var metrics: [String: Int64]
-    /// `operationParameters`, e.g. `oldColumnPath` and `newColumnPath` of a `RENAME COLUMN`.
-    public var parameters: [String: String]
-
-    public init(version: Int64, operation: String, timestamp: String?, metrics: [String: Int64],
-                parameters: [String: String] = [:]) {
-        self.version = version
-        self.operation = operation
-        self.timestamp = timestamp
-        self.metrics = metrics
-        self.parameters = parameters
-    }
-
-    /// Change-feed rows this commit most likely produced: inserts + 2 × updates (pre- and post-image) + deletes,
-    /// from whichever metrics the operation reports. Nil when the metrics say nothing. The metrics come from the
-    /// wire: a negative one counts as 0, and the sums saturate at `Int64.max` (an estimate, never a trap).
-    public var estimatedChangeRows: Int64? {
-        guard !metrics.isEmpty else { return nil }
-        func m(_ k: String) -> Int64 { max(0, metrics[k] ?? 0) }
-        let merge = m("numTargetRowsInserted").saturatingAdd(m("numTargetRowsUpdated").saturatingMultiply(2))
-            .saturatingAdd(m("numTargetRowsDeleted"))
-        let update = m("numUpdatedRows").saturatingMultiply(2).saturatingAdd(m("numDeletedRows"))
-        let write = m("numOutputRows")
-        return max(merge, update, write)
-    }
-}
-
 /// A `table_changes` range and how to read it.
 public struct PlannedRange: Sendable, Equatable {
     public var start: Int64
@@ -91,45 +58,5 @@ public struct RangePlanner: Sendable {
     }
 
     /// Parses `DESCRIBE HISTORY` rows.
-    public static func entries(from sink: CollectingSink) -> [HistoryEntry] {
-        sink.records.compactMap { r in
-            guard let v = (r["version"] ?? nil).flatMap({ Int64($0) }) else { return nil }
-            var metrics: [String: Int64] = [:]
-            for (k, val) in jsonObject(r["operationmetrics"] ?? nil) {
-                if let s = val as? String, let n = Int64(s) { metrics[k] = n } else if let n = val as? Int { metrics[k] = Int64(n) }
-            }
-            var parameters: [String: String] = [:]
-            for (k, val) in jsonObject(r["operationparameters"] ?? nil) { if let s = val as? String { parameters[k] = s } }
-            return HistoryEntry(version: v, operation: (r["operation"] ?? nil) ?? "", timestamp: r["timestamp"] ?? nil,
-                metrics: metrics, parameters: parameters)
-        }
-    }
-
-    /// A JSON object's members (a MAP column arrives as JSON text); empty when the text is not one.
-    static func jsonObject(_ text: String?) -> [String: Any] {
-        guard let text, let data = text.data(using: .utf8),
-            let obj = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return [:] }
-        return obj
-    }
-}
-
-extension Int64 {
-    /// `self + other`, clamped to the representable range.
-    func saturatingAdd(_ other: Int64) -> Int64 {
-        let (r, overflow) = addingReportingOverflow(other)
-        return overflow ? (other > 0 ? .max : .min) : r
-    }
-
-    /// `self × other`, clamped to the representable range.
-    func saturatingMultiply(_ other: Int64) -> Int64 {
-        let (r, overflow) = multipliedReportingOverflow(by: other)
-        return overflow ? ((self < 0) == (other < 0) ? .max : .min) : r
-    }
-
-    /// `self - other`, clamped to the representable range.
-    func saturatingSubtract(_ other: Int64) -> Int64 {
-        let (r, overflow) = subtractingReportingOverflow(other)
-        return overflow ? (other < 0 ? .max : .min) : r
-    }
+    public static func entries(from sink: CollectingSink) -> [HistoryEntry] { HistoryEntry.entries(records: sink.records) }
 }

@@ -396,9 +396,11 @@ public struct Fault: Sendable, Codable {
     public var sqlState: String?
     /// `queue`: how many statement responses (the submit's included) say PENDING before one says RUNNING.
     public var polls: Int?
+    /// `tamper`: the edits made to a matching response (see ``Tamper``).
+    public var tamper: [Tamper]?
 
     enum CodingKeys: String, CodingKey {
-        case id, match, count, kind, status, message, polls
+        case id, match, count, kind, status, message, polls, tamper
         case retryAfter = "retry_after"
         case delayMillis = "delay_ms"
         case errorCode = "error_code"
@@ -433,16 +435,17 @@ public struct Fault: Sendable, Codable {
         errorClass = try c.decodeIfPresent(String.self, forKey: .errorClass)
         sqlState = try c.decodeIfPresent(String.self, forKey: .sqlState)
         polls = try c.decodeIfPresent(Int.self, forKey: .polls)
+        tamper = try c.decodeIfPresent([Tamper].self, forKey: .tamper)
     }
 
     static let kinds: Set<String> = [
         "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body", "sql_error",
-        "queue", "proxy_status",
+        "queue", "proxy_status", "tamper",
     ]
 
     /// Whether an HTTP-level fault applies to `req` (`sql_error` and `queue` faults apply to statements, not requests).
     func matches(_ req: HTTPRequest) -> Bool {
-        if kind == "sql_error" || kind == "queue" { return false }
+        if kind == "sql_error" || kind == "queue" || kind == "tamper" { return false }
         if let m = match.method, m.uppercased() != req.method { return false }
         if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
         return true
@@ -453,6 +456,16 @@ public struct Fault: Sendable, Codable {
         guard kind == "queue" else { return false }
         guard let needle = match.statementContains else { return true }
         return sql.range(of: needle, options: .caseInsensitive) != nil
+    }
+
+    /// Whether a `tamper` fault applies to a response to `req` that carries a statement with this SQL text (nil: no
+    /// statement).
+    func matches(tampering req: HTTPRequest, statementSQL sql: String?) -> Bool {
+        guard kind == "tamper" else { return false }
+        if let m = match.method, m.uppercased() != req.method { return false }
+        if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
+        guard let needle = match.statementContains else { return true }
+        return sql?.range(of: needle, options: .caseInsensitive) != nil
     }
 
     /// Whether a `sql_error` fault applies to a statement with this SQL text.

@@ -1,3 +1,4 @@
+import CDFSyncCore
 import CDFSyncClient
 import CDFSyncEngine
 import Testing

@@ -55,6 +55,7 @@ extension Simulator {
         let resp = req.path.hasPrefix("/_hook/") ? webhook(req) : routeAPI(req, host: host)
         if case .normal = delivery {} else { resp.delivery = delivery }
         if let corruption, resp.status == 200 { Self.corrupt(resp, how: corruption) }
+        if resp.status == 200 { tamperIfAsked(req, resp) }
         return resp
     }
 

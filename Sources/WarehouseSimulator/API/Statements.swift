@@ -9,6 +9,8 @@ struct StatementRecord: Sendable {
     }
 
     var id: String
+    /// The SQL text as submitted (fault kind `tamper` matches it).
+    var sql = ""
     /// The statement that computed the result: `id` itself, or the statement a result-cache hit reuses
     /// (`cache_origin_statement_id` in Databricks' query history).
     var resultID: String
@@ -268,6 +270,7 @@ extension Simulator {
                 rowsPerChunk: parsed.disposition == "EXTERNAL_LINKS"
                     ? configuration.rowsPerExternalChunk : configuration.rowsPerChunk,
                 lastPolledAt: now, abandonAfter: configuration.abandonAfter)
+            s.statements[id]?.sql = parsed.statement
             if let queued {
                 s.statements[id]?.queuedAnswers = queued
                 s.statements[id]?.runningAnswers = 1
