@@ -183,7 +183,9 @@ public final class CDFSync {
         }
     }
 
-    private func recorded(mode: RunRecord.Mode?, _ body: (inout SyncSummary, PanelStore.Checkpoint?) throws -> Void) throws -> SyncSummary {
+    private func recorded(mode: RunRecord.Mode?, _ body: (inout SyncSummary, PanelStore.Checkpoint?) throws -> Void)
+        throws -> SyncSummary
+    {
         let started = Date()
         var summary = SyncSummary(pipeline: options.pipeline, table: options.table.description)
         if let mode { summary.mode = mode }
@@ -642,8 +644,8 @@ public final class CDFSync {
         let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
         try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
             source: .snapshot(version: rowVersion),
-            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: sourceCreated), summary: &summary,
-            part: .init(mode: part, fromVersion: version, toVersion: version))
+            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: sourceCreated),
+            summary: &summary, part: .init(mode: part, fromVersion: version, toVersion: version))
     }
 
     /// Keyset pages on (cursor, external id) up to an upper bound fixed when the run starts, from the stored
@@ -679,8 +681,8 @@ public final class CDFSync {
             var collector: ChangeCollector?
             var pageRows = 0
             try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
-                source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary, part: .init(mode: .watermark),
-                beforeFinish: { col in
+                source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary,
+                part: .init(mode: .watermark), beforeFinish: { col in
                     collector = col
                     pageRows = col.rowsSeen
                     if let last = col.lastCursor {
@@ -715,7 +717,8 @@ public final class CDFSync {
     /// `part`: what the statement reads (mode and versions), noted in the run's record with the rows read, also
     /// when the statement fails after reading some.
     private func read(_ statement: Statement, source: ChangeCollector.Source, checkpoint: PanelStore.Checkpoint?,
-                      writer: BatchWriter? = nil, summary: inout SyncSummary, part: RunRecord.Part, shaping: Bool = true,
+                      writer: BatchWriter? = nil, summary: inout SyncSummary, part: RunRecord.Part,
+                      shaping: Bool = true,
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
@@ -740,7 +743,8 @@ public final class CDFSync {
             summary.noteRead(part, rows: summary.rowsRead - rowsBefore)
         } catch {
             summary = collector.abandon()
-            if summary.rowsRead > rowsBefore { summary.noteRead(part, rows: summary.rowsRead - rowsBefore, complete: false) }
+            let rows = summary.rowsRead - rowsBefore
+            if rows > 0 { summary.noteRead(part, rows: rows, complete: false) }
             throw error
         }
     }

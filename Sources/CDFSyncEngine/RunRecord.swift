@@ -77,7 +77,8 @@ public struct RunRecord: Sendable, Equatable {
             switch mode {
             case .cdf: what = Self.versions(fromVersion, toVersion)
             case .snapshot: what = toVersion.map { "snapshot at v\($0)" } ?? "snapshot"
-            case .snapshotFallback: what = (toVersion.map { "snapshot at v\($0)" } ?? "snapshot") + " (change data gone)"
+            case .snapshotFallback:
+                what = (toVersion.map { "snapshot at v\($0)" } ?? "snapshot") + " (change data gone)"
             case .watermark: what = "watermark pages"
             }
             return what + (complete ? "" : " (incomplete: the run stopped in it)")
@@ -310,7 +311,7 @@ public struct RunRecord: Sendable, Equatable {
         self = try JSONDecoder().decode(RunRecord.self, from: Data(json))
     }
 
-    // MARK: Shorthands for the counts
+    // MARK: Shorthands for the counts (how the reading side, callers and tests name them)
 
     public var rowsRead: Int { get { counts.read } set { counts.read = newValue } }
     public var inserted: Int { get { counts.inserted } set { counts.inserted = newValue } }
@@ -536,8 +537,8 @@ extension RunRecord {
         let checkpoint: String
         let replay = mode.isReplay
         if replay {
-            checkpoint = "checkpoint unchanged at \(checkpointVersion.map { "v\($0)" } ?? "the beginning (never synced)") "
-                + "(a replay never moves it)"
+            let at = checkpointVersion.map { "v\($0)" } ?? "the beginning (never synced)"
+            checkpoint = "checkpoint unchanged at \(at) (a replay never moves it)"
         } else if mode == .watermark {
             let from = watermarkBefore.map { "watermark \($0)" } ?? "the beginning (never synced)"
             checkpoint = watermark == watermarkBefore
@@ -552,9 +553,12 @@ extension RunRecord {
             }
         }
         let applied = counts.applied
-        guard applied > 0 else { return checkpoint + (replay ? "; nothing was applied" : "; nothing after it was applied") }
-        return checkpoint + "; \(applied) change(s) applied before the failure (\(inserted) inserted, \(updated + linked) updated) "
-            + "stay in the panel and read as unchanged when the \(replay ? "replay" : "sync") runs again"
+        guard applied > 0 else {
+            return checkpoint + (replay ? "; nothing was applied" : "; nothing after it was applied")
+        }
+        return checkpoint + "; \(applied) change(s) applied before the failure (\(inserted) inserted, "
+            + "\(updated + linked) updated) stay in the panel and read as unchanged when the "
+            + "\(replay ? "replay" : "sync") runs again"
     }
 
     /// The row counts as output lines, label and number first: every row read is on exactly one of them, so their
@@ -566,7 +570,8 @@ extension RunRecord {
         var lines: [(String, Int, String, Bool)] = [
             (dry ? "would create" : "inserted", c.inserted, "", true),
             (dry ? "would update" : "updated", c.updated, "", true),
-            (dry ? "would link" : "linked", c.linked, "new source key(s) joined to a participant by email/phone", false),
+            (dry ? "would link" : "linked", c.linked, "new source key(s) joined to a participant by email/phone",
+             false),
             ("unchanged", c.unchanged, "", true),
             ("older", c.skippedOlder, "older than the panel, skipped", false),
             ("consent", c.consentBlocked, "not opted in, not imported", false),
@@ -594,7 +599,8 @@ extension RunRecord {
         }
         if noNewCommits {
             let from = checkpointBefore.map { "v\($0)" } ?? "the beginning"
-            lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); nothing changed")
+            lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); "
+                + "nothing changed")
             return lines.joined(separator: "\n")
         }
         let what = readDescription ?? "nothing"
@@ -604,16 +610,21 @@ extension RunRecord {
         } else {
             lines.append("\(kind) of \(table) [\(mode.rawValue)] \(what) (run \(runID))")
         }
-        lines.append("  rows read      \(rowsRead)  (\(String(format: "%.1f", Double(bytesReceived) / 1_048_576)) MiB of JSON, \(statementIDs.count) statement(s))")
+        let mib = String(format: "%.1f", Double(bytesReceived) / 1_048_576)
+        lines.append("  rows read      \(rowsRead)  (\(mib) MiB of JSON, \(statementIDs.count) statement(s))")
         lines += countLines
         if conflicts > 0 { lines.append("  conflicts      \(conflicts)  identity conflict(s) recorded (not merged)") }
         if mode != .replayDryRun {
-            lines.append("  delivered      \(delivered) change(s)" + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
+            lines.append("  delivered      \(delivered) change(s)"
+                + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
         }
         if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
         lines.append(String(format: "  time           %.2f s, %.0f rows/s", seconds, rowsPerSecond)
-            + (peakResidentBytes > 0 ? String(format: ", peak memory %.0f MB", Double(peakResidentBytes) / 1_048_576) : ""))
-        if durability == "run" { lines.append("  durability     run: commits not synced one by one; the store was synced before delivery") }
+            + (peakResidentBytes > 0
+                ? String(format: ", peak memory %.0f MB", Double(peakResidentBytes) / 1_048_576) : ""))
+        if durability == "run" {
+            lines.append("  durability     run: commits not synced one by one; the store was synced before delivery")
+        }
         for c in schemaChanges { lines.append("  schema change  \(c)") }
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")

@@ -60,8 +60,9 @@ extension CDFSyncCommand {
                             .succeeded: "no new commits", .failed: "nothing read", .running: "in progress",
                             .interrupted: "reading not recorded",
                         ][record.status, default: ""]
-                        print("run \(id)  \(record.startedAtText)  \(record.pipeline)  \(record.mode.rawValue)  \(read)  "
-                            + "\(record.status.rawValue)  read \(c.read) ins \(c.inserted) upd \(c.updated) unch \(c.unchanged)")
+                        print("run \(id)  \(record.startedAtText)  \(record.pipeline)  \(record.mode.rawValue)  "
+                            + "\(read)  \(record.status.rawValue)  read \(c.read) ins \(c.inserted) upd \(c.updated) "
+                            + "unch \(c.unchanged)")
                     }
                 }
             }
@@ -114,7 +115,9 @@ extension CDFSyncCommand {
             /// The record as `key  value` lines: the run's fields, its parts, its counts, then its lists.
             static func text(_ r: RunRecord) -> String {
                 // Keys padded to the longest one printed, plus two spaces: a long key never runs into its value.
-                func pad(_ key: String, _ width: Int) -> String { key.padding(toLength: width + 2, withPad: " ", startingAt: 0) }
+                func pad(_ key: String, _ width: Int) -> String {
+                    key.padding(toLength: width + 2, withPad: " ", startingAt: 0)
+                }
                 let fields: [(String, String?)] = [
                     ("run_id", "\(r.runID)"), ("pipeline", r.pipeline), ("source", r.table), ("mode", r.mode.rawValue),
                     ("status", r.status.rawValue), ("started_at", r.startedAtText),
@@ -122,9 +125,10 @@ extension CDFSyncCommand {
                     ("pid", "\(r.processID)"), ("from_version", r.fromVersion.map { "\($0)" }),
                     ("to_version", r.toVersion.map { "\($0)" }), ("latest_version", r.latestVersion.map { "\($0)" }),
                     ("checkpoint_before", r.checkpointBefore.map { "\($0)" }),
-                    ("checkpoint_version", r.checkpointVersion.map { "\($0)" }), ("watermark_before", r.watermarkBefore),
-                    ("watermark", r.watermark), ("durability", r.durability), ("bytes_received", "\(r.bytesReceived)"),
-                    ("peak_rss_bytes", "\(r.peakResidentBytes)"), ("record_version", "\(r.recordVersion)"),
+                    ("checkpoint_version", r.checkpointVersion.map { "\($0)" }),
+                    ("watermark_before", r.watermarkBefore), ("watermark", r.watermark), ("durability", r.durability),
+                    ("bytes_received", "\(r.bytesReceived)"), ("peak_rss_bytes", "\(r.peakResidentBytes)"),
+                    ("record_version", "\(r.recordVersion)"),
                     ("error", r.error),
                 ]
                 var lines: [String] = []
@@ -134,7 +138,8 @@ extension CDFSyncCommand {
                 if !r.parts.isEmpty {
                     lines.append("parts")
                     for p in r.parts {
-                        lines.append("  \(p.mode.rawValue)  \(p.description): \(p.statements) statement(s), \(p.rowsRead) row(s)")
+                        lines.append("  \(p.mode.rawValue)  \(p.description): \(p.statements) statement(s), "
+                            + "\(p.rowsRead) row(s)")
                     }
                 }
                 lines.append("counts")
