@@ -140,19 +140,25 @@ public final class CDFSync {
 
     /// Re-reads `[from, to]` (to: latest) and applies it under per-key monotonicity: nothing newer than what the
     /// panel holds changes. The checkpoint never moves.
+    ///
+    /// A range with no version to read (`fromVersion` after the latest version) is refused before the run is
+    /// recorded: a usage error, which must not stand as the pipeline's last run.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
-        try recorded(mode: replay.dryRun ? "replay (dry run)" : "replay") { summary, checkpoint in
+        // Asked once, before the record: an error here is recorded by the run below, which does not ask again.
+        let asked = Result { try latestVersion() }
+        if case .success(let latest) = asked, replay.fromVersion > min(replay.toVersion ?? latest, latest) {
+            let range = replay.toVersion.map { "v\(replay.fromVersion)…v\($0)" } ?? "v\(replay.fromVersion) on"
+            throw SyncError("nothing to replay: \(range) of \(options.table) holds no version (the latest is "
+                    + "v\(latest)); no run was recorded",
+                remedy: "Give --from-version \(latest) or lower (and a --to-version at or above it).")
+        }
+        return try recorded(mode: replay.dryRun ? .replayDryRun : .replay) { summary, checkpoint in
             if !replay.dryRun { try bindOutputDirectory() }
-            let latest = try latestVersion()
+            let latest = try asked.get()
             summary.latestVersion = latest
             // Versions of another table than the panel's would apply under the old history's per-key versions.
             try ensureSameSource(as: checkpoint, latest: latest)
             let end = min(replay.toVersion ?? latest, latest)
-            guard replay.fromVersion <= end else {
-                throw SyncError("replay range v\(replay.fromVersion)…v\(end) is empty (latest version is v\(latest))",
-                    remedy: "Give --from-version at or below --to-version and the latest version.")
-            }
-            summary.fromVersion = replay.fromVersion - 1
             // One statement per stretch without a schema change that change data cannot be read across.
             let schema = SchemaHistory(
                 history: try history(limit: min(latest.saturatingSubtract(replay.fromVersion).saturatingAdd(2),
@@ -183,51 +189,55 @@ public final class CDFSync {
                 // writer's chain to yield to.
                 try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
                     source: .changeFeed(versions: range.start...range.end), checkpoint: nil, writer: writer,
-                    summary: &summary, shaping: false,
-                    yieldingToWriter: false)
+                    summary: &summary, part: .init(mode: .cdf, fromVersion: range.start, toVersion: range.end),
+                    shaping: false, yieldingToWriter: false)
             }
             if let f = redeliverFile {
                 try f.finish()
                 summary.outputFiles.append(f.name)
                 summary.delivered += f.lines
             }
-            summary.toVersion = end
             if !replay.dryRun { try deliver(&summary) }
         }
     }
 
-    private func recorded(mode: String?, _ body: (inout SyncSummary, PanelStore.Checkpoint?) throws -> Void) throws -> SyncSummary {
+    private func recorded(mode: RunRecord.Mode?, _ body: (inout SyncSummary, PanelStore.Checkpoint?) throws -> Void)
+        throws -> SyncSummary
+    {
         let started = Date()
         var summary = SyncSummary(pipeline: options.pipeline, table: options.table.description)
         if let mode { summary.mode = mode }
         summary.durability = store.environment.durable ? "commit" : "run"
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
-        summary.fromVersion = checkpoint?.version
+        summary.checkpointBefore = checkpoint?.version
         summary.watermark = checkpoint?.watermark
-        summary.fromWatermark = checkpoint?.watermark
+        summary.watermarkBefore = checkpoint?.watermark
         try markInterruptedRuns()
-        summary.runID = try store.appendRun(summary.auditJSON())
+        summary.runID = try store.appendRun(summary.json())
         do {
             try body(&summary, checkpoint)
-            summary.finished = true
+            summary.status = .succeeded
             summary.checkpointVersion = try store.checkpoint(pipeline: options.pipeline)?.version
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
-            try store.updateRun(id: summary.runID, json: summary.auditJSON())
+            try store.updateRun(id: summary.runID, json: summary.json())
             if !store.environment.durable { try store.environment.sync() }
             // The next run (or process) opens the store without scanning every identity key.
             store.saveFilter()
             return summary
         } catch {
-            summary.finished = true
+            summary.status = .failed
             summary.error = "\(error)"
+            // Rows read that no count places: in batches the writer had not committed when the run stopped, or the
+            // row it stopped at.
+            summary.counts.notApplied = max(0, summary.counts.read - summary.counts.accounted)
             let stored = (try? store.checkpoint(pipeline: options.pipeline)) ?? nil
             summary.checkpointVersion = stored?.version
             // In watermark mode, the watermark reached is the one the last applied page checkpointed.
-            if summary.mode == "watermark" { summary.watermark = stored?.watermark }
+            if summary.mode == .watermark { summary.watermark = stored?.watermark }
             summary.seconds = Date().timeIntervalSince(started)
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
-            try? store.updateRun(id: summary.runID, json: summary.auditJSON())
+            try? store.updateRun(id: summary.runID, json: summary.json())
             if !store.environment.durable { try? store.environment.sync() }
             throw SyncFailure(summary: summary, underlying: error)
         }
@@ -241,8 +251,13 @@ public final class CDFSync {
         // Read as this process, the holder, would see them: its own runs stay `running`.
         let holder = WriterLock.Holder(pid: getpid(), process: WriterLock.processToken)
         for (id, json) in try store.runs(limit: 20) {
-            let current = RunStatus.current(json, holder: holder)
-            if current != json { try store.updateRun(id: id, json: current) }
+            // A record this build cannot read is left as it is.
+            guard var record = try? RunRecord(json: json), record.effectiveStatus(holder: holder) == .interrupted,
+                record.status == .running
+            else { continue }
+            record.runID = id
+            record.markInterrupted()
+            try store.updateRun(id: id, json: record.json())
         }
     }
 
@@ -271,7 +286,11 @@ public final class CDFSync {
         try deliver(&summary)
         let decision = try decideMode()
         let mode = decision.mode
-        summary.mode = mode.rawValue
+        summary.mode = switch mode {
+        case .cdf: .cdf
+        case .snapshot: .snapshot
+        case .watermark: .watermark
+        }
         summary.modeReason = decision.reason
         if let spec = options.spec { try checkColumns(spec) }
         switch mode {
@@ -279,7 +298,7 @@ public final class CDFSync {
         case .snapshot:
             let latest = try isView() ? nil : latestVersion()
             summary.latestVersion = latest
-            try readSnapshot(at: latest, summary: &summary)
+            try readSnapshot(at: latest, summary: &summary, part: .snapshot)
         case .watermark: try performWatermark(&summary, checkpoint: checkpoint)
         }
         try deliver(&summary)
@@ -495,7 +514,8 @@ public final class CDFSync {
                 next = v
             case .latest:
                 summary.warnings.append("start: latest — took a snapshot at v\(latest); change data continues from there")
-                try readSnapshot(at: latest, summary: &summary)
+                summary.mode = .snapshot
+                try readSnapshot(at: latest, summary: &summary, part: .snapshot)
                 return
             case .timestamp(let t):
                 next = try firstVersion(atOrAfter: t, latest: latest)
@@ -518,13 +538,12 @@ public final class CDFSync {
         let ranges = planner.ranges(start: next, end: latest, history: history, breaks: schema.breaks)
         try readRanges(ranges, summary: &summary) { range, summary in
             try readChanges(range, schema: schema, summary: &summary)
-            summary.toVersion = range.end
         } historyLost: { range, e, summary in
             guard options.fallBackToSnapshot else { return false }
             summary.warnings.append(
                 "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
-            summary.mode = "snapshot"
-            try readSnapshot(at: latest, summary: &summary)
+            summary.mode = .snapshot
+            try readSnapshot(at: latest, summary: &summary, part: .snapshotFallback)
             return true
         }
     }
@@ -686,7 +705,8 @@ public final class CDFSync {
             + ", \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition),
             source: .changeFeed(versions: range.start...range.end),
-            checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary)
+            checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary,
+            part: .init(mode: .cdf, fromVersion: range.start, toVersion: range.end))
     }
 
     /// The `table_changes` statement for `[start, end]`, reading the selected columns (and testing the filters) under
@@ -704,15 +724,16 @@ public final class CDFSync {
 
     /// A full read: `VERSION AS OF` the latest version for tables, a plain SELECT for views. The identity index
     /// makes it idempotent; change data continues from `version` afterwards.
-    private func readSnapshot(at version: Int64?, summary: inout SyncSummary) throws {
+    /// `part`: why (snapshot mode or `start: latest`, or change data gone), for the run's record.
+    private func readSnapshot(at version: Int64?, summary: inout SyncSummary, part: RunRecord.Part.Mode) throws {
         let f = filterSQL
         let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: version, conditions: f.sql)
         // Views have no versions: a newer snapshot must win per key, so the run's time is the version.
         let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
         try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
             source: .snapshot(version: rowVersion),
-            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: sourceCreated), summary: &summary)
-        summary.toVersion = version
+            checkpoint: PanelStore.Checkpoint(tableVersion: version ?? -1, sourceCreated: sourceCreated),
+            summary: &summary, part: .init(mode: part, fromVersion: version, toVersion: version))
     }
 
     /// Keyset pages on (cursor, external id) up to an upper bound fixed when the run starts, from the stored
@@ -749,7 +770,7 @@ public final class CDFSync {
             var pageRows = 0
             try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
                 source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary,
-                beforeFinish: { col in
+                part: .init(mode: .watermark), beforeFinish: { col in
                     collector = col
                     pageRows = col.rowsSeen
                     if let last = col.lastCursor {
@@ -763,9 +784,14 @@ public final class CDFSync {
         }
         // NULL cursors are never read by the pages above: count and report them.
         let nulls = CollectingSink(limit: 10_000_000)
-        try client.execute(Statement(
+        let outcome = try client.execute(Statement(
             sql: SQL.snapshot(of: options.table, columns: [key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
             parameters: f.parameters), sink: nulls)
+        // Read, and counted: every row read is counted once in the run's record.
+        summary.statementIDs.append(outcome.statementID)
+        summary.bytesReceived += outcome.bytesReceived
+        summary.noteRead(.init(mode: .watermark), rows: nulls.rows.count)
+        summary.rowsRead += nulls.rows.count
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
@@ -776,8 +802,11 @@ public final class CDFSync {
     /// Streams one statement into a collector (this thread: download and decode) and a writer (its own thread:
     /// LMDB). On failure the writer still finishes the batches already handed to it — each is complete and
     /// carries only a checkpoint its rows justify — and the error is rethrown.
+    /// `part`: what the statement reads (mode and versions), noted in the run's record with the rows read, also
+    /// when the statement fails after reading some.
     private func read(_ statement: Statement, source: ChangeCollector.Source, checkpoint: PanelStore.Checkpoint?,
-                      writer: BatchWriter? = nil, summary: inout SyncSummary, shaping: Bool = true,
+                      writer: BatchWriter? = nil, summary: inout SyncSummary, part: RunRecord.Part,
+                      shaping: Bool = true,
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
@@ -789,6 +818,7 @@ public final class CDFSync {
             shaping: shaping)
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
+        let rowsBefore = summary.rowsRead
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
@@ -798,8 +828,11 @@ public final class CDFSync {
             summary = collector.summary
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
+            summary.noteRead(part, rows: summary.rowsRead - rowsBefore)
         } catch {
             summary = collector.abandon()
+            let rows = summary.rowsRead - rowsBefore
+            if rows > 0 { summary.noteRead(part, rows: rows, complete: false) }
             throw error
         }
     }

@@ -201,21 +201,8 @@ final class ChangeCollector: ResultSink {
     }
 
     private func fold(_ outcome: PanelStore.ApplyOutcome) {
-        base.inserted += outcome.inserted
-        base.updated += outcome.updated
-        base.unchanged += outcome.unchanged
-        base.skippedOlder += outcome.skippedOlder
-        base.consentBlocked += outcome.consentBlocked
-        let counts = rows.counts
-        base.rowsRead += counts.read
-        base.deletesIgnored += counts.deletes
-        base.preimagesIgnored += counts.preimages
-        base.invalid += counts.invalid
-        base.consentBlocked += counts.consentBlocked
-        base.nullCursor += counts.nullCursor
-        base.eventUpdatesIgnored += counts.updatesIgnored
-        base.linked += outcome.linked
-        base.conflicts += outcome.conflicts
+        base.counts += outcome
+        base.counts += rows.counts
         base.invalidSamples += rows.samples
         rows.samples = []
         rows.samplesBefore = base.invalidSamples.count

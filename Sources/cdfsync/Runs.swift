@@ -36,21 +36,43 @@ extension CDFSyncCommand {
                     let holder = WriterLock.holder(of: dir)
                     var shown = 0
                     for (id, stored) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
-                        let record = RunStatus.current(stored, holder: holder)
-                        let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
-                        if let name, obj["pipeline"] as? String != name { continue }
-                        shown += 1
-                        if json {
-                            print(String(decoding: record, as: UTF8.self))
+                        let record: RunRecord
+                        do {
+                            record = try Self.read(stored, id: id, holder: holder)
+                        } catch {
+                            // Damaged, or written by a newer build: listed as stored (its pipeline is unknown).
+                            guard name == nil else { continue }
+                            shown += 1
+                            print(json ? String(decoding: stored, as: UTF8.self)
+                                : "run \(id)  record not readable (\(RunRecord.unreadable(error)))")
                             continue
                         }
-                        let counts = obj["counts"] as? [String: Any] ?? [:]
-                        let from = (obj["from_version"] as? Int).map { "v\($0 + 1)" } ?? "start"
-                        let range = (obj["to_version"] as? Int).map { "\(from)…v\($0)" }
-                            ?? (obj["status"] as? String == RunStatus.succeeded ? "no new commits" : "from \(from)")
-                        print("run \(id)  \(obj["started_at"] ?? "")  \(obj["pipeline"] ?? "")  \(obj["mode"] ?? "")  \(range)  \(obj["status"] ?? "")  read \(counts["read"] ?? 0) ins \(counts["inserted"] ?? 0) upd \(counts["updated"] ?? 0) unch \(counts["unchanged"] ?? 0)")
+                        if let name, record.pipeline != name { continue }
+                        shown += 1
+                        if json {
+                            print(String(decoding: try record.json(), as: UTF8.self))
+                            continue
+                        }
+                        let c = record.counts
+                        // A record is rewritten when its run ends: a run in progress, or one that never ended, has
+                        // not recorded what it read.
+                        let read = record.readDescription ?? [
+                            .succeeded: "no new commits", .failed: "nothing read", .running: "in progress",
+                            .interrupted: "reading not recorded",
+                        ][record.status, default: ""]
+                        print("run \(id)  \(record.startedAtText)  \(record.pipeline)  \(record.mode.rawValue)  "
+                            + "\(read)  \(record.status.rawValue)  read \(c.read) ins \(c.inserted) upd \(c.updated) "
+                            + "unch \(c.unchanged)")
                     }
                 }
+            }
+
+            /// A stored record as it reads now (``RunRecord/current(holder:)``), with the id it is stored under (a
+            /// record left `running` holds 0: its id was not known when it was first written).
+            static func read(_ stored: [UInt8], id: UInt64, holder: WriterLock.Holder?) throws -> RunRecord {
+                var record = try RunRecord(json: stored)
+                record.runID = id
+                return record.current(holder: holder)
             }
         }
 
@@ -71,32 +93,66 @@ extension CDFSyncCommand {
                     guard let stored = try store.run(id: id) else {
                         throw SyncError("run \(id) is not recorded in \(state.stateDir)", remedy: "List runs with `cdfsync runs`.")
                     }
-                    let record = RunStatus.current(stored, holder: WriterLock.holder(of: state.stateDir))
+                    let record: RunRecord
+                    do {
+                        record = try List.read(stored, id: id, holder: WriterLock.holder(of: state.stateDir))
+                    } catch {
+                        if json {
+                            print(String(decoding: stored, as: UTF8.self))
+                            return
+                        }
+                        throw SyncError("run \(id)'s record cannot be read (\(RunRecord.unreadable(error)))",
+                            remedy: "Print it as stored with `cdfsync runs show \(id) --json`.")
+                    }
                     if json {
-                        print(String(decoding: record, as: UTF8.self))
+                        print(String(decoding: try record.json(), as: UTF8.self))
                         return
                     }
-                    let obj = (try? JSONSerialization.jsonObject(with: Data(record))) as? [String: Any] ?? [:]
-                    // Keys padded to the longest one printed, plus two spaces: a long key never runs into its value.
-                    func pad(_ key: String, _ width: Int) -> String { key.padding(toLength: width + 2, withPad: " ", startingAt: 0) }
-                    let fields = ["run_id", "pipeline", "source", "mode", "status", "started_at", "seconds", "host", "user", "pid",
-                                  "from_version", "to_version", "latest_version", "checkpoint_version", "watermark",
-                                  "durability", "peak_rss_bytes", "error"]
-                        .filter { obj[$0] != nil && !(obj[$0] is NSNull) }
-                    let width = fields.map(\.count).max() ?? 0
-                    for key in fields { print("\(pad(key, width))\(obj[key]!)") }
-                    if let c = obj["counts"] as? [String: Any] {
-                        print("counts")
-                        let width = c.keys.map(\.count).max() ?? 0
-                        for (k, v) in c.sorted(by: { $0.key < $1.key }) { print("  \(pad(k, width))\(v)") }
-                    }
-                    for key in ["statement_ids", "output_files", "schema_changes", "warnings", "invalid_samples"] {
-                        if let l = obj[key] as? [Any], !l.isEmpty {
-                            print(key)
-                            l.forEach { print("  \($0)") }
-                        }
+                    print(Self.text(record))
+                }
+            }
+
+            /// The record as `key  value` lines: the run's fields, its parts, its counts, then its lists.
+            static func text(_ r: RunRecord) -> String {
+                // Keys padded to the longest one printed, plus two spaces: a long key never runs into its value.
+                func pad(_ key: String, _ width: Int) -> String {
+                    key.padding(toLength: width + 2, withPad: " ", startingAt: 0)
+                }
+                let fields: [(String, String?)] = [
+                    ("run_id", "\(r.runID)"), ("pipeline", r.pipeline), ("source", r.table), ("mode", r.mode.rawValue),
+                    ("status", r.status.rawValue), ("started_at", r.startedAtText),
+                    ("seconds", String(format: "%.3f", r.seconds)), ("host", r.host), ("user", r.user),
+                    ("pid", "\(r.processID)"), ("from_version", r.fromVersion.map { "\($0)" }),
+                    ("to_version", r.toVersion.map { "\($0)" }), ("latest_version", r.latestVersion.map { "\($0)" }),
+                    ("checkpoint_before", r.checkpointBefore.map { "\($0)" }),
+                    ("checkpoint_version", r.checkpointVersion.map { "\($0)" }),
+                    ("watermark_before", r.watermarkBefore), ("watermark", r.watermark), ("durability", r.durability),
+                    ("bytes_received", "\(r.bytesReceived)"), ("peak_rss_bytes", "\(r.peakResidentBytes)"),
+                    ("record_version", "\(r.recordVersion)"),
+                    ("error", r.error),
+                ]
+                var lines: [String] = []
+                let shown = fields.compactMap { k, v in v.map { (k, $0) } }
+                let width = shown.map(\.0.count).max() ?? 0
+                for (key, value) in shown { lines.append("\(pad(key, width))\(value)") }
+                if !r.parts.isEmpty {
+                    lines.append("parts")
+                    for p in r.parts {
+                        lines.append("  \(p.mode.rawValue)  \(p.description): \(p.statements) statement(s), "
+                            + "\(p.rowsRead) row(s)")
                     }
                 }
+                lines.append("counts")
+                let counts = r.counts.fields
+                let countWidth = counts.map(\.key.count).max() ?? 0
+                for (k, v) in counts { lines.append("  \(pad(k, countWidth))\(v)") }
+                for (key, list) in [("statement_ids", r.statementIDs), ("output_files", r.outputFiles),
+                                    ("schema_changes", r.schemaChanges), ("warnings", r.warnings),
+                                    ("invalid_samples", r.invalidSamples)] where !list.isEmpty {
+                    lines.append(key)
+                    lines += list.map { "  \($0)" }
+                }
+                return lines.joined(separator: "\n")
             }
         }
     }

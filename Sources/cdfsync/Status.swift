@@ -26,8 +26,8 @@ extension CDFSyncCommand {
         struct PipelineStatus {
             var name: String
             var checkpoint: PanelStore.Checkpoint?
-            /// The newest run record of the pipeline, parsed.
-            var lastRun: (id: UInt64, record: [String: Any])?
+            /// The newest run record of the pipeline, as it reads now.
+            var lastRun: (id: UInt64, record: RunRecord)?
         }
 
         func run() throws {
@@ -42,14 +42,13 @@ extension CDFSyncCommand {
                 // Each pipeline's newest run; pipelines that ran but never checkpointed are listed too.
                 let holder = WriterLock.holder(of: state.stateDir)
                 for (id, stored) in try store.runs(limit: Self.runsScanned) {
-                    let bytes = RunStatus.current(stored, holder: holder)
-                    guard let obj = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any],
-                        let name = obj["pipeline"] as? String
-                    else { continue }
+                    // A record this build cannot read is skipped (`cdfsync runs` lists it).
+                    guard let record = try? Runs.List.read(stored, id: id, holder: holder) else { continue }
+                    let name = record.pipeline
                     if let i = pipelines.firstIndex(where: { $0.name == name }) {
-                        if pipelines[i].lastRun == nil { pipelines[i].lastRun = (id, obj) }
+                        if pipelines[i].lastRun == nil { pipelines[i].lastRun = (id, record) }
                     } else {
-                        pipelines.append(PipelineStatus(name: name, checkpoint: nil, lastRun: (id, obj)))
+                        pipelines.append(PipelineStatus(name: name, checkpoint: nil, lastRun: (id, record)))
                     }
                 }
                 pipelines.sort { $0.name < $1.name }
@@ -110,10 +109,11 @@ extension CDFSyncCommand {
             for p in pipelines {
                 var line = "  \(p.name)  \(describe(p.checkpoint))"
                 if let (id, r) = p.lastRun {
-                    let status = r["status"] as? String ?? "?"
-                    line += "  last run \(id) \(status) at \(r["started_at"] as? String ?? "?")"
-                    if status == RunStatus.running, let pid = r["pid"] as? Int { line += " (pid \(pid))" }
-                    if status == RunStatus.failed || status == RunStatus.interrupted, let e = r["error"] as? String {
+                    line += "  last run \(id) \(r.status.rawValue) at \(r.startedAtText)"
+                    // A replay (a dry run too) is a run of the pipeline, but not a sync: say which.
+                    if r.mode.isReplay { line += " (\(r.mode.rawValue))" }
+                    if r.status == .running { line += " (pid \(r.processID))" }
+                    if r.status == .failed || r.status == .interrupted, let e = r.error {
                         line += "\n      error: " + (e.count > 160 ? String(e.prefix(160)) + "…" : e)
                     }
                 }
@@ -170,9 +170,10 @@ extension CDFSyncCommand {
                 w.key("watermark_key"); w.string(p.checkpoint?.watermarkKey)
                 w.key("source_created"); w.string(p.checkpoint?.sourceCreated)
                 w.key("last_run_id"); if let id = p.lastRun?.id { w.uint(id) } else { w.null() }
-                w.key("last_run_status"); w.string(p.lastRun?.record["status"] as? String)
-                w.key("last_run_started_at"); w.string(p.lastRun?.record["started_at"] as? String)
-                w.key("last_run_error"); w.string(p.lastRun?.record["error"] as? String)
+                w.key("last_run_status"); w.string(p.lastRun?.record.status.rawValue)
+                w.key("last_run_mode"); w.string(p.lastRun?.record.mode.rawValue)
+                w.key("last_run_started_at"); w.string(p.lastRun?.record.startedAtText)
+                w.key("last_run_error"); w.string(p.lastRun?.record.error)
                 w.endObject()
             }
             w.endArray()

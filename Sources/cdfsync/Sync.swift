@@ -84,7 +84,7 @@ extension CDFSyncCommand {
                 let summary = try sync.run()
                 print(summary.render())
                 if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
-                if let path = summaryJson { try PrivateFiles.write(summary.auditJSON(), to: path) }
+                if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
     }
@@ -103,7 +103,7 @@ extension CDFSyncCommand {
         @Option(help: "Last version to read (default: latest).")
         var toVersion: Int64?
 
-        @Flag(help: "Print what would be created, updated and skipped; write nothing.")
+        @Flag(help: "Print what would be created, updated and skipped; write nothing but the run's audit record.")
         var dryRun = false
 
         @Flag(help: "Also write every replayed post-image to a replay-*.ndjson.zst file, already applied or not.")
@@ -132,16 +132,8 @@ extension CDFSyncCommand {
                     connection: connection, state: state, verbose: false) { _, _ in }
                 let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
                     redeliver: redeliver))
-                if dryRun {
-                    print("replay (dry run) of \(summary.table) v\(fromVersion)…v\(summary.toVersion ?? 0): nothing was written")
-                    print("  would create   \(summary.inserted)")
-                    print("  would update   \(summary.updated)")
-                    print("  would skip     \(summary.unchanged) unchanged, \(summary.skippedOlder) older than the panel")
-                    print("  rows read      \(summary.rowsRead) (\(summary.deletesIgnored) deletes, \(summary.preimagesIgnored) pre-images ignored)")
-                } else {
-                    print(summary.render())
-                }
-                if let path = summaryJson { try PrivateFiles.write(summary.auditJSON(), to: path) }
+                print(summary.render())
+                if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
     }

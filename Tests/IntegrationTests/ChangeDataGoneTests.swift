@@ -35,7 +35,7 @@ struct ChangeDataGoneTests {
         try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
         try sim.sim.vacuum(table: Self.table, earliestRetainedVersion: 9, errorClass: errorClass)
         let s = try runSync(sim, state: dir.sub("s"), output: dir.sub("o"))
-        #expect(s.mode == "snapshot", "\(s.warnings)")
+        #expect(s.mode == .snapshot, "\(s.warnings)")
         #expect(s.warnings.contains { $0.contains(errorClass) && $0.contains("resynced from a snapshot at v9") },
             "\(s.warnings)")
         #expect(try PanelStore(directory: dir.sub("s")).checkpoint(pipeline: s.pipeline)?.tableVersion == 9)
@@ -58,7 +58,7 @@ struct ChangeDataGoneTests {
         f.sqlState = "42816"
         sim.sim.addFault(f)
         let s = try runSync(sim, state: dir.sub("s"), output: dir.sub("o"))
-        #expect(s.mode == "snapshot")
+        #expect(s.mode == .snapshot)
         #expect(s.warnings.contains { $0.contains("DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION") }, "\(s.warnings)")
     }
 

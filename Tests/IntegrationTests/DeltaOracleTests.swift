@@ -121,7 +121,7 @@ struct DeltaOracleTests {
         let sim = try RunningSimulator(workspacePath: fixturePath("delta-oracle/\(name).workspace.json"))
         let dir = TempDir()
         let s = try sync(sim, o, state: dir.sub("s"))
-        #expect(s.mode == "snapshot")
+        #expect(s.mode == .snapshot)
         #expect(s.warnings.contains { $0.contains("resynced from a snapshot") })
         let snapshot = (o.expected["snapshot"] as! [String: Any])["rows"] as! [[Any]]
         var expected: [String: [String: String?]] = [:]

@@ -13,14 +13,15 @@ struct EndToEndSyncTests {
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 37))
         let dir = TempDir()
         let first = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
-        #expect(first.fromVersion == nil)
+        #expect(first.checkpointBefore == nil && first.fromVersion == 0)
         #expect(first.toVersion == sim.sim.latestVersion(table: "main.research.participants").map(Int64.init))
         #expect(first.inserted > 0)
         #expect(try panelContents(dir.sub("state")) == expectedPanel(workspace: fixturePath("demo-workspace.json")))
 
         try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
         let second = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
-        #expect(second.fromVersion == first.toVersion)
+        #expect(second.checkpointBefore == first.toVersion)
+        #expect(second.fromVersion == first.toVersion.map { $0 + 1 }, "the first version read is the one after the checkpoint")
         #expect(second.inserted + second.updated > 0)
         #expect(second.deletesIgnored > 0, "the appended commits delete keys; deletes are counted, not applied")
         let expected = try expectedPanel(workspace: fixturePath("demo-workspace.json"),

@@ -112,7 +112,7 @@ struct PipelineSyncTests {
         try commit(sim, #"{"version": \#(latest + 1), "timestamp": "2026-04-01T10:00:00.000Z", "operation": "WRITE", "insert": [\#(row("NULL-CURSOR", email: "n@example.com", consent: "opted_in", updated: nil))]}"#)
         let p = try viewPipeline(pageSize: 40)
         let first = try sync(sim, p, state: dir.sub("s"), output: dir.sub("o"))
-        #expect(first.mode == "watermark")
+        #expect(first.mode == .watermark)
         #expect(first.nullCursor == 1)
         #expect(first.warnings.contains { $0.contains("NULL-CURSOR") })
         #expect(first.statementIDs.count > 3, "several pages")
@@ -149,7 +149,7 @@ struct PipelineSyncTests {
         let store = try PanelStore(directory: dir.sub("s"))
         let stored = try store.checkpoint(pipeline: "view")?.watermark
         let inPanel = try store.count()
-        #expect(failure.summary.mode == "watermark")
+        #expect(failure.summary.mode == .watermark)
         #expect(failure.summary.watermark == stored, "the record must name the watermark the checkpoint reached")
         #expect(stored != nil && inPanel > 0, "no page was applied before the failure: the test does not exercise a partial run")
         #expect(failure.summary.inserted == inPanel, "the failed run's record must count the participants it created")

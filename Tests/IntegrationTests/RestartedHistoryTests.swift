@@ -116,7 +116,7 @@ struct RestartedHistoryTests {
             try store.setCheckpoint(PanelStore.Checkpoint(tableVersion: 3), pipeline: Self.table)
         }
         let s = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))
-        #expect(s.fromVersion == 3 && s.toVersion == 6)
+        #expect(s.checkpointBefore == 3 && s.fromVersion == 4 && s.toVersion == 6)
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: Self.table)?.sourceCreated != nil)
     }
 

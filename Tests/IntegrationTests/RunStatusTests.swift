@@ -15,48 +15,55 @@ struct RunStatusTests {
 
     @Test func aRecordIsRunningUntilTheRunEnds() throws {
         var s = SyncSummary(pipeline: "p", table: "main.s.t")
-        #expect(try object(s.auditJSON())["status"] as? String == "running")
-        #expect(try object(s.auditJSON())["pid"] as? Int == Int(getpid()))
-        s.finished = true
-        #expect(try object(s.auditJSON())["status"] as? String == "succeeded")
-        s.error = "boom"
-        #expect(try object(s.auditJSON())["status"] as? String == "failed")
+        #expect(try object(s.json())["status"] as? String == "running")
+        #expect(try object(s.json())["pid"] as? Int == Int(getpid()))
+        s.status = .succeeded
+        #expect(try object(s.json())["status"] as? String == "succeeded")
+        s.status = .failed
+        #expect(try object(s.json())["status"] as? String == "failed")
     }
 
-    @Test func aRunningRecordIsRewrittenAsInterruptedKeepingEveryOtherField() throws {
+    @Test func aRunningRecordIsMarkedInterruptedKeepingEveryOtherField() throws {
         var s = SyncSummary(pipeline: "p \"quoted\"", table: "main.s.t")
         s.processID = 4242
         s.inserted = 7
         s.processToken = "t"
         s.warnings = ["w"]
-        let rewritten = try #require(RunStatus.interrupted(s.auditJSON(), pid: 4242))
-        let o = try object(rewritten)
+        var rewritten = try RunRecord(json: s.json())
+        rewritten.markInterrupted()
+        let o = try object(rewritten.json())
         #expect(o["status"] as? String == "interrupted")
         #expect((o["error"] as? String)?.contains("process 4242 ended before the run finished") == true)
         #expect(o["pipeline"] as? String == "p \"quoted\"")
         #expect((o["counts"] as? [String: Any])?["inserted"] as? Int == 7)
-        s.finished = true
-        #expect(RunStatus.interrupted(s.auditJSON(), pid: 4242) == nil, "a finished record is left alone")
+        var expected = s
+        expected.status = .interrupted
+        expected.error = rewritten.error
+        #expect(rewritten == expected, "only the status and the error change")
+        s.status = .succeeded
+        var finished = s
+        finished.markInterrupted()
+        #expect(finished == s, "a finished record is left alone")
     }
 
     @Test func aRunningRecordReadsRunningOnlyWhileItsProcessHoldsTheStore() throws {
         var s = SyncSummary(pipeline: "p", table: "main.s.t")
         s.processID = 1
         s.processToken = "token-a"
-        let o = try object(s.auditJSON())
+        let o = try RunRecord(json: s.json())
         func holder(_ pid: Int32, _ token: String?) -> WriterLock.Holder { .init(pid: pid, process: token) }
-        #expect(RunStatus.effective(o, holder: holder(1, "token-a")) == "running")
-        #expect(RunStatus.effective(o, holder: holder(1, "token-b")) == "interrupted",
+        #expect(o.effectiveStatus(holder: holder(1, "token-a")) == .running)
+        #expect(o.effectiveStatus(holder: holder(1, "token-b")) == .interrupted,
             "another process with the same pid (pid 1 in every container) holds the store now")
-        #expect(RunStatus.effective(o, holder: holder(5000, "token-c")) == "interrupted")
-        #expect(RunStatus.effective(o, holder: nil) == "interrupted", "nobody holds it")
-        #expect(try object(RunStatus.current(s.auditJSON(), holder: nil))["status"] as? String == "interrupted")
-        #expect(RunStatus.current(s.auditJSON(), holder: holder(1, "token-a")) == s.auditJSON())
+        #expect(o.effectiveStatus(holder: holder(5000, "token-c")) == .interrupted)
+        #expect(o.effectiveStatus(holder: nil) == .interrupted, "nobody holds it")
+        #expect(o.current(holder: nil).status == .interrupted)
+        #expect(o.current(holder: holder(1, "token-a")) == o)
         // A record written before tokens were recorded: the pid decides.
         var legacy = o
-        legacy.removeValue(forKey: "process")
-        #expect(RunStatus.effective(legacy, holder: holder(1, nil)) == "running")
-        #expect(RunStatus.effective(legacy, holder: holder(2, nil)) == "interrupted")
+        legacy.processToken = nil
+        #expect(legacy.effectiveStatus(holder: holder(1, nil)) == .running)
+        #expect(legacy.effectiveStatus(holder: holder(2, nil)) == .interrupted)
     }
 
     /// The engine's own part: a run marks records left `running` by other processes as interrupted, and leaves a
@@ -68,9 +75,9 @@ struct RunStatusTests {
         // A run killed in an earlier container: same pid as this process, another process token.
         var gone = SyncSummary(pipeline: "main.research.participants", table: "main.research.participants")
         gone.processToken = "a-process-that-is-gone"
-        let goneID = try store.appendRun(gone.auditJSON())
+        let goneID = try store.appendRun(gone.json())
         let mine = SyncSummary(pipeline: "other", table: "main.research.other")
-        let mineID = try store.appendRun(mine.auditJSON())
+        let mineID = try store.appendRun(mine.json())
 
         let summary = try CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
             options: SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),

@@ -106,7 +106,7 @@ struct SchemaChangeSyncTests {
 
         // Mapped to the new name, the sync reads v7…v8 under the old one, then the rest: one statement each side.
         let second = try sync(sim, Self.newYAML, state: dir.sub("state"), output: dir.sub("out"))
-        #expect(second.fromVersion == 6)
+        #expect(second.checkpointBefore == 6 && second.fromVersion == 7)
         #expect(second.toVersion == 13)
         #expect(second.statementIDs.count == 2)
         // The run's record says what it read across.
@@ -225,7 +225,7 @@ struct SchemaChangeSyncTests {
 
         inject()
         let s = try sync(sim, Self.oldYAML, state: dir.sub("state"), output: dir.sub("out"))
-        #expect(s.mode == "snapshot")
+        #expect(s.mode == .snapshot)
         #expect(s.toVersion == 7)
         #expect(s.warnings.contains { $0.contains(errorClass) && $0.contains("resynced from a snapshot at v7") }, "\(s.warnings)")
         #expect(try PanelStore(directory: dir.sub("state")).checkpoint(pipeline: "panel")?.tableVersion == 7)
