@@ -434,8 +434,17 @@ func fsyncDirectory(_ path: String) throws {
     if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of directory", path: path) }
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
-func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+/// `rename(2)`, mapping `errno` to ``StorageError``.
+func renameFile(_ from: String, _ to: String) throws {
+    if rename(from, to) != 0 { throw StorageError.system(errno, "renaming \(from) to", path: to) }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename (by `rename`, which delivery passes to report
+/// the step to its test hooks), fsync of the directory.
+func writeFileAtomically(
+    _ bytes: [UInt8], to path: String, directory: String,
+    rename: (_ from: String, _ to: String) throws -> Void = renameFile
+) throws {
     let temp = path + ".tmp"
     let fd = open(temp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
     if fd < 0 { throw StorageError.system(errno, "creating", path: temp) }
@@ -447,6 +456,6 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String) t
         throw error
     }
     close(fd)
-    if rename(temp, path) != 0 { throw StorageError.system(errno, "renaming \(temp) to", path: path) }
+    try rename(temp, path)
     try fsyncDirectory(directory)
 }

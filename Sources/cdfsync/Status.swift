@@ -12,7 +12,9 @@ extension CDFSyncCommand {
             abstract: "Where every pipeline of a state directory stands: checkpoint, last run, undelivered changes.",
             discussion: """
                 Reads the state store only (no warehouse connection). Webhook lines show how far each webhook \
-                sink has acknowledged the delivered changes. --json prints the same as one JSON object.
+                sink has acknowledged the delivered changes. Output lines show, per output directory, what the \
+                next run would repair after a delivery that was killed part-way (status itself writes nothing). \
+                --json prints the same as one JSON object.
                 """)
 
         @OptionGroup var state: StateOptions
@@ -53,11 +55,14 @@ extension CDFSyncCommand {
                     }
                 }
                 pipelines.sort { $0.name < $1.name }
+                // What the next run's delivery would repair in each output directory (read-only look).
+                let repairs = try store.deliveryRepairs()
                 if json {
-                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir, writer: holder),
-                        as: UTF8.self))
+                    print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir,
+                        writer: holder, repairs: repairs), as: UTF8.self))
                 } else {
-                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder))
+                    print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder,
+                        repairs: repairs))
                 }
             }
         }
@@ -89,7 +94,7 @@ extension CDFSyncCommand {
         static func text(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil
+            writer: WriterLock.Holder? = nil, repairs: [PanelStore.DeliveryRepair] = []
         ) -> String {
             var lines = [
                 "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
@@ -124,13 +129,14 @@ extension CDFSyncCommand {
                 lines.append("  sink of \(owner)  acknowledged through change \(acknowledged), \(behind) delivered change(s) "
                     + "not yet acknowledged" + (behind > 0 ? " (resent on the next run)" : ""))
             }
+            lines += repairLines(repairs)
             return lines.joined(separator: "\n")
         }
 
         static func json(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil
+            writer: WriterLock.Holder? = nil, repairs: [PanelStore.DeliveryRepair] = []
         ) -> [UInt8] {
             var w = JSONWriter()
             w.beginObject()
@@ -181,8 +187,43 @@ extension CDFSyncCommand {
                 w.endObject()
             }
             w.endArray()
+            repairJSON(repairs, &w)
             w.endObject()
             return w.bytes
+        }
+
+        // MARK: Delivery repair (what the next run fixes after a delivery killed part-way)
+
+        /// `output` lines: per output directory, what the next run's delivery would repair, or that it is intact.
+        static func repairLines(_ repairs: [PanelStore.DeliveryRepair]) -> [String] {
+            guard !repairs.isEmpty else { return [] }
+            var lines = ["output"]
+            for r in repairs {
+                let owners = r.pipelines.isEmpty ? "" : " (\(r.pipelines.joined(separator: ", ")))"
+                lines.append("  \(r.directory)\(owners)  " + (r.isNeeded
+                    ? (r.problem == nil ? "the next run repairs: " : "") + r.items.joined(separator: "; ")
+                    : "intact, nothing to repair"))
+            }
+            return lines
+        }
+
+        /// `output_directories`: the same as ``repairLines(_:)``, one object per directory.
+        static func repairJSON(_ repairs: [PanelStore.DeliveryRepair], _ w: inout JSONWriter) {
+            w.key("output_directories")
+            w.beginArray()
+            for r in repairs {
+                w.beginObject()
+                w.key("directory"); w.string(r.directory)
+                w.key("pipelines"); w.beginArray(); r.pipelines.forEach { w.string($0) }; w.endArray()
+                w.key("repair_needed"); w.bool(r.isNeeded)
+                w.key("unrenamed_segment"); w.string(r.unrenamedSegment)
+                w.key("leftovers"); w.beginArray(); r.leftovers.forEach { w.string($0) }; w.endArray()
+                w.key("manifest"); w.string(r.manifest.rawValue)
+                w.key("problem"); w.string(r.problem)
+                w.key("repairs"); w.beginArray(); r.items.forEach { w.string($0) }; w.endArray()
+                w.endObject()
+            }
+            w.endArray()
         }
     }
 }
