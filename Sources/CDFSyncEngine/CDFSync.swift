@@ -153,7 +153,10 @@ public final class CDFSync {
                 remedy: "Give --from-version \(latest) or lower (and a --to-version at or above it).")
         }
         return try recorded(mode: replay.dryRun ? .replayDryRun : .replay) { summary, checkpoint in
-            if !replay.dryRun { try bindOutputDirectory() }
+            if !replay.dryRun {
+                try bindOutputDirectory()
+                try deliver(&summary)  // repairs a killed delivery before reading, as a sync does
+            }
             let latest = try asked.get()
             summary.latestVersion = latest
             // Versions of another table than the panel's would apply under the old history's per-key versions.
@@ -841,13 +844,16 @@ public final class CDFSync {
         // A store opened without per-commit syncs (`sync --durability run`) reaches the disk before any change
         // leaves it: delivered changes are never ahead of the state that produced them.
         if !store.environment.durable { try store.environment.sync() }
-        guard try store.pendingOutboxCount() > 0 else { return }
+        // Also with nothing pending: the store's delivery first repairs what a killed delivery left (a committed
+        // segment still under its temporary name, leftovers, a missing or stale manifest); returning early here
+        // left a quiet source's output broken until new commits arrived.
         let segmentMax = options.spec?.sinks.first { $0.type == .ndjson }?.segmentMaxBytes ?? 64 << 20
         let outcome = try store.deliver(to: options.outputDirectory, segmentMaxBytes: segmentMax,
             fileMode: options.fileMode)
-        store.environment.releaseMappedPages()
+        if outcome.recordsDelivered > 0 { store.environment.releaseMappedPages() }
         summary.delivered += outcome.recordsDelivered
         summary.outputFiles += outcome.files
+        summary.warnings += outcome.repairs.map { "delivery repaired: \($0)" }
         if !outcome.elsewhere.isEmpty {
             summary.warnings.append("delivered \(outcome.elsewhere.count) segment(s) of changes that a run of another "
                 + "pipeline of this state directory applied and did not deliver, into that pipeline's directory: "

@@ -610,6 +610,9 @@ extension RunRecord {
             let from = checkpointBefore.map { "v\($0)" } ?? "the beginning"
             lines.append("sync of \(table): no new commits (checkpoint \(from), latest v\(latestVersion ?? -1)); "
                 + "nothing changed")
+            // A repair of a delivery killed part-way, or webhook batches sent again, happen on such a run too.
+            if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
+            for w in warnings { lines.append("  warning: \(w)") }
             return lines.joined(separator: "\n")
         }
         let what = readDescription ?? "nothing"

@@ -21,6 +21,10 @@ extension PanelStore {
         /// The paths of the new segments that went to another pipeline's directory (changes a run of that pipeline
         /// applied and did not deliver), in sequence order.
         public var elsewhere: [String] = []
+        /// What this call repaired of an earlier delivery that was killed part-way (a committed segment given its
+        /// final name, leftovers of an uncommitted attempt removed, a missing or stale manifest rewritten), one
+        /// phrase each; empty when there was nothing to repair.
+        public var repairs: [String] = []
 
         public init(segmentsWritten: Int = 0, recordsDelivered: Int = 0, files: [String] = []) {
             self.segmentsWritten = segmentsWritten
@@ -188,8 +192,11 @@ extension PanelStore {
     /// segment: stream outbox lines from the delivered cursor + 1 into a temporary file until `segmentMaxBytes`
     /// uncompressed bytes and fsync it; in ONE LMDB transaction delete those outbox entries, advance the delivered
     /// cursor and record the segment; then rename the file to `changes-<first>-<last>.ndjson.zst` and fsync the
-    /// directory. Finally rewrite `manifest.json` atomically. A crash at any point followed by another `deliver`
-    /// yields the same files, with no duplicates and no gaps, and a file with a final name is always committed.
+    /// directory. Finally rewrite `manifest.json` atomically when it is missing or differs. A crash at any point
+    /// followed by another `deliver` yields the same files, with no duplicates and no gaps, and a file with a final
+    /// name is always committed. The repair steps run on every call, also with nothing pending (say what they did in
+    /// ``DeliveryOutcome/repairs``; ``deliveryRepairs()`` finds the same without writing); a directory this store never
+    /// delivered into and has nothing for is left untouched.
     ///
     /// Calls are serialised within the process; do not deliver one store to one directory from two processes.
     ///
@@ -211,22 +218,39 @@ extension PanelStore {
         // recorded, pipelines that never set one) go to `directory`.
         let fallback = Self.absolute(directory)
         var delivered = try deliveredSequence()
-        try completeLastSegment(fallback: fallback)
         var modes = try environment.read { try deliveryFileModes($0) }
         modes[fallback] = fileMode
         func mode(_ dir: String) -> mode_t { modes[dir] ?? PrivateFiles.fileMode }
+        var outcome = DeliveryOutcome()
+        // The repair of a delivery killed part-way runs on every call, also when nothing is pending: the engine
+        // calls this at every run, so a quiet source still gets its committed segment renamed and its manifest.
+        if let renamed = try completeLastSegment(fallback: fallback) {
+            outcome.repairs.append(
+                "renamed segment \(renamed), committed by a delivery that stopped before renaming it")
+        }
+        func removeLeftovers(in dir: String) throws {
+            let removed = try removeStrayFiles(in: dir, deliveredSequence: delivered)
+            guard !removed.isEmpty else { return }
+            outcome.repairs.append("removed \(removed.count) leftover file(s) of an uncommitted delivery from \(dir): "
+                + removed.joined(separator: ", "))
+        }
         // Each directory a segment goes to is checked, claimed and cleaned once, before its first segment.
         var prepared: [String] = []
         func prepare(_ dir: String) throws {
             guard !prepared.contains(dir) else { return }
             try PrivateFiles.makeDirectory(dir, mode: PrivateFiles.directoryMode(forFileMode: mode(dir)))
             if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir, mode: mode(dir)) }
-            try removeStrayFiles(in: dir, deliveredSequence: delivered)
+            try removeLeftovers(in: dir)
             prepared.append(dir)
         }
-        try prepare(fallback)
+        // A directory this store has delivered nothing into and has nothing for is left untouched, not even claimed:
+        // a run that fails before it applies anything must not take its output directory from another store.
+        if try deliveryDirectoryOwner(fallback, delivered: delivered) == .thisStore
+            || manifestBytes(for: fallback, deliveredSequence: delivered).segments > 0
+        {
+            try prepare(fallback)
+        }
 
-        var outcome = DeliveryOutcome()
         var directories: [String: String] = [:]  // pipeline → directory, for this call
         func destination(_ txn: some ReadableTransaction, entry seq: UInt64) throws -> String {
             guard let owner = try txn.get(routes, key: Self.routeKey("e", seq)).map({ String(decoding: $0, as: UTF8.self) })
@@ -240,9 +264,12 @@ extension PanelStore {
         while true {
             let first = delivered + 1
             // The first pending entry's directory is the segment's; the segment ends before an entry bound elsewhere.
-            let target = try environment.read { txn in
-                try txn.get(outbox, key: bytesBE(first)) == nil ? fallback : try destination(txn, entry: first)
+            let target = try environment.read { txn -> String? in
+                if try txn.get(outbox, key: bytesBE(first)) != nil { return try destination(txn, entry: first) }
+                // Nothing at the cursor: done, unless sequences were handed out past it (a gap, reported below).
+                return try pendingOutboxLines(txn) > 0 ? fallback : nil
             }
+            guard let target else { break }
             try prepare(target)
             let tempPath = target + "/" + Self.temporaryFileName(first: first)
             var file: SegmentFile?
@@ -281,7 +308,7 @@ extension PanelStore {
                 }
                 guard let file else { break }
                 try file.finish()  // fsyncs the temporary file
-                try deliveryHook?(.segmentWritten(tempPath))
+                try step(.segmentWritten(tempPath))
             } catch {
                 unlink(tempPath)
                 throw error
@@ -311,37 +338,56 @@ extension PanelStore {
                 throw error
             }
             delivered = newCursor
-            try deliveryHook?(.segmentCommitted(info.file))
+            try step(.segmentCommitted(info.file))
             // Only now does the segment get its final name, so a file with a final name is always committed.
             // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
             // is complete and fsynced, so it must not be deleted on failure here.
             let finalPath = target + "/" + info.file
-            if rename(tempPath, finalPath) != 0 {
-                throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
-            }
+            try deliveryRename(tempPath, to: finalPath)
             try fsyncDirectory(target)
-            try deliveryHook?(.segmentRenamed(info.file))
+            try step(.segmentRenamed(info.file))
             outcome.segmentsWritten += 1
             outcome.recordsDelivered += records
             if target == fallback { outcome.files.append(info.file) } else { outcome.elsewhere.append(finalPath) }
         }
-        try deliveryHook?(.beforeManifest)
+        try step(.beforeManifest)
         // The manifests of this call's directories, and of the other pipelines' directories this store owns (a
-        // delivery that crashed before its manifests may have written segments there).
+        // delivery that crashed before its manifests may have written segments there); those are cleaned too, so
+        // a run of any pipeline of the store repairs every directory the store owns.
         var manifests = prepared
+        for (dir, _) in try pipelineDirectories() where !manifests.contains(dir) { manifests.append(dir) }
+        // With no new segment, a manifest that differs from the segments database is one a killed delivery left.
+        let nothingNew = outcome.segmentsWritten == 0
+        for dir in manifests {
+            if !prepared.contains(dir) {
+                guard (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore else { continue }
+                try removeLeftovers(in: dir)
+            }
+            let (was, listed) = try writeManifest(in: dir, deliveredSequence: delivered, mode: mode(dir))
+            if nothingNew, was == .stale || (was == .missing && listed > 0) {
+                outcome.repairs.append("rewrote the \(was.rawValue) manifest.json of \(dir)")
+            }
+        }
+        return outcome
+    }
+
+    /// Every pipeline's delivery directory (`routes` `d`), in pipeline order, with the pipelines that use it.
+    func pipelineDirectories() throws -> [(directory: String, pipelines: [String])] {
+        var result: [(directory: String, pipelines: [String])] = []
         try environment.read { txn in
             try txn.forEach(routes, from: [UInt8(ascii: "d")]) { k, v in
                 guard k.first == UInt8(ascii: "d") else { return false }
                 let dir = String(decoding: v, as: UTF8.self)
-                if !manifests.contains(dir) { manifests.append(dir) }
+                let pipeline = String(decoding: k.dropFirst(), as: UTF8.self)
+                if let i = result.firstIndex(where: { $0.directory == dir }) {
+                    result[i].pipelines.append(pipeline)
+                } else {
+                    result.append((dir, [pipeline]))
+                }
                 return true
             }
         }
-        for dir in manifests
-        where prepared.contains(dir) || (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore {
-            try writeManifest(in: dir, deliveredSequence: delivered, mode: mode(dir))
-        }
-        return outcome
+        return result
     }
 
     /// The file in a delivery directory that names the store whose segments it holds.
@@ -369,9 +415,9 @@ extension PanelStore {
             unlink(probe)
         } catch let e as StorageError {
             throw StorageError(code: e.code,
-                message: "delivery directory \(FilePaths.shown(directory)) cannot be written (\(e.message)); nothing was read. Give the "
-                    + "pipeline an output directory this user may create and write (the ndjson sink's directory, or "
-                    + "--output-dir)",
+                message: "delivery directory \(FilePaths.shown(directory)) cannot be written (\(e.message)); nothing was "
+                    + "read. Give the pipeline an output directory this user may create and write (the ndjson sink's "
+                    + "directory, or --output-dir)",
                 underlying: e.underlying)
         }
     }
@@ -431,7 +477,8 @@ extension PanelStore {
         json.key("state_dir"); json.string(Self.absolute(self.directory))
         json.endObject()
         json.bytes.append(0x0A)
-        try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory, mode: mode)
+        try writeFileAtomically(json.bytes, to: directory + "/" + Self.ownerFileName, directory: directory, mode: mode,
+            rename: deliveryRename)
     }
 
     /// The temporary name a segment starting at `first` is written under until it is committed.
@@ -439,24 +486,30 @@ extension PanelStore {
 
     /// Gives the most recently committed segment its final name when a crash came between the LMDB commit and
     /// the rename (the temporary file is complete and fsynced before the commit). Only the last segment can be
-    /// in that state: delivery renames each segment before starting the next.
+    /// in that state: delivery renames each segment before starting the next. Returns the segment's file name when
+    /// it renamed one.
     ///
     /// A missing final file with no temporary file is left alone: a consumer may have moved it away.
-    private func completeLastSegment(fallback: String) throws {
+    private func completeLastSegment(fallback: String) throws -> String? {
+        guard let pending = try unrenamedLastSegment(fallback: fallback) else { return nil }
+        try deliveryRename(pending.temporaryPath, to: pending.directory + "/" + pending.file)
+        try fsyncDirectory(pending.directory)
+        return pending.file
+    }
+
+    /// The last committed segment when it still has its temporary name (and no final file): what
+    /// ``completeLastSegment(fallback:)`` renames. `fallback` is the directory of a segment with no recorded one.
+    func unrenamedLastSegment(fallback: String) throws -> (file: String, directory: String, temporaryPath: String)? {
         let found = try environment.read { txn -> (value: [UInt8], directory: String?)? in
             guard let last = try txn.last(segments) else { return nil }
             return (last.value, try segmentDirectory(txn, first: last.key.withUnsafeBytes { loadBE($0) }))
         }
-        guard let found else { return }
+        guard let found else { return nil }
         let info = try found.value.withUnsafeBytes { try Self.decodeSegment($0) }
         let directory = found.directory ?? fallback
-        let finalPath = directory + "/" + info.file
         let tempPath = directory + "/" + Self.temporaryFileName(first: info.firstSeq)
-        guard access(finalPath, F_OK) != 0, access(tempPath, F_OK) == 0 else { return }
-        if rename(tempPath, finalPath) != 0 {
-            throw StorageError.system(errno, "renaming \(tempPath) to", path: finalPath)
-        }
-        try fsyncDirectory(directory)
+        guard access(directory + "/" + info.file, F_OK) != 0, access(tempPath, F_OK) == 0 else { return nil }
+        return (info.file, directory, tempPath)
     }
 
     /// Points in ``deliver(to:segmentMaxBytes:fileMode:)`` where tests inject a crash (a thrown error stops delivery
@@ -470,12 +523,33 @@ extension PanelStore {
         case segmentRenamed(String)
         /// All segments are committed; `manifest.json` is not yet rewritten.
         case beforeManifest
+        /// Just before a `rename(2)` of delivery (a segment, a manifest, the owner file) to the named file.
+        case beforeRename(String)
+        /// Just after that `rename(2)`, before the directory is fsynced.
+        case afterRename(String)
     }
 
-    /// Deletes leftover temporary files (after ``completeLastSegment(in:)`` has renamed a committed one, every
-    /// remaining one belongs to an attempt that crashed before its commit) and segment files whose first sequence
-    /// is past the delivered cursor (which this protocol never leaves behind, but an older one or a copy might).
-    private func removeStrayFiles(in directory: String, deliveredSequence: UInt64) throws {
+    /// Reports a step of delivery to the test hook (and, in debug builds, to ``DeliveryKillSwitch``).
+    func step(_ step: DeliveryStep) throws {
+        try deliveryHook?(step)
+        #if DEBUG
+        DeliveryKillSwitch.fromEnvironment?.reached(step)
+        #endif
+    }
+
+    /// `rename(2)` of a file delivery wrote under a temporary name, with its steps reported around it.
+    func deliveryRename(_ from: String, to path: String) throws {
+        let name = (path as NSString).lastPathComponent
+        try step(.beforeRename(name))
+        if rename(from, path) != 0 { throw StorageError.system(errno, "renaming \(from) to", path: path) }
+        try step(.afterRename(name))
+    }
+
+    /// The files in `directory` that ``removeStrayFiles(in:deliveredSequence:)`` deletes: temporary files (once
+    /// ``completeLastSegment(fallback:)`` has renamed a committed one, every remaining one belongs to an attempt
+    /// that crashed before its commit) and segment files whose first sequence is past the delivered cursor (which
+    /// this protocol never leaves behind, but an older one or a copy might). Throws when it cannot be listed.
+    func strayFileNames(in directory: String, deliveredSequence: UInt64) throws -> [String] {
         let names: [String]
         do {
             names = try FileManager.default.contentsOfDirectory(atPath: directory)
@@ -483,25 +557,58 @@ extension PanelStore {
             throw StorageError(
                 code: .io, message: "cannot list delivery directory \(directory)", underlying: error)
         }
-        var removed = false
-        for name in names {
-            let stray: Bool
-            if let range = Self.parseSegmentFileName(name) {
-                stray = range.first > deliveredSequence
-            } else {
-                stray = name.hasPrefix("changes-") && name.hasSuffix(".tmp") || name == "manifest.json.tmp"
-            }
-            guard stray else { continue }
-            let path = directory + "/" + name
-            if unlink(path) != 0 && errno != ENOENT { throw StorageError.system(errno, "removing stray", path: path) }
-            removed = true
-        }
-        if removed { try fsyncDirectory(directory) }
+        return names.filter { name in
+            if let range = Self.parseSegmentFileName(name) { return range.first > deliveredSequence }
+            return name.hasPrefix("changes-") && name.hasSuffix(".tmp") || name == "manifest.json.tmp"
+        }.sorted()
     }
 
-    /// Rewrites `manifest.json` (temporary file, fsync, rename, directory fsync) from the segments database.
-    private func writeManifest(in directory: String, deliveredSequence: UInt64, mode: mode_t) throws {
+    /// Deletes the leftovers ``strayFileNames(in:deliveredSequence:)`` names; returns their names.
+    private func removeStrayFiles(in directory: String, deliveredSequence: UInt64) throws -> [String] {
+        let stray = try strayFileNames(in: directory, deliveredSequence: deliveredSequence)
+        for name in stray {
+            let path = directory + "/" + name
+            if unlink(path) != 0 && errno != ENOENT { throw StorageError.system(errno, "removing stray", path: path) }
+        }
+        if !stray.isEmpty { try fsyncDirectory(directory) }
+        return stray
+    }
+
+    /// How a directory's `manifest.json` compares with what the segments database says it must hold.
+    public enum ManifestState: String, Sendable, Equatable {
+        /// It holds exactly what the next delivery would write.
+        case current
+        /// There is none.
+        case missing
+        /// It differs (a delivery was killed after committing segments and before rewriting it).
+        case stale
+    }
+
+    /// Rewrites `manifest.json` (temporary file, fsync, rename, directory fsync) from the segments database when it
+    /// is missing or differs; returns what it was before and how many segments it lists.
+    @discardableResult
+    private func writeManifest(in directory: String, deliveredSequence: UInt64, mode: mode_t) throws
+        -> (was: ManifestState, segments: Int)
+    {
+        let (bytes, listed) = try manifestBytes(for: directory, deliveredSequence: deliveredSequence)
+        let was = Self.manifestState(of: directory, expected: bytes)
+        if was != .current {
+            try writeFileAtomically(
+                bytes, to: directory + "/manifest.json", directory: directory, mode: mode, rename: deliveryRename)
+        }
+        return (was, listed)
+    }
+
+    /// Whether `directory/manifest.json` holds `expected`.
+    static func manifestState(of directory: String, expected: [UInt8]) -> ManifestState {
+        guard let current = FileManager.default.contents(atPath: directory + "/manifest.json") else { return .missing }
+        return current.elementsEqual(expected) ? .current : .stale
+    }
+
+    /// The `manifest.json` of `directory` as delivery writes it, and the number of segments it lists.
+    func manifestBytes(for directory: String, deliveredSequence: UInt64) throws -> (bytes: [UInt8], segments: Int) {
         var json = JSONWriter(reservingCapacity: 4096)
+        var listed = 0
         json.beginObject()
         json.key("version")
         json.int(1)
@@ -514,13 +621,14 @@ extension PanelStore {
                 // This directory's segments, and those delivered before directories were recorded.
                 if let dir = try segmentDirectory(txn, first: loadBE(k)), dir != directory { return true }
                 json.raw(UnsafeRawBufferPointer(v))
+                listed += 1
                 return true
             }
         }
         json.endArray()
         json.endObject()
         json.bytes.append(0x0A)
-        try writeFileAtomically(json.bytes, to: directory + "/manifest.json", directory: directory, mode: mode)
+        return (json.bytes, listed)
     }
 
     static let newline: [UInt8] = [0x0A]

@@ -421,11 +421,17 @@ func fsyncDirectory(_ path: String) throws {
     if fsync(fd) != 0 { throw StorageError.system(errno, "fsync of directory", path: path) }
 }
 
-/// Writes `bytes` to `path` atomically: temporary file (of `mode`, see ``PrivateFiles``), fsync, rename, fsync of
-/// the directory.
-func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String, mode: mode_t = PrivateFiles.fileMode)
-    throws
-{
+/// `rename(2)`, mapping `errno` to ``StorageError``.
+func renameFile(_ from: String, _ to: String) throws {
+    if rename(from, to) != 0 { throw StorageError.system(errno, "renaming \(from) to", path: to) }
+}
+
+/// Writes `bytes` to `path` atomically: temporary file (of `mode`, see ``PrivateFiles``), fsync, rename (by `rename`,
+/// which delivery passes to report the step to its test hooks), fsync of the directory.
+func writeFileAtomically(
+    _ bytes: [UInt8], to path: String, directory: String, mode: mode_t = PrivateFiles.fileMode,
+    rename: (_ from: String, _ to: String) throws -> Void = renameFile
+) throws {
     let temp = path + ".tmp"
     let fd = try PrivateFiles.open(temp, flags: O_WRONLY | O_TRUNC, mode: mode)
     do {
@@ -436,6 +442,6 @@ func writeFileAtomically(_ bytes: [UInt8], to path: String, directory: String, m
         throw error
     }
     close(fd)
-    if rename(temp, path) != 0 { throw StorageError.system(errno, "renaming \(temp) to", path: path) }
+    try rename(temp, path)
     try fsyncDirectory(directory)
 }

@@ -12,7 +12,9 @@ extension CDFSyncCommand {
             abstract: "Where every pipeline of a state directory stands: checkpoint, last run, undelivered changes.",
             discussion: """
                 Reads the state store only (no warehouse connection). Webhook lines show how far each webhook \
-                sink has acknowledged the delivered changes. --json prints the same as one JSON object.
+                sink has acknowledged the delivered changes. Output lines show, per output directory, what the \
+                next run would repair after a delivery that was killed part-way (status itself writes nothing). \
+                --json prints the same as one JSON object.
                 """)
 
         @OptionGroup var state: StateOptions
@@ -54,12 +56,14 @@ extension CDFSyncCommand {
                 pipelines.sort { $0.name < $1.name }
                 let warnings = directoryWarnings(stateDirectory: state.stateDir,
                     deliveryDirectories: try store.deliveryDirectories().map { ($0.directory, $0.fileMode) })
+                // What the next run's delivery would repair in each output directory (read-only look).
+                let repairs = try store.deliveryRepairs()
                 if json {
                     print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir,
-                        writer: holder, warnings: warnings), as: UTF8.self))
+                        writer: holder, warnings: warnings, repairs: repairs), as: UTF8.self))
                 } else {
                     print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder,
-                        warnings: warnings))
+                        warnings: warnings, repairs: repairs))
                 }
             }
         }
@@ -91,7 +95,7 @@ extension CDFSyncCommand {
         static func text(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil, warnings: [String] = []
+            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = []
         ) -> String {
             var lines = [
                 "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
@@ -128,13 +132,14 @@ extension CDFSyncCommand {
                     + "not yet acknowledged" + (behind > 0 ? " (resent on the next run)" : ""))
             }
             for w in warnings { lines.append("warning: \(w)") }
+            lines += repairLines(repairs)
             return lines.joined(separator: "\n")
         }
 
         static func json(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil, warnings: [String] = []
+            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = []
         ) -> [UInt8] {
             var w = JSONWriter()
             w.beginObject()
@@ -187,8 +192,43 @@ extension CDFSyncCommand {
             }
             w.endArray()
             w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
+            repairJSON(repairs, &w)
             w.endObject()
             return w.bytes
+        }
+
+        // MARK: Delivery repair (what the next run fixes after a delivery killed part-way)
+
+        /// `output` lines: per output directory, what the next run's delivery would repair, or that it is intact.
+        static func repairLines(_ repairs: [PanelStore.DeliveryRepair]) -> [String] {
+            guard !repairs.isEmpty else { return [] }
+            var lines = ["output"]
+            for r in repairs {
+                let owners = r.pipelines.isEmpty ? "" : " (\(r.pipelines.joined(separator: ", ")))"
+                lines.append("  \(r.directory)\(owners)  " + (r.isNeeded
+                    ? (r.problem == nil ? "the next run repairs: " : "") + r.items.joined(separator: "; ")
+                    : "intact, nothing to repair"))
+            }
+            return lines
+        }
+
+        /// `output_directories`: the same as ``repairLines(_:)``, one object per directory.
+        static func repairJSON(_ repairs: [PanelStore.DeliveryRepair], _ w: inout JSONWriter) {
+            w.key("output_directories")
+            w.beginArray()
+            for r in repairs {
+                w.beginObject()
+                w.key("directory"); w.string(r.directory)
+                w.key("pipelines"); w.beginArray(); r.pipelines.forEach { w.string($0) }; w.endArray()
+                w.key("repair_needed"); w.bool(r.isNeeded)
+                w.key("unrenamed_segment"); w.string(r.unrenamedSegment)
+                w.key("leftovers"); w.beginArray(); r.leftovers.forEach { w.string($0) }; w.endArray()
+                w.key("manifest"); w.string(r.manifest.rawValue)
+                w.key("problem"); w.string(r.problem)
+                w.key("repairs"); w.beginArray(); r.items.forEach { w.string($0) }; w.endArray()
+                w.endObject()
+            }
+            w.endArray()
         }
     }
 }

@@ -188,8 +188,12 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
             #expect(try segmentFiles(out).isEmpty)
             #expect(try store.pendingOutboxCount() == 0)  // committed
             store.deliveryHook = nil
-            #expect(try store.deliver(to: out) == .init())  // nothing new to write ...
+            let again = try store.deliver(to: out)
+            #expect(again.segmentsWritten == 0 && again.recordsDelivered == 0 && again.files.isEmpty)  // nothing new ...
             #expect(try segmentFiles(out) == ["changes-000000000001-000000000041.ndjson.zst"])  // ... but renamed
+            #expect(again.repairs.first?.hasPrefix("renamed segment changes-000000000001-000000000041.ndjson.zst")
+                == true, "\(again.repairs)")
+            #expect(again.repairs.contains { $0.contains("missing manifest.json") }, "\(again.repairs)")
             #expect(try deliveredLines(out, try segmentFiles(out)).count == 41)
             #expect(!(try FileManager.default.contentsOfDirectory(atPath: out)).contains { $0.hasSuffix(".tmp") })
         }
@@ -219,11 +223,106 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
             #expect(throws: InjectedCrash.self) { try store.deliver(to: out) }
             #expect(!FileManager.default.fileExists(atPath: out + "/manifest.json"))
             store.deliveryHook = nil
-            let again = try store.deliver(to: out)
+            var again = try store.deliver(to: out)
+            #expect(again.repairs.count == 1 && again.repairs[0].contains("missing manifest.json"), "\(again.repairs)")
+            again.repairs = []
             #expect(again == .init())  // everything was already committed
             let manifest = try jsonObject(String(decoding: try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")), as: UTF8.self))
             #expect((manifest["segments"] as? [Any])?.count == 1)
             #expect(manifest["delivered_seq"] as? Int == 41)
+        }
+    }
+}
+
+/// `deliveryRepairs()`, what `cdfsync status` shows: what the next delivery would repair, found without changing a
+/// file.
+@Suite struct DeliveryRepairTests {
+    @Test func whatTheNextDeliveryRepairsIsFoundWithoutChangingAnything() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            let out = dir + "/out"
+            let abs = PanelStore.absolute(out)
+            try store.setDeliveryDirectory(out, pipeline: "p")
+            try applyHistory(store)
+            // Killed between the second segment's commit and its rename.
+            var committed = 0
+            store.deliveryHook = {
+                if case .segmentCommitted = $0 { committed += 1; if committed == 2 { throw InjectedCrash() } }
+            }
+            #expect(throws: InjectedCrash.self) { try store.deliver(to: out, segmentMaxBytes: 1200) }
+            store.deliveryHook = nil
+            let segments = try store.deliveredSegments()
+            try #require(segments.count == 2)
+            // An attempt that died before its commit, and a temporary manifest.
+            let leftover = PanelStore.temporaryFileName(first: try store.deliveredSequence() + 1)
+            try Data([0x28]).write(to: URL(fileURLWithPath: out + "/" + leftover))
+            try Data("{".utf8).write(to: URL(fileURLWithPath: out + "/manifest.json.tmp"))
+            let before = try directoryContents(out)
+
+            let repairs = try store.deliveryRepairs()
+            #expect(repairs == [PanelStore.DeliveryRepair(directory: abs, pipelines: ["p"],
+                unrenamedSegment: segments[1].file, leftovers: [leftover, "manifest.json.tmp"], manifest: .missing)])
+            #expect(repairs.first?.items == ["segment \(segments[1].file) committed but not renamed",
+                "2 leftover file(s) of an uncommitted delivery to remove (\(leftover), manifest.json.tmp)",
+                "manifest missing"])
+            #expect(try directoryContents(out) == before, "looking changed nothing")
+
+            let outcome = try store.deliver(to: out, segmentMaxBytes: 1200)
+            #expect(outcome.repairs.first?.hasPrefix("renamed segment \(segments[1].file)") == true, "\(outcome.repairs)")
+            #expect(outcome.repairs.contains { $0.contains(leftover) }, "\(outcome.repairs)")
+            let after = try store.deliveryRepairs()
+            #expect(after.count == 1 && after.allSatisfy { !$0.isNeeded && $0.items.isEmpty }, "\(after)")
+            // A manifest changed by hand is stale (the next delivery rewrites it) ...
+            let manifest = try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json"))
+            try Data("{}".utf8).write(to: URL(fileURLWithPath: out + "/manifest.json"))
+            #expect(try store.deliveryRepairs().map(\.manifest) == [.stale])
+            _ = try store.deliver(to: out, segmentMaxBytes: 1200)
+            #expect(try Data(contentsOf: URL(fileURLWithPath: out + "/manifest.json")) == manifest)
+            // ... and a directory another store took cannot be delivered into.
+            try Data(#"{"store_id":"someone-else","state_dir":"/elsewhere"}"#.utf8)
+                .write(to: URL(fileURLWithPath: out + "/" + PanelStore.ownerFileName))
+            let taken = try store.deliveryRepairs()
+            #expect(taken.count == 1 && taken[0].problem?.contains("belongs to another state store") == true, "\(taken)")
+            #expect(taken.first?.items.first?.hasPrefix("cannot deliver here: ") == true)
+        }
+    }
+
+    /// A delivery SIGKILLed while writing a segment into another pipeline's directory leaves its temporary file
+    /// there (a thrown error removes it; a kill cannot): the next delivery, whichever pipeline's, removes it.
+    @Test func aDeliveryOfEitherPipelineCleansEveryDirectoryTheStoreOwns() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            let (people, other) = (dir + "/out-people", dir + "/out-other")
+            try DeliveryRoutingTests().applyTwoPipelines(store, people: people, other: other)
+            _ = try store.deliver(to: people)
+            let before = try directoryContents(other)
+            let leftover = PanelStore.temporaryFileName(first: try store.deliveredSequence() + 1)
+            try Data([0x28, 0xB5]).write(to: URL(fileURLWithPath: other + "/" + leftover))
+            let found = try store.deliveryRepairs()
+            #expect(found.map(\.pipelines) == [["other"], ["people"]])
+            #expect(found.map(\.leftovers) == [[leftover], []])
+            let outcome = try store.deliver(to: people)
+            #expect(outcome.repairs == ["removed 1 leftover file(s) of an uncommitted delivery from "
+                + PanelStore.absolute(other) + ": " + leftover])
+            #expect(try directoryContents(other) == before)
+            #expect(try store.deliveryRepairs().allSatisfy { !$0.isNeeded })
+        }
+    }
+
+    /// Nothing pending, nothing to repair: a delivery rewrites no file (the manifest is compared, not rewritten).
+    @Test func anIntactDirectoryIsLeftAlone() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            let out = dir + "/out"
+            try applyHistory(store)
+            _ = try store.deliver(to: out, segmentMaxBytes: 1200)
+            let manifest = out + "/manifest.json"
+            let inode = try FileManager.default.attributesOfItem(atPath: manifest)[.systemFileNumber] as? UInt64
+            var renames = 0
+            store.deliveryHook = { if case .beforeRename = $0 { renames += 1 } }
+            let again = try store.deliver(to: out, segmentMaxBytes: 1200)
+            #expect(again == .init() && renames == 0)
+            #expect(try FileManager.default.attributesOfItem(atPath: manifest)[.systemFileNumber] as? UInt64 == inode)
         }
     }
 }
@@ -362,7 +461,10 @@ func directoryContents(_ directory: String) throws -> [String: Data] {
             reference.deliveryHook = { steps.append($0) }
             _ = try reference.deliver(to: dir + "/ref-people")
             let expected = [try directoryContents(dir + "/ref-people"), try directoryContents(dir + "/ref-other")]
-            #expect(steps.count == 6 * 3 + 1)
+            // Each rename(2) is a step before and after it: two owner files, six segments, two manifests.
+            let renames = steps.filter { if case .beforeRename = $0 { true } else { false } }.count
+            #expect(renames == 2 + 6 + 2)
+            #expect(steps.count - 2 * renames == 6 * 3 + 1)
 
             for crashAt in steps.indices {
                 let store = try PanelStore(directory: dir + "/db-\(crashAt)")
