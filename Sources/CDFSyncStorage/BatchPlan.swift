@@ -7,9 +7,9 @@ import CDFSyncCore
 /// Apply walks the groups in this order (the index's pages are then visited in order, and keys new to the index are
 /// appended), and the rows of a group in batch order, so that every row of a key is applied as if alone, one after
 /// the other — the result a batch of one row at a time would give.
-struct BatchPlan: Equatable {
-    /// Row indices sorted by id, then by position.
-    let sorted: [Int]
+struct BatchPlan {
+    /// Row indices sorted by id, then by position (with the prefixes they were sorted by).
+    private let keys: [SortKey]
     /// Group `g` is `sorted[groupStart[g]..<groupStart[g + 1]]`.
     let groupStart: [Int]
     /// The group of each row (by row index).
@@ -18,11 +18,16 @@ struct BatchPlan: Equatable {
     /// The number of distinct ids.
     var groupCount: Int { groupStart.count - 1 }
 
+    /// Row indices sorted by id, then by position.
+    var sorted: [Int] { keys.map(\.index) }
+
     /// A row of group `g` (its first in batch order): the one whose id names the group.
-    func firstRow(of g: Int) -> Int { sorted[groupStart[g]] }
+    func firstRow(of g: Int) -> Int { keys[groupStart[g]].index }
 
     /// The rows of group `g`, in batch order.
-    func rows(of g: Int) -> ArraySlice<Int> { sorted[groupStart[g]..<groupStart[g + 1]] }
+    func rows(of g: Int) -> LazyMapSequence<ArraySlice<SortKey>, Int> {
+        keys[groupStart[g]..<groupStart[g + 1]].lazy.map(\.index)
+    }
 
     /// The plan of `count` rows whose ids are `ids[offsets[i]..<offsets[i + 1]]`.
     init(ids: UnsafeRawBufferPointer, offsets: [Int], count: Int) {
@@ -55,7 +60,6 @@ struct BatchPlan: Equatable {
             let c = compareBytes(id(a.index), id(b.index))
             return c != 0 ? c < 0 : a.index < b.index
         }
-        let sorted = keys.map(\.index)
         var starts: [Int] = []
         starts.reserveCapacity(count + 1)
         var groupOf = [Int32](repeating: 0, count: count)
@@ -63,16 +67,16 @@ struct BatchPlan: Equatable {
         while k < count {
             starts.append(k)
             let g = Int32(starts.count - 1)
-            groupOf[sorted[k]] = g
+            groupOf[keys[k].index] = g
             var j = k + 1
-            while j < count, keys[j].prefix == keys[k].prefix, compareBytes(id(sorted[j]), id(sorted[k])) == 0 {
-                groupOf[sorted[j]] = g
+            while j < count, keys[j].prefix == keys[k].prefix, compareBytes(id(keys[j].index), id(keys[k].index)) == 0 {
+                groupOf[keys[j].index] = g
                 j += 1
             }
             k = j
         }
         starts.append(count)
-        self.sorted = sorted
+        self.keys = keys
         self.groupStart = starts
         self.groupOf = groupOf
     }

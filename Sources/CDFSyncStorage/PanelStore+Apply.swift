@@ -272,7 +272,11 @@ extension PanelStore {
             }
             // Each key's state as the batch goes: read once, in key order (only keys the filter may know), then
             // what its last applied row wrote.
-            var state = [IdentValue?](repeating: nil, count: groups)
+            var state: [IdentValue?] = []
+            swap(&state, &s.identState)
+            defer { swap(&state, &s.identState) }
+            state.removeAll(keepingCapacity: true)
+            state.append(contentsOf: repeatElement(nil, count: groups))
             try flat.withUnsafeBytes { f in
                 for g in 0..<min(appendFrom, groups) where lookups[g].maybeKnown {
                     let index = plan.firstRow(of: g)
@@ -289,6 +293,9 @@ extension PanelStore {
             // Groups not coupled, in key order, each group's rows in batch order; then the rows of coupled groups in
             // batch order.
             var order: [Int] = []
+            swap(&order, &s.applyOrder)
+            defer { swap(&order, &s.applyOrder) }
+            order.removeAll(keepingCapacity: true)
             order.reserveCapacity(count)
             for g in 0..<groups where coupled.isEmpty || !coupled[g] { order.append(contentsOf: plan.rows(of: g)) }
             let firstCoupled = order.count

@@ -401,6 +401,10 @@ final class WriterScratch {
     /// Per winning row of the batch being applied: its identity key's filter probe, and whether the filter may
     /// hold the key.
     var identLookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
+    /// Per key of the batch being applied, its identity as the batch goes (see `apply`).
+    var identState: [IdentValue?] = []
+    /// The order the rows of the batch being applied are visited in.
+    var applyOrder: [Int] = []
 
     init(level: Int32, outboxLevel: Int32) throws {
         compressor = try ZstdCompressor(level: level)

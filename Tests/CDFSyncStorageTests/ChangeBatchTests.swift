@@ -197,3 +197,45 @@ struct SplitMix {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("Batch plan")
+struct BatchPlanTests {
+    func plan(_ ids: [String]) -> BatchPlan {
+        var flat: [UInt8] = []
+        var offsets = [0]
+        for id in ids {
+            flat += Array(id.utf8)
+            offsets.append(flat.count)
+        }
+        return flat.withUnsafeBytes { BatchPlan(ids: $0, offsets: offsets, count: ids.count) }
+    }
+
+    @Test func rowsAreGroupedByKeyInIndexOrderAndKeepTheirBatchOrderWithinAKey() {
+        let ids = ["b", "a", "b", "ab", "a", "", "b"]
+        let p = plan(ids)
+        #expect(p.groupCount == 4)
+        #expect(p.sorted == [5, 1, 4, 3, 0, 2, 6], "by bytes ('' < a < ab < b), then by position")
+        #expect((0..<p.groupCount).map { Array(p.rows(of: $0)) } == [[5], [1, 4], [3], [0, 2, 6]])
+        #expect((0..<p.groupCount).map { ids[p.firstRow(of: $0)] } == ["", "a", "ab", "b"])
+        #expect(p.groupOf.map { Int($0) } == [3, 1, 3, 2, 1, 0, 3])
+    }
+
+    /// Against a plain sort, for ids sharing long prefixes (the 8-byte prefix is taken after what all share).
+    @Test func agreesWithAPlainSortOnRandomIdsWithSharedPrefixes() {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<200 {
+            let prefix = ["", "tenant-0000000", "ext-"][Int.random(in: 0..<3, using: &rng)]
+            let ids = (0..<Int.random(in: 0..<60, using: &rng)).map { _ in
+                prefix + String(Int.random(in: 0..<40, using: &rng), radix: 7) + (Bool.random() ? "x" : "")
+            }
+            let p = plan(ids)
+            let expected = ids.indices.sorted { a, b in
+                let (x, y) = (Array(ids[a].utf8), Array(ids[b].utf8))
+                return x == y ? a < b : x.lexicographicallyPrecedes(y)
+            }
+            #expect(p.sorted == expected, "\(ids)")
+            #expect(p.groupCount == Set(ids).count)
+            for g in 0..<p.groupCount { #expect(Set(p.rows(of: g).map { ids[$0] }).count == 1) }
+        }
+    }
+}
