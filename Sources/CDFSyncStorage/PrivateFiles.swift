@@ -91,9 +91,12 @@ public enum PrivateFiles {
 
     /// The permission bits (`st_mode & 0777`) of `path`, or nil when it cannot be examined.
     public static func mode(_ path: String) -> mode_t? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return nil }
-        return st.st_mode & 0o777
+        // Through FileManager: `struct stat` is not visible to every build of this module (member import
+        // visibility finds it in CDispatch in release builds).
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+            let permissions = attributes[.posixPermissions] as? NSNumber
+        else { return nil }
+        return mode_t(permissions.uint16Value) & 0o777
     }
 
     /// The mode of `path` when it grants more than `allowed` (some bit outside it); nil when it does not, or
@@ -119,8 +122,9 @@ public enum PrivateFiles {
     }
 
     static func isDirectory(_ path: String) -> Bool {
-        var st = stat()
-        return stat(path.isEmpty ? "." : path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+        var isDirectory: ObjCBool = false
+        return FileManager.default.fileExists(atPath: path.isEmpty ? "." : path, isDirectory: &isDirectory)
+            && isDirectory.boolValue
     }
 }
 
