@@ -1,4 +1,4 @@
-internal import CLMDB
+internal import CLMDB  // cdfsync_prefetch_for_write (shim.h), not LMDB
 import CDFSyncCore
 import Foundation
 

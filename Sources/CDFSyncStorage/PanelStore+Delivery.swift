@@ -115,15 +115,15 @@ extension PanelStore {
 
     /// Records which pipeline wrote the outbox entry the transaction just finished (nothing when it wrote no line).
     /// Inside every apply: key and value are built on the stack (no allocation; `make bench-check` counts them).
-    func recordRoute(_ txn: WriteTransaction, context w: WriterContext, pipeline: String) throws {
-        guard w.outboxSeq != w.startSeq else { return }
+    func recordRoute(_ txn: WriteTransaction, after startSeq: UInt64, through lastSeq: UInt64, pipeline: String) throws {
+        guard lastSeq != startSeq else { return }
         var key: (UInt64, UInt64) = (0, 0)  // 16 bytes on the stack; the key is the first 9
         var name = pipeline
         try withUnsafeMutableBytes(of: &key) { k in
             k[0] = UInt8(ascii: "e")
-            k.storeBytes(of: (w.startSeq + 1).bigEndian, toByteOffset: 1, as: UInt64.self)
+            k.storeBytes(of: (startSeq + 1).bigEndian, toByteOffset: 1, as: UInt64.self)
             try name.withUTF8 { v in
-                try w.put(routes.dbi, UnsafeRawBufferPointer(rebasing: k[0..<9]), UnsafeRawBufferPointer(v), 0, "routes")
+                try txn.put(routes, key: UnsafeRawBufferPointer(rebasing: k[0..<9]), value: UnsafeRawBufferPointer(v))
             }
         }
     }

@@ -1,4 +1,3 @@
-internal import CLMDB
 import CDFSyncCore
 import Foundation
 
@@ -84,15 +83,15 @@ extension PanelStore {
         defer { writerLock.unlock() }
         try ensureFilterCapacity(adding: 0)
         try environment.write { txn in
-            let w = try WriterContext(store: self, txn: txn)
-            var seq = w.startSeq
+            try checkSoleWriter(txn)
+            var framer = try OutboxFramer(store: self, txn: txn)
+            var seq = framer.startSeq
             var lines: [UInt8] = []
-            let eventsDBI = eventsDB.dbi
             for e in events {
                 var key = scopeBytes
                 key.append(0)
                 key.append(contentsOf: e.eventID.utf8)
-                let seen = try key.withUnsafeBytes { k in try w.get(eventsDBI, k, "events") { $0 != nil } }
+                let seen = try key.withUnsafeBytes { k in try txn.withValue(eventsDB, key: k) { $0 != nil } }
                 if seen {
                     outcome.duplicates += 1
                     continue
@@ -100,14 +99,14 @@ extension PanelStore {
                 var pid: UInt64?
                 if let identityScope, let user = e.userExternalID {
                     let identKey = Self.identityKey(scope: identityScope, externalID: user)
-                    if w.filter.mayContain(.ident, identKey) {
+                    if filter.mayContain(.ident, identKey) {
                         pid = try identKey.withUnsafeBytes { k in
-                            try w.get(w.identDBI, k, "ident") { v in v.flatMap { IdentValue($0)?.pid } }
+                            try txn.withValue(ident, key: k) { v in v.flatMap { IdentValue($0)?.pid } }
                         }
                     }
                 }
                 if pid == nil { outcome.unresolvedUsers += 1 }
-                try key.withUnsafeBytes { k in try withBE(pid ?? 0) { try w.put(eventsDBI, k, $0, 0, "events") } }
+                try key.withUnsafeBytes { k in try withBE(pid ?? 0) { try txn.put(eventsDB, key: k, value: $0) } }
                 seq += 1
                 appendEventLine(
                     into: &lines, seq: seq, eventID: e.eventID, participantID: pid, escapedScope: escapedScope,
@@ -115,9 +114,10 @@ extension PanelStore {
                 lines.append(0x0A)
                 outcome.inserted += 1
             }
-            w.outboxSeq = seq
-            try lines.withUnsafeBytes { try w.finishOutbox($0) }
-            try recordRoute(txn, context: w, pipeline: pipeline)
+            lines.withUnsafeBytes { framer.appendLines($0, lastSeq: seq) }
+            let startSeq = framer.startSeq
+            try framer.finish(txn)
+            try recordRoute(txn, after: startSeq, through: seq, pipeline: pipeline)
             if let checkpointBytes {
                 try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
             }

@@ -1,4 +1,3 @@
-internal import CLMDB
 import CDFSyncCore
 import Foundation
 
@@ -78,44 +77,38 @@ extension PanelStore {
         var decompressor: ZstdDecompressor?  // created only when a record is actually compressed
         try environment.read { txn in
             // `links` is ordered by participant id too: walk it alongside `panel`.
-            var linkCursor: OpaquePointer?
-            let t = txn.handle.pointer
-            var rc = mdb_cursor_open(t, links.dbi, &linkCursor)
-            if rc != 0 { throw StorageError.lmdb(rc, "cursor on links", path: directory) }
-            defer { mdb_cursor_close(linkCursor) }
-            var lk = MDB_val()
-            var lv = MDB_val()
-            rc = mdb_cursor_get(linkCursor, &lk, &lv, MDB_FIRST)
-            // A whole-panel walk: keep the map's resident pages bounded (panel export of any size).
-            var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
-            try txn.forEach(panel) { k, v in
-                mapped.tick()
-                guard k.count == 8 else {
-                    throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
-                }
-                let pid: UInt64 = loadBE(k)
-                var linked: [SourceKey] = []
-                while rc == 0, lk.mv_size > 8, loadBE(lk.buffer) <= pid {
-                    if loadBE(lk.buffer) == pid {
-                        linked.append(try Self.sourceKey(UnsafeRawBufferPointer(rebasing: lk.buffer[8...])))
+            try txn.withCursor(links) { linkCursor in
+                var link = try linkCursor.first()
+                // A whole-panel walk: keep the map's resident pages bounded (panel export of any size).
+                var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
+                try txn.forEach(panel) { k, v in
+                    mapped.tick()
+                    guard k.count == 8 else {
+                        throw StorageError(code: .corrupted, message: "panel key in \(directory) is not 8 bytes")
                     }
-                    rc = mdb_cursor_get(linkCursor, &lk, &lv, MDB_NEXT)
-                }
-                if let scopePrefix {
-                    guard v.count >= 2 else {
-                        throw StorageError(code: .corrupted, message: "panel value in \(directory) is truncated")
+                    let pid: UInt64 = loadBE(k)
+                    var linked: [SourceKey] = []
+                    while let l = link, l.key.count > 8, loadBE(l.key) <= pid {
+                        if loadBE(l.key) == pid {
+                            linked.append(try Self.sourceKey(UnsafeRawBufferPointer(rebasing: l.key[8...])))
+                        }
+                        link = try linkCursor.next()
                     }
-                    let keyLength = Int(v[0]) << 8 | Int(v[1])
-                    guard keyLength <= v.count - 2,
-                        UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
-                    else { return true }
+                    if let scopePrefix {
+                        guard v.count >= 2 else {
+                            throw StorageError(code: .corrupted, message: "panel value in \(directory) is truncated")
+                        }
+                        let keyLength = Int(v[0]) << 8 | Int(v[1])
+                        guard keyLength <= v.count - 2,
+                            UnsafeRawBufferPointer(rebasing: v[2..<(2 + keyLength)]).starts(with: scopePrefix)
+                        else { return true }
+                    }
+                    var record = try decodePanelValue(pid: pid, value: v, decompressor: &decompressor, txn)
+                    record.sourceKeys = [SourceKey(scope: record.scope, externalID: record.externalID)] + linked
+                    try body(record)
+                    return true
                 }
-                var record = try decodePanelValue(pid: pid, value: v, decompressor: &decompressor, txn)
-                record.sourceKeys = [SourceKey(scope: record.scope, externalID: record.externalID)] + linked
-                try body(record)
-                return true
             }
-            if rc != 0 && rc != MDB_NOTFOUND { throw StorageError.lmdb(rc, "cursor on links", path: directory) }
         }
     }
 

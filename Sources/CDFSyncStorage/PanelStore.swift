@@ -1,4 +1,3 @@
-internal import CLMDB
 import CDFSyncCore
 import Foundation
 

@@ -16,7 +16,7 @@ import CDFSyncCore
                 let scopeBytes = Array(scope.utf8)
                 let idBytes = ids.map { Array($0.utf8) }
                 return try store.environment.write { txn in
-                    let w = try WriterContext(store: store, txn: txn)
+                    let w = try IdentityResolver(store: store, txn: txn)
                     return try w.firstKeyAfterIdent(count: ids.count) { i in
                         (scopeBytes, idBytes[i].withUnsafeBytes { UnsafeRawBufferPointer($0) })
                     }
