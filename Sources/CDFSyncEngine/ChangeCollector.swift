@@ -290,6 +290,8 @@ private struct RowState {
     var json = JSONWriter(reservingCapacity: 512)
     /// Passthrough records are written here (see `passthrough`); its count is its capacity.
     var recordScratch = [UInt8](repeating: 0, count: 4096)
+    /// Where each value of the passthrough record being written starts and ends (two offsets per column).
+    var valueMarks: [Int] = []
     var highestVersionSeen: Int64 = -1
     /// Where the rows come from, for the protocol errors that name them.
     var statementID = ""
@@ -419,30 +421,11 @@ private struct RowState {
                 if shaping, let keys = mapper!.shapeKeys, record.count < store.recordCompressionThreshold,
                     !json.marks.isEmpty
                 {
-                    if recordScratch.count < record.count { recordScratch = [UInt8](repeating: 0, count: 2 * record.count) }
-                    let valuesLength = record.withUnsafeBytes { r in
-                        recordScratch.withUnsafeMutableBytes { out -> Int in
-                            var v = 0
-                            var m = 0
-                            while m + 1 < json.marks.count {
-                                if m > 0 {
-                                    out[v] = PanelStore.shapeSeparator
-                                    v += 1
-                                }
-                                let (start, end) = (json.marks[m], json.marks[m + 1])
-                                (out.baseAddress! + v).copyMemory(from: r.baseAddress! + start, byteCount: end - start)
-                                v += end - start
-                                m += 2
-                            }
-                            return v
-                        }
-                    }
                     record.withUnsafeBytes { r in
-                        recordScratch.withUnsafeBytes { values in
+                        json.marks.withUnsafeBufferPointer { marks in
                             batch.append(
-                                externalID: id, commitVersion: version, record: r, keys: keys,
-                                values: UnsafeRawBufferPointer(rebasing: values[..<valuesLength]), email: email, phone: phone,
-                                optedIn: optedIn)
+                                externalID: id, commitVersion: version, record: r, shape: keys, valueRanges: marks,
+                                email: email, phone: phone, optedIn: optedIn)
                         }
                     }
                 } else {
@@ -481,20 +464,21 @@ private struct RowState {
             let n = row.withValue(c.index) { $0.count } ?? 2
             bound += verbatim ? n + 2 : JSONWriter.escapedBound(n)
         }
-        // The record's values are also written, separated, from `bound` on: its shaped form (RecordShape in the
-        // storage module), so the batch need not split the record again. Every value is JSON the decoder or the
-        // writer checked — no raw control byte — so the separator cannot occur in one.
-        if recordScratch.count < 2 * bound {
-            recordScratch = [UInt8](repeating: 0, count: max(2 * bound, 2 * recordScratch.count))
+        if recordScratch.count < bound {
+            recordScratch = [UInt8](repeating: 0, count: max(bound, 2 * recordScratch.count))
         }
-        let (length, valuesLength) = template.bytes.withUnsafeBytes { keys in
-            recordScratch.withUnsafeMutableBytes { out -> (Int, Int) in
+        // Where each value starts and ends in the record, so the batch can store it shaped without splitting it
+        // again (`ChangeBatch.append(…shape:valueRanges:…)`).
+        if valueMarks.count < 2 * template.columns.count {
+            valueMarks = [Int](repeating: 0, count: 2 * template.columns.count)
+        }
+        let length = template.bytes.withUnsafeBytes { keys in
+            valueMarks.withUnsafeMutableBufferPointer { marks in
+              recordScratch.withUnsafeMutableBytes { out -> Int in
                 let dst = out.baseAddress!
-                let values = dst + bound
                 var o = 0
-                var v = 0
                 var keyStart = 0
-                for c in template.columns {
+                for (n, c) in template.columns.enumerated() {
                     (dst + o).copyShort(from: keys.baseAddress! + keyStart, count: c.keyEnd - keyStart)
                     o += c.keyEnd - keyStart
                     keyStart = c.keyEnd
@@ -511,40 +495,40 @@ private struct RowState {
                         dst.storeBytes(of: UInt8(ascii: "l"), toByteOffset: o + 3, as: UInt8.self)
                         return 4
                     }()
-                    if v > 0 {
-                        values.storeBytes(of: PanelStore.shapeSeparator, toByteOffset: v, as: UInt8.self)
-                        v += 1
-                    }
-                    (values + v).copyShort(from: dst + o, count: w)
+                    marks[2 * n] = o
+                    marks[2 * n + 1] = o + w
                     o += w
-                    v += w
                 }
                 if template.columns.isEmpty {
                     dst.storeBytes(of: UInt8(ascii: "{"), toByteOffset: o, as: UInt8.self)
                     o += 1
                 }
                 dst.storeBytes(of: UInt8(ascii: "}"), toByteOffset: o, as: UInt8.self)
-                return (o + 1, v)
+                return o + 1
+              }
             }
         }
         let shaped = shaping && !template.columns.isEmpty && length < store.recordCompressionThreshold
+        let markCount = 2 * template.columns.count
         recordScratch.withUnsafeBytes { scratch in
-            let record = UnsafeRawBufferPointer(rebasing: scratch[..<length])
-            let values = UnsafeRawBufferPointer(rebasing: scratch[bound..<(bound + valuesLength)])
-            _ = row.withValue(keyIndex) { keyBytes in
-                // An ASCII key's bytes are what a String of them holds: handed over as they are, without making a
-                // String of every row's key. Any other key goes through String, which repairs invalid UTF-8.
-                let shapeKeys = shaped ? template.shapeKeys : nil
-                if keyBytes.isASCII {
-                    Self.append(
-                        to: &batch, externalIDBytes: keyBytes, version: version, record: record, shape: shapeKeys,
-                        values: values)
-                } else {
-                    var key = String(decoding: keyBytes, as: UTF8.self)
-                    key.withUTF8 {
+            valueMarks.withUnsafeBufferPointer { allMarks in
+                let record = UnsafeRawBufferPointer(rebasing: scratch[..<length])
+                let marks = UnsafeBufferPointer(rebasing: allMarks[..<markCount])
+                _ = row.withValue(keyIndex) { keyBytes in
+                    // An ASCII key's bytes are what a String of them holds: handed over as they are, without making a
+                    // String of every row's key. Any other key goes through String, which repairs invalid UTF-8.
+                    let shapeKeys = shaped ? template.shapeKeys : nil
+                    if keyBytes.isASCII {
                         Self.append(
-                            to: &batch, externalIDBytes: UnsafeRawBufferPointer($0), version: version, record: record,
-                            shape: shapeKeys, values: values)
+                            to: &batch, externalIDBytes: keyBytes, version: version, record: record, shape: shapeKeys,
+                            valueRanges: marks)
+                    } else {
+                        var key = String(decoding: keyBytes, as: UTF8.self)
+                        key.withUTF8 {
+                            Self.append(
+                                to: &batch, externalIDBytes: UnsafeRawBufferPointer($0), version: version,
+                                record: record, shape: shapeKeys, valueRanges: marks)
+                        }
                     }
                 }
             }
@@ -557,10 +541,11 @@ private struct RowState {
     @inline(__always)
     private static func append(
         to batch: inout PanelStore.ChangeBatch, externalIDBytes key: UnsafeRawBufferPointer, version: Int64,
-        record: UnsafeRawBufferPointer, shape keys: [UInt8]?, values: UnsafeRawBufferPointer
+        record: UnsafeRawBufferPointer, shape keys: [UInt8]?, valueRanges: UnsafeBufferPointer<Int>
     ) {
         if let keys {
-            batch.append(externalIDBytes: key, commitVersion: version, record: record, keys: keys, values: values)
+            batch.append(
+                externalIDBytes: key, commitVersion: version, record: record, shape: keys, valueRanges: valueRanges)
         } else {
             batch.append(externalIDBytes: key, commitVersion: version, record: record)
         }

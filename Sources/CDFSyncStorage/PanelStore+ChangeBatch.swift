@@ -142,31 +142,32 @@ extension PanelStore {
             }
         }
 
-        /// Appends a row whose record the caller split into shape and values as it wrote it (see ``RecordShape``):
-        /// `keys` (a shape's saved form: each key as written, quotes included, after its 2-byte big-endian length)
-        /// joined with `values` (separated by `RecordShape.separator`) must give `record` byte for byte, and
-        /// no value may contain a byte below 0x20 — what ``prepare(compressor:threshold:)`` would have made of
-        /// it. Pass the same `keys` array for every row of a shape (it is compared by identity first). A row whose
-        /// keys and values do not make a record of its length is stored as given. Rows appended before without a
-        /// shape that `prepare` has not seen yet are then stored as they are.
+        /// Appends a row whose record the caller wrote as a flat JSON object under known keys, saying where each
+        /// top-level value is: `valueRanges` holds a start and an end offset into `record` per value, in key order;
+        /// `keys` is the object's shape in its saved form (``ShapeKeys``: each key as written, quotes included, after
+        /// its 2-byte big-endian length), the same array for every row of a shape (compared by identity first). The
+        /// record is then stored shaped (``RecordShape``) without splitting it again. No value may contain a byte
+        /// below 0x20 (JSON the decoder or the writer checked has none). A row whose keys and values do not make a
+        /// record of its length is stored as given. Rows appended before without a shape that `prepare` has not
+        /// seen yet are then stored as they are.
         public mutating func append(
-            externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, keys: [UInt8],
-            values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil, optedIn: Bool = true
+            externalID: String, commitVersion: Int64, record: UnsafeRawBufferPointer, shape keys: [UInt8],
+            valueRanges: UnsafeBufferPointer<Int>, email: String? = nil, phone: String? = nil, optedIn: Bool = true
         ) {
             var id = externalID
             id.withUTF8 {
                 append(
-                    externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record, keys: keys,
-                    values: values, email: email, phone: phone, optedIn: optedIn)
+                    externalIDBytes: UnsafeRawBufferPointer($0), commitVersion: commitVersion, record: record,
+                    shape: keys, valueRanges: valueRanges, email: email, phone: phone, optedIn: optedIn)
             }
         }
 
-        /// Appends a shaped row (as ``append(externalID:commitVersion:record:keys:values:email:phone:)``) whose
-        /// external id is given as its bytes, which must be valid UTF-8 — the bytes `String` would hold: the
+        /// Appends a shaped row (as ``append(externalID:commitVersion:record:shape:valueRanges:email:phone:optedIn:)``)
+        /// whose external id is given as its bytes, which must be valid UTF-8 — the bytes `String` would hold: the
         /// record writer passes a result value's bytes as they are, without making a `String` of each row's key.
         public mutating func append(
             externalIDBytes: UnsafeRawBufferPointer, commitVersion: Int64, record: UnsafeRawBufferPointer,
-            keys: [UInt8], values: UnsafeRawBufferPointer, email: String? = nil, phone: String? = nil,
+            shape keys: [UInt8], valueRanges: UnsafeBufferPointer<Int>, email: String? = nil, phone: String? = nil,
             optedIn: Bool = true
         ) {
             leaveUnshaped()
@@ -175,20 +176,41 @@ extension PanelStore {
                 optedIn: optedIn, contentHash: nil)
             var shape = Int32(Self.index(of: keys, in: &shapeKeys, last: shapeKeys.count - 1))
             syncShapeExtra()
-            // A cheap guard on the caller's split: keys and values must make a record of the record's length (else
-            // the row is stored as given); debug builds join them and compare the bytes for the first row of a batch
-            // and every 256th (a caller's mistake is systematic; checking every row made debug syncs 7× slower).
-            if shape >= 0, shapeExtra[Int(shape)] == 0 || shapeExtra[Int(shape)] + values.count != record.count {
+            // The values joined by separators; a cheap guard on the caller's ranges: in order, inside the record, and
+            // with the shape's keys they make a record of the record's length (else the row is stored as given).
+            var valuesCount = valueRanges.count / 2 - 1
+            var previousEnd = 0
+            var ordered = valueRanges.count >= 2 && valueRanges.count % 2 == 0
+            var m = 0
+            while ordered && m + 1 < valueRanges.count {
+                let (start, end) = (valueRanges[m], valueRanges[m + 1])
+                ordered = start >= previousEnd && end >= start && end <= record.count
+                valuesCount += end - start
+                previousEnd = end
+                m += 2
+            }
+            if shape >= 0, !ordered || shapeExtra[Int(shape)] == 0 || shapeExtra[Int(shape)] + valuesCount != record.count {
                 shape = -1
             }
-            assert(shape < 0 || count % 256 != 1 || {
-                var joined: [UInt8] = []
-                return keys.withUnsafeBytes { RecordShape.join(keys: $0, values: values, into: &joined) }
-                    && joined.elementsEqual(record)
-            }(), "shaped values given for a record of \(String(decoding: externalIDBytes, as: UTF8.self)) do not join back to it")
             if shape >= 0 {
                 if shapedValues.capacity == 0 { shapedValues.reserveCapacity(records.capacity) }
-                shapedValues.append(contentsOf: values)
+                let first = shapedValues.count
+                var m = 0
+                while m + 1 < valueRanges.count {
+                    if m > 0 { shapedValues.append(RecordShape.separator) }
+                    shapedValues.append(contentsOf: UnsafeRawBufferPointer(rebasing: record[valueRanges[m]..<valueRanges[m + 1]]))
+                    m += 2
+                }
+                // Debug builds join them back and compare the bytes for the first row of a batch and every 256th (a
+                // caller's mistake is systematic; checking every row made debug syncs 7× slower).
+                assert(count % 256 != 1 || {
+                    var joined: [UInt8] = []
+                    return keys.withUnsafeBytes { k in
+                        shapedValues.withUnsafeBytes { v in
+                            RecordShape.join(keys: k, values: UnsafeRawBufferPointer(rebasing: v[first...]), into: &joined)
+                        }
+                    } && joined.elementsEqual(record)
+                }(), "value ranges given for a record of \(String(decoding: externalIDBytes, as: UTF8.self)) do not join back to it")
             }
             rowShapes.append(shape)
             shapedOffsets.append(shapedValues.count)

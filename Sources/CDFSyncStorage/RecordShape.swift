@@ -247,10 +247,6 @@ enum RecordShape {
     }
 }
 
-extension PanelStore {
-    /// The byte between two values of a shaped record (see ``ChangeBatch/append(externalID:commitVersion:record:keys:values:email:phone:)``).
-    public static let shapeSeparator = RecordShape.separator
-}
 
 /// The shapes of shaped records (`shapes`: 4-byte big-endian id → the keys in ``RecordShape``'s saved form),
 /// held in memory both ways. Ids are handed out inside the write transaction that first stores a record of the

@@ -93,13 +93,15 @@ import CDFSyncCore
         var byBytes = PanelStore.ChangeBatch()
         for (i, id) in ids.enumerated() {
             let record = Array(#"{"a":"\#(i)","b":"x"}"#.utf8)
-            let values = Array(#""\#(i)"\#u{1F}"x""#.utf8)
+            // `"i"` at 5..<8, `"x"` at 13..<16.
+            let ranges = [5, 8, 13, 16]
             record.withUnsafeBytes { r in
-                values.withUnsafeBytes { v in
+                ranges.withUnsafeBufferPointer { v in
                     if i % 2 == 0 {
-                        byString.append(externalID: id, commitVersion: Int64(i), record: r, keys: keys, values: v)
+                        byString.append(externalID: id, commitVersion: Int64(i), record: r, shape: keys, valueRanges: v)
                         Array(id.utf8).withUnsafeBytes {
-                            byBytes.append(externalIDBytes: $0, commitVersion: Int64(i), record: r, keys: keys, values: v)
+                            byBytes.append(
+                                externalIDBytes: $0, commitVersion: Int64(i), record: r, shape: keys, valueRanges: v)
                         }
                     } else {
                         byString.append(externalID: id, commitVersion: Int64(i), record: r)
@@ -114,6 +116,7 @@ import CDFSyncCore
         #expect(byBytes.rowShapes.filter { $0 >= 0 }.count == 2, "the even rows were appended shaped")
         #expect(byBytes.shapedOffsets == byString.shapedOffsets)
         #expect(byBytes.shapedValues == byString.shapedValues)
+        #expect(byBytes.shapedValues == Array(#""0"\#u{1F}"x""2"\#u{1F}"x""#.utf8), "the values, joined by the separator")
         for i in ids.indices {
             #expect(byBytes[i].externalID == ids[i])
             #expect(byBytes[i].record == byString[i].record)

@@ -25,6 +25,22 @@ import CDFSyncCore
         }
     }
 
+    /// Where each value of the record `keys` and `values` make sits in it (start and end offsets per value): the
+    /// record is `{`, then per key its bytes, `:` and the value, separated by `,`, then `}`.
+    static func valueRanges(keys: [UInt8], values: [UInt8]) -> [Int] {
+        let parts = values.split(separator: RecordShape.separator, omittingEmptySubsequences: false)
+        var out: [Int] = []
+        var (k, o) = (0, 1)
+        for part in parts {
+            let n = Int(keys[k]) << 8 | Int(keys[k + 1])
+            o += n + 1
+            out += [o, o + part.count]
+            o += part.count + 1
+            k += 2 + n
+        }
+        return out
+    }
+
     static func join(_ keys: [UInt8], _ values: [UInt8]) -> [UInt8]? {
         var out: [UInt8] = []
         let ok = keys.withUnsafeBytes { k in values.withUnsafeBytes { RecordShape.join(keys: k, values: $0, into: &out) } }
@@ -211,8 +227,9 @@ import CDFSyncCore
                 let parts = try #require(Self.split(r))
                 #expect(parts.keys == shapes[i % 3])
                 r.withUnsafeBytes { record in
-                    parts.values.withUnsafeBytes { values in
-                        given.append(externalID: "k\(i)", commitVersion: 1, record: record, keys: shapes[i % 3], values: values)
+                    Self.valueRanges(keys: parts.keys, values: parts.values).withUnsafeBufferPointer { ranges in
+                        given.append(
+                            externalID: "k\(i)", commitVersion: 1, record: record, shape: shapes[i % 3], valueRanges: ranges)
                     }
                     split.append(externalID: "k\(i)", commitVersion: 1, record: record)
                 }
@@ -228,8 +245,9 @@ import CDFSyncCore
             var wrong = PanelStore.ChangeBatch()
             let parts = try #require(Self.split(records[0]))
             records[0].withUnsafeBytes { record in
-                bytes("1").withUnsafeBytes {
-                    wrong.append(externalID: "w", commitVersion: 1, record: record, keys: parts.keys, values: $0)
+                // One value range only, for a shape of several keys.
+                [1, 2].withUnsafeBufferPointer {
+                    wrong.append(externalID: "w", commitVersion: 1, record: record, shape: parts.keys, valueRanges: $0)
                 }
             }
             _ = try a.apply(wrong, scope: "w", pipeline: "p", checkpoint: nil)
@@ -246,8 +264,9 @@ import CDFSyncCore
                         mixed.append(externalID: "m\(i)", commitVersion: 1, record: record)
                     } else {
                         let parts = Self.split(r)!
-                        parts.values.withUnsafeBytes {
-                            mixed.append(externalID: "m\(i)", commitVersion: 1, record: record, keys: parts.keys, values: $0)
+                        Self.valueRanges(keys: parts.keys, values: parts.values).withUnsafeBufferPointer {
+                            mixed.append(
+                                externalID: "m\(i)", commitVersion: 1, record: record, shape: parts.keys, valueRanges: $0)
                         }
                     }
                 }
