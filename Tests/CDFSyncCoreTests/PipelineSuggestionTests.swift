@@ -233,6 +233,18 @@ struct PipelineSuggestionTests {
         #expect(twoCursors.field("last_updated")?.status == .ambiguous)
     }
 
+    @Test func timestampsWrittenAsTextAreNotACursor() {
+        let s = PipelineSuggester.suggest(Self.profile([
+            Self.column("participant_id", "string", Array(Self.ids.prefix(5))),
+            Self.column("updated_at", "string", Self.values(5) { "2026-03-0\($0 + 1)T09:00:00Z" }),
+        ], cdf: false))
+        #expect(s.field("last_updated")?.status == .notFound)
+        #expect(s.field("last_updated")?.reason
+            == "no column fits — updated_at (STRING of timestamps as text)", "\(s.field("last_updated")!.reason)")
+        #expect(s.field("last_updated")?.candidates.first?.reason.hasSuffix("needs a TIMESTAMP or DATE column (cast it in a view)") == true)
+        #expect(s.mode.mode == .snapshot)
+    }
+
     @Test func anEventsTableMapsItsFourFieldsAndNeedsItsIdentityPipelineForUserID() {
         let cols = [
             Self.column("event_id", "string", Array(Self.ids.prefix(50))),

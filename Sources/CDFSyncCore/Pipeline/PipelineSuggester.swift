@@ -560,6 +560,11 @@ struct FieldRule {
         }
         let typeName = c.type.uppercased()
         guard kinds.contains(c.kind) else {
+            if shape == .timestamp, c.nonEmpty > 0, c.timestamps * 10 >= c.nonEmpty * 9 {
+                // The engine compares cursors and event times as TIMESTAMP / DATE values (pipeline validate checks).
+                return make(0, "\(why), but the column is \(typeName) holding timestamps as text: it needs a "
+                    + "TIMESTAMP or DATE column (cast it in a view)", "\(typeName) of timestamps as text", fits: false)
+            }
             return make(0, "\(why), but the column is \(typeName)", typeName, fits: false)
         }
         let n = c.nonEmpty
