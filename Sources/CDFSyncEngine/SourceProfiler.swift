@@ -41,7 +41,8 @@ public enum SourceProfiler {
         var hasInformationSchema = true
         do {
             let tables = try client.collect(Statement(
-                sql: "SELECT \(cols(["table_catalog", "table_schema", "table_name", "table_type", "data_source_format"]))"
+                sql: "SELECT "
+                    + cols(["table_catalog", "table_schema", "table_name", "table_type", "data_source_format"])
                     + " FROM \(infoSchema).\(SQL.quoteIdentifier("tables"))\(matching)",
                 parameters: names))
             guard !tables.rows.isEmpty else {
@@ -64,7 +65,8 @@ public enum SourceProfiler {
             let found = try client.collect(Statement(
                 sql: "SELECT \(cols(["table_name", "column_name", "full_data_type", "ordinal_position"]))"
                     + " FROM \(infoSchema).\(SQL.quoteIdentifier("columns"))"
-                    + " WHERE \(SQL.quoteIdentifier("table_schema")) = :sch AND \(SQL.quoteIdentifier("table_name")) = :tbl",
+                    + " WHERE \(SQL.quoteIdentifier("table_schema")) = :sch"
+                    + " AND \(SQL.quoteIdentifier("table_name")) = :tbl",
                 parameters: [StatementParameter(name: "sch", value: canonical.schema),
                              StatementParameter(name: "tbl", value: canonical.table)]))
             columns = found.rows.indices.compactMap { r -> (String, String, Int)? in

@@ -73,8 +73,8 @@ extension CDFSyncCommand.PipelineCommand {
                 client.isCancelled = { Interrupts.requested }
                 let suggestion = try SourceProfiler.suggest(
                     client: client, source: table,
-                    options: .init(kind: Pipeline.Kind(rawValue: kind) ?? .participants, defaultPhoneRegion: phoneRegion,
-                        identityPipeline: identityPipeline, name: name),
+                    options: .init(kind: Pipeline.Kind(rawValue: kind) ?? .participants,
+                        defaultPhoneRegion: phoneRegion, identityPipeline: identityPipeline, name: name),
                     sampleRows: sampleRows)
                 // Written whole before the summary goes to stderr, so a terminal shows them in that order.
                 let text = json ? String(decoding: suggestion.json(), as: UTF8.self) + "\n"
@@ -84,9 +84,9 @@ extension CDFSyncCommand.PipelineCommand {
             }
         }
 
-        /// How the written file names the connection: the saved one, or the settings given inline — the warehouse, the
-        /// host when given as a flag (else DATABRICKS_HOST or --host at run time), and the environment variables the
-        /// credentials come from, never a credential.
+        /// How the written file names the connection: the saved one, or the settings given inline — the warehouse,
+        /// the host when given as a flag (else DATABRICKS_HOST or --host at run time), and the environment variables
+        /// the credentials come from, never a credential.
         func reference(_ settings: ConnectionSettings) -> Pipeline.ConnectionRef {
             if let saved = connection.connection { return Pipeline.ConnectionRef(name: saved) }
             var ref = Pipeline.ConnectionRef(host: connection.host, warehouseID: settings.warehouseID)

@@ -280,6 +280,36 @@ struct PipelineInitTests {
         #expect(bad.status == 64 && bad.stderr.contains("must have three parts"), "\(bad.stderr)")
     }
 
+    /// A catalog without an information_schema (hive_metastore answers TABLE_OR_VIEW_NOT_FOUND) is read from its
+    /// sample's columns and types; table properties that cannot be read leave the mode to `auto`.
+    @Test func withoutInformationSchemaOrPropertiesTheSampleAndAutoStandIn() throws {
+        let sim = try RunningSimulator()
+        var noCatalog = Fault(match: .init(statementContains: "information_schema"), count: nil, kind: "sql_error",
+            message: "The table or view `main`.`information_schema`.`tables` cannot be found.")
+        noCatalog.errorClass = "TABLE_OR_VIEW_NOT_FOUND"
+        noCatalog.sqlState = "42P01"
+        _ = sim.sim.addFault(noCatalog)
+        let client = StatementClient(settings: try sim.settings())
+        let source = try QualifiedName(parsing: "main.research.participants")
+        let profile = try SourceProfiler.profile(client: client, source: source)
+        #expect(profile.tableType == nil && profile.changeDataFeed == true)
+        #expect(profile.columns.map(\.name) == ["participant_id", "first_name", "last_name", "email", "phone", "company",
+            "country", "city", "job_title", "segment", "consent_status", "last_updated_at"])
+        #expect(profile.columns.last?.type.uppercased() == "TIMESTAMP")
+        let s = PipelineSuggester.suggest(profile)
+        #expect(s.mode.mode == .cdf && s.mapping.count == 12 && s.isComplete)
+
+        var denied = Fault(match: .init(statementContains: "SHOW TBLPROPERTIES"), count: nil, kind: "sql_error",
+            message: "User does not have permission to read table properties.")
+        denied.errorClass = "INSUFFICIENT_PERMISSIONS"
+        denied.sqlState = "42501"
+        _ = sim.sim.addFault(denied)
+        let unknown = try SourceProfiler.suggest(client: client, source: source)
+        #expect(unknown.changeDataFeed == nil)
+        #expect(unknown.mode.mode == .auto
+            && unknown.mode.reason == "the table's properties could not be read: auto decides at each run")
+    }
+
     /// The library the console calls: what it suggests is the pipeline its file loads as.
     @Test func theSuggestionIsThePipelineItsFileLoadsAs() throws {
         let sim = try RunningSimulator()

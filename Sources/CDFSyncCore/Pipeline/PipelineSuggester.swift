@@ -98,8 +98,8 @@ public enum PipelineSuggester {
         return PipelineSuggestion(
             source: profile.source, kind: options.kind, name: options.name ?? pipelineName(for: profile.source),
             tableType: profile.tableType, changeDataFeed: profile.changeDataFeed, columnCount: profile.columns.count,
-            sampledRows: profile.sampledRows, fields: fields, consent: consent, consentAlternatives: consentAlternatives,
-            attributes: attributes, mode: mode,
+            sampledRows: profile.sampledRows, fields: fields, consent: consent,
+            consentAlternatives: consentAlternatives, attributes: attributes, mode: mode,
             defaultPhoneRegion: region, identityPipeline: options.identityPipeline, notes: notes)
     }
 
@@ -395,7 +395,8 @@ struct ColumnFacts {
         self.countries = countries
         self.timestamps = timestamps
         self.allDistinct = allDistinct
-        distinct = counts.values.sorted { ($0.count, -$0.first) > ($1.count, -$1.first) }.map { ($0.spelling, $0.count) }
+        distinct = counts.values.sorted { ($0.count, -$0.first) > ($1.count, -$1.first) }
+            .map { ($0.spelling, $0.count) }
         distinctOverflow = overflow
     }
 
@@ -500,7 +501,9 @@ struct FieldRule {
         let compact = c.tokens.joined()
         let own = field.replacingOccurrences(of: "_", with: "")
         if key == field || compact == own { return (3, "name match") }
-        if synonyms.contains(key) || synonyms.contains(where: { $0.replacingOccurrences(of: "_", with: "") == compact }) {
+        if synonyms.contains(key)
+            || synonyms.contains(where: { $0.replacingOccurrences(of: "_", with: "") == compact })
+        {
             return (2, "synonym of \(field)")
         }
         for phrase in phrases {
@@ -606,9 +609,12 @@ struct FieldRule {
         case .timestamp:
             return make(base, "\(why), \(typeName) column", typeName, fits: true)
         case .key:
-            if n == 0 { return make(base - 0.15, "\(why); no values sampled to check", "no values sampled", fits: true) }
+            if n == 0 {
+                return make(base - 0.15, "\(why); no values sampled to check", "no values sampled", fits: true)
+            }
             if !c.allDistinct {
-                return make(base * 0.5, "\(why), but its sampled values repeat: not a key", "values repeat", fits: false)
+                return make(base * 0.5, "\(why), but its sampled values repeat: not a key", "values repeat",
+                    fits: false)
             }
             if c.blank > 0 {
                 return make(base - 0.1,
@@ -618,14 +624,17 @@ struct FieldRule {
             return make(base + 0.05, "\(why), all \(sampled) sampled values distinct and non-empty", "distinct",
                 fits: true)
         case .consent:
-            if n == 0 { return make(base - 0.15, "\(why); no values sampled to check", "no values sampled", fits: true) }
+            if n == 0 {
+                return make(base - 0.15, "\(why); no values sampled to check", "no values sampled", fits: true)
+            }
             let inverted = ConsentVocabulary.isInvertedName(c.tokens)
             let known = c.distinct.filter { ConsentVocabulary.meaning($0.spelling, inverted: inverted) != nil }
                 .reduce(0) { $0 + $1.count }
             let specific = c.distinct.contains { ConsentVocabulary.isSpecific($0.spelling) }
             let p = share(known)
             let pct = PipelineSuggester.percent(known, of: n)
-            let distinct = "\(c.distinctOverflow ? "over \(ColumnFacts.distinctLimit)" : "\(c.distinct.count)") distinct"
+            let distinct = (c.distinctOverflow ? "over \(ColumnFacts.distinctLimit)" : "\(c.distinct.count)")
+                + " distinct"
             let reason = "\(why), \(distinct) values, \(pct) of \(sampled) sampled values are consent words"
             if tier == 0 {
                 guard p >= 0.95, specific, !c.distinctOverflow, c.distinct.count <= 20 else { return nil }

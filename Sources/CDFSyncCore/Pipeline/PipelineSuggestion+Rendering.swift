@@ -16,9 +16,9 @@ extension PipelineSuggestion {
         var w = YAMLLines()
         let sourceShown = source.description
         w.comment("A cdfsync pipeline for \(sourceShown), suggested by `cdfsync pipeline init` from its "
-            + "\(PipelineSuggester.count(columnCount)) column(s) and a sample of \(PipelineSuggester.count(sampledRows)) "
-            + "row(s). Check every line before the first sync: the mapping decides what the panel holds, consent "
-            + "who is imported and who may be contacted. Commented-out lines are left for you to decide (uncomment "
+            + "\(PipelineSuggester.count(columnCount)) column(s) and a sample of "
+            + "\(PipelineSuggester.count(sampledRows)) row(s). Check every line before the first sync: the mapping "
+            + "decides what the panel holds, consent who is imported and who may be contacted. Commented-out lines are left for you to decide (uncomment "
             + "what fits). Every field is described in docs/pipelines.md. Then: cdfsync pipeline validate FILE; "
             + "cdfsync pipeline preview FILE.")
         if !isComplete {
@@ -36,7 +36,8 @@ extension PipelineSuggestion {
         writeMode(&w)
         if kind == .events {
             if let i = identityPipeline {
-                w.line("identity_pipeline: \(YAMLText.value(i))", "the participants pipeline whose external ids user_id holds")
+                w.line("identity_pipeline: \(YAMLText.value(i))",
+                    "the participants pipeline whose external ids user_id holds")
             } else {
                 w.line("# identity_pipeline: NAME", "the participants pipeline whose external ids user_id holds")
             }
@@ -50,7 +51,8 @@ extension PipelineSuggestion {
         w.line("  required: [\(keyField)]", "rows without it are invalid (counted, sampled in the run record)")
         w.line("  max_invalid_ratio: 0.05", "a run with more invalid rows than this stops before its checkpoint")
         if let r = defaultPhoneRegion {
-            w.line("  default_phone_region: \(YAMLText.value(r))", "phone numbers without a country code are read in it")
+            w.line("  default_phone_region: \(YAMLText.value(r))",
+                "phone numbers without a country code are read in it")
         } else if kind == .participants {
             w.line("  # default_phone_region: GB", "for phone numbers written without a country code")
         }
@@ -93,7 +95,8 @@ extension PipelineSuggestion {
         case .watermark:
             w.line("mode: watermark", mode.reason)
             w.line("watermark:")
-            w.line("  column: \(YAMLText.value(mode.cursor ?? ""))", "rows are read in its order, after where the last run stopped")
+            w.line("  column: \(YAMLText.value(mode.cursor ?? ""))",
+                "rows are read in its order, after where the last run stopped")
             w.line("  lookback_seconds: 0", "re-read this many seconds back on each run (rows that arrive late)")
         case .snapshot:
             w.line("mode: snapshot", "\(mode.reason): each run reads it whole")
@@ -165,11 +168,16 @@ extension PipelineSuggestion {
         if c.optedIn.isEmpty {
             w.line("\(p)  opted_in: [VALUE]", "none of the sampled values reads as opted in: write them")
         } else {
-            w.line("\(p)  opted_in: [\(c.optedIn.map { YAMLText.value($0, forceQuotes: true) }.joined(separator: ", "))]",
+            let values = c.optedIn.map { YAMLText.value($0, forceQuotes: true) }.joined(separator: ", ")
+            w.line("\(p)  opted_in: [\(values)]",
                 "compared trimmed and case-insensitively")
         }
         func list(_ values: [ValueCount]) -> String {
-            values.prefix(12).map { "\(YAMLText.quoted($0.value)) (\(PipelineSuggester.count($0.count)))" }
+            // Values shown cut at 60 characters: a comment names them, it does not copy a column's free text.
+            values.prefix(12).map { v in
+                let shown = v.value.count > 60 ? String(v.value.prefix(60)) + "…" : v.value
+                return "\(YAMLText.quoted(shown)) (\(PipelineSuggester.count(v.count)))"
+            }
                 .joined(separator: ", ") + (values.count > 12 ? ", …" : "")
         }
         if !c.notOptedIn.isEmpty { w.comment("  read as not opted in: \(list(c.notOptedIn))") }
