@@ -368,8 +368,8 @@ public final class CDFSync {
         let sink = CollectingSink()
         let t = options.table
         try client.execute(Statement(
-            sql: "SELECT table_type, created FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE table_schema = :sch AND table_name = :tbl",
-            parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
+            sql: "SELECT table_type, created FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.tables WHERE lower(table_schema) = :sch AND lower(table_name) = :tbl",
+            parameters: [StatementParameter(name: "sch", value: t.schema.lowercased()), StatementParameter(name: "tbl", value: t.table.lowercased())]),
             sink: sink)
         let row = sink.rows.first ?? []
         let info = (type: row.first ?? nil, created: row.count > 1 ? row[1] : nil)
@@ -423,8 +423,8 @@ public final class CDFSync {
         let sink = CollectingSink()
         let t = options.table
         try client.execute(Statement(
-            sql: "SELECT column_name FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.columns WHERE table_schema = :sch AND table_name = :tbl ORDER BY ordinal_position",
-            parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
+            sql: "SELECT column_name FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.columns WHERE lower(table_schema) = :sch AND lower(table_name) = :tbl ORDER BY ordinal_position",
+            parameters: [StatementParameter(name: "sch", value: t.schema.lowercased()), StatementParameter(name: "tbl", value: t.table.lowercased())]),
             sink: sink)
         let columns = sink.rows.compactMap { $0.first ?? nil }
         guard !columns.isEmpty else {

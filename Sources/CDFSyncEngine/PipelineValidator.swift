@@ -40,8 +40,8 @@ extension CDFSync {
             let sink = CollectingSink()
             let t = options.table
             try client.execute(Statement(
-                sql: "SELECT column_name, full_data_type FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.columns WHERE table_schema = :sch AND table_name = :tbl",
-                parameters: [StatementParameter(name: "sch", value: t.schema), StatementParameter(name: "tbl", value: t.table)]),
+                sql: "SELECT column_name, full_data_type FROM \(SQL.quoteIdentifier(t.catalog)).information_schema.columns WHERE lower(table_schema) = :sch AND lower(table_name) = :tbl",
+                parameters: [StatementParameter(name: "sch", value: t.schema.lowercased()), StatementParameter(name: "tbl", value: t.table.lowercased())]),
                 sink: sink)
             columns = Dictionary(sink.rows.compactMap { r in (r.first ?? nil).map { ($0.lowercased(), ((r.count > 1 ? r[1] : nil) ?? "").uppercased()) } },
                 uniquingKeysWith: { a, _ in a })

@@ -299,3 +299,26 @@ struct PipelineSyncTests {
         }
     }
 }
+
+@Suite("Source names in any case")
+struct SourceNameCaseTests {
+    /// Unity Catalog stores names in lower case and matches them case-insensitively; the information_schema lookups
+    /// (mode, creation time, columns) must too, or a pipeline naming `Main.Research.Participants` is "not visible".
+    @Test func aSourceNamedInMixedCaseValidatesAndSyncs() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir()
+        let p = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML.replacingOccurrences(
+            of: "source: main.research.participants", with: "source: Main.Research.Participants"))
+        let store = try PanelStore(directory: dir.sub("s"))
+        let sync = CDFSync(client: StatementClient(settings: try sim.settings()), store: store,
+            options: try SyncOptions(pipeline: p, outputDirectory: dir.sub("o")))
+        let findings = try sync.validateLive()
+        let failed = findings.filter { !$0.ok }
+        #expect(failed.isEmpty, "\(failed)")
+        let mixed = try sync.run()
+        let lower = try CDFSync(client: StatementClient(settings: try sim.settings()), store: PanelStore(directory: dir.sub("l")),
+            options: try SyncOptions(pipeline: try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML),
+                outputDirectory: dir.sub("lo"))).run()
+        #expect(mixed.mode == lower.mode && mixed.inserted == lower.inserted && mixed.inserted > 0, "\(mixed.render())")
+    }
+}
