@@ -678,7 +678,7 @@ public final class CDFSync {
     func history(limit: Int64) throws -> [HistoryEntry] {
         let sink = CollectingSink()
         try client.execute(Statement(sql: "DESCRIBE HISTORY \(options.table.quoted) LIMIT \(max(1, limit))"), sink: sink)
-        return RangePlanner.entries(from: sink)
+        return HistoryEntry.entries(records: sink.records)
     }
 
     /// ``history(limit:)`` checked against the `latest` version the run was pinned to (``checkHistory(_:latest:)``).

@@ -1,4 +1,4 @@
-import CDFSyncCore
+@testable import CDFSyncCore
 import CDFSyncClient
 import CDFSyncEngine
 import Testing

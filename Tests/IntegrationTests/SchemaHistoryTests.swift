@@ -1,5 +1,5 @@
 import CDFSyncClient
-import CDFSyncCore
+@testable import CDFSyncCore
 @testable import CDFSyncEngine
 import Testing
 

@@ -16,7 +16,8 @@ public struct StatementParameter: Sendable, Equatable {
 
 /// A statement cdfsync built itself (never user text) plus its bound parameters.
 public struct Statement: Sendable, Equatable {
-    public enum Disposition: String, Sendable { case inline = "INLINE", externalLinks = "EXTERNAL_LINKS" }
+    /// How the result comes back (``ResultDisposition``, shared with the run planning in the core module).
+    public typealias Disposition = ResultDisposition
 
     public var sql: String
     public var parameters: [StatementParameter]

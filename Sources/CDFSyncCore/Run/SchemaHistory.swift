@@ -1,4 +1,3 @@
-import CDFSyncCore
 import Foundation
 
 /// The column changes of a table's history (`ADD COLUMNS`, `RENAME COLUMN`, `DROP COLUMNS`, `CHANGE COLUMN`, ...),
@@ -8,8 +7,8 @@ import Foundation
 /// after its start (`DELTA_CHANGE_DATA_FEED_INCOMPATIBLE_SCHEMA_CHANGE`): such versions are ``breaks``, where ranges
 /// are split. A column-mapping table's range is read in the schema of its end version, so a mapped column renamed
 /// since is read under the name it had then, and one added since is read as NULL (``reading(_:at:)``).
-struct SchemaHistory: Sendable {
-    enum Change: Sendable, Equatable {
+public struct SchemaHistory: Sendable {
+    public enum Change: Sendable, Equatable {
         case added([String])
         case renamed(from: String, to: String)
         case dropped([String])
@@ -19,13 +18,13 @@ struct SchemaHistory: Sendable {
     }
 
     /// What became of a column that is no longer in the table.
-    enum Fate: Sendable, Equatable {
+    public enum Fate: Sendable, Equatable {
         case renamed(to: String, version: Int64)
         case dropped(version: Int64)
     }
 
     /// Ascending by version.
-    private(set) var changes: [(version: Int64, change: Change)] = []
+    public private(set) var changes: [(version: Int64, change: Change)] = []
 
     /// Operations that may change what change data can be read across; splitting at one that did not is only an
     /// extra statement.
@@ -34,7 +33,7 @@ struct SchemaHistory: Sendable {
         "CREATE OR REPLACE TABLE", "REPLACE TABLE AS SELECT", "CREATE OR REPLACE TABLE AS SELECT", "UPGRADE PROTOCOL",
     ]
 
-    init(history: [HistoryEntry]) {
+    public init(history: [HistoryEntry]) {
         for e in history.sorted(by: { $0.version < $1.version }) {
             switch e.operation.uppercased() {
             case "ADD COLUMNS":
@@ -74,7 +73,7 @@ struct SchemaHistory: Sendable {
     }
 
     /// The changes at versions `from...to`, in words: `v9 column email renamed to email_address`.
-    func describe(from: Int64, to: Int64) -> [String] {
+    public func describe(from: Int64, to: Int64) -> [String] {
         guard from <= to else { return [] }
         return changes.filter { (from...to).contains($0.version) }.map { v, change in
             switch change {
@@ -89,13 +88,13 @@ struct SchemaHistory: Sendable {
     }
 
     /// Versions after which change data must be read separately.
-    var breaks: Set<Int64> {
+    public var breaks: Set<Int64> {
         Set(changes.filter { if case .added = $0.change { return false } else { return true } }.map(\.version))
     }
 
     /// How each of `columns` (names in the latest schema) is read in the schema of version `version`: under an
     /// older name, or as NULL when it was added later. Columns read under their own name are left out.
-    func reading(_ columns: [String], at version: Int64) -> [String: ColumnRead] {
+    public func reading(_ columns: [String], at version: Int64) -> [String: ColumnRead] {
         var out: [String: ColumnRead] = [:]
         for column in columns {
             // Walk back from the latest schema to `version`: a rename gives the older name, an add means there was
@@ -121,7 +120,7 @@ struct SchemaHistory: Sendable {
 
     /// What the history says became of `column`, a name that is not among the table's columns now (`exists`):
     /// renamed to a column that exists, or dropped; nil when it does not say.
-    func fate(of column: String, exists: (String) -> Bool) -> Fate? {
+    public func fate(of column: String, exists: (String) -> Bool) -> Fate? {
         for (v, change) in changes.reversed() {
             switch change {
             case .renamed(let from, let to) where Self.same(from, column) && exists(to):
@@ -136,7 +135,7 @@ struct SchemaHistory: Sendable {
     }
 
     /// Column names compare as Databricks resolves them: case-insensitively.
-    static func same(_ a: String, _ b: String) -> Bool { a.caseInsensitiveCompare(b) == .orderedSame }
+    public static func same(_ a: String, _ b: String) -> Bool { a.caseInsensitiveCompare(b) == .orderedSame }
 
     /// A column path as Delta records it (`` `a.b` `` quoted, `a.b` nested) → the top-level column's name, or nil
     /// for a nested field.

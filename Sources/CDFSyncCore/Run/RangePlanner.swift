@@ -1,15 +1,17 @@
-import CDFSyncClient
-import CDFSyncCore
 import Foundation
+
+/// How a statement's result comes back: in the responses (`INLINE`, capped at 25 MiB) or through presigned links
+/// (`EXTERNAL_LINKS`).
+public enum ResultDisposition: String, Sendable { case inline = "INLINE", externalLinks = "EXTERNAL_LINKS" }
 
 /// A `table_changes` range and how to read it.
 public struct PlannedRange: Sendable, Equatable {
     public var start: Int64
     public var end: Int64
     public var estimatedRows: Int64?
-    public var disposition: Statement.Disposition
+    public var disposition: ResultDisposition
 
-    public init(start: Int64, end: Int64, estimatedRows: Int64?, disposition: Statement.Disposition) {
+    public init(start: Int64, end: Int64, estimatedRows: Int64?, disposition: ResultDisposition) {
         self.start = start
         self.end = end
         self.estimatedRows = estimatedRows
@@ -51,12 +53,10 @@ public struct RangePlanner: Sendable {
                 rows = (rows == nil && more == nil) ? nil : (rows ?? 0).saturatingAdd(more ?? 0)
                 e += 1
             }
-            let disposition: Statement.Disposition = (rows ?? Int64.max) > threshold ? .externalLinks : .inline
+            let disposition: ResultDisposition = (rows ?? Int64.max) > threshold ? .externalLinks : .inline
             next = e < end ? e + 1 : nil
             return PlannedRange(start: s, end: e, estimatedRows: rows, disposition: disposition)
         }
     }
 
-    /// Parses `DESCRIBE HISTORY` rows.
-    public static func entries(from sink: CollectingSink) -> [HistoryEntry] { HistoryEntry.entries(records: sink.records) }
 }
