@@ -316,6 +316,8 @@ import Testing
         #expect(try Self.rows(sql, on: sim).rows == [["1"]])
         let raw = try Self.rows(#"SELECT r'a\' AS x, "q\"q" AS y, R"-- /*" AS z"#, on: sim)
         #expect(raw.rows == [[#"a\"#, "q\"q", "-- /*"]])
+        // A select item's name is the item as written, without the comment after it.
+        #expect(try Self.rows("SELECT 1 -- one\n, 'x' /* two */ FROM people WHERE id = 1", on: sim).columns == ["1", "'x'"])
         let unclosed = Self.failure("SELECT 1 /* a /* b */", on: sim)
         #expect(unclosed?.errorClass == "UNCLOSED_BRACKETED_COMMENT")
         #expect(unclosed?.message.hasPrefix(

@@ -45,6 +45,8 @@ struct Token: Sendable, Equatable {
     var text: String
     /// UTF-8 offset of the token in the statement.
     var offset: Int
+    /// UTF-8 offset just after the token.
+    var end: Int = 0
 
     func isKeyword(_ k: String) -> Bool { kind == .identifier && text.caseInsensitiveCompare(k) == .orderedSame }
     func isSymbol(_ s: String) -> Bool { kind == .symbol && text == s }
@@ -112,7 +114,13 @@ struct Lexer {
             let (s, len) = Self.scalar(bytes, at: k)
             return Self.isLetter(s) ? len : nil
         }
+        // Every branch appends a token and moves `i` past it: the next turn of the loop records where it ended.
+        var ended = 0
         while i < n {
+            if out.count > ended {
+                out[out.count - 1].end = i
+                ended = out.count
+            }
             let c = bytes[i]
             if c == 32 || (c >= 9 && c <= 13) {
                 i += 1
@@ -306,7 +314,8 @@ struct Lexer {
             let len = c < 0x80 ? 1 : Self.scalar(bytes, at: i).1
             throw Parser.syntaxError(sql: sql, offset: start, near: text(i, i + len), bytes: bytes)
         }
-        out.append(Token(kind: .end, text: "", offset: n))
+        if out.count > ended { out[out.count - 1].end = i }
+        out.append(Token(kind: .end, text: "", offset: n, end: n))
         return out
     }
 

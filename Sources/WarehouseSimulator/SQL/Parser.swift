@@ -290,9 +290,8 @@ struct Parser {
             }
             let startTok = current
             let e = try parseExpr()
-            let endOffset = current.offset
-            let text = String(decoding: bytes[startTok.offset..<endOffset], as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // The item as written, from its first token to its last (not the comment or space after it).
+            let text = String(decoding: bytes[startTok.offset..<tokens[pos - 1].end], as: UTF8.self)
             var alias: String?
             if accept("AS") {
                 guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
