@@ -66,6 +66,13 @@ struct ReadOnlySQLGuardTests {
         #expect(problem("SELECT 1\u{FF1B}").contains("non-ASCII character outside a string"))
         #expect(problem("SELECT '${x}'").contains("Spark substitutes"))
         #expect(problem("UPDATE t SET a = 1").contains("must start with SELECT or WITH"))
+        // The example in docs/pipelines.md, word for word.
+        guard case .failure(let stacked) = ReadOnlySQLGuard.check("SELECT 1; DROP TABLE x") else {
+            Issue.record("accepted")
+            return
+        }
+        #expect(stacked.description
+            == "custom SQL refused at line 1, column 9 (';'): a ';' ends the statement here and more follows: custom SQL is exactly one statement (a single trailing ';' is fine). Custom SQL is exactly one SELECT (or WITH … SELECT) that only reads tables and views; the engine adds its own paging and parameters.")
         // A long token is shortened; invisible characters inside one are spelled out.
         guard case .failure(let r) = ReadOnlySQLGuard.check("SELECT 1; '" + String(repeating: "x", count: 100) + "'") else {
             Issue.record("accepted")

@@ -355,3 +355,70 @@ import Testing
         #expect(try !cached(try h.execute(clock)))
     }
 }
+
+/// Custom SQL as the engine will send it: guarded, wrapped, run over HTTP with bound parameters.
+@Suite struct WrappedCustomSQLTests {
+    static let source = try! ReadOnlySQLGuard.check(
+        """
+        -- consents of the panel, one row per consent event
+        SELECT p.id, p.email, c.status, c.updated_at
+        FROM main.panel.people p
+        JOIN main.panel.consents c ON c.person_id = p.id -- people without consent rows are left out
+        ;
+        """).get()
+
+    func rows(_ h: Harness, _ statement: (sql: String, parameters: [CDFSyncCore.BoundParameter])) throws -> [[String?]] {
+        let params: [[String: Any]] = statement.parameters.map { p in
+            var d: [String: Any] = ["name": p.name]
+            if let v = p.value { d["value"] = v }
+            if let t = p.type { d["type"] = t }
+            return d
+        }
+        return try h.rows(statement.sql, params: params).rows
+    }
+
+    @Test func watermarkPagesReadEveryRowOnceInOrder() throws {
+        let h = try Harness(workspace: try Workspace.load(data: Data(JoinSubqueryTests.workspaceJSON.utf8)),
+                            configuration: .init(rowsPerChunk: 100))
+        h.token = "dapi-analyst"
+        var after: (cursor: String, key: String)?
+        var pages: [[[String?]]] = []
+        while pages.count < 10 {
+            let page = try rows(h, SQL.customWatermarkPage(
+                Self.source, columns: ["id", "status", "updated_at"], cursor: "updated_at", key: "id",
+                upperBound: "2026-01-31T00:00:00Z", after: after, pageSize: 2))
+            pages.append(page)
+            guard page.count == 2, let last = page.last else { break }
+            after = (last[2]!, last[0]!)
+        }
+        #expect(pages == [
+            [["1", "Opted In", "2026-01-05T00:00:00.000Z"], ["3", "Opted Out", "2026-01-06T00:00:00.000Z"]],
+            [["3", "Opted In", "2026-01-07T00:00:00.000Z"]],
+        ])
+        // The upper bound holds back what came later.
+        let bounded = try rows(h, SQL.customWatermarkPage(
+            Self.source, columns: ["id"], cursor: "updated_at", key: "id", upperBound: "2026-01-06T12:00:00Z", after: nil,
+            pageSize: 100))
+        #expect(bounded == [["1"], ["3"]])
+    }
+
+    @Test func snapshotAndTestRun() throws {
+        let h = try Harness(workspace: try Workspace.load(data: Data(JoinSubqueryTests.workspaceJSON.utf8)),
+                            configuration: .init(rowsPerChunk: 100))
+        h.token = "dapi-analyst"
+        let f = SQL.filterConditions([Pipeline.Filter(column: "status", op: .eq, value: .scalar("Opted In"))])
+        let snapshot = try h.rows(
+            SQL.customSnapshot(Self.source, columns: ["email"], conditions: f.sql) + " ORDER BY `email`",
+            params: f.parameters.map { ["name": $0.name, "value": $0.value!] })
+        #expect(snapshot.columns == ["email"])
+        #expect(snapshot.rows == [["ann@example.com"], ["cy@example.com"]])
+        let test = try h.rows(SQL.customTestRun(Self.source, limit: 2).sql, params: [["name": "n", "value": "2", "type": "INT"]])
+        #expect(test.columns == ["id", "email", "status", "updated_at"])
+        #expect(test.rows.count == 2)
+        // The wrapper needs the same rights as the text: a principal without SELECT on the tables gets the
+        // warehouse's permission error, not rows.
+        let denied = try h.execute(SQL.customTestRun(Self.source, limit: 2).sql,
+                                   params: [["name": "n", "value": "2", "type": "INT"]], token: "dapi-viewer")
+        #expect(errorClass(denied) == "INSUFFICIENT_PERMISSIONS")
+    }
+}
