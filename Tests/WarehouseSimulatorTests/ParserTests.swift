@@ -5,13 +5,16 @@ import Testing
 @Suite struct ParserTests {
     @Test(arguments: [
         "INSERT INTO main.crm.customers VALUES (1)",
-        "SELECT a FROM t JOIN u ON t.id = u.id",
+        "SELECT a FROM t JOIN u t.id = u.id",
         "SELECT count(DISTINCT id) FROM main.crm.customers",
         "SELECT row_number() OVER (ORDER BY id) FROM main.crm.customers",
         "SELECT id FROM main.crm.customers GROUP BY id",
         "SELECT id FROM main.crm.customers WHERE id = ?",
         "SELECT DISTINCT id FROM main.crm.customers",
-        "SELECT id FROM (SELECT id FROM main.crm.customers)",
+        "SELECT id FROM (SELECT id FROM main.crm.customers",
+        "SELECT id FROM (main.crm.customers)",
+        "WITH a AS SELECT 1 SELECT * FROM a",
+        "WITH a AS (SELECT 1) INSERT INTO t SELECT * FROM a",
         "SELECT id FROM main.crm.customers UNION SELECT id FROM main.crm.legacy",
         "SELECT id FROM a.b.c.d",
         "SELECT id, FROM main.crm.customers",

@@ -238,8 +238,9 @@ import Testing
         #expect(r.rows == [["1", "x", "7", nil]])
         let types = ((try h.execute("SELECT 1, NULL")["manifest"] as! [String: Any])["schema"] as! [String: Any])["columns"] as! [[String: Any]]
         #expect(types.map { $0["type_name"] as! String } == ["INT", "NULL"])
+        // No input columns at all: nothing to suggest, as Spark says.
         let bad = try h.execute("SELECT nope")
-        #expect(errorClass(bad) == "UNRESOLVED_COLUMN.WITH_SUGGESTION")
+        #expect(errorClass(bad) == "UNRESOLVED_COLUMN.WITHOUT_SUGGESTION")
     }
 
     @Test func requestLogNeverSeesSecrets() throws {

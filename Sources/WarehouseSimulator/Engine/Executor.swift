@@ -10,9 +10,33 @@ struct Relation {
     }
 
     var columns: [ResultColumn]
+    /// Per column, the name of the source it comes from as a qualified reference may spell it: a table's
+    /// `[catalog, schema, table]`, or an alias (`[c]`); empty for a derived table without an alias. `c.id` matches a
+    /// column whose qualifier ends in `c`.
+    var qualifiers: [[String]]
     var source: Source
     /// A column the rows are already sorted by, ascending (`_commit_version` for change data).
     var naturalOrder: String?
+
+    init(columns: [ResultColumn], qualifier: [String] = [], source: Source, naturalOrder: String? = nil) {
+        self.init(
+            columns: columns, qualifiers: Array(repeating: qualifier, count: columns.count), source: source,
+            naturalOrder: naturalOrder)
+    }
+
+    init(columns: [ResultColumn], qualifiers: [[String]], source: Source, naturalOrder: String? = nil) {
+        self.columns = columns
+        self.qualifiers = qualifiers
+        self.source = source
+        self.naturalOrder = naturalOrder
+    }
+
+    /// The same rows under another source name (an alias): every column's qualifier becomes `qualifier`.
+    func renamed(_ qualifier: [String]) -> Relation {
+        var r = self
+        r.qualifiers = Array(repeating: qualifier, count: columns.count)
+        return r
+    }
 
     var count: Int {
         switch source {
@@ -34,6 +58,11 @@ struct Relation {
         if case .rows = source { return false }
         return true
     }
+
+    func row(_ i: Int) -> Row {
+        if case .rows(let r) = source { return r[i] }
+        return (0..<columns.count).map { value(i, $0) }
+    }
 }
 
 /// Runs one parsed statement against a consistent copy of the catalog.
@@ -48,6 +77,18 @@ struct Executor {
     var materializeLimit = 200_000
     /// `current_timestamp()` (the simulator clock at submission).
     var nowMillis: Int64 = 0
+    /// Rows a join may read from each of its two sides, and row pairs it may compare in all.
+    var joinSideLimit = 200_000
+    var joinPairLimit = 20_000_000
+    /// The common table expressions in scope (lower-cased name → definition), innermost `WITH` winning.
+    var ctes: [String: CTEBinding] = [:]
+
+    /// A `WITH` name: its query and the names it may itself use (those defined before it), so a common table
+    /// expression cannot refer to itself.
+    struct CTEBinding {
+        var query: SelectStatement
+        var scope: [String: CTEBinding]
+    }
 
     static let changeColumns: [ResultColumn] = [
         ResultColumn(name: "_change_type", type: .string),
@@ -145,34 +186,43 @@ struct Executor {
     // MARK: SELECT
 
     func select(_ s: SelectStatement) throws(SQLError) -> ResultSet {
+        var ex = self
+        for cte in s.ctes {
+            ex.ctes[cte.name.lowercased()] = CTEBinding(query: cte.query, scope: ex.ctes)
+        }
         guard let from = s.from else {
             // SELECT <constants>: one row over no columns.
-            return try project(s, over: Relation(columns: [], source: .rows([[]])))
+            return try ex.project(s, over: Relation(columns: [], source: .rows([[]])))
         }
-        let rel = try resolveFrom(from)
-        return try project(s, over: rel)
+        let rel = try ex.resolveFrom(from)
+        return try ex.project(s, over: rel)
+    }
+
+    static func timeTravelOnView() -> SQLError {
+        SQLError(
+            "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS", "0AKDC",
+            "Cannot time travel views, subqueries, streams or change data feed queries.")
     }
 
     func resolveFrom(_ from: FromSource) throws(SQLError) -> Relation {
         switch from {
-        case .table(let ref, let tt):
+        case .table(let ref, let tt, let alias):
+            if ref.parts.count == 1, let cte = ctes[ref.parts[0].lowercased()] {
+                guard tt == nil else { throw Self.timeTravelOnView() }
+                var inner = self
+                inner.ctes = cte.scope
+                return try relation(of: try inner.select(cte.query), qualifier: [alias ?? ref.parts[0]])
+            }
             let name = qualify(ref)
+            let qualifier = alias.map { [$0] } ?? [name.catalog, name.schema, name.table]
             if name.schema.lowercased() == "information_schema" {
-                guard tt == nil else {
-                    throw SQLError(
-                        "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS", "0AKDC",
-                        "Cannot time travel views, subqueries, streams or change data feed queries.")
-                }
-                return try informationSchema(name, offset: ref.offset)
+                guard tt == nil else { throw Self.timeTravelOnView() }
+                return try informationSchema(name, offset: ref.offset).renamed(qualifier)
             }
             let t = try lookup(name, offset: ref.offset)
             if t.isView {
-                if tt != nil {
-                    throw SQLError(
-                        "DELTA_UNSUPPORTED_TIME_TRAVEL_VIEWS", "0AKDC",
-                        "Cannot time travel views, subqueries, streams or change data feed queries.")
-                }
-                return try viewRelation(t)
+                if tt != nil { throw Self.timeTravelOnView() }
+                return try viewRelation(t).renamed(alias.map { [$0] } ?? [t.name.catalog, t.name.schema, t.name.table])
             }
             var version = t.latestVersion
             switch tt {
@@ -184,10 +234,157 @@ struct Executor {
             case nil:
                 break
             }
-            return tableRelation(t, version: version)
-        case .tableChanges(let args, let offset):
-            return try tableChanges(args, offset: offset)
+            return tableRelation(t, version: version).renamed(alias.map { [$0] } ?? [t.name.catalog, t.name.schema, t.name.table])
+        case .tableChanges(let args, let offset, let alias):
+            return try tableChanges(args, offset: offset).renamed(alias.map { [$0] } ?? [])
+        case .derived(let query, let alias, _):
+            return try relation(of: try select(query), qualifier: alias.map { [$0] } ?? [])
+        case .join(let l, let r, let kind, let on, _):
+            return try join(try resolveFrom(l), try resolveFrom(r), kind, on: on)
         }
+    }
+
+    /// A query's result as a FROM source. Generated rows stay lazy (a projection of a huge generated table still
+    /// streams through an outer SELECT); anything else is read into memory, up to `materializeLimit` rows.
+    func relation(of result: ResultSet, qualifier: [String]) throws(SQLError) -> Relation {
+        switch result.rows {
+        case let m as MaterializedRows:
+            return Relation(columns: result.columns, qualifier: qualifier, source: .rows(m.rows))
+        case let snap as SyntheticSnapshot:
+            return Relation(columns: result.columns, qualifier: qualifier, source: .snapshot(snap))
+        case let ch as SyntheticChanges:
+            // Still in version order when `_commit_version` is the generated one (not another column renamed so).
+            let versionColumn = SyntheticTable.columns.count + 1
+            let natural = zip(result.columns, ch.projection).contains {
+                $0.name.caseInsensitiveCompare("_commit_version") == .orderedSame && $1 == versionColumn
+            }
+            return Relation(
+                columns: result.columns, qualifier: qualifier, source: .changes(ch),
+                naturalOrder: natural ? "_commit_version" : nil)
+        default:
+            guard result.rows.count <= materializeLimit else {
+                throw unsupported("a subquery with LIMIT or OFFSET over more than \(materializeLimit) generated rows", at: 0)
+            }
+            let rows = (0..<result.rows.count).map { result.rows.row($0, width: result.columns.count) }
+            return Relation(columns: result.columns, qualifier: qualifier, source: .rows(rows))
+        }
+    }
+
+    // MARK: joins
+
+    /// A key of a hash join: values that compare equal under `=` hash the same (within one type family).
+    enum JoinKey: Hashable {
+        case number(Double)
+        case text(String)
+        case timestamp(Int64)
+        case bool(Bool)
+        /// Spark's NaN equals NaN.
+        case nan
+    }
+
+    /// `l [INNER|LEFT] JOIN r ON cond`. Both sides are read into memory (at most `joinSideLimit` rows each). An
+    /// equality between a column of each side (`a.id = b.participant_id`, ANDed with anything) makes it a hash join;
+    /// otherwise every pair is tested, up to `joinPairLimit` pairs. Rows come out in the left side's order, each with
+    /// its matches in the right side's order; a LEFT JOIN row without a match gets NULLs on the right.
+    func join(_ l: Relation, _ r: Relation, _ kind: JoinKind, on: Expr) throws(SQLError) -> Relation {
+        let columns = l.columns + r.columns
+        let qualifiers = l.qualifiers + r.qualifiers
+        let shape = Relation(columns: columns, qualifiers: qualifiers, source: .rows([]))
+        // Names resolve (or fail: unknown, ambiguous) before any row is read, as Spark analyses before it runs.
+        try checkColumns(on, shape)
+        if containsAggregate(on) {
+            throw SQLError(
+                "INVALID_WHERE_CONDITION", "42903",
+                "The WHERE condition \(display(on)) contains invalid expressions: aggregate functions. Rewrite the query to avoid window functions, aggregate functions, and generator functions in the WHERE clause.")
+        }
+        guard l.count <= joinSideLimit, r.count <= joinSideLimit else {
+            throw unsupported("joins of a source of more than \(joinSideLimit) rows", at: 0)
+        }
+        let left = (0..<l.count).map { l.row($0) }
+        let right = (0..<r.count).map { r.row($0) }
+        // Equalities between a column of each side, in either order.
+        var keys: [(Int, Int)] = []
+        var conjuncts = [on]
+        while let c = conjuncts.popLast() {
+            if case .binary("AND", let a, let b) = c {
+                conjuncts += [a, b]
+                continue
+            }
+            guard case .binary("=", .column(let pa, let oa), .column(let pb, let ob)) = c else { continue }
+            let ia = try columnIndex(pa, in: shape, offset: oa), ib = try columnIndex(pb, in: shape, offset: ob)
+            let (li, ri) = ia < l.columns.count ? (ia, ib - l.columns.count) : (ib, ia - l.columns.count)
+            guard li >= 0, li < l.columns.count, ri >= 0, ri < r.columns.count,
+                Self.keyFamily(l.columns[li].type) != nil,
+                Self.keyFamily(l.columns[li].type) == Self.keyFamily(r.columns[ri].type)
+            else { continue }
+            keys.append((li, ri))
+        }
+        let leftKeys = keys.map(\.0), rightKeys = keys.map(\.1)
+        var buckets: [[JoinKey]: [Int]] = [:]
+        if !keys.isEmpty {
+            for (j, row) in right.enumerated() {
+                guard let k = Self.joinKey(row, rightKeys, r.columns) else { continue }  // NULL never equals
+                buckets[k, default: []].append(j)
+            }
+        } else {
+            let (pairs, overflow) = left.count.multipliedReportingOverflow(by: right.count)
+            guard !overflow, pairs <= joinPairLimit else {
+                throw unsupported(
+                    "a join without an equality between a column of each side over more than \(joinPairLimit) row pairs",
+                    at: 0)
+            }
+        }
+        let nulls = Row(repeating: nil, count: r.columns.count)
+        var out: [Row] = []
+        var tested = 0
+        var candidates: [Row] = []
+        for row in left {
+            candidates.removeAll(keepingCapacity: true)
+            if keys.isEmpty {
+                for other in right { candidates.append(row + other) }
+            } else if let k = Self.joinKey(row, leftKeys, l.columns), let matches = buckets[k] {
+                for j in matches { candidates.append(row + right[j]) }
+            }
+            tested += candidates.count
+            guard tested <= joinPairLimit else {
+                throw unsupported("joins that compare more than \(joinPairLimit) row pairs", at: 0)
+            }
+            var matched = false
+            if !candidates.isEmpty {
+                let pairs = Relation(columns: columns, qualifiers: qualifiers, source: .rows(candidates))
+                for k in candidates.indices where try eval(on, pairs, row: k) == .bool(true) {
+                    out.append(candidates[k])
+                    matched = true
+                }
+            }
+            if !matched && kind == .left { out.append(row + nulls) }
+        }
+        return Relation(columns: columns, qualifiers: qualifiers, source: .rows(out))
+    }
+
+    /// Which types hash together in a join key: the same family compares by value without casts.
+    static func keyFamily(_ t: SQLType) -> Int? {
+        if t.isNumeric { return 0 }
+        if t.isTimestamp { return 1 }
+        if t.name == "BOOLEAN" { return 2 }
+        if t.name == "STRING" { return 3 }
+        if t.name == "DATE" { return 4 }
+        return nil
+    }
+
+    static func joinKey(_ row: Row, _ columns: [Int], _ types: [ResultColumn]) -> [JoinKey]? {
+        var key: [JoinKey] = []
+        key.reserveCapacity(columns.count)
+        for c in columns {
+            switch Value(text: row[c], type: types[c].type) {
+            case .null: return nil
+            case .number(let d): key.append(d.isNaN ? .nan : .number(d + 0))  // -0 and 0 are equal
+            case .string(let s): key.append(.text(s))
+            case .timestamp(let ms): key.append(.timestamp(ms))
+            case .bool(let b): key.append(.bool(b))
+            }
+        }
+        return key
     }
 
     func tableRelation(_ t: TableState, version: Int) -> Relation {
@@ -244,6 +441,7 @@ struct Executor {
         }
         var inner = self
         inner.bypass = true
+        inner.ctes = [:]  // the view's text is its own: the caller's WITH names mean nothing in it
         guard case .select(let s) = stmt else { throw notFound(t.name, offset: 0) }
         let result = try inner.select(s)
         let rows = (0..<result.rows.count).map { result.rows.row($0, width: result.columns.count) }
@@ -390,17 +588,72 @@ struct Executor {
 
     // MARK: projection, filtering, ordering
 
+    /// Spark's `toSQLId`: every part in backticks (a backtick doubled), joined by dots.
+    static func sqlID(_ parts: [String]) -> String {
+        parts.map { "`" + $0.replacingOccurrences(of: "`", with: "``") + "`" }.joined(separator: ".")
+    }
+
+    /// Whether a column whose source is `qualifier` answers to a reference qualified by `prefix` (`c`, `crm.customers`,
+    /// `main.crm.customers`): the qualifier ends with it, compared case-insensitively.
+    static func qualifier(_ qualifier: [String], matches prefix: ArraySlice<String>) -> Bool {
+        guard prefix.count <= qualifier.count else { return false }
+        return zip(qualifier.suffix(prefix.count), prefix).allSatisfy { $0.caseInsensitiveCompare($1) == .orderedSame }
+    }
+
+    /// Resolves a column reference (`id`, `c.id`, `main.crm.customers.id`) in a relation: exactly one column must
+    /// answer to it. None → `UNRESOLVED_COLUMN` with Spark's suggestions; several (`id` of both sides of a join, or
+    /// of a subquery that selects it twice) → `AMBIGUOUS_REFERENCE`.
     func columnIndex(_ parts: [String], in rel: Relation, offset: Int) throws(SQLError) -> Int {
         let name = parts.last!
-        if let i = rel.columns.firstIndex(where: { $0.name.caseInsensitiveCompare(name) == .orderedSame }) { return i }
-        let suggestions = rel.columns.map(\.name)
-            .sorted { levenshtein($0.lowercased(), name.lowercased()) < levenshtein($1.lowercased(), name.lowercased()) }
-            .prefix(5).map { "`\($0)`" }.joined(separator: ", ")
-        var e = SQLError(
-            "UNRESOLVED_COLUMN.WITH_SUGGESTION", "42703",
-            "A column, variable, or function parameter with name `\(parts.joined(separator: "`.`"))` cannot be resolved. Did you mean one of the following? [\(suggestions)].")
+        let prefix = parts.dropLast()
+        var found: [Int] = []
+        for (i, c) in rel.columns.enumerated()
+        where c.name.caseInsensitiveCompare(name) == .orderedSame && Self.qualifier(rel.qualifiers[i], matches: prefix) {
+            found.append(i)
+        }
+        if found.count == 1 { return found[0] }
+        var e: SQLError
+        if found.count > 1 {
+            let names = found.map { Self.sqlID(rel.qualifiers[$0] + [rel.columns[$0].name]) }.sorted()
+            e = SQLError(
+                "AMBIGUOUS_REFERENCE", "42704",
+                "Reference \(Self.sqlID(parts)) is ambiguous, could be: [\(names.joined(separator: ", "))].")
+        } else if rel.columns.isEmpty {
+            e = SQLError(
+                "UNRESOLVED_COLUMN.WITHOUT_SUGGESTION", "42703",
+                "A column, variable, or function parameter with name \(Self.sqlID(parts)) cannot be resolved.")
+        } else {
+            let suggestions = Self.suggestions(
+                for: parts, among: rel.columns.indices.map { rel.qualifiers[$0] + [rel.columns[$0].name] })
+            e = SQLError(
+                "UNRESOLVED_COLUMN.WITH_SUGGESTION", "42703",
+                "A column, variable, or function parameter with name \(Self.sqlID(parts)) cannot be resolved. Did you mean one of the following? [\(suggestions.prefix(5).joined(separator: ", "))].")
+        }
         e.suffix = "; line 1 pos \(offset)"
         return try { () throws(SQLError) -> Int in throw e }()
+    }
+
+    /// Spark's `orderSuggestedIdentifiersBySimilarity`: the candidates' common qualifier is left out (all of it when
+    /// every candidate has the same one and the reference is one part, else everything but the table name when the
+    /// reference has at most two parts and the candidates share what comes before it), then the quoted names are
+    /// ordered by edit distance to the reference as written.
+    static func suggestions(for parts: [String], among candidates: [[String]]) -> [String] {
+        var stripped = candidates
+        if parts.count == 1 && Set(candidates.map { $0.dropLast().map { $0.lowercased() } }).count == 1 {
+            stripped = candidates.map { Array($0.suffix(1)) }
+        } else if parts.count <= 2 && Set(candidates.map { $0.dropLast(2).map { $0.lowercased() } }).count == 1 {
+            stripped = candidates.map { Array($0.suffix(2)) }
+        }
+        let written = parts.map { p in
+            p.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 }
+                ? p : "`" + p.replacingOccurrences(of: "`", with: "``") + "`"
+        }.joined(separator: ".")
+        let quoted = stripped.map(sqlID)
+        // A stable order: equal distances keep the columns' order.
+        return quoted.enumerated()
+            .map { (levenshtein($0.element, written), $0.offset, $0.element) }
+            .sorted { ($0.0, $0.1) < ($1.0, $1.1) }
+            .map(\.2)
     }
 
     /// Checks that every column an expression mentions exists.
@@ -544,6 +797,12 @@ struct Executor {
         var expr: Expr?
     }
 
+    /// One ORDER BY key: a column of the relation by position (a select item it names), or an expression.
+    struct OrderKey {
+        var item: OrderItem
+        var index: Int?
+    }
+
     func project(_ s: SelectStatement, over rel: Relation) throws(SQLError) -> ResultSet {
         // Output columns.
         var outputs: [OutputColumn] = []
@@ -552,6 +811,16 @@ struct Executor {
             switch item {
             case .star:
                 for (i, c) in rel.columns.enumerated() { outputs.append(OutputColumn(column: c, index: i)) }
+            case .qualifiedStar(let parts, let off):
+                let matching = rel.columns.indices.filter { Self.qualifier(rel.qualifiers[$0], matches: parts[...]) }
+                guard !matching.isEmpty else {
+                    var e = SQLError(
+                        "CANNOT_RESOLVE_STAR_EXPAND", "42704",
+                        "Cannot resolve \(Self.sqlID(parts)).* given input columns \(rel.columns.map { Self.sqlID([$0.name]) }.joined(separator: ", ")). Please check that the specified table or struct exists and is accessible in the input columns.")
+                    e.suffix = "; line 1 pos \(off)"
+                    throw e
+                }
+                for i in matching { outputs.append(OutputColumn(column: rel.columns[i], index: i)) }
             case .expr(let e, let alias, let text):
                 switch e {
                 case .column(let parts, let off):
@@ -591,33 +860,45 @@ struct Executor {
             return try aggregate(s, rel, outputs)
         }
         let computed = outputs.contains { $0.expr != nil }
-        // ORDER BY: positions refer to select items, names may be aliases.
-        var order: [OrderItem] = []
+        // ORDER BY: positions refer to select items; a one-part name is an output column first (`ORDER BY id` after
+        // `SELECT c.id ... JOIN`), an input column otherwise.
+        var order: [OrderKey] = []
         for o in s.orderBy {
-            var item = o
+            var output: Int?
             if case .literal(.integer(let n), _) = o.expr, let k = Int(n) {
                 guard k >= 1 && k <= outputs.count else {
                     throw SQLError(
                         "ORDER_BY_POS_OUT_OF_RANGE", "42805",
                         "ORDER BY position \(k) is not in select list (valid range is [1, \(outputs.count)]).")
                 }
-                let out = outputs[k - 1]
-                if let idx = out.index {
-                    item.expr = .column([rel.columns[idx].name], offset: o.expr.offset)
-                } else if let e = out.expr {
-                    item.expr = e
-                } else {
-                    continue  // ordering by a constant does nothing
-                }
+                output = k - 1
+            } else if case .column(let parts, _) = o.expr, parts.count == 1 {
+                let named = outputs.indices.filter { outputs[$0].column.name.caseInsensitiveCompare(parts[0]) == .orderedSame }
+                if named.count == 1 { output = named[0] }
             }
-            try checkColumns(item.expr, rel, aliases: aliases)
-            order.append(item)
+            if let k = output {
+                let out = outputs[k]
+                if let idx = out.index {
+                    order.append(OrderKey(item: o, index: idx))
+                } else if let e = out.expr {
+                    order.append(OrderKey(item: OrderItem(expr: e, descending: o.descending, nullsFirst: o.nullsFirst)))
+                }
+                continue  // ordering by a constant does nothing
+            }
+            try checkColumns(o.expr, rel, aliases: aliases)
+            order.append(OrderKey(item: o))
         }
         // Ordering already satisfied by the relation (ascending change data by version).
-        if let natural = rel.naturalOrder, order.count == 1, !order[0].descending,
-            case .column(let parts, _) = order[0].expr, parts.last!.caseInsensitiveCompare(natural) == .orderedSame
-        {
-            order = []
+        if let natural = rel.naturalOrder, order.count == 1, !order[0].item.descending {
+            var name: String?
+            if let idx = order[0].index {
+                name = rel.columns[idx].name
+            } else if case .column(let parts, let off) = order[0].item.expr,
+                let idx = try? columnIndex(parts, in: rel, offset: off)
+            {
+                name = rel.columns[idx].name
+            }
+            if name?.caseInsensitiveCompare(natural) == .orderedSame { order = [] }
         }
         let limit = try s.limit.map { e throws(SQLError) in try intArgument(e, what: "limit") }
         let offset = try s.offset.map { e throws(SQLError) in try intArgument(e, what: "offset") } ?? 0
@@ -662,11 +943,17 @@ struct Executor {
         if !order.isEmpty {
             var keys: [[Value]] = []
             keys.reserveCapacity(indices.count)
-            for r in indices { keys.append(try order.map { o throws(SQLError) in try eval(o.expr, rel, row: r, aliases: aliases) }) }
+            for r in indices {
+                keys.append(try order.map { o throws(SQLError) in
+                    if let i = o.index { return Value(text: rel.value(r, i), type: rel.columns[i].type) }
+                    return try eval(o.item.expr, rel, row: r, aliases: aliases)
+                })
+            }
             var perm = Array(0..<indices.count)
             var failure: SQLError?
             perm.sort { a, b in
-                for (k, o) in order.enumerated() {
+                for (k, key) in order.enumerated() {
+                    let o = key.item
                     let x = keys[a][k], y = keys[b][k]
                     if x.isNull || y.isNull {
                         if x.isNull && y.isNull { continue }

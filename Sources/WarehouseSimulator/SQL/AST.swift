@@ -44,6 +44,8 @@ indirect enum Expr: Sendable, Equatable {
 
 enum SelectItem: Sendable, Equatable {
     case star
+    /// `a.*`, `main.crm.customers.*`: every column of the sources the qualifier names.
+    case qualifiedStar([String], offset: Int)
     case expr(Expr, alias: String?, text: String)
 }
 
@@ -52,9 +54,26 @@ enum TimeTravel: Sendable, Equatable {
     case timestamp(Expr)
 }
 
-enum FromSource: Sendable, Equatable {
-    case table(NameRef, TimeTravel?)
-    case tableChanges(args: [Expr], offset: Int)
+/// A FROM source: a table, view or common table expression by name, `table_changes(...)`, a derived table, or a join
+/// of two of them.
+indirect enum FromSource: Sendable, Equatable {
+    case table(NameRef, TimeTravel?, alias: String?)
+    case tableChanges(args: [Expr], offset: Int, alias: String?)
+    /// `(SELECT ...) [AS] alias`; Spark allows the alias to be left out.
+    case derived(SelectStatement, alias: String?, offset: Int)
+    case join(FromSource, FromSource, JoinKind, on: Expr, offset: Int)
+}
+
+enum JoinKind: Sendable, Equatable {
+    case inner
+    case left
+}
+
+/// `name AS (SELECT ...)` of a `WITH` clause.
+struct CommonTableExpression: Sendable, Equatable {
+    var name: String
+    var query: SelectStatement
+    var offset: Int
 }
 
 struct OrderItem: Sendable, Equatable {
@@ -64,6 +83,8 @@ struct OrderItem: Sendable, Equatable {
 }
 
 struct SelectStatement: Sendable, Equatable {
+    /// The statement's `WITH` clause (non-recursive), visible to its FROM sources and their subqueries.
+    var ctes: [CommonTableExpression] = []
     var items: [SelectItem]
     /// nil for `SELECT <constants>` without FROM (one row).
     var from: FromSource?

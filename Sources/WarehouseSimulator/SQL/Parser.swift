@@ -22,6 +22,13 @@ struct Parser {
     /// Spark's syntax error: `[PARSE_SYNTAX_ERROR] Syntax error at or near 'X'. SQLSTATE: 42601 (line l, pos p)`
     /// followed by the `== SQL ==` excerpt.
     static func syntaxError(sql: String, offset: Int, near: String?, bytes: [UInt8]) -> SQLError {
+        let what = near.map { "'\($0)'" } ?? "end of input"
+        return parseError("PARSE_SYNTAX_ERROR", "Syntax error at or near \(what).", sql: sql, offset: offset, bytes: bytes)
+    }
+
+    /// A Spark `ParseException`: a leading newline, `[CLASS] text SQLSTATE: 42601`, then ` (line l, pos p)` (`pos`
+    /// counts characters from the start of the line, from 0) and the `== SQL ==` excerpt with a marker under it.
+    static func parseError(_ errorClass: String, _ text: String, sql: String, offset: Int, bytes: [UInt8]) -> SQLError {
         var line = 1
         var lineStart = 0
         var k = 0
@@ -32,9 +39,9 @@ struct Parser {
             }
             k += 1
         }
-        let col = offset - lineStart
-        let what = near.map { "'\($0)'" } ?? "end of input"
-        var e = SQLError("PARSE_SYNTAX_ERROR", "42601", "Syntax error at or near \(what).")
+        // Characters, not bytes: a UTF-8 continuation byte does not start one.
+        let col = bytes[lineStart..<min(offset, bytes.count)].reduce(0) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+        var e = SQLError(errorClass, "42601", text)
         e.leadingNewline = true
         let lines = sql.split(separator: "\n", omittingEmptySubsequences: false)
         var excerpt = ""
@@ -45,6 +52,22 @@ struct Parser {
         e.suffix = " (line \(line), pos \(col))\n\n== SQL ==\n" + excerpt
         return e
     }
+
+    /// How deep parentheses, subqueries and NOT chains may nest: the parser is recursive, and a statement of a
+    /// million `(` must fail, not overflow the stack.
+    static let maxDepth = 200
+    private var depth = 0
+
+    private mutating func enter() throws(SQLError) {
+        depth += 1
+        guard depth <= Self.maxDepth else {
+            throw SQLError(
+                "UNSUPPORTED_FEATURE.SIMULATOR", "0A000",
+                "The warehouse simulator does not support expressions or subqueries nested more than \(Self.maxDepth) deep.")
+        }
+    }
+
+    private mutating func leave() { depth -= 1 }
 
     private var current: Token { tokens[pos] }
 
@@ -99,14 +122,15 @@ struct Parser {
         "SELECT", "UNION", "JOIN", "ON", "GROUP", "HAVING", "VERSION", "TIMESTAMP", "ASC", "DESC", "NULLS", "INNER",
         "LEFT", "RIGHT", "FULL", "CROSS", "WINDOW", "QUALIFY", "EXCEPT", "INTERSECT", "DISTINCT", "ALL", "CASE",
         "WHEN", "THEN", "ELSE", "END", "NULL", "TRUE", "FALSE", "FOR", "LATERAL", "TABLESAMPLE", "USING", "NATURAL",
+        "WITH", "OUTER", "SEMI", "ANTI", "MINUS", "PIVOT", "UNPIVOT",
     ]
 
     private func isReserved(_ t: Token) -> Bool { t.kind == .identifier && Self.reserved.contains(t.text.uppercased()) }
 
     mutating func parseStatement() throws(SQLError) -> Statement {
         let stmt: Statement
-        if accept("SELECT") {
-            stmt = .select(try parseSelectBody())
+        if current.isKeyword("SELECT") || current.isKeyword("WITH") {
+            stmt = .select(try parseQuery())
         } else if current.isKeyword("DESCRIBE") || current.isKeyword("DESC") {
             pos += 1
             if accept("HISTORY") {
@@ -199,7 +223,50 @@ struct Parser {
         return NameRef(parts: parts, offset: start)
     }
 
+    /// `[WITH name AS (query), ...] SELECT ...`, at `SELECT` or `WITH`.
+    private mutating func parseQuery() throws(SQLError) -> SelectStatement {
+        try enter()
+        defer { leave() }
+        var ctes: [CommonTableExpression] = []
+        if accept("WITH") {
+            if current.isKeyword("RECURSIVE") { throw unsupported("recursive common table expressions") }
+            repeat {
+                let t = current
+                guard t.kind == .quotedIdentifier || (t.kind == .identifier && !isReserved(t)) else { throw error() }
+                pos += 1
+                if current.isSymbol("(") { throw unsupported("column lists on a WITH name") }
+                _ = accept("AS")
+                try expectSymbol("(")
+                guard current.isKeyword("SELECT") || current.isKeyword("WITH") else { throw error() }
+                let q = try parseQuery()
+                try expectSymbol(")")
+                ctes.append(CommonTableExpression(name: t.text, query: q, offset: t.offset))
+            } while acceptSymbol(",")
+            var seen = Set<String>()
+            for c in ctes where !seen.insert(c.name.lowercased()).inserted {
+                throw SQLError(
+                    "DUPLICATED_CTE_NAMES", "42602", "CTE definition can't have duplicate names: `\(c.name)`.")
+            }
+        }
+        try expect("SELECT")
+        var s = try parseSelectBody()
+        s.ctes = ctes
+        return s
+    }
+
+    private func unsupported(_ what: String) -> SQLError {
+        SQLError("UNSUPPORTED_FEATURE.SIMULATOR", "0A000", "The warehouse simulator does not support \(what).")
+    }
+
     private mutating func parseSelectBody() throws(SQLError) -> SelectStatement {
+        // A hint (`/*+ BROADCAST(t) */`) changes how Spark runs the query, never its result: skip it.
+        if acceptSymbol("/*+") {
+            while !current.isSymbol("*/") {
+                guard current.kind != .end else { throw error() }
+                pos += 1
+            }
+            pos += 1
+        }
         if current.isKeyword("DISTINCT") || current.isKeyword("ALL") { throw error() }
         var items: [SelectItem] = []
         repeat {
@@ -207,11 +274,24 @@ struct Parser {
                 items.append(.star)
                 continue
             }
+            // `a.*`, `c.s.t.*`: names separated by dots, then `.*`.
+            var j = pos
+            var qualifier: [String] = []
+            while tokens[j].kind == .quotedIdentifier || (tokens[j].kind == .identifier && !isReserved(tokens[j])),
+                tokens[j + 1].isSymbol(".")
+            {
+                qualifier.append(tokens[j].text)
+                j += 2
+            }
+            if !qualifier.isEmpty && tokens[j].isSymbol("*") {
+                items.append(.qualifiedStar(qualifier, offset: current.offset))
+                pos = j + 1
+                continue
+            }
             let startTok = current
             let e = try parseExpr()
-            let endOffset = current.offset
-            let text = String(decoding: bytes[startTok.offset..<endOffset], as: UTF8.self)
-                .trimmingCharacters(in: .whitespacesAndNewlines)
+            // The item as written, from its first token to its last (not the comment or space after it).
+            let text = String(decoding: bytes[startTok.offset..<tokens[pos - 1].end], as: UTF8.self)
             var alias: String?
             if accept("AS") {
                 guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
@@ -221,44 +301,11 @@ struct Parser {
             }
             items.append(.expr(e, alias: alias, text: text))
         } while acceptSymbol(",")
-        if current.kind == .end || current.isSymbol(";") {
+        if current.kind == .end || current.isSymbol(";") || current.isSymbol(")") {
             return SelectStatement(items: items, from: nil, whereClause: nil, orderBy: [], limit: nil, offset: nil)
         }
         try expect("FROM")
-        let from: FromSource
-        if current.isKeyword("table_changes") && tokens[pos + 1].isSymbol("(") {
-            let off = advance().offset
-            pos += 1
-            var args: [Expr] = []
-            if !current.isSymbol(")") {
-                repeat { args.append(try parseExpr()) } while acceptSymbol(",")
-            }
-            try expectSymbol(")")
-            from = .tableChanges(args: args, offset: off)
-        } else if current.isSymbol("(") {
-            throw error()
-        } else {
-            let name = try parseName()
-            if current.isSymbol("(") { throw error() }  // other table-valued functions
-            var tt: TimeTravel?
-            if current.isKeyword("VERSION") || current.isKeyword("TIMESTAMP") {
-                let isVersion = advance().isKeyword("VERSION")
-                try expect("AS")
-                try expect("OF")
-                let e = try parsePrimary()
-                tt = isVersion ? .version(e) : .timestamp(e)
-            } else if acceptSymbol("@") {
-                throw error()
-            }
-            from = .table(name, tt)
-        }
-        // An optional table alias.
-        if accept("AS") {
-            guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
-            pos += 1
-        } else if current.kind == .quotedIdentifier || (current.kind == .identifier && !isReserved(current)) {
-            pos += 1
-        }
+        let from = try parseRelation()
         var whereClause: Expr?
         if accept("WHERE") { whereClause = try parseExpr() }
         var order: [OrderItem] = []
@@ -290,6 +337,93 @@ struct Parser {
             items: items, from: from, whereClause: whereClause, orderBy: order, limit: limit, offset: offset)
     }
 
+    /// A FROM source with its joins: `primary { [INNER] JOIN primary ON expr | LEFT [OUTER] JOIN primary ON expr }`.
+    private mutating func parseRelation() throws(SQLError) -> FromSource {
+        var left = try parseRelationPrimary()
+        while true {
+            let joinTok = current
+            let kind: JoinKind
+            if accept("JOIN") {
+                kind = .inner
+            } else if current.isKeyword("INNER") && tokens[pos + 1].isKeyword("JOIN") {
+                pos += 2
+                kind = .inner
+            } else if current.isKeyword("LEFT")
+                && (tokens[pos + 1].isKeyword("JOIN") || (tokens[pos + 1].isKeyword("OUTER") && tokens[pos + 2].isKeyword("JOIN")))
+            {
+                pos += tokens[pos + 1].isKeyword("OUTER") ? 3 : 2
+                kind = .left
+            } else if ["RIGHT", "FULL", "CROSS", "NATURAL", "LEFT"].contains(where: { current.isKeyword($0) }) {
+                throw unsupported("\(current.text.uppercased()) joins (only [INNER] JOIN and LEFT [OUTER] JOIN ... ON)")
+            } else if current.isSymbol(",") {
+                throw unsupported("comma-separated FROM lists (write [INNER] JOIN ... ON)")
+            } else {
+                break
+            }
+            let right = try parseRelationPrimary()
+            if current.isKeyword("USING") { throw unsupported("JOIN ... USING (write JOIN ... ON)") }
+            guard accept("ON") else {
+                // Spark reads a JOIN without ON as a cross join when the relation ends there; anything else is a
+                // syntax error at that token.
+                let ends = ["WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "OFFSET", "JOIN", "INNER", "LEFT", "RIGHT",
+                            "FULL", "CROSS", "NATURAL", "UNION", "EXCEPT", "INTERSECT", "WINDOW", "QUALIFY"]
+                guard current.kind == .end || current.isSymbol(")") || current.isSymbol(";") || current.isSymbol(",")
+                    || ends.contains(where: { current.isKeyword($0) })
+                else { throw error() }
+                throw unsupported("a JOIN without ON")
+            }
+            let on = try parseExpr()
+            left = .join(left, right, kind, on: on, offset: joinTok.offset)
+        }
+        return left
+    }
+
+    /// One FROM source: a name (with time travel), `table_changes(...)` or `(query)`, then an optional alias.
+    private mutating func parseRelationPrimary() throws(SQLError) -> FromSource {
+        if current.isKeyword("table_changes") && tokens[pos + 1].isSymbol("(") {
+            let off = advance().offset
+            pos += 1
+            var args: [Expr] = []
+            if !current.isSymbol(")") {
+                repeat { args.append(try parseExpr()) } while acceptSymbol(",")
+            }
+            try expectSymbol(")")
+            return .tableChanges(args: args, offset: off, alias: try parseAlias())
+        }
+        if current.isSymbol("(") {
+            let off = current.offset
+            guard tokens[pos + 1].isKeyword("SELECT") || tokens[pos + 1].isKeyword("WITH") else { throw error() }
+            pos += 1
+            let q = try parseQuery()
+            try expectSymbol(")")
+            return .derived(q, alias: try parseAlias(), offset: off)
+        }
+        let name = try parseName()
+        if current.isSymbol("(") { throw error() }  // other table-valued functions
+        var tt: TimeTravel?
+        if current.isKeyword("VERSION") || current.isKeyword("TIMESTAMP") {
+            let isVersion = advance().isKeyword("VERSION")
+            try expect("AS")
+            try expect("OF")
+            let e = try parsePrimary()
+            tt = isVersion ? .version(e) : .timestamp(e)
+        }
+        return .table(name, tt, alias: try parseAlias())
+    }
+
+    /// `[AS] alias`, or nil. Column lists (`AS t(a, b)`) are not supported.
+    private mutating func parseAlias() throws(SQLError) -> String? {
+        var alias: String?
+        if accept("AS") {
+            guard current.kind == .identifier || current.kind == .quotedIdentifier else { throw error() }
+            alias = advance().text
+        } else if current.kind == .quotedIdentifier || (current.kind == .identifier && !isReserved(current)) {
+            alias = advance().text
+        }
+        if alias != nil && current.isSymbol("(") { throw unsupported("column lists on a table alias") }
+        return alias
+    }
+
     // MARK: expressions
 
     private mutating func parseExpr() throws(SQLError) -> Expr { try parseOr() }
@@ -307,7 +441,11 @@ struct Parser {
     }
 
     private mutating func parseNot() throws(SQLError) -> Expr {
-        if accept("NOT") { return .not(try parseNot()) }
+        if accept("NOT") {
+            try enter()
+            defer { leave() }
+            return .not(try parseNot())
+        }
         return try parseComparison()
     }
 
@@ -379,7 +517,9 @@ struct Parser {
             return .parameter(t.text, offset: t.offset)
         case .symbol where t.text == "(":
             pos += 1
-            if current.isKeyword("SELECT") { throw error() }
+            if current.isKeyword("SELECT") || current.isKeyword("WITH") { throw error() }
+            try enter()
+            defer { leave() }
             let e = try parseExpr()
             try expectSymbol(")")
             return e
@@ -432,6 +572,8 @@ struct Parser {
                     return .function(parts[0].lowercased(), [], star: true, offset: t.offset)
                 }
                 var args: [Expr] = []
+                try enter()
+                defer { leave() }
                 if !current.isSymbol(")") {
                     repeat { args.append(try parseExpr()) } while acceptSymbol(",")
                 }
