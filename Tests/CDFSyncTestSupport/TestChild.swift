@@ -23,7 +23,7 @@ public enum TestChild {
     public static let guardVariable = "CDFSYNC_TEST_CHILD"
 
     /// The child, ready to run `mode` on `directory` (not started; its output goes nowhere unless the caller sets
-    /// `standardOutput`).
+    /// `standardOutput`; what it says when it fails goes to this process's standard error).
     public static func process(_ mode: Mode, directory: String) throws -> Process {
         let child = Process()
         child.executableURL = URL(fileURLWithPath: try BuiltProduct.testChild.path)
@@ -32,7 +32,7 @@ public enum TestChild {
         environment[guardVariable] = mode.rawValue
         child.environment = environment
         child.standardOutput = FileHandle.nullDevice
-        child.standardError = FileHandle.nullDevice
+        child.standardError = FileHandle.standardError
         return child
     }
 
