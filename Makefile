@@ -4,7 +4,7 @@ APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl pyt
 SWIFT ?= swift
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline conformance fuzz clean
+.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline bench-storage conformance fuzz clean
 
 ## Install the system packages cdfsync needs, if any is missing (Debian 12).
 deps:
@@ -66,6 +66,12 @@ bench-thresholds: deps
 	mkdir -p "$(BENCH_THRESHOLDS)"
 	$(SWIFT) package --package-path Benchmarks --allow-writing-to-package-directory benchmark thresholds update \
 	  --path "$(BENCH_THRESHOLDS)" $(BENCH_GATE_METRICS) --no-progress
+
+## The storage layer alone on a million rows (Benchmarks/Sources/storage-throughput): wall and thread CPU per phase.
+## STORAGE_BENCH="apply --keys sequential", "raw-lmdb", "full-sync --contact --durability durable", …
+STORAGE_BENCH ?= full-sync
+bench-storage: deps
+	$(SWIFT) run -c release --package-path Benchmarks storage-throughput $(STORAGE_BENCH)
 
 ## The Python baseline (databricks-sdk, orjson, py-lmdb, zstandard) against the simulator: full + incremental sync.
 BASELINE_ROWS ?= 1000000

@@ -68,17 +68,49 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // What the tests share: temporary directories, a running simulator, child-process runners, and the built
+        // executables they run, refused when older than their sources (BuiltProduct).
+        .target(
+            name: "CDFSyncTestSupport",
+            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator"],
+            path: "Tests/CDFSyncTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        // The second process of the storage tests that need one (killed mid-apply, writing beside an open store).
+        // Not a product; refuses to run unless CDFSYNC_TEST_CHILD names its mode (see its main.swift).
+        .executableTarget(
+            name: "cdfsync-test-child",
+            dependencies: ["CDFSyncTestSupport", "CDFSyncStorage"],
+            path: "Tests/cdfsync-test-child",
+            swiftSettings: swiftSettings
+        ),
+
+        // Unit tests, one target per module: no simulator, no built binary.
         .testTarget(name: "CDFSyncCoreTests", dependencies: ["CDFSyncCore"], exclude: ["Fixtures"], swiftSettings: swiftSettings),
-        .testTarget(name: "CDFSyncStorageTests", dependencies: ["CDFSyncStorage"], swiftSettings: swiftSettings),
+        .testTarget(
+            name: "CDFSyncStorageTests", dependencies: ["CDFSyncStorage", "CDFSyncTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CDFSyncClientTests", dependencies: ["CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport"],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "CDFSyncEngineTests",
+            dependencies: ["CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncTestSupport"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "WarehouseSimulatorTests",
             dependencies: ["WarehouseSimulator", "CDFSyncCore"],
             swiftSettings: swiftSettings
         ),
+        // The real client against the real simulator over loopback, and the built cdfsync run as a process.
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
+                "CDFSyncTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
             swiftSettings: swiftSettings

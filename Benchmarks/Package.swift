@@ -7,6 +7,7 @@ import PackageDescription
 //     swift package --package-path Benchmarks benchmark                      # run everything
 //     make bench-check        # CI gate: mallocCountTotal vs Benchmarks/Thresholds/<swift version>/
 //     make bench-thresholds   # rewrite those thresholds from a fresh run
+//     swift run -c release --package-path Benchmarks storage-throughput full-sync   # the storage layer at 1 M rows
 //
 // Benchmark names contain no spaces or slashes: benchmark 1.38.1 writes threshold files with those replaced by
 // `_` but reads them back under the raw name, so a name with a space never finds its threshold.
@@ -55,6 +56,13 @@ let package = Package(
             dependencies: benchmarkTargetDependencies,
             path: "Benchmarks/SinkBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // Not a benchmark suite: a command that times the storage layer on a million rows (apply, deliver, the raw
+        // LMDB floor) and prints wall and thread CPU per phase. Never gated.
+        .executableTarget(
+            name: "storage-throughput",
+            dependencies: [.product(name: "CDFSyncStorage", package: "cdfsync")],
+            path: "Sources/storage-throughput"
         ),
     ]
 )

@@ -1,3 +1,4 @@
+import CDFSyncTestSupport
 import Foundation
 import Testing
 
@@ -6,38 +7,18 @@ import Testing
 /// Kills a real process that is applying batches (SIGKILL at an arbitrary point after it has committed a few) and
 /// checks that the reopened store holds exactly the batches up to its checkpoint: nothing half-applied, nothing
 /// lost, outbox contiguous.
+///
+/// The process is `cdfsync-test-child apply-until-killed` (Tests/cdfsync-test-child): it applies these batches,
+/// printing "applied <b>" after each commit, until it is killed.
 @Suite struct KillTests {
-    static let childDirectoryVariable = "CDFSYNC_STORAGE_KILL_CHILD_DIR"
-    static let batchSize = 300
+    static let batchSize = TestChild.applyLoopBatchSize
 
     /// Batch `b`: 300 new keys, plus a changed update of the first 100 keys of batch `b - 1`.
-    static func batch(_ b: Int) -> [PanelStore.Change] {
-        var rows = (0..<batchSize).map { i in
-            PanelStore.Change(externalID: "b\(b)-\(i)", commitVersion: Int64(b), record: record("b\(b)", i))
-        }
-        if b > 0 {
-            rows += (0..<100).map { i in
-                PanelStore.Change(externalID: "b\(b - 1)-\(i)", commitVersion: Int64(b), record: record("upd\(b)", i))
-            }
-        }
-        return rows
-    }
+    static func batch(_ b: Int) -> [PanelStore.Change] { TestChild.applyLoopBatch(b) }
 
-    /// The child: applies batches until killed, printing "applied <b>" after each commit.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] != nil))
-    func childApplyLoop() throws {
-        let dir = ProcessInfo.processInfo.environment[Self.childDirectoryVariable]!
-        let store = try PanelStore(directory: dir)
-        for b in 0..<100_000 {
-            _ = try store.apply(Self.batch(b), scope: "s", pipeline: "p", checkpoint: .init(tableVersion: Int64(b)))
-            FileHandle.standardOutput.write(Data("applied \(b)\n".utf8))
-        }
-    }
-
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] == nil))
-    func killedApplyLeavesOnlyWholeBatches() throws {
+    @Test func killedApplyLeavesOnlyWholeBatches() throws {
         try withTemporaryDirectory { dir in
-            let child = childTestProcess(filter: "childApplyLoop", variable: Self.childDirectoryVariable, value: dir)
+            let child = try TestChild.process(.applyUntilKilled, directory: dir)
             let pipe = Pipe()
             child.standardOutput = pipe
             try child.run()

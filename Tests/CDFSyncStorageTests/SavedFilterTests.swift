@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 import CDFSyncCore
+import CDFSyncTestSupport
 
 @testable import CDFSyncStorage
 
@@ -102,30 +103,20 @@ struct SavedFilterTests {
         }
     }
 
-    static let childDirectoryVariable = "CDFSYNC_STORAGE_FILTER_CHILD_DIR"
-
-    /// The child: another process writing one new key into the store the parent holds open. A writer is refused by
-    /// the state directory's writer lock; the child gets past it by opening as a reader, as a process on a file
-    /// system that does not share `flock` locks would, so that the guard behind the lock is what is tested.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] != nil))
-    func childWritesAKey() throws {
-        let dir = ProcessInfo.processInfo.environment[Self.childDirectoryVariable]!
-        let refused = try #require(throws: StorageError.self) { try PanelStore(directory: dir) }
-        #expect(refused.code == .inUse)
-        let store = try PanelStore(directory: dir, access: .reader)
-        _ = try store.apply(changes(["other"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
-    }
-
     /// A key another process wrote while this store was open is not in this process's filter: the next apply
     /// must notice (the commit chain is broken) and rebuild, or "other" would get a second participant id.
-    @Test(.enabled(if: ProcessInfo.processInfo.environment[childDirectoryVariable] == nil))
-    func aKeyWrittenByAnotherProcessIsFoundNotDuplicated() throws {
+    ///
+    /// The other process is `cdfsync-test-child write-a-key-as-reader` (Tests/cdfsync-test-child): it writes the one
+    /// new key "other" into the store this test holds open. A writer is refused by the state directory's writer
+    /// lock (the child checks that it is); the child gets past it by opening as a reader, as a process on a file
+    /// system that does not share `flock` locks would, so that the guard behind the lock is what is tested.
+    @Test func aKeyWrittenByAnotherProcessIsFoundNotDuplicated() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir)
             _ = try store.apply(changes(["a"], version: 1), scope: "s", pipeline: "p", checkpoint: nil)
             #expect(store.saveFilter())
 
-            let child = childTestProcess(filter: "childWritesAKey", variable: Self.childDirectoryVariable, value: dir)
+            let child = try TestChild.process(.writeAKeyAsReader, directory: dir)
             try child.run()
             child.waitUntilExit()
             try #require(child.terminationStatus == 0)

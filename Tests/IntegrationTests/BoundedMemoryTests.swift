@@ -1,4 +1,5 @@
 import CDFSyncCore
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -45,8 +46,6 @@ struct BoundedMemoryTests {
     }
 
     @Test func peakMemoryDoesNotGrowWithTableOrResultSize() throws {
-        #expect(FileManager.default.isExecutableFile(atPath: CrashSafetyTests.binary),
-                "build the cdfsync product first: \(CrashSafetyTests.binary)")
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 2_000, rowsPerExternalChunk: 10_000))
         let small = try peaks(sim: sim, table: "main.research.memory_small", rows: Self.smallRows)
         let large = try peaks(sim: sim, table: "main.research.memory_large", rows: Self.largeRows)

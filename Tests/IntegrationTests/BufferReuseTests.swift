@@ -1,6 +1,7 @@
 import CDFSyncClient
 @testable import CDFSyncEngine
 @testable import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Synchronization
 import Testing

@@ -2,6 +2,7 @@
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator

@@ -1,22 +1,7 @@
 import CDFSyncClient
+import CDFSyncTestSupport
 import Foundation
 import Testing
-
-/// The built `cdfsync` binary (SwiftPM builds it with the tests), next to the test bundle or under `.build/`.
-func cdfsyncBinary() -> String? {
-    var candidates: [String] = []
-    if let exe = Bundle.main.executablePath {
-        let dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        candidates.append(dir.appendingPathComponent("cdfsync").path)
-        candidates.append(dir.deletingLastPathComponent().appendingPathComponent("cdfsync").path)
-    }
-    let arg0 = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    candidates.append(arg0.appendingPathComponent("cdfsync").path)
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    candidates.append(root.appendingPathComponent(".build/debug/cdfsync").path)
-    return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-}
 
 struct CLIResult {
     var status: Int32
@@ -25,31 +10,15 @@ struct CLIResult {
     var all: String { stdout + stderr }
 }
 
+/// Runs the built `cdfsync` with `args` in a clean environment (`PATH`, `HOME`, then `env`), its standard output
+/// and error kept apart, `stdin` (or nothing) on its standard input.
 func runCLI(_ args: [String], env: [String: String], stdin: String? = nil) throws -> CLIResult {
-    guard let bin = cdfsyncBinary() else {
-        throw DatabricksError(.configuration, "the cdfsync binary was not found", remedy: "Run `swift build` first.")
-    }
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: bin)
-    p.arguments = args
     // A clean environment: nothing from the developer's shell leaks in.
     var environment = ["PATH": "/usr/bin:/bin", "HOME": NSTemporaryDirectory()]
     environment.merge(env) { $1 }
-    p.environment = environment
-    let out = Pipe()
-    let err = Pipe()
-    let input = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = input
-    try p.run()
-    if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-    try input.fileHandleForWriting.close()
-    let o = out.fileHandleForReading.readDataToEndOfFile()
-    let e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return CLIResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-        stderr: String(decoding: e, as: UTF8.self))
+    let r = try ChildProcess.run(
+        try BuiltProduct.cdfsync.path, args, environment: environment, stdin: stdin ?? "", mergeOutput: false)
+    return CLIResult(status: r.status, stdout: r.stdout, stderr: r.stderr)
 }
 
 @Suite("cdfsync connection and discover commands (built binary, simulator)")

@@ -1,5 +1,6 @@
 import CDFSyncClient
 import CDFSyncEngine
+import CDFSyncTestSupport
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -1,5 +1,6 @@
 import CDFSyncCore
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -9,36 +10,19 @@ import WarehouseSimulator
 /// for byte after sorting.
 @Suite("Crash safety", .serialized)
 struct CrashSafetyTests {
-    /// The built `cdfsync` next to this test bundle.
-    static var binary: String {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        for candidate in [dir, dir.deletingLastPathComponent()] {
-            let p = candidate.appendingPathComponent("cdfsync").path
-            if FileManager.default.isExecutableFile(atPath: p) { return p }
-        }
-        return repositoryRoot.appendingPathComponent(".build/debug/cdfsync").path
-    }
-
     static let table = "main.research.synthetic_panel"
 
     /// Runs one sync; kills it after `killAfter` seconds if given. Returns whether it ran to completion.
     func runSync(port: Int, dir: TempDir, killAfter: Double?) throws -> Bool {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.binary)
-        p.arguments = ["sync", "--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
-                       "--table", Self.table, "--key", "participant_id", "--state-dir", dir.sub("state"),
-                       "--output-dir", dir.sub("out"), "--max-versions-per-statement", "1", "--batch-size", "10000000",
-                       "--disposition", "inline"]
-        p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        if let killAfter {
-            Thread.sleep(forTimeInterval: killAfter)
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        }
-        p.waitUntilExit()
-        return p.terminationReason == .exit && p.terminationStatus == 0
+        try ChildProcess.run(
+            try BuiltProduct.cdfsync.path,
+            ["sync", "--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
+             "--table", Self.table, "--key", "participant_id", "--state-dir", dir.sub("state"),
+             "--output-dir", dir.sub("out"), "--max-versions-per-statement", "1", "--batch-size", "10000000",
+             "--disposition", "inline"],
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"],
+            discardOutput: true, deadline: killAfter
+        ).succeeded
     }
 
     func panelLines(_ dir: TempDir) throws -> [String] {
@@ -62,7 +46,6 @@ struct CrashSafetyTests {
     }
 
     @Test func killedAtRandomPointsEndsIdenticalToAnUninterruptedRun() throws {
-        #expect(FileManager.default.isExecutableFile(atPath: Self.binary), "build the cdfsync product first: \(Self.binary)")
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 150))
         try sim.sim.addSyntheticTable(name: Self.table, rows: 4000, seed: 7, updateFraction: 0.25, updateVersions: 5)
         _ = try sim.sim.appendSyntheticCommit(table: Self.table, updateFraction: 0.1, insertRows: 700)

@@ -1,4 +1,5 @@
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -39,20 +40,11 @@ struct DeliveryRepairCLITests {
 
     /// Runs `cdfsync` with `arguments` and the state directory of `dir`; `kill` sets the delivery kill switch.
     static func cdfsync(_ arguments: [String], _ dir: TempDir, _ sim: RunningSimulator, kill: String? = nil) throws -> Run {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
-        p.arguments = arguments + ["--state-dir", dir.sub("state")]
         var environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"]
         if let kill { environment["CDFSYNC_TEST_KILL_AT_DELIVERY"] = kill }
-        p.environment = environment
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return Run(killed: p.terminationReason == .uncaughtSignal && p.terminationStatus == SIGKILL,
-            status: p.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let r = try ChildProcess.run(
+            try BuiltProduct.cdfsync.path, arguments + ["--state-dir", dir.sub("state")], environment: environment)
+        return Run(killed: r.signaled && r.status == SIGKILL, status: r.status, output: r.output)
     }
 
     static func sync(_ dir: TempDir, _ sim: RunningSimulator, hook: String, kill: String? = nil,
@@ -104,7 +96,6 @@ struct DeliveryRepairCLITests {
     }
 
     @Test func aRunWithNothingNewRepairsADeliveryKilledAtAnyRename() throws {
-        #expect(FileManager.default.isExecutableFile(atPath: CrashSafetyTests.binary), "build cdfsync first")
         let sim = try RunningSimulator()
         let latest = try #require(sim.sim.latestVersion(table: Self.table))
 

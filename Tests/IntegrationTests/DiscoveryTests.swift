@@ -1,5 +1,6 @@
 import CDFSyncClient
 import CDFSyncCore
+import CDFSyncTestSupport
 import Foundation
 import Synchronization
 import Testing
@@ -89,15 +90,15 @@ let coldWarehouse = "1b2c3d4e5f607182"
 /// could swallow another test's connections after descriptor reuse (fixed on the sim branch since). Keeping every
 /// simulator running for the life of the test process rules both out.
 final class SimHarness: Sendable {
-    let sim: Simulator
-    let port: Int
+    let running: RunningSimulator
+    var sim: Simulator { running.sim }
+    var port: Int { running.port }
 
-    private static let keepAlive = Mutex<[Simulator]>([])
+    private static let keepAlive = Mutex<[RunningSimulator]>([])
 
     init(_ json: String = connectionTestWorkspace) throws {
-        sim = try Simulator(workspace: Workspace.load(data: Data(json.utf8)))
-        port = try sim.start(host: "127.0.0.1", port: 0)
-        Self.keepAlive.withLock { $0.append(sim) }
+        running = try RunningSimulator(workspaceJSON: json)
+        Self.keepAlive.withLock { $0.append(running) }
     }
 
     var host: String { "http://127.0.0.1:\(port)" }

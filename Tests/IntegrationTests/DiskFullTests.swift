@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -72,12 +73,12 @@ struct DiskFullTests {
     /// write past it fails instead of killing the process). LMDB cuts its write short at the limit and reports EIO;
     /// the error names the limit rather than a bare "Input/output error".
     @Test func aFileSizeLimitIsNamedNotAnIOError() throws {
-        guard FileManager.default.isExecutableFile(atPath: CrashSafetyTests.binary) else { return }
+        let binary = try BuiltProduct.cdfsync.path
         let sim = try simulator()
         let dir = TempDir()
         // 512-byte blocks: 600 KB, room for the store's first pages, not for 20 000 participants.
         let script = "trap '' XFSZ; ulimit -f 1200; exec \"$0\" \"$@\""
-        let (status, output) = try runProcess("/bin/sh", ["-c", script, CrashSafetyTests.binary,
+        let (status, output) = try runProcess("/bin/sh", ["-c", script, binary,
             "sync", "--host", sim.baseURL, "--warehouse-id", "8a1c2f3d4e5b6a70", "--table", Self.table,
             "--key", "participant_id", "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")],
             environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])

@@ -2,6 +2,7 @@
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -232,7 +233,6 @@ struct ErrorCauseTests {
 
     /// Through the CLI: a corporate proxy's "access denied" page is one `error:` line, without HTML.
     @Test func aProxyPageIsOneLineInTheCLI() throws {
-        guard FileManager.default.isExecutableFile(atPath: CrashSafetyTests.binary) else { return }
         let (sim, _) = try simulator()
         _ = sim.sim.addFault(Fault(match: Self.submit, count: nil, kind: "proxy_status", status: 403,
             message: "Access Denied\n - Web Filter"))

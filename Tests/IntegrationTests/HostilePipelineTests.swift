@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -148,7 +149,7 @@ struct HostilePipelineTests {
 
     @Test func theCLISaysTheSameAndExits1() throws {
         let dir = TempDir()
-        let r = try runProcess(CrashSafetyTests.binary, ["pipeline", "validate", "--offline", hostilePipeline("typo-filter.yaml")],
+        let r = try runProcess(try BuiltProduct.cdfsync.path, ["pipeline", "validate", "--offline", hostilePipeline("typo-filter.yaml")],
             environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path])
         #expect(r.status == 1, "\(r.output)")
         #expect(r.output.contains("line 6, column 1: filter: unknown field (did you mean filters?)"), "\(r.output)")

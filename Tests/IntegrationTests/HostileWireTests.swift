@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -25,24 +26,13 @@ struct HostileWireTests {
     static func sync(_ sim: RunningSimulator, dir: TempDir, extra: [String] = [], timeout: Double = 60) throws
         -> (status: Int32?, signal: Bool, output: String)
     {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
-        p.arguments = ["sync", "--table", table, "--key", "participant_id", "--host", sim.baseURL,
-                       "--warehouse-id", "8a1c2f3d4e5b6a70", "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
-            + extra
-        p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { usleep(20_000) }
-        let killed = p.isRunning
-        if killed { kill(p.processIdentifier, SIGKILL) }
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (killed ? nil : p.terminationStatus, p.terminationReason == .uncaughtSignal,
-                String(decoding: data, as: UTF8.self))
+        let r = try ChildProcess.run(
+            try BuiltProduct.cdfsync.path,
+            ["sync", "--table", table, "--key", "participant_id", "--host", sim.baseURL,
+             "--warehouse-id", "8a1c2f3d4e5b6a70", "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")]
+                + extra,
+            environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"], deadline: timeout)
+        return (r.killedAtDeadline ? nil : r.status, r.signaled, r.output)
     }
 
     /// The error line of a failed run.

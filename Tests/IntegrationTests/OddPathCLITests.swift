@@ -1,3 +1,4 @@
+import CDFSyncTestSupport
 import Foundation
 import Testing
 
@@ -84,19 +85,9 @@ struct OddPathCLITests {
 /// Runs the built `cdfsync` (or `executable`) in `directory`; whether it exited (not killed by a signal), its status
 /// (or signal) and everything it printed.
 func runBinary(_ arguments: [String], in directory: String, environment: [String: String],
-               executable: String = CrashSafetyTests.binary) throws -> (exited: Bool, status: Int32, output: String)
+               executable: String? = nil) throws -> (exited: Bool, status: Int32, output: String)
 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    p.environment = environment
-    p.currentDirectoryURL = URL(fileURLWithPath: directory)
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    p.standardInput = FileHandle.nullDevice
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationReason == .exit, p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let r = try ChildProcess.run(
+        try executable ?? BuiltProduct.cdfsync.path, arguments, environment: environment, directory: directory)
+    return (r.exited, r.status, r.output)
 }

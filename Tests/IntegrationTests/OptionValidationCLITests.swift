@@ -1,3 +1,4 @@
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -28,7 +29,7 @@ struct OptionValidationCLITests {
     }
 
     @Test func theTimeoutsAreCheckedForEveryCommandThatConnects() throws {
-        let r = try runProcess(CrashSafetyTests.binary, ["discover", "--host", "http://127.0.0.1:9", "--warehouse-id", "x",
+        let r = try runProcess(try BuiltProduct.cdfsync.path, ["discover", "--host", "http://127.0.0.1:9", "--warehouse-id", "x",
                                                          "--request-timeout", "nan"],
             environment: ["DATABRICKS_TOKEN": "t", "PATH": "/usr/bin:/bin"])
         #expect(r.status == 64 && r.output.contains("--request-timeout must be a positive number of seconds"), "\(r.output)")
@@ -38,7 +39,7 @@ struct OptionValidationCLITests {
     func readingCommandsOnAStateDirectoryNoSyncWroteSaySoAndCreateNothing(args: [String]) throws {
         let dir = TempDir()
         let missing = dir.sub("typo")
-        let r = try runProcess(CrashSafetyTests.binary, args + ["--state-dir", missing], environment: ["PATH": "/usr/bin:/bin"])
+        let r = try runProcess(try BuiltProduct.cdfsync.path, args + ["--state-dir", missing], environment: ["PATH": "/usr/bin:/bin"])
         #expect(r.status != 0)
         #expect(r.output.contains("no cdfsync state in \(missing)") && r.output.contains("--state-dir"), "\(r.output)")
         #expect(!FileManager.default.fileExists(atPath: missing))
@@ -79,7 +80,7 @@ struct ScheduleOnceCLITests {
     }
 
     func schedule(_ sim: RunningSimulator, _ dir: TempDir, _ files: [String]) throws -> (status: Int32, output: String) {
-        try runProcess(CrashSafetyTests.binary,
+        try runProcess(try BuiltProduct.cdfsync.path,
             ["schedule"] + files + ["--once", "--host", sim.baseURL, "--state-dir", dir.sub("state")],
             environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
     }
@@ -121,7 +122,7 @@ struct StatusCLITests {
             return path
         }
         func cli(_ args: [String]) throws -> (status: Int32, output: String) {
-            try runProcess(CrashSafetyTests.binary, args + ["--state-dir", dir.sub("state")],
+            try runProcess(try BuiltProduct.cdfsync.path, args + ["--state-dir", dir.sub("state")],
                 environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
         }
         let good = try cli(["sync", try write("hooked", source: "main.research.participants", hook: true)])
@@ -161,7 +162,7 @@ struct PreviewCLITests {
     @Test func previewPrintsTheQueryItsBoundValuesAndMappedRows() throws {
         let sim = try RunningSimulator()
         func cli(_ args: [String]) throws -> (status: Int32, output: String) {
-            try runProcess(CrashSafetyTests.binary, ["pipeline", "preview", fixturePath("pipeline-example.yaml")] + args,
+            try runProcess(try BuiltProduct.cdfsync.path, ["pipeline", "preview", fixturePath("pipeline-example.yaml")] + args,
                 environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
         }
         let text = try cli(["--limit", "3"])
@@ -187,7 +188,7 @@ struct PreviewCLITests {
     @Test func validatingAPipelineLeavesNoStateStoreBehind() throws {
         let sim = try RunningSimulator()
         let dir = TempDir()
-        let r = try runProcess(CrashSafetyTests.binary,
+        let r = try runProcess(try BuiltProduct.cdfsync.path,
             ["pipeline", "validate", fixturePath("pipeline-example.yaml"), "--state-dir", dir.sub("state")],
             environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "DATABRICKS_HOST": sim.baseURL, "PATH": "/usr/bin:/bin"])
         #expect(r.status == 0 && r.output.contains("pipeline is valid"), "\(r.output)")

@@ -1,3 +1,4 @@
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator

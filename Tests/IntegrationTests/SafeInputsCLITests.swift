@@ -1,4 +1,5 @@
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -50,7 +51,8 @@ struct PrivateFilesCLITests {
         -> (exited: Bool, status: Int32, output: String)
     {
         let quoted = args.map { "'\($0)'" }.joined(separator: " ")
-        return try runBinary(["-c", "umask \(umask); exec '\(CrashSafetyTests.binary)' \(quoted)"], in: dir.path,
+        let binary = try BuiltProduct.cdfsync.path
+        return try runBinary(["-c", "umask \(umask); exec '\(binary)' \(quoted)"], in: dir.path,
             environment: ["PATH": "/usr/bin:/bin", "HOME": dir.path, "DATABRICKS_TOKEN": "dapi-demo-token",
                           "DATABRICKS_HOST": sim.baseURL, "DATABRICKS_WAREHOUSE_ID": "8a1c2f3d4e5b6a70"],
             executable: "/bin/sh")

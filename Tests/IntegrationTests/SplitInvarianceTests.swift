@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 @testable import CDFSyncEngine
 @testable import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import PropertyBased
 import Synchronization

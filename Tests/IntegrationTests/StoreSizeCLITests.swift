@@ -1,4 +1,5 @@
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -55,7 +56,7 @@ struct StoreSizeCLITests {
         func runs(_ extra: String) throws -> (status: Int32, output: String) {
             // 4 GB of address space: room for the process, not for the default 64G map.
             try runProcess("/bin/bash", ["-c", "ulimit -v 4000000 && exec \"$0\" runs --state-dir \"$1\" \(extra)",
-                                         CrashSafetyTests.binary, dir.sub("state")])
+                                         try BuiltProduct.cdfsync.path, dir.sub("state")])
         }
         let refused = try runs("")
         #expect(refused.status != 0)

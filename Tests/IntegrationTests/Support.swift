@@ -2,58 +2,9 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import WarehouseSimulator
-
-/// The repository root, found from this file's path (SwiftPM resources are not declared for fixtures).
-let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .deletingLastPathComponent()
-
-func fixturePath(_ name: String) -> String { repositoryRoot.appendingPathComponent("fixtures/\(name)").path }
-
-/// A fresh temporary directory, removed by `cleanup()`.
-final class TempDir: @unchecked Sendable {
-    let path: String
-    init(_ label: String = "cdfsync-test") {
-        path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-    func sub(_ name: String) -> String { path + "/" + name }
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
-
-/// A simulator serving `workspace` on 127.0.0.1, any free port; stopped on deinit.
-final class RunningSimulator: @unchecked Sendable {
-    let sim: Simulator
-    let port: Int
-    var baseURL: String { "http://127.0.0.1:\(port)" }
-
-    init(workspacePath: String = fixturePath("demo-workspace.json"), configuration: Simulator.Configuration = .init())
-        throws
-    {
-        sim = try Simulator(workspace: Workspace.load(path: workspacePath), configuration: configuration)
-        port = try sim.start(host: "127.0.0.1", port: 0)
-    }
-
-    deinit { sim.stop() }
-
-    func settings(token: String = "dapi-demo-token", warehouse: String = "8a1c2f3d4e5b6a70") throws -> ConnectionSettings {
-        var t = TransportOptions()
-        t.requestTimeout = 30
-        t.connectTimeout = 5
-        return try ConnectionSettings(host: baseURL, warehouseID: warehouse,
-            authentication: .personalAccessToken(Secret(token)), transport: t)
-    }
-
-    /// Appends every commit of a `{"table":..., "commits":[...]}` document.
-    func appendCommits(from path: String) throws {
-        let doc = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as! [String: Any]
-        let table = doc["table"] as! String
-        for c in doc["commits"] as! [Any] {
-            try sim.appendCommit(table: table, Commit.decode(JSONSerialization.data(withJSONObject: c)))
-        }
-    }
-}
 
 /// Runs one sync of the demo participants table.
 func runSync(_ sim: RunningSimulator, state: String, output: String, batchSize: Int = 50_000,
@@ -122,7 +73,7 @@ func deliveredLines(_ output: String) throws -> [[String: Any]] {
 /// output directories in `dir`; returns its exit status and everything it printed (stdout and stderr).
 func runCLI(_ args: [String], port: Int, dir: TempDir) throws -> (status: Int32, output: String) {
     try runProcess(
-        CrashSafetyTests.binary,
+        try BuiltProduct.cdfsync.path,
         args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
                 "--state-dir", dir.sub("state"), "--output-dir", dir.sub("out")],
         environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
@@ -132,15 +83,6 @@ func runCLI(_ args: [String], port: Int, dir: TempDir) throws -> (status: Int32,
 func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws
     -> (status: Int32, output: String)
 {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    if let environment { p.environment = environment }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    let r = try ChildProcess.run(executable, arguments, environment: environment)
+    return (r.status, r.output)
 }

@@ -1,4 +1,5 @@
 import CDFSyncStorage
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -14,7 +15,7 @@ struct WriterLockCLITests {
     /// (`schedule` takes its output directories from the pipelines: `outputDir: false`.)
     func start(_ args: [String], port: Int, dir: TempDir, log: String, outputDir: Bool = true) throws -> Process {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
+        p.executableURL = URL(fileURLWithPath: try BuiltProduct.cdfsync.path)
         p.arguments = args + ["--host", "http://127.0.0.1:\(port)", "--warehouse-id", "8a1c2f3d4e5b6a70",
                               "--state-dir", dir.sub("state")] + (outputDir ? ["--output-dir", dir.sub("out")] : [])
         p.environment = ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"]
@@ -28,7 +29,7 @@ struct WriterLockCLITests {
 
     /// Runs a command that only reads the state (no warehouse options).
     func read(_ args: [String], _ dir: TempDir) throws -> (status: Int32, output: String) {
-        try runProcess(CrashSafetyTests.binary, args + ["--state-dir", dir.sub("state")], environment: ["PATH": "/usr/bin:/bin"])
+        try runProcess(try BuiltProduct.cdfsync.path, args + ["--state-dir", dir.sub("state")], environment: ["PATH": "/usr/bin:/bin"])
     }
 
     /// Waits until process `pid` holds the writer lock of `dir`'s state.
@@ -137,7 +138,7 @@ struct WriterLockCLITests {
         let holder = try holdLock(dir)
         defer { if holder.isRunning { holder.terminate() } }
 
-        let once = try runProcess(CrashSafetyTests.binary,
+        let once = try runProcess(try BuiltProduct.cdfsync.path,
             ["schedule", file, "--once", "--host", sim.baseURL, "--state-dir", dir.sub("state")],
             environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])
         #expect(once.status == 1, "\(once.output)")
@@ -179,7 +180,7 @@ struct WriterLockCLITests {
         }
         let before = try contents()
 
-        let refused = try runProcess(CrashSafetyTests.binary,
+        let refused = try runProcess(try BuiltProduct.cdfsync.path,
             Self.args + ["--host", sim.baseURL, "--warehouse-id", "8a1c2f3d4e5b6a70", "--state-dir", dir.sub("state2"),
                          "--output-dir", dir.sub("out")],
             environment: ["DATABRICKS_TOKEN": "dapi-demo-token", "PATH": "/usr/bin:/bin"])

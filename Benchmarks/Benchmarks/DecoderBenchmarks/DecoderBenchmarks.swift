@@ -87,6 +87,27 @@ let benchmarks: @Sendable () -> Void = {
         clock.report(bytes: bare.count, to: benchmark)
     }
 
+    // Escaped text (quotes, \u escapes, a surrogate pair, control characters) in every row, and every value's length
+    // read: the unescaping path in every row.
+    let escapeHeavy = EscapeHeavyFixture.bareArray(rows: rowsPerChunk)
+    BenchmarkSupport.describe("escape-heavy body: \(escapeHeavy.count) bytes, \(rowsPerChunk) rows")
+    Benchmark("Decode_escape_heavy_20k_rows") { benchmark in
+        let clock = BenchmarkSupport.Stopwatch()
+        for _ in benchmark.scaledIterations {
+            var decoder = ResultStreamDecoder(layout: .bareArray, expectedColumnCount: EscapeHeavyFixture.columnCount)
+            var valueBytes = 0
+            try escapeHeavy.withUnsafeBytes { raw in
+                try decoder.feed(raw) { row in
+                    for i in 0..<row.count { valueBytes &+= row.withValue(i) { $0.count } ?? 1 }
+                }
+            }
+            blackHole(try decoder.finish())
+            precondition(decoder.rowCount == rowsPerChunk)
+            blackHole(valueBytes)
+        }
+        clock.report(bytes: escapeHeavy.count, to: benchmark)
+    }
+
     // Decode plus what the engine does per row before apply: key String, version, compact JSON record.
     Benchmark(
         "Decode_and_build_records_20k_rows",

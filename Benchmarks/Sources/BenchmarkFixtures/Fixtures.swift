@@ -201,6 +201,31 @@ public enum ChangeFeedFixture {
     }
 }
 
+/// A change feed in which every row carries escaped text (`\"`, `\u00e9`, `\n`, `\t`, `\\`, a surrogate pair) in two
+/// of its eight values: the decoder's unescaping path in every row, where the participant fixture takes it in a few.
+public enum EscapeHeavyFixture {
+    /// Columns per row: key, name, email, timestamp, `_change_type`, `_commit_version`, `_commit_timestamp`, note.
+    public static let columnCount = 8
+
+    /// A bare `JSON_ARRAY` body with `rows` rows.
+    public static func bareArray(rows: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(rows * 200 + 2)
+        out.append(UInt8(ascii: "["))
+        let escaped = #"O\"Brien \u00e9\n\t\\ \ud83d\ude00 line"#
+        for r in 0..<rows {
+            if r > 0 { out.append(UInt8(ascii: ",")) }
+            let change = r % 3 == 0 ? "insert" : "update_postimage"
+            let note = r % 4 == 0 ? "null" : #""a note \"quoted\"\nover two lines""#
+            let row = #"["\#(r)","\#(escaped)","person\#(r)@example.com","2024-11-08T15:20:17.922-08:00","#
+                + #""\#(change)","\#(1000 + r / 100)","2024-11-08T15:20:17.000Z",\#(note)]"#
+            out.append(contentsOf: row.utf8)
+        }
+        out.append(UInt8(ascii: "]"))
+        return out
+    }
+}
+
 extension String {
     fileprivate func replacingOccurrences(_ a: Character, _ b: String) -> String {
         var out = ""

@@ -1,17 +1,8 @@
 import CDFSyncClient
 import CDFSyncEngine
+import CDFSyncTestSupport
 import Foundation
 import Testing
-
-/// A fresh config directory per test.
-func makeConfigDirectory() -> String {
-    let dir = FileManager.default.temporaryDirectory
-        .appendingPathComponent("cdfsync-conn-\(UUID().uuidString)").path
-    return dir
-}
-
-/// Base64 of 32 bytes of `byte`.
-func keyText(_ byte: UInt8) -> String { Data(repeating: byte, count: 32).base64EncodedString() }
 
 func fileMode(_ path: String) throws -> Int {
     let attrs = try FileManager.default.attributesOfItem(atPath: path)
