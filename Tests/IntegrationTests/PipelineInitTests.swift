@@ -1,6 +1,7 @@
 import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
+import CDFSyncTestSupport
 import Foundation
 import Testing
 import WarehouseSimulator
@@ -60,7 +61,7 @@ struct PipelineInitTests {
         -> (status: Int32, stdout: String, stderr: String)
     {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: CrashSafetyTests.binary)
+        p.executableURL = URL(fileURLWithPath: try BuiltProduct.cdfsync.path)
         p.arguments = arguments
         p.environment = environment(sim, dir)
         p.currentDirectoryURL = URL(fileURLWithPath: dir.path)
