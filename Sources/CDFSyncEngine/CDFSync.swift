@@ -93,8 +93,6 @@ public struct SyncOptions: Sendable {
     }
 }
 
-/// How a run reads its source.
-public enum ReadMode: String, Sendable { case cdf, watermark, snapshot }
 
 /// Replay of an already-synced range.
 public struct ReplayOptions: Sendable {
@@ -135,7 +133,7 @@ public final class CDFSync {
 
     /// Runs the sync. Always records the run, also when it fails; the error is rethrown after recording.
     public func run() throws -> SyncSummary {
-        try recorded(mode: nil) { summary, checkpoint in try perform(&summary, checkpoint: checkpoint) }
+        try recorded(mode: nil) { summary, checkpoint in try execute(.sync, &summary, checkpoint: checkpoint) }
     }
 
     /// Re-reads `[from, to]` (to: latest) and applies it under per-key monotonicity: nothing newer than what the
@@ -153,54 +151,177 @@ public final class CDFSync {
                 remedy: "Give --from-version \(latest) or lower (and a --to-version at or above it).")
         }
         return try recorded(mode: replay.dryRun ? .replayDryRun : .replay) { summary, checkpoint in
-            if !replay.dryRun {
+            try execute(.replay(from: replay.fromVersion, to: replay.toVersion, dryRun: replay.dryRun), &summary,
+                checkpoint: checkpoint, replay: replay, latest: asked)
+        }
+    }
+
+    // MARK: - Running the state machine
+
+    /// Performs the actions of a ``SyncRun`` until it finishes: the machine decides, this executes (statements,
+    /// applies, deliveries) and reports what happened.
+    private func execute(
+        _ kind: SyncRun.Kind, _ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?,
+        replay: ReplayOptions? = nil, latest asked: Result<Int64, any Error>? = nil
+    ) throws {
+        var settings = SyncRun.Settings()
+        settings.hasPipeline = options.spec != nil
+        settings.start = options.spec?.start ?? .version(options.startVersion)
+        settings.startFromFlag = options.spec == nil
+        settings.maxVersionsPerStatement = options.maxVersionsPerStatement
+        settings.maxRowsPerStatement = options.maxRowsPerStatement
+        settings.disposition = options.disposition
+        settings.historyLimit = options.historyLimit
+        settings.fallBackToSnapshot = options.fallBackToSnapshot
+        var machine = SyncRun(
+            kind: kind, settings: settings,
+            checkpoint: .init(version: stored?.version, sourceCreated: stored?.sourceCreated))
+        var history: [HistoryEntry] = []
+        var failure: (any Error)?
+        var redeliver: ReplayFile?
+        var watermark: WatermarkRead?
+
+        var action = machine.start()
+        while true {
+            switch action {
+            case .prepareOutput:
                 try bindOutputDirectory()
-                try deliver(&summary)  // repairs a killed delivery before reading, as a sync does
-            }
-            let latest = try asked.get()
-            summary.latestVersion = latest
-            // Versions of another table than the panel's would apply under the old history's per-key versions.
-            try ensureSameSource(as: checkpoint, latest: latest)
-            let end = min(replay.toVersion ?? latest, latest)
-            // One statement per stretch without a schema change that change data cannot be read across.
-            let schema = SchemaHistory(
-                history: try history(limit: min(latest.saturatingSubtract(replay.fromVersion).saturatingAdd(2),
-                    options.historyLimit), checkedAgainst: latest))
-            summary.schemaChanges = schema.describe(from: replay.fromVersion, to: end)
-            var planner = RangePlanner()
-            planner.maxVersionsPerStatement = .max
-            planner.maxRowsPerStatement = .max
-            let ranges = planner.ranges(start: replay.fromVersion, end: end, history: [], breaks: schema.breaks)
-            var redeliverFile: ReplayFile?
-            if replay.redeliver && !replay.dryRun {
-                try PrivateFiles.makeDirectory(options.outputDirectory,
-                    mode: PrivateFiles.directoryMode(forFileMode: options.fileMode))
-                redeliverFile = try ReplayFile(directory: options.outputDirectory,
-                    name: "replay-\(summary.runID)-v\(replay.fromVersion)-v\(end).ndjson.zst", mode: options.fileMode)
-            }
-            try readRanges(ranges, summary: &summary) { range, summary in
-                let writer = replay.dryRun
-                    ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
-                    : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliverFile] changes, _ in
-                        let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
-                        try redeliverFile?.append(changes, scope: scope)
-                        return o
+                // Deliver (and repair) what an earlier run committed but did not write out.
+                try deliver(&summary)
+                action = machine.outputPrepared()
+            case .decideMode:
+                let decision = try decideMode()
+                summary.mode = switch decision.mode {
+                case .cdf: .cdf
+                case .snapshot: .snapshot
+                case .watermark: .watermark
+                }
+                summary.modeReason = decision.reason
+                action = machine.modeDecided(decision.mode)
+            case .checkColumns:
+                try checkColumns(options.spec!)
+                action = machine.columnsChecked()
+            case .describeSource:
+                let info = try tableInfoIfAvailable()
+                sourceCreated = info.created
+                let isView = info.type.map(Self.isView(type:)) ?? false
+                let latest: Int64? = if let asked { try asked.get() } else if isView { nil } else { try latestVersion() }
+                summary.latestVersion = latest
+                action = machine.sourceDescribed(.init(type: info.type, created: info.created, latest: latest))
+            case .findVersion(let timestamp):
+                action = machine.versionFound(try firstVersion(atOrAfter: timestamp, latest: machine.source!.latest!))
+            case .readHistory(let limit):
+                let latest = machine.source!.latest!
+                history = try self.history(limit: limit, checkedAgainst: latest)
+                action = machine.historyRead(history)
+                if let schema = machine.schema, let first = machine.firstVersion {
+                    summary.schemaChanges = schema.describe(from: first, to: min(replay?.toVersion ?? latest, latest))
+                }
+                if let replay, replay.redeliver, !replay.dryRun, let first = machine.firstVersion {
+                    try PrivateFiles.makeDirectory(options.outputDirectory,
+                        mode: PrivateFiles.directoryMode(forFileMode: options.fileMode))
+                    redeliver = try ReplayFile(directory: options.outputDirectory,
+                        name: "replay-\(summary.runID)-v\(first)-v\(min(replay.toVersion ?? latest, latest)).ndjson.zst",
+                        mode: options.fileMode)
+                }
+            case .checkRetention(let oldestUnread):
+                try warnAboutRetention(history: history, next: oldestUnread, summary: &summary)
+                action = machine.retentionChecked()
+            case .warn(let warning):
+                summary.warnings.append(warning)
+                action = machine.warned()
+            case .read(let part, let note):
+                if let note { onProgress(note) }
+                if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
+                do {
+                    switch part {
+                    case .changes(let range):
+                        if case .replay(_, _, let dryRun) = kind {
+                            try readReplayRange(range, schema: machine.schema!, dryRun: dryRun, redeliver: redeliver,
+                                summary: &summary)
+                        } else {
+                            try readChanges(range, schema: machine.schema!, summary: &summary)
+                        }
+                        action = machine.partRead()
+                    case .snapshot(let version, let reason):
+                        let partMode: RunRecord.Part.Mode = if case .changeDataGone = reason { .snapshotFallback } else { .snapshot }
+                        try readSnapshot(at: version, summary: &summary, part: partMode)
+                        action = machine.partRead()
+                    case .watermarkPage(let from):
+                        if watermark == nil { watermark = try WatermarkRead(options: options, checkpoint: stored, now: now()) }
+                        let page = try readWatermarkPage(watermark!, after: from, summary: &summary)
+                        action = machine.partRead(
+                            watermarkRows: page.rows, lastPosition: page.last, pageSize: watermark!.pageSize)
+                    case .nullCursors:
+                        try countNullCursors(watermark!, summary: &summary)
+                        action = machine.partRead()
                     }
-                let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
-                // A replay of an applied range writes (almost) nothing: its records are not split into shape and
-                // values (the few rows it does write are stored as given), and its reading, the critical path, has no
-                // writer's chain to yield to.
-                try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
-                    source: .changeFeed(versions: range.start...range.end), checkpoint: nil, writer: writer,
-                    summary: &summary, part: .init(mode: .cdf, fromVersion: range.start, toVersion: range.end),
-                    shaping: false, yieldingToWriter: false)
+                } catch {
+                    failure = error
+                    action = machine.partFailed(Self.readFailure(error))
+                }
+            case .deliver:
+                if let f = redeliver {
+                    try f.finish()
+                    summary.outputFiles.append(f.name)
+                    summary.delivered += f.lines
+                }
+                try deliver(&summary)
+                if kind == .sync { try deliverWebhooks(&summary) }
+                action = machine.delivered()
+            case .finish:
+                return
+            case .refuse(let refusal):
+                throw refusalError(refusal, failure: failure)
             }
-            if let f = redeliverFile {
-                try f.finish()
-                summary.outputFiles.append(f.name)
-                summary.delivered += f.lines
-            }
-            if !replay.dryRun { try deliver(&summary) }
+        }
+    }
+
+    /// What a part's error means to the run.
+    static func readFailure(_ error: any Error) -> SyncRun.ReadFailure {
+        guard let e = error as? DatabricksError else { return .other }
+        let errorClass = e.errorClass ?? e.category.name
+        if e.isHistoryLost { return .changeDataGone(errorClass: errorClass) }
+        if e.isStartingCommitSchemaBreak { return .startingCommitSchema(errorClass: errorClass) }
+        if e.isSchemaBreak { return .schemaChange(at: e.schemaBreakVersion, errorClass: errorClass) }
+        return .other
+    }
+
+    /// The error a refusal stops the run with.
+    private func refusalError(_ refusal: SyncRun.Refusal, failure: (any Error)?) -> any Error {
+        switch refusal {
+        case .viewHasNoChangeData(let type):
+            // A view has no history to ask for the latest version of; say what to do instead of relaying the
+            // warehouse's DELTA_CANNOT_DESCRIBE_VIEW_HISTORY.
+            return SyncError("\(options.table) is a \(Self.describe(type: type)): views have no change data feed to read",
+                remedy: options.spec == nil
+                    ? "Sync it with a pipeline file in watermark mode (a cursor column such as last_updated_at) or "
+                        + "snapshot mode; see docs/pipelines.md."
+                    : "Use mode: watermark (with a cursor column) or mode: snapshot, or mode: auto, which picks one.")
+        case .checkpointAfterLatest(let checkpoint, let latest):
+            // Waiting for the new history to pass the checkpoint would skip its first versions, and every row of it
+            // would look older than what the panel holds: refuse, and move nothing.
+            return SyncError(
+                "pipeline \(options.pipeline) is checkpointed at v\(checkpoint), but the latest version of \(options.table) "
+                    + "is v\(latest): the table's history restarted (it was dropped and created again, or another table "
+                    + "now has this name), so its versions do not continue the checkpoint",
+                remedy: Self.restartedHistoryRemedy)
+        case .sourceRecreated(let created, let before, let checkpoint, let latest):
+            return SyncError(
+                "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(checkpoint)) "
+                    + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
+                    + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
+                remedy: Self.restartedHistoryRemedy)
+        case .startAfterLatest(let start, let latest, let fromFlag):
+            return SyncError("start version v\(start) is after the latest version of \(options.table), v\(latest)",
+                remedy: "Give \(fromFlag ? "--start-version" : "start:") \(latest) or lower "
+                    + "(\(latest.saturatingAdd(1)) starts with the next commit), or check the table name.")
+        case .noVersionAtOrAfter(let timestamp, let latest):
+            return SyncError(
+                "start: no version of \(options.table) was committed at or after \(timestamp) (latest is v\(latest))",
+                remedy: "Use an earlier timestamp, or start: latest.")
+        case .partFailed:
+            return failure ?? SyncError("the run stopped", remedy: "Run it again.")
         }
     }
 
@@ -282,31 +403,6 @@ public final class CDFSync {
     }
 
     // MARK: - Modes
-
-    private func perform(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
-        try bindOutputDirectory()
-        // Deliver anything a crashed earlier run committed but did not write out.
-        try deliver(&summary)
-        let decision = try decideMode()
-        let mode = decision.mode
-        summary.mode = switch mode {
-        case .cdf: .cdf
-        case .snapshot: .snapshot
-        case .watermark: .watermark
-        }
-        summary.modeReason = decision.reason
-        if let spec = options.spec { try checkColumns(spec) }
-        switch mode {
-        case .cdf: try performChangeFeed(&summary, checkpoint: checkpoint)
-        case .snapshot:
-            let latest = try isView() ? nil : latestVersion()
-            summary.latestVersion = latest
-            try readSnapshot(at: latest, summary: &summary, part: .snapshot)
-        case .watermark: try performWatermark(&summary, checkpoint: checkpoint)
-        }
-        try deliver(&summary)
-        try deliverWebhooks(&summary)
-    }
 
     /// How a run reads its source, and why (for `auto`).
     public struct ModeDecision: Sendable, Equatable {
@@ -473,165 +569,20 @@ public final class CDFSync {
         }
     }
 
-    private func performChangeFeed(_ summary: inout SyncSummary, checkpoint stored: PanelStore.Checkpoint?) throws {
-        // A view has no history to ask for the latest version of; say what to do instead of relaying the warehouse's
-        // DELTA_CANNOT_DESCRIBE_VIEW_HISTORY.
-        if let type = try tableInfoIfAvailable().type, Self.isView(type: type) {
-            throw SyncError("\(options.table) is a \(type.lowercased().replacingOccurrences(of: "_", with: " ")): views have no "
-                    + "change data feed to read",
-                remedy: options.spec == nil
-                    ? "Sync it with a pipeline file in watermark mode (a cursor column such as last_updated_at) or "
-                        + "snapshot mode; see docs/pipelines.md."
-                    : "Use mode: watermark (with a cursor column) or mode: snapshot, or mode: auto, which picks one.")
-        }
-        let latest = try latestVersion()
-        summary.latestVersion = latest
-        try ensureSameSource(as: stored, latest: latest)
-        let checkpoint = stored?.version
-        var next: Int64
-        if let checkpoint {
-            // A Delta table's versions only grow; a checkpoint past the latest means the history the checkpoint
-            // belongs to is gone (the table was dropped and created again, or another table took its name). Waiting
-            // for the new history to pass the checkpoint would skip its first versions, and every row of it would
-            // look older than what the panel holds: refuse, and move nothing.
-            guard checkpoint <= latest else {
-                throw SyncError(
-                    "pipeline \(options.pipeline) is checkpointed at v\(checkpoint), but the latest version of \(options.table) "
-                        + "is v\(latest): the table's history restarted (it was dropped and created again, or another table "
-                        + "now has this name), so its versions do not continue the checkpoint",
-                    remedy: Self.restartedHistoryRemedy)
-            }
-            next = checkpoint.saturatingAdd(1)
-        } else {
-            switch options.spec?.start ?? .version(options.startVersion) {
-            case .first: next = 0
-            case .version(let v):
-                // As Databricks refuses table_changes from a version after the latest
-                // (DELTA_CDC_START_VERSION_AFTER_LATEST); latest + 1 is allowed: "from the next commit on".
-                guard v <= latest.saturatingAdd(1) else {
-                    let flag = options.spec == nil ? "--start-version" : "start:"
-                    throw SyncError(
-                        "start version v\(v) is after the latest version of \(options.table), v\(latest)",
-                        remedy: "Give \(flag) \(latest) or lower (\(latest.saturatingAdd(1)) starts with the next commit), or check the table name.")
-                }
-                next = v
-            case .latest:
-                summary.warnings.append("start: latest — took a snapshot at v\(latest); change data continues from there")
-                summary.mode = .snapshot
-                try readSnapshot(at: latest, summary: &summary, part: .snapshot)
-                return
-            case .timestamp(let t):
-                next = try firstVersion(atOrAfter: t, latest: latest)
-            }
-        }
-        guard next <= latest else { return }
-
-        // The history of the range sizes the statements (and picks INLINE or EXTERNAL_LINKS for each).
-        let history = try self.history(limit: min(latest.saturatingSubtract(next).saturatingAdd(2), options.historyLimit),
-            checkedAgainst: latest)
-        if checkpoint != nil { try warnAboutRetention(history: history, next: next, summary: &summary) }
-        var planner = RangePlanner()
-        planner.maxVersionsPerStatement = options.maxVersionsPerStatement
-        planner.maxRowsPerStatement = options.maxRowsPerStatement
-        if let forced = options.disposition { planner.externalLinksThreshold = forced == .inline ? .max : -1 }
-        // Ranges end before each schema change change data cannot be read across; mapped columns are read under
-        // the names they had in each range.
-        let schema = SchemaHistory(history: history)
-        summary.schemaChanges = schema.describe(from: next, to: latest)
-        let ranges = planner.ranges(start: next, end: latest, history: history, breaks: schema.breaks)
-        try readRanges(ranges, summary: &summary) { range, summary in
-            try readChanges(range, schema: schema, summary: &summary)
-        } historyLost: { range, e, summary in
-            guard options.fallBackToSnapshot else { return false }
-            summary.warnings.append(
-                "change data for v\(range.start)…v\(range.end) is unavailable (\(e.errorClass ?? e.category.name)); resynced from a snapshot at v\(latest)")
-            summary.mode = .snapshot
-            try readSnapshot(at: latest, summary: &summary, part: .snapshotFallback)
-            return true
-        }
-    }
-
-    /// Reads `ranges` in order with `body`. A range the warehouse refuses because a schema change inside it cannot
-    /// be read across (one the history did not show) is split where the error says, or in half, and its parts
-    /// read in order: every part is checkpointed at its own end, so nothing is skipped. `historyLost` may take over
-    /// when a range's change data is gone, or cannot be read in any range (a single version refused, or a start
-    /// commit whose removed files have an incompatible schema); true: stop reading ranges.
-    private func readRanges(
-        _ ranges: some Sequence<PlannedRange>, summary: inout SyncSummary,
-        _ body: (PlannedRange, inout SyncSummary) throws -> Void,
-        historyLost: (PlannedRange, DatabricksError, inout SyncSummary) throws -> Bool = { _, _, _ in false }
-    ) throws {
-        // Planned ranges are taken one at a time; the parts of a split range go on a stack, read first.
-        var planned = ranges.makeIterator()
-        var queue: [PlannedRange] = []
-        while let range = queue.popLast() ?? planned.next() {
-            do {
-                try body(range, &summary)
-            } catch let e as DatabricksError where e.isHistoryLost {
-                if try historyLost(range, e, &summary) { return }
-                throw e
-            } catch let e as DatabricksError where e.isSchemaBreak && range.start < range.end && !e.isStartingCommitSchemaBreak {
-                let at = e.schemaBreakVersion.flatMap { $0 > range.start && $0 <= range.end ? $0 : nil }
-                    ?? range.start + (range.end - range.start) / 2 + (range.end - range.start) % 2
-                onProgress("v\(range.start)…v\(range.end) spans a schema change (\(e.errorClass ?? "")); reading "
-                    + "v\(range.start)…v\(at - 1) and v\(at)…v\(range.end) separately")
-                let d = range.disposition
-                queue.append(PlannedRange(start: at, end: range.end, estimatedRows: nil, disposition: d))
-                queue.append(PlannedRange(start: range.start, end: at - 1, estimatedRows: nil, disposition: d))
-            } catch let e as DatabricksError where e.isSchemaBreak {
-                // One version, or the first commit of every range from here, that no statement can read in the
-                // table's schema: its change data is as good as gone.
-                if try historyLost(range, e, &summary) { return }
-                throw e
-            }
-        }
-    }
-
-    /// Reads when the source was created (kept for this run's checkpoints) and refuses a source created at another
-    /// time than the one `stored` was taken from.
-    ///
-    /// A table dropped and created again under the same name has a new creation time and versions from 0 again: the
-    /// checkpoint's versions, and the per-key versions in the panel, belong to the old one. (Checkpoints written
-    /// before the time was recorded, or a warehouse that does not show it, skip this; the version check in the
-    /// change feed still catches a restart that has not caught up with the checkpoint yet.)
-    private func ensureSameSource(as stored: PanelStore.Checkpoint?, latest: Int64) throws {
-        let created = try tableInfoIfAvailable().created
-        sourceCreated = created
-        if let stored, let before = stored.sourceCreated, let created, !Self.sameInstant(before, created) {
-            throw SyncError(
-                "\(options.table) was created at \(created), but pipeline \(options.pipeline)'s checkpoint (v\(stored.tableVersion)) "
-                    + "was taken from a table of that name created at \(before): it was dropped and created again, so its "
-                    + "versions restarted and do not continue the checkpoint (latest is now v\(latest))",
-                remedy: Self.restartedHistoryRemedy)
-        }
-    }
-
     /// What to do when the source's history restarted under the checkpoint (a table dropped and created again).
     static let restartedHistoryRemedy = "Sync the new table into a new state directory and a new output directory "
         + "(--state-dir, --output-dir or the sink's directory); the panel's "
         + "stored versions come from the old history, so its rows would be ignored as older. Or point the pipeline "
         + "back at the original table."
 
-    /// Whether two timestamps as the warehouse prints them name the same instant (text compared when one does not
-    /// parse).
-    static func sameInstant(_ a: String, _ b: String) -> Bool {
-        if let x = Timestamps.micros(a), let y = Timestamps.micros(b) { return x == y }
-        return a == b
-    }
-
-    /// The first version committed at or after `timestamp`.
-    private func firstVersion(atOrAfter timestamp: String, latest: Int64) throws -> Int64 {
+    /// The first version committed at or after `timestamp` (nil: none).
+    private func firstVersion(atOrAfter timestamp: String, latest: Int64) throws -> Int64? {
         guard let t = Timestamps.micros(timestamp) else {
             throw SyncError("start: '\(timestamp)' is not first, latest, a version or an ISO timestamp",
                 remedy: "Use e.g. start: 2026-03-01T00:00:00Z.")
         }
         let history = try self.history(limit: min(latest.saturatingAdd(1), 10_000), checkedAgainst: latest)
-        let candidates = history.filter { ($0.timestamp.flatMap(Timestamps.micros) ?? .min) >= t }.map(\.version)
-        guard let v = candidates.min() else {
-            throw SyncError("start: no version of \(options.table) was committed at or after \(timestamp) (latest is v\(latest))",
-                remedy: "Use an earlier timestamp, or start: latest.")
-        }
-        return v
+        return history.filter { ($0.timestamp.flatMap(Timestamps.micros) ?? .min) >= t }.map(\.version).min()
     }
 
     /// Warns when the oldest version this run still has to read (`next`, the one after the checkpoint) was
@@ -712,6 +663,28 @@ public final class CDFSync {
             part: .init(mode: .cdf, fromVersion: range.start, toVersion: range.end))
     }
 
+    /// A replayed range: applied under per-key monotonicity with no checkpoint (or evaluated and rolled back, in a
+    /// dry run), every post-image also written to the redelivery file when asked.
+    private func readReplayRange(
+        _ range: PlannedRange, schema: SchemaHistory, dryRun: Bool, redeliver: ReplayFile?, summary: inout SyncSummary
+    ) throws {
+        let writer = dryRun
+            ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
+            : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliver] changes, _ in
+                let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
+                try redeliver?.append(changes, scope: scope)
+                return o
+            }
+        let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
+        // A replay of an applied range writes (almost) nothing: its records are not split into shape and values (the
+        // few rows it does write are stored as given), and its reading, the critical path, has no writer's chain to
+        // yield to.
+        try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
+            source: .changeFeed(versions: range.start...range.end), checkpoint: nil, writer: writer,
+            summary: &summary, part: .init(mode: .cdf, fromVersion: range.start, toVersion: range.end),
+            shaping: false, yieldingToWriter: false)
+    }
+
     /// The `table_changes` statement for `[start, end]`, reading the selected columns (and testing the filters) under
     /// the names they had at `end`.
     private func changesSQL(start: Int64, end: Int64, schema: SchemaHistory) throws
@@ -739,56 +712,77 @@ public final class CDFSync {
             summary: &summary, part: .init(mode: part, fromVersion: version, toVersion: version))
     }
 
-    /// Keyset pages on (cursor, external id) up to an upper bound fixed when the run starts, from the stored
-    /// watermark minus the look-back window. Rows with a NULL cursor are counted and reported.
-    private func performWatermark(_ summary: inout SyncSummary, checkpoint: PanelStore.Checkpoint?) throws {
-        guard let spec = options.spec, let cursor = spec.watermark?.column ?? spec.mapping["last_updated"],
-            let key = spec.mapping["external_id"]
-        else {
-            throw SyncError("watermark mode needs a cursor column and an external_id mapping",
-                remedy: "Set watermark.column (or map last_updated) and map external_id.")
-        }
-        let config = spec.watermark ?? Pipeline.Watermark()
-        let upper = Timestamps.iso(micros: Int64(now().timeIntervalSince1970 * 1_000_000))
-        var from: (cursor: String, key: String)?
-        if let wm = checkpoint?.watermark, let micros = Timestamps.micros(wm) {
-            from = config.lookbackSeconds > 0
-                ? (Timestamps.iso(micros: micros - Int64(config.lookbackSeconds) * 1_000_000), "")
-                : (wm, checkpoint?.watermarkKey ?? "")
-        }
-        let c = SQL.quoteIdentifier(cursor)
-        let k = SQL.quoteIdentifier(key)
-        let f = filterSQL
-        while true {
-            var conds = f.sql + ["\(c) <= :wm_upper"]
-            var params = f.parameters + [StatementParameter(name: "wm_upper", value: upper, type: "TIMESTAMP")]
-            if let from {
-                conds.append("\(c) > :wm_from OR (\(c) = :wm_from AND \(k) > :wm_key)")
-                params += [StatementParameter(name: "wm_from", value: from.cursor, type: "TIMESTAMP"),
-                           StatementParameter(name: "wm_key", value: from.key)]
+    /// The fixed parts of a watermark run: keyset pages on (cursor, external id) up to an upper bound fixed when the
+    /// run starts, from the stored watermark minus the look-back window.
+    struct WatermarkRead {
+        let cursor: String
+        let key: String
+        let pageSize: Int
+        /// Where the first page starts (nil: from the beginning).
+        let start: SyncRun.WatermarkPosition?
+        let upper: String
+
+        init(options: SyncOptions, checkpoint: PanelStore.Checkpoint?, now: Date) throws {
+            guard let spec = options.spec, let cursor = spec.watermark?.column ?? spec.mapping["last_updated"],
+                let key = spec.mapping["external_id"]
+            else {
+                throw SyncError("watermark mode needs a cursor column and an external_id mapping",
+                    remedy: "Set watermark.column (or map last_updated) and map external_id.")
             }
-            let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
-                + " ORDER BY \(c), \(k) LIMIT \(config.pageSize)"
-            var collector: ChangeCollector?
-            var pageRows = 0
-            try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
-                source: .watermark(cursorColumn: cursor), checkpoint: nil, summary: &summary,
-                part: .init(mode: .watermark), beforeFinish: { col in
-                    collector = col
-                    pageRows = col.rowsSeen
-                    if let last = col.lastCursor {
-                        try col.flush(checkpoint: PanelStore.Checkpoint(tableVersion: -1, watermark: last.text, watermarkKey: last.key))
-                    }
-                })
-            guard let col = collector, let last = col.lastCursor else { break }
-            summary.watermark = last.text
-            from = (last.text, last.key)
-            if pageRows < config.pageSize { break }
+            let config = spec.watermark ?? Pipeline.Watermark()
+            self.cursor = cursor
+            self.key = key
+            pageSize = config.pageSize
+            upper = Timestamps.iso(micros: Int64(now.timeIntervalSince1970 * 1_000_000))
+            if let wm = checkpoint?.watermark, let micros = Timestamps.micros(wm) {
+                start = config.lookbackSeconds > 0
+                    ? .init(cursor: Timestamps.iso(micros: micros - Int64(config.lookbackSeconds) * 1_000_000), key: "")
+                    : .init(cursor: wm, key: checkpoint?.watermarkKey ?? "")
+            } else {
+                start = nil
+            }
         }
-        // NULL cursors are never read by the pages above: count and report them.
+    }
+
+    /// Reads one watermark page after `from` (nil: the first page, from the stored watermark) and checkpoints its last
+    /// row's position; returns the rows it read and that position.
+    private func readWatermarkPage(
+        _ w: WatermarkRead, after from: SyncRun.WatermarkPosition?, summary: inout SyncSummary
+    ) throws -> (rows: Int, last: SyncRun.WatermarkPosition?) {
+        let from = from ?? w.start
+        let (c, k) = (SQL.quoteIdentifier(w.cursor), SQL.quoteIdentifier(w.key))
+        let f = filterSQL
+        var conds = f.sql + ["\(c) <= :wm_upper"]
+        var params = f.parameters + [StatementParameter(name: "wm_upper", value: w.upper, type: "TIMESTAMP")]
+        if let from {
+            conds.append("\(c) > :wm_from OR (\(c) = :wm_from AND \(k) > :wm_key)")
+            params += [StatementParameter(name: "wm_from", value: from.cursor, type: "TIMESTAMP"),
+                       StatementParameter(name: "wm_key", value: from.key)]
+        }
+        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
+            + " ORDER BY \(c), \(k) LIMIT \(w.pageSize)"
+        var rows = 0
+        var last: SyncRun.WatermarkPosition?
+        try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
+            source: .watermark(cursorColumn: w.cursor), checkpoint: nil, summary: &summary,
+            part: .init(mode: .watermark), beforeFinish: { col in
+                rows = col.rowsSeen
+                if let position = col.lastCursor {
+                    last = .init(cursor: position.text, key: position.key)
+                    try col.flush(checkpoint: PanelStore.Checkpoint(
+                        tableVersion: -1, watermark: position.text, watermarkKey: position.key))
+                }
+            })
+        if let last { summary.watermark = last.cursor }
+        return (rows, last)
+    }
+
+    /// NULL cursors are never read by the pages: counted and reported.
+    private func countNullCursors(_ w: WatermarkRead, summary: inout SyncSummary) throws {
+        let (c, f) = (SQL.quoteIdentifier(w.cursor), filterSQL)
         let nulls = CollectingSink(limit: 10_000_000)
         let outcome = try client.execute(Statement(
-            sql: SQL.snapshot(of: options.table, columns: [key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
+            sql: SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
             parameters: f.parameters), sink: nulls)
         // Read, and counted: every row read is counted once in the run's record.
         summary.statementIDs.append(outcome.statementID)
@@ -798,7 +792,8 @@ public final class CDFSync {
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
-            summary.warnings.append("\(nulls.rows.count) rows have a NULL \(cursor) and cannot be synced by watermark (e.g. \(sample))")
+            summary.warnings.append(
+                "\(nulls.rows.count) rows have a NULL \(w.cursor) and cannot be synced by watermark (e.g. \(sample))")
         }
     }
 

@@ -1,5 +1,12 @@
 /// Timestamp text ↔ epoch microseconds, for watermark cursors and per-key versions in watermark mode.
 public enum Timestamps {
+    /// Whether two timestamps as a warehouse prints them name the same instant (text compared when one does not
+    /// parse).
+    public static func sameInstant(_ a: String, _ b: String) -> Bool {
+        if let x = micros(a), let y = micros(b) { return x == y }
+        return a == b
+    }
+
     /// Parses `YYYY-MM-DD[T| ]HH:MM[:SS[.ffffff]][Z|±HH:MM]` (no offset = UTC); nil when it is not that.
     public static func micros(_ text: String) -> Int64? {
         let b = Array(text.utf8)
