@@ -49,17 +49,23 @@ public enum ReadingThread {
     /// The work and its outcome, passed between the caller and the reading thread: the caller waits on `done`
     /// until the thread has stored the outcome, so neither is touched by both threads at once.
     private final class Handoff<R>: @unchecked Sendable {
+        // @unchecked Sendable: `body` and `outcome` are written by the reading thread before it sets `finished`
+        // under `done`, and read by the caller only after it saw `finished` under `done`.
         /// Released by the reading thread before it signals: the `Thread` may outlive `run(niceness:_:)` by a
         /// moment, and must not hold the (not really escaping) closure then.
         private var body: (() throws -> R)?
         private var outcome: Result<R, any Error>?
-        private let done = DispatchSemaphore(value: 0)
+        private let done = NSCondition()
+        private var finished = false
 
         init(_ body: @escaping () throws -> R) { self.body = body }
 
         func run() {
             perform()
+            done.lock()
+            finished = true
             done.signal()
+            done.unlock()
         }
 
         @inline(never)
@@ -69,7 +75,9 @@ public enum ReadingThread {
         }
 
         func wait() throws -> R {
-            done.wait()
+            done.lock()
+            while !finished { done.wait() }
+            done.unlock()
             return try outcome!.get()
         }
     }

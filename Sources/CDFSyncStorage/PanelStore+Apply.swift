@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 extension PanelStore {
     // MARK: Preparing on the caller's thread
@@ -112,251 +113,251 @@ extension PanelStore {
         let admission = AdmissionPolicy()
         var outcome = ApplyOutcome()
 
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        var newKeysBound = groups
-        if emails != nil || phones != nil {
-            for i in 0..<count {
-                if emails?[i] != nil { newKeysBound += 1 }
-                if phones?[i] != nil { newKeysBound += 1 }
-            }
-        }
-        try ensureFilterCapacity(adding: newKeysBound)
-        let s = scratch
-        let filter = self.filter
-        let escapedScope: [UInt8] = {
-            var e: [UInt8] = []
-            JSONWriter.appendEscaped(scope, to: &e)
-            return e
-        }()
-        // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
-        var lookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
-        swap(&lookups, &s.identLookups)
-        defer { swap(&lookups, &s.identLookups) }
-        // Each row's identity key is the scope and a NUL, written once here, then the row's external id.
-        let keyPrefix = scopeBytes.count + 1
-        let keyBase = s.key.reserve(keyPrefix + batch.longestID)
-        let keyCapacity = s.key.capacity
-        scopeBytes.withUnsafeBytes { keyBase.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        keyBase.storeBytes(of: 0, toByteOffset: scopeBytes.count, as: UInt8.self)
-        /// The identity key of `externalID`, valid until the next call.
-        @inline(__always) func identityKey(_ externalID: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
-            precondition(keyPrefix + externalID.count <= keyCapacity, "batch.longestID is stale")
-            if externalID.count > 0 { (keyBase + keyPrefix).copyMemory(from: externalID.baseAddress!, byteCount: externalID.count) }
-            return UnsafeRawBufferPointer(start: keyBase, count: keyPrefix + externalID.count)
-        }
-        // Look every identity key (one per group) up in the filter before the transaction and insert the absent
-        // ones, with the blocks prefetched ahead: the misses overlap, which the long per-row loop below cannot do.
-        // Exact for this batch: the groups are distinct keys, so one's insert never turns another's "absent" into
-        // "present" except as a false positive (which only costs a probe). An absent key that ends up not written
-        // (its rows were not opted in, or the transaction fails) leaves bits that are false positives.
-        var shapeIDs = batch.shapeKeys.map { shapes.id(keys: $0) }
-        var registeredShapes: [(id: UInt32, keys: [UInt8])] = []
-        lookups.removeAll(keepingCapacity: true)
-        lookups.reserveCapacity(groups)
-        flat.withUnsafeBytes { f in
-            for g in 0..<groups {
-                let index = plan.firstRow(of: g)
-                let key = identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
-                lookups.append((filter.probe(.ident, key), false))
-            }
-        }
-        filter.lookUpAndInsert(&lookups)
-
-        do {
-        try environment.write { txn in
-            try checkSoleWriter(txn)
-            var resolver = try IdentityResolver(store: self, txn: txn)
-            var panelWriter = PanelRecordWriter(store: self, txn: txn)
-            var framer = try OutboxFramer(store: self, txn: txn)
-            let startPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
-            var nextPID = startPID
-            // Only shapes some row uses are saved (rows dropped from a prepared batch may leave others).
-            var shapeUsed = [Bool](repeating: false, count: shapeIDs.count)
-            if shapeIDs.contains(nil) {
-                for index in 0..<count where rowShapes[index] >= 0 { shapeUsed[Int(rowShapes[index])] = true }
-            }
-            for (i, id) in shapeIDs.enumerated() where id == nil && shapeUsed[i] {
-                if let id = try registerShape(batch.shapeKeys[i], in: txn) {
-                    shapeIDs[i] = id
-                    registeredShapes.append((id, batch.shapeKeys[i]))
+        return try writerLock.withLock { _ in
+            var newKeysBound = groups
+            if emails != nil || phones != nil {
+                for i in 0..<count {
+                    if emails?[i] != nil { newKeysBound += 1 }
+                    if phones?[i] != nil { newKeysBound += 1 }
                 }
             }
-            let shapeIDs = shapeIDs
-
-            // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
-            // flat in the store's size (safe mid-transaction: the map is read-only and clean).
-            var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
-            // Groups from `appendFrom` on sort after every key `ident` holds: they are new (no probe), and since
-            // the first pass puts them in key order they are appended (`MDB_APPEND`: no descent, and full pages
-            // instead of the half-full ones a split in the middle leaves). A feed delivering ids in order — a
-            // first load — appends throughout.
-            let appendFrom = try flat.withUnsafeBytes { f in
-                try resolver.firstKeyAfterIdent(count: groups) { g in
+            try ensureFilterCapacity(adding: newKeysBound)
+            let s = scratch
+            let filter = self.filter
+            let escapedScope: [UInt8] = {
+                var e: [UInt8] = []
+                JSONWriter.appendEscaped(scope, to: &e)
+                return e
+            }()
+            // Hot loop state lives in locals; the scratch buffers are swapped out and back so their capacity is reused.
+            var lookups: [(probe: MembershipFilter.Probe, maybeKnown: Bool)] = []
+            swap(&lookups, &s.identLookups)
+            defer { swap(&lookups, &s.identLookups) }
+            // Each row's identity key is the scope and a NUL, written once here, then the row's external id.
+            let keyPrefix = scopeBytes.count + 1
+            let keyBase = s.key.reserve(keyPrefix + batch.longestID)
+            let keyCapacity = s.key.capacity
+            scopeBytes.withUnsafeBytes { keyBase.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            keyBase.storeBytes(of: 0, toByteOffset: scopeBytes.count, as: UInt8.self)
+            /// The identity key of `externalID`, valid until the next call.
+            @inline(__always) func identityKey(_ externalID: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+                precondition(keyPrefix + externalID.count <= keyCapacity, "batch.longestID is stale")
+                if externalID.count > 0 { (keyBase + keyPrefix).copyMemory(from: externalID.baseAddress!, byteCount: externalID.count) }
+                return UnsafeRawBufferPointer(start: keyBase, count: keyPrefix + externalID.count)
+            }
+            // Look every identity key (one per group) up in the filter before the transaction and insert the absent
+            // ones, with the blocks prefetched ahead: the misses overlap, which the long per-row loop below cannot do.
+            // Exact for this batch: the groups are distinct keys, so one's insert never turns another's "absent" into
+            // "present" except as a false positive (which only costs a probe). An absent key that ends up not written
+            // (its rows were not opted in, or the transaction fails) leaves bits that are false positives.
+            var shapeIDs = batch.shapeKeys.map { shapes.id(keys: $0) }
+            var registeredShapes: [(id: UInt32, keys: [UInt8])] = []
+            lookups.removeAll(keepingCapacity: true)
+            lookups.reserveCapacity(groups)
+            flat.withUnsafeBytes { f in
+                for g in 0..<groups {
                     let index = plan.firstRow(of: g)
-                    return (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
+                    let key = identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
+                    lookups.append((filter.probe(.ident, key), false))
                 }
             }
-            // Each key's identity as the batch goes: read once, in key order (only keys the filter may know), then
-            // what its last applied row wrote.
-            var state: [IdentValue?] = []
-            swap(&state, &s.identState)
-            defer { swap(&state, &s.identState) }
-            state.removeAll(keepingCapacity: true)
-            state.append(contentsOf: repeatElement(nil, count: groups))
-            try flat.withUnsafeBytes { f in
-                for g in 0..<min(appendFrom, groups) where lookups[g].maybeKnown {
-                    let index = plan.firstRow(of: g)
-                    state[g] = try resolver.readIdent(identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])))
-                    mapped.tick()
-                }
-            }
-            // Which keys' rows must be applied in batch order, interleaved with each other (``IdentityCoupling``):
-            // those that share an email, a phone or a participant with another key of the batch. The others touch
-            // nothing another key touches, so applying them key by key gives the same result.
-            let coupled = try IdentityCoupling.find(
-                plan: plan, state: state, emails: emails, phones: phones, filter: filter,
-                owner: { kind, value in try resolver.indexOwner(kind, value) })
-            // Groups not coupled, in key order, each group's rows in batch order; then the rows of coupled groups in
-            // batch order.
-            var order: [Int] = []
-            swap(&order, &s.applyOrder)
-            defer { swap(&order, &s.applyOrder) }
-            order.removeAll(keepingCapacity: true)
-            order.reserveCapacity(count)
-            for g in 0..<groups where coupled.isEmpty || !coupled[g] { order.append(contentsOf: plan.rows(of: g)) }
-            let firstCoupled = order.count
-            if firstCoupled < count {
-                for i in 0..<count where coupled[Int(groupOf[i])] { order.append(i) }
-            }
+            filter.lookUpAndInsert(&lookups)
 
-            try flat.withUnsafeBytes { f in
-                try batch.records.withUnsafeBytes { records in
-                  try batch.shapedValues.withUnsafeBytes { shapedValues in
-                   try escapedScope.withUnsafeBytes { escapedScope in
-                    for (step, index) in order.enumerated() {
-                        let g = Int(groupOf[index])
-                        let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
-                        let version = versions[index]
-                        let key = identityKey(externalID)
-                        let contact = ContactValues(email: emails?[index], phone: phones?[index])
-                        // Only rows that may read the map count: an appended row without contact values reads no
-                        // more than the path to the last page, the same few pages for the whole transaction.
-                        if g < appendFrom || contact.provided { mapped.tick() }
-                        let record = UnsafeRawBufferPointer(
-                            rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
-                        let hash = hashes[index]
-                        var shaped: (id: UInt32, values: UnsafeRawBufferPointer)?
-                        if rowShapes[index] >= 0, let id = shapeIDs[Int(rowShapes[index])] {
-                            shaped = (id, UnsafeRawBufferPointer(
-                                rebasing: shapedValues[shapedOffsets[index]..<shapedOffsets[index + 1]]))
-                        }
-                        let stored = state[g]
-                        let decision = try resolver.decide(
-                            stored: stored, version: version, hash: hash, contact: contact,
-                            optedIn: consent?[index] ?? true, admission: admission)
-                        let frame = frames.isEmpty ? nil : frames[index]
-                        // The first write of a new key appends when it sorts after every stored key and the first
-                        // pass is putting keys in order.
-                        let appendKey = step < firstCoupled && g >= appendFrom
-                        let inFilter = lookups[g].maybeKnown ? lookups[g].probe : nil
-                        let pid: UInt64
-                        let insert: Bool
-                        switch decision {
-                        case .skipOlder:
-                            outcome.skippedOlder += 1
-                            continue
-                        case .consentBlocked:
-                            outcome.consentBlocked += 1
-                            continue
-                        case .unchanged(let next, let write):
-                            outcome.unchanged += 1
-                            if write {
+            do {
+            try environment.write { txn in
+                try checkSoleWriter(txn)
+                var resolver = try IdentityResolver(store: self, txn: txn)
+                var panelWriter = PanelRecordWriter(store: self, txn: txn)
+                var framer = try OutboxFramer(store: self, txn: txn)
+                let startPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
+                var nextPID = startPID
+                // Only shapes some row uses are saved (rows dropped from a prepared batch may leave others).
+                var shapeUsed = [Bool](repeating: false, count: shapeIDs.count)
+                if shapeIDs.contains(nil) {
+                    for index in 0..<count where rowShapes[index] >= 0 { shapeUsed[Int(rowShapes[index])] = true }
+                }
+                for (i, id) in shapeIDs.enumerated() where id == nil && shapeUsed[i] {
+                    if let id = try registerShape(batch.shapeKeys[i], in: txn) {
+                        shapeIDs[i] = id
+                        registeredShapes.append((id, batch.shapeKeys[i]))
+                    }
+                }
+                let shapeIDs = shapeIDs
+
+                // Random probes fault in whole neighbourhoods of the map; drop them as we go so resident memory stays
+                // flat in the store's size (safe mid-transaction: the map is read-only and clean).
+                var mapped = environment.mappedPageBudget(every: MappedPageBudget.rows)
+                // Groups from `appendFrom` on sort after every key `ident` holds: they are new (no probe), and since
+                // the first pass puts them in key order they are appended (`MDB_APPEND`: no descent, and full pages
+                // instead of the half-full ones a split in the middle leaves). A feed delivering ids in order — a
+                // first load — appends throughout.
+                let appendFrom = try flat.withUnsafeBytes { f in
+                    try resolver.firstKeyAfterIdent(count: groups) { g in
+                        let index = plan.firstRow(of: g)
+                        return (scopeBytes, UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]]))
+                    }
+                }
+                // Each key's identity as the batch goes: read once, in key order (only keys the filter may know), then
+                // what its last applied row wrote.
+                var state: [IdentValue?] = []
+                swap(&state, &s.identState)
+                defer { swap(&state, &s.identState) }
+                state.removeAll(keepingCapacity: true)
+                state.append(contentsOf: repeatElement(nil, count: groups))
+                try flat.withUnsafeBytes { f in
+                    for g in 0..<min(appendFrom, groups) where lookups[g].maybeKnown {
+                        let index = plan.firstRow(of: g)
+                        state[g] = try resolver.readIdent(identityKey(UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])))
+                        mapped.tick()
+                    }
+                }
+                // Which keys' rows must be applied in batch order, interleaved with each other (``IdentityCoupling``):
+                // those that share an email, a phone or a participant with another key of the batch. The others touch
+                // nothing another key touches, so applying them key by key gives the same result.
+                let coupled = try IdentityCoupling.find(
+                    plan: plan, state: state, emails: emails, phones: phones, filter: filter,
+                    owner: { kind, value in try resolver.indexOwner(kind, value) })
+                // Groups not coupled, in key order, each group's rows in batch order; then the rows of coupled groups in
+                // batch order.
+                var order: [Int] = []
+                swap(&order, &s.applyOrder)
+                defer { swap(&order, &s.applyOrder) }
+                order.removeAll(keepingCapacity: true)
+                order.reserveCapacity(count)
+                for g in 0..<groups where coupled.isEmpty || !coupled[g] { order.append(contentsOf: plan.rows(of: g)) }
+                let firstCoupled = order.count
+                if firstCoupled < count {
+                    for i in 0..<count where coupled[Int(groupOf[i])] { order.append(i) }
+                }
+
+                try flat.withUnsafeBytes { f in
+                    try batch.records.withUnsafeBytes { records in
+                      try batch.shapedValues.withUnsafeBytes { shapedValues in
+                       try escapedScope.withUnsafeBytes { escapedScope in
+                        for (step, index) in order.enumerated() {
+                            let g = Int(groupOf[index])
+                            let externalID = UnsafeRawBufferPointer(rebasing: f[offsets[index]..<offsets[index + 1]])
+                            let version = versions[index]
+                            let key = identityKey(externalID)
+                            let contact = ContactValues(email: emails?[index], phone: phones?[index])
+                            // Only rows that may read the map count: an appended row without contact values reads no
+                            // more than the path to the last page, the same few pages for the whole transaction.
+                            if g < appendFrom || contact.provided { mapped.tick() }
+                            let record = UnsafeRawBufferPointer(
+                                rebasing: records[recordOffsets[index]..<recordOffsets[index + 1]])
+                            let hash = hashes[index]
+                            var shaped: (id: UInt32, values: UnsafeRawBufferPointer)?
+                            if rowShapes[index] >= 0, let id = shapeIDs[Int(rowShapes[index])] {
+                                shaped = (id, UnsafeRawBufferPointer(
+                                    rebasing: shapedValues[shapedOffsets[index]..<shapedOffsets[index + 1]]))
+                            }
+                            let stored = state[g]
+                            let decision = try resolver.decide(
+                                stored: stored, version: version, hash: hash, contact: contact,
+                                optedIn: consent?[index] ?? true, admission: admission)
+                            let frame = frames.isEmpty ? nil : frames[index]
+                            // The first write of a new key appends when it sorts after every stored key and the first
+                            // pass is putting keys in order.
+                            let appendKey = step < firstCoupled && g >= appendFrom
+                            let inFilter = lookups[g].maybeKnown ? lookups[g].probe : nil
+                            let pid: UInt64
+                            let insert: Bool
+                            switch decision {
+                            case .skipOlder:
+                                outcome.skippedOlder += 1
+                                continue
+                            case .consentBlocked:
+                                outcome.consentBlocked += 1
+                                continue
+                            case .unchanged(let next, let write):
+                                outcome.unchanged += 1
+                                if write {
+                                    try resolver.replaceIdent(key, next)
+                                    state[g] = next
+                                }
+                                if let stored, stored.contactHash != contact.hash, contact.provided {
+                                    outcome.conflicts += try resolver.maintainContact(
+                                        pid: next.pid, contact, isNew: false, identKey: key, version: version)
+                                }
+                                continue
+                            case .update(let p, let linked):
+                                pid = p
+                                if linked {
+                                    try panelWriter.header(of: pid).withUnsafeBytes {
+                                        try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
+                                            record: record, shaped: shaped, append: false)
+                                    }
+                                } else {
+                                    try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
+                                        record: record, shaped: shaped, append: false)
+                                }
+                                let next = IdentValue(
+                                    pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: linked)
                                 try resolver.replaceIdent(key, next)
                                 state[g] = next
-                            }
-                            if let stored, stored.contactHash != contact.hash, contact.provided {
-                                outcome.conflicts += try resolver.maintainContact(
-                                    pid: next.pid, contact, isNew: false, identKey: key, version: version)
-                            }
-                            continue
-                        case .update(let p, let linked):
-                            pid = p
-                            if linked {
+                                if stored!.contactHash != contact.hash, contact.provided {
+                                    outcome.conflicts += try resolver.maintainContact(
+                                        pid: pid, contact, isNew: false, identKey: key, version: version)
+                                }
+                                outcome.updated += 1
+                                insert = false
+                            case .link(let owner):
+                                pid = owner
                                 try panelWriter.header(of: pid).withUnsafeBytes {
                                     try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
                                         record: record, shaped: shaped, append: false)
                                 }
-                            } else {
-                                try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
-                                    record: record, shaped: shaped, append: false)
-                            }
-                            let next = IdentValue(
-                                pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: linked)
-                            try resolver.replaceIdent(key, next)
-                            state[g] = next
-                            if stored!.contactHash != contact.hash, contact.provided {
+                                let next = IdentValue(
+                                    pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true)
+                                try resolver.putIdent(key, next, insertInFilter: inFilter, append: appendKey)
+                                state[g] = next
+                                try resolver.putLink(pid, key)
                                 outcome.conflicts += try resolver.maintainContact(
                                     pid: pid, contact, isNew: false, identKey: key, version: version)
+                                outcome.linked += 1
+                                insert = false
+                            case .insert:
+                                pid = nextPID
+                                nextPID += 1
+                                let next = IdentValue(
+                                    pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false)
+                                try resolver.putIdent(key, next, insertInFilter: inFilter, append: appendKey)
+                                state[g] = next
+                                // New ids are greater than every stored id, so this put appends.
+                                try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
+                                    record: record, shaped: shaped, append: true)
+                                if contact.provided {
+                                    outcome.conflicts += try resolver.maintainContact(
+                                        pid: pid, contact, isNew: true, identKey: key, version: version)
+                                }
+                                outcome.inserted += 1
+                                insert = true
                             }
-                            outcome.updated += 1
-                            insert = false
-                        case .link(let owner):
-                            pid = owner
-                            try panelWriter.header(of: pid).withUnsafeBytes {
-                                try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
-                                    record: record, shaped: shaped, append: false)
-                            }
-                            let next = IdentValue(
-                                pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true)
-                            try resolver.putIdent(key, next, insertInFilter: inFilter, append: appendKey)
-                            state[g] = next
-                            try resolver.putLink(pid, key)
-                            outcome.conflicts += try resolver.maintainContact(
-                                pid: pid, contact, isNew: false, identKey: key, version: version)
-                            outcome.linked += 1
-                            insert = false
-                        case .insert:
-                            pid = nextPID
-                            nextPID += 1
-                            let next = IdentValue(
-                                pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: false)
-                            try resolver.putIdent(key, next, insertInFilter: inFilter, append: appendKey)
-                            state[g] = next
-                            // New ids are greater than every stored id, so this put appends.
-                            try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
-                                record: record, shaped: shaped, append: true)
-                            if contact.provided {
-                                outcome.conflicts += try resolver.maintainContact(
-                                    pid: pid, contact, isNew: true, identKey: key, version: version)
-                            }
-                            outcome.inserted += 1
-                            insert = true
+                            framer.appendChange(
+                                insert: insert, participantID: pid, escapedScope: escapedScope, externalID: externalID,
+                                commitVersion: version, record: record)
                         }
-                        framer.appendChange(
-                            insert: insert, participantID: pid, escapedScope: escapedScope, externalID: externalID,
-                            commitVersion: version, record: record)
+                       }
+                      }
                     }
-                   }
-                  }
                 }
+                if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
+                let (startSeq, lastSeq) = (framer.startSeq, framer.seq)
+                try framer.finish(txn)
+                try recordRoute(txn, after: startSeq, through: lastSeq, pipeline: pipeline)
+                if let checkpointBytes {
+                    try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
+                }
+                if let run { try replaceRun(txn, id: run.id, json: run.json) }
+                // A dry run (replay --dry-run) ends here: the transaction is aborted, nothing it wrote stays.
+                if !commit { throw DryRunEnd() }
             }
-            if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
-            let (startSeq, lastSeq) = (framer.startSeq, framer.seq)
-            try framer.finish(txn)
-            try recordRoute(txn, after: startSeq, through: lastSeq, pipeline: pipeline)
-            if let checkpointBytes {
-                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
+            } catch is DryRunEnd {
+                return outcome
             }
-            if let run { try replaceRun(txn, id: run.id, json: run.json) }
-            // A dry run (replay --dry-run) ends here: the transaction is aborted, nothing it wrote stays.
-            if !commit { throw DryRunEnd() }
-        }
-        } catch is DryRunEnd {
+            for s in registeredShapes { shapes.add(id: s.id, keys: s.keys) }
             return outcome
         }
-        for s in registeredShapes { shapes.add(id: s.id, keys: s.keys) }
-        return outcome
     }
 
     /// Checks a batch before anything is written: the scope has no NUL; identity keys, emails and phones fit

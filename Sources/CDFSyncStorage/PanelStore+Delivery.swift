@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -212,163 +213,163 @@ extension PanelStore {
         throws -> DeliveryOutcome
     {
         precondition(segmentMaxBytes > 0, "segmentMaxBytes must be positive")
-        deliveryLock.lock()
-        defer { deliveryLock.unlock() }
-        // Entries of a pipeline with a recorded directory go there; the rest (entries written before routes were
-        // recorded, pipelines that never set one) go to `directory`.
-        let fallback = Self.absolute(directory)
-        var delivered = try deliveredSequence()
-        var modes = try environment.read { try deliveryFileModes($0) }
-        modes[fallback] = fileMode
-        func mode(_ dir: String) -> mode_t { modes[dir] ?? PrivateFiles.fileMode }
-        var outcome = DeliveryOutcome()
-        // The repair of a delivery killed part-way runs on every call, also when nothing is pending: the engine
-        // calls this at every run, so a quiet source still gets its committed segment renamed and its manifest.
-        if let renamed = try completeLastSegment(fallback: fallback) {
-            outcome.repairs.append(
-                "renamed segment \(renamed), committed by a delivery that stopped before renaming it")
-        }
-        func removeLeftovers(in dir: String) throws {
-            let removed = try removeStrayFiles(in: dir, deliveredSequence: delivered)
-            guard !removed.isEmpty else { return }
-            outcome.repairs.append("removed \(removed.count) leftover file(s) of an uncommitted delivery from \(dir): "
-                + removed.joined(separator: ", "))
-        }
-        // Each directory a segment goes to is checked, claimed and cleaned once, before its first segment.
-        var prepared: [String] = []
-        func prepare(_ dir: String) throws {
-            guard !prepared.contains(dir) else { return }
-            try PrivateFiles.makeDirectory(dir, mode: PrivateFiles.directoryMode(forFileMode: mode(dir)))
-            if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir, mode: mode(dir)) }
-            try removeLeftovers(in: dir)
-            prepared.append(dir)
-        }
-        // A directory this store has delivered nothing into and has nothing for is left untouched, not even claimed:
-        // a run that fails before it applies anything must not take its output directory from another store.
-        if try deliveryDirectoryOwner(fallback, delivered: delivered) == .thisStore
-            || manifestBytes(for: fallback, deliveredSequence: delivered).segments > 0
-        {
-            try prepare(fallback)
-        }
-
-        var directories: [String: String] = [:]  // pipeline → directory, for this call
-        func destination(_ txn: some ReadableTransaction, entry seq: UInt64) throws -> String {
-            guard let owner = try txn.get(routes, key: Self.routeKey("e", seq)).map({ String(decoding: $0, as: UTF8.self) })
-            else { return fallback }
-            if let known = directories[owner] { return known }
-            let dir = try txn.get(routes, key: Self.routeKey(pipeline: owner)).map { String(decoding: $0, as: UTF8.self) }
-                ?? fallback
-            directories[owner] = dir
-            return dir
-        }
-        while true {
-            let first = delivered + 1
-            // The first pending entry's directory is the segment's; the segment ends before an entry bound elsewhere.
-            let target = try environment.read { txn -> String? in
-                if try txn.get(outbox, key: bytesBE(first)) != nil { return try destination(txn, entry: first) }
-                // Nothing at the cursor: done, unless sequences were handed out past it (a gap, reported below).
-                return try pendingOutboxLines(txn) > 0 ? fallback : nil
+        return try deliveryLock.withLock { _ in
+            // Entries of a pipeline with a recorded directory go there; the rest (entries written before routes were
+            // recorded, pipelines that never set one) go to `directory`.
+            let fallback = Self.absolute(directory)
+            var delivered = try deliveredSequence()
+            var modes = try environment.read { try deliveryFileModes($0) }
+            modes[fallback] = fileMode
+            func mode(_ dir: String) -> mode_t { modes[dir] ?? PrivateFiles.fileMode }
+            var outcome = DeliveryOutcome()
+            // The repair of a delivery killed part-way runs on every call, also when nothing is pending: the engine
+            // calls this at every run, so a quiet source still gets its committed segment renamed and its manifest.
+            if let renamed = try completeLastSegment(fallback: fallback) {
+                outcome.repairs.append(
+                    "renamed segment \(renamed), committed by a delivery that stopped before renaming it")
             }
-            guard let target else { break }
-            try prepare(target)
-            let tempPath = target + "/" + Self.temporaryFileName(first: first)
-            var file: SegmentFile?
-            var last = delivered
-            var records = 0
-            var entries = 0
-            var bytesIn = 0
-            do {
-                // Each outbox entry is complete zstd frames of NDJSON lines; concatenated frames are a valid zstd
-                // stream, so a segment is the entries' frames copied as they are, cut at entry boundaries.
-                try environment.read { txn in
-                    var mapped = environment.mappedPageBudget(every: MappedPageBudget.largeValues)
-                    try txn.forEach(outbox, from: bytesBE(first)) { k, v in
-                        mapped.tick()
-                        let seq = loadBE(k)
-                        guard seq == last + 1, v.count > 16 else {
+            func removeLeftovers(in dir: String) throws {
+                let removed = try removeStrayFiles(in: dir, deliveredSequence: delivered)
+                guard !removed.isEmpty else { return }
+                outcome.repairs.append("removed \(removed.count) leftover file(s) of an uncommitted delivery from \(dir): "
+                    + removed.joined(separator: ", "))
+            }
+            // Each directory a segment goes to is checked, claimed and cleaned once, before its first segment.
+            var prepared: [String] = []
+            func prepare(_ dir: String) throws {
+                guard !prepared.contains(dir) else { return }
+                try PrivateFiles.makeDirectory(dir, mode: PrivateFiles.directoryMode(forFileMode: mode(dir)))
+                if try deliveryDirectoryOwner(dir, delivered: delivered) == .free { try claim(dir, mode: mode(dir)) }
+                try removeLeftovers(in: dir)
+                prepared.append(dir)
+            }
+            // A directory this store has delivered nothing into and has nothing for is left untouched, not even claimed:
+            // a run that fails before it applies anything must not take its output directory from another store.
+            if try deliveryDirectoryOwner(fallback, delivered: delivered) == .thisStore
+                || manifestBytes(for: fallback, deliveredSequence: delivered).segments > 0
+            {
+                try prepare(fallback)
+            }
+
+            var directories: [String: String] = [:]  // pipeline → directory, for this call
+            func destination(_ txn: some ReadableTransaction, entry seq: UInt64) throws -> String {
+                guard let owner = try txn.get(routes, key: Self.routeKey("e", seq)).map({ String(decoding: $0, as: UTF8.self) })
+                else { return fallback }
+                if let known = directories[owner] { return known }
+                let dir = try txn.get(routes, key: Self.routeKey(pipeline: owner)).map { String(decoding: $0, as: UTF8.self) }
+                    ?? fallback
+                directories[owner] = dir
+                return dir
+            }
+            while true {
+                let first = delivered + 1
+                // The first pending entry's directory is the segment's; the segment ends before an entry bound elsewhere.
+                let target = try environment.read { txn -> String? in
+                    if try txn.get(outbox, key: bytesBE(first)) != nil { return try destination(txn, entry: first) }
+                    // Nothing at the cursor: done, unless sequences were handed out past it (a gap, reported below).
+                    return try pendingOutboxLines(txn) > 0 ? fallback : nil
+                }
+                guard let target else { break }
+                try prepare(target)
+                let tempPath = target + "/" + Self.temporaryFileName(first: first)
+                var file: SegmentFile?
+                var last = delivered
+                var records = 0
+                var entries = 0
+                var bytesIn = 0
+                do {
+                    // Each outbox entry is complete zstd frames of NDJSON lines; concatenated frames are a valid zstd
+                    // stream, so a segment is the entries' frames copied as they are, cut at entry boundaries.
+                    try environment.read { txn in
+                        var mapped = environment.mappedPageBudget(every: MappedPageBudget.largeValues)
+                        try txn.forEach(outbox, from: bytesBE(first)) { k, v in
+                            mapped.tick()
+                            let seq = loadBE(k)
+                            guard seq == last + 1, v.count > 16 else {
+                                throw StorageError(
+                                    code: .corrupted,
+                                    message: "outbox of \(self.directory) has a gap or a damaged entry: expected sequence "
+                                        + "\(last + 1), found \(seq)")
+                            }
+                            if entries > 0, try destination(txn, entry: seq) != target { return false }
+                            let entryLast: UInt64 = loadBE(v)
+                            let rawLength = Int(loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])) as UInt64)
+                            guard entryLast >= seq else {
+                                throw StorageError(code: .corrupted, message: "outbox entry \(seq) of \(self.directory) is damaged")
+                            }
+                            if file == nil { file = try SegmentFile(path: tempPath, mode: mode(target)) }
+                            try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
+                            last = entryLast
+                            records += Int(entryLast - seq + 1)
+                            entries += 1
+                            bytesIn += rawLength
+                            return bytesIn < segmentMaxBytes
+                        }
+                    }
+                    guard let file else { break }
+                    try file.finish()  // fsyncs the temporary file
+                    try step(.segmentWritten(tempPath))
+                } catch {
+                    unlink(tempPath)
+                    throw error
+                }
+                let info = SegmentInfo(
+                    file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
+                    records: records, bytesUncompressed: bytesIn, bytesCompressed: file!.bytesWritten)
+                let entry = Self.encodeSegment(info)
+                let newCursor = last
+                // The commit point: the lines leave the outbox and the segment is recorded, atomically.
+                do {
+                    try environment.write { txn in
+                        let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
+                        guard removed == entries else {
+                            // Nothing else removes outbox entries (delivery is serialised), so this is damage.
                             throw StorageError(
                                 code: .corrupted,
-                                message: "outbox of \(self.directory) has a gap or a damaged entry: expected sequence "
-                                    + "\(last + 1), found \(seq)")
+                                message: "outbox of \(self.directory) changed during delivery (\(removed) of \(entries) removed)")
                         }
-                        if entries > 0, try destination(txn, entry: seq) != target { return false }
-                        let entryLast: UInt64 = loadBE(v)
-                        let rawLength = Int(loadBE(UnsafeRawBufferPointer(rebasing: v[8..<16])) as UInt64)
-                        guard entryLast >= seq else {
-                            throw StorageError(code: .corrupted, message: "outbox entry \(seq) of \(self.directory) is damaged")
-                        }
-                        if file == nil { file = try SegmentFile(path: tempPath, mode: mode(target)) }
-                        try file!.write(UnsafeRawBufferPointer(rebasing: v[16...]))
-                        last = entryLast
-                        records += Int(entryLast - seq + 1)
-                        entries += 1
-                        bytesIn += rawLength
-                        return bytesIn < segmentMaxBytes
+                        _ = try txn.deleteRange(routes, from: Self.routeKey("e", first), upTo: Self.routeKey("e", newCursor + 1))
+                        try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
+                        try txn.put(segments, key: bytesBE(first), value: entry)
+                        try txn.put(routes, key: Self.routeKey("s", first), value: Array(target.utf8))
                     }
+                } catch {
+                    unlink(tempPath)
+                    throw error
                 }
-                guard let file else { break }
-                try file.finish()  // fsyncs the temporary file
-                try step(.segmentWritten(tempPath))
-            } catch {
-                unlink(tempPath)
-                throw error
+                delivered = newCursor
+                try step(.segmentCommitted(info.file))
+                // Only now does the segment get its final name, so a file with a final name is always committed.
+                // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
+                // is complete and fsynced, so it must not be deleted on failure here.
+                let finalPath = target + "/" + info.file
+                try deliveryRename(tempPath, to: finalPath)
+                try fsyncDirectory(target)
+                try step(.segmentRenamed(info.file))
+                outcome.segmentsWritten += 1
+                outcome.recordsDelivered += records
+                if target == fallback { outcome.files.append(info.file) } else { outcome.elsewhere.append(finalPath) }
             }
-            let info = SegmentInfo(
-                file: Self.segmentFileName(first: first, last: last), firstSeq: first, lastSeq: last,
-                records: records, bytesUncompressed: bytesIn, bytesCompressed: file!.bytesWritten)
-            let entry = Self.encodeSegment(info)
-            let newCursor = last
-            // The commit point: the lines leave the outbox and the segment is recorded, atomically.
-            do {
-                try environment.write { txn in
-                    let removed = try txn.deleteRange(outbox, from: bytesBE(first), upTo: bytesBE(newCursor + 1))
-                    guard removed == entries else {
-                        // Nothing else removes outbox entries (delivery is serialised), so this is damage.
-                        throw StorageError(
-                            code: .corrupted,
-                            message: "outbox of \(self.directory) changed during delivery (\(removed) of \(entries) removed)")
-                    }
-                    _ = try txn.deleteRange(routes, from: Self.routeKey("e", first), upTo: Self.routeKey("e", newCursor + 1))
-                    try txn.put(meta, key: MetaKey.deliveredSequence, value: bytesBE(newCursor))
-                    try txn.put(segments, key: bytesBE(first), value: entry)
-                    try txn.put(routes, key: Self.routeKey("s", first), value: Array(target.utf8))
+            try step(.beforeManifest)
+            // The manifests of this call's directories, and of the other pipelines' directories this store owns (a
+            // delivery that crashed before its manifests may have written segments there); those are cleaned too, so
+            // a run of any pipeline of the store repairs every directory the store owns.
+            var manifests = prepared
+            for (dir, _) in try pipelineDirectories() where !manifests.contains(dir) { manifests.append(dir) }
+            // With no new segment, a manifest that differs from the segments database is one a killed delivery left.
+            let nothingNew = outcome.segmentsWritten == 0
+            for dir in manifests {
+                if !prepared.contains(dir) {
+                    guard (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore else { continue }
+                    try removeLeftovers(in: dir)
                 }
-            } catch {
-                unlink(tempPath)
-                throw error
+                let (was, listed) = try writeManifest(in: dir, deliveredSequence: delivered, mode: mode(dir))
+                if nothingNew, was == .stale || (was == .missing && listed > 0) {
+                    outcome.repairs.append("rewrote the \(was.rawValue) manifest.json of \(dir)")
+                }
             }
-            delivered = newCursor
-            try step(.segmentCommitted(info.file))
-            // Only now does the segment get its final name, so a file with a final name is always committed.
-            // A crash before this rename is repaired by `completeLastSegment` on the next call; the temporary file
-            // is complete and fsynced, so it must not be deleted on failure here.
-            let finalPath = target + "/" + info.file
-            try deliveryRename(tempPath, to: finalPath)
-            try fsyncDirectory(target)
-            try step(.segmentRenamed(info.file))
-            outcome.segmentsWritten += 1
-            outcome.recordsDelivered += records
-            if target == fallback { outcome.files.append(info.file) } else { outcome.elsewhere.append(finalPath) }
+            return outcome
         }
-        try step(.beforeManifest)
-        // The manifests of this call's directories, and of the other pipelines' directories this store owns (a
-        // delivery that crashed before its manifests may have written segments there); those are cleaned too, so
-        // a run of any pipeline of the store repairs every directory the store owns.
-        var manifests = prepared
-        for (dir, _) in try pipelineDirectories() where !manifests.contains(dir) { manifests.append(dir) }
-        // With no new segment, a manifest that differs from the segments database is one a killed delivery left.
-        let nothingNew = outcome.segmentsWritten == 0
-        for dir in manifests {
-            if !prepared.contains(dir) {
-                guard (try? deliveryDirectoryOwner(dir, delivered: delivered)) == .thisStore else { continue }
-                try removeLeftovers(in: dir)
-            }
-            let (was, listed) = try writeManifest(in: dir, deliveredSequence: delivered, mode: mode(dir))
-            if nothingNew, was == .stale || (was == .missing && listed > 0) {
-                outcome.repairs.append("rewrote the \(was.rawValue) manifest.json of \(dir)")
-            }
-        }
-        return outcome
     }
 
     /// Every pipeline's delivery directory (`routes` `d`), in pipeline order, with the pipelines that use it.

@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 extension PanelStore {
     /// One event row (immutable, identified by its event id).
@@ -79,50 +80,50 @@ extension PanelStore {
         JSONWriter.appendEscaped(scope, to: &escapedScope)
         var outcome = EventOutcome()
 
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        try ensureFilterCapacity(adding: 0)
-        try environment.write { txn in
-            try checkSoleWriter(txn)
-            var framer = try OutboxFramer(store: self, txn: txn)
-            var seq = framer.startSeq
-            var lines: [UInt8] = []
-            for e in events {
-                var key = scopeBytes
-                key.append(0)
-                key.append(contentsOf: e.eventID.utf8)
-                let seen = try key.withUnsafeBytes { k in try txn.withValue(eventsDB, key: k) { $0 != nil } }
-                if seen {
-                    outcome.duplicates += 1
-                    continue
-                }
-                var pid: UInt64?
-                if let identityScope, let user = e.userExternalID {
-                    let identKey = Self.identityKey(scope: identityScope, externalID: user)
-                    if filter.mayContain(.ident, identKey) {
-                        pid = try identKey.withUnsafeBytes { k in
-                            try txn.withValue(ident, key: k) { v in v.flatMap { IdentValue($0)?.pid } }
+        return try writerLock.withLock { _ in
+            try ensureFilterCapacity(adding: 0)
+            try environment.write { txn in
+                try checkSoleWriter(txn)
+                var framer = try OutboxFramer(store: self, txn: txn)
+                var seq = framer.startSeq
+                var lines: [UInt8] = []
+                for e in events {
+                    var key = scopeBytes
+                    key.append(0)
+                    key.append(contentsOf: e.eventID.utf8)
+                    let seen = try key.withUnsafeBytes { k in try txn.withValue(eventsDB, key: k) { $0 != nil } }
+                    if seen {
+                        outcome.duplicates += 1
+                        continue
+                    }
+                    var pid: UInt64?
+                    if let identityScope, let user = e.userExternalID {
+                        let identKey = Self.identityKey(scope: identityScope, externalID: user)
+                        if filter.mayContain(.ident, identKey) {
+                            pid = try identKey.withUnsafeBytes { k in
+                                try txn.withValue(ident, key: k) { v in v.flatMap { IdentValue($0)?.pid } }
+                            }
                         }
                     }
+                    if pid == nil { outcome.unresolvedUsers += 1 }
+                    try key.withUnsafeBytes { k in try withBE(pid ?? 0) { try txn.put(eventsDB, key: k, value: $0) } }
+                    seq += 1
+                    appendEventLine(
+                        into: &lines, seq: seq, eventID: e.eventID, participantID: pid, escapedScope: escapedScope,
+                        userExternalID: e.userExternalID, commitVersion: e.commitVersion, record: e.record)
+                    lines.append(0x0A)
+                    outcome.inserted += 1
                 }
-                if pid == nil { outcome.unresolvedUsers += 1 }
-                try key.withUnsafeBytes { k in try withBE(pid ?? 0) { try txn.put(eventsDB, key: k, value: $0) } }
-                seq += 1
-                appendEventLine(
-                    into: &lines, seq: seq, eventID: e.eventID, participantID: pid, escapedScope: escapedScope,
-                    userExternalID: e.userExternalID, commitVersion: e.commitVersion, record: e.record)
-                lines.append(0x0A)
-                outcome.inserted += 1
+                lines.withUnsafeBytes { framer.appendLines($0, lastSeq: seq) }
+                let startSeq = framer.startSeq
+                try framer.finish(txn)
+                try recordRoute(txn, after: startSeq, through: seq, pipeline: pipeline)
+                if let checkpointBytes {
+                    try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
+                }
             }
-            lines.withUnsafeBytes { framer.appendLines($0, lastSeq: seq) }
-            let startSeq = framer.startSeq
-            try framer.finish(txn)
-            try recordRoute(txn, after: startSeq, through: seq, pipeline: pipeline)
-            if let checkpointBytes {
-                try txn.put(meta, key: MetaKey.checkpoint(pipeline), value: checkpointBytes)
-            }
+            return outcome
         }
-        return outcome
     }
 
     /// Whether `eventID` was recorded in `scope`, and the participant it resolved to (0 when unresolved).

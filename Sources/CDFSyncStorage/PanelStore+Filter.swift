@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 extension PanelStore {
     /// Rebuilds the filter with room for the current keys plus `minimumCapacity` (or twice the old capacity).
@@ -37,15 +38,15 @@ extension PanelStore {
     /// ignore the file and scan. Best effort: returns whether it was saved.
     @discardableResult
     public func saveFilter() -> Bool {
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        guard let txnID = environment.unbrokenOwnCommits else { return false }
-        let temp = savedFilterPath + ".tmp"
-        guard filter.write(toFile: temp, transactionID: txnID), rename(temp, savedFilterPath) == 0 else {
-            unlink(temp)
-            return false
+        writerLock.withLock { _ in
+            guard let txnID = environment.unbrokenOwnCommits else { return false }
+            let temp = savedFilterPath + ".tmp"
+            guard filter.write(toFile: temp, transactionID: txnID), rename(temp, savedFilterPath) == 0 else {
+                unlink(temp)
+                return false
+            }
+            return true
         }
-        return true
     }
 
     /// Replaces the filter with the saved one if it describes the store's last committed transaction and its
@@ -63,10 +64,10 @@ extension PanelStore {
     /// load rebuilt it at ~1 M and ~4 M keys). Does nothing once the store holds keys (then the result's size says
     /// nothing about how many keys are new) or when the filter already has room.
     public func reserveFilterCapacity(forKeys keys: Int) throws {
-        writerLock.lock()
-        defer { writerLock.unlock() }
-        guard filter.count == 0, keys > filter.capacity, environment.unbrokenOwnCommits != nil else { return }
-        try rebuildFilter(minimumCapacity: keys + keys / 4)
+        try writerLock.withLock { _ in
+            guard filter.count == 0, keys > filter.capacity, environment.unbrokenOwnCommits != nil else { return }
+            try rebuildFilter(minimumCapacity: keys + keys / 4)
+        }
     }
 
     /// Grows the filter before a batch that could push it past its capacity (caller holds `writerLock`).

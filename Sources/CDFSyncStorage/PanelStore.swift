@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 /// The deduplicated participant panel, its identity index, per-key versions, checkpoints, outbox and run
 /// records, all in one LMDB environment (see docs/storage.md for the layout).
@@ -44,8 +45,8 @@ public final class PanelStore: @unchecked Sendable {
     /// zstd level of the frames each apply writes to the outbox (its NDJSON lines).
     public let outboxCompressionLevel: Int32
 
-    let writerLock = NSLock()
-    let deliveryLock = NSLock()
+    let writerLock = Mutex<Void>(())
+    let deliveryLock = Mutex<Void>(())
     /// Test hook: called at each step of delivery (set only while no delivery runs).
     nonisolated(unsafe) var deliveryHook: ((DeliveryStep) throws -> Void)?
     let scratch: WriterScratch

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import CDFSyncCore
 
 /// A record stored without its JSON key names.
@@ -252,27 +253,25 @@ enum RecordShape {
 /// held in memory both ways. Ids are handed out inside the write transaction that first stores a record of the
 /// shape and become visible here only after it commits, so an aborted batch leaves no id behind.
 ///
-/// Thread-safety: guarded by a lock (readers on any thread, the one writer). Hence `@unchecked Sendable`.
-final class RecordShapes: @unchecked Sendable {
-    private let lock = NSLock()
-    private var byID: [UInt32: [UInt8]] = [:]
-    private var byKeys: [[UInt8]: UInt32] = [:]
+/// Thread-safety: the maps are behind a mutex (readers on any thread, the one writer).
+final class RecordShapes: Sendable {
+    private let maps = Mutex<(byID: [UInt32: [UInt8]], byKeys: [[UInt8]: UInt32])>(([:], [:]))
 
     /// The id of the shape with these keys, if known to this process.
     func id(keys: [UInt8]) -> UInt32? {
-        lock.withLock { byKeys[keys] }
+        maps.withLock { $0.byKeys[keys] }
     }
 
     /// The keys of shape `id`, if known to this process.
     func keys(id: UInt32) -> [UInt8]? {
-        lock.withLock { byID[id] }
+        maps.withLock { $0.byID[id] }
     }
 
     /// Records shapes committed to `shapes` (at open, after a commit, or found by a reader).
     func add(id: UInt32, keys: [UInt8]) {
-        lock.withLock {
-            byID[id] = keys
-            byKeys[keys] = id
+        maps.withLock {
+            $0.byID[id] = keys
+            $0.byKeys[keys] = id
         }
     }
 }

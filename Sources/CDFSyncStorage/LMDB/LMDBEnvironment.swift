@@ -13,16 +13,11 @@ import Darwin
 // MARK: - Environment
 
 /// Directories whose environment is open in this process; LMDB must not open one environment twice per process
-/// (closing the second handle would release the first one's locks). Guarded by `openEnvironmentsLock` (an NSLock,
-/// i.e. a pthread mutex, which ThreadSanitizer understands; `Synchronization.Mutex` uses raw futexes on Linux
-/// and is reported as a race by TSan).
-nonisolated(unsafe) private var openEnvironmentSet = Set<String>()
-private let openEnvironmentsLock = NSLock()
+/// (closing the second handle would release the first one's locks).
+private let openEnvironments = Mutex<Set<String>>([])
 
 private func withOpenEnvironments<R>(_ body: (inout Set<String>) -> R) -> R {
-    openEnvironmentsLock.lock()
-    defer { openEnvironmentsLock.unlock() }
-    return body(&openEnvironmentSet)
+    openEnvironments.withLock { body(&$0) }
 }
 
 /// One LMDB environment (a directory holding `data.mdb` and `lock.mdb`).
@@ -171,26 +166,26 @@ public final class LMDBEnvironment: @unchecked Sendable {
         // Held from begin to after the commit is recorded: LMDB releases its writer mutex inside mdb_txn_commit, so
         // without this another thread's commit could land between this commit and reading its id, and the chain of
         // own commits (``unbrokenOwnCommits``) would look broken by "another process".
-        writeSerializer.lock()
-        defer { writeSerializer.unlock() }
-        var txn: OpaquePointer?
-        try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction", path: path)
-        var transaction = WriteTransaction(pointer: txn!, path: path)
-        let result: R
-        do {
-            result = try body(&transaction)
-        } catch {
-            mdb_txn_abort(txn)
-            throw error
+        try writeSerializer.withLock { _ in
+            var txn: OpaquePointer?
+            try check(mdb_txn_begin(env, nil, 0, &txn), "beginning a write transaction", path: path)
+            var transaction = WriteTransaction(pointer: txn!, path: path)
+            let result: R
+            do {
+                result = try body(&transaction)
+            } catch {
+                mdb_txn_abort(txn)
+                throw error
+            }
+            // mdb_txn_commit frees the transaction even when it fails, so never abort after it.
+            try check(mdb_txn_commit(txn), "committing a write transaction", path: path)
+            let last = lastCommittedTransactionID
+            ownCommits.withLock { chain in
+                // Still unbroken if nothing was committed (an empty transaction) or exactly this one was.
+                if let c = chain { chain = (last == c || last == c + 1) ? last : nil }
+            }
+            return result
         }
-        // mdb_txn_commit frees the transaction even when it fails, so never abort after it.
-        try check(mdb_txn_commit(txn), "committing a write transaction", path: path)
-        let last = lastCommittedTransactionID
-        ownCommits.withLock { chain in
-            // Still unbroken if nothing was committed (an empty transaction) or exactly this one was.
-            if let c = chain { chain = (last == c || last == c + 1) ? last : nil }
-        }
-        return result
     }
 
     /// The id of the last committed transaction (from the meta page; no system call).
@@ -225,7 +220,7 @@ public final class LMDBEnvironment: @unchecked Sendable {
     private let ownCommits = Mutex<Int?>(nil)
     /// Serialises this environment's write transactions in the process (LMDB's own writer lock already does,
     /// except for the moment after a commit; see ``write(_:)``).
-    private let writeSerializer = NSLock()
+    private let writeSerializer = Mutex<Void>(())
 
     /// Runs `body` in a read-only transaction that sees one consistent snapshot.
     ///
