@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# The demo: a simulated Databricks SQL warehouse on loopback, two syncs around new commits, and a third
-# that finds nothing to do. Everything it writes goes under .demo/.
+# The demo: the import flow an admin follows, on a simulated Databricks SQL warehouse on loopback.
+#   connection add → connection test → discover → pipeline init → validate → preview → sync
+#   → new commits arrive → sync → a sync with nothing new → runs → status
+# then the quick raw copy (`sync --table --key`). Everything it writes goes under .demo/.
 set -euo pipefail
-BIN=${1:?usage: demo.sh <release bin dir>}
+BIN=$(cd "${1:?usage: demo.sh <release bin dir>}" && pwd)
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DEMO="$ROOT/.demo"
 rm -rf "$DEMO"; mkdir -p "$DEMO"
 ADMIN_TOKEN="demo-admin-$$"
+CDFSYNC="$BIN/cdfsync"
+# Saved connections and their encrypted secrets live here for the demo (default: ~/.config/cdfsync).
+export CDFSYNC_CONFIG_DIR="$DEMO/config"
+step() { echo; echo "== $*"; }
+show() { printf '$ cdfsync'; printf ' %q' "$@"; echo; "$CDFSYNC" "$@"; }
 
-echo "== starting the simulated warehouse (fixtures/demo-workspace.json)"
+step "starting the simulated warehouse (fixtures/demo-workspace.json)"
 DBSQL_SIM_ADMIN_TOKEN="$ADMIN_TOKEN" "$BIN/dbsql-sim" --workspace "$ROOT/fixtures/demo-workspace.json" --port 0 \
   >"$DEMO/sim.out" 2>"$DEMO/sim.log" &
 SIM_PID=$!
@@ -21,16 +28,33 @@ done
 URL=$(sed -n 's/^listening on //p' "$DEMO/sim.out")
 [ -n "$URL" ] || { echo "simulator did not report its address"; cat "$DEMO/sim.log"; exit 1; }
 echo "   $URL (pid $SIM_PID)"
-
-export DATABRICKS_HOST="$URL" DATABRICKS_TOKEN="dapi-demo-token"
 WAREHOUSE=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["warehouses"][0]["id"])' "$ROOT/fixtures/demo-workspace.json")
-SYNC=("$BIN/cdfsync" sync --warehouse-id "$WAREHOUSE" --table main.research.participants --key participant_id
-      --state-dir "$DEMO/state" --output-dir "$DEMO/out")
 
-echo; echo "== sync 1: everything so far"
-"${SYNC[@]}"
+cd "$DEMO"
+step "1. save the connection (the token is read from stdin and stored encrypted, never echoed)"
+echo "dapi-demo-token" | show connection add demo --host "$URL" --warehouse-id "$WAREHOUSE" --secret-stdin
 
-echo; echo "== appending new commits through the simulator's admin API (fixtures/demo-commits-2.json)"
+step "2. test it, step by step"
+show connection test demo
+
+step "3. discover what the identity may read"
+show discover demo
+
+step "4. a pipeline from the source's columns and a sample of its values: the mapping suggested, each with its reason"
+echo '$ cdfsync pipeline init --source main.research.participants --connection demo > participants.yaml'
+"$CDFSYNC" pipeline init --source main.research.participants --connection demo >participants.yaml
+sed -n '/^name:/,/^# schedule/p' participants.yaml | grep -v '^$'
+
+step "5. validate it against the live schema"
+show pipeline validate participants.yaml
+
+step "6. preview: the query the pipeline builds and its first rows as the sync maps them"
+show pipeline preview participants.yaml --limit 3
+
+step "7. the first sync: a snapshot at the table's latest version"
+show sync participants.yaml
+
+step "appending new commits through the simulator's admin API (fixtures/demo-commits-2.json)"
 python3 - "$ROOT/fixtures/demo-commits-2.json" "$URL" "$ADMIN_TOKEN" <<'PY'
 import datetime, json, sys, urllib.request
 doc, url, token = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
@@ -45,18 +69,27 @@ for i, c in enumerate(doc["commits"]):
     print(f"   v{c['version']} {c['operation']}: {n('insert')} inserts, {n('update')} updates, {n('delete')} deletes")
 PY
 
-echo; echo "== sync 2: only the new commits"
-"${SYNC[@]}"
+step "8. sync again: only the change data of the new commits"
+show sync participants.yaml
 
-echo; echo "== sync 3: nothing new"
-"${SYNC[@]}"
+step "9. and again: nothing new"
+show sync participants.yaml
 
-echo; echo "== runs recorded"
-"$BIN/cdfsync" runs --state-dir "$DEMO/state"
+step "10. the audit record of every run"
+show runs
 
-PANEL=$("$BIN/cdfsync" panel export --state-dir "$DEMO/state" | wc -l)
-echo; echo "== result"
-echo "   panel: $PANEL participants in $DEMO/state (LMDB)"
-echo "   changes delivered as zstd NDJSON in $DEMO/out:"
-ls -1 "$DEMO/out" | sed 's/^/     /'
-echo "   read one with: zstdcat $DEMO/out/changes-*.ndjson.zst | head"
+step "11. where the pipeline stands"
+show status
+
+step "the quick raw copy, for a first look at a table: no mapping, normalisation, identity or consent"
+export DATABRICKS_HOST="$URL" DATABRICKS_TOKEN="dapi-demo-token"
+show sync --warehouse-id "$WAREHOUSE" --table main.research.participants --key participant_id \
+  --state-dir "$DEMO/raw-state" --output-dir "$DEMO/raw-out"
+unset DATABRICKS_HOST DATABRICKS_TOKEN
+
+PANEL=$("$CDFSYNC" panel export | wc -l)
+step "result"
+echo "   panel: $PANEL participants in $DEMO/.cdfsync/state (LMDB)"
+echo "   changes delivered as zstd NDJSON in $DEMO/.cdfsync/out/participants:"
+ls -1 "$DEMO/.cdfsync/out/participants" | sed 's/^/     /'
+echo "   read one with: zstdcat $DEMO/.cdfsync/out/participants/changes-*.ndjson.zst | head"
