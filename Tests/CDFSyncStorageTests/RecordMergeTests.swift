@@ -147,3 +147,35 @@ import Testing
         #expect(Set(whole.0).count == 1, "one participant: \(whole.0)")
     }
 }
+
+extension RecordMergeTests {
+    /// A participant linked before `keyrecords` existed (no entries): the next change of a linked key takes the
+    /// other keys' records from the participant's record at that moment, then merges as usual.
+    @Test func aParticipantLinkedWithoutKeyRecordsGetsThemFromItsRecord() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir)
+            _ = try store.apply([
+                Change(externalID: "u1", commitVersion: 1,
+                    record: Self.participant("u1", #""first_name":"Ann","phone":"+14155550101","contactable":true"#), email: "a@x.io"),
+                Change(externalID: "u2", commitVersion: 2,
+                    record: Self.participant("u2", #""first_name":"Ann","phone":"+14155550101","contactable":true"#), email: "a@x.io"),
+            ], scope: "crm", pipeline: "crm", checkpoint: nil)
+            // What an older build left: links, no keyrecords.
+            try store.environment.write { txn in
+                var keys: [[UInt8]] = []
+                try txn.forEach(store.keyRecords) { k, _ in
+                    keys.append(Array(k))
+                    return true
+                }
+                #expect(keys.count == 2)
+                for k in keys { _ = try txn.delete(store.keyRecords, key: k) }
+            }
+            _ = try store.apply([Change(externalID: "u2", commitVersion: 3,
+                record: Self.participant("u2", #""first_name":null,"phone":null,"contactable":true"#), email: "a@x.io")],
+                scope: "crm", pipeline: "crm", checkpoint: nil)
+            let r = try Self.panelRecord(store, "u1", scope: "crm")
+            #expect(r["first_name"] as? String == "Ann" && r["phone"] as? String == "+14155550101", "\(r)")
+            #expect(r["external_id"] as? String == "u1")
+        }
+    }
+}
