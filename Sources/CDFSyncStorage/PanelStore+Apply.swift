@@ -262,6 +262,7 @@ extension PanelStore {
                             let inFilter = lookups[g].maybeKnown ? lookups[g].probe : nil
                             let pid: UInt64
                             let insert: Bool
+                            var returned: [UInt8]?
                             switch decision {
                             case .skipOlder:
                                 outcome.skippedOlder += 1
@@ -282,14 +283,19 @@ extension PanelStore {
                                 continue
                             case .update(let p, let linked):
                                 pid = p
-                                if linked {
-                                    try panelWriter.header(of: pid).withUnsafeBytes {
-                                        try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
-                                            record: record, shaped: shaped, append: false)
+                                // A key a refresh marked absent is back in the source: its change says so.
+                                returned = stored!.absent ? InSource.set(true, in: record) : nil
+                                try (returned ?? []).withUnsafeBytes { back in
+                                    let (rec, fr, sh) = returned == nil ? (record, frame, shaped) : (back, nil, nil)
+                                    if linked {
+                                        try panelWriter.header(of: pid).withUnsafeBytes {
+                                            try panelWriter.write(pid, key: key, header: $0, version: version, frame: fr,
+                                                record: rec, shaped: sh, append: false)
+                                        }
+                                    } else {
+                                        try panelWriter.write(pid, key: key, header: nil, version: version, frame: fr,
+                                            record: rec, shaped: sh, append: false)
                                     }
-                                } else {
-                                    try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
-                                        record: record, shaped: shaped, append: false)
                                 }
                                 let next = IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: linked)
@@ -332,6 +338,14 @@ extension PanelStore {
                                 }
                                 outcome.inserted += 1
                                 insert = true
+                            }
+                            if let returned {
+                                returned.withUnsafeBytes {
+                                    framer.appendChange(
+                                        insert: insert, participantID: pid, escapedScope: escapedScope,
+                                        externalID: externalID, commitVersion: version, record: $0)
+                                }
+                                continue
                             }
                             framer.appendChange(
                                 insert: insert, participantID: pid, escapedScope: escapedScope, externalID: externalID,
