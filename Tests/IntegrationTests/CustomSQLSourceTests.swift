@@ -243,6 +243,14 @@ struct CustomSQLSourceTests {
         #expect((obj["rows"] as? [[String: Any]])?.count == 2)
         #expect((obj["parameters"] as? [String: Any])?["n"] as? String == "2")
 
+        // preview runs the sync's own statement around the query, the page size a bound parameter too.
+        let preview = try cli(["pipeline", "preview", file, "--limit", "2"], sim)
+        #expect(preview.status == 0, "\(preview.output)")
+        #expect(preview.output.contains("query      SELECT `id`, `email`, `country`, `status`, `updated_at` FROM ("),
+            "\(preview.output)")
+        #expect(preview.output.contains(") AS src LIMIT :n") && preview.output.contains("  :n = '2'"))
+        #expect(preview.output.contains("1. participant "))
+
         // A mapping the query does not cover: test-sql says which and exits 1; validate fails the same field.
         try JoinWorkspace.yaml(mode: "snapshot").replacingOccurrences(of: "country: country", with: "country: land")
             .write(toFile: file, atomically: true, encoding: .utf8)
