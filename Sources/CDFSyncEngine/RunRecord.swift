@@ -646,8 +646,9 @@ extension RunRecord {
         }
         let what = readDescription ?? "nothing"
         if mode == .replayDryRun || mode == .refreshDryRun {
-            lines.append("\(mode.rawValue) of \(table) \(what) (run \(runID)): nothing was applied, marked, "
-                + "delivered or checkpointed; only this run's audit record was written")
+            lines.append("\(mode.rawValue) of \(table) \(what) (run \(runID)): nothing was applied, "
+                + (mode == .refreshDryRun ? "marked, " : "") + "delivered or checkpointed; only this run's audit "
+                + "record was written")
         } else {
             lines.append("\(kind) of \(table) [\(mode.rawValue)] \(what) (run \(runID))")
         }
