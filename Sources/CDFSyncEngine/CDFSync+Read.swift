@@ -160,8 +160,12 @@ extension CDFSync {
         // A refresh: the source has these keys, even if no page can read them.
         if let seen = refreshing?.seen {
             for row in nulls.rows {
-                guard let id = row.first ?? nil, !id.isEmpty else { continue }
-                try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: id))
+                // Trimmed as the mapper trims an external id.
+                guard let raw = row.first ?? nil else { continue }
+                var id = Substring(raw)
+                while id.first?.isWhitespace == true { id.removeFirst() }
+                while id.last?.isWhitespace == true { id.removeLast() }
+                if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: String(id))) }
             }
         }
         if !nulls.rows.isEmpty {

@@ -124,8 +124,9 @@ public final class CDFSync {
                     case .snapshot: .snapshot
                     case .watermark: .watermark
                     }
+                    // A refresh's record says `refresh`; its parts say how it read.
+                    summary.modeReason = decision.reason
                 }
-                summary.modeReason = decision.reason
                 action = machine.modeDecided(decision.mode)
             case .checkColumns:
                 if options.customSQL != nil { try checkCustomColumns(options.spec!) } else { try checkColumns(options.spec!) }

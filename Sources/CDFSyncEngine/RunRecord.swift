@@ -563,7 +563,9 @@ extension RunRecord {
         guard !parts.isEmpty else { return nil }
         return parts.map { p in
             guard p.mode == .watermark else { return p.description }
-            return "rows " + (watermarkBefore.map { "after \($0) " } ?? "") + "up to \(watermark ?? "the start")"
+            // A refresh reads a watermark source from its first row, whatever the checkpoint.
+            let after = mode.isRefresh ? "from the first row " : watermarkBefore.map { "after \($0) " } ?? ""
+            return "rows " + after + "up to \(watermark ?? "the start")"
                 + (p.complete ? "" : " (incomplete: the run stopped in it)")
         }.joined(separator: ", then ")
     }

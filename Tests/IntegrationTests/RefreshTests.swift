@@ -134,8 +134,11 @@ struct RefreshTests {
             let store = try PanelStore(directory: dir.sub("state"))
             let first = try engine(sim, p, dir: dir, store: store).run()
             #expect(first.inserted == 31, "\(mode)")
-            // Person 2's consent row goes: the join no longer returns them.
+            // Person 2's consent row goes: the join no longer returns them. Person 4's cursor becomes NULL: no page
+            // reads them, but the source still has them.
             try commit(sim, "main.crm.consents", 1, #""delete": [\#(JoinWorkspace.consentRow(2))]"#)
+            let noCursor = JoinWorkspace.personRow(4).replacingOccurrences(of: "\"2026-01-05T10:00:00.000Z\"", with: "null")
+            try commit(sim, "main.crm.people", 1, #""update": [{"before": \#(JoinWorkspace.personRow(4)), "after": \#(noCursor)}]"#)
             let r = try engine(sim, p, dir: dir, store: store).refresh(RefreshOptions())
             #expect(r.mode == .refresh, "\(mode)")
             #expect(r.rowsRead == 39, "\(mode): the whole query, from its first row")
@@ -143,6 +146,8 @@ struct RefreshTests {
             // Not opted in (5, 10, …) and invalid (7) rows are in the source: never absent.
             #expect(try inSource(dir, store: store) == ["2": false], "\(mode)")
             if mode == "watermark" {
+                #expect(r.nullCursor == 1)
+                #expect(r.readDescription?.hasPrefix("rows from the first row up to ") == true, "\(r.readDescription ?? "")")
                 let cp = try store.checkpoint(pipeline: "joined")
                 #expect(cp?.watermark != nil)
             }
