@@ -151,6 +151,10 @@ import Testing
 
         let bad = try await h.call("POST", "/_sim/faults", json: ["kind": "explode"], token: "sim-admin")
         #expect(bad.status == 400)
+        #expect(
+            bad.json["error"] as? String
+                == "unknown fault kind explode; one of corrupt_body, drop, expire_links, proxy_status, queue, "
+                + "reset_mid_body, revoke_token, slow, sql_error, status, tamper")
         #expect(try await h.call("DELETE", "/_sim/faults", token: "sim-admin").status == 200)
     }
 
@@ -200,6 +204,39 @@ import Testing
         let continued = try c.readReply()
         #expect(continued.status == 200)
         #expect(state(continued.json) == "SUCCEEDED")
+    }
+
+    /// What no route takes is answered per prefix, after authentication where the path needs it.
+    @Test func unroutedPathsAndMethods() async throws {
+        let h = try Harness()
+        // The SQL API authenticates before it says a path does not exist.
+        h.token = ""
+        #expect(try await h.call("GET", "/api/2.0/sql/nothing").status == 401)
+        h.token = "dapi-test-token"
+        let nowhere = try await h.call("PATCH", "/api/2.0/sql/statements")
+        #expect(nowhere.status == 404)
+        #expect(nowhere.json["error_code"] as? String == "ENDPOINT_NOT_FOUND")
+        #expect(nowhere.json["message"] as? String == "No API found for 'PATCH /api/2.0/sql/statements'")
+        #expect(try await h.call("GET", "/oidc/v1/token").json["error_code"] as? String == "ENDPOINT_NOT_FOUND")
+        // A trailing slash is the same path.
+        #expect(try await h.call("GET", "/api/2.0/sql/warehouses/").status == 200)
+        // The admin interface: the token first, then its own 404.
+        #expect(try await h.call("GET", "/_sim/nothing", token: "nope").status == 401)
+        let admin = try await h.call("GET", "/_sim/nothing", token: "sim-admin")
+        #expect(admin.status == 404)
+        #expect(admin.json["error"] as? String == "no admin endpoint GET /_sim/nothing")
+        // The webhook receiver takes POST /_hook/<name> only.
+        #expect(try await h.call("GET", "/_hook/a").text == #"{"error":"POST /_hook/<name>"}"#)
+        #expect(try await h.call("POST", "/_hook/a/b", json: [:]).status == 404)
+        #expect(try await h.call("POST", "/_hook/a", json: ["x": 1]).status == 200)
+        // Blob storage answers like S3.
+        let put = try await h.call("PUT", "/_blob/x/0", authorize: false)
+        #expect(put.status == 405)
+        #expect(put.text.contains("<Code>MethodNotAllowed</Code>"))
+        #expect(try await h.call("GET", "/_blob/x", authorize: false).text.contains("<Code>SignatureDoesNotMatch</Code>"))
+        // Every answer carries a request id and the server name.
+        #expect(put.header("x-request-id") != nil)
+        #expect(put.header("server") == "databricks")
     }
 
     @Test func healthAndClockAdmin() async throws {
