@@ -23,6 +23,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The simulator's HTTP transport only (never the engine, storage, client or core modules).
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // Tests only: property-based tests with shrinking (the split-invariance property).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -49,7 +54,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // The Databricks SQL warehouse simulator (library).
-        .target(name: "WarehouseSimulator", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
+        // Its HTTP transport is Hummingbird: routes, fault middleware, and a NIO handler for transport faults.
+        .target(
+            name: "WarehouseSimulator",
+            dependencies: [
+                "CDFSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         .executableTarget(
             name: "cdfsync",
@@ -64,6 +80,8 @@ let package = Package(
             dependencies: [
                 "WarehouseSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -102,7 +120,12 @@ let package = Package(
         ),
         .testTarget(
             name: "WarehouseSimulatorTests",
-            dependencies: ["WarehouseSimulator", "CDFSyncCore"],
+            dependencies: [
+                "WarehouseSimulator", "CDFSyncCore", "CDFSyncTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The real client against the real simulator over loopback, and the built cdfsync run as a process.
