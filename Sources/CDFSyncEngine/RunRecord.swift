@@ -265,6 +265,8 @@ public struct RunRecord: Sendable, Equatable {
     /// Column changes of the source inside the versions read (a rename, an added or dropped column), which the run
     /// read across: e.g. `v9 column email renamed to email_address`.
     public var schemaChanges: [String] = []
+    /// What the pipeline's activation decided and delivered in this run (nil: no activation; docs/activation.md).
+    public var invitations: InvitationCounts?
     public var error: String?
 
     public init(pipeline: String, table: String) {
@@ -349,6 +351,7 @@ extension RunRecord: Codable {
         case invalidSamples = "invalid_samples", bytesReceived = "bytes_received"
         case peakResidentBytes = "peak_rss_bytes", outputFiles = "output_files", warnings
         case schemaChanges = "schema_changes", error
+        case invitations
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -384,6 +387,7 @@ extension RunRecord: Codable {
         try c.encode(outputFiles, forKey: .outputFiles)
         try c.encode(warnings, forKey: .warnings)
         try c.encode(schemaChanges, forKey: .schemaChanges)
+        try c.encode(invitations, forKey: .invitations)
         try c.encode(error, forKey: .error)
     }
 
@@ -438,6 +442,7 @@ extension RunRecord: Codable {
         outputFiles = try c.decodeIfPresent([String].self, forKey: .outputFiles) ?? []
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
         schemaChanges = try c.decodeIfPresent([String].self, forKey: .schemaChanges) ?? []
+        invitations = try c.decodeIfPresent(InvitationCounts.self, forKey: .invitations)
         error = try c.decodeIfPresent(String.self, forKey: .error)
         if recordVersion >= 2 {
             checkpointBefore = try c.decodeIfPresent(Int64.self, forKey: .checkpointBefore)
@@ -612,6 +617,7 @@ extension RunRecord {
                 + "nothing changed")
             // A repair of a delivery killed part-way, or webhook batches sent again, happen on such a run too.
             if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
+            lines += invitationLines
             for w in warnings { lines.append("  warning: \(w)") }
             return lines.joined(separator: "\n")
         }
@@ -639,6 +645,7 @@ extension RunRecord {
             lines.append("  durability     run: commits not synced one by one; the store was synced before delivery")
         }
         for c in schemaChanges { lines.append("  schema change  \(c)") }
+        lines += invitationLines
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
     }

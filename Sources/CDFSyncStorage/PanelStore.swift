@@ -35,6 +35,13 @@ public final class PanelStore: @unchecked Sendable {
     /// pipeline that wrote it; `s` + a segment's first sequence → the directory it was delivered into; `d` + a
     /// pipeline → its delivery directory; `m` + a pipeline → the mode of its files, when not the private default.
     let routes: Database
+    /// The invitation ledger (`L` + participant + target → entry) and its index of held entries (`H` + pipeline, NUL,
+    /// participant, target); see PanelStore+Invitations.swift.
+    let invitationsDB: Database
+    /// Each pipeline's invitation outbox: pipeline, NUL, sequence (8 bytes BE) → participant (8 bytes BE) + target.
+    let invitationQueue: Database
+    /// Each pipeline's delivered invitation segments: pipeline, NUL, first sequence → the segment's JSON.
+    let invitationSegments: Database
     /// `shapesDB` in memory.
     let shapes = RecordShapes()
     /// zstd level used for panel record values.
@@ -90,14 +97,14 @@ public final class PanelStore: @unchecked Sendable {
         recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1, access: Access = .writer
     ) throws {
         directoryLock = access == .writer ? try WriterLock(directory: directory) : nil
-        environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 16, durable: durable)
+        environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 20, durable: durable)
         // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
         // transactions) and writes or checks the layout version.
         let path = environment.path
         let (dbs, savedShapes, id) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])], [UInt8]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-                "conflicts", "events", "shapes", "routes",
+                "conflicts", "events", "shapes", "routes", "invitations", "invitation_queue", "invitation_segments",
             ].map { try txn.openDatabase($0) }
             let meta = dbs[2]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
@@ -136,6 +143,7 @@ public final class PanelStore: @unchecked Sendable {
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         shapesDB = dbs[12]
         routes = dbs[13]
+        (invitationsDB, invitationQueue, invitationSegments) = (dbs[14], dbs[15], dbs[16])
         for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold
@@ -247,6 +255,8 @@ public final class PanelStore: @unchecked Sendable {
         public var consentBlocked: Int
         /// Conflict entries recorded: a weaker key (email, phone) already belongs to another participant.
         public var conflicts: Int
+        /// What the pipeline's activation decided (all zero without one); not row counts.
+        public var activation = ActivationOutcome()
 
         public init(
             inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, linked: Int = 0,
@@ -272,6 +282,7 @@ public final class PanelStore: @unchecked Sendable {
             a.linked += b.linked
             a.consentBlocked += b.consentBlocked
             a.conflicts += b.conflicts
+            a.activation += b.activation
         }
     }
 

@@ -146,6 +146,7 @@ extension CDFSyncCommand {
                 let counts = r.counts.fields
                 let countWidth = counts.map(\.key.count).max() ?? 0
                 for (k, v) in counts { lines.append("  \(pad(k, countWidth))\(v)") }
+                lines += r.invitationFieldLines
                 for (key, list) in [("statement_ids", r.statementIDs), ("output_files", r.outputFiles),
                                     ("schema_changes", r.schemaChanges), ("warnings", r.warnings),
                                     ("invalid_samples", r.invalidSamples)] where !list.isEmpty {

@@ -1,0 +1,72 @@
+import CDFSyncCore
+import CDFSyncStorage
+import Foundation
+
+/// `status`'s view of each pipeline's activation (docs/activation.md): its target, whether it stands confirmed, and
+/// its invitations — from the store alone (the settings a pipeline's runs last used are noted in it).
+struct ActivationStatus {
+    var pipeline: String
+    var noted: PanelStore.NotedActivation?
+    var confirmation: PanelStore.ActivationConfirmation?
+    var statistics: PanelStore.InvitationStatistics
+
+    /// `confirmed`, `not_required`, `unconfirmed`, `stale`, `deactivated`, or `removed` (its runs have no activation
+    /// any more).
+    var standing: String {
+        if confirmation?.state == .deactivated { return "deactivated" }
+        guard let noted else { return "removed" }
+        if ActivationTarget(key: noted.target)?.requiresConfirmation == false { return "not_required" }
+        guard let confirmation else { return "unconfirmed" }
+        return confirmation.settingsHash == noted.settingsHash ? "confirmed" : "stale"
+    }
+
+    static func load(_ store: PanelStore) throws -> [ActivationStatus] {
+        let noted = try store.notedActivations()
+        return try store.activationPipelines().map { name in
+            ActivationStatus(pipeline: name, noted: noted[name], confirmation: try store.activationConfirmation(pipeline: name),
+                statistics: try store.invitationStatistics(pipeline: name))
+        }
+    }
+
+    var line: String {
+        let target = noted.flatMap { ActivationTarget(key: $0.target)?.description } ?? "no activation now"
+        let who = confirmation.map { " by \($0.by) at \($0.at)" } ?? ""
+        let state: String = switch standing {
+        case "confirmed": "confirmed\(who)"
+        case "not_required": "no confirmation needed"
+        case "unconfirmed": "NOT CONFIRMED: invitations are held — run `cdfsync pipeline activate`"
+        case "stale": "confirmation\(who) is STALE (the activation, mapping, consent or source changed): invitations are "
+            + "held — run `cdfsync pipeline activate`"
+        case "deactivated": "DEACTIVATED\(who): invitations are held"
+        default: "activation removed from the pipeline: nothing is sent"
+        }
+        let s = statistics
+        return "  \(pipeline)  \(target): \(state)\n      invitations: \(s.sent) sent in \(s.segments) segment(s), "
+            + "\(s.pending) queued not yet sent, \(s.held) held"
+    }
+
+    static func lines(_ all: [ActivationStatus]) -> [String] {
+        all.isEmpty ? [] : ["activations"] + all.map(\.line)
+    }
+
+    static func json(_ all: [ActivationStatus], _ w: inout JSONWriter) {
+        w.key("activations")
+        w.beginArray()
+        for a in all {
+            w.beginObject()
+            w.key("pipeline"); w.string(a.pipeline)
+            w.key("target"); w.string(a.noted?.target)
+            w.key("standing"); w.string(a.standing)
+            w.key("settings_hash"); w.string(a.noted?.settingsHash)
+            w.key("confirmed_by"); w.string(a.confirmation?.by)
+            w.key("confirmed_at"); w.string(a.confirmation?.at)
+            w.key("confirmed_settings_hash"); w.string(a.confirmation?.settingsHash)
+            w.key("sent"); w.int(Int64(a.statistics.sent))
+            w.key("segments"); w.int(Int64(a.statistics.segments))
+            w.key("queued"); w.int(Int64(a.statistics.pending))
+            w.key("held"); w.int(Int64(a.statistics.held))
+            w.endObject()
+        }
+        w.endArray()
+    }
+}
