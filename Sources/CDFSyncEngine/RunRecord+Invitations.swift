@@ -64,9 +64,10 @@ public struct InvitationCounts: Sendable, Equatable, Codable {
     /// Participants not eligible, all reasons.
     public var notEligibleTotal: Int { notEligible.values.reduce(0, +) }
 
-    /// `2 not opted in, 1 eligibility: country in [GB]` (largest first).
+    /// `2 not opted in, 1 eligibility: country in [GB]` (largest first); one reason alone without its number.
     public var notEligibleText: String {
-        notEligible.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.value) \($0.key)" }
+        if notEligible.count == 1, let only = notEligible.first { return only.key }
+        return notEligible.sorted { ($1.value, $0.key) < ($0.value, $1.key) }.map { "\($0.value) \($0.key)" }
             .joined(separator: ", ")
     }
 }
@@ -115,7 +116,7 @@ extension RunRecord {
         var fields: [(String, String)] = [
             ("target", c.target), ("standing", c.standing), ("queued", "\(c.queued)"), ("held", "\(c.held)"),
             ("already_invited", "\(c.alreadyInvited)"), ("already_held", "\(c.alreadyHeld)"),
-            ("not_eligible", c.notEligible.isEmpty ? "0" : c.notEligibleText), ("sent", "\(c.sent)"),
+            ("not_eligible", c.notEligible.isEmpty ? "0" : "\(c.notEligibleTotal) (\(c.notEligibleText))"), ("sent", "\(c.sent)"),
             ("withdrawn", "\(c.withdrawn)"), ("held_back", "\(c.heldBack)"), ("webhook_sent", "\(c.webhookSent)"),
         ]
         if !c.files.isEmpty { fields.append(("files", c.files.joined(separator: ", "))) }
