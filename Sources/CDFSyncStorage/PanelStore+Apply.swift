@@ -172,6 +172,7 @@ extension PanelStore {
                 var resolver = try IdentityResolver(store: self, txn: txn)
                 var panelWriter = PanelRecordWriter(store: self, txn: txn)
                 var framer = try OutboxFramer(store: self, txn: txn)
+                var linkedRecords = try LinkedRecords(store: self, txn: txn)
                 var activationPolicy = try activation.map {
                     try ActivationPolicy(store: self, txn: txn, settings: $0, pipeline: pipeline)
                 }
@@ -258,6 +259,8 @@ extension PanelStore {
                                     rebasing: shapedValues[shapedOffsets[index]..<shapedOffsets[index + 1]]))
                             }
                             let stored = state[g]
+                            // The participant's merged record, when several source keys feed it.
+                            var merged: [UInt8]?
                             let decision = try resolver.decide(
                                 stored: stored, version: version, hash: hash, contact: contact,
                                 optedIn: consent?[index] ?? true, admission: admission)
@@ -289,11 +292,18 @@ extension PanelStore {
                             case .update(let p, let linked):
                                 pid = p
                                 let wasEligible = try activationPolicy?.isEligible(pid) ?? false
-                                if linked {
-                                    try panelWriter.header(of: pid).withUnsafeBytes {
-                                        try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
-                                            record: record, shaped: shaped, append: false)
+                                if try linked || linkedRecords.isShared(key) {
+                                    // A participant several source keys feed: its record is their merge.
+                                    let header = try panelWriter.header(of: pid)
+                                    let m = try linkedRecords.update(
+                                        pid: pid, key: key, header: header, stamp: framer.seq + 1, record: record)
+                                    try header.withUnsafeBytes { h in
+                                        try m.withUnsafeBytes {
+                                            try panelWriter.write(pid, key: key, header: h, version: version, frame: nil,
+                                                record: $0, shaped: nil, append: false)
+                                        }
                                     }
+                                    merged = m
                                 } else {
                                     try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
                                         record: record, shaped: shaped, append: false)
@@ -308,25 +318,32 @@ extension PanelStore {
                                 }
                                 outcome.updated += 1
                                 insert = false
-                                try activationPolicy?.decide(pid: pid, record: record,
+                                try activationPolicy?.decide(pid: pid, record: record, merged: merged,
                                     trigger: .update(wasEligible: wasEligible), identKey: key, version: version)
                             case .link(let owner):
                                 pid = owner
-                                try panelWriter.header(of: pid).withUnsafeBytes {
-                                    try panelWriter.write(pid, key: key, header: $0, version: version, frame: frame,
-                                        record: record, shaped: shaped, append: false)
-                                }
                                 let next = IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: true)
                                 try resolver.putIdent(key, next, insertInFilter: inFilter, append: appendKey)
                                 state[g] = next
                                 try resolver.putLink(pid, key)
+                                // The participant's record becomes the merge of its keys' records (docs/pipelines.md).
+                                let header = try panelWriter.header(of: pid)
+                                let m = try linkedRecords.update(
+                                    pid: pid, key: key, header: header, stamp: framer.seq + 1, record: record)
+                                try header.withUnsafeBytes { h in
+                                    try m.withUnsafeBytes {
+                                        try panelWriter.write(pid, key: key, header: h, version: version, frame: nil,
+                                            record: $0, shaped: nil, append: false)
+                                    }
+                                }
+                                merged = m
                                 outcome.conflicts += try resolver.maintainContact(
                                     pid: pid, contact, isNew: false, identKey: key, version: version)
                                 outcome.linked += 1
                                 insert = false
                                 try activationPolicy?.decide(
-                                    pid: pid, record: record, trigger: .link, identKey: key, version: version)
+                                    pid: pid, record: record, merged: merged, trigger: .link, identKey: key, version: version)
                             case .insert:
                                 pid = nextPID
                                 nextPID += 1
@@ -344,11 +361,19 @@ extension PanelStore {
                                 outcome.inserted += 1
                                 insert = true
                                 try activationPolicy?.decide(
-                                    pid: pid, record: record, trigger: .insert, identKey: key, version: version)
+                                    pid: pid, record: record, merged: nil, trigger: .insert, identKey: key, version: version)
                             }
-                            framer.appendChange(
-                                insert: insert, participantID: pid, escapedScope: escapedScope, externalID: externalID,
-                                commitVersion: version, record: record)
+                            if let merged {
+                                merged.withUnsafeBytes {
+                                    framer.appendChange(
+                                        insert: insert, participantID: pid, escapedScope: escapedScope,
+                                        externalID: externalID, commitVersion: version, record: $0)
+                                }
+                            } else {
+                                framer.appendChange(
+                                    insert: insert, participantID: pid, escapedScope: escapedScope, externalID: externalID,
+                                    commitVersion: version, record: record)
+                            }
                         }
                        }
                       }

@@ -35,6 +35,9 @@ public final class PanelStore: @unchecked Sendable {
     /// pipeline that wrote it; `s` + a segment's first sequence → the directory it was delivered into; `d` + a
     /// pipeline → its delivery directory; `m` + a pipeline → the mode of its files, when not the private default.
     let routes: Database
+    /// The latest record of each source key of a participant that several keys feed (see ``LinkedRecords``):
+    /// identity key → stamp (8 bytes BE, the outbox sequence of the change that wrote it), then the record's JSON.
+    let keyRecords: Database
     /// The invitation ledger (`L` + participant + target → entry) and its index of held entries (`H` + pipeline, NUL,
     /// participant, target); see PanelStore+Invitations.swift.
     let invitationsDB: Database
@@ -97,14 +100,15 @@ public final class PanelStore: @unchecked Sendable {
         recordCompressionThreshold: Int = 512, outboxCompressionLevel: Int32 = 1, access: Access = .writer
     ) throws {
         directoryLock = access == .writer ? try WriterLock(directory: directory) : nil
-        environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 20, durable: durable)
+        environment = try LMDBEnvironment(directory: directory, mapSize: mapSize, maxDatabases: 24, durable: durable)
         // One write transaction at startup opens every named database (mdb_dbi_open must not run in concurrent
         // transactions) and writes or checks the layout version.
         let path = environment.path
         let (dbs, savedShapes, id) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])], [UInt8]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-                "conflicts", "events", "shapes", "routes", "invitations", "invitation_queue", "invitation_segments",
+                "conflicts", "events", "shapes", "routes", "keyrecords", "invitations", "invitation_queue",
+                "invitation_segments",
             ].map { try txn.openDatabase($0) }
             let meta = dbs[2]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
@@ -143,7 +147,8 @@ public final class PanelStore: @unchecked Sendable {
         (links, emailIndex, phoneIndex, contacts, conflictsDB, eventsDB) = (dbs[6], dbs[7], dbs[8], dbs[9], dbs[10], dbs[11])
         shapesDB = dbs[12]
         routes = dbs[13]
-        (invitationsDB, invitationQueue, invitationSegments) = (dbs[14], dbs[15], dbs[16])
+        keyRecords = dbs[14]
+        (invitationsDB, invitationQueue, invitationSegments) = (dbs[15], dbs[16], dbs[17])
         for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold

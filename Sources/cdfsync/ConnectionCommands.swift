@@ -2,6 +2,7 @@ import ArgumentParser
 import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
+import CDFSyncStorage
 import Foundation
 
 extension ConnectionOptions {
@@ -39,6 +40,28 @@ struct ConfigDirOptions: ParsableArguments {
     func store() throws -> ConnectionStore {
         let env = ProcessInfo.processInfo.environment
         return try ConnectionStore(directory: ConfigDirectory.resolve(configDir, environment: env), environment: env)
+    }
+}
+
+/// `--state-dir` (repeatable) for the commands that report which pipelines use a connection.
+struct ConnectionUsageOptions: ParsableArguments {
+    @Option(name: .customLong("state-dir"),
+        help: "A state directory whose pipelines to count (repeatable; default .cdfsync/state).")
+    var stateDirs: [String] = []
+
+    /// Pipelines per saved-connection name, from every given state directory that holds a store (read-only; a
+    /// directory without one contributes nothing).
+    func pipelines() throws -> [String: [ConnectionUser]] {
+        var out: [String: [ConnectionUser]] = [:]
+        var seen = Set<String>()
+        for dir in stateDirs.isEmpty ? [".cdfsync/state"] : stateDirs where seen.insert(dir).inserted {
+            guard StateOptions.hasStore(in: dir) else { continue }
+            let store = try PanelStore(directory: dir, access: .reader)
+            for (pipeline, connection) in try store.pipelineConnections() {
+                out[connection, default: []].append(ConnectionUser(pipeline: pipeline, stateDir: dir))
+            }
+        }
+        return out
     }
 }
 
@@ -155,37 +178,74 @@ extension CDFSyncCommand.Connection {
 
     struct List: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List saved connections (name, host, warehouse, auth kind, secret source; never a secret).")
+            abstract: "List saved connections (name, host, warehouse, auth kind, secret source; never a secret).",
+            discussion: """
+                PIPELINES counts the pipelines that use each connection, as their syncs recorded it in the state \
+                directories given with --state-dir (repeatable; default .cdfsync/state). A removed connection \
+                that pipelines still name is listed after the others.
+                """)
 
         @Flag(help: "Print JSON.")
         var json = false
 
         @OptionGroup var config: ConfigDirOptions
+        @OptionGroup var usage: ConnectionUsageOptions
 
         func run() throws {
             try reportingErrors {
-                let list = try config.store().list()
+                let store = try config.store()
+                let list = try store.list()
+                let users = try usage.pipelines()
+                let removed = try users.keys.filter { name in !list.contains { $0.name == name } }.sorted()
+                    .map { (name: $0, removedAt: try store.removal($0)) }
                 if json {
-                    print(String(decoding: ConnectionStore.listJSON(list), as: UTF8.self))
+                    print(String(decoding: ConnectionStore.listJSON(list, usage: users, removed: removed), as: UTF8.self))
                 } else {
-                    print(ConnectionStore.renderList(list))
+                    print(ConnectionStore.renderList(list, usage: users, removed: removed))
                 }
             }
         }
     }
 
     struct Remove: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Remove a saved connection and its stored secret.")
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a saved connection and its stored secret.",
+            discussion: """
+                Pipelines that use the connection (as recorded in the state directories given with --state-dir, \
+                repeatable; default .cdfsync/state) are listed, and the connection is kept unless --force is given. \
+                After a forced removal those pipelines stop: sync and schedule skip them ("connection NAME was \
+                removed") and status says so, until a connection of that name is added again.
+                """)
 
         @Argument(help: "Name of the connection.")
         var name: String
 
+        @Flag(help: "Remove it even though pipelines use it (they stop running).")
+        var force = false
+
         @OptionGroup var config: ConfigDirOptions
+        @OptionGroup var usage: ConnectionUsageOptions
 
         func run() throws {
             try reportingErrors {
-                try config.store().remove(name)
+                let store = try config.store()
+                _ = try store.get(name)
+                let users = try usage.pipelines()[name] ?? []
+                let named = users.map(\.description).joined(separator: ", ")
+                if !users.isEmpty && !force {
+                    FileHandle.standardError.write(Data("""
+                        error: connection '\(name)' is used by \(users.count) pipeline(s): \(named)
+                          nothing was removed; point those pipelines at another connection first, or pass --force \
+                        to remove it anyway (they then stop running: sync and schedule skip them)
+
+                        """.utf8))
+                    throw ExitCode(1)
+                }
+                try store.remove(name)
                 print("removed connection '\(name)'")
+                if !users.isEmpty {
+                    print("\(users.count) pipeline(s) used it and now stop (connection \(name) was removed): \(named)")
+                }
             }
         }
     }

@@ -13,7 +13,12 @@ func connectionSettings(for pipeline: Pipeline, fallback: ConnectionOptions) thr
     var options = fallback
     if let name = ref.name {
         options.connection = name
-        return try options.settings()
+        do {
+            return try options.settings()
+        } catch var removed as ConnectionRemoved {
+            removed.pipeline = pipeline.name
+            throw removed
+        }
     }
     if let host = ref.host { options.host = host }
     if let id = ref.warehouseID { options.warehouseId = id }

@@ -51,6 +51,7 @@ extension CDFSyncCommand {
                 }
                 Interrupts.install()
                 var failed: [String] = []
+                var skipped: [String] = []
                 let retry = once ? "" : "; retrying at the next boundary"
                 while !Interrupts.requested {
                     let now = Date()
@@ -67,6 +68,11 @@ extension CDFSyncCommand {
                             say("  waiting: \(busy.message.prefix { $0 != ";" }); trying again in \(Int(busyRetry)) s")
                             entries[i].next = Date().addingTimeInterval(busyRetry)
                             continue
+                        } catch let removed as ConnectionRemoved {
+                            // The others go on; this one is tried again at its next boundary (the connection may be
+                            // added again).
+                            if !skipped.contains(e.spec.name) { skipped.append(e.spec.name) }
+                            say("  skipped: connection \(removed.name) was removed (\(removed.removedAt))\(retry)")
                         } catch let f as SyncFailure {
                             failed.append(e.spec.name)
                             say("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
@@ -78,11 +84,16 @@ extension CDFSyncCommand {
                     }
                     if once {
                         // For cron and CI: the exit status says whether every pipeline's run succeeded.
+                        if !skipped.isEmpty {
+                            FileHandle.standardError.write(Data(
+                                "error: \(skipped.count) of \(entries.count) pipeline(s) skipped, their connection was removed: \(skipped.joined(separator: ", "))\n".utf8))
+                        }
                         guard failed.isEmpty else {
                             FileHandle.standardError.write(Data(
                                 "error: \(failed.count) of \(entries.count) pipeline run(s) failed: \(failed.joined(separator: ", "))\n".utf8))
                             throw ExitCode.failure
                         }
+                        if !skipped.isEmpty { throw ExitCode.failure }
                         return
                     }
                     let next = entries.map(\.next).min()!

@@ -18,6 +18,7 @@ extension CDFSyncCommand {
                 """)
 
         @OptionGroup var state: StateOptions
+        @OptionGroup var config: ConfigDirOptions
 
         @Flag(help: "Print the status as one JSON object.")
         var json = false
@@ -30,6 +31,10 @@ extension CDFSyncCommand {
             var checkpoint: PanelStore.Checkpoint?
             /// The newest run record of the pipeline, as it reads now.
             var lastRun: (id: UInt64, record: RunRecord)?
+            /// The saved connection its syncs use, and why it cannot run now (the connection was removed, or is not
+            /// saved in the config directory).
+            var connection: String?
+            var connectionProblem: String?
         }
 
         func run() throws {
@@ -54,6 +59,7 @@ extension CDFSyncCommand {
                     }
                 }
                 pipelines.sort { $0.name < $1.name }
+                try Self.addConnections(&pipelines, store: store, config: config)
                 let warnings = directoryWarnings(stateDirectory: state.stateDir,
                     deliveryDirectories: try store.deliveryDirectories().map { ($0.directory, $0.fileMode) })
                 // What the next run's delivery would repair in each output directory (read-only look).
@@ -67,6 +73,35 @@ extension CDFSyncCommand {
                         warnings: warnings, repairs: repairs, activations: activations))
                 }
             }
+        }
+
+        /// Each pipeline's saved connection (as its syncs recorded it) and, when it cannot run, why: the
+        /// connection was removed, or is not saved in the config directory. The connection store is only read
+        /// when it exists (status creates nothing).
+        static func addConnections(_ pipelines: inout [PipelineStatus], store: PanelStore, config: ConfigDirOptions) throws {
+            let used = try store.pipelineConnections()
+            guard !used.isEmpty else { return }
+            let env = ProcessInfo.processInfo.environment
+            let dir = ConfigDirectory.resolve(config.configDir, environment: env)
+            let connections = ConnectionStore.exists(directory: dir) ? try config.store() : nil
+            for (pipeline, name) in used {
+                var problem: String?
+                if let connections, try connections.list().contains(where: { $0.name == name }) {
+                    problem = nil
+                } else if let when = try connections?.removal(name) {
+                    problem = "connection \(name) was removed (\(when)); sync and schedule skip this pipeline"
+                } else {
+                    problem = "connection \(name) is not saved in \(FilePaths.shown(dir)) (--config-dir)"
+                }
+                if let i = pipelines.firstIndex(where: { $0.name == pipeline }) {
+                    pipelines[i].connection = name
+                    pipelines[i].connectionProblem = problem
+                } else {
+                    pipelines.append(PipelineStatus(name: pipeline, checkpoint: nil, lastRun: nil, connection: name,
+                        connectionProblem: problem))
+                }
+            }
+            pipelines.sort { $0.name < $1.name }
         }
 
         /// Bytes in the units --max-store-size takes (powers of 1024).
@@ -123,6 +158,7 @@ extension CDFSyncCommand {
                         line += "\n      error: " + (e.count > 160 ? String(e.prefix(160)) + "…" : e)
                     }
                 }
+                if let problem = p.connectionProblem { line += "\n      stopped: \(problem)" }
                 lines.append(line)
             }
             if !webhooks.isEmpty { lines.append("webhooks") }
@@ -183,6 +219,8 @@ extension CDFSyncCommand {
                 w.key("last_run_mode"); w.string(p.lastRun?.record.mode.rawValue)
                 w.key("last_run_started_at"); w.string(p.lastRun?.record.startedAtText)
                 w.key("last_run_error"); w.string(p.lastRun?.record.error)
+                w.key("connection"); w.string(p.connection)
+                w.key("connection_problem"); w.string(p.connectionProblem)
                 w.endObject()
             }
             w.endArray()

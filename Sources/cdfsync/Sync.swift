@@ -183,6 +183,11 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
             outputDirectory: outputDir ?? ".cdfsync/out")
     }
     let store = try state.openStore(at: stateDirectoryOverride ?? stateDirectory(spec, state), durable: durable, access: access)
+    // Which saved connection the pipeline uses, for `connection list` and `connection remove` (not for a scratch
+    // store, e.g. preview's).
+    if let spec, stateDirectoryOverride == nil, access == .writer {
+        try store.recordConnection(spec.connection.name, pipeline: spec.name)
+    }
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }

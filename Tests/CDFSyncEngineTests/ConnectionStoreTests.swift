@@ -134,15 +134,21 @@ struct ConnectionStoreTests {
         try store.add(try pat(), secret: Secret(secretToken))
         try store.add(try pat("keep"), secret: Secret("another-secret"))
         #expect(try store.hasStoredSecret("prod"))
-        try store.remove("prod")
+        try store.remove("prod", at: Date(timeIntervalSince1970: 1_777_000_000))
         #expect(try !store.hasStoredSecret("prod"))
         #expect(try store.list().map(\.name) == ["keep"])
-        #expect(throws: DatabricksError.self) { try store.get("prod") }
+        // Pipelines naming it are told it was removed, and when.
+        #expect(try store.removal("prod") == "2026-04-24T03:06:40Z")
+        let removed = #expect(throws: ConnectionRemoved.self) { try store.get("prod") }
+        #expect(removed?.description.hasPrefix("connection prod was removed (2026-04-24T03:06:40Z); no saved connection named 'prod'") == true)
         #expect(throws: DatabricksError.self) { try store.remove("prod") }
-        // Re-adding the name with an environment reference does not resurrect the old secret.
+        #expect(throws: DatabricksError.self) { try store.get("never") }
+        #expect(try store.removal("never") == nil)
+        // Re-adding the name with an environment reference does not resurrect the old secret, and clears the removal.
         try store.add(try pat("prod", secret: .environment("PROD_TOKEN")))
         #expect(try !store.hasStoredSecret("prod"))
         #expect(try store.hasStoredSecret("keep"))
+        #expect(try store.removal("prod") == nil && store.get("prod").name == "prod")
     }
 
     @Test func replacingAnEncryptedSecretWithAnEnvironmentReferenceDropsIt() throws {

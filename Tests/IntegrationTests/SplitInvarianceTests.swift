@@ -124,7 +124,11 @@ struct SplitInvarianceTests {
     /// post-images, deletes). Invitations are delivered at the end of each run: a withdrawal before then means no
     /// invitation, so the model is told where the runs end (``apply(_:runEndsAfter:)``).
     struct Model {
-        struct Key { var pid: Int; var version: Int64; var record: [String: String]; var contact: [String?]; var linked: Bool }
+        /// A source key: its participant, version, latest record (and when it was applied: `stamp`), contact values.
+        struct Key {
+            var pid: Int; var version: Int64; var record: [String: String]; var contact: [String?]; var linked: Bool
+            var stamp = 0
+        }
         var keys: [String: Key] = [:]
         var panel: [Int: (first: String, version: Int64, record: [String: String])] = [:]
         var contacts: [Int: (email: String?, phone: String?)] = [:]
@@ -212,20 +216,24 @@ struct SplitInvarianceTests {
                     return
                 }
                 let wasEligible = Self.eligible(panel[k.pid]!.record)
-                panel[k.pid] = (panel[k.pid]!.first, version, record)
-                decide(pid: k.pid, record: record, key: key, wasEligible: wasEligible)
                 let changed = k.contact != contact
-                keys[key] = Key(pid: k.pid, version: version, record: record, contact: contact, linked: k.linked)
+                keys[key] = Key(pid: k.pid, version: version, record: record, contact: contact, linked: k.linked,
+                    stamp: delivered.count + 1)
+                let merged = participantRecord(k.pid)
+                panel[k.pid] = (panel[k.pid]!.first, version, merged)
+                decide(pid: k.pid, record: merged, key: key, wasEligible: wasEligible)
                 if changed && provided { maintain(pid: k.pid, email: email, phone: phone, key: key, version: version) }
-                delivered.append(("update", key, version, record, k.pid))
+                delivered.append(("update", key, version, merged, k.pid))
                 return
             }
             if let owner = email.flatMap({ index["email"]![$0] }) ?? phone.flatMap({ index["phone"]![$0] }) {
-                panel[owner] = (panel[owner]!.first, version, record)
-                keys[key] = Key(pid: owner, version: version, record: record, contact: contact, linked: true)
+                keys[key] = Key(pid: owner, version: version, record: record, contact: contact, linked: true,
+                    stamp: delivered.count + 1)
+                let merged = participantRecord(owner)
+                panel[owner] = (panel[owner]!.first, version, merged)
                 maintain(pid: owner, email: email, phone: phone, key: key, version: version)
-                decide(pid: owner, record: record, key: key)
-                delivered.append(("update", key, version, record, owner))
+                decide(pid: owner, record: merged, key: key)
+                delivered.append(("update", key, version, merged, owner))
                 return
             }
             // Not opted in, and no participant the panel holds: not imported.
@@ -233,11 +241,31 @@ struct SplitInvarianceTests {
             let pid = nextPID
             nextPID += 1
             panel[pid] = (key, version, record)
-            keys[key] = Key(pid: pid, version: version, record: record, contact: contact, linked: false)
+            keys[key] = Key(pid: pid, version: version, record: record, contact: contact, linked: false,
+                stamp: delivered.count + 1)
             contacts[pid] = (nil, nil)
             if provided { maintain(pid: pid, email: email, phone: phone, key: key, version: version) }
             decide(pid: pid, record: record, key: key)
             delivered.append(("insert", key, version, record, pid))
+        }
+
+        /// The record of participant `pid` (docs/pipelines.md, "Several source keys, one participant"): with one
+        /// source key, its latest record; with several, their latest records folded in the order they were applied —
+        /// a field takes the newest non-null value (a null never erases another key's value), `contactable` is true
+        /// only while every key's is (withdrawal wins; `consent_status` then comes from the newest withdrawn key),
+        /// and `external_id` stays the first key's.
+        func participantRecord(_ pid: Int) -> [String: String] {
+            let own = keys.values.filter { $0.pid == pid }.sorted { $0.stamp < $1.stamp }
+            if own.count == 1 { return own[0].record }
+            var r: [String: String] = [:]
+            for k in own { r.merge(k.record) { $1 } }
+            let withdrawn = own.filter { $0.record["contactable"] == "false" }
+            r["contactable"] = withdrawn.isEmpty ? "true" : "false"
+            if let c = withdrawn.last(where: { $0.record["consent_status"] != nil })?.record["consent_status"] {
+                r["consent_status"] = c
+            }
+            if let first = panel[pid]?.first { r["external_id"] = first }
+            return r
         }
 
         /// The email and phone index follow a participant's values; a value another participant owns is a conflict

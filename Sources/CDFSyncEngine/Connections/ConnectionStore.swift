@@ -5,9 +5,10 @@ import Foundation
 
 /// Saved connections in an LMDB environment under the config directory (`<config-dir>/connections/`).
 ///
-/// Two databases: `connections` (name → JSON of ``SavedConnection``, never a secret) and `secrets`
-/// (name → AES-256-GCM sealed secret, see ``SecretCipher``). A connection and its secret are written and removed
-/// in one transaction.
+/// Three databases: `connections` (name → JSON of ``SavedConnection``, never a secret), `secrets`
+/// (name → AES-256-GCM sealed secret, see ``SecretCipher``) and `removed` (name → when it was removed, until a
+/// connection of that name is added again: pipelines naming it are skipped with ``ConnectionRemoved``). A
+/// connection and its secret are written and removed in one transaction.
 ///
 /// - Important: open one store per config directory per process (LMDB's rule).
 public final class ConnectionStore: Sendable {
@@ -17,6 +18,7 @@ public final class ConnectionStore: Sendable {
     let env: LMDBEnvironment
     let connections: Database
     let secrets: Database
+    let removed: Database
 
     /// Opens (creating if needed) the store.
     /// - Parameters:
@@ -29,9 +31,15 @@ public final class ConnectionStore: Sendable {
         // Secrets are sealed, but the rest (hosts, names) is nobody else's business either: the environment's
         // directory is created 0700 and its files 0600 (PrivateFiles, as for the state directory).
         env = try LMDBEnvironment(directory: Self.environmentDirectory(directory), mapSize: 64 << 20, maxDatabases: 4)
-        let dbs = try env.openDatabases(["connections", "secrets"])
+        let dbs = try env.openDatabases(["connections", "secrets", "removed"])
         connections = dbs[0]
         secrets = dbs[1]
+        removed = dbs[2]
+    }
+
+    /// Whether a connection store exists in config directory `directory` (opening one creates it).
+    public static func exists(directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: environmentDirectory(directory) + "/data.mdb")
     }
 
     /// `<config-dir>/connections`.
@@ -72,6 +80,7 @@ public final class ConnectionStore: Sendable {
                     remedy: "Pick another name, remove it first (cdfsync connection remove \(connection.name)), or pass --replace.")
             }
             try txn.put(connections, key: key, value: record)
+            _ = try txn.delete(removed, key: key)
             if let sealed {
                 try txn.put(secrets, key: key, value: sealed)
             } else {
@@ -96,6 +105,7 @@ public final class ConnectionStore: Sendable {
     /// - Throws: `DatabricksError` `.configuration` when there is none.
     public func get(_ name: String) throws -> SavedConnection {
         guard let bytes = try env.read({ try $0.get(connections, key: Array(name.utf8)) }) else {
+            if let when = try removal(name) { throw ConnectionRemoved(name: name, removedAt: when) }
             let known = (try? list().map(\.name)) ?? []
             throw DatabricksError(.configuration, "no saved connection named '\(name)'",
                 remedy: known.isEmpty
@@ -105,19 +115,27 @@ public final class ConnectionStore: Sendable {
         return try Self.decode(bytes)
     }
 
-    /// Removes a connection and its stored secret in one transaction.
+    /// Removes a connection and its stored secret in one transaction, and remembers when (`removed`): a
+    /// pipeline that names it is then told it was removed (``ConnectionRemoved``), until a connection of that
+    /// name is added again.
     /// - Throws: `DatabricksError` `.configuration` when there is no such connection.
-    public func remove(_ name: String) throws {
+    public func remove(_ name: String, at date: Date = Date()) throws {
         let existed = try env.write { txn -> Bool in
             let key = Array(name.utf8)
             let had = try txn.delete(connections, key: key)
             _ = try txn.delete(secrets, key: key)
+            if had { try txn.put(removed, key: key, value: Array(ISO8601DateFormatter().string(from: date).utf8)) }
             return had
         }
         guard existed else {
             throw DatabricksError(.configuration, "no saved connection named '\(name)'",
                 remedy: "See `cdfsync connection list` for the saved names.")
         }
+    }
+
+    /// When connection `name` was removed (UTC, ISO 8601), or nil when it was not (or was added again since).
+    public func removal(_ name: String) throws -> String? {
+        try env.read { try $0.get(removed, key: Array(name.utf8)) }.map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// Whether a sealed secret is stored for `name`.
@@ -155,25 +173,61 @@ public final class ConnectionStore: Sendable {
     // MARK: rendering
 
     /// `connection list`: one line per connection with name, host, warehouse, auth kind and secret source
-    /// (never a secret value).
-    public static func renderList(_ list: [SavedConnection]) -> String {
-        guard !list.isEmpty else { return "no saved connections (add one with `cdfsync connection add`)" }
-        let header = ["NAME", "HOST", "WAREHOUSE", "AUTH", "SECRET"]
-        let rows = list.map { c in
-            [c.name, c.host, c.warehouseID, c.auth == .oauthM2M ? "oauth-m2m (\(c.clientID ?? ""))" : "pat",
-             c.secret.description]
+    /// (never a secret value); with `usage`, how many pipelines use each, and the `removed` connections that
+    /// pipelines still name.
+    public static func renderList(
+        _ list: [SavedConnection], usage: [String: [ConnectionUser]]? = nil,
+        removed: [(name: String, removedAt: String?)] = []
+    ) -> String {
+        var out: [String] = []
+        if list.isEmpty {
+            out.append("no saved connections (add one with `cdfsync connection add`)")
+        } else {
+            var header = ["NAME", "HOST", "WAREHOUSE", "AUTH", "SECRET"]
+            if usage != nil { header.insert("PIPELINES", at: 1) }
+            let rows = list.map { c in
+                var row = [c.name, c.host, c.warehouseID, c.auth == .oauthM2M ? "oauth-m2m (\(c.clientID ?? ""))" : "pat",
+                     c.secret.description]
+                if let usage { row.insert("\(usage[c.name]?.count ?? 0)", at: 1) }
+                return row
+            }
+            let widths = (0..<header.count).map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
+            func line(_ cells: [String]) -> String {
+                cells.enumerated().map { i, s in
+                    i == cells.count - 1 ? s : s + String(repeating: " ", count: widths[i] - s.count)
+                }.joined(separator: "  ")
+            }
+            out += [line(header)] + rows.map(line)
         }
-        let widths = (0..<header.count).map { i in ([header] + rows).map { $0[i].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { i, s in
-                i == cells.count - 1 ? s : s + String(repeating: " ", count: widths[i] - s.count)
-            }.joined(separator: "  ")
+        for r in removed {
+            let users = usage?[r.name] ?? []
+            out.append("removed connection \(r.name)" + (r.removedAt.map { " (\($0))" } ?? " (not saved here)")
+                + " is still named by \(users.count) pipeline(s), which do not run: "
+                + users.map(\.description).joined(separator: ", "))
         }
-        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+        return out.joined(separator: "\n")
     }
 
-    /// `connection list --json`: `{"format":"cdfsync-connections/1","connections":[...]}`.
-    public static func listJSON(_ list: [SavedConnection]) -> [UInt8] {
+    /// `connection list --json`: `{"format":"cdfsync-connections/1","connections":[...]}`; with `usage`, each
+    /// connection's `pipeline_count` and `pipelines` (`name`, `state_dir`), and `removed` (connections pipelines
+    /// still name: `name`, `removed_at`, `pipelines`).
+    public static func listJSON(
+        _ list: [SavedConnection], usage: [String: [ConnectionUser]]? = nil,
+        removed: [(name: String, removedAt: String?)] = []
+    ) -> [UInt8] {
+        func users(_ name: String, _ w: inout JSONWriter) {
+            let u = usage?[name] ?? []
+            w.key("pipeline_count"); w.int(Int64(u.count))
+            w.key("pipelines")
+            w.beginArray()
+            for p in u {
+                w.beginObject()
+                w.key("name"); w.string(p.pipeline)
+                w.key("state_dir"); w.string(p.stateDir)
+                w.endObject()
+            }
+            w.endArray()
+        }
         var w = JSONWriter()
         w.beginObject()
         w.key("format"); w.string("cdfsync-connections/1")
@@ -199,9 +253,22 @@ public final class ConnectionStore: Sendable {
             }
             w.endObject()
             w.key("ca_bundle"); w.string(c.caBundle)
+            if usage != nil { users(c.name, &w) }
             w.endObject()
         }
         w.endArray()
+        if usage != nil {
+            w.key("removed")
+            w.beginArray()
+            for r in removed {
+                w.beginObject()
+                w.key("name"); w.string(r.name)
+                w.key("removed_at"); w.string(r.removedAt)
+                users(r.name, &w)
+                w.endObject()
+            }
+            w.endArray()
+        }
         w.endObject()
         return w.bytes
     }
@@ -228,4 +295,40 @@ public final class ConnectionStore: Sendable {
                 remedy: "Remove it with `cdfsync connection remove NAME` and add it again.")
         }
     }
+}
+
+/// A pipeline names a saved connection that `cdfsync connection remove` removed: the pipeline does not run
+/// (`sync` fails with this, `schedule` skips it) until a connection of that name is added again or the pipeline
+/// names another one.
+public struct ConnectionRemoved: Error, Sendable, CustomStringConvertible {
+    public var name: String
+    /// When it was removed (ISO 8601, UTC).
+    public var removedAt: String
+    /// The pipeline that names it, when known.
+    public var pipeline: String?
+
+    public init(name: String, removedAt: String, pipeline: String? = nil) {
+        self.name = name
+        self.removedAt = removedAt
+        self.pipeline = pipeline
+    }
+
+    public var description: String {
+        (pipeline.map { "pipeline \($0) skipped: " } ?? "") + "connection \(name) was removed (\(removedAt)); no saved "
+            + "connection named '\(name)' any more — add it again (`cdfsync connection add \(name) ...`) or point the "
+            + "pipeline's `connection` at another one"
+    }
+}
+
+/// A pipeline that uses a saved connection: its name and state directory (as its syncs recorded it).
+public struct ConnectionUser: Sendable, CustomStringConvertible {
+    public var pipeline: String
+    public var stateDir: String
+
+    public init(pipeline: String, stateDir: String) {
+        self.pipeline = pipeline
+        self.stateDir = stateDir
+    }
+
+    public var description: String { "\(pipeline) (\(FilePaths.shown(stateDir)))" }
 }

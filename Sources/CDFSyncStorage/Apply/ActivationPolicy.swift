@@ -60,9 +60,24 @@ struct ActivationPolicy {
         return settings.rule.ineligibility(of: record) == nil
     }
 
-    /// Decides for participant `pid`, whose record the row just wrote is `record`; `identKey` is the row's source key
+    /// Decides for participant `pid` after the row wrote its record: `merged` when the participant's record is the
+    /// merge of several source keys' (docs/pipelines.md), else the row's `record`; `identKey` is the row's source key
     /// (scope, NUL, external id) and `version` its version.
     mutating func decide(
+        pid: UInt64, record: UnsafeRawBufferPointer, merged: [UInt8]?, trigger: Trigger, identKey: UnsafeRawBufferPointer,
+        version: Int64
+    ) throws {
+        if let merged {
+            try merged.withUnsafeBytes {
+                try decide(pid: pid, record: $0, trigger: trigger, identKey: identKey, version: version)
+            }
+        } else {
+            try decide(pid: pid, record: record, trigger: trigger, identKey: identKey, version: version)
+        }
+    }
+
+    /// ``decide(pid:record:merged:trigger:identKey:version:)`` with the participant's record as written.
+    private mutating func decide(
         pid: UInt64, record: UnsafeRawBufferPointer, trigger: Trigger, identKey: UnsafeRawBufferPointer, version: Int64
     ) throws {
         if case .update(let wasEligible) = trigger, wasEligible { return }

@@ -1,4 +1,5 @@
 import CDFSyncCore
+import Foundation
 
 /// What apply does with one row, decided from its key's identity in the transaction and the email/phone indexes
 /// (design §3): external id first, then email, then phone.
@@ -31,6 +32,8 @@ struct IdentityResolver {
     private let identCursor: LMDBCursor
     private let path: String
     private var conflictSeq: UInt64?
+    /// When this transaction's conflicts were seen (UTC, set at the first).
+    private var seenAt: String?
 
     init(store: PanelStore, txn: WriteTransaction) throws {
         self.txn = txn
@@ -197,7 +200,8 @@ struct IdentityResolver {
             if let owner = try indexOwner(kind, wanted, probe: probe) {
                 if owner != pid {
                     try recordConflict(
-                        identKey: identKey, version: version, kind: kind, value: wanted, pid: pid, other: owner)
+                        identKey: identKey, version: version, kind: kind, value: wanted, previous: had, pid: pid,
+                        other: owner)
                     conflicts += 1
                     continue
                 }
@@ -224,16 +228,19 @@ struct IdentityResolver {
         return conflicts
     }
 
-    /// Appends a conflict entry (`conflicts`, increasing sequence).
+    /// Appends a conflict entry (`conflicts`, increasing sequence). `previous` is the participant's own value of
+    /// that kind before the row (empty: none), which it keeps.
     private mutating func recordConflict(
-        identKey: UnsafeRawBufferPointer, version: Int64, kind: MembershipFilter.Kind, value: [UInt8], pid: UInt64,
-        other: UInt64
+        identKey: UnsafeRawBufferPointer, version: Int64, kind: MembershipFilter.Kind, value: [UInt8],
+        previous: [UInt8], pid: UInt64, other: UInt64
     ) throws {
+        if seenAt == nil { seenAt = ISO8601DateFormatter().string(from: Date()) }
         if conflictSeq == nil {
             guard let last = try txn.last(store.conflictsDB) else {
                 conflictSeq = 0
                 return try recordConflict(
-                    identKey: identKey, version: version, kind: kind, value: value, pid: pid, other: other)
+                    identKey: identKey, version: version, kind: kind, value: value, previous: previous, pid: pid,
+                    other: other)
             }
             guard last.key.count == 8 else {
                 throw StorageError(code: .corrupted, message: "a conflicts key in \(path) is not 8 bytes")
@@ -260,6 +267,12 @@ struct IdentityResolver {
         json.uint(pid)
         json.key("other_participant_id")
         json.uint(other)
+        // What was kept: the value stays with `other_participant_id` (the index's owner); the row's participant
+        // keeps its own previous value for matching (null: none).
+        json.key("previous_value")
+        if previous.isEmpty { json.null() } else { previous.withUnsafeBytes { json.string(utf8: $0) } }
+        json.key("seen_at")
+        json.string(seenAt)
         json.endObject()
         try json.bytes.withUnsafeBytes { v in
             try withBE(conflictSeq!) { try txn.put(store.conflictsDB, key: $0, value: v, flags: .append) }
