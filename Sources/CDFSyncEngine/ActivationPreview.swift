@@ -51,8 +51,9 @@ public struct ActivationPreview: Sendable {
         public var excluded: [String: Int] = [:]
     }
 
-    /// Builds the preview; `client` nil (or `sampleRows` 0) skips the source part.
-    public static func build(store: PanelStore, pipeline: Pipeline, client: StatementClient?, sampleRows: Int) throws
+    /// Builds the preview; `store` nil is a state directory no run has created (nothing held, nobody in the panel);
+    /// `client` nil (or `sampleRows` 0) skips the source part.
+    public static func build(store: PanelStore?, pipeline: Pipeline, client: StatementClient?, sampleRows: Int) throws
         -> ActivationPreview
     {
         guard let settings = pipeline.activationSettings else {
@@ -62,8 +63,9 @@ public struct ActivationPreview: Sendable {
         let rule = settings.rule
         var preview = ActivationPreview(pipeline: pipeline.name, target: settings.target,
             settingsHash: settings.settingsHash,
-            standing: try store.activationStanding(pipeline: pipeline.name, settings: settings))
-        for (entry, record) in try store.heldInvitations(pipeline: pipeline.name) {
+            standing: try store?.activationStanding(pipeline: pipeline.name, settings: settings)
+                ?? (settings.target.requiresConfirmation ? .unconfirmed : .notRequired))
+        for (entry, record) in try store?.heldInvitations(pipeline: pipeline.name) ?? [] {
             let why: String? = if entry.target != settings.target.key {
                 "held for \(entry.target), which the activation no longer targets"
             } else if let record {
@@ -98,7 +100,7 @@ public struct ActivationPreview: Sendable {
                 part.excluded[rule.describe(reason), default: 0] += 1
                 continue
             }
-            guard let pid = try store.participantID(externalID: externalID, scope: pipeline.name) else {
+            guard let store, let pid = try store.participantID(externalID: externalID, scope: pipeline.name) else {
                 part.wouldInvite += 1
                 if part.sample.count < 10 {
                     part.sample.append(Sample(externalID: externalID, participantID: nil, contact: Self.contact(record)))

@@ -57,7 +57,7 @@ extension CDFSyncCommand.PipelineCommand {
                     throw SyncError("pipeline \(p.name) has no activation to confirm (activation: import)",
                         remedy: "Give it an activation (pool, invite_study or invite_task); see docs/activation.md.")
                 }
-                let store = try state.openStore(at: stateDirectory(p, state))
+                let directory = stateDirectory(p, state)
                 var client: StatementClient?
                 if sampleRows > 0 {
                     let c = StatementClient(settings: try connectionSettings(for: p, fallback: connection))
@@ -65,8 +65,11 @@ extension CDFSyncCommand.PipelineCommand {
                     c.isCancelled = { Interrupts.requested }
                     client = c
                 }
-                let preview = try ActivationPreview.build(store: store, pipeline: p, client: client,
-                    sampleRows: sampleRows)
+                // The preview only reads (a sync may run meanwhile); the writer lock is taken to record the answer,
+                // not while the question waits for it.
+                let preview = try ActivationPreview.build(
+                    store: StateOptions.hasStore(in: directory) ? try state.openStore(at: directory, access: .reader) : nil,
+                    pipeline: p, client: client, sampleRows: sampleRows)
                 print(preview.render())
                 if case .confirmed(let c) = preview.standing, preview.heldToSend == 0, preview.heldDropped.isEmpty {
                     print("already confirmed for these settings by \(c.by) at \(c.at); nothing to do")
@@ -85,6 +88,7 @@ extension CDFSyncCommand.PipelineCommand {
                         throw ExitCode(1)
                     }
                 }
+                let store = try state.openStore(at: directory)
                 let outcome = try store.confirmActivation(pipeline: p.name, settings: settings, by: operatorName(),
                     host: ProcessInfo.processInfo.hostName)
                 let at = outcome.confirmation?.at ?? ""
