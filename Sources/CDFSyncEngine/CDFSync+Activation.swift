@@ -144,8 +144,17 @@ public struct InvitationWebhook: Sendable {
         let segments = try store.invitationSegments(pipeline: pipeline).filter { $0.lastSeq > cursor }
         let http = CurlTransport(options: transport)
         var sent = 0
-        var hookWithRetry = changes
-        hookWithRetry.retry = retry
+        var hook = changes
+        hook.retry = retry
+        // The cursor is saved every 100 acknowledged invitations, when the segments are done, and when sending fails:
+        // after a crash at most those are sent again, with their keys, which the receiver recognises.
+        var saved = cursor
+        func save() throws {
+            guard cursor != saved else { return }
+            try store.setInvitationWebhookCursor(cursor, pipeline: pipeline, urlHash: urlHash)
+            saved = cursor
+        }
+        do {
         for segment in segments {
             guard let path = FilePaths.child(directory, segment.file) else {
                 throw SyncError("the store records an invitation segment named \(segment.file.debugDescription), which is "
@@ -166,12 +175,17 @@ public struct InvitationWebhook: Sendable {
                         remedy: "Restore the segment file as delivery wrote it.")
                 }
                 guard seq > cursor else { return }
-                try hookWithRetry.send(Array(line), key: key, host: host, transport: http)
+                try hook.send(Array(line), key: key, host: host, transport: http)
                 cursor = seq
-                try store.setInvitationWebhookCursor(seq, pipeline: pipeline, urlHash: urlHash)
                 sent += 1
+                if sent % 100 == 0 { try save() }
             }
         }
+        } catch {
+            try? save()
+            throw error
+        }
+        try save()
         return sent
     }
 }
