@@ -1,4 +1,5 @@
 import CDFSyncCore
+import CDFSyncEngine
 import CDFSyncStorage
 import Foundation
 
@@ -9,6 +10,8 @@ struct ActivationStatus {
     var noted: PanelStore.NotedActivation?
     var confirmation: PanelStore.ActivationConfirmation?
     var statistics: PanelStore.InvitationStatistics
+    /// What the pipeline's last run decided and sent (its id and record's `invitations`).
+    var lastRun: (id: UInt64, counts: InvitationCounts)?
 
     /// `confirmed`, `not_required`, `unconfirmed`, `stale`, `deactivated`, or `removed` (its runs have no activation
     /// any more).
@@ -20,11 +23,14 @@ struct ActivationStatus {
         return confirmation.settingsHash == noted.settingsHash ? "confirmed" : "stale"
     }
 
-    static func load(_ store: PanelStore) throws -> [ActivationStatus] {
+    static func load(_ store: PanelStore, lastRuns: [(String, UInt64, InvitationCounts)] = []) throws
+        -> [ActivationStatus]
+    {
         let noted = try store.notedActivations()
         return try store.activationPipelines().map { name in
             ActivationStatus(pipeline: name, noted: noted[name], confirmation: try store.activationConfirmation(pipeline: name),
-                statistics: try store.invitationStatistics(pipeline: name))
+                statistics: try store.invitationStatistics(pipeline: name),
+                lastRun: lastRuns.first { $0.0 == name }.map { ($0.1, $0.2) })
         }
     }
 
@@ -41,8 +47,16 @@ struct ActivationStatus {
         default: "activation removed from the pipeline: nothing is sent"
         }
         let s = statistics
-        return "  \(pipeline)  \(target): \(state)\n      invitations: \(s.sent) sent in \(s.segments) segment(s), "
+        var text = "  \(pipeline)  \(target): \(state)\n      invitations: \(s.sent) sent in \(s.segments) segment(s), "
             + "\(s.pending) queued not yet sent, \(s.held) held"
+        if let (id, c) = lastRun {
+            var parts = ["\(c.queued) queued", "\(c.held) held", "\(c.sent) sent"]
+            if c.alreadyInvited + c.alreadyHeld > 0 { parts.append("\(c.alreadyInvited + c.alreadyHeld) already invited or held") }
+            if c.notEligibleTotal > 0 { parts.append("\(c.notEligibleTotal) not eligible (\(c.notEligibleText))") }
+            if c.withdrawn > 0 { parts.append("\(c.withdrawn) withdrawn before sending") }
+            text += "\n      last run \(id): " + parts.joined(separator: ", ")
+        }
+        return text
     }
 
     static func lines(_ all: [ActivationStatus]) -> [String] {
@@ -65,6 +79,9 @@ struct ActivationStatus {
             w.key("segments"); w.int(Int64(a.statistics.segments))
             w.key("queued"); w.int(Int64(a.statistics.pending))
             w.key("held"); w.int(Int64(a.statistics.held))
+            w.key("last_run_id"); if let r = a.lastRun { w.uint(r.id) } else { w.null() }
+            w.key("last_run_invitations")
+            if let c = a.lastRun?.counts, let bytes = try? JSONEncoder().encode(c) { w.raw(Array(bytes)) } else { w.null() }
             w.endObject()
         }
         w.endArray()

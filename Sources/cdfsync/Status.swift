@@ -64,7 +64,8 @@ extension CDFSyncCommand {
                     deliveryDirectories: try store.deliveryDirectories().map { ($0.directory, $0.fileMode) })
                 // What the next run's delivery would repair in each output directory (read-only look).
                 let repairs = try store.deliveryRepairs()
-                let activations = try ActivationStatus.load(store)
+                let activations = try ActivationStatus.load(store, lastRuns: pipelines.compactMap { p in
+                    p.lastRun.flatMap { run in run.record.invitations.map { (p.name, run.id, $0) } } })
                 if json {
                     print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir,
                         writer: holder, warnings: warnings, repairs: repairs, activations: activations), as: UTF8.self))
