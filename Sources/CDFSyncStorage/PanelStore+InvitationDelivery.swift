@@ -125,6 +125,11 @@ extension PanelStore {
             guard hasSegments || (pending && standing.sends) else { return outcome }
             try PrivateFiles.makeDirectory(dir, mode: PrivateFiles.directoryMode(forFileMode: fileMode))
             try claimInvitationDirectory(dir, fileMode: fileMode)
+            if try environment.read({ try $0.get(meta, key: ActivationKey.directory(pipeline)) }) != Array(dir.utf8) {
+                try writerLock.withLock { _ in
+                    try environment.write { try $0.put(meta, key: ActivationKey.directory(pipeline), value: Array(dir.utf8)) }
+                }
+            }
             outcome.repairs += try repairInvitations(pipeline: pipeline, directory: dir)
             if standing.sends {
                 while try deliverInvitationSegment(pipeline: pipeline, directory: dir, fileMode: fileMode,

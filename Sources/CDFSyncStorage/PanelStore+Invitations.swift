@@ -251,6 +251,7 @@ extension PanelStore {
     enum ActivationKey {
         static func confirmation(_ pipeline: String) -> [UInt8] { Array("activation/confirmation/\(pipeline)".utf8) }
         static func settings(_ pipeline: String) -> [UInt8] { Array("activation/settings/\(pipeline)".utf8) }
+        static func directory(_ pipeline: String) -> [UInt8] { Array("activation/directory/\(pipeline)".utf8) }
         static func queuedSeq(_ pipeline: String) -> [UInt8] { Array("invite_seq/\(pipeline)".utf8) }
         static func deliveredSeq(_ pipeline: String) -> [UInt8] { Array("invite_delivered/\(pipeline)".utf8) }
         static func webhookCursor(_ pipeline: String, _ urlHash: UInt64) -> [UInt8] {
@@ -487,6 +488,12 @@ extension PanelStore {
             }
         }
         return out
+    }
+
+    /// The directory `pipeline`'s invitations were last delivered into (absolute), if any.
+    public func invitationDirectory(pipeline: String) throws -> String? {
+        try environment.read { try $0.get(meta, key: ActivationKey.directory(pipeline)) }
+            .map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// The held entries of `pipeline`, each with its participant's record as the panel holds it now (nil: gone).

@@ -12,6 +12,9 @@ struct ActivationStatus {
     var statistics: PanelStore.InvitationStatistics
     /// What the pipeline's last run decided and sent (its id and record's `invitations`).
     var lastRun: (id: UInt64, counts: InvitationCounts)?
+    /// Where its invitations were delivered, and what the next delivery would repair there (empty: intact).
+    var directory: String?
+    var repairs: [String] = []
 
     /// `confirmed`, `not_required`, `unconfirmed`, `stale`, `deactivated`, or `removed` (its runs have no activation
     /// any more).
@@ -28,9 +31,12 @@ struct ActivationStatus {
     {
         let noted = try store.notedActivations()
         return try store.activationPipelines().map { name in
-            ActivationStatus(pipeline: name, noted: noted[name], confirmation: try store.activationConfirmation(pipeline: name),
+            let directory = try store.invitationDirectory(pipeline: name)
+            return ActivationStatus(pipeline: name, noted: noted[name],
+                confirmation: try store.activationConfirmation(pipeline: name),
                 statistics: try store.invitationStatistics(pipeline: name),
-                lastRun: lastRuns.first { $0.0 == name }.map { ($0.1, $0.2) })
+                lastRun: lastRuns.first { $0.0 == name }.map { ($0.1, $0.2) }, directory: directory,
+                repairs: try directory.map { try store.invitationRepairs(pipeline: name, directory: $0) } ?? [])
         }
     }
 
@@ -56,6 +62,10 @@ struct ActivationStatus {
             if c.withdrawn > 0 { parts.append("\(c.withdrawn) withdrawn before sending") }
             text += "\n      last run \(id): " + parts.joined(separator: ", ")
         }
+        if let directory {
+            text += "\n      files in \(directory): "
+                + (repairs.isEmpty ? "intact, nothing to repair" : "the next run repairs: " + repairs.joined(separator: "; "))
+        }
         return text
     }
 
@@ -79,6 +89,8 @@ struct ActivationStatus {
             w.key("segments"); w.int(Int64(a.statistics.segments))
             w.key("queued"); w.int(Int64(a.statistics.pending))
             w.key("held"); w.int(Int64(a.statistics.held))
+            w.key("directory"); w.string(a.directory)
+            w.key("repairs"); w.beginArray(); a.repairs.forEach { w.string($0) }; w.endArray()
             w.key("last_run_id"); if let r = a.lastRun { w.uint(r.id) } else { w.null() }
             w.key("last_run_invitations")
             if let c = a.lastRun?.counts, let bytes = try? JSONEncoder().encode(c) { w.raw(Array(bytes)) } else { w.null() }

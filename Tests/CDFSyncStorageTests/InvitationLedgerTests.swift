@@ -273,6 +273,43 @@ import Testing
         }
     }
 
+    @Test func heldForAnotherTargetIsDroppedWhenTheNewTargetIsConfirmed() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply([Self.row("A", version: 1)], scope: "p", pipeline: "p", checkpoint: nil,
+                activation: Self.study)
+            let other = PanelStore.ActivationSettings(
+                rule: ActivationRule(Pipeline.Activation(inviteStudy: "S-2"))!, settingsHash: "hash-s2")
+            let release = try store.confirmActivation(pipeline: "p", settings: other, by: "a", host: "h")
+            #expect(release.released == 0 && release.dropped == ["the activation now targets study:S-2": 1])
+            let entry = try #require(try store.invitations(pipeline: "p").first)
+            #expect(entry.state == .dropped && entry.target == "study:S-1")
+            // Not consumed: a later decision for the old target would queue it anew; the new target decides on its own.
+            let next = try store.apply([Self.row("A", version: 2, tag: "x")], scope: "p", pipeline: "p", checkpoint: nil,
+                activation: other)
+            #expect(next.activation.isEmpty)  // A stayed eligible: no decision
+        }
+    }
+
+    @Test func aDeliveryKilledAfterItsCommitIsReportedThenRepaired() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.confirmActivation(pipeline: "p", settings: Self.study, by: "a", host: "h")
+            _ = try store.apply([Self.row("A", version: 1)], scope: "p", pipeline: "p", checkpoint: nil,
+                activation: Self.study)
+            store.deliveryHook = { if case .segmentCommitted = $0 { throw InjectedCrash() } }
+            #expect(throws: InjectedCrash.self) { try deliver(store, dir + "/out") }
+            store.deliveryHook = nil
+            #expect(try store.invitationDirectory(pipeline: "p") == PanelStore.absolute(dir + "/out"))
+            let repairs = try store.invitationRepairs(pipeline: "p", directory: dir + "/out")
+            #expect(repairs.first == "invitation segment invitations-000000000001-000000000001.ndjson.zst committed but not renamed")
+            let again = try deliver(store, dir + "/out")
+            #expect(again.sent == 0 && again.repairs.first?.hasPrefix("renamed invitation segment") == true)
+            #expect(try store.invitationRepairs(pipeline: "p", directory: dir + "/out").isEmpty)
+            #expect(try lines(dir + "/out").count == 1)
+        }
+    }
+
     @Test func anotherStoresInvitationDirectoryIsRefused() throws {
         try withTemporaryDirectory { dir in
             for name in ["one", "two"] {

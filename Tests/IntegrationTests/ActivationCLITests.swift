@@ -132,6 +132,10 @@ struct ActivationCLITests {
         #expect(invitations["sent"] as? Int == released && invitations["webhook_sent"] as? Int == released)
         #expect(invitations["standing"] as? String == "confirmed")
         #expect(try cdfsync(["runs", "show", "2", "--state-dir", dir.sub("state")]).stdout.contains("webhook_sent     \(released)"))
+        let afterSend = try cdfsync(["status", "--state-dir", dir.sub("state")]).stdout
+        #expect(afterSend.contains("files in \(PanelStore.absolute(dir.sub("out") + "/invitations")): intact, nothing to repair"),
+            "\(afterSend)")
+        #expect(afterSend.contains("last run 2: 0 queued, 0 held, \(released) sent"), "\(afterSend)")
 
         // 5. A replay re-applies the history: nothing is invited twice.
         let replay = try cdfsync(["replay", file, "--from-version", "0"])
