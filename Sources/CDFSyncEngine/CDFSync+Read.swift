@@ -57,7 +57,8 @@ extension CDFSync {
     /// `part`: why (snapshot mode or `start: latest`, or change data gone), for the run's record.
     func readSnapshot(at version: Int64?, summary: inout SyncSummary, part: RunRecord.Part.Mode) throws {
         let f = filterSQL
-        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: version, conditions: f.sql)
+        let sql = options.customSQL.map { SQL.customSnapshot($0, columns: options.selectedColumns, conditions: f.sql) }
+            ?? SQL.snapshot(of: options.table, columns: options.selectedColumns, version: version, conditions: f.sql)
         // Views have no versions: a newer snapshot must win per key, so the run's time is the version.
         let rowVersion = version ?? Int64(now().timeIntervalSince1970 * 1_000_000)
         try read(Statement(sql: sql, parameters: f.parameters, disposition: options.disposition ?? .externalLinks),
@@ -106,15 +107,27 @@ extension CDFSync {
         let from = from ?? w.start
         let (c, k) = (SQL.quoteIdentifier(w.cursor), SQL.quoteIdentifier(w.key))
         let f = filterSQL
-        var conds = f.sql + ["\(c) <= :wm_upper"]
-        var params = f.parameters + [StatementParameter(name: "wm_upper", value: w.upper, type: "TIMESTAMP")]
-        if let from {
-            conds.append("\(c) > :wm_from OR (\(c) = :wm_from AND \(k) > :wm_key)")
-            params += [StatementParameter(name: "wm_from", value: from.cursor, type: "TIMESTAMP"),
-                       StatementParameter(name: "wm_key", value: from.key)]
+        let sql: String
+        var params: [StatementParameter]
+        if let custom = options.customSQL {
+            // The query stands alone inside `FROM (…) AS src`; bounds, key and page size are bound parameters.
+            let page = SQL.customWatermarkPage(
+                custom, columns: options.selectedColumns, cursor: w.cursor, key: w.key, conditions: f.sql,
+                parameters: f.parameters.map { BoundParameter(name: $0.name, value: $0.value, type: $0.type) },
+                upperBound: w.upper, after: from.map { ($0.cursor, $0.key) }, pageSize: w.pageSize)
+            sql = page.sql
+            params = page.parameters.map { StatementParameter(name: $0.name, value: $0.value, type: $0.type) }
+        } else {
+            var conds = f.sql + ["\(c) <= :wm_upper"]
+            params = f.parameters + [StatementParameter(name: "wm_upper", value: w.upper, type: "TIMESTAMP")]
+            if let from {
+                conds.append("\(c) > :wm_from OR (\(c) = :wm_from AND \(k) > :wm_key)")
+                params += [StatementParameter(name: "wm_from", value: from.cursor, type: "TIMESTAMP"),
+                           StatementParameter(name: "wm_key", value: from.key)]
+            }
+            sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
+                + " ORDER BY \(c), \(k) LIMIT \(w.pageSize)"
         }
-        let sql = SQL.snapshot(of: options.table, columns: options.selectedColumns, version: nil, conditions: conds)
-            + " ORDER BY \(c), \(k) LIMIT \(w.pageSize)"
         var rows = 0
         var last: SyncRun.WatermarkPosition?
         try read(Statement(sql: sql, parameters: params, disposition: options.disposition ?? .inline),
@@ -135,14 +148,27 @@ extension CDFSync {
     func countNullCursors(_ w: WatermarkRead, summary: inout SyncSummary) throws {
         let (c, f) = (SQL.quoteIdentifier(w.cursor), filterSQL)
         let nulls = CollectingSink(limit: 10_000_000)
+        let conditions = f.sql + ["\(c) IS NULL"]
         let outcome = try client.execute(Statement(
-            sql: SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
+            sql: options.customSQL.map { SQL.customSnapshot($0, columns: [w.key], conditions: conditions) }
+                ?? SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: conditions),
             parameters: f.parameters), sink: nulls)
         // Read, and counted: every row read is counted once in the run's record.
         summary.statementIDs.append(outcome.statementID)
         summary.bytesReceived += outcome.bytesReceived
         summary.noteRead(.init(mode: .watermark), rows: nulls.rows.count)
         summary.rowsRead += nulls.rows.count
+        // A refresh: the source has these keys, even if no page can read them.
+        if let seen = refreshing?.seen {
+            for row in nulls.rows {
+                // Trimmed as the mapper trims an external id.
+                guard let raw = row.first ?? nil else { continue }
+                var id = Substring(raw)
+                while id.first?.isWhitespace == true { id.removeFirst() }
+                while id.last?.isWhitespace == true { id.removeLast() }
+                if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: String(id))) }
+            }
+        }
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
@@ -161,8 +187,9 @@ extension CDFSync {
                       shaping: Bool = true,
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
-        let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
-            activation: activationForRun(summary))
+        let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline, activation: activationForRun(summary))
+            ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
+                activation: activationForRun(summary))
         let progress = onProgress
         writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
         let collector = ChangeCollector(
@@ -171,6 +198,7 @@ extension CDFSync {
             shaping: shaping)
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
+        collector.seenKeys = refreshing?.seen
         let rowsBefore = summary.rowsRead
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {

@@ -26,6 +26,7 @@ extension CDFSync {
     public func decideMode() throws -> ModeDecision {
         guard let spec = options.spec else { return ModeDecision(mode: .cdf) }
         let cursor = (spec.watermark?.column ?? spec.mapping["last_updated"]) != nil
+        if options.customSQL != nil { return try Self.customSQLMode(spec, cursor: cursor) }
         switch spec.mode {
         case .watermark: return ModeDecision(mode: .watermark)
         case .snapshot: return ModeDecision(mode: .snapshot)

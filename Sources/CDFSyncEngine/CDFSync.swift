@@ -33,6 +33,11 @@ public final class CDFSync {
     /// A range with no version to read (`fromVersion` after the latest version) is refused before the run is
     /// recorded: a usage error, which must not stand as the pipeline's last run.
     public func replay(_ replay: ReplayOptions) throws -> SyncSummary {
+        guard options.customSQL == nil else {
+            throw SyncError("nothing to replay: the source of pipeline \(options.pipeline) is custom SQL, which has no "
+                    + "versions to re-read; no run was recorded",
+                remedy: "Use `cdfsync refresh` to re-read the whole query.")
+        }
         // Asked once, before the record: an error here is recorded by the run below, which does not ask again.
         let asked = Result { try latestVersion() }
         if case .success(let latest) = asked, replay.fromVersion > min(replay.toVersion ?? latest, latest) {
@@ -44,6 +49,37 @@ public final class CDFSync {
         return try recorded(mode: replay.dryRun ? .replayDryRun : .replay) { summary, checkpoint in
             try execute(.replay(from: replay.fromVersion, to: replay.toVersion, dryRun: replay.dryRun), &summary,
                 checkpoint: checkpoint, replay: replay, latest: asked)
+        }
+    }
+
+    /// Reads the whole source again and applies it under the usual per-key rules — a table at its latest version
+    /// (`VERSION AS OF`), the whole view or query, or a watermark source's pages from the beginning — then marks the
+    /// source keys of the pipeline that the source no longer has `"in_source": false` (delivered like any change;
+    /// nobody is deleted), and lists them. The checkpoint moves to what was read (the snapshot's version: change data
+    /// continues after it). A dry run applies, marks, delivers and checkpoints nothing, and reports what would change.
+    ///
+    /// - Parameters:
+    ///   - onAbsent: called for every absent key, in key order, once its mark is committed (in a dry run, as found):
+    ///     the caller lists them, the run's record keeps the first ``RefreshOptions/sampleSize``.
+    /// - Throws: `SyncError` for an events pipeline (events are never absent: they are immutable facts); the run's
+    ///   errors, as ``run()``.
+    public func refresh(_ refresh: RefreshOptions, onAbsent: @escaping (PanelStore.AbsentKey) throws -> Void = { _ in })
+        throws -> SyncSummary
+    {
+        if options.spec?.kind == .events {
+            throw SyncError("refresh applies to a participants pipeline; \(options.pipeline) imports events, which a "
+                    + "source never takes back; no run was recorded",
+                remedy: "Refresh the participants pipeline; replay an events pipeline's versions instead.")
+        }
+        return try recorded(mode: refresh.dryRun ? .refreshDryRun : .refresh) { summary, checkpoint in
+            ScratchKeySet.removeStale(in: store.directory)
+            let seen = try ScratchKeySet(parent: store.directory)
+            refreshing = RefreshRun(options: refresh, seen: seen, onAbsent: onAbsent)
+            defer {
+                refreshing = nil
+                seen.close()
+            }
+            try execute(.refresh(dryRun: refresh.dryRun), &summary, checkpoint: checkpoint)
         }
     }
 
@@ -83,16 +119,22 @@ public final class CDFSync {
                 action = machine.outputPrepared()
             case .decideMode:
                 let decision = try decideMode()
-                summary.mode = switch decision.mode {
-                case .cdf: .cdf
-                case .snapshot: .snapshot
-                case .watermark: .watermark
+                if case .sync = kind {
+                    summary.mode = switch decision.mode {
+                    case .cdf: .cdf
+                    case .snapshot: .snapshot
+                    case .watermark: .watermark
+                    }
+                    // A refresh's record says `refresh`; its parts say how it read.
+                    summary.modeReason = decision.reason
                 }
-                summary.modeReason = decision.reason
                 action = machine.modeDecided(decision.mode)
             case .checkColumns:
-                try checkColumns(options.spec!)
+                if options.customSQL != nil { try checkCustomColumns(options.spec!) } else { try checkColumns(options.spec!) }
                 action = machine.columnsChecked()
+            case .describeSource where options.customSQL != nil:
+                // A query has no type, creation time or versions: a snapshot of it is the whole result now.
+                action = machine.sourceDescribed(.init(type: nil, created: nil, latest: nil))
             case .describeSource:
                 let info = try tableInfoIfAvailable()
                 sourceCreated = info.created
@@ -140,7 +182,11 @@ public final class CDFSync {
                         try readSnapshot(at: version, summary: &summary, part: partMode)
                         action = machine.partRead()
                     case .watermarkPage(let from):
-                        if watermark == nil { watermark = try WatermarkRead(options: options, checkpoint: stored, now: now()) }
+                        if watermark == nil {
+                            // A refresh reads the whole source: from the beginning, not the checkpoint.
+                            let from = refreshing == nil ? stored : nil
+                            watermark = try WatermarkRead(options: options, checkpoint: from, now: now())
+                        }
                         let page = try readWatermarkPage(watermark!, after: from, summary: &summary)
                         action = machine.partRead(
                             watermarkRows: page.rows, lastPosition: page.last, pageSize: watermark!.pageSize)
@@ -152,6 +198,9 @@ public final class CDFSync {
                     failure = error
                     action = machine.partFailed(Self.readFailure(error))
                 }
+            case .markAbsent:
+                try markAbsent(&summary)
+                action = machine.absentMarked()
             case .deliver:
                 if let f = redeliver {
                     try f.finish()
@@ -160,7 +209,7 @@ public final class CDFSync {
                 }
                 try deliver(&summary)
                 try deliverInvitations(&summary)
-                if kind == .sync {
+                if kind == .sync || kind == .refresh(dryRun: false) {
                     try deliverWebhooks(&summary)
                     try deliverInvitationWebhook(&summary)
                 }
@@ -225,7 +274,7 @@ public final class CDFSync {
         throws -> SyncSummary
     {
         let started = Date()
-        var summary = SyncSummary(pipeline: options.pipeline, table: options.table.description)
+        var summary = SyncSummary(pipeline: options.pipeline, table: options.sourceLabel)
         if let mode { summary.mode = mode }
         summary.durability = store.environment.durable ? "commit" : "run"
         let checkpoint = try store.checkpoint(pipeline: options.pipeline)
@@ -304,6 +353,8 @@ public final class CDFSync {
     var sourceCreated: String?
     /// The source's columns now, when a sync of every column reads them by name (``readColumns(_:)``).
     var resolvedColumns: [String]?
+    /// The refresh being run (``refresh(_:onAbsent:)``), nil for other runs.
+    var refreshing: RefreshRun?
 }
 
 /// A failed run: the summary as recorded, and the cause.

@@ -75,6 +75,12 @@ final class ChangeCollector: ResultSink {
     var jitter: TimingJitter?
     /// The last (cursor, key) seen, for watermark checkpoints.
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
+    /// A refresh's set of the source's keys: every row's identity key goes in (an invalid row's too, when it has an
+    /// external id: the source still has the key). Set before the manifest arrives.
+    var seenKeys: ScratchKeySet? {
+        get { rows.seen }
+        set { rows.seen = newValue }
+    }
 
     init(source: Source, mapping: RowMapping, batchSize: Int, maxBatchBytes: Int = 16 << 20, summary: SyncSummary,
          writer: BatchWriter, store: PanelStore, scope: String, maxInvalidRatio: Double? = nil, shaping: Bool = true) {
@@ -121,6 +127,9 @@ final class ChangeCollector: ResultSink {
             }
             rows.template = template
         case .pipeline(let p):
+            if rows.seen != nil, let column = p.mapping["external_id"] {
+                rows.seenKeyIndex = names.firstIndex { $0.lowercased() == column.lowercased() } ?? -1
+            }
             do {
                 rows.mapper = try RecordMapper(pipeline: p, columns: names)
             } catch {
@@ -305,6 +314,9 @@ private struct RowState {
     var handedOverInChunk = 0
     var skipInChunk = 0
     var lastCursor: (text: String, key: String)?
+    /// A refresh's set of the keys read (``ChangeCollector/seenKeys``), and the external id's column.
+    var seen: ScratchKeySet?
+    var seenKeyIndex = -1
     /// Rows read by earlier statements of the run (for the row numbers in samples).
     var rowsBefore: Int
     /// Invalid-row samples of this statement, and how many the run already holds (at most 20 in all).
@@ -436,10 +448,18 @@ private struct RowState {
                     }
                 }
                 noteCursor(row, key: id)
+                if let seen { try seen.insert(PanelStore.sourceIdentityKey(scope: scope, externalID: id)) }
             case .event(let id, let user, let record):
                 events.append(PanelStore.Event(eventID: id, userExternalID: user, commitVersion: version, record: record))
             case .invalid(let why):
                 invalid(why)
+                if let seen, seenKeyIndex >= 0, let key = row.string(seenKeyIndex) {
+                    // Trimmed as the mapper trims an external id (`Character.isWhitespace`).
+                    var id = Substring(key)
+                    while id.first?.isWhitespace == true { id.removeFirst() }
+                    while id.last?.isWhitespace == true { id.removeLast() }
+                    if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: scope, externalID: String(id))) }
+                }
             }
         }
     }

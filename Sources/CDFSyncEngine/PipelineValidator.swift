@@ -20,6 +20,7 @@ extension CDFSync {
     /// the mode can work. Never reads data beyond metadata.
     public func validateLive() -> [ValidationFinding] {
         guard let spec = options.spec else { return [] }
+        if options.customSQL != nil { return validateCustomLive(spec) }
         var out: [ValidationFinding] = []
         func add(_ f: String, _ ok: Bool, _ m: String) { out.append(ValidationFinding(field: f, ok: ok, message: m)) }
         let type: String?

@@ -17,8 +17,32 @@ public struct RunRecord: Sendable, Equatable {
     public enum Mode: String, Sendable, Codable {
         case cdf, snapshot, watermark, replay
         case replayDryRun = "replay (dry run)"
+        /// `cdfsync refresh`: the whole source read again, absent keys marked (see ``RunRecord/refresh``).
+        case refresh
+        case refreshDryRun = "refresh (dry run)"
 
         public var isReplay: Bool { self == .replay || self == .replayDryRun }
+        public var isRefresh: Bool { self == .refresh || self == .refreshDryRun }
+    }
+
+    /// What a refresh found about the source keys the panel holds (``Mode/refresh``).
+    public struct Refresh: Sendable, Equatable, Codable {
+        /// Source keys of the pipeline in the panel when the refresh had read its source.
+        public var keys = 0
+        /// Of them, the source no longer has (marked `"in_source": false`, now or by an earlier refresh).
+        public var absent = 0
+        /// Of them, marked by this refresh (each one change delivered); in a dry run, those it would mark.
+        public var newlyAbsent = 0
+        /// The first absent keys (external ids), in key order.
+        public var absentSample: [String] = []
+        /// A file listing every absent key, when the refresh was asked to write one.
+        public var absentList: String?
+
+        public init() {}
+
+        enum CodingKeys: String, CodingKey {
+            case keys, absent, newlyAbsent = "newly_absent", absentSample = "absent_sample", absentList = "absent_list"
+        }
     }
 
     /// Where a run stands: `running` from the moment it starts until it ends `succeeded` or `failed`. A run whose
@@ -265,6 +289,8 @@ public struct RunRecord: Sendable, Equatable {
     /// Column changes of the source inside the versions read (a rename, an added or dropped column), which the run
     /// read across: e.g. `v9 column email renamed to email_address`.
     public var schemaChanges: [String] = []
+    /// A refresh's findings (nil for other runs).
+    public var refresh: Refresh?
     /// What the pipeline's activation decided and delivered in this run (nil: no activation; docs/activation.md).
     public var invitations: InvitationCounts?
     public var error: String?
@@ -351,6 +377,7 @@ extension RunRecord: Codable {
         case invalidSamples = "invalid_samples", bytesReceived = "bytes_received"
         case peakResidentBytes = "peak_rss_bytes", outputFiles = "output_files", warnings
         case schemaChanges = "schema_changes", error
+        case refresh
         case invitations
     }
 
@@ -387,6 +414,7 @@ extension RunRecord: Codable {
         try c.encode(outputFiles, forKey: .outputFiles)
         try c.encode(warnings, forKey: .warnings)
         try c.encode(schemaChanges, forKey: .schemaChanges)
+        try c.encodeIfPresent(refresh, forKey: .refresh)
         try c.encode(invitations, forKey: .invitations)
         try c.encode(error, forKey: .error)
     }
@@ -442,6 +470,7 @@ extension RunRecord: Codable {
         outputFiles = try c.decodeIfPresent([String].self, forKey: .outputFiles) ?? []
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
         schemaChanges = try c.decodeIfPresent([String].self, forKey: .schemaChanges) ?? []
+        refresh = try c.decodeIfPresent(Refresh.self, forKey: .refresh)
         invitations = try c.decodeIfPresent(InvitationCounts.self, forKey: .invitations)
         error = try c.decodeIfPresent(String.self, forKey: .error)
         if recordVersion >= 2 {
@@ -478,7 +507,7 @@ extension RunRecord: Codable {
             guard let to else { return [] }
             return [Part(mode: snapshot ?? .snapshot, fromVersion: to, toVersion: to, statements: statements,
                 rowsRead: rows)]
-        case .cdf, .replay, .replayDryRun:
+        case .cdf, .replay, .replayDryRun, .refresh, .refreshDryRun:
             guard let to else { return [] }
             if let snapshot {
                 return [Part(mode: snapshot, fromVersion: to, toVersion: to, statements: statements, rowsRead: rows)]
@@ -539,7 +568,9 @@ extension RunRecord {
         guard !parts.isEmpty else { return nil }
         return parts.map { p in
             guard p.mode == .watermark else { return p.description }
-            return "rows " + (watermarkBefore.map { "after \($0) " } ?? "") + "up to \(watermark ?? "the start")"
+            // A refresh reads a watermark source from its first row, whatever the checkpoint.
+            let after = mode.isRefresh ? "from the first row " : watermarkBefore.map { "after \($0) " } ?? ""
+            return "rows " + after + "up to \(watermark ?? "the start")"
                 + (p.complete ? "" : " (incomplete: the run stopped in it)")
         }.joined(separator: ", then ")
     }
@@ -579,7 +610,7 @@ extension RunRecord {
     /// numbers add up to `rows read` (a count that is 0 is left out, except created, updated and unchanged).
     /// A dry run's say what a replay would do.
     public var countLines: [String] {
-        let dry = mode == .replayDryRun
+        let dry = mode == .replayDryRun || mode == .refreshDryRun
         let c = counts
         var lines: [(String, Int, String, Bool)] = [
             (dry ? "would create" : "inserted", c.inserted, "", true),
@@ -605,7 +636,7 @@ extension RunRecord {
     /// The human summary printed after a run.
     public func render() -> String {
         var lines: [String] = []
-        let kind = mode.isReplay ? "replay" : "sync"
+        let kind = mode.isReplay ? "replay" : mode.isRefresh ? "refresh" : "sync"
         if let error {
             lines.append("\(kind) of \(table) FAILED after \(String(format: "%.2f", seconds)) s: \(error)")
             lines.append("  " + failureState)
@@ -622,9 +653,10 @@ extension RunRecord {
             return lines.joined(separator: "\n")
         }
         let what = readDescription ?? "nothing"
-        if mode == .replayDryRun {
-            lines.append("replay (dry run) of \(table) \(what) (run \(runID)): nothing was applied, delivered or "
-                + "checkpointed; only this run's audit record was written")
+        if mode == .replayDryRun || mode == .refreshDryRun {
+            lines.append("\(mode.rawValue) of \(table) \(what) (run \(runID)): nothing was applied, "
+                + (mode == .refreshDryRun ? "marked, " : "") + "delivered or checkpointed; only this run's audit "
+                + "record was written")
         } else {
             lines.append("\(kind) of \(table) [\(mode.rawValue)] \(what) (run \(runID))")
         }
@@ -633,7 +665,19 @@ extension RunRecord {
         lines.append("  rows read      \(rowsRead)  (\(mib) MiB of JSON, \(statementIDs.count) statement(s))")
         lines += countLines
         if conflicts > 0 { lines.append("  conflicts      \(conflicts)  identity conflict(s) recorded (not merged)") }
-        if mode != .replayDryRun {
+        if let r = refresh {
+            let dry = mode == .refreshDryRun
+            lines.append("  in panel       \(r.keys) source key(s) of the pipeline")
+            lines.append("  absent         \(r.absent) key(s) the source no longer has"
+                + " (\(r.newlyAbsent) \(dry ? "would be" : "newly") marked \"in_source\": false"
+                + (r.absent > r.newlyAbsent ? ", \(r.absent - r.newlyAbsent) marked before" : "") + ")")
+            if !r.absentSample.isEmpty {
+                lines.append("    " + r.absentSample.joined(separator: ", ")
+                    + (r.absent > r.absentSample.count ? ", … (\(r.absent - r.absentSample.count) more)" : ""))
+            }
+            if let list = r.absentList { lines.append("  absent list    \(list)") }
+        }
+        if mode != .replayDryRun && mode != .refreshDryRun {
             lines.append("  delivered      \(delivered) change(s)"
                 + (outputFiles.isEmpty ? "" : " → \(outputFiles.joined(separator: ", "))"))
         }

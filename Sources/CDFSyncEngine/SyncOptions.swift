@@ -5,7 +5,12 @@ import Foundation
 
 /// Options of one sync: the source, how rows map to the panel, and how to read.
 public struct SyncOptions: Sendable {
+    /// The source table or view (for a custom SQL source, a placeholder named ``Pipeline/customSQLSourceLabel``:
+    /// nothing reads it).
     public var table: QualifiedName
+    /// A pipeline's custom SQL source as the read-only guard accepted it (checked again for every run, when the
+    /// options are made); nil for a table or view. Statements wrap it (``SQL/customSnapshot(_:columns:conditions:)``).
+    public var customSQL: GuardedSQL?
     /// Passthrough mapping (no pipeline): the column holding the participant's external id.
     public var keyColumn: String
     /// Passthrough mapping: columns to carry into the record; nil = every column.
@@ -53,10 +58,24 @@ public struct SyncOptions: Sendable {
 
     /// A sync driven by a pipeline definition.
     public init(pipeline spec: Pipeline, outputDirectory: String? = nil) throws {
-        do {
-            table = try QualifiedName(parsing: spec.source)
-        } catch {
-            throw SyncError("source: \(error.message)", remedy: "Write the source as catalog.schema.table.")
+        if spec.hasCustomSQL {
+            do {
+                customSQL = try spec.guardedSQL()
+            } catch {
+                throw SyncError("source.sql: \(error)",
+                    remedy: "Rewrite the query as one read-only SELECT; `cdfsync pipeline validate` checks it.")
+            }
+            guard spec.mode != .cdf else {
+                throw SyncError("mode: cdf, but the source is custom SQL, which has no change data feed",
+                    remedy: "Use mode: watermark (with a cursor column) or mode: snapshot.")
+            }
+            table = QualifiedName(catalog: "", schema: "", table: Pipeline.customSQLSourceLabel)
+        } else {
+            do {
+                table = try QualifiedName(parsing: spec.source)
+            } catch {
+                throw SyncError("source: \(error.message)", remedy: "Write the source as catalog.schema.table.")
+            }
         }
         keyColumn = spec.mapping["external_id"] ?? spec.mapping["event_id"] ?? ""
         self.spec = spec
@@ -77,6 +96,9 @@ public struct SyncOptions: Sendable {
             throw SyncError("sinks: file_mode \(error.message)", remedy: "Give an octal mode such as \"0640\".")
         }
     }
+
+    /// The source as messages and run records name it: the table, or `custom SQL`.
+    public var sourceLabel: String { customSQL == nil ? table.description : Pipeline.customSQLSourceLabel }
 
     var mapping: RowMapping { spec.map { .pipeline($0) } ?? .passthrough(keyColumn: keyColumn, columns: columns) }
 

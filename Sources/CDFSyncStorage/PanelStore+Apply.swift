@@ -271,6 +271,7 @@ extension PanelStore {
                             let inFilter = lookups[g].maybeKnown ? lookups[g].probe : nil
                             let pid: UInt64
                             let insert: Bool
+                            var returned: [UInt8]?
                             switch decision {
                             case .skipOlder:
                                 outcome.skippedOlder += 1
@@ -292,21 +293,27 @@ extension PanelStore {
                             case .update(let p, let linked):
                                 pid = p
                                 let wasEligible = try activationPolicy?.isEligible(pid) ?? false
-                                if try linked || linkedRecords.isShared(key) {
-                                    // A participant several source keys feed: its record is their merge.
-                                    let header = try panelWriter.header(of: pid)
-                                    let m = try linkedRecords.update(
-                                        pid: pid, key: key, header: header, stamp: framer.seq + 1, record: record)
-                                    try header.withUnsafeBytes { h in
-                                        try m.withUnsafeBytes {
-                                            try panelWriter.write(pid, key: key, header: h, version: version, frame: nil,
-                                                record: $0, shaped: nil, append: false)
+                                // A key a refresh marked absent is back in the source: its change says so.
+                                returned = stored!.absent ? InSource.set(true, in: record) : nil
+                                try (returned ?? []).withUnsafeBytes { back in
+                                    let rec = returned == nil ? record : back
+                                    if try linked || linkedRecords.isShared(key) {
+                                        // A participant several source keys feed: its record is their merge.
+                                        let header = try panelWriter.header(of: pid)
+                                        let m = try linkedRecords.update(
+                                            pid: pid, key: key, header: header, stamp: framer.seq + 1, record: rec)
+                                        try header.withUnsafeBytes { h in
+                                            try m.withUnsafeBytes {
+                                                try panelWriter.write(pid, key: key, header: h, version: version,
+                                                    frame: nil, record: $0, shaped: nil, append: false)
+                                            }
                                         }
+                                        merged = m
+                                    } else {
+                                        let (fr, sh) = returned == nil ? (frame, shaped) : (nil, nil)
+                                        try panelWriter.write(pid, key: key, header: nil, version: version, frame: fr,
+                                            record: rec, shaped: sh, append: false)
                                     }
-                                    merged = m
-                                } else {
-                                    try panelWriter.write(pid, key: key, header: nil, version: version, frame: frame,
-                                        record: record, shaped: shaped, append: false)
                                 }
                                 let next = IdentValue(
                                     pid: pid, version: version, hash: hash, contactHash: contact.hash, linked: linked)
@@ -318,7 +325,7 @@ extension PanelStore {
                                 }
                                 outcome.updated += 1
                                 insert = false
-                                try activationPolicy?.decide(pid: pid, record: record, merged: merged,
+                                try activationPolicy?.decide(pid: pid, record: record, merged: merged ?? returned,
                                     trigger: .update(wasEligible: wasEligible), identKey: key, version: version)
                             case .link(let owner):
                                 pid = owner
@@ -363,8 +370,8 @@ extension PanelStore {
                                 try activationPolicy?.decide(
                                     pid: pid, record: record, merged: nil, trigger: .insert, identKey: key, version: version)
                             }
-                            if let merged {
-                                merged.withUnsafeBytes {
+                            if let changed = merged ?? returned {
+                                changed.withUnsafeBytes {
                                     framer.appendChange(
                                         insert: insert, participantID: pid, escapedScope: escapedScope,
                                         externalID: externalID, commitVersion: version, record: $0)

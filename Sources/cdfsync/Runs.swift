@@ -146,6 +146,14 @@ extension CDFSyncCommand {
                 let counts = r.counts.fields
                 let countWidth = counts.map(\.key.count).max() ?? 0
                 for (k, v) in counts { lines.append("  \(pad(k, countWidth))\(v)") }
+                if let f = r.refresh {
+                    lines.append("refresh")
+                    lines.append("  keys          \(f.keys)")
+                    lines.append("  absent        \(f.absent)")
+                    lines.append("  newly_absent  \(f.newlyAbsent)")
+                    if !f.absentSample.isEmpty { lines.append("  absent_sample " + f.absentSample.joined(separator: ", ")) }
+                    if let list = f.absentList { lines.append("  absent_list   \(list)") }
+                }
                 lines += r.invitationFieldLines
                 for (key, list) in [("statement_ids", r.statementIDs), ("output_files", r.outputFiles),
                                     ("schema_changes", r.schemaChanges), ("warnings", r.warnings),

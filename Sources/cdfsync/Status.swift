@@ -153,7 +153,7 @@ extension CDFSyncCommand {
                 if let (id, r) = p.lastRun {
                     line += "  last run \(id) \(r.status.rawValue) at \(r.startedAtText)"
                     // A replay (a dry run too) is a run of the pipeline, but not a sync: say which.
-                    if r.mode.isReplay { line += " (\(r.mode.rawValue))" }
+                    if r.mode.isReplay || r.mode.isRefresh { line += " (\(r.mode.rawValue))" }
                     if r.status == .running { line += " (pid \(r.processID))" }
                     if r.status == .failed || r.status == .interrupted, let e = r.error {
                         line += "\n      error: " + (e.count > 160 ? String(e.prefix(160)) + "…" : e)

@@ -55,6 +55,9 @@ struct SyncRunTests {
             case .warn(let w):
                 out.append("warn \(w)")
                 action = machine.warned()
+            case .markAbsent:
+                out.append("mark absent")
+                action = machine.absentMarked()
             case .read(let part, let note):
                 if let note { out.append("note \(note)") }
                 switch part {
@@ -125,6 +128,36 @@ struct SyncRunTests {
     ])
     func aRestartedHistoryIsRefusedBeforeAnythingIsRead(_ checkpoint: SyncRun.Checkpoint, _ refusal: String) {
         #expect(trace(checkpoint: checkpoint) == ["prepare", "mode", "describe", refusal])
+    }
+
+    @Test func aRefreshReadsTheWholeSourceThenMarksWhatIsAbsent() {
+        // A change-data table: a snapshot at the latest version, whatever the checkpoint (no history, no ranges).
+        #expect(trace(.refresh(dryRun: false), settings: pipeline, checkpoint: .init(version: 4)) == [
+            "prepare", "mode", "columns", "describe", "snapshot v6 refresh", "mark absent", "deliver", "finish",
+        ])
+        // A dry run prepares and delivers nothing.
+        #expect(trace(.refresh(dryRun: true), settings: pipeline) == [
+            "mode", "columns", "describe", "snapshot v6 refresh", "mark absent", "finish",
+        ])
+        // A view in snapshot mode: the whole view; by watermark: every page, then the NULL cursors.
+        var script = Script()
+        script.source = .init(type: "VIEW", created: nil, latest: nil)
+        script.mode = .snapshot
+        #expect(trace(.refresh(dryRun: false), settings: pipeline, script) == [
+            "prepare", "mode", "columns", "describe", "snapshot view refresh", "mark absent", "deliver", "finish",
+        ])
+        script.mode = .watermark
+        script.pages = [10, 10, 3]
+        #expect(trace(.refresh(dryRun: false), settings: pipeline, script) == [
+            "prepare", "mode", "columns", "page after start: 10", "page after t4: 10", "page after t5: 3", "nulls",
+            "mark absent", "deliver", "finish",
+        ])
+        // A history that no longer continues the checkpoint is refused, as a sync refuses it.
+        #expect(trace(.refresh(dryRun: false), checkpoint: .init(version: 9)) == [
+            "prepare", "mode", "describe", "refuse checkpointAfterLatest(checkpoint: 9, latest: 6)",
+        ])
+        #expect(trace(.refresh(dryRun: false), checkpoint: .init(version: 3, sourceCreated: "2025-01-01T00:00:00.000Z"))
+            .last?.hasPrefix("refuse sourceRecreated") == true)
     }
 
     @Test func aViewHasNoChangeDataButASnapshotOrWatermarkReadsIt() {

@@ -4,6 +4,9 @@ import CDFSyncCore
 /// properties, discovery), never for change data.
 public final class CollectingSink: ResultSink {
     public private(set) var columns: [String] = []
+    /// The type of each column as the manifest writes it (`type_text`: `BIGINT`, `DECIMAL(10,2)`, …), in the order of
+    /// ``columns``.
+    public private(set) var columnTypes: [String] = []
     public private(set) var rows: [[String?]] = []
     public private(set) var statementID = ""
     private var committed = 0
@@ -14,7 +17,9 @@ public final class CollectingSink: ResultSink {
 
     public func manifestReady(_ manifest: ResultManifest, statementID: String) throws {
         self.statementID = statementID
-        columns = (manifest.schema.columns ?? []).sorted { $0.position < $1.position }.map(\.name)
+        let described = (manifest.schema.columns ?? []).sorted { $0.position < $1.position }
+        columns = described.map(\.name)
+        columnTypes = described.map(\.typeText)
     }
 
     public func row(_ row: borrowing RowView) throws {

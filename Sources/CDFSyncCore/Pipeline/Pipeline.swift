@@ -346,7 +346,12 @@ public struct Pipeline: Sendable, Codable, Equatable {
 
     public var name: String
     public var connection: ConnectionRef
+    /// The source table or view, `catalog.schema.table`; for a custom SQL source (``sourceSQL``),
+    /// ``customSQLSourceLabel``.
     public var source: String
+    /// The query of a custom SQL source (`source: {sql: "SELECT …"}`), as written; nil for a table or view. The
+    /// engine reads it only through ``ReadOnlySQLGuard``, and only in `watermark` and `snapshot` mode.
+    public var sourceSQL: String?
     public var kind: Kind
     public var mode: Mode
     public var start: Start
@@ -378,7 +383,8 @@ public struct Pipeline: Sendable, Codable, Equatable {
     public static let shape = PipelineShape.object(CodingKeys.allCases.map { key in
         let shape: PipelineShape
         switch key {
-        case .name, .source, .kind, .mode, .start, .schedule, .identityPipeline, .stateDir: shape = .scalar
+        case .source: shape = .either(.scalar, .object([("sql", .scalar)]))
+        case .name, .kind, .mode, .start, .schedule, .identityPipeline, .stateDir: shape = .scalar
         case .connection: shape = ConnectionRef.shape
         case .mapping: shape = .dictionary(.scalar)
         case .attributes: shape = .list(Attribute.shape)
@@ -420,7 +426,14 @@ public struct Pipeline: Sendable, Codable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         name = try c.decode(String.self, forKey: .name)
         connection = try c.decode(ConnectionRef.self, forKey: .connection)
-        source = try c.decode(String.self, forKey: .source)
+        if let table = try? c.decode(String.self, forKey: .source) {
+            source = table
+        } else {
+            // `source: {sql: "SELECT …"}`: a custom SQL source.
+            let custom = try c.nestedContainer(keyedBy: CustomSQLKeys.self, forKey: .source)
+            sourceSQL = try custom.decode(String.self, forKey: .sql)
+            source = Self.customSQLSourceLabel
+        }
         kind = try c.decodeIfPresent(Kind.self, forKey: .kind) ?? .participants
         mode = try c.decodeIfPresent(Mode.self, forKey: .mode) ?? .auto
         start = try c.decodeIfPresent(Start.self, forKey: .start) ?? .first
@@ -466,7 +479,11 @@ public struct Pipeline: Sendable, Codable, Equatable {
         if let i = identityPipeline, let problem = Self.nameProblem(i, maxBytes: maxNameBytes) {
             p.append("identity_pipeline: \(problem)")
         }
-        if (try? QualifiedName(parsing: source)) == nil { p.append("source: '\(source)' must be catalog.schema.table") }
+        if let sql = sourceSQL {
+            p += customSQLProblems(sql)
+        } else if (try? QualifiedName(parsing: source)) == nil {
+            p.append("source: '\(source)' must be catalog.schema.table")
+        }
         if connection.name != nil && (connection.host != nil || connection.warehouseID != nil || connection.httpPath != nil) {
             p.append("connection: give either a saved connection name or inline settings, not both")
         }

@@ -14,6 +14,18 @@ public struct SyncRun: Sendable {
         /// A replay of `[from, to]` (`to`: the latest version); the checkpoint never moves. A dry run applies nothing
         /// and delivers nothing.
         case replay(from: Int64, to: Int64?, dryRun: Bool)
+        /// A manual full refresh: the whole source again — a snapshot at the latest version of a table, the whole view
+        /// or query, or a watermark source's pages from the beginning — applied under the usual per-key rules, then
+        /// the keys the source no longer has are marked (``Action/markAbsent``). A dry run applies, marks and
+        /// delivers nothing.
+        case refresh(dryRun: Bool)
+
+        var isDryRun: Bool {
+            switch self {
+            case .sync: false
+            case .replay(_, _, let dryRun), .refresh(let dryRun): dryRun
+            }
+        }
     }
 
     /// What the run is configured with (from the pipeline and the command line).
@@ -69,6 +81,8 @@ public struct SyncRun: Sendable {
         case mode
         /// A first sync with `start: latest`.
         case startLatest
+        /// A refresh (``Kind/refresh(dryRun:)``).
+        case refresh
         /// The change data of `range` is gone (`errorClass`).
         case changeDataGone(range: ClosedRange<Int64>, errorClass: String)
     }
@@ -145,6 +159,9 @@ public struct SyncRun: Sendable {
         case read(Part, note: String?)
         /// Add a warning to the run's record → ``warned()``.
         case warn(String)
+        /// A refresh read its whole source: find the panel's keys it no longer has and mark them (count them, in a dry
+        /// run) → ``absentMarked()``.
+        case markAbsent
         /// Deliver the outbox and feed the webhooks → ``delivered()``.
         case deliver
         /// The run is done.
@@ -177,7 +194,7 @@ public struct SyncRun: Sendable {
 
     private enum State: Sendable, Equatable {
         case initial, preparingOutput, decidingMode, checkingColumns, describingSource, findingVersion
-        case readingHistory, checkingRetention, reading, delivering, warning, finished, refused
+        case readingHistory, checkingRetention, reading, markingAbsent, delivering, warning, finished, refused
     }
 
     public init(kind: Kind, settings: Settings, checkpoint: Checkpoint) {
@@ -196,6 +213,8 @@ public struct SyncRun: Sendable {
         case .replay(_, _, let dryRun):
             mode = .cdf
             return dryRun ? go(.describingSource, .describeSource) : go(.preparingOutput, .prepareOutput)
+        case .refresh(let dryRun):
+            return dryRun ? go(.decidingMode, .decideMode) : go(.preparingOutput, .prepareOutput)
         }
     }
 
@@ -227,6 +246,9 @@ public struct SyncRun: Sendable {
     public mutating func sourceDescribed(_ source: Source) -> Action {
         precondition(state == .describingSource, "sourceDescribed in \(state)")
         self.source = source
+        if mode == .snapshot, case .refresh = kind {
+            return readPart(.snapshot(version: source.isView ? nil : source.latest, reason: .refresh))
+        }
         if mode == .snapshot { return readPart(.snapshot(version: source.isView ? nil : source.latest, reason: .mode)) }
         if source.isView, let type = source.type { return refuse(.viewHasNoChangeData(type: type)) }
         guard let latest = source.latest else { return refuse(.partFailed) }
@@ -237,6 +259,15 @@ public struct SyncRun: Sendable {
             return refuse(.sourceRecreated(created: created, checkpointCreated: before, checkpoint: at, latest: latest))
         }
         if case .replay(let from, _, _) = kind { return startReading(at: from, latest: latest) }
+        if case .refresh = kind {
+            // The history must still continue the checkpoint (the checks above and below); then the whole table at
+            // its latest version, and change data continues after it.
+            if let at = checkpoint.version, at > latest {
+                return refuse(.checkpointAfterLatest(checkpoint: at, latest: latest))
+            }
+            mode = .snapshot
+            return readPart(.snapshot(version: latest, reason: .refresh))
+        }
         if let at = checkpoint.version {
             // Versions only grow: a checkpoint past the latest belongs to a history that is gone.
             guard at <= latest else { return refuse(.checkpointAfterLatest(checkpoint: at, latest: latest)) }
@@ -390,8 +421,15 @@ public struct SyncRun: Sendable {
 
     private mutating func finishReading() -> Action {
         reading = nil
+        if case .refresh = kind { return go(.markingAbsent, .markAbsent) }
         if case .replay(_, _, true) = kind { return go(.finished, .finish) }
         return go(.delivering, .deliver)
+    }
+
+    /// The keys the source no longer has were marked (counted, in a dry run).
+    public mutating func absentMarked() -> Action {
+        precondition(state == .markingAbsent, "absentMarked in \(state)")
+        return kind.isDryRun ? go(.finished, .finish) : go(.delivering, .deliver)
     }
 
     private mutating func refuse(_ refusal: Refusal) -> Action { go(.refused, .refuse(refusal)) }
