@@ -141,6 +141,10 @@ struct ActivationCLITests {
         let replay = try cdfsync(["replay", file, "--from-version", "0"])
         #expect(replay.succeeded, "\(replay.output)")
         #expect(try invitationLines(dir).count == released)
+        // So does a full refresh.
+        let refresh = try cdfsync(["refresh", file])
+        #expect(refresh.succeeded, "\(refresh.output)")
+        #expect(try invitationLines(dir).count == released)
 
         // 6. A new eligible participant is invited by the next sync.
         let row = #"["P-900001","Nia","Okafor","nia.okafor@example.com","+44 20 7946 0001","Acme","United Kingdom","London","Engineer","smb","opted_in","2026-04-01T10:00:00.000Z"]"#
