@@ -33,10 +33,12 @@ final class BatchWriter: @unchecked Sendable {
     var onApplied: @Sendable (Int, Int64?) -> Void = { _, _ in }
 
     /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
-    convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2, jitter: TimingJitter? = nil) {
+    convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2, jitter: TimingJitter? = nil,
+                     activation: PanelStore.ActivationSettings? = nil) {
         self.init(capacity: capacity) { changes, checkpoint in
             jitter?.writer()
-            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint)
+            let outcome = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: checkpoint,
+                activation: activation)
             // Keeps resident memory flat in the size of the store (see releaseMappedPages).
             store.environment.releaseMappedPages()
             return outcome

@@ -23,8 +23,9 @@ extension CDFSync {
     ) throws {
         let writer = dryRun
             ? BatchWriter(capacity: 2) { [store, scope = options.pipeline] changes, _ in try store.evaluate(changes, scope: scope) }
-            : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliver] changes, _ in
-                let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil)
+            : BatchWriter(capacity: 2) { [store, scope = options.pipeline, pipeline = options.pipeline, redeliver,
+                                          activation = activationForRun(summary)] changes, _ in
+                let o = try store.apply(changes, scope: scope, pipeline: pipeline, checkpoint: nil, activation: activation)
                 try redeliver?.append(changes, scope: scope)
                 return o
             }
@@ -186,8 +187,9 @@ extension CDFSync {
                       shaping: Bool = true,
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
-        let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline)
-            ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
+        let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline, activation: activationForRun(summary))
+            ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
+                activation: activationForRun(summary))
         let progress = onProgress
         writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
         let collector = ChangeCollector(

@@ -36,12 +36,13 @@ struct RefreshRun {
 
     /// The writer a refresh's reads apply through: a dry run evaluates each batch and rolls it back; a refresh
     /// applies as a sync does.
-    func writer(store: PanelStore, scope: String) -> BatchWriter {
+    func writer(store: PanelStore, scope: String, activation: PanelStore.ActivationSettings? = nil) -> BatchWriter {
         if options.dryRun {
             return BatchWriter(capacity: 2) { changes, _ in try store.evaluate(changes, scope: scope) }
         }
         return BatchWriter(capacity: 2) { changes, checkpoint in
-            let outcome = try store.apply(changes, scope: scope, pipeline: scope, checkpoint: checkpoint)
+            let outcome = try store.apply(changes, scope: scope, pipeline: scope, checkpoint: checkpoint,
+                activation: activation)
             store.environment.releaseMappedPages()
             #if DEBUG
             RefreshKillSwitch.fromEnvironment?.reached(.applied)

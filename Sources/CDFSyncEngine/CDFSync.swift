@@ -113,6 +113,7 @@ public final class CDFSync {
             switch action {
             case .prepareOutput:
                 try bindOutputDirectory()
+                try prepareActivation(&summary)
                 // Deliver (and repair) what an earlier run committed but did not write out.
                 try deliver(&summary)
                 action = machine.outputPrepared()
@@ -207,7 +208,11 @@ public final class CDFSync {
                     summary.delivered += f.lines
                 }
                 try deliver(&summary)
-                if kind == .sync || kind == .refresh(dryRun: false) { try deliverWebhooks(&summary) }
+                try deliverInvitations(&summary)
+                if kind == .sync || kind == .refresh(dryRun: false) {
+                    try deliverWebhooks(&summary)
+                    try deliverInvitationWebhook(&summary)
+                }
                 action = machine.delivered()
             case .finish:
                 return

@@ -211,6 +211,7 @@ final class ChangeCollector: ResultSink {
 
     private func fold(_ outcome: PanelStore.ApplyOutcome) {
         base.counts += outcome
+        base.noteActivation(outcome.activation)
         base.counts += rows.counts
         base.invalidSamples += rows.samples
         rows.samples = []

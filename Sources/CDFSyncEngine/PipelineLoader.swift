@@ -89,6 +89,13 @@ public enum PipelineLoader {
                 p.append("connection.host: \(error)")
             }
         }
+        if let url = pipeline.activation.webhook?.url, !url.isEmpty {
+            do {
+                try ParsedURL(url).requireSecure()
+            } catch {
+                p.append("activation.webhook.url: \(error.message)")
+            }
+        }
         for (i, sink) in pipeline.sinks.enumerated() where sink.type == .webhook {
             guard let url = sink.url else { continue }
             do {

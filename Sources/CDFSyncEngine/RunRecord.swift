@@ -291,6 +291,8 @@ public struct RunRecord: Sendable, Equatable {
     public var schemaChanges: [String] = []
     /// A refresh's findings (nil for other runs).
     public var refresh: Refresh?
+    /// What the pipeline's activation decided and delivered in this run (nil: no activation; docs/activation.md).
+    public var invitations: InvitationCounts?
     public var error: String?
 
     public init(pipeline: String, table: String) {
@@ -376,6 +378,7 @@ extension RunRecord: Codable {
         case peakResidentBytes = "peak_rss_bytes", outputFiles = "output_files", warnings
         case schemaChanges = "schema_changes", error
         case refresh
+        case invitations
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -412,6 +415,7 @@ extension RunRecord: Codable {
         try c.encode(warnings, forKey: .warnings)
         try c.encode(schemaChanges, forKey: .schemaChanges)
         try c.encodeIfPresent(refresh, forKey: .refresh)
+        try c.encode(invitations, forKey: .invitations)
         try c.encode(error, forKey: .error)
     }
 
@@ -467,6 +471,7 @@ extension RunRecord: Codable {
         warnings = try c.decodeIfPresent([String].self, forKey: .warnings) ?? []
         schemaChanges = try c.decodeIfPresent([String].self, forKey: .schemaChanges) ?? []
         refresh = try c.decodeIfPresent(Refresh.self, forKey: .refresh)
+        invitations = try c.decodeIfPresent(InvitationCounts.self, forKey: .invitations)
         error = try c.decodeIfPresent(String.self, forKey: .error)
         if recordVersion >= 2 {
             checkpointBefore = try c.decodeIfPresent(Int64.self, forKey: .checkpointBefore)
@@ -643,6 +648,7 @@ extension RunRecord {
                 + "nothing changed")
             // A repair of a delivery killed part-way, or webhook batches sent again, happen on such a run too.
             if webhookDelivered > 0 { lines.append("  webhook        \(webhookDelivered) change(s) acknowledged") }
+            lines += invitationLines
             for w in warnings { lines.append("  warning: \(w)") }
             return lines.joined(separator: "\n")
         }
@@ -683,6 +689,7 @@ extension RunRecord {
             lines.append("  durability     run: commits not synced one by one; the store was synced before delivery")
         }
         for c in schemaChanges { lines.append("  schema change  \(c)") }
+        lines += invitationLines
         for w in warnings { lines.append("  warning: \(w)") }
         return lines.joined(separator: "\n")
     }

@@ -43,6 +43,8 @@ public struct SyncOptions: Sendable {
     /// statement is read on a thread of its own at `nice` + this (see ``ReadingThread``); 0 reads on the caller's
     /// thread at its priority, as a replay always does (its reading is the critical path).
     public var readingNiceness: Int32 = ReadingThread.defaultNiceness
+    /// The pipeline's activation as the writer applies it (docs/activation.md); nil for `import`.
+    public var activation: PanelStore.ActivationSettings?
 
     /// A passthrough CDF sync of `table` keyed by `keyColumn`.
     public init(table: QualifiedName, keyColumn: String, columns: [String]? = nil, pipeline: String? = nil,
@@ -77,6 +79,7 @@ public struct SyncOptions: Sendable {
         }
         keyColumn = spec.mapping["external_id"] ?? spec.mapping["event_id"] ?? ""
         self.spec = spec
+        activation = spec.activationSettings
         pipeline = spec.name
         // The name becomes a directory below .cdfsync/out: it must stay there (`../../x` must not).
         guard Pipeline.nameProblem(spec.name, maxBytes: .max) == nil,

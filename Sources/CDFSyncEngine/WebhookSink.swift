@@ -116,7 +116,7 @@ public struct WebhookSink: Sendable {
         return sent
     }
 
-    private func send(_ body: [UInt8], key: String, host: String, transport: CurlTransport) throws {
+    func send(_ body: [UInt8], key: String, host: String, transport: CurlTransport) throws {
         var headers = [("Content-Type", "application/json"), ("Idempotency-Key", key)]
         if let token { headers.append(("Authorization", "Bearer \(token.reveal())")) }
         let started = Date()

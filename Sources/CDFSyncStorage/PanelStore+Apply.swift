@@ -63,24 +63,27 @@ extension PanelStore {
     ///   - run: when given, run record `run.id` (from ``appendRun(_:)``) is replaced by `run.json` in the same
     ///     transaction, so the audit counters never disagree with the panel.
     ///   - commit: `false` computes the outcome and aborts the transaction (a dry run): nothing is written.
+    ///   - activation: the pipeline's activation, decided per row in this transaction (``ActivationPolicy``); its
+    ///     ledger entries and invitation outbox are written with the rows (nil: `import`, no decisions).
     /// - Throws: ``StorageError``; on any error nothing of the batch (records, index, outbox, checkpoint, run
     ///   record) is written. `.invalidArgument` for a scope containing NUL, a key (identity key, email, phone)
     ///   longer than the LMDB key limit or a record that is not a JSON object; `.notFound` for an unknown run id;
     ///   `.mapFull` when the map is full.
     public func apply(
         _ changes: [Change], scope: String, pipeline: String, checkpoint: Checkpoint?,
-        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true
+        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true, activation: ActivationSettings? = nil
     ) throws
         -> ApplyOutcome
     {
-        try apply(ChangeBatch(changes), scope: scope, pipeline: pipeline, checkpoint: checkpoint, run: run, commit: commit)
+        try apply(ChangeBatch(changes), scope: scope, pipeline: pipeline, checkpoint: checkpoint, run: run, commit: commit,
+            activation: activation)
     }
 
     /// ``apply(_:scope:pipeline:checkpoint:run:)-([Change],_,_,_,_)`` for a flat ``ChangeBatch`` (what the engine
     /// hands its writer thread): the same rules and the same result, without a per-row allocation.
     public func apply(
         _ input: ChangeBatch, scope: String, pipeline: String, checkpoint: Checkpoint?,
-        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true
+        run: (id: UInt64, json: [UInt8])? = nil, commit: Bool = true, activation: ActivationSettings? = nil
     ) throws
         -> ApplyOutcome
     {
@@ -170,6 +173,9 @@ extension PanelStore {
                 var panelWriter = PanelRecordWriter(store: self, txn: txn)
                 var framer = try OutboxFramer(store: self, txn: txn)
                 var linkedRecords = try LinkedRecords(store: self, txn: txn)
+                var activationPolicy = try activation.map {
+                    try ActivationPolicy(store: self, txn: txn, settings: $0, pipeline: pipeline)
+                }
                 let startPID = try readCounter(txn, MetaKey.nextParticipantID) ?? 1
                 var nextPID = startPID
                 // Only shapes some row uses are saved (rows dropped from a prepared batch may leave others).
@@ -286,6 +292,7 @@ extension PanelStore {
                                 continue
                             case .update(let p, let linked):
                                 pid = p
+                                let wasEligible = try activationPolicy?.isEligible(pid) ?? false
                                 // A key a refresh marked absent is back in the source: its change says so.
                                 returned = stored!.absent ? InSource.set(true, in: record) : nil
                                 try (returned ?? []).withUnsafeBytes { back in
@@ -318,6 +325,8 @@ extension PanelStore {
                                 }
                                 outcome.updated += 1
                                 insert = false
+                                try activationPolicy?.decide(pid: pid, record: record, merged: merged ?? returned,
+                                    trigger: .update(wasEligible: wasEligible), identKey: key, version: version)
                             case .link(let owner):
                                 pid = owner
                                 let next = IdentValue(
@@ -340,6 +349,8 @@ extension PanelStore {
                                     pid: pid, contact, isNew: false, identKey: key, version: version)
                                 outcome.linked += 1
                                 insert = false
+                                try activationPolicy?.decide(
+                                    pid: pid, record: record, merged: merged, trigger: .link, identKey: key, version: version)
                             case .insert:
                                 pid = nextPID
                                 nextPID += 1
@@ -356,6 +367,8 @@ extension PanelStore {
                                 }
                                 outcome.inserted += 1
                                 insert = true
+                                try activationPolicy?.decide(
+                                    pid: pid, record: record, merged: nil, trigger: .insert, identKey: key, version: version)
                             }
                             if let changed = merged ?? returned {
                                 changed.withUnsafeBytes {
@@ -374,6 +387,10 @@ extension PanelStore {
                     }
                 }
                 if nextPID != startPID { try txn.put(meta, key: MetaKey.nextParticipantID, value: bytesBE(nextPID)) }
+                if let policy = activationPolicy {
+                    try policy.finish()
+                    outcome.activation = policy.outcome
+                }
                 let (startSeq, lastSeq) = (framer.startSeq, framer.seq)
                 try framer.finish(txn)
                 try recordRoute(txn, after: startSeq, through: lastSeq, pipeline: pipeline)

@@ -38,6 +38,13 @@ public final class PanelStore: @unchecked Sendable {
     /// The latest record of each source key of a participant that several keys feed (see ``LinkedRecords``):
     /// identity key → stamp (8 bytes BE, the outbox sequence of the change that wrote it), then the record's JSON.
     let keyRecords: Database
+    /// The invitation ledger (`L` + participant + target → entry) and its index of held entries (`H` + pipeline, NUL,
+    /// participant, target); see PanelStore+Invitations.swift.
+    let invitationsDB: Database
+    /// Each pipeline's invitation outbox: pipeline, NUL, sequence (8 bytes BE) → participant (8 bytes BE) + target.
+    let invitationQueue: Database
+    /// Each pipeline's delivered invitation segments: pipeline, NUL, first sequence → the segment's JSON.
+    let invitationSegments: Database
     /// `shapesDB` in memory.
     let shapes = RecordShapes()
     /// zstd level used for panel record values.
@@ -100,7 +107,8 @@ public final class PanelStore: @unchecked Sendable {
         let (dbs, savedShapes, id) = try environment.write { txn -> ([Database], [(UInt32, [UInt8])], [UInt8]) in
             let dbs = try [
                 "ident", "panel", "meta", "outbox", "runs", "segments", "links", "email", "phone", "contact",
-                "conflicts", "events", "shapes", "routes", "keyrecords",
+                "conflicts", "events", "shapes", "routes", "keyrecords", "invitations", "invitation_queue",
+                "invitation_segments",
             ].map { try txn.openDatabase($0) }
             let meta = dbs[2]
             if let stored = try txn.get(meta, key: MetaKey.formatVersion) {
@@ -140,6 +148,7 @@ public final class PanelStore: @unchecked Sendable {
         shapesDB = dbs[12]
         routes = dbs[13]
         keyRecords = dbs[14]
+        (invitationsDB, invitationQueue, invitationSegments) = (dbs[15], dbs[16], dbs[17])
         for (id, keys) in savedShapes { shapes.add(id: id, keys: keys) }
         self.recordCompressionLevel = recordCompressionLevel
         self.recordCompressionThreshold = recordCompressionThreshold
@@ -251,6 +260,8 @@ public final class PanelStore: @unchecked Sendable {
         public var consentBlocked: Int
         /// Conflict entries recorded: a weaker key (email, phone) already belongs to another participant.
         public var conflicts: Int
+        /// What the pipeline's activation decided (all zero without one); not row counts.
+        public var activation = ActivationOutcome()
 
         public init(
             inserted: Int = 0, updated: Int = 0, unchanged: Int = 0, skippedOlder: Int = 0, linked: Int = 0,
@@ -276,6 +287,7 @@ public final class PanelStore: @unchecked Sendable {
             a.linked += b.linked
             a.consentBlocked += b.consentBlocked
             a.conflicts += b.conflicts
+            a.activation += b.activation
         }
     }
 

@@ -13,7 +13,7 @@ struct CDFSyncCommand: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             Sync.self, Replay.self, Refresh.self, Schedule.self, PipelineCommand.self, Status.self, Runs.self, Panel.self,
-            Connection.self, Discover.self, Conflicts.self,
+            Connection.self, Discover.self, Conflicts.self, InvitationsCommand.self,
         ]
     )
 

@@ -8,7 +8,8 @@ import Foundation
 extension CDFSyncCommand {
     struct PipelineCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "pipeline", abstract: "Work with pipeline files.", subcommands: [Init.self, Validate.self, Preview.self, TestSQL.self])
+            commandName: "pipeline", abstract: "Work with pipeline files.",
+            subcommands: [Init.self, Validate.self, Preview.self, TestSQL.self, Activate.self, Deactivate.self])
 
         struct Validate: ParsableCommand {
             static let configuration = CommandConfiguration(

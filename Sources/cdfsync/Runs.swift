@@ -154,6 +154,7 @@ extension CDFSyncCommand {
                     if !f.absentSample.isEmpty { lines.append("  absent_sample " + f.absentSample.joined(separator: ", ")) }
                     if let list = f.absentList { lines.append("  absent_list   \(list)") }
                 }
+                lines += r.invitationFieldLines
                 for (key, list) in [("statement_ids", r.statementIDs), ("output_files", r.outputFiles),
                                     ("schema_changes", r.schemaChanges), ("warnings", r.warnings),
                                     ("invalid_samples", r.invalidSamples)] where !list.isEmpty {

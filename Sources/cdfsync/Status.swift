@@ -64,12 +64,14 @@ extension CDFSyncCommand {
                     deliveryDirectories: try store.deliveryDirectories().map { ($0.directory, $0.fileMode) })
                 // What the next run's delivery would repair in each output directory (read-only look).
                 let repairs = try store.deliveryRepairs()
+                let activations = try ActivationStatus.load(store, lastRuns: pipelines.compactMap { p in
+                    p.lastRun.flatMap { run in run.record.invitations.map { (p.name, run.id, $0) } } })
                 if json {
                     print(String(decoding: Self.json(stats, pipelines, webhooks, directory: state.stateDir,
-                        writer: holder, warnings: warnings, repairs: repairs), as: UTF8.self))
+                        writer: holder, warnings: warnings, repairs: repairs, activations: activations), as: UTF8.self))
                 } else {
                     print(Self.text(stats, pipelines, webhooks, directory: state.stateDir, writer: holder,
-                        warnings: warnings, repairs: repairs))
+                        warnings: warnings, repairs: repairs, activations: activations))
                 }
             }
         }
@@ -130,7 +132,8 @@ extension CDFSyncCommand {
         static func text(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = []
+            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = [],
+            activations: [ActivationStatus] = []
         ) -> String {
             var lines = [
                 "state      \(directory) (\(size(s.usedBytes)) used; room to grow to \(size(s.mapSize)), --max-store-size)",
@@ -167,6 +170,7 @@ extension CDFSyncCommand {
                 lines.append("  sink of \(owner)  acknowledged through change \(acknowledged), \(behind) delivered change(s) "
                     + "not yet acknowledged" + (behind > 0 ? " (resent on the next run)" : ""))
             }
+            lines += ActivationStatus.lines(activations)
             for w in warnings { lines.append("warning: \(w)") }
             lines += repairLines(repairs)
             return lines.joined(separator: "\n")
@@ -175,7 +179,8 @@ extension CDFSyncCommand {
         static func json(
             _ s: PanelStore.Statistics, _ pipelines: [PipelineStatus],
             _ webhooks: [(pipeline: String, checkpoint: PanelStore.Checkpoint)], directory: String,
-            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = []
+            writer: WriterLock.Holder? = nil, warnings: [String] = [], repairs: [PanelStore.DeliveryRepair] = [],
+            activations: [ActivationStatus] = []
         ) -> [UInt8] {
             var w = JSONWriter()
             w.beginObject()
@@ -231,6 +236,7 @@ extension CDFSyncCommand {
             w.endArray()
             w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
             repairJSON(repairs, &w)
+            ActivationStatus.json(activations, &w)
             w.endObject()
             return w.bytes
         }

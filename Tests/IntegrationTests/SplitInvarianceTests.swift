@@ -9,8 +9,8 @@ import Synchronization
 import Testing
 import WarehouseSimulator
 
-/// Design §2.7: the panel, its identity links and conflicts, and the set of delivered changes after a sync do not
-/// depend on how the run was split — chunk size, batch size, versions per statement, disposition, thread timing,
+/// Design §2.7: the panel, its identity links and conflicts, the set of delivered changes and the invitations (the
+/// ledger and the invitation files; docs/activation.md) after a sync do not depend on how the run was split — chunk size, batch size, versions per statement, disposition, thread timing,
 /// or several runs instead of one — and equal a plain model of the rules in docs/pipelines.md.
 ///
 /// Each case is a random change history of a few keys that share a few emails and phones (inserts, updates that
@@ -35,6 +35,9 @@ struct SplitInvarianceTests {
                   consent_status: consent_status}
         consent: {opted_in: [opted_in]}
         validation: {required: [external_id], max_invalid_ratio: 1.0}
+        activation:
+          invite_study: S-1
+          eligibility: [{field: first_name, op: eq, value: Ann}]
         """
 
     // MARK: Cases
@@ -116,8 +119,10 @@ struct SplitInvarianceTests {
 
     // MARK: The model
 
-    /// The rules of docs/pipelines.md ("What a row becomes", identity, consent), applied one row at a time in the
-    /// order a change-data read returns them (by version; within one: inserts, update post-images, deletes).
+    /// The rules of docs/pipelines.md ("What a row becomes", identity, consent) and docs/activation.md, applied one
+    /// row at a time in the order a change-data read returns them (by version; within one: inserts, update
+    /// post-images, deletes). Invitations are delivered at the end of each run: a withdrawal before then means no
+    /// invitation, so the model is told where the runs end (``apply(_:runEndsAfter:)``).
     struct Model {
         /// A source key: its participant, version, latest record (and when it was applied: `stamp`), contact values.
         struct Key {
@@ -131,6 +136,44 @@ struct SplitInvarianceTests {
         var conflicts: [(key: String, version: Int64, kind: String, value: String, pid: Int, other: Int)] = []
         var delivered: [(op: String, key: String, version: Int64, record: [String: String], pid: Int)] = []
         var nextPID = 1
+        /// The invitation ledger: per participant, its state, the source key that decided it and its sequence.
+        var ledger: [Int: (state: String, key: String, seq: Int)] = [:]
+        var invitationSeq = 0
+        /// Invitations written to the files: (source key that decided it, participant).
+        var invited: [(key: String, pid: Int)] = []
+
+        /// Opted in, with an email or a phone: reachable (what delivery checks again).
+        static func reachable(_ r: [String: String]) -> Bool {
+            r["contactable"] == "true" && (r["email"] != nil || r["phone"] != nil)
+        }
+
+        /// The pipeline's activation: reachable, and first_name eq Ann.
+        static func eligible(_ r: [String: String]) -> Bool { reachable(r) && r["first_name"] == "Ann" }
+
+        /// A decision (docs/activation.md, When a decision is made): an insert, a link, or an update of someone who
+        /// was not eligible before it.
+        mutating func decide(pid: Int, record: [String: String], key: String, wasEligible: Bool = false) {
+            guard !wasEligible, Self.eligible(record) else { return }
+            switch ledger[pid]?.state {
+            case "queued", "sent": return
+            default:
+                invitationSeq += 1
+                ledger[pid] = ("queued", key, invitationSeq)
+            }
+        }
+
+        /// The delivery at a run's end: queued invitations in order, sent unless the participant is no longer
+        /// reachable (withdrawn).
+        mutating func deliverInvitations() {
+            for (pid, entry) in ledger.sorted(by: { $0.value.seq < $1.value.seq }) where entry.state == "queued" {
+                if Self.reachable(panel[pid]!.record) {
+                    ledger[pid]!.state = "sent"
+                    invited.append((entry.key, pid))
+                } else {
+                    ledger[pid]!.state = "withdrawn"
+                }
+            }
+        }
 
         /// The record the pipeline maps `row` to, or nil when the row is invalid.
         static func record(_ row: Row) -> [String: String]? {
@@ -146,11 +189,14 @@ struct SplitInvarianceTests {
             return r
         }
 
-        mutating func apply(_ commits: [Commit]) {
+        /// Applies `commits`; a first run ends after `runEndsAfter` of them (0: one run), and delivers.
+        mutating func apply(_ commits: [Commit], runEndsAfter: Int = 0) {
             for (i, c) in commits.enumerated() {
                 let version = Int64(i + 1)
                 for row in c.inserts + c.updates.map(\.after) { apply(row, version: version) }
+                if i + 1 == runEndsAfter { deliverInvitations() }
             }
+            deliverInvitations()
         }
 
         mutating func apply(_ row: Row, version: Int64) {
@@ -169,11 +215,13 @@ struct SplitInvarianceTests {
                     if changed && provided { maintain(pid: k.pid, email: email, phone: phone, key: key, version: version) }
                     return
                 }
+                let wasEligible = Self.eligible(panel[k.pid]!.record)
                 let changed = k.contact != contact
                 keys[key] = Key(pid: k.pid, version: version, record: record, contact: contact, linked: k.linked,
                     stamp: delivered.count + 1)
                 let merged = participantRecord(k.pid)
                 panel[k.pid] = (panel[k.pid]!.first, version, merged)
+                decide(pid: k.pid, record: merged, key: key, wasEligible: wasEligible)
                 if changed && provided { maintain(pid: k.pid, email: email, phone: phone, key: key, version: version) }
                 delivered.append(("update", key, version, merged, k.pid))
                 return
@@ -184,6 +232,7 @@ struct SplitInvarianceTests {
                 let merged = participantRecord(owner)
                 panel[owner] = (panel[owner]!.first, version, merged)
                 maintain(pid: owner, email: email, phone: phone, key: key, version: version)
+                decide(pid: owner, record: merged, key: key)
                 delivered.append(("update", key, version, merged, owner))
                 return
             }
@@ -196,6 +245,7 @@ struct SplitInvarianceTests {
                 stamp: delivered.count + 1)
             contacts[pid] = (nil, nil)
             if provided { maintain(pid: pid, email: email, phone: phone, key: key, version: version) }
+            decide(pid: pid, record: record, key: key)
             delivered.append(("insert", key, version, record, pid))
         }
 
@@ -251,6 +301,8 @@ struct SplitInvarianceTests {
             for (kind, entries) in index { for (value, pid) in entries { o.index["\(kind) \(value)"] = name(pid) } }
             o.conflicts = conflicts.map { "\($0.key) v\($0.version) \($0.kind) \($0.value) \(name($0.pid)) vs \(name($0.other))" }.sorted()
             o.delivered = delivered.map { "\($0.op) \($0.key) v\($0.version) \(name($0.pid)) \(Outcome.text($0.record))" }.sorted()
+            o.ledger = ledger.map { "\(name($0.key)) \($0.value.state) by \($0.value.key)" }.sorted()
+            o.invited = invited.map { "\($0.key) \(name($0.pid))" }.sorted()
             return o
         }
     }
@@ -263,6 +315,9 @@ struct SplitInvarianceTests {
         var index: [String: String] = [:]
         var conflicts: [String] = []
         var delivered: [String] = []
+        /// The invitation ledger (participant, state, deciding key) and the invitations in the files.
+        var ledger: [String] = []
+        var invited: [String] = []
 
         static func text(_ record: [String: String]) -> String {
             record.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
@@ -271,6 +326,7 @@ struct SplitInvarianceTests {
         var description: String {
             "participants \(participants.sorted { $0.key < $1.key })\nkeys \(keys.sorted { $0.key < $1.key })\n"
                 + "index \(index.sorted { $0.key < $1.key })\nconflicts \(conflicts)\ndelivered \(delivered)"
+                + "\nledger \(ledger)\ninvited \(invited)"
         }
 
         /// Reads a store and its delivered segments.
@@ -316,6 +372,19 @@ struct SplitInvarianceTests {
                 let record = try JSONSerialization.data(withJSONObject: line["record"]!)
                 return "\(line["op"] as! String) \(line["external_id"] as! String) v\(line["commit_version"] as! Int) "
                     + "\(try name(UInt64(line["participant_id"] as! Int))) \(Self.text(try fields(Array(record))))"
+            }.sorted()
+            ledger = try store.invitations(pipeline: scope).map {
+                "\(try name($0.participantID)) \($0.state.rawValue) by \($0.externalID)"
+            }.sorted()
+            let invitations = output + "/invitations"
+            let files = ((try? FileManager.default.contentsOfDirectory(atPath: invitations)) ?? [])
+                .filter { $0.hasPrefix("invitations-") && $0.hasSuffix(".ndjson.zst") }.sorted()
+            invited = try files.flatMap { file in
+                let text = String(decoding: try Zstd.decompress(Array(try Data(contentsOf: URL(fileURLWithPath: invitations + "/" + file)))), as: UTF8.self)
+                return try text.split(separator: "\n").map { line in
+                    let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+                    return "\(o["external_id"] as! String) \(try name(UInt64(o["participant_id"] as! Int)))"
+                }
             }.sorted()
         }
 
@@ -365,6 +434,8 @@ struct SplitInvarianceTests {
         let dir = TempDir("split")
         let store = try PanelStore(directory: dir.sub("state"), durable: false)
         let pipeline = try PipelineLoader.load(yaml: pipelineYAML.replacingOccurrences(of: "SOURCE", with: name))
+        _ = try store.confirmActivation(pipeline: "split", settings: try #require(pipeline.activationSettings), by: "test",
+            host: "test")
         func sync() throws {
             let client = StatementClient(settings: try sim.settings())
             client.retryPolicy.baseDelay = 0.01
@@ -400,13 +471,38 @@ struct SplitInvarianceTests {
         try #require(FileManager.default.fileExists(atPath: "/proc"), "needs Linux")
         await propertyCheck(count: 200, input: Self.operations, Self.splits) { ops, codes in
             let commits = Self.history(ops)
-            var model = Model()
-            model.apply(commits)
-            let expected = model.outcome
             for code in codes {
                 let split = Split(code, commits: commits.count)
+                var model = Model()
+                model.apply(commits, runEndsAfter: split.firstRunCommits)
+                let expected = model.outcome
                 let got = try Self.run(commits, split: split)
                 #expect(got == expected, "split: \(split)\ngot:\n\(got)\nexpected:\n\(expected)")
+            }
+        }
+    }
+
+    /// An invitation goes out at the end of the run that decided it, unless the participant withdrew before: in one
+    /// run the withdrawal wins (no invitation, the entry `withdrawn`); split into two runs at the withdrawal, the
+    /// invitation went out first. A second key linked by email shares the participant's one invitation; Bob is not
+    /// eligible (first_name eq Ann).
+    @Test func invitationsGoOutAtTheEndOfTheRunThatDecidedThem() throws {
+        let commits = [
+            Commit(inserts: [["K1", "Ann", "a@x.io", nil, "opted_in"], ["K2", "Bob", "b@x.io", nil, "opted_in"]]),
+            Commit(inserts: [["K3", "Ann", "a@x.io", nil, "opted_in"]]),
+            Commit(updates: [(["K1", "Ann", "a@x.io", nil, "opted_in"], ["K1", "Ann", "a@x.io", nil, "opted_out"])]),
+        ]
+        for runEndsAfter in [0, 2] {
+            var model = Model()
+            model.apply(commits, runEndsAfter: runEndsAfter)
+            var split = Split(0, commits: 1)
+            split.firstRunCommits = runEndsAfter
+            let got = try Self.run(commits, split: split)
+            #expect(got == model.outcome, "got:\n\(got)\nexpected:\n\(model.outcome)")
+            if runEndsAfter == 0 {
+                #expect(got.ledger == ["K1+K3 withdrawn by K1"] && got.invited.isEmpty, "\(got)")
+            } else {
+                #expect(got.ledger == ["K1+K3 sent by K1"] && got.invited == ["K1 K1+K3"], "\(got)")
             }
         }
     }

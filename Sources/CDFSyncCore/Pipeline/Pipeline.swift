@@ -368,10 +368,12 @@ public struct Pipeline: Sendable, Codable, Equatable {
     public var identityPipeline: String?
     /// Directory of the LMDB state (default: `.cdfsync/state`).
     public var stateDir: String?
+    /// What each newly imported, eligible participant gets (default `import`: nothing more; see ``Activation``).
+    public var activation: Activation = .importOnly
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, connection, source, kind, mode, start, mapping, attributes, consent, filters, validation,
-            watermark, sinks, schedule
+            watermark, sinks, schedule, activation
         case identityPipeline = "identity_pipeline"
         case stateDir = "state_dir"
     }
@@ -391,6 +393,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
         case .validation: shape = Validation.shape
         case .watermark: shape = Watermark.shape
         case .sinks: shape = .list(Sink.shape)
+        case .activation: shape = Activation.shape
         }
         return (key.stringValue, shape)
     })
@@ -398,7 +401,8 @@ public struct Pipeline: Sendable, Codable, Equatable {
     public init(name: String, connection: ConnectionRef, source: String, kind: Kind = .participants, mode: Mode = .auto,
                 start: Start = .first, mapping: [String: String], attributes: [Attribute] = [], consent: Consent? = nil,
                 filters: [Filter] = [], validation: Validation = Validation(), watermark: Watermark? = nil,
-                sinks: [Sink] = [], schedule: Schedule? = nil, identityPipeline: String? = nil, stateDir: String? = nil) {
+                sinks: [Sink] = [], schedule: Schedule? = nil, identityPipeline: String? = nil, stateDir: String? = nil,
+                activation: Activation = .importOnly) {
         self.name = name
         self.connection = connection
         self.source = source
@@ -415,6 +419,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
         self.schedule = schedule
         self.identityPipeline = identityPipeline
         self.stateDir = stateDir
+        self.activation = activation
     }
 
     public init(from decoder: any Decoder) throws {
@@ -450,6 +455,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
         schedule = try c.decodeIfPresent(Schedule.self, forKey: .schedule)
         identityPipeline = try c.decodeIfPresent(String.self, forKey: .identityPipeline)
         stateDir = try c.decodeIfPresent(String.self, forKey: .stateDir)
+        activation = try c.decodeIfPresent(Activation.self, forKey: .activation) ?? .importOnly
     }
 
     /// Panel fields a participants mapping may name.
@@ -546,6 +552,7 @@ public struct Pipeline: Sendable, Codable, Equatable {
                 }
             }
         }
+        p += activation.problems(of: self)
         if kind == .events && identityPipeline == nil && mapping["user_id"] != nil {
             p.append("identity_pipeline: name the participants pipeline whose external ids user_id refers to")
         }

@@ -60,6 +60,12 @@ extension PipelineSuggestion {
         w.line("sinks:")
         w.line("  - type: ndjson")
         w.line("    directory: \(YAMLText.value(".cdfsync/out/\(name)"))", "zstd NDJSON segments and a manifest.json")
+        if kind == .participants {
+            w.blank()
+            w.line("# activation:", "what new eligible participants get; default import: nothing more")
+            w.line("#   invite_study: STUDY-ID", "or pool: NAME / invite_task: ID (docs/activation.md)")
+            w.line("#   eligibility: [{field: country, op: in, value: [GB]}]", "sent after cdfsync pipeline activate")
+        }
         w.blank()
         w.line("# schedule: hourly", "15m | hourly | daily, for cdfsync schedule")
         return w.text
