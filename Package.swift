@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "CDFSyncClient", targets: ["CDFSyncClient"]),
         .library(name: "CDFSyncEngine", targets: ["CDFSyncEngine"]),
         .library(name: "WarehouseSimulator", targets: ["WarehouseSimulator"]),
+        .library(name: "CDFSyncService", targets: ["CDFSyncService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -25,6 +26,12 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // Tests only: property-based tests with shrinking (the split-invariance property).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+        // `cdfsync serve` only (CDFSyncService): the HTTP server, its lifecycle, and its metrics.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // System libraries: a module map plus a shim header each.
@@ -51,10 +58,26 @@ let package = Package(
         // The Databricks SQL warehouse simulator (library).
         .target(name: "WarehouseSimulator", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
 
+        // `cdfsync serve`: the scheduler, the trigger and JSON API, the console, /metrics (Hummingbird, not in the
+        // modules above).
+        .target(
+            name: "CDFSyncService",
+            dependencies: [
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         .executableTarget(
             name: "cdfsync",
             dependencies: [
-                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -103,6 +126,16 @@ let package = Package(
         .testTarget(
             name: "WarehouseSimulatorTests",
             dependencies: ["WarehouseSimulator", "CDFSyncCore"],
+            swiftSettings: swiftSettings
+        ),
+        // cdfsync serve: routes through HummingbirdTesting, and a real loopback run against the simulator.
+        .testTarget(
+            name: "CDFSyncServiceTests",
+            dependencies: [
+                "CDFSyncService", "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
+                "CDFSyncTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The real client against the real simulator over loopback, and the built cdfsync run as a process.

@@ -134,6 +134,7 @@ extension CDFSync {
     func countNullCursors(_ w: WatermarkRead, summary: inout SyncSummary) throws {
         let (c, f) = (SQL.quoteIdentifier(w.cursor), filterSQL)
         let nulls = CollectingSink(limit: 10_000_000)
+        let started = Date()
         let outcome = try client.execute(Statement(
             sql: SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: f.sql + ["\(c) IS NULL"]),
             parameters: f.parameters), sink: nulls)
@@ -142,6 +143,8 @@ extension CDFSync {
         summary.bytesReceived += outcome.bytesReceived
         summary.noteRead(.init(mode: .watermark), rows: nulls.rows.count)
         summary.rowsRead += nulls.rows.count
+        onEvent(.statementFinished(statementID: outcome.statementID, rows: nulls.rows.count,
+            bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
@@ -161,8 +164,11 @@ extension CDFSync {
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
-        let progress = onProgress
-        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let (progress, event) = (onProgress, onEvent)
+        writer.onApplied = { n, v, o in
+            progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? ""))
+            event(.batchApplied(rows: n, outcome: o, checkpointVersion: v))
+        }
         let collector = ChangeCollector(
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
@@ -170,6 +176,7 @@ extension CDFSync {
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
         let rowsBefore = summary.rowsRead
+        let started = Date()
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
@@ -180,6 +187,8 @@ extension CDFSync {
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
             summary.noteRead(part, rows: summary.rowsRead - rowsBefore)
+            onEvent(.statementFinished(statementID: outcome.statementID, rows: summary.rowsRead - rowsBefore,
+                bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         } catch {
             summary = collector.abandon()
             let rows = summary.rowsRead - rowsBefore

@@ -11,6 +11,8 @@ public final class CDFSync {
     public let options: SyncOptions
     /// Progress lines ("applied 100000 changes ...").
     public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// Typed events of the run as it goes (statements, applied batches, webhook retries), for metrics.
+    public var onEvent: @Sendable (RunEvent) -> Void = { _ in }
     /// The clock (watermark upper bounds, retention checks).
     public var now: @Sendable () -> Date = { Date() }
     /// Test hook: random delays on the reading and writer threads (``TimingJitter``).
@@ -125,6 +127,12 @@ public final class CDFSync {
                 if let note { onProgress(note) }
                 if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
                 do {
+                    // A stop asked for (SIGINT, SIGTERM, a service shutting down) ends the run between parts too:
+                    // a statement that completes at once is never polled, so its own check may not come.
+                    if client.isCancelled() {
+                        throw DatabricksError(.statementCanceled, "the run was stopped on request before its next read",
+                            remedy: "Run it again; it resumes from the last checkpoint.")
+                    }
                     switch part {
                     case .changes(let range):
                         if case .replay(_, _, let dryRun) = kind {
@@ -134,10 +142,12 @@ public final class CDFSync {
                             try readChanges(range, schema: machine.schema!, summary: &summary)
                         }
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .snapshot(let version, let reason):
                         let partMode: RunRecord.Part.Mode = if case .changeDataGone = reason { .snapshotFallback } else { .snapshot }
                         try readSnapshot(at: version, summary: &summary, part: partMode)
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .watermarkPage(let from):
                         if watermark == nil { watermark = try WatermarkRead(options: options, checkpoint: stored, now: now()) }
                         let page = try readWatermarkPage(watermark!, after: from, summary: &summary)
@@ -166,6 +176,12 @@ public final class CDFSync {
                 throw refusalError(refusal, failure: failure)
             }
         }
+    }
+
+    /// The commit time of the version the run has brought the panel to, when the history read says it.
+    private func noteLastCommit(_ history: [HistoryEntry], _ summary: inout SyncSummary) {
+        guard let v = summary.toVersion, let t = history.first(where: { $0.version == v })?.timestamp else { return }
+        summary.lastCommitAt = t
     }
 
     /// What a part's error means to the run.
