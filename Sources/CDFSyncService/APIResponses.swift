@@ -1,10 +1,11 @@
+import CDFSyncClient
 import CDFSyncEngine
 import Foundation
 import HTTPTypes
 import Hummingbird
 
 /// An error as the API answers it: `{"error": "...", "remedy": "..."}` with its status.
-struct APIError: Error {
+struct APIError: HTTPResponseError {
     var status: HTTPResponse.Status
     var message: String
     var remedy: String
@@ -15,15 +16,56 @@ struct APIError: Error {
         self.remedy = remedy
     }
 
-    var response: Response { Self.response(status, message, remedy: remedy) }
+    var reply: Response { Self.make(status, message, remedy: remedy) }
 
-    static func response(_ status: HTTPResponse.Status, _ message: String, remedy: String) -> Response {
+    func response(from request: Request, context: some RequestContext) throws -> Response { reply }
+
+    static func make(_ status: HTTPResponse.Status, _ message: String, remedy: String) -> Response {
         struct Body: Encodable {
             var error: String
             var remedy: String
         }
         return JSON.response(Body(error: message, remedy: remedy), status: status)
     }
+
+    /// What a call answers for an error of the engine or the client: the message and remedy they carry (they never
+    /// hold a secret), with a status that says whose fault it is.
+    static func from(_ error: any Error) -> APIError {
+        switch error {
+        case let e as APIError: return e
+        case let e as DatabricksError:
+            let status: HTTPResponse.Status = switch e.category {
+            case .configuration: .unprocessableContent
+            case .authenticationFailed, .permissionDenied, .hostUnreachable, .tls, .warehouseNotFound: .badGateway
+            case .catalogNotFound, .schemaNotFound, .tableNotFound, .columnNotFound: .notFound
+            default: .badGateway
+            }
+            return APIError(status, "\(e.category): \(e.message)", remedy: e.remedy)
+        case let e as SyncError: return APIError(.unprocessableContent, e.message, remedy: e.remedy)
+        case let e as SyncFailure: return from(e.underlying)
+        default:
+            return APIError(.internalServerError, "\(error)", remedy: "See the service's log; report it if it persists.")
+        }
+    }
+}
+
+/// Answers every error a route throws as `{"error", "remedy"}` JSON (Hummingbird's own errors keep their status).
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
+        async throws -> Response
+    {
+        do {
+            return try await next(request, context)
+        } catch let e as HTTPError {
+            return APIError.make(e.status, e.body ?? "\(e.status.reasonPhrase)",
+                remedy: "See docs/serve.md for the API's calls.")
+        } catch {
+            return APIError.from(error).reply
+        }
+    }
+
 }
 
 /// JSON responses: keys as declared (snake_case), sorted, `null` for a missing value, dates in ISO 8601.

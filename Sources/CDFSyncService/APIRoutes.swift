@@ -31,7 +31,7 @@ extension CDFSyncServer {
         api.get("pipelines/{name}") { _, context in
             let name = try context.parameters.require("name")
             guard let view = try await blocking({ [self] in try pipelineViews(only: name).first }) else {
-                return Self.unknownPipeline(name).response
+                return Self.unknownPipeline(name).reply
             }
             return JSON.response(view)
         }
@@ -42,20 +42,20 @@ extension CDFSyncServer {
             case .accepted(let enqueued):
                 return JSON.response(["pipeline": name, "run": enqueued.rawValue], status: .accepted)
             case .unknown:
-                return Self.unknownPipeline(name).response
+                return Self.unknownPipeline(name).reply
             case .broken(let error):
                 return APIError(.unprocessableContent, "pipeline \(name) does not load: \(error)",
-                    remedy: "Fix its file; the service reads it again at the next request.").response
+                    remedy: "Fix its file; the service reads it again at the next request.").reply
             case .stopping:
                 return APIError(.serviceUnavailable, "the service is shutting down; no new run starts",
-                    remedy: "Call again once it has restarted.").response
+                    remedy: "Call again once it has restarted.").reply
             }
         }
         api.get("pipelines/{name}/runs") { request, context in
             let name = try context.parameters.require("name")
             let limit = min(max(request.uri.queryParameters.get("limit", as: Int.self) ?? 20, 1), 1_000)
             guard let runs = try await blocking({ [self] in try runRecords(pipeline: name, limit: limit) }) else {
-                return Self.unknownPipeline(name).response
+                return Self.unknownPipeline(name).reply
             }
             return JSON.bytes(Self.jsonArray(key: "runs", runs))
         }
@@ -64,7 +64,7 @@ extension CDFSyncServer {
             let id = try context.parameters.require("id", as: UInt64.self)
             guard let record = try await blocking({ [self] in try runRecord(pipeline: name, id: id) }) else {
                 return APIError(.notFound, "pipeline \(name) has no run \(id)",
-                    remedy: "List its runs: GET /api/pipelines/\(name)/runs.").response
+                    remedy: "List its runs: GET /api/pipelines/\(name)/runs.").reply
             }
             return JSON.bytes(record)
         }

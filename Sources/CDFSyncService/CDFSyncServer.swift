@@ -23,6 +23,8 @@ public final class CDFSyncServer: Sendable {
     let metrics: ServiceMetrics
     let hooks = ServiceHooks()
     let security: Security
+    let connections: SavedConnections
+    let drafts = Drafts()
     private let slots = Mutex<[String: StoreSlot]>([:])
     private let workers = Mutex<[String: RunWorker]>([:])
     /// Each pipeline's schedule as last applied to its next run (a hand edit that changes it reschedules it).
@@ -37,6 +39,7 @@ public final class CDFSyncServer: Sendable {
         self.configuration = configuration
         self.metrics = metrics
         catalog = PipelineCatalog(directory: configuration.pipelinesDirectory)
+        connections = SavedConnections(directory: configuration.configDirectory)
         security = Security(token: configuration.apiToken, loopbackOnly: configuration.apiToken == nil)
     }
 
@@ -72,7 +75,10 @@ public final class CDFSyncServer: Sendable {
     func makeApplication(onListening: @escaping @Sendable (Int) -> Void = { _ in }) -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
         router.add(middleware: security)
+        router.add(middleware: ErrorMiddleware())
         addRoutes(to: router)
+        addConsoleAPI(to: router)
+        addConsole(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port),
@@ -98,13 +104,17 @@ public final class CDFSyncServer: Sendable {
         }
     }
 
+    /// What runs a pipeline of a state directory.
+    func runner(_ directory: String) -> PipelineRunner {
+        PipelineRunner(configuration: configuration, catalog: catalog, state: state, metrics: metrics, hooks: hooks,
+            slot: slot(directory), connections: connections)
+    }
+
     /// The worker of a state directory, started when first needed.
     func worker(_ directory: String) -> RunWorker {
-        let slot = slot(directory)
+        let runner = runner(directory)
         return workers.withLock { all in
             if let w = all[directory] { return w }
-            let runner = PipelineRunner(configuration: configuration, catalog: catalog, state: state,
-                metrics: metrics, hooks: hooks, slot: slot)
             let w = RunWorker(directory: directory) { pipeline, trigger in runner.run(pipeline, trigger: trigger) }
             all[directory] = w
             return w

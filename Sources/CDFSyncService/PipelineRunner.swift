@@ -3,6 +3,7 @@ import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
 import Foundation
+import HTTPTypes
 import Logging
 
 /// Runs one pipeline to its end on its state directory's worker thread: looks at its warehouse, opens the state
@@ -14,6 +15,7 @@ struct PipelineRunner: Sendable {
     let metrics: ServiceMetrics
     let hooks: ServiceHooks
     let slot: StoreSlot
+    let connections: SavedConnections
 
     var logger: Logger { configuration.logger }
 
@@ -61,20 +63,20 @@ struct PipelineRunner: Sendable {
         ])
     }
 
-    private struct Result {
+    private struct Ended {
         var outcome: ServiceState.Outcome
         var record: RunRecord?
         var busy = false
     }
 
-    private func perform(_ spec: Pipeline, name: String) -> Result {
+    private func perform(_ spec: Pipeline, name: String) -> Ended {
         let settings: ConnectionSettings
         do {
-            settings = try configuration.connectionSettings(spec)
+            settings = try settingsFor(spec)
         } catch {
             metrics.runNotStarted(pipeline: name)
             metrics.error(pipeline: name, category: ServiceMetrics.category(of: error))
-            return Result(outcome: .init(result: "not_started", endedAt: Date(), error: "\(error)"))
+            return Ended(outcome: .init(result: "not_started", endedAt: Date(), error: "\(error)"))
         }
         // The warehouse as it is before the run: reading it does not start it (the run's first statement does,
         // as a manual sync would), and nothing looks at it between runs, so a stopped warehouse stays stopped.
@@ -99,11 +101,11 @@ struct PipelineRunner: Sendable {
                 return try sync.run()
             }
             metrics.runEnded(pipeline: name, record: record)
-            return Result(outcome: .init(result: "succeeded", runID: record.runID, endedAt: Date()), record: record)
+            return Ended(outcome: .init(result: "succeeded", runID: record.runID, endedAt: Date()), record: record)
         } catch let failure as SyncFailure {
             metrics.runEnded(pipeline: name, record: failure.summary)
             metrics.error(pipeline: name, category: ServiceMetrics.category(of: failure))
-            return Result(
+            return Ended(
                 outcome: .init(result: "failed", runID: failure.summary.runID, endedAt: Date(),
                     error: "\(failure.underlying)"),
                 record: failure.summary)
@@ -111,8 +113,53 @@ struct PipelineRunner: Sendable {
             metrics.runNotStarted(pipeline: name)
             let busy = ScheduleClock.isBusy(error)
             if !busy { metrics.error(pipeline: name, category: ServiceMetrics.category(of: error)) }
-            return Result(outcome: .init(result: busy ? "busy" : "not_started", endedAt: Date(), error: "\(error)"),
+            return Ended(outcome: .init(result: busy ? "busy" : "not_started", endedAt: Date(), error: "\(error)"),
                 busy: busy)
+        }
+    }
+
+    /// A saved connection from the service's config directory (opened once), else the command line's rules.
+    func settingsFor(_ spec: Pipeline) throws -> ConnectionSettings {
+        if let name = spec.connection.name { return try connections.store().resolve(name) }
+        return try configuration.connectionSettings(spec)
+    }
+
+    /// A replay of `spec` (on its state directory's worker thread): its record, or why it could not run.
+    func replay(_ spec: Pipeline, _ replay: ReplayOptions) -> Result<RunRecord, any Error> {
+        let name = spec.name
+        guard !state.isStopping else {
+            return .failure(APIError(.serviceUnavailable, "the service is shutting down; the replay did not run",
+                remedy: "Replay once it has restarted."))
+        }
+        state.update(name) { p in
+            p.running = true
+            p.runStartedAt = Date()
+            p.trigger = replay.dryRun ? "replay (dry run)" : "replay"
+        }
+        metrics.runStarted(pipeline: name)
+        defer { state.update(name) { p in p.running = false; p.runStartedAt = nil } }
+        do {
+            let settings = try settingsFor(spec)
+            let record = try slot.withWriter { store in
+                var options = try SyncOptions(pipeline: spec)
+                if let size = configuration.batchSize { options.batchSize = size }
+                let client = StatementClient(settings: settings)
+                client.isCancelled = { [state] in state.isStopping }
+                let sync = CDFSync(client: client, store: store, options: options)
+                sync.onEvent = { [metrics] event in metrics.event(event, pipeline: name) }
+                return try sync.replay(replay)
+            }
+            metrics.runEnded(pipeline: name, record: record)
+            logger.info("replay ended", metadata: ["pipeline": "\(name)", "run_id": "\(record.runID)",
+                "dry_run": "\(replay.dryRun)"])
+            return .success(record)
+        } catch let failure as SyncFailure {
+            metrics.runEnded(pipeline: name, record: failure.summary)
+            metrics.error(pipeline: name, category: ServiceMetrics.category(of: failure))
+            return .failure(failure)
+        } catch {
+            metrics.runNotStarted(pipeline: name)
+            return .failure(error)
         }
     }
 

@@ -22,6 +22,8 @@ final class RunWorker: @unchecked Sendable {
     let directory: String
     private let condition = NSCondition()
     private var queue: [(pipeline: String, trigger: String)] = []
+    /// Other work for the directory's writer (replays), run before the next queued pipeline.
+    private var jobs: [@Sendable () -> Void] = []
     private var current: String?
     private var stopping = false
     private var stopped = false
@@ -51,6 +53,16 @@ final class RunWorker: @unchecked Sendable {
         return idle ? .started : .queued
     }
 
+    /// Queues other work that needs the directory's writer (a replay); false once the worker is stopping.
+    func enqueueJob(_ job: @escaping @Sendable () -> Void) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        guard !stopping else { return false }
+        jobs.append(job)
+        condition.broadcast()
+        return true
+    }
+
     /// Whether `pipeline` waits in the queue.
     func isQueued(_ pipeline: String) -> Bool {
         condition.lock()
@@ -64,8 +76,12 @@ final class RunWorker: @unchecked Sendable {
         condition.lock()
         stopping = true
         queue.removeAll()
+        let dropped = jobs
+        jobs.removeAll()
         condition.broadcast()
         condition.unlock()
+        // A job waiting for its turn still answers (it sees the service stopping and does not run).
+        dropped.forEach { $0() }
     }
 
     /// Returns once the worker's thread has ended (after ``stop()``).
@@ -85,7 +101,7 @@ final class RunWorker: @unchecked Sendable {
     private func loop() {
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
+            while queue.isEmpty && jobs.isEmpty && !stopping { condition.wait() }
             if stopping {
                 stopped = true
                 let w = waiters
@@ -93,6 +109,12 @@ final class RunWorker: @unchecked Sendable {
                 condition.unlock()
                 w.forEach { $0.resume() }
                 return
+            }
+            if !jobs.isEmpty {
+                let job = jobs.removeFirst()
+                condition.unlock()
+                job()
+                continue
             }
             let next = queue.removeFirst()
             current = next.pipeline

@@ -11,17 +11,18 @@ import Synchronization
 ///   its value is a random session id, never the token). Without a token the service listens on loopback only, and
 ///   a request whose `Host` is not a loopback name is refused (a DNS-rebinding page cannot reach it).
 /// - A state-changing request (anything but GET, HEAD, OPTIONS) is refused when it comes from another site:
-///   `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin` that is not the service's own.
+///   `Sec-Fetch-Site` other than `same-origin` or `none`, or (without `Sec-Fetch-Site`) an `Origin` that is not the
+///   service's own.
 /// - Every response says `Cache-Control: no-store`, `X-Content-Type-Options: nosniff`, a Content-Security-Policy
-///   that allows nothing from elsewhere, and `Referrer-Policy: no-referrer`; no page may frame it.
+///   that allows nothing from elsewhere, and `Referrer-Policy: same-origin`; no page may frame it.
 struct Security: RouterMiddleware {
     typealias Context = BasicRequestContext
 
     static let cookieName = "cdfsync_session"
     /// How long a console session lasts.
     static let sessionSeconds: Double = 12 * 3600
-    /// Paths open without a token: liveness and readiness probes, the login page.
-    static let openPaths: Set<String> = ["/healthz", "/readyz", "/login"]
+    /// Paths open without a token: liveness and readiness probes, the login page and its stylesheet.
+    static let openPaths: Set<String> = ["/healthz", "/readyz", "/login", "/console/console.css"]
 
     let token: Secret?
     /// No token: only requests addressed to a loopback name are served.
@@ -37,7 +38,7 @@ struct Security: RouterMiddleware {
         response.headers[.cacheControl] = "no-store"
         response.headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
         response.headers[HTTPField.Name("X-Frame-Options")!] = "DENY"
-        response.headers[HTTPField.Name("Referrer-Policy")!] = "no-referrer"
+        response.headers[HTTPField.Name("Referrer-Policy")!] = "same-origin"
         response.headers[HTTPField.Name("Content-Security-Policy")!] =
             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
             + "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
@@ -49,7 +50,7 @@ struct Security: RouterMiddleware {
     {
         let path = request.uri.path
         if loopbackOnly, let host = request.head.authority, !Self.isLoopbackAuthority(host) {
-            return APIError.response(.misdirectedRequest, "this service answers requests to 127.0.0.1 or localhost only",
+            return APIError.make(.misdirectedRequest, "this service answers requests to 127.0.0.1 or localhost only",
                 remedy: "Open it at http://127.0.0.1:<port>/ (or start it with --host and --token-env to reach it "
                     + "from elsewhere).")
         }
@@ -60,7 +61,7 @@ struct Security: RouterMiddleware {
         if request.method == .get, !path.hasPrefix("/api/"), path != "/metrics" {
             return Response.redirect(to: "/login", type: .found)
         }
-        var refused = APIError.response(.unauthorized, "this call needs the service's API token",
+        var refused = APIError.make(.unauthorized, "this call needs the service's API token",
             remedy: "Send `Authorization: Bearer <token>` (the token in the --token-env variable of `cdfsync serve`).")
         refused.headers[.wwwAuthenticate] = "Bearer realm=\"cdfsync\""
         return refused
@@ -79,14 +80,19 @@ struct Security: RouterMiddleware {
     /// A state-changing request from another site: refused.
     func crossSiteRefusal(_ request: Request) -> Response? {
         guard ![.get, .head, .options].contains(request.method) else { return nil }
-        if let site = request.headers[Self.sameSite]?.lowercased(), site != "same-origin", site != "none" {
-            return APIError.response(.forbidden, "cross-site request refused (Sec-Fetch-Site: \(site))",
-                remedy: "Change state from the console itself, or from a program (curl, a job) with the token.")
+        // A browser that says where the request comes from (Sec-Fetch-Site) is believed; an older one is judged by
+        // its Origin (a form post of a page with a strict referrer policy may say `Origin: null`, hence this order).
+        if let site = request.headers[Self.sameSite]?.lowercased() {
+            guard site == "same-origin" || site == "none" else {
+                return APIError.make(.forbidden, "cross-site request refused (Sec-Fetch-Site: \(site))",
+                    remedy: "Change state from the console itself, or from a program (curl, a job) with the token.")
+            }
+            return nil
         }
         if let origin = request.headers[.origin] {
             let own = request.head.authority.map { ["http://\($0)", "https://\($0)"] } ?? []
             guard own.contains(origin.lowercased()) || own.contains(origin) else {
-                return APIError.response(.forbidden, "cross-origin request refused (Origin: \(origin))",
+                return APIError.make(.forbidden, "cross-origin request refused (Origin: \(origin))",
                     remedy: "Change state from the console itself, or from a program (curl, a job) with the token.")
             }
         }

@@ -12,6 +12,8 @@ public struct ServeConfiguration: Sendable {
     public var port = 8480
     /// The directory of pipeline files (`*.yaml`, `*.yml`), read again when a file changes.
     public var pipelinesDirectory: String
+    /// The config directory of saved connections (`--config-dir`; see `ConfigDirectory`).
+    public var configDirectory: String = ConfigDirectory.resolve(nil, environment: ProcessInfo.processInfo.environment)
     /// The state directory of pipelines without a `state_dir`.
     public var stateDirectory = ".cdfsync/state"
     /// `--max-store-size` in bytes.
@@ -24,8 +26,9 @@ public struct ServeConfiguration: Sendable {
     public var runAtStart = false
     /// Rows per LMDB transaction (nil: the engine's default).
     public var batchSize: Int?
-    /// How a pipeline reaches its warehouse: its connection (a saved one, inline settings with secrets from the
-    /// environment), else the command line's; given by the `cdfsync` command, which owns those rules.
+    /// How a pipeline without a saved connection reaches its warehouse: inline settings with secrets from the
+    /// environment, else the environment's `DATABRICKS_*`; given by the `cdfsync` command, which owns those rules. (A
+    /// pipeline whose `connection:` names a saved connection uses it from ``configDirectory``.)
     public var connectionSettings: @Sendable (Pipeline) throws -> ConnectionSettings
     /// Where the service logs (runs started and ended, failures, warnings; never a secret).
     public var logger = Logger(label: "cdfsync.serve")

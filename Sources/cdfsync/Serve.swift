@@ -66,6 +66,8 @@ extension CDFSyncCommand {
                 config.host = host
                 config.port = port
                 config.stateDirectory = state.stateDir
+                config.configDirectory = ConfigDirectory.resolve(configDir,
+                    environment: ProcessInfo.processInfo.environment)
                 config.maxStoreBytes = state.maxStoreSize.bytes
                 config.busyRetry = busyRetry
                 config.runAtStart = now

@@ -96,7 +96,8 @@ struct SecurityTests {
         let live = try await LiveServer(f.server)
         let host = "127.0.0.1:\(live.port)"
         for headers in [[("Sec-Fetch-Site", "cross-site")], [("Sec-Fetch-Site", "same-site")],
-                        [("Origin", "http://evil.example")], [("Origin", "http://127.0.0.1:1")]] {
+                        [("Sec-Fetch-Site", "cross-site"), ("Origin", "http://\(host)")],
+                        [("Origin", "http://evil.example")], [("Origin", "http://127.0.0.1:1")], [("Origin", "null")]] {
             let r = try await live.request(.post, "/api/pipelines/panel/run", headers: headers)
             #expect(r.status == 403, "\(headers): \(r.status) \(r.body)")
             #expect(r.body.contains("refused"))

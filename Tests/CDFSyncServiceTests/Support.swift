@@ -61,6 +61,7 @@ struct ServeFixture {
         var config = ServeConfiguration(pipelinesDirectory: dir.sub("pipelines")) { _ in settings }
         config.port = 0
         config.stateDirectory = dir.sub("state")
+        config.configDirectory = dir.sub("config")
         configure(&config)
         server = try CDFSyncServer(configuration: config)
     }
