@@ -213,8 +213,8 @@ def main():
 
         # Conflicts screen.
         click("nav-conflicts")
-        wait.until(EC.presence_of_element_located((By.TAG_NAME, "h2")))
-        c.check("conflicts screen", "Identity conflicts" in driver.find_element(By.TAG_NAME, "h2").text)
+        c.check("conflicts screen", wait.until(
+            lambda d: "Identity conflicts" in d.find_element(By.TAG_NAME, "h2").text))
         c.check("no secret anywhere in the page", "dapi-demo-token" not in driver.page_source
                 and TOKEN not in driver.page_source)
     except (TimeoutException, Exception) as e:  # noqa: BLE001 — any failure is a failed check, with the page

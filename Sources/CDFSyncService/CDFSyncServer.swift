@@ -1,13 +1,13 @@
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
+import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
-import UnixSignals
-import CoreMetrics
 import Synchronization
+import UnixSignals
 
 /// `cdfsync serve`: one long-running process that runs the schedules of every pipeline in a directory, starts runs
 /// on request (`POST /api/pipelines/{name}/run`), and serves the JSON API, `/metrics`, `/healthz` and `/readyz`
@@ -134,6 +134,11 @@ public final class CDFSyncServer: Sendable {
         case unknown
         case broken(String)
         case stopping
+
+        var isAccepted: Bool {
+            if case .accepted = self { return true }
+            return false
+        }
     }
 
     /// Asks for a run of `name` now.

@@ -7,8 +7,9 @@ import Foundation
 /// LMDB allows one open environment per directory per process, and a writing store holds the directory's writer
 /// lock. A run opens the store as the writer for its duration (so other cdfsync processes can use the directory
 /// between runs, as with `cdfsync schedule`); the API's reads share the run's store while it is open, and
-/// otherwise open one as a reader for the length of the call. A run waits for reads in progress to finish before it
-/// opens the writer, and reads wait while it opens.
+/// otherwise a reader store, opened at the first read and kept until a run needs the directory (the console asks
+/// every few seconds; opening a store each time would read its membership filter each time) or a read fails. A run
+/// waits for reads in progress to finish before it opens the writer, and reads wait while it opens.
 ///
 /// Blocking: call from a thread that may wait (a run's thread, the NIO thread pool), never an event loop.
 final class StoreSlot: @unchecked Sendable {
@@ -18,6 +19,8 @@ final class StoreSlot: @unchecked Sendable {
     private let condition = NSCondition()
     private var store: PanelStore?
     private var writing = false
+    /// The open reader store failed a read: it is closed when its last user leaves.
+    private var stale = false
     private var opening = false
     private var users = 0
     /// Runs waiting to open the writer: new reads wait for them (reads are short; a run must not starve).
@@ -37,6 +40,9 @@ final class StoreSlot: @unchecked Sendable {
         while opening || writing || users > 0 { condition.wait() }
         writersWaiting -= 1
         opening = true
+        // An idle reader store makes way (its environment must be closed before the writer opens one).
+        store = nil
+        stale = false
         condition.unlock()
         let opened: PanelStore
         do {
@@ -87,15 +93,22 @@ final class StoreSlot: @unchecked Sendable {
         let s = store!
         users += 1
         condition.unlock()
+        var failed = true
         defer {
             condition.lock()
             users -= 1
-            // The last reader closes a reader store; a writer's store stays with its run.
-            if users == 0 && !writing { store = nil }
+            // A reader store stays open for the next read unless a read failed with it; a writer's stays with its run.
+            if failed && !writing { stale = true }
+            if users == 0 && !writing && stale {
+                store = nil
+                stale = false
+            }
             condition.broadcast()
             condition.unlock()
         }
-        return try body(s)
+        let result = try body(s)
+        failed = false
+        return result
     }
 
     /// Ends the writer's use: waits for the reads sharing its store, then releases it (closing the environment and

@@ -1,11 +1,12 @@
+import CDFSyncClient
 import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncStorage
 import CDFSyncTestSupport
-import CDFSyncClient
 import Foundation
 import Synchronization
 import Testing
+import WarehouseSimulator
 
 @testable import CDFSyncService
 
@@ -150,6 +151,40 @@ struct EndToEndTests {
         #expect(value("cdfsync_warehouse_state", ["warehouse": "8a1c2f3d4e5b6a70", "state": "RUNNING"]) == 1)
         #expect(value("cdfsync_errors_total", ["pipeline": "panel", "category": "other"]) == nil)
         try await live.stop()
+    }
+
+    /// Warehouse-aware: between runs nothing reaches the warehouse (a stopped one stays stopped); a due run reads its
+    /// state without starting it, its first statement starts it, and the state seen last is shown.
+    @Test func betweenRunsNothingReachesTheWarehouse() async throws {
+        let log = Mutex<[String]>([])
+        var simulator = Simulator.Configuration()
+        simulator.requestLog = { line in log.withLock { $0.append(line) } }
+        let dir = TempDir("serve-warehouse")
+        let f = try ServeFixture(simulator: simulator,
+            pipelines: ["panel.yaml": pipelineYAML(dir: dir, schedule: "daily")])
+        try f.sim.sim.setWarehouseState(id: "8a1c2f3d4e5b6a70", state: "STOPPED")
+        f.server.start()
+        for _ in 0..<20 { f.server.tick() }
+        #expect(log.withLock { $0 } == [], "no request between runs: \(log.withLock { $0 })")
+        #expect(f.server.state.get("panel").warehouse == nil)
+        #expect(f.server.state.get("panel").nextRun != nil, "due at its next boundary, not now")
+
+        #expect(f.server.trigger("panel", by: "api").isAccepted)
+        let end = Date().addingTimeInterval(120)
+        while f.server.state.get("panel").lastOutcome == nil && Date() < end { try await Task.sleep(for: .milliseconds(20)) }
+        let p = f.server.state.get("panel")
+        #expect(p.lastOutcome?.result == "succeeded", "\(String(describing: p.lastOutcome))")
+        let requests = log.withLock { $0 }
+        #expect(requests.first?.hasPrefix("GET /api/2.0/sql/warehouses/8a1c2f3d4e5b6a70 200") == true,
+            "the state is read first, which does not start it: \(requests.prefix(3))")
+        #expect(requests.contains { $0.hasPrefix("POST /api/2.0/sql/statements") })
+        #expect(p.warehouse?.state == "RUNNING", "the state seen last (after the run): \(String(describing: p.warehouse))")
+
+        log.withLock { $0 = [] }
+        for _ in 0..<20 { f.server.tick() }
+        #expect(log.withLock { $0 } == [], "again nothing between runs")
+        f.server.beginStopping()
+        await f.server.waitForRuns()
     }
 
     /// A failed run counts as failed, with its error's category, and its record's counts.
