@@ -190,6 +190,9 @@ def main():
         wait.until(lambda d: "succeeded" in text_of("last-run-console-panel")
                    if d.find_elements(By.ID, "last-run-console-panel") else False)
         c.check("run now: the run succeeded", "succeeded" in text_of("last-run-console-panel"))
+        row = text_of("pipeline-console-panel")
+        c.check("the overview shows the checkpoint and the freshness",
+                re.search(r"\bv\d+\b", row) is not None and re.search(r"\b\d+ (s|min|h|d)\b", row) is not None, row)
         shot("pipelines")
         click("last-run-console-panel")
         by_id("run-record")

@@ -180,7 +180,9 @@ public final class CDFSync {
 
     /// The commit time of the version the run has brought the panel to, when the history read says it.
     private func noteLastCommit(_ history: [HistoryEntry], _ summary: inout SyncSummary) {
-        guard let v = summary.toVersion, let t = history.first(where: { $0.version == v })?.timestamp else { return }
+        guard let v = summary.toVersion,
+            let t = (history + [latestEntry].compactMap { $0 }).first(where: { $0.version == v })?.timestamp
+        else { return }
         summary.lastCommitAt = t
     }
 
@@ -315,6 +317,9 @@ public final class CDFSync {
     var sourceCreated: String?
     /// The source's columns now, when a sync of every column reads them by name (``readColumns(_:)``).
     var resolvedColumns: [String]?
+    /// The newest commit of the source when the run asked for its latest version (its time, for the record's
+    /// `last_commit_at` when the run reads that version as a snapshot).
+    var latestEntry: HistoryEntry?
 }
 
 /// A failed run: the summary as recorded, and the cause.

@@ -131,10 +131,14 @@ enum ConsoleAssets {
         }
 
         function say(kind, text, remedy) {
-          message.replaceChildren(el("div", { class: kind, id: "message-" + kind }, text,
+          fill(message, el("div", { class: kind, id: "message-" + kind }, text,
             remedy ? el("div", { class: "muted" }, remedy) : null));
         }
         function clearMessage() { message.replaceChildren(); }
+        // replaceChildren would show a null as the text "null": the screens pass null for "nothing here".
+        function fill(target, ...nodes) {
+          target.replaceChildren(...nodes.flat().filter(n => n !== null && n !== undefined && n !== false));
+        }
         function failed(e) { say("error", e.error || String(e), e.remedy); }
 
         function age(seconds) {
@@ -172,7 +176,7 @@ enum ConsoleAssets {
               el("td", {}, el("button", { id: "run-" + p.name, disabled: !!p.error, onclick: () => runNow(p.name) },
                 "Run now")));
           });
-          view.replaceChildren(el("h2", {}, "Pipelines"),
+          fill(view, el("h2", {}, "Pipelines"),
             el("table", { id: "pipelines" }, el("thead", {}, el("tr", {}, ["Pipeline", "State", "Checkpoint",
               "Freshness", "Next run", "Last run", "Warehouse", ""].map(h => el("th", {}, h)))), el("tbody", {}, rows)),
             rows.length ? null : el("p", { class: "muted" }, "No pipeline files yet: create one from Discover."));
@@ -203,7 +207,7 @@ enum ConsoleAssets {
             el("td", {}, r.counts.unchanged)));
           const yaml = el("textarea", { id: "file-text", spellcheck: "false" });
           yaml.value = file.yaml;
-          view.replaceChildren(
+          fill(view, 
             el("h2", {}, name),
             el("p", { class: "muted" }, p.file),
             el("div", { class: "row" }, el("button", { id: "run-" + name, onclick: () => runNow(name) }, "Run now")),
@@ -229,11 +233,11 @@ enum ConsoleAssets {
           const run = async dryRun => {
             const body = { from_version: Number(from.value), dry_run: dryRun };
             if (to.value !== "") body.to_version = Number(to.value);
-            result.replaceChildren(el("p", { class: "muted" }, dryRun ? "Dry run…" : "Replaying…"));
+            fill(result, el("p", { class: "muted" }, dryRun ? "Dry run…" : "Replaying…"));
             try {
               const r = await api("POST", "/api/pipelines/" + encodeURIComponent(name) + "/replay", body);
-              result.replaceChildren(replayDiff(r, dryRun, () => run(false)));
-            } catch (e) { result.replaceChildren(el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
+              fill(result, replayDiff(r, dryRun, () => run(false)));
+            } catch (e) { fill(result, el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
           };
           return el("section", {}, el("h3", {}, "Replay"),
             el("p", { class: "muted" }, "Read a version range again. Per-key monotonicity: nothing newer than the panel " +
@@ -273,7 +277,7 @@ enum ConsoleAssets {
             ["checkpoint", (r.checkpoint_before ?? "—") + " → " + (r.checkpoint_version ?? "—")],
             ["last commit", r.last_commit_at || "—"], ["statements", (r.statement_ids || []).length],
             ["bytes received", r.bytes_received], ["user@host", r.user + "@" + r.host], ["error", r.error || "—"]];
-          view.replaceChildren(
+          fill(view, 
             el("h2", { id: "run-title" }, name + " — run " + r.run_id),
             el("table", { id: "run-record" }, el("tbody", {}, facts.map(([k, v]) => el("tr", {}, el("th", {}, k),
               el("td", {}, String(v)))))),
@@ -305,24 +309,24 @@ enum ConsoleAssets {
               el("tr", {}, out)];
           });
           for (const [name, td] of Object.entries(results)) td.setAttribute("colspan", "7");
-          view.replaceChildren(el("h2", {}, "Connections"),
+          fill(view, el("h2", {}, "Connections"),
             el("table", { id: "connections" }, el("thead", {}, el("tr", {}, ["Name", "Host", "Warehouse", "Auth", "Secret",
               "Pipelines", ""].map(h => el("th", {}, h)))), el("tbody", {}, rows.flat())),
             el("h3", {}, "Add a connection"), addConnectionForm());
         }
 
         async function testConnection(name, out) {
-          out.replaceChildren(el("span", { class: "muted" }, "Testing…"));
+          fill(out, el("span", { class: "muted" }, "Testing…"));
           try {
             const r = await api("POST", "/api/connections/" + encodeURIComponent(name) + "/test");
             const steps = r.steps.map(s => el("li", { class: s.passed ? "ok" : "bad" },
               (s.passed ? "✓ " : "✗ ") + s.step + " — " + s.detail + " (" + s.milliseconds + " ms)"));
             const rest = r.remaining.map(s => el("li", { class: "muted" }, "· " + s + " (not run)"));
-            out.replaceChildren(el("ul", { class: "steps", id: "steps-" + name }, steps, rest),
+            fill(out, el("ul", { class: "steps", id: "steps-" + name }, steps, rest),
               r.failure ? el("div", { class: "error" }, r.failure.category + ": " + r.failure.message,
                 el("div", {}, "Remedy: " + r.failure.remedy)) : el("div", { class: "ok", id: "test-passed-" + name },
                 "All checks passed."));
-          } catch (e) { out.replaceChildren(el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
+          } catch (e) { fill(out, el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
         }
 
         function addConnectionForm() {
@@ -363,7 +367,7 @@ enum ConsoleAssets {
           const select = el("select", { id: "discover-connection" },
             data.connections.map(c => el("option", { value: c.name }, c.name)));
           const tree = el("div", { class: "tree", id: "tree" });
-          view.replaceChildren(el("h2", {}, "Discover"),
+          fill(view, el("h2", {}, "Discover"),
             data.connections.length ? el("div", { class: "row" }, el("label", { for: "discover-connection" }, "Connection"),
               select, el("button", { id: "discover-button", onclick: () => discover(select.value, tree) }, "Discover"))
               : el("p", { class: "muted" }, "Add a connection first."),
@@ -371,15 +375,15 @@ enum ConsoleAssets {
         }
 
         async function discover(connection, tree) {
-          tree.replaceChildren(el("p", { class: "muted" }, "Reading catalogs, schemas, tables and columns…"));
+          fill(tree, el("p", { class: "muted" }, "Reading catalogs, schemas, tables and columns…"));
           try {
             const d = await api("GET", "/api/connections/" + encodeURIComponent(connection) + "/discovery");
-            tree.replaceChildren(...d.catalogs.map(c => el("details", { open: true, id: "catalog-" + c.name },
+            fill(tree, ...d.catalogs.map(c => el("details", { open: true, id: "catalog-" + c.name },
               el("summary", {}, c.name),
               c.schemas.map(s => el("details", { open: true, id: "schema-" + c.name + "." + s.name },
                 el("summary", {}, s.name),
                 s.tables.map(t => tableNode(connection, c.name + "." + s.name + "." + t.name, t)))))));
-          } catch (e) { tree.replaceChildren(el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
+          } catch (e) { fill(tree, el("div", { class: "error" }, e.error, el("div", {}, e.remedy))); }
         }
 
         function tableNode(connection, full, t) {
@@ -429,7 +433,7 @@ enum ConsoleAssets {
             for (const [field, s] of Object.entries(selects)) mapping[field] = s.value;
             return await api("PUT", "/api/drafts/" + id, { name: name.value, schedule: schedule.value, mapping });
           };
-          view.replaceChildren(
+          fill(view, 
             el("h2", {}, "New pipeline from " + d.source),
             el("p", { class: "muted" }, "Suggested by pipeline init from the source's columns and a sample; choose a " +
               "column for each field, check the types, preview, then save the file."),
@@ -460,7 +464,7 @@ enum ConsoleAssets {
         }
 
         function showChecks(r, out) {
-          out.replaceChildren(el("h3", {}, "Checks against the source"),
+          fill(out, el("h3", {}, "Checks against the source"),
             r.problems.length ? el("div", { class: "error" }, r.problems.join("\n")) : null,
             el("ul", { class: "steps", id: "check-list" }, r.findings.map(f => el("li", { class: f.ok ? "ok" : "bad" },
               (f.ok ? "✓ " : "✗ ") + f.field + " — " + f.message))),
@@ -469,7 +473,7 @@ enum ConsoleAssets {
 
         function showPreview(r, out) {
           const keys = [...new Set(r.rows.flatMap(row => Object.keys(row.record || {})))];
-          out.replaceChildren(el("h3", {}, "Preview: the first " + r.rows.length + " rows as the sync maps them"),
+          fill(out, el("h3", {}, "Preview: the first " + r.rows.length + " rows as the sync maps them"),
             el("table", { id: "preview-table" }, el("thead", {}, el("tr", {}, ["outcome", "id", ...keys].map(h => el("th", {}, h)))),
               el("tbody", {}, r.rows.map(row => el("tr", { class: row.outcome === "invalid" ? "bad" : "" },
                 el("td", {}, row.outcome.replaceAll("_", " ")), el("td", {}, row.id || row.reason || ""),
@@ -480,7 +484,7 @@ enum ConsoleAssets {
 
         async function showConflicts() {
           const data = await api("GET", "/api/conflicts?limit=200");
-          view.replaceChildren(el("h2", {}, "Identity conflicts"),
+          fill(view, el("h2", {}, "Identity conflicts"),
             el("p", { class: "muted" }, "A row whose email or phone points at another participant than its external id: " +
               "recorded, never merged."),
             ...data.state_dirs.map(d => {
