@@ -1,10 +1,10 @@
 # cdfsync — the two commands that matter: `make demo` and `make test`.
 SHELL := /bin/bash
-APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl python3
+APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl python3 python3-venv chromium chromium-driver
 SWIFT ?= swift
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline bench-storage conformance fuzz clean
+.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline bench-storage conformance fuzz clean console-test
 
 ## Install the system packages cdfsync needs, if any is missing (Debian 12).
 deps:
@@ -32,7 +32,16 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .test-output.log; exit $${PIPESTATUS[0]}
 	@if [ -f Tests/conformance/ci.sh ]; then bash Tests/conformance/ci.sh; fi
+	@$(MAKE) --no-print-directory console-test
 	@$(MAKE) --no-print-directory fuzz
+
+## The serve console in headless Chromium (selenium, pinned in tools/requirements-console.txt; Debian's chromium and
+## chromium-driver): sign in, add and test a connection, discover, create a pipeline from suggestions, check types,
+## preview, save, run now, open the run's record, replay dry run. CONSOLE_SCREENSHOTS=docs/img refreshes the
+## screenshots in docs/serve.md.
+console-test: deps
+	$(SWIFT) build
+	bash tools/console-test.sh
 
 ## libFuzzer over what cdfsync reads from the wire (Fuzz/): FUZZ_SECONDS on a copy of the committed corpus
 ## (Fuzz/corpus); a crash leaves its input in .build/fuzz/ and fails the target.

@@ -18,16 +18,21 @@ let package = Package(
         .library(name: "CDFSyncClient", targets: ["CDFSyncClient"]),
         .library(name: "CDFSyncEngine", targets: ["CDFSyncEngine"]),
         .library(name: "WarehouseSimulator", targets: ["WarehouseSimulator"]),
+        .library(name: "CDFSyncService", targets: ["CDFSyncService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
-        // The simulator's HTTP transport only (never the engine, storage, client or core modules).
+        // HTTP servers only — the simulator's transport and `cdfsync serve` (CDFSyncService) — never the engine,
+        // storage, client or core modules.
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // `cdfsync serve` only: its metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // Tests only: property-based tests with shrinking (the split-invariance property).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -67,10 +72,26 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // `cdfsync serve`: the scheduler, the trigger and JSON API, the console, /metrics (Hummingbird, not in the
+        // modules above).
+        .target(
+            name: "CDFSyncService",
+            dependencies: [
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         .executableTarget(
             name: "cdfsync",
             dependencies: [
-                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -125,6 +146,16 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // cdfsync serve: routes through HummingbirdTesting, and a real loopback run against the simulator.
+        .testTarget(
+            name: "CDFSyncServiceTests",
+            dependencies: [
+                "CDFSyncService", "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
+                "CDFSyncTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -149,6 +149,7 @@ extension CDFSync {
         let (c, f) = (SQL.quoteIdentifier(w.cursor), filterSQL)
         let nulls = CollectingSink(limit: 10_000_000)
         let conditions = f.sql + ["\(c) IS NULL"]
+        let started = Date()
         let outcome = try client.execute(Statement(
             sql: options.customSQL.map { SQL.customSnapshot($0, columns: [w.key], conditions: conditions) }
                 ?? SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: conditions),
@@ -169,6 +170,8 @@ extension CDFSync {
                 if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: String(id))) }
             }
         }
+        onEvent(.statementFinished(statementID: outcome.statementID, rows: nulls.rows.count,
+            bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
@@ -190,8 +193,11 @@ extension CDFSync {
         let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline, activation: activationForRun(summary))
             ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
                 activation: activationForRun(summary))
-        let progress = onProgress
-        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let (progress, event) = (onProgress, onEvent)
+        writer.onApplied = { n, v, o in
+            progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? ""))
+            event(.batchApplied(rows: n, outcome: o, checkpointVersion: v))
+        }
         let collector = ChangeCollector(
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
@@ -200,6 +206,7 @@ extension CDFSync {
         collector.jitter = jitter
         collector.seenKeys = refreshing?.seen
         let rowsBefore = summary.rowsRead
+        let started = Date()
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
@@ -210,6 +217,8 @@ extension CDFSync {
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
             summary.noteRead(part, rows: summary.rowsRead - rowsBefore)
+            onEvent(.statementFinished(statementID: outcome.statementID, rows: summary.rowsRead - rowsBefore,
+                bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         } catch {
             summary = collector.abandon()
             let rows = summary.rowsRead - rowsBefore

@@ -11,6 +11,8 @@ public final class CDFSync {
     public let options: SyncOptions
     /// Progress lines ("applied 100000 changes ...").
     public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// Typed events of the run as it goes (statements, applied batches, webhook retries), for metrics.
+    public var onEvent: @Sendable (RunEvent) -> Void = { _ in }
     /// The clock (watermark upper bounds, retention checks).
     public var now: @Sendable () -> Date = { Date() }
     /// Test hook: random delays on the reading and writer threads (``TimingJitter``).
@@ -168,6 +170,12 @@ public final class CDFSync {
                 if let note { onProgress(note) }
                 if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
                 do {
+                    // A stop asked for (SIGINT, SIGTERM, a service shutting down) ends the run between parts too:
+                    // a statement that completes at once is never polled, so its own check may not come.
+                    if client.isCancelled() {
+                        throw DatabricksError(.statementCanceled, "the run was stopped on request before its next read",
+                            remedy: "Run it again; it resumes from the last checkpoint.")
+                    }
                     switch part {
                     case .changes(let range):
                         if case .replay(_, _, let dryRun) = kind {
@@ -177,10 +185,12 @@ public final class CDFSync {
                             try readChanges(range, schema: machine.schema!, summary: &summary)
                         }
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .snapshot(let version, let reason):
                         let partMode: RunRecord.Part.Mode = if case .changeDataGone = reason { .snapshotFallback } else { .snapshot }
                         try readSnapshot(at: version, summary: &summary, part: partMode)
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .watermarkPage(let from):
                         if watermark == nil {
                             // A refresh reads the whole source: from the beginning, not the checkpoint.
@@ -220,6 +230,14 @@ public final class CDFSync {
                 throw refusalError(refusal, failure: failure)
             }
         }
+    }
+
+    /// The commit time of the version the run has brought the panel to, when the history read says it.
+    private func noteLastCommit(_ history: [HistoryEntry], _ summary: inout SyncSummary) {
+        guard let v = summary.toVersion,
+            let t = (history + [latestEntry].compactMap { $0 }).first(where: { $0.version == v })?.timestamp
+        else { return }
+        summary.lastCommitAt = t
     }
 
     /// What a part's error means to the run.
@@ -355,6 +373,9 @@ public final class CDFSync {
     var resolvedColumns: [String]?
     /// The refresh being run (``refresh(_:onAbsent:)``), nil for other runs.
     var refreshing: RefreshRun?
+    /// The newest commit of the source when the run asked for its latest version (its time, for the record's
+    /// `last_commit_at` when the run reads that version as a snapshot).
+    var latestEntry: HistoryEntry?
 }
 
 /// A failed run: the summary as recorded, and the cause.

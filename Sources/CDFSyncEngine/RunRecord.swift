@@ -272,6 +272,10 @@ public struct RunRecord: Sendable, Equatable {
     /// When the run's commits reached the disk: `commit` (each one) or `run` (`sync --durability run`: once,
     /// before delivery).
     public var durability = "commit"
+    /// When the last version the run read completely (``toVersion``) was committed at the source, as
+    /// `DESCRIBE HISTORY` gives it: the age of the newest change the panel holds from this run (freshness) and how
+    /// long it took to be delivered. Nil when the run read no version or the history did not say.
+    public var lastCommitAt: String?
     /// Watermark mode: the cursor of the checkpoint when the run started, and after it.
     public var watermarkBefore: String?
     public var watermark: String?
@@ -376,7 +380,7 @@ extension RunRecord: Codable {
         case watermarkBefore = "watermark_before", watermark, parts, statementIDs = "statement_ids", counts
         case invalidSamples = "invalid_samples", bytesReceived = "bytes_received"
         case peakResidentBytes = "peak_rss_bytes", outputFiles = "output_files", warnings
-        case schemaChanges = "schema_changes", error
+        case schemaChanges = "schema_changes", error, lastCommitAt = "last_commit_at"
         case refresh
         case invitations
     }
@@ -402,6 +406,7 @@ extension RunRecord: Codable {
         try c.encode(latestVersion, forKey: .latestVersion)
         try c.encode(checkpointBefore, forKey: .checkpointBefore)
         try c.encode(checkpointVersion, forKey: .checkpointVersion)
+        try c.encode(lastCommitAt, forKey: .lastCommitAt)
         try c.encode(durability, forKey: .durability)
         try c.encode(watermarkBefore, forKey: .watermarkBefore)
         try c.encode(watermark, forKey: .watermark)
@@ -460,6 +465,7 @@ extension RunRecord: Codable {
         processToken = try c.decodeIfPresent(String.self, forKey: .processToken)
         latestVersion = try c.decodeIfPresent(Int64.self, forKey: .latestVersion)
         checkpointVersion = try c.decodeIfPresent(Int64.self, forKey: .checkpointVersion)
+        lastCommitAt = try c.decodeIfPresent(String.self, forKey: .lastCommitAt)
         durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? "commit"
         watermark = try c.decodeIfPresent(String.self, forKey: .watermark)
         statementIDs = try c.decodeIfPresent([String].self, forKey: .statementIDs) ?? []

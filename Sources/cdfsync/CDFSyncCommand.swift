@@ -12,8 +12,8 @@ struct CDFSyncCommand: ParsableCommand {
         abstract: "Replicate a Databricks Delta change data feed into a deduplicated participant panel.",
         version: "0.1.0",
         subcommands: [
-            Sync.self, Replay.self, Refresh.self, Schedule.self, PipelineCommand.self, Status.self, Runs.self, Panel.self,
-            Connection.self, Discover.self, Conflicts.self, InvitationsCommand.self,
+            Sync.self, Replay.self, Refresh.self, Schedule.self, Serve.self, PipelineCommand.self, Status.self, Runs.self,
+            Panel.self, Connection.self, Discover.self, Conflicts.self, InvitationsCommand.self,
         ]
     )
 

@@ -47,7 +47,7 @@ extension CDFSyncCommand {
                     guard let s = spec.schedule else {
                         throw SyncError("\(path) has no schedule", remedy: "Add `schedule: 15m | hourly | daily` to it.")
                     }
-                    entries.append((path, spec, once || now ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
+                    entries.append((path, spec, once || now ? Date() : ScheduleClock.nextBoundary(after: Date(), period: s.seconds)))
                 }
                 Interrupts.install()
                 var failed: [String] = []
@@ -62,11 +62,12 @@ extension CDFSyncCommand {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
                                 connection: connection, state: state, verbose: false) { _, _ in }
                             say(try sync.run().render())
-                        } catch let busy as StorageError where busy.code == .inUse && !once {
+                        } catch let busy as StorageError where ScheduleClock.isBusy(busy) && !once {
                             // Another process (a manual sync, a replay) holds the state directory: this run has not
                             // started, so it waits a little instead of skipping a whole period.
                             say("  waiting: \(busy.message.prefix { $0 != ";" }); trying again in \(Int(busyRetry)) s")
-                            entries[i].next = Date().addingTimeInterval(busyRetry)
+                            entries[i].next = ScheduleClock.next(after: .busy, at: Date(), schedule: e.spec.schedule!,
+                                busyRetry: busyRetry)
                             continue
                         } catch let removed as ConnectionRemoved {
                             // The others go on; this one is tried again at its next boundary (the connection may be
@@ -80,7 +81,8 @@ extension CDFSyncCommand {
                             failed.append(e.spec.name)
                             say("  failed: \(error)\(retry)")
                         }
-                        entries[i].next = Self.nextBoundary(after: Date(), period: e.spec.schedule!.seconds)
+                        entries[i].next = ScheduleClock.next(after: .ran, at: Date(), schedule: e.spec.schedule!,
+                            busyRetry: busyRetry)
                     }
                     if once {
                         // For cron and CI: the exit status says whether every pipeline's run succeeded.
@@ -110,12 +112,6 @@ extension CDFSyncCommand {
         func say(_ line: String) {
             print(line)
             fflush(nil)
-        }
-
-        /// The next multiple of `period` seconds since the epoch (UTC) after `date`.
-        static func nextBoundary(after date: Date, period: Int) -> Date {
-            let t = date.timeIntervalSince1970
-            return Date(timeIntervalSince1970: (floor(t / Double(period)) + 1) * Double(period))
         }
     }
 }
