@@ -161,19 +161,24 @@ extension CDFSync {
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
-        let progress = onProgress
-        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let (lines, observer) = (onProgress, progress)
+        writer.onApplied = { n, v in
+            lines("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? ""))
+            observer?.applied(rows: n)
+        }
         let collector = ChangeCollector(
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
             shaping: shaping)
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
+        collector.progress = progress
         let rowsBefore = summary.rowsRead
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
             }
+            progress?.phase(.applying, detail: nil)
             try beforeFinish(collector)
             try collector.finish(checkpoint: checkpoint)
             summary = collector.summary

@@ -11,6 +11,8 @@ public final class CDFSync {
     public let options: SyncOptions
     /// Progress lines ("applied 100000 changes ...").
     public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// The run's phases and row counts as they happen (a progress display); nil: none.
+    public var progress: (any RunProgressObserver)?
     /// The clock (watermark upper bounds, retention checks).
     public var now: @Sendable () -> Date = { Date() }
     /// Test hook: random delays on the reading and writer threads (``TimingJitter``).
@@ -76,6 +78,7 @@ public final class CDFSync {
         while true {
             switch action {
             case .prepareOutput:
+                progress?.phase(.preparing, detail: nil)
                 try bindOutputDirectory()
                 // Deliver (and repair) what an earlier run committed but did not write out.
                 try deliver(&summary)
@@ -123,6 +126,7 @@ public final class CDFSync {
                 action = machine.warned()
             case .read(let part, let note):
                 if let note { onProgress(note) }
+                progress?.phase(.reading, detail: Self.describe(part))
                 if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
                 do {
                     switch part {
@@ -152,6 +156,7 @@ public final class CDFSync {
                     action = machine.partFailed(Self.readFailure(error))
                 }
             case .deliver:
+                progress?.phase(.delivering, detail: nil)
                 if let f = redeliver {
                     try f.finish()
                     summary.outputFiles.append(f.name)
@@ -165,6 +170,16 @@ public final class CDFSync {
             case .refuse(let refusal):
                 throw refusalError(refusal, failure: failure)
             }
+        }
+    }
+
+    /// A part, in a few words for a progress display.
+    static func describe(_ part: SyncRun.Part) -> String {
+        switch part {
+        case .changes(let range): "v\(range.start)…v\(range.end)"
+        case .snapshot(let version, _): version.map { "snapshot at v\($0)" } ?? "snapshot"
+        case .watermarkPage: "watermark page"
+        case .nullCursors: "NULL cursors"
         }
     }
 

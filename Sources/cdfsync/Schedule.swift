@@ -32,6 +32,9 @@ extension CDFSyncCommand {
         @Option(help: "Seconds a run waits before trying again when another cdfsync process holds the state directory.")
         var busyRetry: Double = 30
 
+        @Flag(help: "Print each run's record as one JSON line (NDJSON) on stdout as the run ends; other lines go to stderr.")
+        var json = false
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard busyRetry > 0, busyRetry.isFinite else {
@@ -60,7 +63,8 @@ extension CDFSyncCommand {
                         do {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
                                 connection: connection, state: state, verbose: false) { _, _ in }
-                            say(try sync.run().render())
+                            let summary = try sync.run()
+                            if json { JSONOutput.emitLine(try summary.json()) } else { say(summary.render()) }
                         } catch let busy as StorageError where busy.code == .inUse && !once {
                             // Another process (a manual sync, a replay) holds the state directory: this run has not
                             // started, so it waits a little instead of skipping a whole period.
@@ -69,6 +73,7 @@ extension CDFSyncCommand {
                             continue
                         } catch let f as SyncFailure {
                             failed.append(e.spec.name)
+                            if json, let record = try? f.summary.json() { JSONOutput.emitLine(record) }
                             say("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
                         } catch {
                             failed.append(e.spec.name)
@@ -81,7 +86,7 @@ extension CDFSyncCommand {
                         guard failed.isEmpty else {
                             FileHandle.standardError.write(Data(
                                 "error: \(failed.count) of \(entries.count) pipeline run(s) failed: \(failed.joined(separator: ", "))\n".utf8))
-                            throw ExitCode.failure
+                            throw ExitStatus.failure
                         }
                         return
                     }
@@ -96,7 +101,12 @@ extension CDFSyncCommand {
 
         /// Prints a line and flushes it: a daemon's output usually goes to a file or a pipe (a log), which stdio
         /// would otherwise only write out 4 KB at a time.
+        /// With --json, stdout carries only the records: the line goes to stderr.
         func say(_ line: String) {
+            if json {
+                Console.standardError.line(line)
+                return
+            }
             print(line)
             fflush(nil)
         }

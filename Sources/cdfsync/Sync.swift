@@ -52,6 +52,11 @@ extension CDFSyncCommand {
         @Flag(help: "Print progress lines on stderr.")
         var verbose = false
 
+        @Flag(help: "Print the run's record as one JSON object (the --summary-json form) instead of the text summary; a failed run's too.")
+        var json = false
+
+        @OptionGroup var display: ProgressOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard (0...19).contains(readingNiceness) else {
@@ -81,9 +86,15 @@ extension CDFSyncCommand {
                     options.disposition = disposition.value
                     client.externalLinksInFlight = inFlight
                 }
-                let summary = try sync.run()
-                print(summary.render())
-                if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
+                let renderer = ProgressRenderer(label: "sync", mode: display.mode())
+                sync.progress = renderer
+                let summary = try reportingRecord(json: json) { try renderer.around { try sync.run() } }
+                if json {
+                    JSONOutput.emit(try summary.json())
+                } else {
+                    print(summary.render())
+                    if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
+                }
                 if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
@@ -115,6 +126,11 @@ extension CDFSyncCommand {
         @Option(help: "Also write the run's record as JSON to this file.")
         var summaryJson: String?
 
+        @Flag(help: "Print the run's record as one JSON object (the --summary-json form) instead of the text summary; a failed run's too.")
+        var json = false
+
+        @OptionGroup var display: ProgressOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard fromVersion >= 0 else {
@@ -130,12 +146,29 @@ extension CDFSyncCommand {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
                     connection: connection, state: state, verbose: false) { _, _ in }
-                let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
-                    redeliver: redeliver))
-                print(summary.render())
+                let renderer = ProgressRenderer(label: dryRun ? "replay (dry run)" : "replay", mode: display.mode())
+                sync.progress = renderer
+                let summary = try reportingRecord(json: json) {
+                    try renderer.around {
+                        try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
+                            redeliver: redeliver))
+                    }
+                }
+                if json { JSONOutput.emit(try summary.json()) } else { print(summary.render()) }
                 if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
+    }
+}
+
+/// Runs a sync or replay; with `json`, a run that fails still prints its record (status `failed`, `error`) as the
+/// command's JSON document before the error goes on to ``reportingErrors(_:)``.
+func reportingRecord(json: Bool, _ body: () throws -> SyncSummary) throws -> SyncSummary {
+    do {
+        return try body()
+    } catch let failure as SyncFailure {
+        if json, let record = try? failure.summary.json() { JSONOutput.emit(record) }
+        throw failure
     }
 }
 
@@ -186,10 +219,10 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }
-    client.onProgress = { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
+    client.onProgress = { line in Console.standardError.line("  … \(line)") }
     configure(&options, client)
     let sync = CDFSync(client: client, store: store, options: options)
-    if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
+    if verbose { sync.onProgress = { Console.standardError.line("  … \($0)") } }
     return (sync, spec)
 }
 

@@ -53,6 +53,41 @@ public struct ConnectionTestReport: Sendable {
         }
         return lines.joined(separator: "\n")
     }
+
+    /// `cdfsync connection test --json`: `passed`, every step that ran (`step`, `passed`, `detail`, `milliseconds`),
+    /// and the failure (`category`, `message`, `remedy`, `error_class`, `http_status`) or null. Every step is listed
+    /// in `steps`, in order, so a reader sees which ones did not run.
+    public func json() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("passed"); w.bool(passed)
+        w.key("steps"); w.beginArray(); ConnectionCheck.Step.allCases.forEach { w.string($0.rawValue) }; w.endArray()
+        w.key("checks")
+        w.beginArray()
+        for c in checks {
+            w.beginObject()
+            w.key("step"); w.string(c.step.rawValue)
+            w.key("passed"); w.bool(c.passed)
+            w.key("detail"); w.string(c.detail)
+            w.key("milliseconds"); w.int(Int64(c.milliseconds))
+            w.endObject()
+        }
+        w.endArray()
+        w.key("failure")
+        if let f = failure {
+            w.beginObject()
+            w.key("category"); w.string(f.category.name)
+            w.key("message"); w.string(f.message)
+            w.key("remedy"); w.string(f.remedy)
+            w.key("error_class"); w.string(f.errorClass)
+            w.key("http_status"); if let s = f.httpStatus { w.int(Int64(s)) } else { w.null() }
+            w.endObject()
+        } else {
+            w.null()
+        }
+        w.endObject()
+        return w.bytes
+    }
 }
 
 /// Runs the connection checks in order and stops at the first failure:
