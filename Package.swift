@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         // Tests only: property-based tests with shrinking (the split-invariance property).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -37,7 +38,11 @@ let package = Package(
         // LMDB environment, panel, identity index, checkpoints, outbox; zstd.
         .target(name: "CDFSyncStorage", dependencies: ["CDFSyncCore", "CLMDB", "CZstd"], swiftSettings: swiftSettings),
         // libcurl transport, auth, statement execution, chunk fetching.
-        .target(name: "CDFSyncClient", dependencies: ["CDFSyncCore", "CCurl"], swiftSettings: swiftSettings),
+        .target(
+            name: "CDFSyncClient",
+            dependencies: ["CDFSyncCore", "CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // Sync runs: plans, apply, delivery, summaries.
         .target(
             name: "CDFSyncEngine",
@@ -45,6 +50,7 @@ let package = Package(
                 "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -56,6 +62,7 @@ let package = Package(
             dependencies: [
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -72,7 +79,10 @@ let package = Package(
         // executables they run, refused when older than their sources (BuiltProduct).
         .target(
             name: "CDFSyncTestSupport",
-            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator"],
+            dependencies: [
+                "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/CDFSyncTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -92,7 +102,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "CDFSyncClientTests", dependencies: ["CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport"],
+            name: "CDFSyncClientTests",
+            dependencies: [
+                "CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -112,6 +125,7 @@ let package = Package(
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
                 "CDFSyncTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

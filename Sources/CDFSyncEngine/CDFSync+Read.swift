@@ -2,14 +2,15 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 
 /// How a run reads a part: a change-data range, a replayed range, a snapshot, watermark pages; every statement
 /// streams through a collector (the reading thread) into a writer (its own thread).
 extension CDFSync {
     func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {
         let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
-        onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
-            + ", \(range.disposition.rawValue))")
+        let size = range.estimatedRows.map { "~\($0) rows" } ?? "size unknown"
+        logger.info("reading v\(range.start)…v\(range.end) (\(size), \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition),
             source: .changeFeed(versions: range.start...range.end),
             checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary,
@@ -161,9 +162,9 @@ extension CDFSync {
                       yieldingToWriter: Bool = true,
                       beforeFinish: (ChangeCollector) throws -> Void = { _ in }) throws {
         let writer = writer ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter)
-        let (lines, observer) = (onProgress, progress)
+        let (log, observer) = (logger, progress)
         writer.onApplied = { n, v in
-            lines("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? ""))
+            log.info("applied \(n) changes\(v.map { " (checkpoint v\($0))" } ?? "")")
             observer?.applied(rows: n)
         }
         let collector = ChangeCollector(

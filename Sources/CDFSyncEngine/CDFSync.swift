@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 /// One sync run (design §3): read the checkpoint, pick the mode, read what changed — `table_changes` ranges
 /// pinned to the latest version, a snapshot, or watermark pages — apply it in batches, each batch in one LMDB
 /// transaction with its checkpoint, then deliver the outbox and record the run.
@@ -9,8 +10,9 @@ public final class CDFSync {
     let client: StatementClient
     let store: PanelStore
     public let options: SyncOptions
-    /// Progress lines ("applied 100000 changes ...").
-    public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// Where the run logs: its start and end (info), what it reads and each batch applied (info), warnings
+    /// (warning), with the pipeline and run id as metadata. The client logs through its own logger.
+    public var logger = Logger(label: "cdfsync.engine")
     /// The run's phases and row counts as they happen (a progress display); nil: none.
     public var progress: (any RunProgressObserver)?
     /// The clock (watermark upper bounds, retention checks).
@@ -123,9 +125,10 @@ public final class CDFSync {
                 action = machine.retentionChecked()
             case .warn(let warning):
                 summary.warnings.append(warning)
+                logger.warning("\(warning)")
                 action = machine.warned()
             case .read(let part, let note):
-                if let note { onProgress(note) }
+                if let note { logger.info("\(note)") }
                 progress?.phase(.reading, detail: Self.describe(part))
                 if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
                 do {
@@ -244,6 +247,19 @@ public final class CDFSync {
         summary.watermarkBefore = checkpoint?.watermark
         try markInterruptedRuns()
         summary.runID = try store.appendRun(summary.json())
+        // The run's lines, and its client's, say which pipeline and run they belong to.
+        for key in ["pipeline", "run_id"] {
+            let value: Logger.MetadataValue = key == "pipeline" ? "\(options.pipeline)" : "\(summary.runID)"
+            logger[metadataKey: key] = value
+            client.logger[metadataKey: key] = value
+        }
+        defer {
+            logger[metadataKey: "run_id"] = nil
+            client.logger[metadataKey: "run_id"] = nil
+        }
+        logger.info("run \(summary.runID) started: \(mode?.rawValue ?? "sync") of \(options.table)", metadata: [
+            "checkpoint": "\(checkpoint?.version.map { "v\($0)" } ?? checkpoint?.watermark ?? "none")",
+        ])
         do {
             try body(&summary, checkpoint)
             summary.status = .succeeded
@@ -254,6 +270,11 @@ public final class CDFSync {
             if !store.environment.durable { try store.environment.sync() }
             // The next run (or process) opens the store without scanning every identity key.
             store.saveFilter()
+            logger.info("run \(summary.runID) succeeded", metadata: [
+                "rows_read": "\(summary.rowsRead)", "inserted": "\(summary.inserted)", "updated": "\(summary.updated)",
+                "checkpoint": "\(summary.checkpointVersion.map { "v\($0)" } ?? summary.watermark ?? "none")",
+                "seconds": "\(String(format: "%.3f", summary.seconds))",
+            ])
             return summary
         } catch {
             summary.status = .failed
@@ -269,6 +290,10 @@ public final class CDFSync {
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try? store.updateRun(id: summary.runID, json: summary.json())
             if !store.environment.durable { try? store.environment.sync() }
+            logger.error("run \(summary.runID) failed: \(error)", metadata: [
+                "rows_read": "\(summary.rowsRead)",
+                "checkpoint": "\(summary.checkpointVersion.map { "v\($0)" } ?? summary.watermark ?? "none")",
+            ])
             throw SyncFailure(summary: summary, underlying: error)
         }
     }

@@ -35,6 +35,7 @@ struct CDFSyncCommand: ParsableCommand {
         ArgumentChecks.enabled = true
         do {
             var command = try parseAsRoot()
+            try LogSetup.bootstrap(for: command, environment: ProcessInfo.processInfo.environment)
             try command.run()
         } catch {
             exit(withError: error)

@@ -209,13 +209,14 @@ extension CDFSyncCommand.Connection {
         @Flag(help: "Print the report (passed, checks, failure with its remedy) as one JSON object.")
         var json = false
 
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func run() throws {
             let report: ConnectionTestReport = try reportingErrors {
                 var tester = ConnectionTester(settings: try connection.naming(name).settings())
                 tester.startWarehouse = startWarehouse
                 tester.waiter.timeout = startTimeout
                 tester.onCheck = { check in if !json { print(check.render()) } }
-                tester.onProgress = { Console.standardError.line("  … \($0)") }
                 return tester.run()
             }
             if json {

@@ -26,6 +26,8 @@ extension CDFSyncCommand {
             @Flag(help: "Print the result (pipeline, warnings, findings, valid) as one JSON object.")
             var json = false
 
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
+
             func run() throws {
                 try reportingErrors {
                     let p = try PipelineLoader.load(path: file)
@@ -47,7 +49,7 @@ extension CDFSyncCommand {
                         ? nil : NSTemporaryDirectory() + "cdfsync-validate-\(UUID().uuidString)"
                     defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
                     let (sync, _) = try makeSync(pipelinePath: file, table: nil, key: "", columns: nil, outputDir: nil,
-                        connection: connection, state: state, verbose: false, stateDirectoryOverride: scratch,
+                        connection: connection, state: state, stateDirectoryOverride: scratch,
                         access: .reader) { _, _ in }
                     let findings = sync.validateLive()
                     let bad = findings.filter { !$0.ok }.count
@@ -115,6 +117,8 @@ extension CDFSyncCommand {
 
             @Flag(help: "Print the query and the mapped rows as one JSON object.")
             var json = false
+
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
 
             func validate() throws {
                 guard ArgumentChecks.enabled else { return }

@@ -8,15 +8,16 @@ struct ProgressOptions: ParsableArguments {
     @Flag(inversion: .prefixedNo, help: ArgumentHelp(
         "Show progress on stderr (default: a live line when stderr is a terminal, else one summary line at the end).",
         discussion: "--progress draws the live line even when stderr is not a terminal; --no-progress shows nothing. "
-            + "--quiet implies --no-progress unless --progress is given."))
+            + "--quiet and --log-format json imply --no-progress unless --progress is given."))
     var progress: Bool?
 
-    /// How progress is shown: as asked, else by whether stderr is a terminal.
-    func mode(quiet: Bool = false, console: Console = .standardError) -> ProgressRenderer.Mode {
+    /// How progress is shown: as asked; else nothing with --quiet or JSON log lines (a progress line would break
+    /// them); else by whether stderr is a terminal.
+    func mode(logging: LoggingOptions, console: Console = .standardError) -> ProgressRenderer.Mode {
         switch progress {
         case true?: .live
         case false?: .off
-        case nil: quiet ? .off : console.isTerminal ? .live : .summary
+        case nil: logging.quiet || logging.logFormat == .json ? .off : console.isTerminal ? .live : .summary
         }
     }
 }

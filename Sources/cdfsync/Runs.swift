@@ -185,11 +185,12 @@ extension CDFSyncCommand {
             static let configuration = CommandConfiguration(abstract: "Write the whole panel as NDJSON to stdout.")
             @OptionGroup var state: StateOptions
             @OptionGroup var display: ProgressOptions
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
 
             func run() throws {
                 try reportingErrors {
                     let store = try state.openExistingStore()
-                    let renderer = ProgressRenderer(label: "export", unit: "records", verb: "written", mode: display.mode())
+                    let renderer = ProgressRenderer(label: "export", unit: "records", verb: "written", mode: display.mode(logging: logging))
                     renderer.phase(.exporting, detail: nil)
                     renderer.announced(rows: Int64(try store.statistics().participants))
                     try renderer.around { try write(store, progress: renderer) }

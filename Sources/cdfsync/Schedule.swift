@@ -35,6 +35,8 @@ extension CDFSyncCommand {
         @Flag(help: "Print each run's record as one JSON line (NDJSON) on stdout as the run ends; other lines go to stderr.")
         var json = false
 
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard busyRetry > 0, busyRetry.isFinite else {
@@ -62,7 +64,7 @@ extension CDFSyncCommand {
                         say("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
                         do {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
-                                connection: connection, state: state, verbose: false) { _, _ in }
+                                connection: connection, state: state) { _, _ in }
                             let summary = try sync.run()
                             if json { JSONOutput.emitLine(try summary.json()) } else { say(summary.render()) }
                         } catch let busy as StorageError where busy.code == .inUse && !once {

@@ -49,8 +49,10 @@ extension CDFSyncCommand {
             discussion: "The writer's chain (apply, outbox compression, durable commit) is what a sync waits for; the reading side is faster and yields to it. It then also yields to other processes at normal priority on a busy host: 0 turns that off."))
         var readingNiceness: Int32 = ReadingThread.defaultNiceness
 
-        @Flag(help: "Print progress lines on stderr.")
+        @Flag(help: "Log what the run reads and applies (the same as --log-level info).")
         var verbose = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
 
         @Flag(help: "Print the run's record as one JSON object (the --summary-json form) instead of the text summary; a failed run's too.")
         var json = false
@@ -77,7 +79,7 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: verbose,
+                    connection: connection, state: state,
                     durable: durability == .commit) { options, client in
                     options.readingNiceness = readingNiceness
                     options.batchSize = batchSize
@@ -86,7 +88,7 @@ extension CDFSyncCommand {
                     options.disposition = disposition.value
                     client.externalLinksInFlight = inFlight
                 }
-                let renderer = ProgressRenderer(label: "sync", mode: display.mode())
+                let renderer = ProgressRenderer(label: "sync", mode: display.mode(logging: logging))
                 sync.progress = renderer
                 let summary = try reportingRecord(json: json) { try renderer.around { try sync.run() } }
                 if json {
@@ -130,6 +132,7 @@ extension CDFSyncCommand {
         var json = false
 
         @OptionGroup var display: ProgressOptions
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
 
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
@@ -145,8 +148,9 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: false) { _, _ in }
-                let renderer = ProgressRenderer(label: dryRun ? "replay (dry run)" : "replay", mode: display.mode())
+                    connection: connection, state: state) { _, _ in }
+                let renderer = ProgressRenderer(label: dryRun ? "replay (dry run)" : "replay",
+                    mode: display.mode(logging: logging))
                 sync.progress = renderer
                 let summary = try reportingRecord(json: json) {
                     try renderer.around {
@@ -197,7 +201,7 @@ struct SourceOptions: ParsableArguments {
 /// `stateDirectoryOverride` replaces the pipeline's (or --state-dir's) state directory, e.g. with a scratch one
 /// for a command that must not create a store where syncs keep theirs.
 func makeSync(pipelinePath: String?, table: String?, key: String, columns: String?, outputDir: String?,
-              connection: ConnectionOptions, state: StateOptions, verbose: Bool, durable: Bool = true,
+              connection: ConnectionOptions, state: StateOptions, durable: Bool = true,
               stateDirectoryOverride: String? = nil, access: PanelStore.Access = .writer,
               configure: (inout SyncOptions, StatementClient) -> Void) throws -> (CDFSync, Pipeline?) {
     var options: SyncOptions
@@ -219,10 +223,8 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }
-    client.onProgress = { line in Console.standardError.line("  … \(line)") }
     configure(&options, client)
     let sync = CDFSync(client: client, store: store, options: options)
-    if verbose { sync.onProgress = { Console.standardError.line("  … \($0)") } }
     return (sync, spec)
 }
 

@@ -1,6 +1,7 @@
 import CDFSyncClient
 import CDFSyncCore
 import Foundation
+import Logging
 
 /// One step of `cdfsync connection test`.
 public struct ConnectionCheck: Sendable, Equatable {
@@ -105,8 +106,8 @@ public struct ConnectionTester {
     public var maxAttempts = 2
     /// Called after each check, as it completes.
     public var onCheck: (ConnectionCheck) -> Void = { _ in }
-    /// Called with progress ("warehouse starting (4s)").
-    public var onProgress: (String) -> Void = { _ in }
+    /// Told a warehouse being started and waited for (notice), and what the client logs.
+    public var logger = Logger(label: "cdfsync.connection-test")
 
     public init(settings: ConnectionSettings) { self.settings = settings }
 
@@ -176,8 +177,8 @@ public struct ConnectionTester {
                         remedy: "Start it in SQL Warehouses, or run the test with --start-warehouse (needs CAN USE).")
                 }
                 if w.state != "STARTING" { try warehouses.start() }
-                onProgress("warehouse \(label) is \(w.state); starting it")
-                w = try warehouses.waitUntilRunning(afterStart: w.state != "STARTING", waiter: waiter, onProgress: onProgress)
+                logger.notice("warehouse \(label) is \(w.state); starting it")
+                w = try warehouses.waitUntilRunning(afterStart: w.state != "STARTING", waiter: waiter, logger: logger)
                 let secs = Date().timeIntervalSince(t)
                 record(.warehouse, t, true, "\(label) started, RUNNING after \(String(format: "%.1f", secs)) s")
             default:
@@ -201,7 +202,7 @@ public struct ConnectionTester {
         let client = StatementClient(settings: settings, tokens: tokens)
         client.retryPolicy = policy
         client.statementDeadline = statementDeadline
-        client.onProgress = onProgress
+        client.logger = logger
         do {
             let rows = try client.collect(Statement(sql: "SELECT 1"))
             guard rows.rows.count == 1, rows.rows[0].first??.trimmingCharacters(in: .whitespaces) == "1" else {
