@@ -136,6 +136,35 @@ struct JSONShapeCLITests {
         #expect(failed.stderr.contains("error: "), "the error still goes to stderr")
     }
 
+    /// A stream: `schedule --json` prints each run's record on its own line, and nothing else on stdout.
+    @Test func scheduleJSONIsOneRecordPerLine() throws {
+        let sim = try RunningSimulator()
+        let dir = TempDir("json-schedule")
+        var files: [String] = []
+        for (name, source) in [("good", "main.research.participants"), ("broken", "main.research.no_such_table")] {
+            let path = dir.sub("\(name).yaml")
+            try """
+                name: \(name)
+                connection: {warehouse_id: 8a1c2f3d4e5b6a70}
+                source: \(source)
+                mapping: {external_id: participant_id, email: email}
+                sinks: [{type: ndjson, directory: \(dir.sub("out-\(name)"))}]
+                schedule: 15m
+                """.write(toFile: path, atomically: true, encoding: .utf8)
+            files.append(path)
+        }
+        let r = try runCLI(["schedule"] + files + ["--once", "--json", "--host", sim.baseURL, "--state-dir", dir.sub("state")],
+            env: ["DATABRICKS_TOKEN": "dapi-demo-token"])
+        #expect(r.status == 1, "one run failed: \(r.all)")
+        let records = r.stdout.split(separator: "\n").map {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(records.count == 2 && records.allSatisfy { $0 != nil }, "\(r.stdout)")
+        #expect(records.compactMap { $0?["pipeline"] as? String } == ["good", "broken"], "\(r.stdout)")
+        #expect(records.compactMap { $0?["status"] as? String } == ["succeeded", "failed"], "\(r.stdout)")
+        #expect(r.stderr.contains("running good") && r.stderr.contains("1 of 2 pipeline run(s) failed"), "\(r.stderr)")
+    }
+
     @Test func connectionTestAndPipelineValidatePrintOneObjectEach() throws {
         let h = try SimHarness()
         let env = ["DATABRICKS_TOKEN": "dapi-good"]
