@@ -49,7 +49,7 @@ struct ProgressCLITests {
             \(quoted)
             echo "CDFSYNC-EXIT=$?"
             """.write(toFile: dir.sub("run.sh"), atomically: true, encoding: .utf8)
-        // The pane stays, with its screen, after the sync ends.
+        // The pane stays, with its screen, after the sync ends (no process left in it).
         try "set -g remain-on-exit on\n".write(toFile: dir.sub("tmux.conf"), atomically: true, encoding: .utf8)
         // The tmux server forks off the client and lives on: started through a shell that first closes every
         // descriptor it inherited, or it would hold this process's pipes (and Foundation's watch on the client)
@@ -60,7 +60,13 @@ struct ProgressCLITests {
             """, "bash", tmux, "-u", "-f", dir.sub("tmux.conf"), "-S", socket, "new-session", "-d", "-s", "progress",
             "-x", "150", "-y", "40", "bash " + dir.sub("run.sh")], discardOutput: true)
         try #require(started.succeeded, "tmux new-session failed (exit \(started.status))")
-        defer { _ = try? ChildProcess.run(tmux, ["-S", socket, "kill-server"]) }
+        // The server inherits this process's blocked signals, so it is ended by kill-server, and then SIGKILL.
+        let server = try ChildProcess.run(tmux, ["-S", socket, "display-message", "-p", "#{pid}"]).stdout
+        defer {
+            _ = try? ChildProcess.run(tmux, ["-S", socket, "kill-server"], discardOutput: true)
+            if let pid = Int32(server.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1 { kill(pid, SIGKILL) }
+            withExtendedLifetime(dir) {}  // its socket is in `dir`, which must outlive the kill
+        }
         func screen() throws -> String {
             try ChildProcess.run(tmux, ["-u", "-S", socket, "capture-pane", "-p", "-t", "progress"]).stdout
         }
