@@ -47,7 +47,11 @@ let package = Package(
         // LMDB environment, panel, identity index, checkpoints, outbox; zstd.
         .target(name: "CDFSyncStorage", dependencies: ["CDFSyncCore", "CLMDB", "CZstd"], swiftSettings: swiftSettings),
         // libcurl transport, auth, statement execution, chunk fetching.
-        .target(name: "CDFSyncClient", dependencies: ["CDFSyncCore", "CCurl"], swiftSettings: swiftSettings),
+        .target(
+            name: "CDFSyncClient",
+            dependencies: ["CDFSyncCore", "CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // Sync runs: plans, apply, delivery, summaries.
         .target(
             name: "CDFSyncEngine",
@@ -55,6 +59,7 @@ let package = Package(
                 "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -95,6 +100,7 @@ let package = Package(
             dependencies: [
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -113,7 +119,10 @@ let package = Package(
         // executables they run, refused when older than their sources (BuiltProduct).
         .target(
             name: "CDFSyncTestSupport",
-            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator"],
+            dependencies: [
+                "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/CDFSyncTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -133,7 +142,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "CDFSyncClientTests", dependencies: ["CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport"],
+            name: "CDFSyncClientTests",
+            dependencies: [
+                "CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -168,6 +180,7 @@ let package = Package(
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
                 "CDFSyncTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

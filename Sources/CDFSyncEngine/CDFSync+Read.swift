@@ -2,14 +2,15 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 
 /// How a run reads a part: a change-data range, a replayed range, a snapshot, watermark pages; every statement
 /// streams through a collector (the reading thread) into a writer (its own thread).
 extension CDFSync {
     func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {
         let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
-        onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
-            + ", \(range.disposition.rawValue))")
+        let size = range.estimatedRows.map { "~\($0) rows" } ?? "size unknown"
+        logger.info("reading v\(range.start)…v\(range.end) (\(size), \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition),
             source: .changeFeed(versions: range.start...range.end),
             checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary,
@@ -193,9 +194,10 @@ extension CDFSync {
         let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline, activation: activationForRun(summary))
             ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
                 activation: activationForRun(summary))
-        let (progress, event) = (onProgress, onEvent)
+        let (log, observer, event) = (logger, progress, onEvent)
         writer.onApplied = { n, v, o in
-            progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? ""))
+            log.info("applied \(n) changes\(v.map { " (checkpoint v\($0))" } ?? "")")
+            observer?.applied(rows: n)
             event(.batchApplied(rows: n, outcome: o, checkpointVersion: v))
         }
         let collector = ChangeCollector(
@@ -205,12 +207,14 @@ extension CDFSync {
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
         collector.seenKeys = refreshing?.seen
+        collector.progress = progress
         let rowsBefore = summary.rowsRead
         let started = Date()
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
             }
+            progress?.phase(.applying, detail: nil)
             try beforeFinish(collector)
             try collector.finish(checkpoint: checkpoint)
             summary = collector.summary

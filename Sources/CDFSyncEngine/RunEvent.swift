@@ -1,7 +1,7 @@
 import CDFSyncStorage
 
 /// What a run reports while it goes, typed (``CDFSync/onEvent``): what `cdfsync serve` counts for its metrics
-/// before the run's record is final. People read ``CDFSync/onProgress``; programs read these.
+/// before the run's record is final. People read the run's log lines (``CDFSync/logger``) and its progress display; programs read these.
 ///
 /// Events come from the run's threads (the reading thread, the writer): a handler must be quick and thread-safe.
 /// They never change what the run does.

@@ -305,7 +305,26 @@ public struct RunRecord: Sendable, Equatable {
         // Whole seconds: the record stores the time so, and a record read back equals the one written.
         startedAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         host = ProcessInfo.processInfo.hostName
-        user = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+        user = Self.currentUser()
+    }
+
+    /// Who runs the process, for the audit record: `$USER` when set (what the operator logged in as, also under
+    /// `sudo -E`), else the name the password database gives the effective uid — cron jobs, systemd units and
+    /// containers often run without `$USER` — else `uid <n>` for a uid with no entry (a container's arbitrary uid).
+    public static func currentUser(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                   uid: uid_t = geteuid()) -> String {
+        if let name = environment["USER"], !name.isEmpty { return name }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let name: String? = buffer.withUnsafeMutableBufferPointer { b in
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            guard let base = b.baseAddress, getpwuid_r(uid, &entry, base, b.count, &result) == 0, result != nil,
+                let name = entry.pw_name
+            else { return nil }
+            return String(cString: name)
+        }
+        if let name, !name.isEmpty { return name }
+        return "uid \(uid)"
     }
 
     /// The first version the run read (its first part's), nil when it read none.

@@ -90,10 +90,11 @@ struct PipelineRunner: Sendable {
                 // SIGTERM: the running statement is cancelled; the batches already read are applied and
                 // checkpointed, and the run is recorded, before the process exits.
                 client.isCancelled = { [state] in state.isStopping }
-                let log = logger
-                client.onProgress = { line in log.debug("\(line)", metadata: ["pipeline": "\(name)"]) }
+                var log = logger
+                log[metadataKey: "pipeline"] = "\(name)"
+                client.logger = log
                 let sync = CDFSync(client: client, store: store, options: options)
-                sync.onProgress = { line in log.debug("\(line)", metadata: ["pipeline": "\(name)"]) }
+                sync.logger = log
                 sync.onEvent = { [metrics, hooks] event in
                     metrics.event(event, pipeline: name)
                     hooks.event(pipeline: name, event)

@@ -32,6 +32,11 @@ extension CDFSyncCommand {
         @Option(help: "Seconds a run waits before trying again when another cdfsync process holds the state directory.")
         var busyRetry: Double = 30
 
+        @Flag(help: "Print each run's record as one JSON line (NDJSON) on stdout as the run ends; other lines go to stderr.")
+        var json = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard busyRetry > 0, busyRetry.isFinite else {
@@ -60,8 +65,9 @@ extension CDFSyncCommand {
                         say("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
                         do {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
-                                connection: connection, state: state, verbose: false) { _, _ in }
-                            say(try sync.run().render())
+                                connection: connection, state: state) { _, _ in }
+                            let summary = try sync.run()
+                            if json { JSONOutput.emitLine(try summary.json()) } else { say(summary.render()) }
                         } catch let busy as StorageError where ScheduleClock.isBusy(busy) && !once {
                             // Another process (a manual sync, a replay) holds the state directory: this run has not
                             // started, so it waits a little instead of skipping a whole period.
@@ -76,6 +82,7 @@ extension CDFSyncCommand {
                             say("  skipped: connection \(removed.name) was removed (\(removed.removedAt))\(retry)")
                         } catch let f as SyncFailure {
                             failed.append(e.spec.name)
+                            if json, let record = try? f.summary.json() { JSONOutput.emitLine(record) }
                             say("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
                         } catch {
                             failed.append(e.spec.name)
@@ -93,7 +100,7 @@ extension CDFSyncCommand {
                         guard failed.isEmpty else {
                             FileHandle.standardError.write(Data(
                                 "error: \(failed.count) of \(entries.count) pipeline run(s) failed: \(failed.joined(separator: ", "))\n".utf8))
-                            throw ExitCode.failure
+                            throw ExitStatus.failure
                         }
                         if !skipped.isEmpty { throw ExitCode.failure }
                         return
@@ -109,7 +116,12 @@ extension CDFSyncCommand {
 
         /// Prints a line and flushes it: a daemon's output usually goes to a file or a pipe (a log), which stdio
         /// would otherwise only write out 4 KB at a time.
+        /// With --json, stdout carries only the records: the line goes to stderr.
         func say(_ line: String) {
+            if json {
+                Console.standardError.line(line)
+                return
+            }
             print(line)
             fflush(nil)
         }

@@ -4,6 +4,7 @@ import CDFSyncEngine
 import CDFSyncStorage
 import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 import WarehouseSimulator
 
@@ -21,7 +22,7 @@ struct ClientFaultTests {
         client.retryPolicy.baseDelay = 0.01
         client.retryPolicy.maxDelay = 0.05
         client.waitTimeout = waitTimeout
-        if let progress { client.onProgress = { progress($0) } }
+        if let progress { client.logger = LogCapture.logger(progress) }
         var options = SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
             keyColumn: "participant_id", outputDirectory: dir.sub("o"))
         options.disposition = disposition

@@ -4,6 +4,7 @@ import CDFSyncEngine
 import CDFSyncStorage
 import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 import WarehouseSimulator
 
@@ -47,7 +48,7 @@ struct ErrorCauseTests {
         client.retryPolicy.maxDelay = 0.05
         client.retryPolicy.maxAttempts = maxAttempts
         client.waitTimeout = waitTimeout
-        if let progress { client.onProgress = { progress($0) } }
+        if let progress { client.logger = LogCapture.logger(progress) }
         var options = SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
             keyColumn: "participant_id", outputDirectory: dir.sub("o"))
         options.disposition = disposition

@@ -299,9 +299,12 @@ struct RunRecordTests {
         let table = ["--table", Self.table, "--key", "participant_id"]
         let sync = try runCLI(["sync"] + table, port: sim.port, dir: dir)
         try #require(sync.status == 0, "\(sync.output)")
+        /// The records `runs --json` lists (its `runs` array), each as JSON text.
         func runs() throws -> [String] {
             let r = try runCLI(["runs", "--json", "--state-dir", dir.sub("state")], env: [:])
-            return r.stdout.split(separator: "\n").map(String.init)
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            let list = try #require(object?["runs"] as? [Any], "\(r.stdout)")
+            return try list.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
         }
         func status() throws -> String { try runCLI(["status", "--state-dir", dir.sub("state")], env: [:]).stdout }
         #expect(try runs().count == 1)
