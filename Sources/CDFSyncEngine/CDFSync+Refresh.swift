@@ -1,6 +1,7 @@
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 import Synchronization
 
 #if canImport(Glibc)

@@ -68,7 +68,8 @@ public final class CDFSyncServer: Sendable {
         let app = makeApplication(onListening: onListening)
         // Shut down in reverse order: the scheduler (and its run) first, while the server still answers /readyz.
         return ServiceGroup(configuration: .init(
-            services: [app, SchedulerService(server: self)], gracefulShutdownSignals: signals, logger: logger))
+            services: [ServeOnOwnThreads(app: app), SchedulerService(server: self)], gracefulShutdownSignals: signals,
+            logger: logger))
     }
 
     /// The HTTP application: routes, security, console.
@@ -253,5 +254,21 @@ struct SchedulerService: Service {
         server.logger.info("stopping: waiting for the running run to reach a batch boundary and be recorded")
         await server.waitForRuns()
         server.logger.info("stopped")
+    }
+}
+
+/// The threads `cdfsync serve`'s HTTP tasks run on: route handlers (some call the synchronous engine — a connection
+/// test, a preview) and Hummingbird's connection tasks. Not the cooperative pool, which blocking callers (libcurl in
+/// the same process, the engine's waits) can fill on a 2-core machine, leaving no thread to answer on.
+let serveExecutor = DedicatedExecutor(name: "cdfsync-serve-http")
+
+/// Runs the HTTP application on ``serveExecutor`` rather than on the cooperative pool it was started from.
+struct ServeOnOwnThreads<App: ApplicationProtocol>: Service {
+    let app: App
+
+    func run() async throws {
+        try await withTaskExecutorPreference(serveExecutor) {
+            try await app.run()
+        }
     }
 }

@@ -82,7 +82,8 @@ enum LogSetup {
 
     /// `sync --verbose` is `--log-level info`.
     private static func fallbackLevel(_ command: any ParsableCommand) -> Logger.Level {
-        (command as? CDFSyncCommand.Sync)?.verbose == true ? .info : .notice
+        (command as? CDFSyncCommand.Sync)?.verbose == true || (command as? CDFSyncCommand.Refresh)?.verbose == true
+            ? .info : .notice
     }
 
     static func environmentLevel(_ environment: [String: String]) throws -> Logger.Level? {
@@ -202,6 +203,7 @@ enum LogTime {
 
 extension CDFSyncCommand.Sync: LoggingCommand {}
 extension CDFSyncCommand.Replay: LoggingCommand {}
+extension CDFSyncCommand.Refresh: LoggingCommand {}
 extension CDFSyncCommand.Schedule: LoggingCommand {}
 extension CDFSyncCommand.Discover: LoggingCommand {}
 extension CDFSyncCommand.Connection.Test: LoggingCommand {}

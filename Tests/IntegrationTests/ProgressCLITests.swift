@@ -17,7 +17,7 @@ struct ProgressCLITests {
         configuration.rowsPerExternalChunk = 5_000
         let sim = try RunningSimulator(configuration: configuration)
         try sim.sim.addSyntheticTable(name: table, rows: rows, seed: 7)
-        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/_blob/"), count: nil, kind: "slow",
+        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/_blob/"), count: nil, kind: .slow,
             delayMillis: 250))
         return sim
     }
@@ -144,7 +144,7 @@ struct ProgressCLITests {
 struct ExitStatusCLITests {
     /// A sync whose table_changes statement stays queued until it is cancelled; returns it once it reads.
     static func queuedSync(_ sim: RunningSimulator, _ dir: TempDir) throws -> RunningChild {
-        var queued = Fault(match: .init(statementContains: "table_changes"), count: nil, kind: "queue")
+        var queued = Fault(match: .init(statementContains: "table_changes"), count: nil, kind: .queue)
         queued.polls = 100_000
         _ = sim.sim.addFault(queued)
         return try RunningChild(try BuiltProduct.cdfsync.path,

@@ -1,3 +1,4 @@
+import CDFSyncCore
 import Foundation
 import Hummingbird
 import HummingbirdCore
@@ -33,12 +34,16 @@ extension HTTPServerBuilder {
     }
 }
 
-/// Runs a Hummingbird application on ``ServingExecutor`` rather than on the cooperative pool it was started from.
+/// The threads the simulator's server runs its tasks on (handlers are short: the SQL engine, rendering; waiting for
+/// a statement suspends the task).
+let servingExecutor = DedicatedExecutor(name: "dbsql-sim")
+
+/// Runs a Hummingbird application on ``servingExecutor`` rather than on the cooperative pool it was started from.
 struct ServingService<App: ApplicationProtocol>: Service {
     let app: App
 
     func run() async throws {
-        try await withTaskExecutorPreference(ServingExecutor.shared) {
+        try await withTaskExecutorPreference(servingExecutor) {
             try await app.run()
         }
     }
@@ -87,7 +92,7 @@ extension Simulator {
         let app = application(host: host, port: port) { bound, listener in started.listening(bound, listener) }
         let group = ServiceGroup(
             configuration: .init(services: [ServingService(app: app)], logger: Self.silentLogger))
-        Task(executorPreference: ServingExecutor.shared) {
+        Task(executorPreference: servingExecutor) {
             do {
                 try await group.run()
                 started.ended(nil)
@@ -115,7 +120,7 @@ extension Simulator {
         // The listening socket is closed on its event loop, whatever Swift concurrency's threads are doing (the
         // caller may hold one of them, and so may others); the rest of the shutdown goes on in the background.
         current.listener.close(promise: nil)
-        Task(executorPreference: ServingExecutor.shared) { await current.group.triggerGracefulShutdown() }
+        Task(executorPreference: servingExecutor) { await current.group.triggerGracefulShutdown() }
         try? current.listener.closeFuture.wait()
     }
 

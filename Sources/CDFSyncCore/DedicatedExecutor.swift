@@ -1,31 +1,31 @@
 import Foundation
 
-/// The threads the simulator's server runs its tasks on: route handlers, middleware, and Hummingbird's own
-/// connection tasks.
+/// Threads of its own for an HTTP server's tasks (route handlers, middleware, the server's connection tasks): the
+/// simulator's and `cdfsync serve`'s.
 ///
-/// Not the Swift concurrency cooperative pool: a test that calls the simulator through a blocking client (libcurl,
-/// a raw socket) holds one of those threads until the answer comes, and with as many such tests as cores the
-/// simulator would never get a thread to answer on. Handlers are short (the SQL engine, rendering); nothing in
-/// them sleeps (waiting for a statement suspends the task). One pool for the process; its threads live as long as it.
-final class ServingExecutor: TaskExecutor, @unchecked Sendable {
+/// Not the Swift concurrency cooperative pool: a caller that talks to the server through a blocking client (libcurl,
+/// a raw socket — tests do, on a 2-core machine the pool has 2 threads) holds one of those threads until the answer
+/// comes, and with as many such callers as cores the server would never get a thread to answer on. Each user makes
+/// one executor for the process; its threads live as long as it.
+public final class DedicatedExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: `pending` and `running` are read and written only while `condition` is locked.
-    static let shared = ServingExecutor(threads: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount))
 
     private let condition = NSCondition()
     /// Jobs not yet taken, oldest first from `running` (reversed), newest appended to `pending`.
     private var pending: [UnownedJob] = []
     private var running: [UnownedJob] = []
 
-    private init(threads: Int) {
-        for i in 0..<threads {
+    /// Starts `threads` threads named `name-0`, `name-1`, ….
+    public init(name: String, threads: Int = max(4, 2 * ProcessInfo.processInfo.activeProcessorCount)) {
+        for i in 0..<max(1, threads) {
             let t = Thread { [self] in work() }
-            t.name = "dbsql-sim-\(i)"
+            t.name = "\(name)-\(i)"
             t.stackSize = 1 << 20
             t.start()
         }
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         condition.lock()
         pending.append(job)
