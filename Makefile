@@ -66,7 +66,8 @@ test: deps
 
 ## The serve console in headless Chromium (selenium, pinned in tools/requirements-console.txt; Debian's chromium and
 ## chromium-driver): sign in, add and test a connection, discover, create a pipeline from suggestions, check types,
-## preview, save, run now, open the run's record, replay dry run. CONSOLE_SCREENSHOTS=docs/img refreshes the
+## preview, save, run now, open the run's record, replay dry run; activation: preview, confirmation screen, run, the
+## invitation ledger, deactivate. CONSOLE_SCREENSHOTS=docs/img refreshes the
 ## screenshots in docs/serve.md.
 console-test: deps
 	$(SWIFT) build

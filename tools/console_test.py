@@ -4,7 +4,8 @@
 Starts the simulator on the demo workspace and `cdfsync serve` with an API token in a fresh directory, then clicks
 through as an administrator would: sign in, add a connection (secret write-only), test it, discover the catalog,
 create a pipeline from the suggestions, check its types, preview it, save it, run it now, open the run's audit
-record, and replay it as a dry run. Drives Debian's chromium through its chromium-driver (/usr/bin/chromedriver);
+record, replay it as a dry run, and on a pipeline with an activation: its preview, a run that holds the
+invitations, the confirmation screen, a run that sends them, the invitation ledger, deactivation. Drives Debian's chromium through its chromium-driver (/usr/bin/chromedriver);
 nothing is downloaded.
 
     python3 tools/console_test.py --bin .build/debug [--screenshots docs/images]
@@ -12,6 +13,7 @@ nothing is downloaded.
 Prints one line per check and a final `N passed, N failed`; exits 1 when any check failed.
 """
 import argparse
+import json
 import os
 import re
 import shutil
@@ -213,6 +215,64 @@ def main():
         click("replay-for-real")
         done = by_id("replay-done")
         c.check("the replay ran after confirmation", "created" in done.text, done.text)
+
+        # Activation: a pipeline with `activation: {invite_study: …}` (the saved pipeline's file under another name,
+        # with its own state directory, so that its participants are new to its panel). The preview before any run,
+        # a run that holds the invitations, the confirmation screen, a run that sends them, the ledger.
+        text = open(os.path.join(work, "pipelines", "console-panel.yaml")).read().replace("console-panel",
+                                                                                          "console-invites")
+        lines = [line for line in text.split("\n") if not re.match(r"(state_dir|schedule|activation):", line)]
+        lines += ["state_dir: " + json.dumps(os.path.join(work, "state-invites")),
+                  "activation:", "  invite_study: S-2026-04", ""]
+        with open(os.path.join(work, "pipelines", "console-invites.yaml"), "w") as f:
+            f.write("\n".join(lines))
+        driver.get(url + "/#/pipeline/console-invites")
+        c.check("activation panel: not confirmed before any run", text_of("activation-standing") == "unconfirmed",
+                text_of("activation"))
+        fresh = int(text_of("preview-source-would-invite"))
+        c.check("the preview reads the source: participants would be invited", fresh > 0, text_of("activation"))
+        click("run-console-invites")
+
+        def held_now():
+            driver.refresh()
+            n = text_of("preview-held-would-send")
+            return int(n) if n.isdigit() and int(n) > 0 else False
+        held = wait.until(lambda d: held_now())
+        c.check("a run while unconfirmed holds the invitations (at least those of the previewed rows)", held >= fresh,
+                f"{held} held, {fresh} previewed")
+        shot("activation")
+        click("activation-confirm-open")
+        summary = text_of("activation-summary")
+        c.check("the confirmation screen summarises what confirming does",
+                "invite to study S-2026-04" in summary and f"{held} held invitation" in summary, summary)
+        shot("activate")
+        click("activation-confirm")
+        wait.until(EC.url_contains("#/pipeline/console-invites"))
+        wait.until(lambda d: text_of("activation-standing") == "confirmed")
+        state = text_of("activation-state")
+        c.check("confirmed, by the serve process's user from the console", "(console)" in state, state)
+        c.check("the confirmation released the held invitations", f"released {held} held" in text_of("message"),
+                text_of("message"))
+        click("run-console-invites")
+
+        def sent_now():
+            driver.get(url + "/#/invitations/console-invites/sent/0")
+            driver.refresh()
+            rows = d_rows()
+            return rows if rows else False
+
+        def d_rows():
+            by_id("invitation-filters")
+            return driver.find_elements(By.CSS_SELECTOR, "#invitations tbody tr")
+        rows = wait.until(lambda d: sent_now())
+        c.check("the next run sent them: the ledger lists them as sent",
+                len(rows) == min(held, 100) and all(r.text.startswith("sent") for r in rows), f"{len(rows)} rows")
+        c.check("the ledger counts them", text_of("invitations-sent") == f"{held} sent", text_of("invitations-sent"))
+        shot("invitations")
+        driver.get(url + "/#/pipeline/console-invites")
+        click("activation-deactivate")
+        wait.until(lambda d: text_of("activation-standing") == "deactivated")
+        c.check("deactivate stops the invitations", "Deactivated" in text_of("activation-state"))
 
         # Conflicts screen.
         click("nav-conflicts")

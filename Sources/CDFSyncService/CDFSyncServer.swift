@@ -79,6 +79,7 @@ public final class CDFSyncServer: Sendable {
         router.add(middleware: ErrorMiddleware())
         addRoutes(to: router)
         addConsoleAPI(to: router)
+        addActivationAPI(to: router)
         addConsole(to: router)
         return Application(
             router: router,

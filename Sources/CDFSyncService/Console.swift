@@ -100,6 +100,8 @@ enum ConsoleAssets {
         const view = document.getElementById("view");
         const message = document.getElementById("message");
         let refreshTimer = null;
+        // A message for the screen the next hash change shows (a hash change clears the message).
+        let pending = null;
 
         function el(tag, attrs, ...children) {
           const e = document.createElement(tag);
@@ -210,7 +212,9 @@ enum ConsoleAssets {
           fill(view, 
             el("h2", {}, name),
             el("p", { class: "muted" }, p.file),
-            el("div", { class: "row" }, el("button", { id: "run-" + name, onclick: () => runNow(name) }, "Run now")),
+            el("div", { class: "row" }, el("button", { id: "run-" + name, onclick: () => runNow(name) }, "Run now"),
+              el("a", { href: "#/invitations/" + encodeURIComponent(name), id: "invitations-link" }, "Invitations")),
+            activationPanel(name),
             el("h3", {}, "Runs"),
             el("table", { id: "runs" }, el("thead", {}, el("tr", {}, ["Run", "Started", "Mode", "Status", "Read",
               "Inserted", "Updated", "Unchanged"].map(h => el("th", {}, h)))), el("tbody", {}, runRows)),
@@ -265,6 +269,150 @@ enum ConsoleAssets {
               "panel holds) and records a run."),
             el("button", { id: "replay-for-real", onclick: realRun }, "Replay for real"));
           return el("div", {}, head, table, confirm);
+        }
+
+        // MARK: Activation: preview, confirmation screen, deactivation (docs/activation.md)
+
+        function standingText(st) {
+          const who = st.by ? " by " + st.by + " at " + when(st.at) : "";
+          switch (st.state) {
+            case "confirmed": return "Confirmed" + who + ": invitations are sent";
+            case "not_required": return "No confirmation needed (a pool contacts nobody)";
+            case "unconfirmed": return "Not confirmed: invitations are held";
+            case "stale": return "Confirmation" + who + " is stale (the activation, mapping, consent or source " +
+              "changed): invitations are held";
+            case "deactivated": return "Deactivated" + who + ": invitations are held";
+            default: return st.description;
+          }
+        }
+        function reasons(r) {
+          return Object.entries(r || {}).sort((a, b) => b[1] - a[1]).map(([k, n]) => n + " " + k).join(", ");
+        }
+        function previewTable(a) {
+          const verb = a.target.requires_confirmation ? "invited" : "added to the pool";
+          const rows = [["Held, would be " + verb + " now (sent by the next run)", a.held.would_send, "held-would-send"],
+            ["Held, excluded", a.held.excluded + (a.held.excluded ? " (" + reasons(a.held.excluded_reasons) + ")" : ""),
+              "held-excluded"]];
+          if (a.source) {
+            const s = a.source;
+            const part = (s.rows_read >= s.limit ? "first " : "all ") + s.rows_read + " rows of the source";
+            rows.push(["Would be " + verb + " as imported (" + part + ")", s.would_invite, "source-would-invite"],
+              ["Already " + verb, s.already_invited, "source-already-invited"],
+              ["Already held (counted above)", s.already_held, "source-already-held"],
+              ["Already in the panel (" + verb + " only if a change makes them newly eligible)", s.already_in_panel,
+                "source-already-in-panel"],
+              ["Excluded", s.excluded + (s.excluded ? " (" + reasons(s.excluded_reasons) + ")" : ""), "source-excluded"]);
+          }
+          const sample = [...a.held.sample, ...(a.source ? a.source.sample : [])];
+          return el("div", {},
+            el("table", { id: "activation-preview" }, el("tbody", {}, rows.map(([k, v, id]) =>
+              el("tr", {}, el("th", {}, k), el("td", { id: "preview-" + id }, String(v)))))),
+            sample.length ? el("div", {}, el("p", { class: "muted" }, "Sample of who would be " + verb + ":"),
+              el("ul", { id: "activation-sample" }, sample.map(x => el("li", {}, x.external_id + "  " + x.contact))))
+              : null);
+        }
+
+        function activationPanel(name) {
+          const panel = el("section", { id: "activation" }, el("h3", {}, "Activation"),
+            el("p", { class: "muted" }, "Loading the preview…"));
+          (async () => {
+            let a;
+            try {
+              a = await api("GET", "/api/pipelines/" + encodeURIComponent(name) + "/activation?sample_rows=100");
+            } catch (e) {
+              fill(panel, el("h3", {}, "Activation"), el("p", { class: "muted", id: "activation-none" }, e.error));
+              return;
+            }
+            const st = a.standing;
+            const needs = a.target.requires_confirmation && (st.state !== "confirmed" || a.held.would_send > 0);
+            fill(panel, el("h3", {}, "Activation"),
+              el("p", {}, a.target.description + " ",
+                el("span", { class: "badge " + (st.sends ? "on" : "off"), id: "activation-standing" }, st.state)),
+              el("p", { id: "activation-state" }, standingText(st)),
+              el("p", { class: "muted" }, "What confirming would do now:"),
+              previewTable(a),
+              el("div", { class: "row" },
+                needs ? el("button", { id: "activation-confirm-open",
+                  onclick: () => { location.hash = "#/activate/" + encodeURIComponent(name); } }, "Confirm activation…")
+                  : null,
+                a.target.requires_confirmation && st.state !== "deactivated" && st.state !== "unconfirmed"
+                  ? el("button", { class: "quiet", id: "activation-deactivate", onclick: async () => {
+                    try {
+                      const r = await api("POST", "/api/pipelines/" + encodeURIComponent(name) + "/activation/deactivate");
+                      say("info", name + ": invitations stopped (" + standingText(r.standing) + ")" +
+                        (r.held ? "; " + r.held + " queued invitation(s) not yet sent are held" : ""));
+                      route();
+                    } catch (e) { failed(e); }
+                  } }, "Deactivate") : null));
+          })();
+          return panel;
+        }
+
+        async function showActivate(name) {
+          const a = await api("GET", "/api/pipelines/" + encodeURIComponent(name) + "/activation?sample_rows=100");
+          const back = "#/pipeline/" + encodeURIComponent(name);
+          const total = a.held.would_send + (a.source ? a.source.would_invite : 0);
+          fill(view,
+            el("h2", { id: "activate-title" }, "Confirm the activation of " + name),
+            el("div", { class: "confirm", id: "activation-summary" },
+              el("p", {}, el("strong", {}, a.target.description), " for eligible participants of " + name + "."),
+              el("p", {}, a.held.would_send + " held invitation(s) would be sent by the next run; " +
+                (a.source ? a.source.would_invite + " eligible participant(s) of the source's first " +
+                  a.source.rows_read + " rows would be invited as they are imported" : "the source was not read") +
+                " (" + total + " in all in this preview)."),
+              el("p", {}, "From then on, every run sends invitations as participants become eligible, until the " +
+                "pipeline is deactivated or its activation, mapping, attributes, consent or source change."),
+              el("p", { class: "muted" }, "Now: " + standingText(a.standing) + ". Settings sha256 " +
+                a.settings_hash.slice(0, 16) + "…; the confirmation records the service's OS user (marked " +
+                "“(console)”), the host and the time.")),
+            previewTable(a),
+            el("div", { class: "row" },
+              el("button", { id: "activation-confirm", onclick: async () => {
+                try {
+                  const r = await api("POST", "/api/pipelines/" + encodeURIComponent(name) + "/activation/confirm",
+                    { settings_hash: a.settings_hash });
+                  const dropped = Object.values(r.dropped).reduce((x, y) => x + y, 0);
+                  pending = ["info", name + ": " + standingText(r.standing) + "; released " + r.released +
+                    " held invitation(s) for the next run" + (dropped ? "; dropped " + dropped + " no longer eligible" : "")];
+                  location.hash = back;
+                } catch (e) { failed(e); }
+              } }, "Confirm activation"),
+              el("a", { href: back, id: "activation-cancel" }, "Cancel")));
+        }
+
+        // MARK: Invitations: the ledger of a pipeline
+
+        async function showInvitations(name, only, offset) {
+          offset = Number(offset) || 0;
+          const limit = 100;
+          const q = "?limit=" + limit + "&offset=" + offset + (only ? "&state=" + encodeURIComponent(only) : "");
+          const d = await api("GET", "/api/pipelines/" + encodeURIComponent(name) + "/invitations" + q);
+          const link = (s, o) => "#/invitations/" + encodeURIComponent(name) + "/" + (s || "all") + "/" + o;
+          const filters = el("div", { class: "row", id: "invitation-filters" }, el("a", { href: link("", 0) },
+            "all " + Object.values(d.counts).reduce((x, y) => x + y, 0)),
+            Object.entries(d.counts).map(([s, n]) => el("a", { href: link(s, 0), id: "invitations-" + s,
+              class: s === only ? "badge on" : "" }, n + " " + s)));
+          const pages = el("div", { class: "row" },
+            offset > 0 ? el("a", { href: link(only, Math.max(0, offset - limit)) }, "← previous") : null,
+            el("span", { class: "muted" }, d.total ? (offset + 1) + "–" + (offset + d.invitations.length) + " of " +
+              d.total : ""),
+            offset + limit < d.total ? el("a", { href: link(only, offset + limit), id: "invitations-next" }, "next →")
+              : null);
+          fill(view,
+            el("h2", {}, "Invitations of " + name),
+            el("p", { class: "muted" }, "The ledger: who was invited (or held, withdrawn, dropped) to what, and when. " +
+              "Held entries wait for the activation's confirmation."),
+            filters,
+            d.invitations.length ? el("table", { id: "invitations" }, el("thead", {}, el("tr", {}, ["State", "Target",
+              "Participant", "External id", "Decided", "Sent", "Segment", "Reason"].map(h => el("th", {}, h)))),
+              el("tbody", {}, d.invitations.map(i => el("tr", {},
+                el("td", { class: i.state === "sent" ? "ok" : i.state === "held" ? "muted" : "" }, i.state),
+                el("td", {}, i.target), el("td", {}, String(i.participant_id)), el("td", {}, i.external_id),
+                el("td", {}, when(i.decided_at)), el("td", {}, when(i.sent_at)), el("td", {}, i.file || "—"),
+                el("td", {}, i.reason || "")))))
+              : el("p", { class: "muted", id: "no-invitations" }, "No invitations" + (only ? " " + only : "") + "."),
+            pages,
+            el("p", {}, el("a", { href: "#/pipeline/" + encodeURIComponent(name) }, "← " + name)));
         }
 
         // MARK: A run's audit record
@@ -509,6 +657,8 @@ enum ConsoleAssets {
             switch (parts[0]) {
               case "pipeline": await showPipeline(parts[1]); break;
               case "run": await showRun(parts[1], parts[2]); break;
+              case "activate": await showActivate(parts[1]); break;
+              case "invitations": await showInvitations(parts[1], parts[2] === "all" ? "" : parts[2], parts[3]); break;
               case "connections": await showConnections(); break;
               case "discover": await showDiscover(); break;
               case "draft": await showDraft(parts[1]); break;
@@ -518,7 +668,11 @@ enum ConsoleAssets {
           } catch (e) { failed(e); }
         }
 
-        window.addEventListener("hashchange", () => { clearMessage(); route(); });
+        window.addEventListener("hashchange", () => {
+          clearMessage();
+          if (pending) { say(...pending); pending = null; }
+          route();
+        });
         route();
         """#
 }
