@@ -53,9 +53,7 @@ extension CDFSyncCommand.PipelineCommand {
                 let directory = stateDirectory(p, state)
                 var client: StatementClient?
                 if sampleRows > 0 {
-                    let c = StatementClient(settings: try connectionSettings(for: p, fallback: connection))
-                    Interrupts.install()
-                    c.isCancelled = { Interrupts.requested }
+                    let c = interruptibleClient(try connectionSettings(for: p, fallback: connection))
                     client = c
                 }
                 // The preview only reads (a sync may run meanwhile); the writer lock is taken to record the answer,

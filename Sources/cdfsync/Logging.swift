@@ -73,10 +73,7 @@ enum LogSetup {
         }
         let console = Console.standardError
         LoggingSystem.bootstrap { label in
-            switch format {
-            case .text: TextLogHandler(label: label, level: level, console: console)
-            case .json: JSONLinesLogHandler(label: label, level: level, console: console)
-            }
+            StderrLogHandler(label: label, format: format, level: level, console: console)
         }
     }
 
@@ -96,19 +93,25 @@ enum LogSetup {
     }
 }
 
-/// Log lines for people, on stderr (through ``Console``, so a progress line is redrawn below them).
+/// Log lines on stderr (through ``Console``, so a progress line is redrawn below them), in one of two formats.
 ///
-/// On a terminal: `notice: warehouse starting (4s)`. Elsewhere (a file, a journal): the time, the level, the
-/// logger's label, the message and the metadata as `key=value`:
+/// `text`, for people — on a terminal: `notice: warehouse starting (4s)`; elsewhere (a file, a journal): the time,
+/// the level, the logger's label, the message and the metadata as `key=value`:
 /// `2026-03-01T09:00:00.123Z info cdfsync.engine: applied 10000 changes (checkpoint v3) pipeline=p run_id=7`.
-struct TextLogHandler: LogHandler {
+///
+/// `json` (`--log-format json`, for `serve` and log collectors) — one JSON object per event on its own line:
+/// `{"timestamp":"2026-03-01T09:00:00.123Z","level":"info","label":"cdfsync.engine","message":"…",
+/// "metadata":{"pipeline":"p","run_id":"7"}}`.
+struct StderrLogHandler: LogHandler {
     let label: String
+    let format: LogFormat
     let console: Console
     var logLevel: Logger.Level
     var metadata: Logger.Metadata = [:]
 
-    init(label: String, level: Logger.Level, console: Console) {
+    init(label: String, format: LogFormat, level: Logger.Level, console: Console) {
         self.label = label
+        self.format = format
         self.logLevel = level
         self.console = console
     }
@@ -119,54 +122,36 @@ struct TextLogHandler: LogHandler {
     }
 
     func log(event: LogEvent) {
-        let message = DatabricksError.oneLine(event.message.description)
-        if console.isTerminal {
-            console.line("\(event.level): \(message)")
-            return
-        }
-        var line = "\(LogTime.now()) \(event.level) \(label): \(message)"
         let all = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
+        switch format {
+        case .text: console.line(textLine(event, all))
+        case .json: console.line(jsonLine(event, all))
+        }
+    }
+
+    private func textLine(_ event: LogEvent, _ all: Logger.Metadata) -> String {
+        let message = DatabricksError.oneLine(event.message.description)
+        if console.isTerminal { return "\(event.level): \(message)" }
+        var line = "\(LogTime.now()) \(event.level) \(label): \(message)"
         for (key, value) in all.sorted(by: { $0.key < $1.key }) {
             line += " \(key)=\(DatabricksError.oneLine(value.description))"
         }
-        console.line(line)
-    }
-}
-
-/// One JSON object per log event, on its own line on stderr (`--log-format json`, for `serve` and log collectors):
-/// `{"timestamp":"2026-03-01T09:00:00.123Z","level":"info","label":"cdfsync.engine","message":"…",
-/// "metadata":{"pipeline":"p","run_id":"7"}}`.
-struct JSONLinesLogHandler: LogHandler {
-    let label: String
-    let console: Console
-    var logLevel: Logger.Level
-    var metadata: Logger.Metadata = [:]
-
-    init(label: String, level: Logger.Level, console: Console) {
-        self.label = label
-        self.logLevel = level
-        self.console = console
+        return line
     }
 
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
+    private func jsonLine(_ event: LogEvent, _ all: Logger.Metadata) -> String {
         var w = JSONWriter()
         w.beginObject()
         w.key("timestamp"); w.string(LogTime.now())
         w.key("level"); w.string(event.level.rawValue)
         w.key("label"); w.string(label)
         w.key("message"); w.string(event.message.description)
-        let all = event.metadata.map { metadata.merging($0) { $1 } } ?? metadata
         if !all.isEmpty {
             w.key("metadata")
             Self.write(.dictionary(all), to: &w)
         }
         w.endObject()
-        console.line(String(decoding: w.bytes, as: UTF8.self))
+        return String(decoding: w.bytes, as: UTF8.self)
     }
 
     static func write(_ value: Logger.MetadataValue, to w: inout JSONWriter) {

@@ -129,9 +129,7 @@ extension CDFSyncCommand {
             func run() throws {
                 try reportingErrors {
                     let p = try PipelineLoader.load(path: file)
-                    let client = StatementClient(settings: try connectionSettings(for: p, fallback: connection))
-                    Interrupts.install()
-                    client.isCancelled = { Interrupts.requested }
+                    let client = interruptibleClient(try connectionSettings(for: p, fallback: connection))
                     let preview = try PipelinePreview.run(client: client, pipeline: p, limit: limit)
                     if json {
                         print(String(decoding: Self.json(preview), as: UTF8.self))

@@ -69,9 +69,7 @@ extension CDFSyncCommand.PipelineCommand {
             try reportingErrors {
                 let table = try QualifiedName(parsing: source)
                 let settings = try connection.settings()
-                let client = StatementClient(settings: settings)
-                Interrupts.install()
-                client.isCancelled = { Interrupts.requested }
+                let client = interruptibleClient(settings)
                 let suggestion = try SourceProfiler.suggest(
                     client: client, source: table,
                     options: .init(kind: Pipeline.Kind(rawValue: kind) ?? .participants,

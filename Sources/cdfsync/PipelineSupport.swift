@@ -57,3 +57,12 @@ func directoryWarnings(stateDirectory: String, deliveryDirectories: [(directory:
     }
     return out
 }
+
+/// A statement client for `settings` that Ctrl-C (SIGINT) or SIGTERM cancels: the running statement is cancelled on
+/// the warehouse and the command ends with the interrupted exit status.
+func interruptibleClient(_ settings: ConnectionSettings) -> StatementClient {
+    let client = StatementClient(settings: settings)
+    Interrupts.install()
+    client.isCancelled = { Interrupts.requested }
+    return client
+}

@@ -36,9 +36,7 @@ extension CDFSyncCommand.PipelineCommand {
         func run() throws {
             try reportingErrors {
                 let p = try PipelineLoader.load(path: file)
-                let client = StatementClient(settings: try connectionSettings(for: p, fallback: connection))
-                Interrupts.install()
-                client.isCancelled = { Interrupts.requested }
+                let client = interruptibleClient(try connectionSettings(for: p, fallback: connection))
                 let test = try CustomSQLTest.run(client: client, pipeline: p, limit: limit)
                 if json {
                     print(String(decoding: Self.json(test), as: UTF8.self))
