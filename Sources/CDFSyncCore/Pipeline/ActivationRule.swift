@@ -373,16 +373,32 @@ struct JSONCursor {
         return v
     }
 
+    /// Skips the string at the cursor without decoding it (escapes are stepped over; `\u` needs no check to find
+    /// the closing quote); false when it does not end.
+    mutating func skipString() -> Bool {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return false }
+        i += 1
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return true
+            }
+            i += b == UInt8(ascii: "\\") ? 2 : 1
+        }
+        return false
+    }
+
     /// Skips the value at the cursor (strings, nested objects and arrays to any depth, without recursion).
     mutating func skipValue() -> Bool {
         guard let c = peek else { return false }
-        if c == UInt8(ascii: "\"") { return readString() != nil }
+        if c == UInt8(ascii: "\"") { return skipString() }
         guard c == UInt8(ascii: "{") || c == UInt8(ascii: "[") else { return readValue() != nil }
         var depth = 0
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
-                guard readString() != nil else { return false }
+                guard skipString() else { return false }
                 continue
             }
             i += 1
