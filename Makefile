@@ -1,10 +1,10 @@
 # cdfsync — the two commands that matter: `make demo` and `make test`.
 SHELL := /bin/bash
-APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl python3
+APT_PACKAGES := libcurl4-openssl-dev liblmdb-dev libzstd-dev pkg-config curl python3 python3-venv tmux chromium chromium-driver
 SWIFT ?= swift
 RELEASE_BIN = $(shell $(SWIFT) build -c release --show-bin-path 2>/dev/null)
 
-.PHONY: demo test deps build release bench bench-check bench-thresholds bench-baseline bench-storage conformance fuzz clean
+.PHONY: demo test deps build release install install-files install-check manual bench bench-check bench-thresholds bench-baseline bench-storage conformance fuzz clean console-test
 
 ## Install the system packages cdfsync needs, if any is missing (Debian 12).
 deps:
@@ -22,6 +22,34 @@ release: deps
 	$(SWIFT) build -c release --product cdfsync
 	$(SWIFT) build -c release --product dbsql-sim
 
+## Install both binaries, shell completions (bash, zsh, fish), the cdfsync(1) man page and the systemd unit of
+## `cdfsync serve` under PREFIX (DESTDIR for staging): make install PREFIX=/usr/local
+PREFIX ?= /usr/local
+DESTDIR ?=
+MANUAL_CONFIGURATION ?= release
+MANUAL = .build/plugins/GenerateManual/outputs/cdfsync/cdfsync.1
+install: release
+	@$(MAKE) --no-print-directory manual MANUAL_CONFIGURATION=release
+	@$(MAKE) --no-print-directory install-files BIN_DIR="$(RELEASE_BIN)"
+
+## The man page, generated from the command tree by swift-argument-parser's generate-manual plugin.
+manual:
+	$(SWIFT) package plugin generate-manual --configuration $(MANUAL_CONFIGURATION) --section 1 >/dev/null
+	@test -s $(MANUAL) || { echo "manual: $(MANUAL) was not generated"; exit 1; }
+
+## What `install` copies, from binaries already built in BIN_DIR (and the man page from `make manual`).
+install-files:
+	@test -x "$(BIN_DIR)/cdfsync" && test -x "$(BIN_DIR)/dbsql-sim" || { echo "install-files: no cdfsync and dbsql-sim in BIN_DIR=$(BIN_DIR)"; exit 1; }
+	@test -s $(MANUAL) || { echo "install-files: no man page at $(MANUAL); run make manual"; exit 1; }
+	bash scripts/install.sh "$(BIN_DIR)" "$(DESTDIR)" "$(PREFIX)" "$(MANUAL)"
+
+## `make install` into a scratch PREFIX from the debug build, then checks what it installed (part of `make test`).
+install-check:
+	@$(MAKE) --no-print-directory manual MANUAL_CONFIGURATION=debug
+	@rm -rf .build/install-check
+	@$(MAKE) --no-print-directory install-files BIN_DIR="$$($(SWIFT) build --show-bin-path)" DESTDIR="$(CURDIR)/.build/install-check" PREFIX=/usr/local >/dev/null
+	bash scripts/check-install.sh "$(CURDIR)/.build/install-check" /usr/local
+
 ## Build in release mode, start the simulator on the demo workspace, sync, append commits, sync again.
 demo: release
 	@bash scripts/demo.sh "$(RELEASE_BIN)"
@@ -32,7 +60,18 @@ test: deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build 2>&1 | tee .test-output.log; exit $${PIPESTATUS[0]}
 	@if [ -f Tests/conformance/ci.sh ]; then bash Tests/conformance/ci.sh; fi
+	@$(MAKE) --no-print-directory console-test
+	@$(MAKE) --no-print-directory install-check
 	@$(MAKE) --no-print-directory fuzz
+
+## The serve console in headless Chromium (selenium, pinned in tools/requirements-console.txt; Debian's chromium and
+## chromium-driver): sign in, add and test a connection, discover, create a pipeline from suggestions, check types,
+## preview, save, run now, open the run's record, replay dry run; activation: preview, confirmation screen, run, the
+## invitation ledger, deactivate. CONSOLE_SCREENSHOTS=docs/img refreshes the
+## screenshots in docs/serve.md.
+console-test: deps
+	$(SWIFT) build
+	bash tools/console-test.sh
 
 ## libFuzzer over what cdfsync reads from the wire (Fuzz/): FUZZ_SECONDS on a copy of the committed corpus
 ## (Fuzz/corpus); a crash leaves its input in .build/fuzz/ and fails the target.

@@ -18,11 +18,21 @@ let package = Package(
         .library(name: "CDFSyncClient", targets: ["CDFSyncClient"]),
         .library(name: "CDFSyncEngine", targets: ["CDFSyncEngine"]),
         .library(name: "WarehouseSimulator", targets: ["WarehouseSimulator"]),
+        .library(name: "CDFSyncService", targets: ["CDFSyncService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // HTTP servers only — the simulator's transport and `cdfsync serve` (CDFSyncService) — never the engine,
+        // storage, client or core modules.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        // `cdfsync serve` only: its metrics.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         // Tests only: property-based tests with shrinking (the split-invariance property).
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
@@ -37,7 +47,11 @@ let package = Package(
         // LMDB environment, panel, identity index, checkpoints, outbox; zstd.
         .target(name: "CDFSyncStorage", dependencies: ["CDFSyncCore", "CLMDB", "CZstd"], swiftSettings: swiftSettings),
         // libcurl transport, auth, statement execution, chunk fetching.
-        .target(name: "CDFSyncClient", dependencies: ["CDFSyncCore", "CCurl"], swiftSettings: swiftSettings),
+        .target(
+            name: "CDFSyncClient",
+            dependencies: ["CDFSyncCore", "CCurl", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         // Sync runs: plans, apply, delivery, summaries.
         .target(
             name: "CDFSyncEngine",
@@ -45,17 +59,48 @@ let package = Package(
                 "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Yams", package: "Yams"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
         // The Databricks SQL warehouse simulator (library).
-        .target(name: "WarehouseSimulator", dependencies: ["CDFSyncCore"], swiftSettings: swiftSettings),
+        // Its HTTP transport is Hummingbird: routes, fault middleware, and a NIO handler for transport faults.
+        .target(
+            name: "WarehouseSimulator",
+            dependencies: [
+                "CDFSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
+        // `cdfsync serve`: the scheduler, the trigger and JSON API, the console, /metrics (Hummingbird, not in the
+        // modules above).
+        .target(
+            name: "CDFSyncService",
+            dependencies: [
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
 
         .executableTarget(
             name: "cdfsync",
             dependencies: [
-                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore",
+                "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -64,6 +109,8 @@ let package = Package(
             dependencies: [
                 "WarehouseSimulator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),
@@ -72,7 +119,10 @@ let package = Package(
         // executables they run, refused when older than their sources (BuiltProduct).
         .target(
             name: "CDFSyncTestSupport",
-            dependencies: ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator"],
+            dependencies: [
+                "CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             path: "Tests/CDFSyncTestSupport",
             swiftSettings: swiftSettings
         ),
@@ -92,7 +142,10 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .testTarget(
-            name: "CDFSyncClientTests", dependencies: ["CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport"],
+            name: "CDFSyncClientTests",
+            dependencies: [
+                "CDFSyncClient", "CDFSyncCore", "CDFSyncTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
@@ -102,7 +155,22 @@ let package = Package(
         ),
         .testTarget(
             name: "WarehouseSimulatorTests",
-            dependencies: ["WarehouseSimulator", "CDFSyncCore"],
+            dependencies: [
+                "WarehouseSimulator", "CDFSyncCore", "CDFSyncTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // cdfsync serve: routes through HummingbirdTesting, and a real loopback run against the simulator.
+        .testTarget(
+            name: "CDFSyncServiceTests",
+            dependencies: [
+                "CDFSyncService", "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
+                "CDFSyncTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
             swiftSettings: swiftSettings
         ),
         // The real client against the real simulator over loopback, and the built cdfsync run as a process.
@@ -112,6 +180,7 @@ let package = Package(
                 "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "WarehouseSimulator",
                 "CDFSyncTestSupport",
                 .product(name: "PropertyBased", package: "swift-property-based"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The demo: the import flow an admin follows, on a simulated Databricks SQL warehouse on loopback.
-#   connection add → connection test → discover → pipeline init → validate → preview → sync
-#   → new commits arrive → sync → a sync with nothing new → runs → status
+#   connection add → connection test → discover → pipeline init → validate → preview → activation (confirmed)
+#   → sync → invitations → new commits arrive → sync → a sync with nothing new → runs → status
 # then the quick raw copy (`sync --table --key`). Everything it writes goes under .demo/.
 set -euo pipefail
 BIN=$(cd "${1:?usage: demo.sh <release bin dir>}" && pwd)
@@ -51,8 +51,26 @@ show pipeline validate participants.yaml
 step "6. preview: the query the pipeline builds and its first rows as the sync maps them"
 show pipeline preview participants.yaml --limit 3
 
-step "7. the first sync: a snapshot at the table's latest version"
+step "7. what happens to new eligible participants: an invitation to a study, from the UK or Ireland"
+cat >>participants.yaml <<'YAML'
+
+activation:
+  invite_study: S-DEMO-01
+  eligibility:
+    - {field: country, op: in, value: [GB, IE]}
+YAML
+sed -n '/^activation:/,$p' participants.yaml | sed 's/^/   /'
+show pipeline validate participants.yaml
+
+step "8. a sync before anyone confirms: people are imported, invitations are held"
 show sync participants.yaml
+
+step "9. confirm the activation: the preview of what happens now, then the confirmation (--yes: no prompt)"
+show pipeline activate participants.yaml --yes
+
+step "10. the next sync sends what was held: invitations-*.ndjson.zst, each (participant, study) once"
+show sync participants.yaml
+show invitations participants.yaml
 
 step "appending new commits through the simulator's admin API (fixtures/demo-commits-2.json)"
 python3 - "$ROOT/fixtures/demo-commits-2.json" "$URL" "$ADMIN_TOKEN" <<'PY'
@@ -69,16 +87,16 @@ for i, c in enumerate(doc["commits"]):
     print(f"   v{c['version']} {c['operation']}: {n('insert')} inserts, {n('update')} updates, {n('delete')} deletes")
 PY
 
-step "8. sync again: only the change data of the new commits"
+step "11. sync again: only the change data of the new commits"
 show sync participants.yaml
 
-step "9. and again: nothing new"
+step "12. and again: nothing new"
 show sync participants.yaml
 
-step "10. the audit record of every run"
+step "13. the audit record of every run"
 show runs
 
-step "11. where the pipeline stands"
+step "14. where the pipeline stands"
 show status
 
 step "the quick raw copy, for a first look at a table: no mapping, normalisation, identity or consent"
@@ -87,9 +105,11 @@ show sync --warehouse-id "$WAREHOUSE" --table main.research.participants --key p
   --state-dir "$DEMO/raw-state" --output-dir "$DEMO/raw-out"
 unset DATABRICKS_HOST DATABRICKS_TOKEN
 
-PANEL=$("$CDFSYNC" panel export | wc -l)
+PANEL=$("$CDFSYNC" panel export --no-progress | wc -l)
 step "result"
 echo "   panel: $PANEL participants in $DEMO/.cdfsync/state (LMDB)"
 echo "   changes delivered as zstd NDJSON in $DEMO/.cdfsync/out/participants:"
 ls -1 "$DEMO/.cdfsync/out/participants" | sed 's/^/     /'
+echo "   invitations in $DEMO/.cdfsync/out/participants/invitations:"
+ls -1 "$DEMO/.cdfsync/out/participants/invitations" 2>/dev/null | sed 's/^/     /'
 echo "   read one with: zstdcat $DEMO/.cdfsync/out/participants/changes-*.ndjson.zst | head"

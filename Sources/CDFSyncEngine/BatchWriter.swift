@@ -30,7 +30,7 @@ final class BatchWriter: @unchecked Sendable {
     private var running = true
     private let capacity: Int
     private let apply: @Sendable (PanelStore.ChangeBatch, PanelStore.Checkpoint?) throws -> PanelStore.ApplyOutcome
-    var onApplied: @Sendable (Int, Int64?) -> Void = { _, _ in }
+    var onApplied: @Sendable (Int, Int64?, PanelStore.ApplyOutcome) -> Void = { _, _, _ in }
 
     /// A writer that applies batches to `store` under `scope`, moving `pipeline`'s checkpoint.
     convenience init(store: PanelStore, scope: String, pipeline: String, capacity: Int = 2, jitter: TimingJitter? = nil,
@@ -127,7 +127,7 @@ final class BatchWriter: @unchecked Sendable {
                 case .job(let job):
                     o = try job()
                 }
-                onApplied(rows, version)
+                onApplied(rows, version, o)
                 condition.lock()
                 if let spare, spares.count <= capacity { spares.append(spare) }
                 outcome += o

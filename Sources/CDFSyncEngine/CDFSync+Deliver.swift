@@ -43,6 +43,8 @@ extension CDFSync {
             var hook = WebhookSink(url: url, batchSize: sink.batchSize ?? 500, token: token)
             hook.transport.connectTimeout = 10
             hook.transport.requestTimeout = 60
+            let event = onEvent
+            hook.onRetry = { host, attempt in event(.webhookRetry(host: host, attempt: attempt)) }
             summary.webhookDelivered += try hook.deliver(store: store, pipeline: options.pipeline,
                 segmentsDirectory: options.outputDirectory)
         }

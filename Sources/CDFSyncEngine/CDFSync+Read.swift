@@ -2,14 +2,15 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 
 /// How a run reads a part: a change-data range, a replayed range, a snapshot, watermark pages; every statement
 /// streams through a collector (the reading thread) into a writer (its own thread).
 extension CDFSync {
     func readChanges(_ range: PlannedRange, schema: SchemaHistory, summary: inout SyncSummary) throws {
         let (sql, f) = try changesSQL(start: range.start, end: range.end, schema: schema)
-        onProgress("reading v\(range.start)…v\(range.end)" + (range.estimatedRows.map { " (~\($0) rows" } ?? " (size unknown")
-            + ", \(range.disposition.rawValue))")
+        let size = range.estimatedRows.map { "~\($0) rows" } ?? "size unknown"
+        logger.info("reading v\(range.start)…v\(range.end) (\(size), \(range.disposition.rawValue))")
         try read(Statement(sql: sql, parameters: f.parameters, disposition: range.disposition),
             source: .changeFeed(versions: range.start...range.end),
             checkpoint: PanelStore.Checkpoint(tableVersion: range.end, sourceCreated: sourceCreated), summary: &summary,
@@ -149,6 +150,7 @@ extension CDFSync {
         let (c, f) = (SQL.quoteIdentifier(w.cursor), filterSQL)
         let nulls = CollectingSink(limit: 10_000_000)
         let conditions = f.sql + ["\(c) IS NULL"]
+        let started = Date()
         let outcome = try client.execute(Statement(
             sql: options.customSQL.map { SQL.customSnapshot($0, columns: [w.key], conditions: conditions) }
                 ?? SQL.snapshot(of: options.table, columns: [w.key], version: nil, conditions: conditions),
@@ -169,6 +171,8 @@ extension CDFSync {
                 if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: String(id))) }
             }
         }
+        onEvent(.statementFinished(statementID: outcome.statementID, rows: nulls.rows.count,
+            bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         if !nulls.rows.isEmpty {
             summary.nullCursor += nulls.rows.count
             let sample = nulls.rows.prefix(5).compactMap { $0.first ?? nil }.joined(separator: ", ")
@@ -190,8 +194,12 @@ extension CDFSync {
         let writer = writer ?? refreshing?.writer(store: store, scope: options.pipeline, activation: activationForRun(summary))
             ?? BatchWriter(store: store, scope: options.pipeline, pipeline: options.pipeline, jitter: jitter,
                 activation: activationForRun(summary))
-        let progress = onProgress
-        writer.onApplied = { n, v in progress("applied \(n) changes" + (v.map { " (checkpoint v\($0))" } ?? "")) }
+        let (log, observer, event) = (logger, progress, onEvent)
+        writer.onApplied = { n, v, o in
+            log.info("applied \(n) changes\(v.map { " (checkpoint v\($0))" } ?? "")")
+            observer?.applied(rows: n)
+            event(.batchApplied(rows: n, outcome: o, checkpointVersion: v))
+        }
         let collector = ChangeCollector(
             source: source, mapping: options.mapping, batchSize: options.batchSize, summary: summary, writer: writer,
             store: store, scope: options.pipeline, maxInvalidRatio: options.spec?.validation.maxInvalidRatio,
@@ -199,17 +207,22 @@ extension CDFSync {
         collector.sourceCreated = sourceCreated
         collector.jitter = jitter
         collector.seenKeys = refreshing?.seen
+        collector.progress = progress
         let rowsBefore = summary.rowsRead
+        let started = Date()
         do {
             let outcome = try ReadingThread.run(niceness: yieldingToWriter ? options.readingNiceness : 0) {
                 try client.execute(statement, sink: collector)
             }
+            progress?.phase(.applying, detail: nil)
             try beforeFinish(collector)
             try collector.finish(checkpoint: checkpoint)
             summary = collector.summary
             summary.statementIDs.append(outcome.statementID)
             summary.bytesReceived += outcome.bytesReceived
             summary.noteRead(part, rows: summary.rowsRead - rowsBefore)
+            onEvent(.statementFinished(statementID: outcome.statementID, rows: summary.rowsRead - rowsBefore,
+                bytes: outcome.bytesReceived, seconds: Date().timeIntervalSince(started)))
         } catch {
             summary = collector.abandon()
             let rows = summary.rowsRead - rowsBefore

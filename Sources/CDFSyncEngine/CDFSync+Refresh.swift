@@ -1,6 +1,7 @@
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -65,7 +66,7 @@ extension CDFSync {
         #if DEBUG
         if let c = RefreshKillSwitch.sweepChunk, c >= 1 { chunk = c }
         #endif
-        onProgress("looking for the panel's keys the source no longer has")
+        logger.info("looking for the panel's keys the source no longer has")
         let outcome = try store.markAbsent(
             scope: options.pipeline, pipeline: options.pipeline, seen: refreshing.seen, dryRun: refreshing.options.dryRun,
             chunk: chunk,

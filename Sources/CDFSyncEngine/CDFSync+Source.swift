@@ -212,7 +212,9 @@ extension CDFSync {
 
     /// `DESCRIBE HISTORY t LIMIT 1` → the `version` of the first row.
     func latestVersion() throws -> Int64 {
-        guard let v = try history(limit: 1).first?.version else {
+        let newest = try history(limit: 1).first
+        latestEntry = newest
+        guard let v = newest?.version else {
             throw SyncError("DESCRIBE HISTORY \(options.table) returned no version",
                 remedy: "Check that \(options.table) is a Delta table with history.")
         }

@@ -2,6 +2,7 @@ import CDFSyncClient
 import CDFSyncCore
 import CDFSyncStorage
 import Foundation
+import Logging
 /// One sync run (design §3): read the checkpoint, pick the mode, read what changed — `table_changes` ranges
 /// pinned to the latest version, a snapshot, or watermark pages — apply it in batches, each batch in one LMDB
 /// transaction with its checkpoint, then deliver the outbox and record the run.
@@ -9,8 +10,13 @@ public final class CDFSync {
     let client: StatementClient
     let store: PanelStore
     public let options: SyncOptions
-    /// Progress lines ("applied 100000 changes ...").
-    public var onProgress: @Sendable (String) -> Void = { _ in }
+    /// Typed events of the run as it goes (statements, applied batches, webhook retries), for metrics.
+    public var onEvent: @Sendable (RunEvent) -> Void = { _ in }
+    /// Where the run logs: its start and end (info), what it reads and each batch applied (info), warnings
+    /// (warning), with the pipeline and run id as metadata. The client logs through its own logger.
+    public var logger = Logger(label: "cdfsync.engine")
+    /// The run's phases and row counts as they happen (a progress display); nil: none.
+    public var progress: (any RunProgressObserver)?
     /// The clock (watermark upper bounds, retention checks).
     public var now: @Sendable () -> Date = { Date() }
     /// Test hook: random delays on the reading and writer threads (``TimingJitter``).
@@ -112,6 +118,7 @@ public final class CDFSync {
         while true {
             switch action {
             case .prepareOutput:
+                progress?.phase(.preparing, detail: nil)
                 try bindOutputDirectory()
                 try prepareActivation(&summary)
                 // Deliver (and repair) what an earlier run committed but did not write out.
@@ -163,11 +170,19 @@ public final class CDFSync {
                 action = machine.retentionChecked()
             case .warn(let warning):
                 summary.warnings.append(warning)
+                logger.warning("\(warning)")
                 action = machine.warned()
             case .read(let part, let note):
-                if let note { onProgress(note) }
+                if let note { logger.info("\(note)") }
+                progress?.phase(.reading, detail: Self.describe(part))
                 if machine.mode == .snapshot, kind == .sync { summary.mode = .snapshot }
                 do {
+                    // A stop asked for (SIGINT, SIGTERM, a service shutting down) ends the run between parts too:
+                    // a statement that completes at once is never polled, so its own check may not come.
+                    if client.isCancelled() {
+                        throw DatabricksError(.statementCanceled, "the run was stopped on request before its next read",
+                            remedy: "Run it again; it resumes from the last checkpoint.")
+                    }
                     switch part {
                     case .changes(let range):
                         if case .replay(_, _, let dryRun) = kind {
@@ -177,10 +192,12 @@ public final class CDFSync {
                             try readChanges(range, schema: machine.schema!, summary: &summary)
                         }
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .snapshot(let version, let reason):
                         let partMode: RunRecord.Part.Mode = if case .changeDataGone = reason { .snapshotFallback } else { .snapshot }
                         try readSnapshot(at: version, summary: &summary, part: partMode)
                         action = machine.partRead()
+                        noteLastCommit(history, &summary)
                     case .watermarkPage(let from):
                         if watermark == nil {
                             // A refresh reads the whole source: from the beginning, not the checkpoint.
@@ -202,6 +219,7 @@ public final class CDFSync {
                 try markAbsent(&summary)
                 action = machine.absentMarked()
             case .deliver:
+                progress?.phase(.delivering, detail: nil)
                 if let f = redeliver {
                     try f.finish()
                     summary.outputFiles.append(f.name)
@@ -219,6 +237,24 @@ public final class CDFSync {
             case .refuse(let refusal):
                 throw refusalError(refusal, failure: failure)
             }
+        }
+    }
+
+    /// The commit time of the version the run has brought the panel to, when the history read says it.
+    private func noteLastCommit(_ history: [HistoryEntry], _ summary: inout SyncSummary) {
+        guard let v = summary.toVersion,
+            let t = (history + [latestEntry].compactMap { $0 }).first(where: { $0.version == v })?.timestamp
+        else { return }
+        summary.lastCommitAt = t
+    }
+
+    /// A part, in a few words for a progress display.
+    static func describe(_ part: SyncRun.Part) -> String {
+        switch part {
+        case .changes(let range): "v\(range.start)…v\(range.end)"
+        case .snapshot(let version, _): version.map { "snapshot at v\($0)" } ?? "snapshot"
+        case .watermarkPage: "watermark page"
+        case .nullCursors: "NULL cursors"
         }
     }
 
@@ -283,6 +319,19 @@ public final class CDFSync {
         summary.watermarkBefore = checkpoint?.watermark
         try markInterruptedRuns()
         summary.runID = try store.appendRun(summary.json())
+        // The run's lines, and its client's, say which pipeline and run they belong to.
+        for key in ["pipeline", "run_id"] {
+            let value: Logger.MetadataValue = key == "pipeline" ? "\(options.pipeline)" : "\(summary.runID)"
+            logger[metadataKey: key] = value
+            client.logger[metadataKey: key] = value
+        }
+        defer {
+            logger[metadataKey: "run_id"] = nil
+            client.logger[metadataKey: "run_id"] = nil
+        }
+        logger.info("run \(summary.runID) started: \(mode?.rawValue ?? "sync") of \(options.table)", metadata: [
+            "checkpoint": "\(checkpoint?.version.map { "v\($0)" } ?? checkpoint?.watermark ?? "none")",
+        ])
         do {
             try body(&summary, checkpoint)
             summary.status = .succeeded
@@ -293,6 +342,11 @@ public final class CDFSync {
             if !store.environment.durable { try store.environment.sync() }
             // The next run (or process) opens the store without scanning every identity key.
             store.saveFilter()
+            logger.info("run \(summary.runID) succeeded", metadata: [
+                "rows_read": "\(summary.rowsRead)", "inserted": "\(summary.inserted)", "updated": "\(summary.updated)",
+                "checkpoint": "\(summary.checkpointVersion.map { "v\($0)" } ?? summary.watermark ?? "none")",
+                "seconds": "\(String(format: "%.3f", summary.seconds))",
+            ])
             return summary
         } catch {
             summary.status = .failed
@@ -308,6 +362,10 @@ public final class CDFSync {
             summary.peakResidentBytes = ProcessMemory.peakResidentBytes()
             try? store.updateRun(id: summary.runID, json: summary.json())
             if !store.environment.durable { try? store.environment.sync() }
+            logger.error("run \(summary.runID) failed: \(error)", metadata: [
+                "rows_read": "\(summary.rowsRead)",
+                "checkpoint": "\(summary.checkpointVersion.map { "v\($0)" } ?? summary.watermark ?? "none")",
+            ])
             throw SyncFailure(summary: summary, underlying: error)
         }
     }
@@ -355,6 +413,9 @@ public final class CDFSync {
     var resolvedColumns: [String]?
     /// The refresh being run (``refresh(_:onAbsent:)``), nil for other runs.
     var refreshing: RefreshRun?
+    /// The newest commit of the source when the run asked for its latest version (its time, for the record's
+    /// `last_commit_at` when the run reads that version as a snapshot).
+    var latestEntry: HistoryEntry?
 }
 
 /// A failed run: the summary as recorded, and the cause.

@@ -73,6 +73,11 @@ final class ChangeCollector: ResultSink {
     var sourceCreated: String?
     /// Test hook: varies the reading thread's timing (after each row).
     var jitter: TimingJitter?
+    /// Told the rows the manifest announces, and the rows read as they are handed to the writer (a chunk can hold
+    /// many batches) and when their chunk completes.
+    var progress: (any RunProgressObserver)?
+    /// Rows of the current chunk already reported to `progress` (those handed over within it).
+    private var reportedInChunk = 0
     /// The last (cursor, key) seen, for watermark checkpoints.
     var lastCursor: (text: String, key: String)? { rows.lastCursor }
     /// A refresh's set of the source's keys: every row's identity key goes in (an invalid row's too, when it has an
@@ -113,6 +118,7 @@ final class ChangeCollector: ResultSink {
         if case .watermark(let c) = source { rows.cursorIndex = try index(c) }
         rows.statementID = statementID
         rows.columnCount = names.count
+        progress?.announced(rows: max(manifest.totalRowCount, 0))
         // A first load sizes the membership filter for the whole result (identity key, email and phone per row) —
         // within reason: the count comes from the wire, and a larger result grows the filter as it goes.
         let rowsAnnounced = min(max(manifest.totalRowCount, 0), Int64(Self.maxFilterReservation))
@@ -176,10 +182,17 @@ final class ChangeCollector: ResultSink {
         try flush(checkpoint: complete.map { PanelStore.Checkpoint(tableVersion: $0, sourceCreated: sourceCreated) })
         rows.handedOverInChunk = rows.rowsInChunk
         countsAtChunkStart = rows.counts
+        // A chunk delivered again counts its rows from 0, skipping those handed over: only rows past them are new.
+        if rows.handedOverInChunk > reportedInChunk {
+            progress?.read(rows: rows.handedOverInChunk - reportedInChunk)
+            reportedInChunk = rows.handedOverInChunk
+        }
     }
 
     func chunkCompleted(index: Int, rowCount: Int) throws {
         precondition(resolved, "a chunk completed before the manifest was known")
+        progress?.read(rows: max(0, rowCount - reportedInChunk))
+        reportedInChunk = 0
         rows.chunkIndex = index + 1
         rows.rowsInChunk = 0
         rows.skipInChunk = 0

@@ -272,6 +272,10 @@ public struct RunRecord: Sendable, Equatable {
     /// When the run's commits reached the disk: `commit` (each one) or `run` (`sync --durability run`: once,
     /// before delivery).
     public var durability = "commit"
+    /// When the last version the run read completely (``toVersion``) was committed at the source, as
+    /// `DESCRIBE HISTORY` gives it: the age of the newest change the panel holds from this run (freshness) and how
+    /// long it took to be delivered. Nil when the run read no version or the history did not say.
+    public var lastCommitAt: String?
     /// Watermark mode: the cursor of the checkpoint when the run started, and after it.
     public var watermarkBefore: String?
     public var watermark: String?
@@ -301,7 +305,26 @@ public struct RunRecord: Sendable, Equatable {
         // Whole seconds: the record stores the time so, and a record read back equals the one written.
         startedAt = Date(timeIntervalSince1970: Date().timeIntervalSince1970.rounded(.down))
         host = ProcessInfo.processInfo.hostName
-        user = ProcessInfo.processInfo.environment["USER"] ?? "unknown"
+        user = Self.currentUser()
+    }
+
+    /// Who runs the process, for the audit record: `$USER` when set (what the operator logged in as, also under
+    /// `sudo -E`), else the name the password database gives the effective uid — cron jobs, systemd units and
+    /// containers often run without `$USER` — else `uid <n>` for a uid with no entry (a container's arbitrary uid).
+    public static func currentUser(environment: [String: String] = ProcessInfo.processInfo.environment,
+                                   uid: uid_t = geteuid()) -> String {
+        if let name = environment["USER"], !name.isEmpty { return name }
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let name: String? = buffer.withUnsafeMutableBufferPointer { b in
+            var entry = passwd()
+            var result: UnsafeMutablePointer<passwd>?
+            guard let base = b.baseAddress, getpwuid_r(uid, &entry, base, b.count, &result) == 0, result != nil,
+                let name = entry.pw_name
+            else { return nil }
+            return String(cString: name)
+        }
+        if let name, !name.isEmpty { return name }
+        return "uid \(uid)"
     }
 
     /// The first version the run read (its first part's), nil when it read none.
@@ -376,7 +399,7 @@ extension RunRecord: Codable {
         case watermarkBefore = "watermark_before", watermark, parts, statementIDs = "statement_ids", counts
         case invalidSamples = "invalid_samples", bytesReceived = "bytes_received"
         case peakResidentBytes = "peak_rss_bytes", outputFiles = "output_files", warnings
-        case schemaChanges = "schema_changes", error
+        case schemaChanges = "schema_changes", error, lastCommitAt = "last_commit_at"
         case refresh
         case invitations
     }
@@ -402,6 +425,7 @@ extension RunRecord: Codable {
         try c.encode(latestVersion, forKey: .latestVersion)
         try c.encode(checkpointBefore, forKey: .checkpointBefore)
         try c.encode(checkpointVersion, forKey: .checkpointVersion)
+        try c.encode(lastCommitAt, forKey: .lastCommitAt)
         try c.encode(durability, forKey: .durability)
         try c.encode(watermarkBefore, forKey: .watermarkBefore)
         try c.encode(watermark, forKey: .watermark)
@@ -460,6 +484,7 @@ extension RunRecord: Codable {
         processToken = try c.decodeIfPresent(String.self, forKey: .processToken)
         latestVersion = try c.decodeIfPresent(Int64.self, forKey: .latestVersion)
         checkpointVersion = try c.decodeIfPresent(Int64.self, forKey: .checkpointVersion)
+        lastCommitAt = try c.decodeIfPresent(String.self, forKey: .lastCommitAt)
         durability = try c.decodeIfPresent(String.self, forKey: .durability) ?? "commit"
         watermark = try c.decodeIfPresent(String.self, forKey: .watermark)
         statementIDs = try c.decodeIfPresent([String].self, forKey: .statementIDs) ?? []

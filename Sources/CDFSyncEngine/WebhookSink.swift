@@ -16,6 +16,9 @@ public struct WebhookSink: Sendable {
     public var token: Secret?
     public var retry = RetryPolicy()
     public var transport = TransportOptions()
+    /// Called before a batch is sent again after a failed attempt (host, the attempt that failed): counted by
+    /// `cdfsync serve`'s metrics.
+    public var onRetry: @Sendable (String, Int) -> Void = { _, _ in }
 
     public init(url: String, batchSize: Int = 500, token: Secret? = nil) {
         self.url = url
@@ -144,6 +147,7 @@ public struct WebhookSink: Sendable {
                 throw SyncError("webhook \(host) did not accept batch \(key) after \(attempt) attempts (\(failure))",
                     remedy: "The webhook is down or overloaded; the batch will be sent again (same Idempotency-Key) on the next run.")
             }
+            onRetry(host, attempt)
             Thread.sleep(forTimeInterval: retry.delay(attempt: attempt, retryAfter: retryAfter))
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// One output column of a result.
 struct ResultColumn: Sendable {
@@ -10,9 +11,9 @@ struct ResultColumn: Sendable {
 protocol RowSource: Sendable {
     var count: Int { get }
     /// Appends rows `range` as JSON arrays separated by commas (`["a",null],["b","c"]`).
-    func renderJSON(_ range: Range<Int>, into out: ByteBuffer)
+    func renderJSON(_ range: Range<Int>, into out: inout ByteBuffer)
     /// Appends rows `range` as CSV records (NULL as the text `null`), each ending in CRLF.
-    func renderCSV(_ range: Range<Int>, into out: ByteBuffer)
+    func renderCSV(_ range: Range<Int>, into out: inout ByteBuffer)
     /// One cell; used when a generic operation (WHERE, ORDER BY) needs values.
     func value(row: Int, column: Int) -> String?
     /// A rough size of one row in bytes, for the INLINE cap.
@@ -31,27 +32,27 @@ struct MaterializedRows: RowSource {
 
     func value(row: Int, column: Int) -> String? { rows[row][column] }
 
-    func renderJSON(_ range: Range<Int>, into out: ByteBuffer) {
+    func renderJSON(_ range: Range<Int>, into out: inout ByteBuffer) {
         var first = true
         for i in range {
-            if !first { out.append(UInt8(ascii: ",")) }
+            if !first { out.writeInteger(UInt8(ascii: ",")) }
             first = false
-            out.append(UInt8(ascii: "["))
+            out.writeInteger(UInt8(ascii: "["))
             for (k, v) in rows[i].enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                if let v { out.appendJSONString(v) } else { out.append("null") }
+                if k > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                if let v { out.writeJSONString(v) } else { out.writeStaticString("null") }
             }
-            out.append(UInt8(ascii: "]"))
+            out.writeInteger(UInt8(ascii: "]"))
         }
     }
 
-    func renderCSV(_ range: Range<Int>, into out: ByteBuffer) {
+    func renderCSV(_ range: Range<Int>, into out: inout ByteBuffer) {
         for i in range {
             for (k, v) in rows[i].enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                out.appendCSVField(v ?? "null")
+                if k > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                out.writeCSVField(v ?? "null")
             }
-            out.append("\r\n")
+            out.writeStaticString("\r\n")
         }
     }
 
@@ -73,11 +74,11 @@ struct SlicedRows: RowSource {
     var count: Int
 
     func value(row: Int, column: Int) -> String? { base.value(row: offset + row, column: column) }
-    func renderJSON(_ range: Range<Int>, into out: ByteBuffer) {
-        base.renderJSON((range.lowerBound + offset)..<(range.upperBound + offset), into: out)
+    func renderJSON(_ range: Range<Int>, into out: inout ByteBuffer) {
+        base.renderJSON((range.lowerBound + offset)..<(range.upperBound + offset), into: &out)
     }
-    func renderCSV(_ range: Range<Int>, into out: ByteBuffer) {
-        base.renderCSV((range.lowerBound + offset)..<(range.upperBound + offset), into: out)
+    func renderCSV(_ range: Range<Int>, into out: inout ByteBuffer) {
+        base.renderCSV((range.lowerBound + offset)..<(range.upperBound + offset), into: &out)
     }
     var estimatedBytesPerRow: Int { base.estimatedBytesPerRow }
 }

@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 /// The Databricks SQL warehouse simulator: a workspace held in memory behind the Statement Execution
 /// API, the SQL Warehouses API, OAuth M2M and an admin interface under `/_sim/`.
@@ -70,13 +71,14 @@ public final class Simulator: Sendable {
 
     public let configuration: Configuration
     public let clock: SimulatorClock
-    let state: Locked<SimState>
-    private let server = Locked<HTTPServer?>(nil)
+    let state: Mutex<SimState>
+    /// The server `start` started, until `stop`.
+    let serving = Mutex<Serving?>(nil)
     /// Signs external links; random per process.
     let linkSecret: UInt64
-    let blobCache: Locked<BlobCache>
+    let blobCache: Mutex<BlobCache>
     /// Databricks SQL's result cache (``ResultCache``).
-    let resultCache: Locked<ResultCache>
+    let resultCache: Mutex<ResultCache>
     /// Bodies accepted by the stand-in webhook receiver (`/_hook/`).
     let webhooks = WebhookLog()
 
@@ -87,40 +89,11 @@ public final class Simulator: Sendable {
         try workspace.validate()
         self.configuration = configuration
         self.clock = clock
-        self.state = Locked(try SimState(workspace: workspace, now: clock.now))
-        blobCache = Locked(BlobCache(limit: max(256 << 20, configuration.resultCacheBytes)))
-        resultCache = Locked(ResultCache(limit: configuration.resultCacheBytes))
+        self.state = Mutex(try SimState(workspace: workspace, now: clock.now))
+        blobCache = Mutex(BlobCache(limit: max(256 << 20, configuration.resultCacheBytes)))
+        resultCache = Mutex(ResultCache(limit: configuration.resultCacheBytes))
         var rng = SystemRandomNumberGenerator()
         linkSecret = rng.next()
-    }
-
-    /// Starts listening; returns the bound port (pass 0 for any free port).
-    @discardableResult
-    public func start(host: String = "127.0.0.1", port: Int = 0) throws -> Int {
-        let srv = HTTPServer { [self] req in handle(req) }
-        let bound = try srv.start(host: host, port: port)
-        server.withLock { $0 = srv }
-        state.withLock { $0.boundAddress = "\(host):\(bound)" }
-        return bound
-    }
-
-    /// Stops listening and closes open connections.
-    public func stop() {
-        let srv = server.withLock { s -> HTTPServer? in
-            let x = s
-            s = nil
-            return x
-        }
-        srv?.stop()
-    }
-
-    /// The bound port, when started.
-    public var port: Int? { server.withLock { $0?.port } }
-
-    /// `http://host:port` of the running server (the workspace URL a client is given), when started.
-    public var baseURL: String? {
-        guard port != nil else { return nil }
-        return "http://" + state.withLock { $0.boundAddress }
     }
 
     // MARK: in-process admin API (same as the /_sim/ endpoints)
@@ -240,34 +213,6 @@ public final class Simulator: Sendable {
             s.dataGeneration += 1
         }
     }
-
-    /// Takes the first `queue` fault matching `sql` (counting it down): how many statement responses say PENDING.
-    func takeQueueFault(_ sql: String) -> Int? {
-        state.withLock { s in
-            for (i, f) in s.faults.enumerated() where f.matches(queued: sql) {
-                if let c = f.count {
-                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
-                }
-                return max(1, f.polls ?? 2)
-            }
-            return nil
-        }
-    }
-
-    /// Takes the first `sql_error` fault matching `sql` (counting it down), as the error the statement fails with.
-    func takeStatementFault(_ sql: String) -> SQLError? {
-        state.withLock { s in
-            for (i, f) in s.faults.enumerated() where f.matches(statement: sql) {
-                if let c = f.count {
-                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
-                }
-                var e = SQLError(f.errorClass ?? "INTERNAL_ERROR", f.sqlState ?? "XX000", f.message ?? "Injected failure.")
-                if let code = f.errorCode { e.errorCode = code }
-                return e
-            }
-            return nil
-        }
-    }
 }
 
 /// Everything the simulator holds, guarded by one lock.
@@ -357,121 +302,5 @@ struct WarehouseState: Sendable {
         default:
             throw SimulatorError("unknown warehouse state \(s)")
         }
-    }
-}
-
-/// An injected fault (admin `POST /_sim/faults`).
-public struct Fault: Sendable, Codable {
-    public struct Match: Sendable, Codable {
-        public var method: String?
-        public var pathPrefix: String?
-        /// `sql_error` faults: statements whose SQL text contains this (case-insensitive).
-        public var statementContains: String?
-        enum CodingKeys: String, CodingKey {
-            case method
-            case pathPrefix = "path_prefix"
-            case statementContains = "statement_contains"
-        }
-        public init(method: String? = nil, pathPrefix: String? = nil, statementContains: String? = nil) {
-            self.method = method
-            self.pathPrefix = pathPrefix
-            self.statementContains = statementContains
-        }
-    }
-
-    public var id: Int = 0
-    public var match: Match
-    /// How many matching requests it affects (nil = until cleared).
-    public var count: Int?
-    /// `status`, `reset_mid_body`, `slow`, `drop`, `expire_links`, `revoke_token`, `corrupt_body`, `sql_error`.
-    public var kind: String
-    public var status: Int?
-    public var retryAfter: Int?
-    public var delayMillis: Int?
-    public var errorCode: String?
-    public var message: String?
-    /// `sql_error`: the statement FAILS with `[<error_class>] <message> SQLSTATE: <sql_state>`, as a warehouse
-    /// error the simulator does not model otherwise would.
-    public var errorClass: String?
-    public var sqlState: String?
-    /// `queue`: how many statement responses (the submit's included) say PENDING before one says RUNNING.
-    public var polls: Int?
-    /// `tamper`: the edits made to a matching response (see ``Tamper``).
-    public var tamper: [Tamper]?
-
-    enum CodingKeys: String, CodingKey {
-        case id, match, count, kind, status, message, polls, tamper
-        case retryAfter = "retry_after"
-        case delayMillis = "delay_ms"
-        case errorCode = "error_code"
-        case errorClass = "error_class"
-        case sqlState = "sql_state"
-    }
-
-    public init(
-        match: Match = Match(), count: Int? = 1, kind: String, status: Int? = nil, retryAfter: Int? = nil,
-        delayMillis: Int? = nil, message: String? = nil, polls: Int? = nil
-    ) {
-        self.message = message
-        self.polls = polls
-        self.match = match
-        self.count = count
-        self.kind = kind
-        self.status = status
-        self.retryAfter = retryAfter
-        self.delayMillis = delayMillis
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        match = try c.decodeIfPresent(Match.self, forKey: .match) ?? Match()
-        count = try c.decodeIfPresent(Int.self, forKey: .count)
-        kind = try c.decode(String.self, forKey: .kind)
-        status = try c.decodeIfPresent(Int.self, forKey: .status)
-        retryAfter = try c.decodeIfPresent(Int.self, forKey: .retryAfter)
-        delayMillis = try c.decodeIfPresent(Int.self, forKey: .delayMillis)
-        errorCode = try c.decodeIfPresent(String.self, forKey: .errorCode)
-        message = try c.decodeIfPresent(String.self, forKey: .message)
-        errorClass = try c.decodeIfPresent(String.self, forKey: .errorClass)
-        sqlState = try c.decodeIfPresent(String.self, forKey: .sqlState)
-        polls = try c.decodeIfPresent(Int.self, forKey: .polls)
-        tamper = try c.decodeIfPresent([Tamper].self, forKey: .tamper)
-    }
-
-    static let kinds: Set<String> = [
-        "status", "reset_mid_body", "slow", "drop", "expire_links", "revoke_token", "corrupt_body", "sql_error",
-        "queue", "proxy_status", "tamper",
-    ]
-
-    /// Whether an HTTP-level fault applies to `req` (`sql_error` and `queue` faults apply to statements, not requests).
-    func matches(_ req: HTTPRequest) -> Bool {
-        if kind == "sql_error" || kind == "queue" || kind == "tamper" { return false }
-        if let m = match.method, m.uppercased() != req.method { return false }
-        if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
-        return true
-    }
-
-    /// Whether a `queue` fault applies to a statement with this SQL text.
-    func matches(queued sql: String) -> Bool {
-        guard kind == "queue" else { return false }
-        guard let needle = match.statementContains else { return true }
-        return sql.range(of: needle, options: .caseInsensitive) != nil
-    }
-
-    /// Whether a `tamper` fault applies to a response to `req` that carries a statement with this SQL text (nil: no
-    /// statement).
-    func matches(tampering req: HTTPRequest, statementSQL sql: String?) -> Bool {
-        guard kind == "tamper" else { return false }
-        if let m = match.method, m.uppercased() != req.method { return false }
-        if let p = match.pathPrefix, !req.path.hasPrefix(p) { return false }
-        guard let needle = match.statementContains else { return true }
-        return sql?.range(of: needle, options: .caseInsensitive) != nil
-    }
-
-    /// Whether a `sql_error` fault applies to a statement with this SQL text.
-    func matches(statement sql: String) -> Bool {
-        guard kind == "sql_error" else { return false }
-        guard let needle = match.statementContains else { return true }
-        return sql.range(of: needle, options: .caseInsensitive) != nil
     }
 }

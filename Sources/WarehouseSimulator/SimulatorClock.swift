@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The simulator's notion of time: real time by default, or a manual clock that only moves when told.
 ///
@@ -14,15 +15,15 @@ public final class SimulatorClock: Sendable {
         var offset: Double
     }
 
-    private let state: Locked<State>
+    private let state: Mutex<State>
 
     /// A clock that follows real time.
     public init() {
-        state = Locked(State(manual: false, base: 0, offset: 0))
+        state = Mutex(State(manual: false, base: 0, offset: 0))
     }
 
     private init(manualStart: Double) {
-        state = Locked(State(manual: true, base: manualStart, offset: 0))
+        state = Mutex(State(manual: true, base: manualStart, offset: 0))
     }
 
     /// A clock frozen at `start` (seconds since 1970) until advanced.

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// A large participant-panel table generated from a seed, never materialised.
 ///
@@ -372,9 +373,9 @@ final class VocabBlob: @unchecked Sendable {
 
     /// Appends entry `i` of `list` (no capacity check: the caller reserved room).
     @inline(__always)
-    func put(_ list: List, _ i: Int, _ out: ByteBuffer) {
+    func put(_ list: List, _ i: Int, _ out: inout RowWriter) {
         let k = list.first + i
-        out.appendUnchecked(UnsafeRawPointer(bytes + Int(offsets[k])), Int(lengths[k]))
+        out.bytes(UnsafeRawPointer(bytes + Int(offsets[k])), Int(lengths[k]))
     }
 }
 
@@ -412,73 +413,91 @@ struct SyntheticRenderer {
     static let maxRowBytes = 512
 
     @inline(__always)
-    func cell(_ col: Int, row: Int, h: UInt64, r: UInt64, rev: Int, out: ByteBuffer) {
+    func cell(_ col: Int, row: Int, h: UInt64, r: UInt64, rev: Int, out: inout RowWriter) {
         let v = vocab
         switch col {
         case 0:
-            out.append(UInt8(ascii: "P"))
-            if row < 1_000_000_000 { out.append(padded: row, width: 9) } else { out.append(int: row) }
-        case 1: v.put(v.firstNames, pick(h, v.firstNames.count), out)
-        case 2: v.put(v.lastNames, pick(h &<< 17 | h &>> 47, v.lastNames.count), out)
+            out.byte(UInt8(ascii: "P"))
+            if row < 1_000_000_000 { out.padded(row, width: 9) } else { out.decimal(row) }
+        case 1: v.put(v.firstNames, pick(h, v.firstNames.count), &out)
+        case 2: v.put(v.lastNames, pick(h &<< 17 | h &>> 47, v.lastNames.count), &out)
         case 3:
-            v.put(v.firstNamesASCII, pick(h, v.firstNames.count), out)
-            out.append(UInt8(ascii: "."))
-            v.put(v.lastNamesASCII, pick(h &<< 17 | h &>> 47, v.lastNames.count), out)
-            out.append(UInt8(ascii: "."))
-            out.append(int: row)
-            out.append(UInt8(ascii: "@"))
+            v.put(v.firstNamesASCII, pick(h, v.firstNames.count), &out)
+            out.byte(UInt8(ascii: "."))
+            v.put(v.lastNamesASCII, pick(h &<< 17 | h &>> 47, v.lastNames.count), &out)
+            out.byte(UInt8(ascii: "."))
+            out.decimal(row)
+            out.byte(UInt8(ascii: "@"))
             // Most revisions keep the address's domain; about one in four moves it.
-            v.put(v.domains, (r & 3) == 0 ? pick(r &<< 7, v.domains.count) : pick(h &<< 40 | h &>> 24, v.domains.count), out)
+            v.put(v.domains, (r & 3) == 0 ? pick(r &<< 7, v.domains.count) : pick(h &<< 40 | h &>> 24, v.domains.count), &out)
         case 4:
-            out.append(UInt8(ascii: "+"))
-            v.put(v.callingCodes, pick(h &<< 31 | h &>> 33, v.countries.count), out)
+            out.byte(UInt8(ascii: "+"))
+            v.put(v.callingCodes, pick(h &<< 31 | h &>> 33, v.countries.count), &out)
             let n = (r & 0x70) == 0 ? (r &>> 20) : (h &>> 20)
-            out.append(padded: Int(n % 1_000_000_000), width: 9)
-        case 5: v.put(v.companies, pick(h &<< 47 | h &>> 17, v.companies.count), out)
-        case 6: v.put(v.countries, pick(h &<< 31 | h &>> 33, v.countries.count), out)
-        case 7: v.put(v.cities, pick(h &<< 31 | h &>> 33, v.countries.count), out)
-        case 8: v.put(v.jobTitles, pick(r &<< 13 | r &>> 51, v.jobTitles.count), out)
-        case 9: v.put(v.segments, pick(r &<< 29 | r &>> 35, v.segments.count), out)
-        case 10: v.put(v.consent, pick(r &<< 43 | r &>> 21, 10) < 8 ? 0 : 1, out)
-        default: out.appendUnchecked(stamps.baseAddress! + 24 * rev, 24)
+            out.padded(Int(n % 1_000_000_000), width: 9)
+        case 5: v.put(v.companies, pick(h &<< 47 | h &>> 17, v.companies.count), &out)
+        case 6: v.put(v.countries, pick(h &<< 31 | h &>> 33, v.countries.count), &out)
+        case 7: v.put(v.cities, pick(h &<< 31 | h &>> 33, v.countries.count), &out)
+        case 8: v.put(v.jobTitles, pick(r &<< 13 | r &>> 51, v.jobTitles.count), &out)
+        case 9: v.put(v.segments, pick(r &<< 29 | r &>> 35, v.segments.count), &out)
+        case 10: v.put(v.consent, pick(r &<< 43 | r &>> 21, 10) < 8 ? 0 : 1, &out)
+        default: out.bytes(stamps.baseAddress! + 24 * rev, 24)
         }
     }
 
-    /// Appends one row: the projected table columns plus, for change rows, the CDF columns.
+    /// Appends one row, preceded by a comma when `separated`: the projected table columns plus, for change rows,
+    /// the CDF columns. Writes at most `maxRowBytes` bytes.
     @inline(__always)
     func row(
         _ row: Int, rev: Int, change: Int, commitVersion: Int, projection: UnsafeBufferPointer<Int>, csv: Bool,
-        out: ByteBuffer
+        separated: Bool = false, out: inout RowWriter
     ) {
-        out.reserve(Self.maxRowBytes)
         let h = mix(seed, UInt64(row))
         let r = mix(seed, UInt64(row), UInt64(rev) &+ 7)
-        if !csv { out.append(UInt8(ascii: "[")) }
+        if separated { out.byte(UInt8(ascii: ",")) }
+        if !csv { out.byte(UInt8(ascii: "[")) }
         var first = true
         for col in projection {
-            if !first { out.append(UInt8(ascii: ",")) }
+            if !first { out.byte(UInt8(ascii: ",")) }
             first = false
-            if !csv { out.append(UInt8(ascii: "\"")) }
+            if !csv { out.byte(UInt8(ascii: "\"")) }
             switch col {
-            case 12: vocab.put(vocab.changeTypes, change, out)
-            case 13: out.append(int: commitVersion)
-            case 14: out.appendUnchecked(stamps.baseAddress! + 24 * commitVersion, 24)
-            default: cell(col, row: row, h: h, r: r, rev: rev, out: out)
+            case 12: vocab.put(vocab.changeTypes, change, &out)
+            case 13: out.decimal(commitVersion)
+            case 14: out.bytes(stamps.baseAddress! + 24 * commitVersion, 24)
+            default: cell(col, row: row, h: h, r: r, rev: rev, out: &out)
             }
-            if !csv { out.append(UInt8(ascii: "\"")) }
+            if !csv { out.byte(UInt8(ascii: "\"")) }
         }
-        if csv { out.append("\r\n") } else { out.append(UInt8(ascii: "]")) }
+        if csv { out.bytes("\r\n") } else { out.byte(UInt8(ascii: "]")) }
+    }
+
+    /// Appends one row to `out` (see `row(_:rev:change:commitVersion:projection:csv:separated:out:)`).
+    @inline(__always)
+    func row(
+        _ row: Int, rev: Int, change: Int, commitVersion: Int, projection: UnsafeBufferPointer<Int>, csv: Bool,
+        separated: Bool, into out: inout ByteBuffer
+    ) {
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.maxRowBytes + 1) { raw in
+            var w = RowWriter(raw.baseAddress!)
+            self.row(
+                row, rev: rev, change: change, commitVersion: commitVersion, projection: projection, csv: csv,
+                separated: separated, out: &w)
+            return w.count
+        }
     }
 
     func text(_ col: Int, row: Int, rev: Int, change: Int, commitVersion: Int) -> String {
-        let b = ByteBuffer(capacity: Self.maxRowBytes)
-        var p = [col]
-        p.withUnsafeBufferPointer {
-            self.row(row, rev: rev, change: change, commitVersion: commitVersion, projection: $0, csv: true, out: b)
+        let p = [col]
+        let bytes = [UInt8](unsafeUninitializedCapacity: Self.maxRowBytes) { buffer, count in
+            var w = RowWriter(UnsafeMutableRawPointer(buffer.baseAddress!))
+            p.withUnsafeBufferPointer {
+                self.row(row, rev: rev, change: change, commitVersion: commitVersion, projection: $0, csv: true, out: &w)
+            }
+            count = w.count
         }
-        p.removeAll()
         // Drop the CRLF.
-        return String(decoding: UnsafeRawBufferPointer(start: b.base, count: b.count - 2), as: UTF8.self)
+        return String(decoding: bytes.dropLast(2), as: UTF8.self)
     }
 
     /// Runs `body` with a renderer over `stamps` (24 bytes per version).
@@ -526,20 +545,21 @@ struct SyntheticSnapshot: RowSource {
         }
     }
 
-    func renderJSON(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: false, out) }
-    func renderCSV(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: true, out) }
+    func renderJSON(_ range: Range<Int>, into out: inout ByteBuffer) { render(range, csv: false, &out) }
+    func renderCSV(_ range: Range<Int>, into out: inout ByteBuffer) { render(range, csv: true, &out) }
 
-    private func render(_ range: Range<Int>, csv: Bool, _ out: ByteBuffer) {
-        out.reserve(range.count * estimatedBytesPerRow)
+    private func render(_ range: Range<Int>, csv: Bool, _ out: inout ByteBuffer) {
+        out.reserveCapacity(minimumWritableBytes: range.count * estimatedBytesPerRow)
         var first = true
         SyntheticRenderer.with(seed: seed, stamps: stamps) { renderer in
             projection.withUnsafeBufferPointer { proj in
                 keys.withUnsafeBufferPointer { kp in
                     walk(range) { i in
-                        if !csv && !first { out.append(UInt8(ascii: ",")) }
-                        first = false
                         let rev = SyntheticTable.revision(of: i, atOrBefore: version, kp)
-                        renderer.row(i, rev: rev, change: 0, commitVersion: 0, projection: proj, csv: csv, out: out)
+                        renderer.row(
+                            i, rev: rev, change: 0, commitVersion: 0, projection: proj, csv: csv,
+                            separated: !csv && !first, into: &out)
+                        first = false
                     }
                 }
             }
@@ -618,8 +638,8 @@ struct SyntheticChanges: RowSource {
         return lo
     }
 
-    func renderJSON(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: false, out) }
-    func renderCSV(_ range: Range<Int>, into out: ByteBuffer) { render(range, csv: true, out) }
+    func renderJSON(_ range: Range<Int>, into out: inout ByteBuffer) { render(range, csv: false, &out) }
+    func renderCSV(_ range: Range<Int>, into out: inout ByteBuffer) { render(range, csv: true, &out) }
 
     private func withPointers<T>(
         _ body: (UnsafeBufferPointer<Segment>, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<Int32>, UnsafeBufferPointer<VersionKey>) -> T
@@ -633,19 +653,20 @@ struct SyntheticChanges: RowSource {
         }
     }
 
-    private func render(_ range: Range<Int>, csv: Bool, _ out: ByteBuffer) {
+    private func render(_ range: Range<Int>, csv: Bool, _ out: inout ByteBuffer) {
         guard !range.isEmpty else { return }
-        out.reserve(range.count * estimatedBytesPerRow)
+        out.reserveCapacity(minimumWritableBytes: range.count * estimatedBytesPerRow)
         var hint = firstHint(range.lowerBound)
         var first = true
         SyntheticRenderer.with(seed: seed, stamps: stamps) { renderer in
             projection.withUnsafeBufferPointer { proj in
                 withPointers { sp, up, dp, kp in
                     for k in range {
-                        if !csv && !first { out.append(UInt8(ascii: ",")) }
-                        first = false
                         let (row, rev, change, v) = Self.locate(k, hint: &hint, sp, up, dp, kp)
-                        renderer.row(row, rev: rev, change: change, commitVersion: v, projection: proj, csv: csv, out: out)
+                        renderer.row(
+                            row, rev: rev, change: change, commitVersion: v, projection: proj, csv: csv,
+                            separated: !csv && !first, into: &out)
+                        first = false
                     }
                 }
             }

@@ -9,13 +9,6 @@ import Foundation
 import Glibc
 #endif
 
-/// Who runs this process, as a confirmation records it: the OS user's name (`$USER` when the password database
-/// has no entry for the uid, as in some containers).
-func operatorName() -> String {
-    if let pw = getpwuid(getuid()), let name = pw.pointee.pw_name { return String(cString: name) }
-    return ProcessInfo.processInfo.environment["USER"] ?? "uid \(getuid())"
-}
-
 extension CDFSyncCommand.PipelineCommand {
     /// `cdfsync pipeline activate p.yaml`: the preview of what confirming would do, a question, and the confirmation
     /// recorded in the state store (who, when, the settings' hash); held invitations are released.

@@ -12,8 +12,8 @@ struct CDFSyncCommand: ParsableCommand {
         abstract: "Replicate a Databricks Delta change data feed into a deduplicated participant panel.",
         version: "0.1.0",
         subcommands: [
-            Sync.self, Replay.self, Refresh.self, Schedule.self, PipelineCommand.self, Status.self, Runs.self, Panel.self,
-            Connection.self, Discover.self, Conflicts.self, InvitationsCommand.self,
+            Sync.self, Replay.self, Refresh.self, Schedule.self, Serve.self, PipelineCommand.self, Status.self, Runs.self,
+            Panel.self, Connection.self, Discover.self, Conflicts.self, InvitationsCommand.self,
         ]
     )
 
@@ -21,10 +21,10 @@ struct CDFSyncCommand: ParsableCommand {
     ///
     /// swift-argument-parser runs `validate()` of every option group and command as it decodes it, before it looks
     /// for arguments no declaration took: `sync --bogus` was answered by a check of the other options ("give a
-    /// pipeline file or --table"), and `sync --profile sim --table …` by "…not both". The first parse, with
+    /// pipeline file or --table"), and `sync --no-such-flag x --table …` by "…not both". The first parse, with
     /// ``ArgumentChecks/enabled`` off, finds what the parser itself refuses (an unknown option, a missing value, a
     /// value of the wrong type) and reports it as such; the second one runs the checks and the command. Both exit
-    /// 64 on a usage error.
+    /// 64 on a usage error (``ExitStatus``).
     static func main() {
         ArgumentChecks.enabled = false
         do {
@@ -35,6 +35,7 @@ struct CDFSyncCommand: ParsableCommand {
         ArgumentChecks.enabled = true
         do {
             var command = try parseAsRoot()
+            try LogSetup.bootstrap(for: command, environment: ProcessInfo.processInfo.environment)
             try command.run()
         } catch {
             exit(withError: error)
@@ -50,13 +51,21 @@ enum ArgumentChecks {
     nonisolated(unsafe) static var enabled = true
 }
 
-/// How to reach the warehouse: flags, else the environment variables the Databricks tools use.
+/// How to reach the warehouse: flags, else the environment variables the Databricks tools use, else a profile of
+/// `~/.databrickscfg` (``DatabricksUnifiedConfig``: the Databricks SDKs' order).
 struct ConnectionOptions: ParsableArguments {
     @Option(help: "Use a saved connection (see `cdfsync connection list`); other flags override its catalog, schema and CA bundle.")
     var connection: String?
 
     @Option(help: "Directory of saved connections and the secret key (env CDFSYNC_CONFIG_DIR, default ~/.config/cdfsync).")
     var configDir: String?
+
+    @Option(help: ArgumentHelp(
+        "Profile of ~/.databrickscfg to read host, token or client_id/client_secret, and warehouse_id from (env DATABRICKS_CONFIG_PROFILE).",
+        discussion: "Flags win over the environment, which wins over the profile, as in the Databricks SDKs. "
+            + "DATABRICKS_CONFIG_FILE names another file. Without a profile, the file's DEFAULT profile is read "
+            + "when neither flags nor environment give a host or a credential."))
+    var profile: String?
 
     @Option(help: "Workspace URL or host (env DATABRICKS_HOST).")
     var host: String?
@@ -93,31 +102,37 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    func settings() throws -> ConnectionSettings {
+    /// The connection these options describe. `authentication`, when given, replaces the credential the flags,
+    /// environment and profile would give (a pipeline's own `client_id_env` / `client_secret_env`).
+    func settings(authentication override: Authentication? = nil) throws -> ConnectionSettings {
         let env = ProcessInfo.processInfo.environment
-        if let name = connection { return try savedSettings(name) }
-        guard let host = host ?? env["DATABRICKS_HOST"] else {
-            throw DatabricksError(.configuration, "no workspace host given",
-                remedy: "Pass --host or set DATABRICKS_HOST (e.g. https://dbc-1234.cloud.databricks.com).")
+        if let name = connection {
+            guard profile == nil else {
+                throw DatabricksError(.configuration, "a saved connection and --profile were both given",
+                    remedy: "Use either the saved connection '\(name)' or the ~/.databrickscfg profile '\(profile!)'.")
+            }
+            return try savedSettings(name)
+        }
+        let config = try DatabricksUnifiedConfig.resolve(
+            .init(profile: profile, host: host, warehouseID: warehouseId, httpPath: httpPath, tokenVariable: tokenEnv),
+            environment: env)
+        let from = config.profile.map { " (nor in profile \($0.name) of \($0.file))" } ?? ""
+        guard let host = config.host?.value else {
+            throw DatabricksError(.configuration, "no workspace host given\(from)",
+                remedy: "Pass --host, set DATABRICKS_HOST (e.g. https://dbc-1234.cloud.databricks.com), or name a "
+                    + "~/.databrickscfg profile with --profile.")
         }
         let warehouse: String
-        if let id = warehouseId ?? env["DATABRICKS_WAREHOUSE_ID"] {
+        if let id = config.warehouseID?.value {
             warehouse = id
-        } else if let path = httpPath ?? env["DATABRICKS_HTTP_PATH"] {
+        } else if let path = config.httpPath?.value {
             warehouse = try ConnectionSettings.warehouseID(fromHTTPPath: path)
         } else {
-            throw DatabricksError(.configuration, "no SQL warehouse given",
-                remedy: "Pass --warehouse-id <id> or --http-path /sql/1.0/warehouses/<id>.")
+            throw DatabricksError(.configuration, "no SQL warehouse given\(from)",
+                remedy: "Pass --warehouse-id <id> or --http-path /sql/1.0/warehouses/<id> (or set warehouse_id in the "
+                    + "profile).")
         }
-        let auth: Authentication
-        if let clientID = env["DATABRICKS_CLIENT_ID"], let secret = env["DATABRICKS_CLIENT_SECRET"], env[tokenEnv] == nil {
-            auth = .oauthM2M(clientID: clientID, clientSecret: Secret(secret))
-        } else if let token = env[tokenEnv], !token.isEmpty {
-            auth = .personalAccessToken(Secret(token))
-        } else {
-            throw DatabricksError(.configuration, "no credential found",
-                remedy: "Set \(tokenEnv) to a personal access token, or DATABRICKS_CLIENT_ID and DATABRICKS_CLIENT_SECRET for a service principal.")
-        }
+        let auth = try override ?? config.authentication(tokenVariable: tokenEnv)
         var transport = TransportOptions()
         transport.caBundlePath = caBundle
         transport.connectTimeout = connectTimeout
@@ -209,7 +224,8 @@ struct StoreSize: CustomStringConvertible {
     }
 }
 
-/// Runs `body`, printing any error as one clear line on stderr and exiting non-zero.
+/// Runs `body`, printing any error as one clear line on stderr and exiting non-zero: 1, or 130 / 143 when SIGINT /
+/// SIGTERM stopped it (``ExitStatus``).
 func reportingErrors<T>(_ body: () throws -> T) throws -> T {
     do {
         return try body()
@@ -219,13 +235,15 @@ func reportingErrors<T>(_ body: () throws -> T) throws -> T {
         FileHandle.standardError.write(Data("error: \(e.underlying)\n".utf8))
         if let hint = storeSizeHint(e.underlying) { FileHandle.standardError.write(Data("  \(hint)\n".utf8)) }
         FileHandle.standardError.write(Data("  \(e.summary.failureState) (run \(e.summary.runID) recorded)\n".utf8))
-        throw ExitCode(1)
+        if let signal = Interrupts.signalName { FileHandle.standardError.write(Data("  stopped by \(signal)\n".utf8)) }
+        throw ExitStatus.failure
     } catch let e as ExitCode {
         throw e
     } catch {
         FileHandle.standardError.write(Data("error: \(error)\n".utf8))
         if let hint = storeSizeHint(error) { FileHandle.standardError.write(Data("  \(hint)\n".utf8)) }
-        throw ExitCode(1)
+        if let signal = Interrupts.signalName { FileHandle.standardError.write(Data("  stopped by \(signal)\n".utf8)) }
+        throw ExitStatus.failure
     }
 }
 

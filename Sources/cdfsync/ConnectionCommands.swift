@@ -266,14 +266,23 @@ extension CDFSyncCommand.Connection {
         @Option(help: "Seconds to wait for a starting warehouse.")
         var startTimeout: Double = 1200
 
+        @Flag(help: "Print the report (passed, checks, failure with its remedy) as one JSON object.")
+        var json = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func run() throws {
             let report: ConnectionTestReport = try reportingErrors {
                 var tester = ConnectionTester(settings: try connection.naming(name).settings())
                 tester.startWarehouse = startWarehouse
                 tester.waiter.timeout = startTimeout
-                tester.onCheck = { print($0.render()) }
-                tester.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) }
+                tester.onCheck = { check in if !json { print(check.render()) } }
                 return tester.run()
+            }
+            if json {
+                JSONOutput.emit(report.json())
+                if !report.passed { throw ExitStatus.failure }
+                return
             }
             if let f = report.failure {
                 print("")

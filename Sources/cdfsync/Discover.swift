@@ -24,11 +24,12 @@ extension CDFSyncCommand {
         @Flag(help: "Skip the per-table CDF and version queries (two statements per Delta table).")
         var noDetails = false
 
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func run() throws {
             try reportingErrors {
                 let options = connection.naming(name)
                 let client = StatementClient(settings: try options.settings())
-                client.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) }
                 let result = try Discovery.run(
                     client: client, catalog: connection.catalog, schema: connection.schema, details: !noDetails)
                 if json {

@@ -24,17 +24,25 @@ extension CDFSyncCommand {
             @Flag(help: "Only check the file itself; do not contact the warehouse.")
             var offline = false
 
+            @Flag(help: "Print the result (pipeline, warnings, findings, valid) as one JSON object.")
+            var json = false
+
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
+
             func run() throws {
                 try reportingErrors {
                     let p = try PipelineLoader.load(path: file)
-                    print("✓ \(file): pipeline '\(p.name)', \(p.kind.rawValue) from \(p.source), mode \(p.mode.rawValue)")
                     let options = try SyncOptions(pipeline: p)
-                    for w in directoryWarnings(stateDirectory: stateDirectory(p, state),
+                    let warnings = directoryWarnings(stateDirectory: stateDirectory(p, state),
                         deliveryDirectories: [(options.outputDirectory, options.fileMode)])
-                    {
-                        print("! warning: \(w)")
+                    if !json {
+                        print("✓ \(file): pipeline '\(p.name)', \(p.kind.rawValue) from \(p.source), mode \(p.mode.rawValue)")
+                        for w in warnings { print("! warning: \(w)") }
                     }
-                    if offline { return }
+                    if offline {
+                        if json { JSONOutput.emit(Self.json(file: file, p, warnings: warnings, findings: nil)) }
+                        return
+                    }
                     // Validation reads only the warehouse: where no sync has created the state store yet, a scratch
                     // one (removed afterwards) stands in, so that validating leaves no store behind. It only reads
                     // the store, so it takes no writer lock and runs beside a sync.
@@ -42,17 +50,52 @@ extension CDFSyncCommand {
                         ? nil : NSTemporaryDirectory() + "cdfsync-validate-\(UUID().uuidString)"
                     defer { if let scratch { try? FileManager.default.removeItem(atPath: scratch) } }
                     let (sync, _) = try makeSync(pipelinePath: file, table: nil, key: "", columns: nil, outputDir: nil,
-                        connection: connection, state: state, verbose: false, stateDirectoryOverride: scratch,
+                        connection: connection, state: state, stateDirectoryOverride: scratch,
                         access: .reader) { _, _ in }
                     let findings = sync.validateLive()
-                    for f in findings { print("\(f.ok ? "✓" : "✗") \(f.field): \(f.message)") }
                     let bad = findings.filter { !$0.ok }.count
+                    if json {
+                        JSONOutput.emit(Self.json(file: file, p, warnings: warnings, findings: findings))
+                        if bad > 0 { throw ExitStatus.failure }
+                        return
+                    }
+                    for f in findings { print("\(f.ok ? "✓" : "✗") \(f.field): \(f.message)") }
                     if bad > 0 {
                         print("\(bad) problem(s)")
                         throw ExitCode(1)
                     }
                     print("pipeline is valid")
                 }
+            }
+
+            /// `pipeline validate --json`: the file and pipeline, the directory warnings, each live finding (`field`,
+            /// `ok`, `message`; null with --offline), and `valid`.
+            static func json(file: String, _ p: Pipeline, warnings: [String], findings: [ValidationFinding]?) -> [UInt8] {
+                var w = JSONWriter()
+                w.beginObject()
+                w.key("file"); w.string(file)
+                w.key("pipeline"); w.string(p.name)
+                w.key("kind"); w.string(p.kind.rawValue)
+                w.key("source"); w.string(p.source)
+                w.key("mode"); w.string(p.mode.rawValue)
+                w.key("warnings"); w.beginArray(); warnings.forEach { w.string($0) }; w.endArray()
+                w.key("findings")
+                if let findings {
+                    w.beginArray()
+                    for f in findings {
+                        w.beginObject()
+                        w.key("field"); w.string(f.field)
+                        w.key("ok"); w.bool(f.ok)
+                        w.key("message"); w.string(f.message)
+                        w.endObject()
+                    }
+                    w.endArray()
+                } else {
+                    w.null()
+                }
+                w.key("valid"); w.bool(findings?.allSatisfy(\.ok) ?? true)
+                w.endObject()
+                return w.bytes
             }
         }
 
@@ -75,6 +118,8 @@ extension CDFSyncCommand {
 
             @Flag(help: "Print the query and the mapped rows as one JSON object.")
             var json = false
+
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
 
             func validate() throws {
                 guard ArgumentChecks.enabled else { return }

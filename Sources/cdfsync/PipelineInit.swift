@@ -40,6 +40,7 @@ extension CDFSyncCommand.PipelineCommand {
         var json = false
 
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
 
         func validate() throws {
             guard ArgumentChecks.enabled else { return }

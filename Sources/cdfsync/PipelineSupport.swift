@@ -29,9 +29,7 @@ func connectionSettings(for pipeline: Pipeline, fallback: ConnectionOptions) thr
             throw SyncError("connection: environment variables \(idEnv) / \(secretEnv) are not set",
                 remedy: "Export the service principal's client id and secret under those names.")
         }
-        var settings = try options.settings()
-        settings.authentication = .oauthM2M(clientID: id, clientSecret: Secret(secret))
-        return settings
+        return try options.settings(authentication: .oauthM2M(clientID: id, clientSecret: Secret(secret)))
     }
     return try options.settings()
 }

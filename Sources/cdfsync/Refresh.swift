@@ -43,8 +43,12 @@ extension CDFSyncCommand {
         @Option(help: "Absent keys to list in the text output and the run's record.")
         var show: Int = 20
 
-        @Flag(help: "Print progress lines on stderr.")
+        @Flag(help: "Log what the run reads and applies (the same as --log-level info).")
         var verbose = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+        @OptionGroup var display: ProgressOptions
 
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
@@ -55,7 +59,7 @@ extension CDFSyncCommand {
         func run() throws {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: pipeline, table: nil, key: "", columns: nil,
-                    outputDir: outputDir, connection: connection, state: state, verbose: verbose) { options, _ in
+                    outputDir: outputDir, connection: connection, state: state) { options, _ in
                     options.batchSize = batchSize
                 }
                 // Every absent key goes to a file as it is found (the list can be as long as the panel): the one asked
@@ -73,7 +77,9 @@ extension CDFSyncCommand {
                     return h
                 }
                 var line = JSONWriter()
-                let summary = try sync.refresh(
+                let renderer = ProgressRenderer(label: "refresh", mode: display.mode(logging: logging))
+                sync.progress = renderer
+                let summary = try renderer.around { try sync.refresh(
                     RefreshOptions(dryRun: dryRun, sampleSize: show, absentList: absentList)
                 ) { absent in
                     guard let list else { return }
@@ -85,7 +91,7 @@ extension CDFSyncCommand {
                     line.endObject()
                     line.bytes.append(UInt8(ascii: "\n"))
                     try list.write(contentsOf: line.bytes)
-                }
+                } }
                 try list?.close()
                 if json {
                     try Self.printJSON(record: summary.json(), list: listPath)

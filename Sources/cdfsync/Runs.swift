@@ -20,7 +20,7 @@ extension CDFSyncCommand {
             @Option(help: "How many runs to list.")
             var limit: Int = 20
 
-            @Flag(help: "Print the run records as JSON lines.")
+            @Flag(help: "Print {\"state_dir\": …, \"runs\": [run record, …]} as one JSON object.")
             var json = false
 
             func run() throws {
@@ -35,6 +35,14 @@ extension CDFSyncCommand {
                     let store = try state.openExistingStore(at: dir)
                     let holder = WriterLock.holder(of: dir)
                     var shown = 0
+                    // --json: one object; each record is written as it is listed.
+                    var document = JSONWriter()
+                    if json {
+                        document.beginObject()
+                        document.key("state_dir"); document.string(dir)
+                        document.key("runs")
+                        document.beginArray()
+                    }
                     for (id, stored) in try store.runs(limit: name == nil ? limit : 10_000) where shown < limit {
                         let record: RunRecord
                         do {
@@ -43,14 +51,21 @@ extension CDFSyncCommand {
                             // Damaged, or written by a newer build: listed as stored (its pipeline is unknown).
                             guard name == nil else { continue }
                             shown += 1
-                            print(json ? String(decoding: stored, as: UTF8.self)
-                                : "run \(id)  record not readable (\(RunRecord.unreadable(error)))")
+                            if json {
+                                // Its bytes may not be JSON at all: the id and why, not the bytes.
+                                document.beginObject()
+                                document.key("run_id"); document.uint(id)
+                                document.key("unreadable"); document.string(RunRecord.unreadable(error))
+                                document.endObject()
+                            } else {
+                                print("run \(id)  record not readable (\(RunRecord.unreadable(error)))")
+                            }
                             continue
                         }
                         if let name, record.pipeline != name { continue }
                         shown += 1
                         if json {
-                            print(String(decoding: try record.json(), as: UTF8.self))
+                            document.raw(try record.json())
                             continue
                         }
                         let c = record.counts
@@ -63,6 +78,11 @@ extension CDFSyncCommand {
                         print("run \(id)  \(record.startedAtText)  \(record.pipeline)  \(record.mode.rawValue)  "
                             + "\(read)  \(record.status.rawValue)  read \(c.read) ins \(c.inserted) upd \(c.updated) "
                             + "unch \(c.unchanged)")
+                    }
+                    if json {
+                        document.endArray()
+                        document.endObject()
+                        JSONOutput.emit(document.bytes)
                     }
                 }
             }
@@ -173,37 +193,54 @@ extension CDFSyncCommand {
         struct Export: ParsableCommand {
             static let configuration = CommandConfiguration(abstract: "Write the whole panel as NDJSON to stdout.")
             @OptionGroup var state: StateOptions
+            @OptionGroup var display: ProgressOptions
+            @OptionGroup(title: "Logging") var logging: LoggingOptions
 
             func run() throws {
                 try reportingErrors {
                     let store = try state.openExistingStore()
-                    let out = FileHandle.standardOutput
-                    var buffer: [UInt8] = []
-                    buffer.reserveCapacity(1 << 20)
-                    try store.forEachRecord(scope: nil) { r in
-                        buffer.append(contentsOf: "{\"participant_id\":\(r.participantID),\"external_id\":".utf8)
-                        JSONWriter.appendEscaped(r.externalID, to: &buffer)
-                        buffer.append(contentsOf: ",\"scope\":".utf8)
-                        JSONWriter.appendEscaped(r.scope, to: &buffer)
-                        buffer.append(contentsOf: ",\"source_keys\":[".utf8)
-                        for (i, k) in r.sourceKeys.enumerated() {
-                            if i > 0 { buffer.append(UInt8(ascii: ",")) }
-                            buffer.append(contentsOf: "{\"scope\":".utf8)
-                            JSONWriter.appendEscaped(k.scope, to: &buffer)
-                            buffer.append(contentsOf: ",\"external_id\":".utf8)
-                            JSONWriter.appendEscaped(k.externalID, to: &buffer)
-                            buffer.append(UInt8(ascii: "}"))
-                        }
-                        buffer.append(contentsOf: "],\"commit_version\":\(r.commitVersion),\"record\":".utf8)
-                        buffer.append(contentsOf: r.record)
-                        buffer.append(contentsOf: "}\n".utf8)
-                        if buffer.count > 1 << 20 {
-                            out.write(Data(buffer))
-                            buffer.removeAll(keepingCapacity: true)
-                        }
-                    }
-                    out.write(Data(buffer))
+                    let renderer = ProgressRenderer(label: "export", unit: "records", verb: "written", mode: display.mode(logging: logging))
+                    renderer.phase(.exporting, detail: nil)
+                    renderer.announced(rows: Int64(try store.statistics().participants))
+                    try renderer.around { try write(store, progress: renderer) }
                 }
+            }
+
+            /// Every record as one NDJSON line, in 1 MiB writes; the renderer is told every 1,000 records.
+            func write(_ store: PanelStore, progress: ProgressRenderer) throws {
+                let out = FileHandle.standardOutput
+                var buffer: [UInt8] = []
+                buffer.reserveCapacity(1 << 20)
+                var pending = 0
+                try store.forEachRecord(scope: nil) { r in
+                    pending += 1
+                    if pending == 1_000 {
+                        progress.read(rows: pending)
+                        pending = 0
+                    }
+                    buffer.append(contentsOf: "{\"participant_id\":\(r.participantID),\"external_id\":".utf8)
+                    JSONWriter.appendEscaped(r.externalID, to: &buffer)
+                    buffer.append(contentsOf: ",\"scope\":".utf8)
+                    JSONWriter.appendEscaped(r.scope, to: &buffer)
+                    buffer.append(contentsOf: ",\"source_keys\":[".utf8)
+                    for (i, k) in r.sourceKeys.enumerated() {
+                        if i > 0 { buffer.append(UInt8(ascii: ",")) }
+                        buffer.append(contentsOf: "{\"scope\":".utf8)
+                        JSONWriter.appendEscaped(k.scope, to: &buffer)
+                        buffer.append(contentsOf: ",\"external_id\":".utf8)
+                        JSONWriter.appendEscaped(k.externalID, to: &buffer)
+                        buffer.append(UInt8(ascii: "}"))
+                    }
+                    buffer.append(contentsOf: "],\"commit_version\":\(r.commitVersion),\"record\":".utf8)
+                    buffer.append(contentsOf: r.record)
+                    buffer.append(contentsOf: "}\n".utf8)
+                    if buffer.count > 1 << 20 {
+                        out.write(Data(buffer))
+                        buffer.removeAll(keepingCapacity: true)
+                    }
+                }
+                out.write(Data(buffer))
+                progress.read(rows: pending)
             }
         }
     }

@@ -32,6 +32,11 @@ extension CDFSyncCommand {
         @Option(help: "Seconds a run waits before trying again when another cdfsync process holds the state directory.")
         var busyRetry: Double = 30
 
+        @Flag(help: "Print each run's record as one JSON line (NDJSON) on stdout as the run ends; other lines go to stderr.")
+        var json = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard busyRetry > 0, busyRetry.isFinite else {
@@ -47,7 +52,7 @@ extension CDFSyncCommand {
                     guard let s = spec.schedule else {
                         throw SyncError("\(path) has no schedule", remedy: "Add `schedule: 15m | hourly | daily` to it.")
                     }
-                    entries.append((path, spec, once || now ? Date() : Self.nextBoundary(after: Date(), period: s.seconds)))
+                    entries.append((path, spec, once || now ? Date() : ScheduleClock.nextBoundary(after: Date(), period: s.seconds)))
                 }
                 Interrupts.install()
                 var failed: [String] = []
@@ -60,13 +65,15 @@ extension CDFSyncCommand {
                         say("\(ISO8601DateFormatter().string(from: now)) running \(e.spec.name)")
                         do {
                             let (sync, _) = try makeSync(pipelinePath: e.path, table: nil, key: "", columns: nil, outputDir: nil,
-                                connection: connection, state: state, verbose: false) { _, _ in }
-                            say(try sync.run().render())
-                        } catch let busy as StorageError where busy.code == .inUse && !once {
+                                connection: connection, state: state) { _, _ in }
+                            let summary = try sync.run()
+                            if json { JSONOutput.emitLine(try summary.json()) } else { say(summary.render()) }
+                        } catch let busy as StorageError where ScheduleClock.isBusy(busy) && !once {
                             // Another process (a manual sync, a replay) holds the state directory: this run has not
                             // started, so it waits a little instead of skipping a whole period.
                             say("  waiting: \(busy.message.prefix { $0 != ";" }); trying again in \(Int(busyRetry)) s")
-                            entries[i].next = Date().addingTimeInterval(busyRetry)
+                            entries[i].next = ScheduleClock.next(after: .busy, at: Date(), schedule: e.spec.schedule!,
+                                busyRetry: busyRetry)
                             continue
                         } catch let removed as ConnectionRemoved {
                             // The others go on; this one is tried again at its next boundary (the connection may be
@@ -75,12 +82,14 @@ extension CDFSyncCommand {
                             say("  skipped: connection \(removed.name) was removed (\(removed.removedAt))\(retry)")
                         } catch let f as SyncFailure {
                             failed.append(e.spec.name)
+                            if json, let record = try? f.summary.json() { JSONOutput.emitLine(record) }
                             say("  failed: \(f.underlying) (run \(f.summary.runID) recorded)\(retry)")
                         } catch {
                             failed.append(e.spec.name)
                             say("  failed: \(error)\(retry)")
                         }
-                        entries[i].next = Self.nextBoundary(after: Date(), period: e.spec.schedule!.seconds)
+                        entries[i].next = ScheduleClock.next(after: .ran, at: Date(), schedule: e.spec.schedule!,
+                            busyRetry: busyRetry)
                     }
                     if once {
                         // For cron and CI: the exit status says whether every pipeline's run succeeded.
@@ -91,7 +100,7 @@ extension CDFSyncCommand {
                         guard failed.isEmpty else {
                             FileHandle.standardError.write(Data(
                                 "error: \(failed.count) of \(entries.count) pipeline run(s) failed: \(failed.joined(separator: ", "))\n".utf8))
-                            throw ExitCode.failure
+                            throw ExitStatus.failure
                         }
                         if !skipped.isEmpty { throw ExitCode.failure }
                         return
@@ -107,15 +116,14 @@ extension CDFSyncCommand {
 
         /// Prints a line and flushes it: a daemon's output usually goes to a file or a pipe (a log), which stdio
         /// would otherwise only write out 4 KB at a time.
+        /// With --json, stdout carries only the records: the line goes to stderr.
         func say(_ line: String) {
+            if json {
+                Console.standardError.line(line)
+                return
+            }
             print(line)
             fflush(nil)
-        }
-
-        /// The next multiple of `period` seconds since the epoch (UTC) after `date`.
-        static func nextBoundary(after date: Date, period: Int) -> Date {
-            let t = date.timeIntervalSince1970
-            return Date(timeIntervalSince1970: (floor(t / Double(period)) + 1) * Double(period))
         }
     }
 }

@@ -49,8 +49,15 @@ extension CDFSyncCommand {
             discussion: "The writer's chain (apply, outbox compression, durable commit) is what a sync waits for; the reading side is faster and yields to it. It then also yields to other processes at normal priority on a busy host: 0 turns that off."))
         var readingNiceness: Int32 = ReadingThread.defaultNiceness
 
-        @Flag(help: "Print progress lines on stderr.")
+        @Flag(help: "Log what the run reads and applies (the same as --log-level info).")
         var verbose = false
+
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
+        @Flag(help: "Print the run's record as one JSON object (the --summary-json form) instead of the text summary; a failed run's too.")
+        var json = false
+
+        @OptionGroup var display: ProgressOptions
 
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
@@ -72,7 +79,7 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: verbose,
+                    connection: connection, state: state,
                     durable: durability == .commit) { options, client in
                     options.readingNiceness = readingNiceness
                     options.batchSize = batchSize
@@ -81,9 +88,15 @@ extension CDFSyncCommand {
                     options.disposition = disposition.value
                     client.externalLinksInFlight = inFlight
                 }
-                let summary = try sync.run()
-                print(summary.render())
-                if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
+                let renderer = ProgressRenderer(label: "sync", mode: display.mode(logging: logging))
+                sync.progress = renderer
+                let summary = try reportingRecord(json: json) { try renderer.around { try sync.run() } }
+                if json {
+                    JSONOutput.emit(try summary.json())
+                } else {
+                    print(summary.render())
+                    if !summary.outputFiles.isEmpty { print("  output         \(sync.options.outputDirectory)") }
+                }
                 if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
@@ -115,6 +128,12 @@ extension CDFSyncCommand {
         @Option(help: "Also write the run's record as JSON to this file.")
         var summaryJson: String?
 
+        @Flag(help: "Print the run's record as one JSON object (the --summary-json form) instead of the text summary; a failed run's too.")
+        var json = false
+
+        @OptionGroup var display: ProgressOptions
+        @OptionGroup(title: "Logging") var logging: LoggingOptions
+
         func validate() throws {
             guard ArgumentChecks.enabled else { return }
             guard fromVersion >= 0 else {
@@ -129,13 +148,31 @@ extension CDFSyncCommand {
             try reportingErrors {
                 let (sync, _) = try makeSync(pipelinePath: source.pipeline, table: source.table, key: source.key,
                     columns: source.columns, outputDir: outputDir,
-                    connection: connection, state: state, verbose: false) { _, _ in }
-                let summary = try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
-                    redeliver: redeliver))
-                print(summary.render())
+                    connection: connection, state: state) { _, _ in }
+                let renderer = ProgressRenderer(label: dryRun ? "replay (dry run)" : "replay",
+                    mode: display.mode(logging: logging))
+                sync.progress = renderer
+                let summary = try reportingRecord(json: json) {
+                    try renderer.around {
+                        try sync.replay(ReplayOptions(fromVersion: fromVersion, toVersion: toVersion, dryRun: dryRun,
+                            redeliver: redeliver))
+                    }
+                }
+                if json { JSONOutput.emit(try summary.json()) } else { print(summary.render()) }
                 if let path = summaryJson { try PrivateFiles.write(summary.json(), to: path) }
             }
         }
+    }
+}
+
+/// Runs a sync or replay; with `json`, a run that fails still prints its record (status `failed`, `error`) as the
+/// command's JSON document before the error goes on to ``reportingErrors(_:)``.
+func reportingRecord(json: Bool, _ body: () throws -> SyncSummary) throws -> SyncSummary {
+    do {
+        return try body()
+    } catch let failure as SyncFailure {
+        if json, let record = try? failure.summary.json() { JSONOutput.emit(record) }
+        throw failure
     }
 }
 
@@ -164,7 +201,7 @@ struct SourceOptions: ParsableArguments {
 /// `stateDirectoryOverride` replaces the pipeline's (or --state-dir's) state directory, e.g. with a scratch one
 /// for a command that must not create a store where syncs keep theirs.
 func makeSync(pipelinePath: String?, table: String?, key: String, columns: String?, outputDir: String?,
-              connection: ConnectionOptions, state: StateOptions, verbose: Bool, durable: Bool = true,
+              connection: ConnectionOptions, state: StateOptions, durable: Bool = true,
               stateDirectoryOverride: String? = nil, access: PanelStore.Access = .writer,
               configure: (inout SyncOptions, StatementClient) -> Void) throws -> (CDFSync, Pipeline?) {
     var options: SyncOptions
@@ -191,10 +228,8 @@ func makeSync(pipelinePath: String?, table: String?, key: String, columns: Strin
     let client = StatementClient(settings: settings)
     Interrupts.install()
     client.isCancelled = { Interrupts.requested }
-    client.onProgress = { line in FileHandle.standardError.write(Data("  … \(line)\n".utf8)) }
     configure(&options, client)
     let sync = CDFSync(client: client, store: store, options: options)
-    if verbose { sync.onProgress = { FileHandle.standardError.write(Data("  … \($0)\n".utf8)) } }
     return (sync, spec)
 }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Dispatch
 import Foundation
+import Logging
+import ServiceLifecycle
 import WarehouseSimulator
 
 #if canImport(Glibc)
@@ -14,7 +16,8 @@ struct DBSQLSim: ParsableCommand {
         abstract: "Databricks SQL warehouse simulator (Statement Execution API, warehouses, OAuth M2M).",
         discussion: """
             Prints exactly one line on stdout once it listens: `listening on http://HOST:PORT`.
-            Logs go to stderr. SIGINT or SIGTERM stops it (exit 0).
+            Logs go to stderr. SIGINT or SIGTERM stops it gracefully: no new connections, requests in flight
+            answered, then exit 0.
             """)
 
     @Option(name: .long, help: "A cdfsync-sim/1 workspace document.")
@@ -95,10 +98,8 @@ struct DBSQLSim: ParsableCommand {
         }
     }
 
+    /// Loads the workspace and serves it until SIGINT or SIGTERM, then stops gracefully.
     func run() throws {
-        // SIGINT/SIGTERM are blocked since process start (see the bottom of this file); collect them
-        // with sigwait once serving.
-        var stopSignals = DBSQLSim.stopSignals()
         var ws: Workspace
         if let path = workspace {
             ws = try Workspace.load(path: path)
@@ -144,15 +145,52 @@ struct DBSQLSim: ParsableCommand {
             config.requestLog = { line in FileHandle.standardError.write(Data("dbsql-sim: \(line)\n".utf8)) }
         }
         let sim = try Simulator(workspace: ws, configuration: config)
-        let bound = try sim.start(host: host, port: port)
-        FileHandle.standardError.write(
-            Data("dbsql-sim: \(ws.tables.count) table(s), \(ws.warehouses.count) warehouse(s), \(ws.principals.count) principal(s)\n".utf8))
-        FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
-
+        let summary =
+            "dbsql-sim: \(ws.tables.count) table(s), \(ws.warehouses.count) warehouse(s), \(ws.principals.count) principal(s)\n"
+        let host = host
+        let server = sim.service(host: host, port: port) { bound in
+            FileHandle.standardError.write(Data(summary.utf8))
+            FileHandle.standardOutput.write(Data("listening on http://\(host):\(bound)\n".utf8))
+        }
+        let group = ServiceGroup(
+            configuration: .init(services: [server], logger: Logger(label: "dbsql-sim", factory: { _ in SwiftLogNoOpLogHandler() })))
+        let finished = Finished()
+        Task {
+            do {
+                try await group.run()
+            } catch {
+                DBSQLSim.exit(withError: SimulatorError("cannot serve on \(host):\(port): \(error)"))
+            }
+            finished.signal()
+        }
+        // SIGINT/SIGTERM are blocked since process start (see the bottom of this file): this thread collects them and
+        // shuts the service group down gracefully (no new connections, requests in flight answered).
+        var stopSignals = DBSQLSim.stopSignals()
         var received: Int32 = 0
         while sigwait(&stopSignals, &received) != 0 {}
-        sim.stop()
+        Task { await group.triggerGracefulShutdown() }
+        finished.wait()
         FileHandle.standardError.write(Data("dbsql-sim: stopped (signal \(received))\n".utf8))
+    }
+}
+
+/// The main thread waits here for the server's task to end.
+final class Finished: @unchecked Sendable {
+    // @unchecked: `done` is read and written only while `condition` is locked.
+    private let condition = NSCondition()
+    private var done = false
+
+    func signal() {
+        condition.lock()
+        done = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func wait() {
+        condition.lock()
+        while !done { condition.wait() }
+        condition.unlock()
     }
 }
 

@@ -1,5 +1,7 @@
 import CDFSyncClient
+import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 
 /// The RUNNING waiter's rules (the Warehouses API client against the simulator: IntegrationTests'
@@ -59,13 +61,14 @@ struct ConnectionWarehouseTests {
 
     @Test func deadlineIsWallClock() throws {
         let s = Script(["STARTING"])
-        var progress: [String] = []
+        let log = LogCapture()
         let e = try #require(throws: DatabricksError.self) {
             try waiter(s, timeout: 60).wait(afterStart: true, poll: {
                 s.now = s.now.addingTimeInterval(2)  // each GET itself takes 2 s
                 return s.next()
-            }, onProgress: { progress.append($0) })
+            }, logger: log.logger)
         }
+        let progress = log.messages
         #expect(e.category == .warehouseStartTimeout)
         // 2 s per GET + 5 s sleep: the deadline is reached after 9 polls, not after 12 sleeps.
         #expect(s.polls <= 10)

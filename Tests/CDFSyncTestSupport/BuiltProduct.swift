@@ -31,7 +31,12 @@ public struct BuiltProduct: Sendable {
         "CDFSyncClient": ("Sources/CDFSyncClient", ["CDFSyncCore", "CCurl"]),
         "CDFSyncEngine": ("Sources/CDFSyncEngine", ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient"]),
         "WarehouseSimulator": ("Sources/WarehouseSimulator", ["CDFSyncCore"]),
-        "cdfsync": ("Sources/cdfsync", ["CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore"]),
+        "CDFSyncService": (
+            "Sources/CDFSyncService", ["CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore"]
+        ),
+        "cdfsync": (
+            "Sources/cdfsync", ["CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CDFSyncService"]
+        ),
         "dbsql-sim": ("Sources/dbsql-sim", ["WarehouseSimulator"]),
         "CDFSyncTestSupport": (
             "Tests/CDFSyncTestSupport", ["CDFSyncCore", "CDFSyncStorage", "CDFSyncClient", "WarehouseSimulator"]

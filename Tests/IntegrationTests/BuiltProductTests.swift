@@ -19,8 +19,8 @@ struct BuiltProductTests {
 
     @Test func everyTargetOfTheExecutableIsASourceOfIt() {
         let cdfsync = Set(BuiltProduct.cdfsync.sources.map { $0.target })
-        #expect(cdfsync == ["cdfsync", "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage", "CDFSyncCore", "CCurl",
-                            "CLMDB", "CZstd"])
+        #expect(cdfsync == ["cdfsync", "CDFSyncService", "CDFSyncEngine", "CDFSyncClient", "CDFSyncStorage",
+                            "CDFSyncCore", "CCurl", "CLMDB", "CZstd"])
         #expect(!cdfsync.contains("WarehouseSimulator"), "an edit of the simulator does not make cdfsync stale")
         #expect(Set(BuiltProduct.dbsqlSim.sources.map { $0.target })
             == ["dbsql-sim", "WarehouseSimulator", "CDFSyncCore"])

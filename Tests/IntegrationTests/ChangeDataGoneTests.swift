@@ -52,7 +52,7 @@ struct ChangeDataGoneTests {
         let dir = TempDir()
         _ = try runSync(sim, state: dir.sub("s"), output: dir.sub("o"))
         try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
-        var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: "sql_error",
+        var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: .sqlError,
             message: "The provided timestamp (2026-01-01 00:00:00.0) is before the earliest version available to this "
                 + "table.")
         f.errorClass = "DELTA_TIMESTAMP_EARLIER_THAN_COMMIT_RETENTION"
@@ -69,7 +69,7 @@ struct ChangeDataGoneTests {
         let dir = TempDir()
         _ = try runSync(sim, state: dir.sub("s"), output: dir.sub("o"))
         try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
-        var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: "sql_error",
+        var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: .sqlError,
             message: "Error while reading file s3://b/t/part-0.parquet. Could not read footer.")
         f.errorClass = "FAILED_READ_FILE.CANNOT_READ_FILE_FOOTER"
         f.sqlState = "KD001"

@@ -4,6 +4,7 @@ import CDFSyncEngine
 import CDFSyncStorage
 import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 import WarehouseSimulator
 
@@ -21,7 +22,7 @@ struct ClientFaultTests {
         client.retryPolicy.baseDelay = 0.01
         client.retryPolicy.maxDelay = 0.05
         client.waitTimeout = waitTimeout
-        if let progress { client.onProgress = { progress($0) } }
+        if let progress { client.logger = LogCapture.logger(progress) }
         var options = SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
             keyColumn: "participant_id", outputDirectory: dir.sub("o"))
         options.disposition = disposition
@@ -34,7 +35,7 @@ struct ClientFaultTests {
 
     @Test func a429StormWithRetryAfterIsRidden() throws {
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40))
-        _ = sim.sim.addFault(Fault(match: .init(pathPrefix: Self.statements), count: 6, kind: "status", status: 429, retryAfter: 0))
+        _ = sim.sim.addFault(Fault(match: .init(pathPrefix: Self.statements), count: 6, kind: .status, status: 429, retryAfter: 0))
         let dir = TempDir()
         _ = try sync(sim, dir)
         try expectCleanPanel(dir)
@@ -42,8 +43,8 @@ struct ClientFaultTests {
 
     @Test func repeated503sAndAConnectionResetMidChunkAreRetried() throws {
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40))
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: Self.statements), count: 2, kind: "status", status: 503))
-        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 2, kind: "reset_mid_body"))
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: Self.statements), count: 2, kind: .status, status: 503))
+        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 2, kind: .resetMidBody))
         let dir = TempDir()
         _ = try sync(sim, dir)
         try expectCleanPanel(dir)
@@ -64,7 +65,7 @@ struct ClientFaultTests {
             }
             let sim = try RunningSimulator(configuration: config)
             if faults {
-                _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 2, kind: "reset_mid_body"))
+                _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 2, kind: .resetMidBody))
             }
             let dir = TempDir()
             let client = StatementClient(settings: try sim.settings())
@@ -94,7 +95,7 @@ struct ClientFaultTests {
 
     @Test func a400IsNotRetried() throws {
         let sim = try RunningSimulator()
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: Self.statements), count: 1, kind: "status", status: 400))
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: Self.statements), count: 1, kind: .status, status: 400))
         let dir = TempDir()
         #expect(throws: SyncFailure.self) { _ = try sync(sim, dir) }
     }
@@ -102,7 +103,7 @@ struct ClientFaultTests {
     @Test func externalLinksWithoutAuthorizationAndExpiredLinksRefreshed() throws {
         // The simulator answers 400 to a link download that carries Authorization, so success proves it is absent.
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40, rowsPerExternalChunk: 60))
-        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/_blob/"), count: 3, kind: "expire_links"))
+        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/_blob/"), count: 3, kind: .expireLinks))
         let dir = TempDir()
         let s = try sync(sim, dir, disposition: .externalLinks)
         #expect(s.rowsRead > 0)
@@ -132,7 +133,7 @@ struct ClientFaultTests {
     @Test func anOAuthTokenRevokedMidSyncIsRefreshedOnce() throws {
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40))
         // The third chunk request revokes the token it carries; the client must fetch a new one and go on.
-        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 1, kind: "revoke_token"))
+        _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 1, kind: .revokeToken))
         let dir = TempDir()
         _ = try sync(sim, dir, auth: .oauthM2M(clientID: "6f2d0a8e-4b1c-4d2e-9f3a-7c5b1e0d9a42", clientSecret: Secret("dose-demo-secret")))
         try expectCleanPanel(dir)

@@ -7,6 +7,7 @@ import Glibc
 #endif
 import Testing
 import WarehouseSimulator
+import Logging
 
 @Suite("cdfsync connection test, step by step, against the simulator")
 struct ConnectionCheckTests {
@@ -117,10 +118,11 @@ struct ConnectionCheckTests {
 
     @Test func stoppedWarehouseIsStartedAndWaitedFor() throws {
         let h = try SimHarness()
-        var progress: [String] = []
+        let log = LogCapture()
         var t = tester(try h.settings(warehouse: coldWarehouse))
-        t.onProgress = { progress.append($0) }
+        t.logger = log.logger
         let report = t.run()
+        let progress = log.messages
         #expect(report.passed, "\(report.render())")
         let step = try #require(report.checks.first { $0.step == .warehouse })
         #expect(step.detail.contains("started"))

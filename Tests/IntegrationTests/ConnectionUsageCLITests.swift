@@ -88,11 +88,11 @@ struct ConnectionUsageCLITests {
         #expect(forced.stdout.contains("3 pipeline(s) used it and now stop (connection sim was removed)"), "\(forced.stdout)")
 
         // sync of such a pipeline: skipped, exit 1, nothing recorded.
-        let runsBefore = try cli(["runs", "a", "--json"]).stdout.split(separator: "\n").count
+        let runsBefore = try runCount(cli(["runs", "a", "--json"]).stdout)
         let skipped = try cli(["sync", "a.yaml"])
         #expect(skipped.status == 1, "\(skipped.all)")
         #expect(skipped.stderr.contains("pipeline a skipped: connection sim was removed ("), "\(skipped.stderr)")
-        #expect(try cli(["runs", "a", "--json"]).stdout.split(separator: "\n").count == runsBefore)
+        #expect(try runCount(try cli(["runs", "a", "--json"]).stdout) == runsBefore)
 
         // schedule: skips c, runs d (another state directory, inline settings), exits 1 naming c.
         let schedule = try cli(["schedule", "--once", "c.yaml", "d.yaml"])
@@ -102,7 +102,7 @@ struct ConnectionUsageCLITests {
         #expect(schedule.stderr.contains("1 of 2 pipeline(s) skipped, their connection was removed: c"), "\(schedule.stderr)")
         #expect(!schedule.stderr.contains("failed"), "\(schedule.stderr)")
         let dRuns = try cli(["runs", "d", "--state-dir", s2, "--json"])
-        #expect(dRuns.stdout.split(separator: "\n").count == 2, "d ran twice: \(dRuns.stdout)")
+        #expect(try runCount(dRuns.stdout) == 2, "d ran twice: \(dRuns.stdout)")
 
         // status says so, per pipeline.
         let status = try cli(["status"])
@@ -224,4 +224,10 @@ struct ConflictsCLITests {
         // status counts it.
         #expect(try cli(["status", "--state-dir", "state"]).stdout.contains("1 conflict(s)"))
     }
+}
+
+/// The number of runs in `runs --json`'s object (`{"state_dir": …, "runs": [...]}`).
+func runCount(_ json: String) throws -> Int {
+    let object = try #require(try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any], "\(json)")
+    return try #require(object["runs"] as? [Any], "\(json)").count
 }

@@ -95,7 +95,7 @@ struct EndToEndSyncTests {
         let dir = TempDir()
         // Chunk 1 (the first chunk GET) of the table_changes statement comes back damaged, once.
         _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/api/2.0/sql/statements/"), count: 1,
-                                   kind: "corrupt_body", message: corruption))
+                                   kind: .corruptBody, message: corruption))
         var failure: SyncFailure?
         do {
             _ = try runSync(sim, state: dir.sub("state"), output: dir.sub("out"))

@@ -4,6 +4,7 @@ import CDFSyncEngine
 import CDFSyncStorage
 import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 import WarehouseSimulator
 
@@ -47,7 +48,7 @@ struct ErrorCauseTests {
         client.retryPolicy.maxDelay = 0.05
         client.retryPolicy.maxAttempts = maxAttempts
         client.waitTimeout = waitTimeout
-        if let progress { client.onProgress = { progress($0) } }
+        if let progress { client.logger = LogCapture.logger(progress) }
         var options = SyncOptions(table: QualifiedName(catalog: "main", schema: "research", table: "participants"),
             keyColumn: "participant_id", outputDirectory: dir.sub("o"))
         options.disposition = disposition
@@ -76,9 +77,9 @@ struct ErrorCauseTests {
     /// run must fail with that authentication error (running again cannot help), not "download … was stopped".
     @Test func aTokenRevokedWhileChunksDownloadIsReportedAsTheAuthenticationFailureItIs() throws {
         let (sim, _) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.blob, count: 1, kind: "slow", delayMillis: 500))
+        _ = sim.sim.addFault(Fault(match: Self.blob, count: 1, kind: .slow, delayMillis: 500))
         _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: Self.statements), count: 1,
-            kind: "revoke_token"))
+            kind: .revokeToken))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir, disposition: .externalLinks) }
         #expect(e?.category == .authenticationFailed, "\(String(describing: e))")
@@ -90,7 +91,7 @@ struct ErrorCauseTests {
     /// promises a retry that already happened.
     @Test func persistent502sOnChunksAreReportedAsSuch() throws {
         let (sim, log) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.blob, count: nil, kind: "status", status: 502))
+        _ = sim.sim.addFault(Fault(match: Self.blob, count: nil, kind: .status, status: 502))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir, disposition: .externalLinks, maxAttempts: 3) }
         #expect(e?.category == .serverError, "\(String(describing: e))")
@@ -103,7 +104,7 @@ struct ErrorCauseTests {
     /// A result file gone from storage (404) is neither "stopped" nor a storage outage cdfsync would retry.
     @Test func a404OnAChunkNamesTheMissingResultFile() throws {
         let (sim, log) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.blob, count: 1, kind: "status", status: 404))
+        _ = sim.sim.addFault(Fault(match: Self.blob, count: 1, kind: .status, status: 404))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir, disposition: .externalLinks) }
         #expect(e?.category == .invalidResponse, "\(String(describing: e))")
@@ -121,9 +122,9 @@ struct ErrorCauseTests {
         let (sim, log) = try simulator()
         let token = Fault.Match(method: "POST", pathPrefix: "/oidc/v1/token")
         // The drop first, on a fresh connection (libcurl resends on a closed keep-alive connection by itself).
-        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: "drop"))
-        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: "status", status: 503))
-        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: "status", status: 429, retryAfter: 0))
+        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: .drop))
+        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: .status, status: 503))
+        _ = sim.sim.addFault(Fault(match: token, count: 1, kind: .status, status: 429, retryAfter: 0))
         let dir = TempDir()
         _ = try sync(sim, dir, auth: Self.oauth)
         try expectCleanPanel(dir)
@@ -132,7 +133,7 @@ struct ErrorCauseTests {
 
     @Test func aTokenEndpointThatStaysUnavailableIsNotBlamedOnTheCredentials() throws {
         let (sim, log) = try simulator()
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/oidc/v1/token"), count: nil, kind: "status",
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/oidc/v1/token"), count: nil, kind: .status,
             status: 503))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir, auth: Self.oauth, maxAttempts: 3) }
@@ -167,9 +168,9 @@ struct ErrorCauseTests {
         let submit = Self.submit
         // The drop first, on the client's first (fresh) connection: libcurl itself resends a request that met a
         // closed keep-alive connection, so only there does the rule of the client decide.
-        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: "drop"))
-        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: "proxy_status", status: 502))
-        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: "proxy_status", status: 504))
+        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: .drop))
+        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: .proxyStatus, status: 502))
+        _ = sim.sim.addFault(Fault(match: submit, count: 1, kind: .proxyStatus, status: 504))
         let dir = TempDir()
         _ = try sync(sim, dir)
         try expectCleanPanel(dir)
@@ -178,7 +179,7 @@ struct ErrorCauseTests {
     /// A 500 with a Databricks error body is the service's answer: not repeated, and the remedy does not say it is.
     @Test func aSubmitAnswered500IsNotRetried() throws {
         let (sim, log) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.submit, count: 1, kind: "status", status: 500,
+        _ = sim.sim.addFault(Fault(match: Self.submit, count: 1, kind: .status, status: 500,
             message: "Internal error while planning the query."))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir) }
@@ -204,7 +205,7 @@ struct ErrorCauseTests {
     /// A proxy's HTML page becomes status, reason and title, on one line.
     @Test func aProxysHTMLPageIsReducedToOneLine() throws {
         let (sim, _) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.submit, count: nil, kind: "proxy_status", status: 502,
+        _ = sim.sim.addFault(Fault(match: Self.submit, count: nil, kind: .proxyStatus, status: 502,
             message: "Upstream\r\n  unreachable (corp gateway)"))
         let dir = TempDir()
         let e = failure { _ = try sync(sim, dir, maxAttempts: 2) }
@@ -234,7 +235,7 @@ struct ErrorCauseTests {
     /// Through the CLI: a corporate proxy's "access denied" page is one `error:` line, without HTML.
     @Test func aProxyPageIsOneLineInTheCLI() throws {
         let (sim, _) = try simulator()
-        _ = sim.sim.addFault(Fault(match: Self.submit, count: nil, kind: "proxy_status", status: 403,
+        _ = sim.sim.addFault(Fault(match: Self.submit, count: nil, kind: .proxyStatus, status: 403,
             message: "Access Denied\n - Web Filter"))
         let dir = TempDir()
         let (status, output) = try runCLI(["sync", "--table", "main.research.participants", "--key", "participant_id"],
@@ -253,7 +254,7 @@ struct ErrorCauseTests {
     @Test(arguments: [Statement.Disposition.externalLinks, .inline])
     func chunkLinksAreFollowedAsTheServerGaveThem(_ disposition: Statement.Disposition) throws {
         let (sim, log) = try simulator { $0.requireChunkLinkQuery = true }
-        _ = sim.sim.addFault(Fault(match: Self.blob, count: 2, kind: "expire_links"))
+        _ = sim.sim.addFault(Fault(match: Self.blob, count: 2, kind: .expireLinks))
         let dir = TempDir()
         _ = try sync(sim, dir, disposition: disposition)
         try expectCleanPanel(dir)
@@ -266,7 +267,7 @@ struct ErrorCauseTests {
     /// through it and says the statement is queued, not that the warehouse is starting.
     @Test func aStatementQueuedOnARunningWarehouseIsNotAWarehouseStart() throws {
         let (sim, log) = try simulator()
-        _ = sim.sim.addFault(Fault(match: .init(statementContains: "table_changes"), count: 1, kind: "queue", polls: 3))
+        _ = sim.sim.addFault(Fault(match: .init(statementContains: "table_changes"), count: 1, kind: .queue, polls: 3))
         let dir = TempDir()
         let lines = Lines()
         _ = try sync(sim, dir, progress: { lines.add($0) })

@@ -16,7 +16,7 @@ struct FailedRunRecordTests {
         // The first chunk comes with the statement's response; every later chunk fetch is refused for good.
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40))
         _ = sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/api/2.0/sql/statements/"), count: nil,
-            kind: "status", status: 400))
+            kind: .status, status: 400))
         let dir = TempDir()
         let client = StatementClient(settings: try sim.settings())
         client.retryPolicy.baseDelay = 0.01

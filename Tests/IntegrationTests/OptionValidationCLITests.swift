@@ -52,7 +52,7 @@ struct OptionValidationCLITests {
         try #require(sync.status == 0, "\(sync.output)")
         // Every statement submitted from now on is refused (a permission error is not retried).
         sim.sim.addFault(Fault(
-            match: Fault.Match(method: "POST", pathPrefix: "/api/2.0/sql/statements"), count: nil, kind: "status",
+            match: Fault.Match(method: "POST", pathPrefix: "/api/2.0/sql/statements"), count: nil, kind: .status,
             status: 403, message: "User does not have SELECT on table."))
         let replay = try runCLI(["replay", "--table", Self.table, "--from-version", "3"], port: sim.port, dir: dir)
         #expect(replay.status != 0)

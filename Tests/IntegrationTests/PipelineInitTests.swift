@@ -285,7 +285,7 @@ struct PipelineInitTests {
     /// sample's columns and types; table properties that cannot be read leave the mode to `auto`.
     @Test func withoutInformationSchemaOrPropertiesTheSampleAndAutoStandIn() throws {
         let sim = try RunningSimulator()
-        var noCatalog = Fault(match: .init(statementContains: "information_schema"), count: nil, kind: "sql_error",
+        var noCatalog = Fault(match: .init(statementContains: "information_schema"), count: nil, kind: .sqlError,
             message: "The table or view `main`.`information_schema`.`tables` cannot be found.")
         noCatalog.errorClass = "TABLE_OR_VIEW_NOT_FOUND"
         noCatalog.sqlState = "42P01"
@@ -300,7 +300,7 @@ struct PipelineInitTests {
         let s = PipelineSuggester.suggest(profile)
         #expect(s.mode.mode == .cdf && s.mapping.count == 12 && s.isComplete)
 
-        var denied = Fault(match: .init(statementContains: "SHOW TBLPROPERTIES"), count: nil, kind: "sql_error",
+        var denied = Fault(match: .init(statementContains: "SHOW TBLPROPERTIES"), count: nil, kind: .sqlError,
             message: "User does not have permission to read table properties.")
         denied.errorClass = "INSUFFICIENT_PERMISSIONS"
         denied.sqlState = "42501"

@@ -171,7 +171,9 @@ struct RefreshTests {
         #expect(try inSource(dir).isEmpty)
 
         let list = dir.sub("absent.ndjson")
-        let json = try runCLI(["refresh", file, "--json", "--show", "1", "--absent-list", list], port: sim.port, dir: dir)
+        // --quiet, --no-progress: stderr (merged here) carries no log or progress line, stdout is the JSON.
+        let json = try runCLI(["refresh", file, "--json", "--quiet", "--no-progress", "--show", "1", "--absent-list", list],
+            port: sim.port, dir: dir)
         #expect(json.status == 0, "\(json.output)")
         let obj = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as! [String: Any]
         let keys = (obj["absent_keys"] as! [[String: Any]]).map { $0["external_id"] as! String }

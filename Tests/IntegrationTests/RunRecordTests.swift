@@ -192,7 +192,7 @@ struct RunRecordTests {
         let dir = TempDir()
         _ = try run(sim, dir)
         try sim.appendCommits(from: fixturePath("demo-commits-2.json"))
-        var f = Fault(match: .init(statementContains: ", 8, 8)"), count: 1, kind: "sql_error",
+        var f = Fault(match: .init(statementContains: ", 8, 8)"), count: 1, kind: .sqlError,
             message: "A file referenced in the transaction log cannot be found.")
         f.errorClass = "DELTA_CHANGE_DATA_FILE_NOT_FOUND"
         f.sqlState = "42K03"
@@ -272,7 +272,7 @@ struct RunRecordTests {
         // Chunk 0 (40 rows) comes with the statement's response; every later chunk fetch is refused for good.
         let sim = try RunningSimulator(configuration: .init(rowsPerChunk: 40))
         sim.sim.addFault(Fault(match: .init(method: "GET", pathPrefix: "/api/2.0/sql/statements/"), count: nil,
-            kind: "status", status: 400))
+            kind: .status, status: 400))
         let dir = TempDir()
         let r = try failed {
             try run(sim, dir) {
@@ -299,9 +299,12 @@ struct RunRecordTests {
         let table = ["--table", Self.table, "--key", "participant_id"]
         let sync = try runCLI(["sync"] + table, port: sim.port, dir: dir)
         try #require(sync.status == 0, "\(sync.output)")
+        /// The records `runs --json` lists (its `runs` array), each as JSON text.
         func runs() throws -> [String] {
             let r = try runCLI(["runs", "--json", "--state-dir", dir.sub("state")], env: [:])
-            return r.stdout.split(separator: "\n").map(String.init)
+            let object = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
+            let list = try #require(object?["runs"] as? [Any], "\(r.stdout)")
+            return try list.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
         }
         func status() throws -> String { try runCLI(["status", "--state-dir", dir.sub("state")], env: [:]).stdout }
         #expect(try runs().count == 1)

@@ -10,7 +10,7 @@ import WarehouseSimulator
 struct UnknownOptionCLITests {
     @Test(arguments: [
         (["sync", "--bogus"], "Unknown option '--bogus'"),
-        (["sync", "--profile", "sim", "--table", "main.research.participants"], "Unknown option '--profile'"),
+        (["sync", "--profil", "sim", "--table", "main.research.participants"], "Unknown option '--profil'"),
         (["sync", "--bogus", "--batch-size", "0"], "Unknown option '--bogus'"),
         (["replay", "--bogus", "--from-version", "1"], "Unknown option '--bogus'"),
         (["schedule", "--bogus", "x.yaml"], "Unknown option '--bogus'"),

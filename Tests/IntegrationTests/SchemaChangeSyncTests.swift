@@ -210,7 +210,7 @@ struct SchemaChangeSyncTests {
         try sim.sim.appendCommit(table: Self.table, Commit(version: 7, timestamp: Self.ts(7), operation: "WRITE",
             insert: [Self.row("P-900001", "ada@example.org", Self.ts(7))]))
         func inject() {
-            var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: "sql_error", message: message)
+            var f = Fault(match: .init(statementContains: "table_changes"), count: 1, kind: .sqlError, message: message)
             f.errorClass = errorClass
             f.sqlState = "0AKDC"
             sim.sim.addFault(f)

@@ -8,6 +8,7 @@ import PropertyBased
 import Synchronization
 import Testing
 import WarehouseSimulator
+import Logging
 
 /// Design §2.7: the panel, its identity links and conflicts, the set of delivered changes and the invitations (the
 /// ledger and the invitation files; docs/activation.md) after a sync do not depend on how the run was split — chunk size, batch size, versions per statement, disposition, thread timing,
@@ -546,7 +547,7 @@ struct BatchBoundsTests {
         options.disposition = .inline
         let sync = CDFSync(client: client, store: store, options: options)
         let sizes = Mutex<[Int]>([])
-        sync.onProgress = { line in
+        sync.logger = LogCapture.logger { line in
             guard line.hasPrefix("applied "), let n = Int(line.dropFirst(8).prefix { $0.isNumber }) else { return }
             sizes.withLock { $0.append(n) }
         }

@@ -1,6 +1,7 @@
 import CDFSyncClient
 import CDFSyncTestSupport
 import Foundation
+import Logging
 import Testing
 
 /// The Warehouses API client against the simulator (the waiter's rules are unit-tested in CDFSyncClientTests'
@@ -15,10 +16,11 @@ struct WarehousesAPITests {
         #expect(before.name == "Cold Warehouse")
         #expect(before.state == "STOPPED")
         try client.start()
-        var progress: [String] = []
+        let log = LogCapture()
         let started = Date()
         let info = try client.waitUntilRunning(
-            waiter: WarehouseWaiter(timeout: 30, interval: { _ in 0.2 }), onProgress: { progress.append($0) })
+            waiter: WarehouseWaiter(timeout: 30, interval: { _ in 0.2 }), logger: log.logger)
+        let progress = log.messages
         #expect(info.state == "RUNNING")
         #expect(info.healthStatus == "HEALTHY")
         #expect(Date().timeIntervalSince(started) >= 0.5)

@@ -16,7 +16,7 @@ struct WebhookSinkTests {
         p.sinks = [.init(type: .ndjson, directory: dir.sub("out")),
                    .init(type: .webhook, url: "\(sim.baseURL)/_hook/panel", batchSize: 50)]
         // Two transient failures (retried within the run), then one rejection that fails the run.
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 2, kind: "status", status: 503))
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 2, kind: .status, status: 503))
         func run() throws -> SyncSummary {
             let store = try PanelStore(directory: dir.sub("s"))
             let client = StatementClient(settings: try sim.settings())
@@ -24,7 +24,7 @@ struct WebhookSinkTests {
         }
         let first = try run()
         #expect(first.webhookDelivered == first.delivered)
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: "status", status: 400))
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: .status, status: 400))
         let latest = sim.sim.latestVersion(table: "main.research.participants")!
         let rows = (0..<120).map { #"["W-\#($0)","A","B","w\#($0)@example.com",null,null,"DE",null,null,null,"opted_in","2026-05-01T00:00:00.000Z"]"# }
         try sim.sim.appendCommit(table: "main.research.participants", Commit.decode(Data(
@@ -113,7 +113,7 @@ struct SharedStoreDeliveryTests {
         let (panel, crm) = try pipelines(sim, dir)
         func run(_ p: Pipeline) throws -> SyncSummary { try Self.run(p, sim, dir) }
         // The webhook refuses the first run's batches: its cursor stays at 0 (the run's changes are in its files).
-        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: "status", status: 400))
+        _ = sim.sim.addFault(Fault(match: .init(method: "POST", pathPrefix: "/_hook/"), count: 1, kind: .status, status: 400))
         #expect(throws: SyncFailure.self) { _ = try run(panel) }
         let other = try run(crm)  // the next range of sequences, into out-crm
         try appendParticipants(90, sim)

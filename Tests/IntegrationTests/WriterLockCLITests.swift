@@ -81,9 +81,10 @@ struct WriterLockCLITests {
         #expect(after.status == 0, "\(after.output)")
         #expect(after.output.contains("no new commits"), "\(after.output)")
         let listed = try read(["runs", "--json"], dir)
-        let records = listed.output.split(separator: "\n").filter { $0.hasPrefix("{") }
+        let object = try JSONSerialization.jsonObject(with: Data(listed.output.utf8)) as? [String: Any]
+        let records = try #require(object?["runs"] as? [[String: Any]], "\(listed.output)")
         #expect(records.count == 2, "the refused attempt never started, so it has no run record: \(listed.output)")
-        #expect(records.allSatisfy { $0.contains(#""status":"succeeded""#) }, "\(listed.output)")
+        #expect(records.allSatisfy { $0["status"] as? String == "succeeded" }, "\(listed.output)")
     }
 
     @Test func aKilledSyncLeavesNoLockAndTheNextRunFinishesItsWork() throws {

@@ -30,34 +30,34 @@ import Testing
     }
 
     @Test(.enabled(if: ConformanceTests.available))
-    func inlineResultMatchesRecording() throws {
+    func inlineResultMatchesRecording() async throws {
         let rec = try Self.recorded("execute-inline-json-null-and-int.json")["body"] as! [String: Any]
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
-        let ours = try h.execute("SELECT id FROM main.crm.legacy")
+        let ours = try await h.execute("SELECT id FROM main.crm.legacy")
         #expect(Self.shape(ours) == Self.shape(rec))
     }
 
     @Test(.enabled(if: ConformanceTests.available))
-    func emptyAndPendingAndFailedMatchRecordings() throws {
+    func emptyAndPendingAndFailedMatchRecordings() async throws {
         let clock = SimulatorClock.manual()
         let h = try Harness(configuration: .init(includeSQLState: false, executionDelay: 5), clock: clock)
         // Empty result (the recording is Arrow: it adds total_byte_count and result_compression).
         let empty = try Self.recorded("execute-empty-result-select.json")["body"] as! [String: Any]
-        let pending = try h.execute("SELECT * FROM main.crm.customers VERSION AS OF 0", extra: ["wait_timeout": "0s"])
+        let pending = try await h.execute("SELECT * FROM main.crm.customers VERSION AS OF 0", extra: ["wait_timeout": "0s"])
         #expect(Self.shape(pending) == Self.shape(try Self.recorded("status-running.json")["body"]!))
         clock.advance(seconds: 5)
-        let done = try h.call("GET", "/api/2.0/sql/statements/\(pending["statement_id"]!)").json
+        let done = try await h.call("GET", "/api/2.0/sql/statements/\(pending["statement_id"]!)").json
         #expect(Self.shape(done) == Self.shape(empty, ignoring: ["total_byte_count", "result_compression"]))
         // External links: the same manifest keys as the Arrow recording but result_compression.
-        let ext = try h.execute("SELECT * FROM main.crm.customers VERSION AS OF 0", extra: ["disposition": "EXTERNAL_LINKS"])
+        let ext = try await h.execute("SELECT * FROM main.crm.customers VERSION AS OF 0", extra: ["disposition": "EXTERNAL_LINKS"])
         clock.advance(seconds: 5)
-        let extDone = try h.call("GET", "/api/2.0/sql/statements/\(ext["statement_id"]!)").json
+        let extDone = try await h.call("GET", "/api/2.0/sql/statements/\(ext["statement_id"]!)").json
         #expect(Self.shape(extDone) == Self.shape(empty, ignoring: ["result_compression"]))
         // Syntax error, sql_state off as in the recording.
         let failed = try Self.recorded("failed-parse-syntax.json")["body"] as! [String: Any]
-        let ours = try h.execute("INSER INTO x VALUES (1)")
+        let ours = try await h.execute("INSER INTO x VALUES (1)")
         clock.advance(seconds: 5)
-        let oursDone = try h.call("GET", "/api/2.0/sql/statements/\(ours["statement_id"]!)").json
+        let oursDone = try await h.call("GET", "/api/2.0/sql/statements/\(ours["statement_id"]!)").json
         #expect(Self.shape(oursDone) == Self.shape(failed))
         let recMessage = ((failed["status"] as! [String: Any])["error"] as! [String: Any])["message"] as! String
         #expect(errorMessage(oursDone) == recMessage.replacingOccurrences(
@@ -66,26 +66,25 @@ import Testing
     }
 
     @Test(.enabled(if: ConformanceTests.available))
-    func externalLinkChunksMatchRecording() throws {
+    func externalLinkChunksMatchRecording() async throws {
         let first = try Self.recorded("execute-external-links-arrow-multichunk-0.json")["body"] as! [String: Any]
         let second = try Self.recorded("chunk-external-links-arrow-1.json")["body"] as! [String: Any]
         let h = try Harness(configuration: .init(rowsPerExternalChunk: 2))
-        let r = try h.execute("SELECT id FROM main.crm.customers", extra: ["disposition": "EXTERNAL_LINKS"])
+        let r = try await h.execute("SELECT id FROM main.crm.customers", extra: ["disposition": "EXTERNAL_LINKS"])
         #expect(Self.shape(r["result"]!) == Self.shape(first["result"]!))
         #expect(Self.shape(r["manifest"]!, ignoring: ["columns"]) == Self.shape(first["manifest"]!, ignoring: ["columns", "result_compression"]))
-        let c = try h.call("GET", "/api/2.0/sql/statements/\(r["statement_id"]!)/result/chunks/1").json
+        let c = try await h.call("GET", "/api/2.0/sql/statements/\(r["statement_id"]!)/result/chunks/1").json
         #expect(Self.shape(c) == Self.shape(second))
         let recKeys = ((first["result"] as! [String: Any])["external_links"] as! [[String: Any]])[0].keys.sorted()
         #expect(((r["result"] as! [String: Any])["external_links"] as! [[String: Any]])[0].keys.sorted() == recKeys)
     }
 
     @Test(.enabled(if: ConformanceTests.available))
-    func authErrorsMatchRecordings() throws {
+    func authErrorsMatchRecordings() async throws {
         let h = try Harness()
         for (file, token) in [("error-missing-credential-401.json", nil), ("error-invalid-token-403.json", "dapi-nope")] as [(String, String?)] {
             let rec = try Self.recorded(file)
-            let c = try TestConnection(port: h.port)
-            let reply = try c.request("POST", "/api/2.0/sql/statements/", headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:], body: Array("{}".utf8))
+            let reply = try await h.send("POST", "/api/2.0/sql/statements/", headers: token.map { ["Authorization": "Bearer \($0)"] } ?? [:], body: Array("{}".utf8))
             #expect(reply.status == rec["status"] as? Int)
             let body = rec["body"] as! [String: Any]
             #expect(reply.json["error_code"] as? Int == body["error_code"] as? Int)
@@ -96,17 +95,17 @@ import Testing
             }
         }
         let close = try Self.recorded("close-statement-delete.json")
-        let id = try h.execute("SELECT 1")["statement_id"] as! String
-        let deleted = try h.call("DELETE", "/api/2.0/sql/statements/\(id)")
+        let id = try await h.execute("SELECT 1")["statement_id"] as! String
+        let deleted = try await h.call("DELETE", "/api/2.0/sql/statements/\(id)")
         #expect(deleted.status == close["status"] as? Int)
         #expect(Self.shape(deleted.json) == Self.shape(close["body"]!))
     }
 
     @Test(.enabled(if: ConformanceTests.available))
-    func oidcDiscoveryHasTheRecordedKeys() throws {
+    func oidcDiscoveryHasTheRecordedKeys() async throws {
         let rec = try Self.recorded("oidc-discovery.json")["body"] as! [String: Any]
         let h = try Harness()
-        let ours = try h.call("GET", "/oidc/.well-known/oauth-authorization-server").json
+        let ours = try await h.call("GET", "/oidc/.well-known/oauth-authorization-server").json
         #expect(ours.keys.sorted() == rec.keys.sorted())
         #expect(Set(ours["scopes_supported"] as! [String]) == Set(rec["scopes_supported"] as! [String]))
     }

@@ -27,7 +27,7 @@ import Testing
         "SELECT 1L FROM main.crm.customers",
         "",
     ])
-    func unsupportedSQLIsASyntaxError(sql: String) throws {
+    func unsupportedSQLIsASyntaxError(sql: String) async throws {
         #expect(throws: SQLError.self) { try Parser.parse(sql) }
         do {
             _ = try Parser.parse(sql)
@@ -40,7 +40,7 @@ import Testing
         }
     }
 
-    @Test func syntaxErrorPointsAtTheToken() throws {
+    @Test func syntaxErrorPointsAtTheToken() async throws {
         do {
             _ = try Parser.parse("INSER INTO x VALUES (1)")
             Issue.record("expected a syntax error")
@@ -55,7 +55,7 @@ import Testing
         }
     }
 
-    @Test func acceptsTheSupportedSurface() throws {
+    @Test func acceptsTheSupportedSurface() async throws {
         let ok = [
             "select * from main.crm.customers",
             "SELECT `id`, `e``mail` AS x FROM `main`.`crm`.`customers` VERSION AS OF 3;",
@@ -72,7 +72,7 @@ import Testing
         for sql in ok { _ = try Parser.parse(sql) }
     }
 
-    @Test func unknownCastTypeIsUnsupportedDatatype() throws {
+    @Test func unknownCastTypeIsUnsupportedDatatype() async throws {
         do {
             _ = try Parser.parse("SELECT CAST(id AS BLOB) FROM t")
             Issue.record("expected an error")
@@ -81,7 +81,7 @@ import Testing
         }
     }
 
-    @Test func lexerHandlesQuotesAndEscapes() throws {
+    @Test func lexerHandlesQuotesAndEscapes() async throws {
         let toks = try Lexer("SELECT 'a''b', 'c\\'d', `x``y`, :p1, -- c\n 1.5e3").tokenize()
         #expect(toks.filter { $0.kind == .string }.map(\.text) == ["a'b", "c'd"])
         #expect(toks.first { $0.kind == .quotedIdentifier }?.text == "x`y")
@@ -89,13 +89,13 @@ import Testing
         #expect(toks.first { $0.kind == .decimal }?.text == "1.5e3")
     }
 
-    @Test func tableNamesSplitWithBackticks() throws {
+    @Test func tableNamesSplitWithBackticks() async throws {
         #expect(try TableName.splitParts("`my.cat`.sch.`t``x`") == ["my.cat", "sch", "t`x"])
         #expect(throws: (any Error).self) { try TableName(parsing: "a..b") }
         #expect(throws: (any Error).self) { try TableName(parsing: "a.b") }
     }
 
-    @Test func typeTextMapsToTypeName() throws {
+    @Test func typeTextMapsToTypeName() async throws {
         let cases: [(String, String, String)] = [
             ("BIGINT", "BIGINT", "LONG"), ("int", "INT", "INT"), ("decimal(18, 2)", "DECIMAL(18,2)", "DECIMAL"),
             ("TINYINT", "TINYINT", "BYTE"), ("SMALLINT", "SMALLINT", "SHORT"), ("VOID", "VOID", "NULL"),
@@ -111,7 +111,7 @@ import Testing
         #expect(throws: (any Error).self) { try SQLType(parsing: "BLOB") }
     }
 
-    @Test func timestampsParseAndFormat() throws {
+    @Test func timestampsParseAndFormat() async throws {
         #expect(try Timestamp.parseMillis("1970-01-01T00:00:00Z") == 0)
         #expect(try Timestamp.parseMillis("2021-06-15T12:34:56.789-07:00") == Timestamp.parseMillis("2021-06-15T19:34:56.789Z"))
         #expect(Timestamp.format(millis: try Timestamp.parseMillis("2026-03-02 09:15:00")) == "2026-03-02T09:15:00.000Z")
@@ -119,7 +119,7 @@ import Testing
         #expect(throws: (any Error).self) { try Timestamp.parseMillis("2026-13-01") }
     }
 
-    @Test func workspaceValidationRejectsBadDocuments() throws {
+    @Test func workspaceValidationRejectsBadDocuments() async throws {
         let bad = [
             #"{"format":"cdfsync-sim/2"}"#,
             #"{"format":"cdfsync-sim/1","tables":[{"name":"a.b","columns":[{"name":"x","type":"INT"}]}]}"#,
@@ -137,7 +137,7 @@ import Testing
         }
     }
 
-    @Test func demoWorkspaceLoads() throws {
+    @Test func demoWorkspaceLoads() async throws {
         let ws = try Workspace.load(path: Harness.fixture("demo-workspace.json"))
         let sim = try Simulator(workspace: ws)
         #expect(sim.latestVersion(table: "main.research.participants") == 6)
@@ -148,15 +148,15 @@ import Testing
         #expect(sim.latestVersion(table: "main.research.participants") == 9)
     }
 
-    @Test func demoCommitsCanBePostedAsOneDocument() throws {
+    @Test func demoCommitsCanBePostedAsOneDocument() async throws {
         let h = try Harness(workspace: try Workspace.load(path: Harness.fixture("demo-workspace.json")))
         let body = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Harness.fixture("demo-commits-2.json"))))
-        let r = try h.call("POST", "/_sim/commits", json: body, token: "sim-admin")
+        let r = try await h.call("POST", "/_sim/commits", json: body, token: "sim-admin")
         #expect(r.status == 200)
         #expect(r.json["versions"] as? [Int] == [7, 8, 9])
-        #expect(try h.call("POST", "/_sim/commits", json: body, token: "sim-admin").status == 409)
+        #expect(try await h.call("POST", "/_sim/commits", json: body, token: "sim-admin").status == 409)
         h.token = "dapi-demo-token"
-        let changes = try h.execute(
+        let changes = try await h.execute(
             "SELECT _change_type FROM table_changes('main.research.participants', 7, 9)",
             extra: ["warehouse_id": "8a1c2f3d4e5b6a70"])
         let m = changes["manifest"] as! [String: Any]

@@ -1,4 +1,8 @@
 import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
 import Testing
 @testable import WarehouseSimulator
 
@@ -7,7 +11,7 @@ import Glibc
 #endif
 
 /// A response as the test client saw it.
-struct Reply {
+struct Reply: Sendable {
     var status: Int
     var headers: [String: String]
     var body: [UInt8]
@@ -25,13 +29,18 @@ struct ClientError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// A minimal HTTP/1.1 client over a POSIX socket; one connection, reusable (keep-alive).
+/// A minimal HTTP/1.1 client over a POSIX socket; one connection, reusable (keep-alive). For the tests where the
+/// wire matters (transport faults, request framing, garbage bytes, the built `dbsql-sim`); everything else goes
+/// through Hummingbird's router test mode.
 final class TestConnection {
     let fd: Int32
     private var buffer: [UInt8] = []
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // A server that never answers fails the test instead of hanging the suite.
+        var timeout = timeval(tv_sec: 60, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -100,9 +109,13 @@ final class TestConnection {
     }
 }
 
-/// A simulator on a free loopback port plus helpers for the API.
+/// A simulator plus helpers for its API. Requests go through Hummingbird's router test mode (no socket: the router,
+/// the middleware and the handlers, as the server runs them); with `socket: true` the simulator also listens on a free
+/// loopback port and `call` goes over a ``TestConnection``, for tests where the wire matters.
 final class Harness {
     let sim: Simulator
+    let app: Application<RouterResponder<SimulatorContext>>
+    /// The port it listens on (`socket: true` only).
     let port: Int
     var token = "dapi-test-token"
     /// The warehouse `execute` sends statements to.
@@ -111,10 +124,11 @@ final class Harness {
 
     init(
         workspace: Workspace? = nil, configuration: Simulator.Configuration = .init(rowsPerChunk: 2),
-        clock: SimulatorClock = SimulatorClock()
+        clock: SimulatorClock = SimulatorClock(), socket: Bool = false
     ) throws {
         sim = try Simulator(workspace: workspace ?? Harness.minimal(), configuration: configuration, clock: clock)
-        port = try sim.start(host: "127.0.0.1", port: 0)
+        app = Application(router: sim.makeRouter(), logger: Simulator.silentLogger)
+        port = socket ? try sim.start(host: "127.0.0.1", port: 0) : 0
     }
 
     deinit { sim.stop() }
@@ -126,34 +140,59 @@ final class Harness {
 
     static func minimal() throws -> Workspace { try Workspace.load(path: fixture("sim-minimal.json")) }
 
+    /// Sends a request with `Authorization: Bearer <token>` (this harness's token unless given; none when it is
+    /// empty, or when `authorize` is false).
     func call(
-        _ method: String, _ path: String, json: Any? = nil, token: String? = nil, headers: [String: String] = [:]
-    ) throws -> Reply {
-        let c = try TestConnection(port: port)
+        _ method: String, _ path: String, json: Any? = nil, token: String? = nil, headers: [String: String] = [:],
+        authorize: Bool = true
+    ) async throws -> Reply {
         var h = headers
-        if let t = token ?? (self.token.isEmpty ? nil : self.token) { h["Authorization"] = "Bearer \(t)" }
+        if authorize, let t = token ?? (self.token.isEmpty ? nil : self.token) { h["Authorization"] = "Bearer \(t)" }
         var body: [UInt8]?
         if let json {
             body = Array(try JSONSerialization.data(withJSONObject: json))
             h["Content-Type"] = "application/json"
         }
-        return try c.request(method, path, headers: h, body: body)
+        return try await send(method, path, headers: h, body: body)
+    }
+
+    /// Downloads an external link's file (no `Authorization`, as a client must).
+    func download(_ link: String) async throws -> Reply {
+        let u = URL(string: link)!
+        return try await call("GET", u.path + "?" + u.query!, authorize: false)
+    }
+
+    /// Sends exactly `headers` and `body`.
+    func send(_ method: String, _ path: String, headers: [String: String] = [:], body: [UInt8]? = nil) async throws
+        -> Reply
+    {
+        if port != 0 { return try TestConnection(port: port).request(method, path, headers: headers, body: body) }
+        let fields = HTTPFields(headers.map { HTTPField(name: HTTPField.Name($0.key)!, value: $0.value) })
+        let m = HTTPRequest.Method(method)!
+        return try await app.test(.router) { client in
+            try await client.execute(uri: path, method: m, headers: fields, body: body.map { ByteBuffer(bytes: $0) }) {
+                response in
+                var headers: [String: String] = [:]
+                for f in response.headers { headers[f.name.canonicalName] = f.value }
+                return Reply(status: Int(response.status.code), headers: headers, body: Array(buffer: response.body))
+            }
+        }
     }
 
     /// POSTs a statement; returns the parsed response body.
     func execute(
         _ sql: String, params: [[String: Any]] = [], extra: [String: Any] = [:], token: String? = nil
-    ) throws -> [String: Any] {
+    ) async throws -> [String: Any] {
         var body: [String: Any] = ["statement": sql, "warehouse_id": warehouseID, "parameters": params]
         for (k, v) in extra { body[k] = v }
-        let r = try call("POST", "/api/2.0/sql/statements", json: body, token: token)
+        let r = try await call("POST", "/api/2.0/sql/statements", json: body, token: token)
         guard r.status == 200 else { throw ClientError(description: "HTTP \(r.status): \(r.text)") }
         return r.json
     }
 
     /// Runs a statement and follows every chunk; returns columns and rows.
-    func rows(_ sql: String, params: [[String: Any]] = [], token: String? = nil) throws -> (columns: [String], rows: [[String?]]) {
-        let r = try execute(sql, params: params, token: token)
+    func rows(_ sql: String, params: [[String: Any]] = [], token: String? = nil) async throws -> (columns: [String], rows: [[String?]]) {
+        let r = try await execute(sql, params: params, token: token)
         let status = r["status"] as? [String: Any]
         guard status?["state"] as? String == "SUCCEEDED" else {
             throw ClientError(description: "statement not SUCCEEDED: \(r)")
@@ -165,7 +204,7 @@ final class Harness {
         while true {
             for row in result["data_array"] as? [[Any]] ?? [] { out.append(row.map { $0 as? String }) }
             guard let link = result["next_chunk_internal_link"] as? String else { break }
-            let next = try call("GET", link, token: token)
+            let next = try await call("GET", link, token: token)
             guard next.status == 200 else { throw ClientError(description: "chunk HTTP \(next.status)") }
             result = next.json
         }

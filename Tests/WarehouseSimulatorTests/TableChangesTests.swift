@@ -3,9 +3,9 @@ import Testing
 @testable import WarehouseSimulator
 
 @Suite struct TableChangesTests {
-    @Test func rangeReturnsChangeRowsInVersionOrder() throws {
+    @Test func rangeReturnsChangeRowsInVersionOrder() async throws {
         let h = try Harness(configuration: .init(rowsPerChunk: 3))
-        let (cols, rows) = try h.rows(
+        let (cols, rows) = try await h.rows(
             "SELECT id, email, _change_type, _commit_version, _commit_timestamp FROM table_changes('main.crm.customers', 2, 3) ORDER BY _commit_version")
         #expect(cols == ["id", "email", "_change_type", "_commit_version", "_commit_timestamp"])
         #expect(rows.map { $0[2]! } == ["insert", "update_preimage", "update_postimage", "delete"])
@@ -16,9 +16,9 @@ import Testing
         #expect(rows[3][4] == "2026-03-03T10:00:00.000Z")
     }
 
-    @Test func starIncludesChangeColumnsAndTypes() throws {
+    @Test func starIncludesChangeColumnsAndTypes() async throws {
         let h = try Harness()
-        let r = try h.execute("SELECT * FROM table_changes('`main`.`crm`.`customers`', :s, :e)", params: [
+        let r = try await h.execute("SELECT * FROM table_changes('`main`.`crm`.`customers`', :s, :e)", params: [
             ["name": "s", "value": "1", "type": "BIGINT"], ["name": "e", "value": "1", "type": "BIGINT"],
         ])
         let cols = ((r["manifest"] as! [String: Any])["schema"] as! [String: Any])["columns"] as! [[String: Any]]
@@ -27,19 +27,19 @@ import Testing
         #expect((r["manifest"] as! [String: Any])["total_row_count"] as? Int == 3)
     }
 
-    @Test func endDefaultsToLatestAndIsCapped() throws {
+    @Test func endDefaultsToLatestAndIsCapped() async throws {
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
-        #expect(try h.rows("SELECT id FROM table_changes('main.crm.customers', 3)").rows.count == 1)
-        #expect(try h.rows("SELECT id FROM table_changes('main.crm.customers', 3, 10)").rows.count == 1)
+        #expect(try await h.rows("SELECT id FROM table_changes('main.crm.customers', 3)").rows.count == 1)
+        #expect(try await h.rows("SELECT id FROM table_changes('main.crm.customers', 3, 10)").rows.count == 1)
     }
 
-    @Test func timestampBounds() throws {
+    @Test func timestampBounds() async throws {
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
-        let r = try h.rows("SELECT _commit_version FROM table_changes('main.crm.customers', '2026-03-01T08:30:00Z', '2026-03-02 09:15:00')")
+        let r = try await h.rows("SELECT _commit_version FROM table_changes('main.crm.customers', '2026-03-01T08:30:00Z', '2026-03-02 09:15:00')")
         #expect(Set(r.rows.map { $0[0]! }) == ["1", "2"])
-        let between = try h.rows("SELECT * FROM table_changes('main.crm.customers', '2026-03-02T10:00:00Z', '2026-03-02T11:00:00Z')")
+        let between = try await h.rows("SELECT * FROM table_changes('main.crm.customers', '2026-03-02T10:00:00Z', '2026-03-02T11:00:00Z')")
         #expect(between.rows.isEmpty)
-        let after = try h.execute("SELECT * FROM table_changes('main.crm.customers', '2027-01-01T00:00:00Z')")
+        let after = try await h.execute("SELECT * FROM table_changes('main.crm.customers', '2027-01-01T00:00:00Z')")
         #expect(errorClass(after) == "DELTA_TIMESTAMP_GREATER_THAN_COMMIT")
     }
 
@@ -57,9 +57,9 @@ import Testing
         ("SELECT * FROM table_changes('main.crm.customers', :missing)", "UNBOUND_SQL_PARAMETER", "42P02"),
         ("SELECT * FROM table_changes(email, 0)", "DELTA_CDC_NON_CONSTANT_ARGUMENT", "42K0H"),
     ])
-    func errorClasses(sql: String, errorClass expected: String, sqlState: String) throws {
+    func errorClasses(sql: String, errorClass expected: String, sqlState: String) async throws {
         let h = try Harness()
-        let r = try h.execute(sql)
+        let r = try await h.execute(sql)
         #expect(state(r) == "FAILED")
         let status = r["status"] as! [String: Any]
         #expect((status["error"] as? [String: Any])?["error_code"] as? String == "BAD_REQUEST")
@@ -69,22 +69,22 @@ import Testing
         #expect(r["manifest"] == nil && r["result"] == nil)
     }
 
-    @Test func missingChangeDataNamesTheFirstVersionWithout() throws {
+    @Test func missingChangeDataNamesTheFirstVersionWithout() async throws {
         let h = try Harness()
-        let r = try h.execute("SELECT * FROM table_changes('main.crm.legacy', 0, 3)")
+        let r = try await h.execute("SELECT * FROM table_changes('main.crm.legacy', 0, 3)")
         #expect(errorMessage(r)?.contains("range [0 , 3] as change data was not recorded for version [0]") == true)
         // From the version that enabled it on, change data is there.
-        #expect(try h.rows("SELECT id FROM table_changes('main.crm.legacy', 2, 3)").rows.map { $0[0]! } == ["2"])
+        #expect(try await h.rows("SELECT id FROM table_changes('main.crm.legacy', 2, 3)").rows.map { $0[0]! } == ["2"])
     }
 
-    @Test func aDroppedTableIsGoneAndARecreatedOneStartsItsOwnHistoryAtV0() throws {
+    @Test func aDroppedTableIsGoneAndARecreatedOneStartsItsOwnHistoryAtV0() async throws {
         let h = try Harness()
-        #expect(try h.call("DELETE", "/_sim/tables/main.crm.customers").status == 401)
-        let dropped = try h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin")
+        #expect(try await h.call("DELETE", "/_sim/tables/main.crm.customers").status == 401)
+        let dropped = try await h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin")
         #expect(dropped.status == 200)
-        #expect(try h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin").status == 404)
+        #expect(try await h.call("DELETE", "/_sim/tables/main.crm.customers", token: "sim-admin").status == 404)
         #expect(h.sim.latestVersion(table: "main.crm.customers") == nil)
-        let gone = try h.execute("SELECT * FROM table_changes('main.crm.customers', 0)")
+        let gone = try await h.execute("SELECT * FROM table_changes('main.crm.customers', 0)")
         #expect(errorClass(gone) == "TABLE_OR_VIEW_NOT_FOUND")
         // CREATE TABLE again under the name: v0 and v1 only, its rows and nothing of the old history.
         let table: [String: Any] = [
@@ -97,17 +97,17 @@ import Testing
                  "insert": [["9", "zoe@example.com"]]],
             ],
         ]
-        let created = try h.call("POST", "/_sim/tables", json: table, token: "sim-admin")
+        let created = try await h.call("POST", "/_sim/tables", json: table, token: "sim-admin")
         #expect(created.status == 200, "\(created.text)")
         #expect(created.json["latest_version"] as? Int == 1)
-        #expect(try h.rows("DESCRIBE HISTORY main.crm.customers").rows.map { $0[0]! } == ["1", "0"])
-        #expect(try h.rows("SELECT id, _change_type, _commit_version FROM table_changes('main.crm.customers', 0)").rows
+        #expect(try await h.rows("DESCRIBE HISTORY main.crm.customers").rows.map { $0[0]! } == ["1", "0"])
+        #expect(try await h.rows("SELECT id, _change_type, _commit_version FROM table_changes('main.crm.customers', 0)").rows
             == [["9", "insert", "1"]])
-        let after = try h.execute("SELECT * FROM table_changes('main.crm.customers', 3)")
+        let after = try await h.execute("SELECT * FROM table_changes('main.crm.customers', 3)")
         #expect(errorClass(after) == "DELTA_CDC_START_VERSION_AFTER_LATEST")
     }
 
-    @Test func appendedCommitsShowUpAndWrongVersionsConflict() throws {
+    @Test func appendedCommitsShowUpAndWrongVersionsConflict() async throws {
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
         let commit: [String: Any] = [
             "version": 4, "timestamp": "2026-03-04T10:00:00.000Z", "operation": "MERGE",
@@ -115,22 +115,22 @@ import Testing
                         "after": ["1", "ana@example.net", "10.50", "Opted Out", "2026-03-04T10:00:00.000Z"]]],
             "insert": [["5", "eve@example.com", "3.00", "Opted In", "2026-03-04T10:00:00.000Z"]],
         ]
-        let noAuth = try h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit)
+        let noAuth = try await h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit)
         #expect(noAuth.status == 401)
-        let ok = try h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit, token: "sim-admin")
+        let ok = try await h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit, token: "sim-admin")
         #expect(ok.status == 200)
         #expect(ok.json["version"] as? Int == 4)
-        let again = try h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit, token: "sim-admin")
+        let again = try await h.call("POST", "/_sim/tables/main.crm.customers/commits", json: commit, token: "sim-admin")
         #expect(again.status == 409)
         #expect((again.json["error"] as? String)?.contains("latest + 1 = 5") == true)
-        let rows = try h.rows("SELECT id, _change_type FROM table_changes('main.crm.customers', 4, 4)").rows
+        let rows = try await h.rows("SELECT id, _change_type FROM table_changes('main.crm.customers', 4, 4)").rows
         #expect(rows.map { $0[1]! } == ["insert", "update_preimage", "update_postimage"])
-        #expect(try h.rows("DESCRIBE HISTORY main.crm.customers LIMIT 1").rows[0][0] == "4")
+        #expect(try await h.rows("DESCRIBE HISTORY main.crm.customers LIMIT 1").rows[0][0] == "4")
         // A before-row that is not in the table is rejected.
         var bad = commit
         bad["version"] = 5
         bad["timestamp"] = "2026-03-05T10:00:00.000Z"
-        let badReply = try h.call("POST", "/_sim/tables/main.crm.customers/commits", json: bad, token: "sim-admin")
+        let badReply = try await h.call("POST", "/_sim/tables/main.crm.customers/commits", json: bad, token: "sim-admin")
         #expect(badReply.status == 400)
         // In-process API does the same.
         try h.sim.appendCommit(
@@ -138,6 +138,6 @@ import Testing
             Commit(version: 5, timestamp: "2026-03-05T10:00:00.000Z", operation: "DELETE",
                    delete: [["5", "eve@example.com", "3.00", "Opted In", "2026-03-04T10:00:00.000Z"]]))
         #expect(h.sim.latestVersion(table: "main.crm.customers") == 5)
-        #expect(try h.rows("SELECT id FROM main.crm.customers").rows.map { $0[0]! } == ["1", "2", "4"])
+        #expect(try await h.rows("SELECT id FROM main.crm.customers").rows.map { $0[0]! } == ["1", "2", "4"])
     }
 }

@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Logging
 
 /// Authenticated requests to one workspace with retries and error classification. One per thread: it owns a
 /// `CurlTransport` (a libcurl easy handle) and reuses its connection.
@@ -8,7 +9,8 @@ final class WorkspaceAPI {
     let tokens: any TokenProvider
     let transport: CurlTransport
     var retryPolicy = RetryPolicy()
-    var onProgress: (String) -> Void = { _ in }
+    /// Retries (warning); every request with its status, size and time (trace) — never a header or a query string.
+    var logger = Logger(label: "cdfsync.client")
 
     init(settings: ConnectionSettings, tokens: any TokenProvider) {
         self.settings = settings
@@ -41,10 +43,13 @@ final class WorkspaceAPI {
             var errorBody: [UInt8] = []
             var status = 0
             var delivered = false
+            var received = 0
+            let sent = Date()
             let failure: DatabricksError
             let retryable: Bool
             do {
                 let head = try transport.perform(request, onHead: { h in status = h.status }) { chunk in
+                    received += chunk.count
                     if status >= 200 && status < 300 {
                         delivered = true
                         try consume(chunk)
@@ -52,6 +57,10 @@ final class WorkspaceAPI {
                         errorBody.append(contentsOf: chunk)
                     }
                 }
+                logger.trace("\(method.rawValue) \(path) → HTTP \(head.status)", metadata: [
+                    "bytes": "\(received)", "ms": "\(Int(Date().timeIntervalSince(sent) * 1000))",
+                    "attempt": "\(attempt)",
+                ])
                 if head.status >= 200 && head.status < 300 { return head }
                 failure = ErrorClassification.http(status: head.status, body: errorBody, headers: head,
                     host: settings.hostName, context: context)
@@ -70,7 +79,8 @@ final class WorkspaceAPI {
             }
             if delivered { try restart() }
             let wait = retryPolicy.delay(attempt: attempt, retryAfter: failure.retryAfter)
-            onProgress("\(failure.category) — retrying in \(String(format: "%.1f", wait))s (attempt \(attempt + 1))")
+            logger.warning("\(failure.category) — retrying in \(String(format: "%.1f", wait))s (attempt \(attempt + 1))",
+                metadata: ["request": "\(method.rawValue) \(path)", "error": "\(failure.message)"])
             Thread.sleep(forTimeInterval: wait)
         }
     }

@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Logging
 
 /// Executes statements over the Statement Execution API 2.0 and streams their JSON_ARRAY results.
 ///
@@ -14,8 +15,11 @@ public final class StatementClient {
     public var statementDeadline: Double = 3600
     /// Seconds the POST waits on the server (`wait_timeout`: 0 or 5–50).
     public var waitTimeout = 10
-    /// Called with human-readable progress ("warehouse starting (12s)").
-    public var onProgress: (String) -> Void = { _ in }
+    /// Where the client logs: a warehouse starting or a statement queued (notice), retries (warning), statements
+    /// (debug), requests and chunks (trace). Never a token, a secret, a header or a presigned URL's query.
+    public var logger = Logger(label: "cdfsync.client") {
+        didSet { api.logger = logger }
+    }
     /// Polled between requests; when it returns true the statement is cancelled and `statementCanceled` thrown.
     public var isCancelled: () -> Bool = { false }
 
@@ -25,7 +29,7 @@ public final class StatementClient {
     public init(settings: ConnectionSettings, tokens: (any TokenProvider)? = nil) {
         self.settings = settings
         self.api = WorkspaceAPI(settings: settings, tokens: tokens ?? WorkspaceAPI.defaultTokens(for: settings))
-        api.onProgress = { [unowned self] in self.onProgress($0) }
+        api.logger = logger
     }
 
     public var retryPolicy: RetryPolicy {
@@ -47,7 +51,7 @@ public final class StatementClient {
         do {
             return try executeOnce(statement, sink: sink)
         } catch let e as DatabricksError where statement.disposition == .inline && e.isInlineLimitExceeded {
-            onProgress("result exceeds the inline limit; reading it through external links")
+            logger.notice("result exceeds the inline limit; reading it through external links")
             var again = statement
             again.disposition = .externalLinks
             return try executeOnce(again, sink: sink)
@@ -85,6 +89,10 @@ public final class StatementClient {
                 totalChunks: manifest.totalChunkCount, expectedColumns: columns > 0 ? columns : nil, sink: sink,
                 bytes: &bytes)
         }
+        logger.debug("statement \(statementID) read", metadata: [
+            "statement_id": "\(statementID)", "rows": "\(rows)", "chunks": "\(chunks)", "bytes": "\(bytes)",
+            "disposition": "\(response.result?.externalLinks == nil ? "INLINE" : "EXTERNAL_LINKS")",
+        ])
         if manifest.totalRowCount != Int64(rows) {
             throw DatabricksError(.invalidResponse,
                 "statement \(statementID) delivered \(rows) rows but its manifest says \(manifest.totalRowCount)",
@@ -109,6 +117,11 @@ public final class StatementClient {
             throw DatabricksError(.invalidResponse, "the statement response has no statement_id",
                 remedy: "The server is not speaking the Statement Execution API; check the host.")
         }
+        logger.debug("statement \(statementID) submitted", metadata: [
+            "statement_id": "\(statementID)", "disposition": "\(statement.disposition.rawValue)",
+            "state": "\(response.status?.state.rawValue ?? "?")",
+        ])
+        logger.trace("statement \(statementID) SQL: \(statement.sql)", metadata: ["statement_id": "\(statementID)"])
         var attempt = 0
         var pendingSince: Date?
         var waiting = PendingReason.unknown
@@ -136,9 +149,9 @@ public final class StatementClient {
                 }
                 let seconds = Int(Date().timeIntervalSince(since))
                 switch waiting {
-                case .warehouseStarting: onProgress("warehouse starting (\(seconds)s)")
-                case .queued: onProgress("statement queued (\(seconds)s)")
-                case .unknown: onProgress("statement pending (\(seconds)s)")
+                case .warehouseStarting: logger.notice("warehouse starting (\(seconds)s)", metadata: ["statement_id": "\(statementID)"])
+                case .queued: logger.notice("statement queued (\(seconds)s)", metadata: ["statement_id": "\(statementID)"])
+                case .unknown: logger.notice("statement pending (\(seconds)s)", metadata: ["statement_id": "\(statementID)"])
                 }
             } else {
                 pendingSince = nil

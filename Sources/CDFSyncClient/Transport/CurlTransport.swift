@@ -62,7 +62,7 @@ public struct RequestRefused: Error, Sendable, CustomStringConvertible {
 
 /// One HTTP request.
 public struct HTTPRequest: Sendable {
-    public enum Method: String, Sendable { case get = "GET", post = "POST", delete = "DELETE" }
+    public enum Method: String, Sendable { case get = "GET", post = "POST", put = "PUT", delete = "DELETE" }
     public var method: Method
     public var url: String
     public var headers: [(String, String)]
@@ -207,8 +207,9 @@ public final class CurlTransport {
 
         switch request.method {
         case .get: _ = ccurl_easy_setopt_long(h, CURLOPT_HTTPGET, 1)
-        case .post:
+        case .post, .put:
             _ = ccurl_easy_setopt_long(h, CURLOPT_POST, 1)
+            if request.method == .put { _ = ccurl_easy_setopt_string(h, CURLOPT_CUSTOMREQUEST, "PUT") }
             let body = request.body ?? []
             _ = ccurl_easy_setopt_off(h, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
             // COPYPOSTFIELDS copies, so the Swift array need not outlive this call.

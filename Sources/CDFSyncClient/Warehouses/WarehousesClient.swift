@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Logging
 
 /// A SQL warehouse as `GET /api/2.0/sql/warehouses/{id}` describes it (spec §6). Unknown fields are ignored.
 public struct WarehouseInfo: Sendable, Decodable, Equatable {
@@ -107,13 +108,13 @@ public final class WarehousesClient {
     ///
     /// - Parameters:
     ///   - afterStart: whether a start was just requested, so that one lagging `STOPPED` is tolerated.
-    ///   - onProgress: called with "warehouse starting (Ns)" on every poll that is not yet RUNNING.
+    ///   - logger: told "warehouse starting (Ns)" (notice) on every poll that is not yet RUNNING.
     /// - Returns: the RUNNING warehouse.
     public func waitUntilRunning(
         id: String? = nil, afterStart: Bool = true, waiter: WarehouseWaiter = WarehouseWaiter(),
-        onProgress: (String) -> Void = { _ in }
+        logger: Logger = Logger(label: "cdfsync.client")
     ) throws -> WarehouseInfo {
-        try waiter.wait(afterStart: afterStart, poll: { try warehouse(id: id) }, onProgress: onProgress)
+        try waiter.wait(afterStart: afterStart, poll: { try warehouse(id: id) }, logger: logger)
     }
 
     static func pathComponent(_ id: String) -> String {
@@ -160,7 +161,7 @@ public struct WarehouseWaiter: Sendable {
     /// - Throws: `DatabricksError` `.warehouseStartTimeout` when the deadline passes, `.warehouseStopped` when the
     ///   warehouse stays or goes STOPPED, `.warehouseNotFound` when it is being deleted; errors of `poll` pass through.
     public func wait(
-        afterStart: Bool, poll: () throws -> WarehouseInfo, onProgress: (String) -> Void = { _ in }
+        afterStart: Bool, poll: () throws -> WarehouseInfo, logger: Logger = Logger(label: "cdfsync.client")
     ) throws -> WarehouseInfo {
         let started = now()
         let deadline = started.addingTimeInterval(timeout)
@@ -192,7 +193,7 @@ public struct WarehouseWaiter: Sendable {
                     "warehouse \(info.id) was still \(info.state) after \(elapsed) s",
                     remedy: "Cold starts can take minutes; wait and retry, raise the start timeout, or use a serverless warehouse.")
             }
-            onProgress("warehouse starting (\(elapsed)s)")
+            logger.notice("warehouse starting (\(elapsed)s)", metadata: ["warehouse_id": "\(info.id)"])
             let remaining = deadline.timeIntervalSince(now())
             sleep(max(0, min(interval(polls), remaining)))
         }

@@ -1,6 +1,7 @@
 import CDFSyncClient
 import CDFSyncCore
 import Foundation
+import Logging
 
 /// One step of `cdfsync connection test`.
 public struct ConnectionCheck: Sendable, Equatable {
@@ -53,6 +54,41 @@ public struct ConnectionTestReport: Sendable {
         }
         return lines.joined(separator: "\n")
     }
+
+    /// `cdfsync connection test --json`: `passed`, every step that ran (`step`, `passed`, `detail`, `milliseconds`),
+    /// and the failure (`category`, `message`, `remedy`, `error_class`, `http_status`) or null. Every step is listed
+    /// in `steps`, in order, so a reader sees which ones did not run.
+    public func json() -> [UInt8] {
+        var w = JSONWriter()
+        w.beginObject()
+        w.key("passed"); w.bool(passed)
+        w.key("steps"); w.beginArray(); ConnectionCheck.Step.allCases.forEach { w.string($0.rawValue) }; w.endArray()
+        w.key("checks")
+        w.beginArray()
+        for c in checks {
+            w.beginObject()
+            w.key("step"); w.string(c.step.rawValue)
+            w.key("passed"); w.bool(c.passed)
+            w.key("detail"); w.string(c.detail)
+            w.key("milliseconds"); w.int(Int64(c.milliseconds))
+            w.endObject()
+        }
+        w.endArray()
+        w.key("failure")
+        if let f = failure {
+            w.beginObject()
+            w.key("category"); w.string(f.category.name)
+            w.key("message"); w.string(f.message)
+            w.key("remedy"); w.string(f.remedy)
+            w.key("error_class"); w.string(f.errorClass)
+            w.key("http_status"); if let s = f.httpStatus { w.int(Int64(s)) } else { w.null() }
+            w.endObject()
+        } else {
+            w.null()
+        }
+        w.endObject()
+        return w.bytes
+    }
 }
 
 /// Runs the connection checks in order and stops at the first failure:
@@ -70,8 +106,8 @@ public struct ConnectionTester {
     public var maxAttempts = 2
     /// Called after each check, as it completes.
     public var onCheck: (ConnectionCheck) -> Void = { _ in }
-    /// Called with progress ("warehouse starting (4s)").
-    public var onProgress: (String) -> Void = { _ in }
+    /// Told a warehouse being started and waited for (notice), and what the client logs.
+    public var logger = Logger(label: "cdfsync.connection-test")
 
     public init(settings: ConnectionSettings) { self.settings = settings }
 
@@ -141,8 +177,8 @@ public struct ConnectionTester {
                         remedy: "Start it in SQL Warehouses, or run the test with --start-warehouse (needs CAN USE).")
                 }
                 if w.state != "STARTING" { try warehouses.start() }
-                onProgress("warehouse \(label) is \(w.state); starting it")
-                w = try warehouses.waitUntilRunning(afterStart: w.state != "STARTING", waiter: waiter, onProgress: onProgress)
+                logger.notice("warehouse \(label) is \(w.state); starting it")
+                w = try warehouses.waitUntilRunning(afterStart: w.state != "STARTING", waiter: waiter, logger: logger)
                 let secs = Date().timeIntervalSince(t)
                 record(.warehouse, t, true, "\(label) started, RUNNING after \(String(format: "%.1f", secs)) s")
             default:
@@ -166,7 +202,7 @@ public struct ConnectionTester {
         let client = StatementClient(settings: settings, tokens: tokens)
         client.retryPolicy = policy
         client.statementDeadline = statementDeadline
-        client.onProgress = onProgress
+        client.logger = logger
         do {
             let rows = try client.collect(Statement(sql: "SELECT 1"))
             guard rows.rows.count == 1, rows.rows[0].first??.trimmingCharacters(in: .whitespaces) == "1" else {

@@ -1,47 +1,50 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
+import NIOCore
 
 /// Renders statement responses, result chunks and external links.
 extension Simulator {
-    func renderStatement(_ r: StatementRecord, host: String) -> HTTPResponse {
+    func renderStatement(_ r: StatementRecord, host: String) -> APIResponse {
         let st = r.state(at: clock.now, resultTTL: configuration.resultTTL)
-        let out = ByteBuffer(capacity: 4096)
-        out.append("{\"statement_id\":")
-        out.appendJSONString(r.id)
-        out.append(",\"status\":{\"state\":\"")
-        out.append(string: st)
-        out.append("\"")
+        var out = ByteBuffer()
+        out.reserveCapacity(4096)
+        out.writeStaticString("{\"statement_id\":")
+        out.writeJSONString(r.id)
+        out.writeStaticString(",\"status\":{\"state\":\"")
+        out.writeString(st)
+        out.writeStaticString("\"")
         if st == "FAILED", case .failure(let e) = r.outcome {
-            out.append(",\"error\":{\"error_code\":")
-            out.appendJSONString(e.errorCode)
-            out.append(",\"message\":")
-            out.appendJSONString(e.message)
-            out.append("}")
+            out.writeStaticString(",\"error\":{\"error_code\":")
+            out.writeJSONString(e.errorCode)
+            out.writeStaticString(",\"message\":")
+            out.writeJSONString(e.message)
+            out.writeStaticString("}")
             if configuration.includeSQLState && e.plainMessage == nil {
-                out.append(",\"sql_state\":")
-                out.appendJSONString(e.sqlState)
+                out.writeStaticString(",\"sql_state\":")
+                out.writeJSONString(e.sqlState)
             }
         }
-        out.append("}")
+        out.writeStaticString("}")
         if st == "SUCCEEDED", case .success(let result) = r.outcome {
-            out.append(",\"manifest\":")
-            appendManifest(r, result, out: out)
-            out.append(",\"result\":")
+            out.writeStaticString(",\"manifest\":")
+            appendManifest(r, result, out: &out)
+            out.writeStaticString(",\"result\":")
             if r.chunkCount == 0 {
-                out.append("{}")
+                out.writeStaticString("{}")
             } else if r.external {
-                out.append("{\"external_links\":[")
-                appendLink(r, chunk: 0, host: host, out: out)
-                out.append("]}")
+                out.writeStaticString("{\"external_links\":[")
+                appendLink(r, chunk: 0, host: host, out: &out)
+                out.writeStaticString("]}")
             } else {
-                appendInlineChunk(r, chunk: 0, out: out)
+                appendInlineChunk(r, chunk: 0, out: &out)
             }
         }
-        out.append("}")
-        return HTTPResponse(status: 200, body: out)
+        out.writeStaticString("}")
+        return APIResponse(status: 200, body: out)
     }
 
-    func appendManifest(_ r: StatementRecord, _ result: ResultSet, out: ByteBuffer) {
+    func appendManifest(_ r: StatementRecord, _ result: ResultSet, out: inout ByteBuffer) {
         var w = JSONWriter(reservingCapacity: 1024)
         w.beginObject()
         w.key("format")
@@ -112,7 +115,7 @@ extension Simulator {
         w.key("truncated")
         w.bool(result.truncated)
         w.endObject()
-        out.append(w.bytes)
+        out.writeBytes(w.bytes)
     }
 
     func internalLink(_ r: StatementRecord, chunk: Int) -> String {
@@ -121,25 +124,25 @@ extension Simulator {
     }
 
     /// `{"chunk_index":..,"row_offset":..,"row_count":..,"data_array":[..],"next_chunk_index":..,...}`
-    func appendInlineChunk(_ r: StatementRecord, chunk: Int, out: ByteBuffer) {
+    func appendInlineChunk(_ r: StatementRecord, chunk: Int, out: inout ByteBuffer) {
         guard case .success(let result) = r.outcome else { return }
         let range = r.chunkRange(chunk)
-        out.append("{\"chunk_index\":")
-        out.append(int: chunk)
-        out.append(",\"row_offset\":")
-        out.append(int: range.lowerBound)
-        out.append(",\"row_count\":")
-        out.append(int: range.count)
-        out.append(",\"data_array\":[")
-        result.rows.renderJSON(range, into: out)
-        out.append("]")
+        out.writeStaticString("{\"chunk_index\":")
+        out.writeDecimal(chunk)
+        out.writeStaticString(",\"row_offset\":")
+        out.writeDecimal(range.lowerBound)
+        out.writeStaticString(",\"row_count\":")
+        out.writeDecimal(range.count)
+        out.writeStaticString(",\"data_array\":[")
+        result.rows.renderJSON(range, into: &out)
+        out.writeStaticString("]")
         if chunk + 1 < r.chunkCount {
-            out.append(",\"next_chunk_index\":")
-            out.append(int: chunk + 1)
-            out.append(",\"next_chunk_internal_link\":")
-            out.appendJSONString(internalLink(r, chunk: chunk + 1))
+            out.writeStaticString(",\"next_chunk_index\":")
+            out.writeDecimal(chunk + 1)
+            out.writeStaticString(",\"next_chunk_internal_link\":")
+            out.writeJSONString(internalLink(r, chunk: chunk + 1))
         }
-        out.append("}")
+        out.writeStaticString("}")
     }
 
     func signature(path: String, expires: Int64) -> String {
@@ -152,58 +155,58 @@ extension Simulator {
     }
 
     /// The file a link serves: a compact JSON array of rows, or CSV (header only in chunk 0).
-    func renderBlob(_ r: StatementRecord, chunk: Int, into out: ByteBuffer) {
+    func renderBlob(_ r: StatementRecord, chunk: Int, into out: inout ByteBuffer) {
         guard case .success(let result) = r.outcome else { return }
         let range = r.chunkRange(chunk)
         if r.format == "CSV" {
             if chunk == 0 {
                 for (i, c) in result.columns.enumerated() {
-                    if i > 0 { out.append(UInt8(ascii: ",")) }
-                    out.appendCSVField(c.name)
+                    if i > 0 { out.writeInteger(UInt8(ascii: ",")) }
+                    out.writeCSVField(c.name)
                 }
-                out.append("\r\n")
+                out.writeStaticString("\r\n")
             }
-            result.rows.renderCSV(range, into: out)
+            result.rows.renderCSV(range, into: &out)
         } else {
-            out.append(UInt8(ascii: "["))
-            result.rows.renderJSON(range, into: out)
-            out.append(UInt8(ascii: "]"))
+            out.writeInteger(UInt8(ascii: "["))
+            result.rows.renderJSON(range, into: &out)
+            out.writeInteger(UInt8(ascii: "]"))
         }
     }
 
-    func appendLink(_ r: StatementRecord, chunk: Int, host: String, out: ByteBuffer) {
+    func appendLink(_ r: StatementRecord, chunk: Int, host: String, out: inout ByteBuffer) {
         let range = r.chunkRange(chunk)
         let path = "/_blob/\(r.id)/\(chunk)"
         let expiresMillis = clock.nowMillis + Int64(configuration.linkTTL * 1000)
         let expires = expiresMillis / 1000
         let url = "http://\(host)\(path)?X-Sim-Expires=\(expires)&X-Sim-Signature=\(signature(path: path, expires: expires))"
         let size = blobSize(r, chunk: chunk)
-        out.append("{\"chunk_index\":")
-        out.append(int: chunk)
-        out.append(",\"row_offset\":")
-        out.append(int: range.lowerBound)
-        out.append(",\"row_count\":")
-        out.append(int: range.count)
-        out.append(",\"byte_count\":")
-        out.append(int: size)
+        out.writeStaticString("{\"chunk_index\":")
+        out.writeDecimal(chunk)
+        out.writeStaticString(",\"row_offset\":")
+        out.writeDecimal(range.lowerBound)
+        out.writeStaticString(",\"row_count\":")
+        out.writeDecimal(range.count)
+        out.writeStaticString(",\"byte_count\":")
+        out.writeDecimal(size)
         if chunk + 1 < r.chunkCount {
-            out.append(",\"next_chunk_index\":")
-            out.append(int: chunk + 1)
-            out.append(",\"next_chunk_internal_link\":")
-            out.appendJSONString(internalLink(r, chunk: chunk + 1))
+            out.writeStaticString(",\"next_chunk_index\":")
+            out.writeDecimal(chunk + 1)
+            out.writeStaticString(",\"next_chunk_internal_link\":")
+            out.writeJSONString(internalLink(r, chunk: chunk + 1))
         }
-        out.append(",\"external_link\":")
-        out.appendJSONString(url)
-        out.append(",\"expiration\":")
-        out.appendJSONString(Timestamp.format(millis: expiresMillis))
-        out.append("}")
+        out.writeStaticString(",\"external_link\":")
+        out.writeJSONString(url)
+        out.writeStaticString(",\"expiration\":")
+        out.writeJSONString(Timestamp.format(millis: expiresMillis))
+        out.writeStaticString("}")
     }
 
     /// The exact size of a chunk's file. The rendered bytes are kept (bounded) for the blob GET that follows.
-    func blobSize(_ r: StatementRecord, chunk: Int) -> Int { blob(r, chunk: chunk).count }
+    func blobSize(_ r: StatementRecord, chunk: Int) -> Int { blob(r, chunk: chunk).readableBytes }
 
     /// The bytes of a chunk's file (from the cache, or rendered again). Shared and never modified once cached:
-    /// a response sends it as its body without a copy.
+    /// a response sends it as its body without a copy (a `ByteBuffer` copy shares its storage).
     func blob(_ r: StatementRecord, chunk: Int) -> ByteBuffer {
         // Statements answered from the result cache share their origin's files.
         let key = "\(r.resultID)/\(chunk)"
@@ -212,10 +215,10 @@ extension Simulator {
         // large chunk is not copied through a dozen doublings.
         let rows = r.chunkRange(chunk).count
         let perRow = blobCache.withLock { $0.bytesPerRowHint }
-        let b = ByteBuffer(capacity: min(1 << 16 + rows * (perRow + perRow / 8), 1 << 30))
-        renderBlob(r, chunk: chunk, into: b)
+        var b = ByteBufferAllocator().buffer(capacity: min(1 << 16 + rows * (perRow + perRow / 8), 1 << 30))
+        renderBlob(r, chunk: chunk, into: &b)
         blobCache.withLock { cache in
-            if rows > 0 { cache.bytesPerRowHint = max(cache.bytesPerRowHint, b.count / rows + 1) }
+            if rows > 0 { cache.bytesPerRowHint = max(cache.bytesPerRowHint, b.readableBytes / rows + 1) }
             cache.put(key, b)
         }
         return b
@@ -223,7 +226,7 @@ extension Simulator {
 }
 
 /// Rendered chunk files by "statement/chunk", oldest dropped first beyond `limit` bytes.
-struct BlobCache: @unchecked Sendable {  // the buffers are never modified once cached; access is under a lock
+struct BlobCache: Sendable {
     var entries: [String: ByteBuffer] = [:]
     var order: [String] = []
     var bytes = 0
@@ -233,15 +236,15 @@ struct BlobCache: @unchecked Sendable {  // the buffers are never modified once 
 
     mutating func put(_ key: String, _ value: ByteBuffer) {
         if let old = entries[key] {
-            bytes -= old.count
+            bytes -= old.readableBytes
         } else {
             order.append(key)
         }
         entries[key] = value
-        bytes += value.count
+        bytes += value.readableBytes
         while bytes > limit, !order.isEmpty {
             let k = order.removeFirst()
-            if let v = entries.removeValue(forKey: k) { bytes -= v.count }
+            if let v = entries.removeValue(forKey: k) { bytes -= v.readableBytes }
         }
     }
 }

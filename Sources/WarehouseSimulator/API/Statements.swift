@@ -1,5 +1,7 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
+import NIOCore
 
 /// One submitted statement and its timeline on the simulator clock.
 struct StatementRecord: Sendable {
@@ -193,7 +195,7 @@ extension Simulator {
     }
 
     /// POST /api/2.0/sql/statements
-    func executeStatement(_ req: HTTPRequest, principal: Int, host: String) -> HTTPResponse {
+    func executeStatement(_ req: APIRequest, principal: Int, host: String) async -> APIResponse {
         let parsed: ExecuteRequest
         switch parseExecute(req.body) {
         case .success(let p): parsed = p
@@ -288,12 +290,13 @@ extension Simulator {
         {
             if parsed.waitTimeout > 0 {
                 // A queued statement moves on with polls, not time: waiting would only delay the answer.
+                // The task suspends between looks; no thread waits.
                 if !clock.isManual && queued == nil {
                     let deadline = Date().addingTimeInterval(Double(parsed.waitTimeout))
                     while Date() < deadline {
                         let st = state.withLock { $0.statements[id]! }.state(at: clock.now, resultTTL: configuration.resultTTL)
                         if st != "PENDING" && st != "RUNNING" { break }
-                        Thread.sleep(forTimeInterval: 0.01)
+                        try? await Task.sleep(nanoseconds: 10_000_000)
                     }
                 }
                 let st = state.withLock { $0.statements[id]! }.state(at: clock.now, resultTTL: configuration.resultTTL)
@@ -308,7 +311,7 @@ extension Simulator {
     }
 
     /// Renders a statement response, counting down the PENDING / RUNNING answers a `queue` fault holds it in.
-    func answer(_ r: StatementRecord, host: String) -> HTTPResponse {
+    func answer(_ r: StatementRecord, host: String) -> APIResponse {
         let response = renderStatement(r, host: host)
         if r.queuedAnswers > 0 || r.runningAnswers > 0 {
             state.withLock { s in
@@ -367,7 +370,7 @@ extension Simulator {
     }
 
     /// GET /api/2.0/sql/statements/{id}
-    func getStatement(_ id: String, principal: Int, host: String) -> HTTPResponse {
+    func getStatement(_ id: String, principal: Int, host: String) -> APIResponse {
         switch lookupStatement(id, principal: principal) {
         case .success(let r): return answer(r, host: host)
         case .failure(let e): return e.response()
@@ -375,7 +378,7 @@ extension Simulator {
     }
 
     /// POST /api/2.0/sql/statements/{id}/cancel
-    func cancelStatement(_ id: String, principal: Int) -> HTTPResponse {
+    func cancelStatement(_ id: String, principal: Int) -> APIResponse {
         switch lookupStatement(id, principal: principal) {
         case .success(let r):
             let now = clock.now
@@ -383,13 +386,13 @@ extension Simulator {
             if st == "PENDING" || st == "RUNNING" {
                 state.withLock { $0.statements[id]?.canceledAt = now }
             }
-            return HTTPResponse(status: 200, json: Array("{}".utf8))
+            return APIResponse(status: 200, json: Array("{}".utf8))
         case .failure(let e): return e.response()
         }
     }
 
     /// DELETE /api/2.0/sql/statements/{id}
-    func closeStatement(_ id: String, principal: Int) -> HTTPResponse {
+    func closeStatement(_ id: String, principal: Int) -> APIResponse {
         switch lookupStatement(id, principal: principal) {
         case .success(let r):
             let now = clock.now
@@ -401,13 +404,13 @@ extension Simulator {
                 }
                 if s.statements[id]?.closedAt == nil { s.statements[id]?.closedAt = now }
             }
-            return HTTPResponse(status: 200, json: Array("{}".utf8))
+            return APIResponse(status: 200, json: Array("{}".utf8))
         case .failure(let e): return e.response()
         }
     }
 
     /// GET /api/2.0/sql/statements/{id}/result/chunks/{n}
-    func getChunk(_ id: String, index: String, principal: Int, query: [String: String], host: String) -> HTTPResponse {
+    func getChunk(_ id: String, index: String, principal: Int, query: [String: String], host: String) -> APIResponse {
         let r: StatementRecord
         switch lookupStatement(id, principal: principal) {
         case .success(let x): r = x
@@ -438,20 +441,21 @@ extension Simulator {
                     "row_offset \(off) does not match chunk \(n), which starts at row \(r.chunkRange(n).lowerBound).").response()
             }
         }
-        let out = ByteBuffer(capacity: 4096)
+        var out = ByteBuffer()
+        out.reserveCapacity(4096)
         if r.external {
-            out.append("{\"external_links\":[")
-            appendLink(r, chunk: n, host: host, out: out)
-            out.append("]}")
+            out.writeStaticString("{\"external_links\":[")
+            appendLink(r, chunk: n, host: host, out: &out)
+            out.writeStaticString("]}")
         } else {
-            appendInlineChunk(r, chunk: n, out: out)
+            appendInlineChunk(r, chunk: n, out: &out)
         }
-        return HTTPResponse(status: 200, body: out)
+        return APIResponse(status: 200, body: out)
     }
 }
 
 /// An HTTP-level API error: `{"error_code": ..., "message": ...}`.
-struct APIError: Error {
+struct APIError: Error, Sendable {
     var status: Int
     var code: String
     var message: String
@@ -464,7 +468,7 @@ struct APIError: Error {
         self.message = message
     }
 
-    func response() -> HTTPResponse {
+    func response() -> APIResponse {
         var w = JSONWriter()
         w.beginObject()
         w.key("error_code")
@@ -472,7 +476,7 @@ struct APIError: Error {
         w.key("message")
         w.string(message)
         w.endObject()
-        let r = HTTPResponse(status: status, json: w.bytes, contentType: "application/json; charset=utf-8")
+        var r = APIResponse(status: status, json: w.bytes, contentType: "application/json; charset=utf-8")
         r.setHeader("x-databricks-reason-phrase", message.replacingOccurrences(of: "\r", with: " ").replacingOccurrences(of: "\n", with: " "))
         if let ra = retryAfter { r.setHeader("retry-after", String(ra)) }
         return r

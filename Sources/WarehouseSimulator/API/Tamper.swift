@@ -1,5 +1,6 @@
 import CDFSyncCore
 import Foundation
+import Synchronization
 
 /// One edit a `tamper` fault makes to a response body: what a broken warehouse or a meddling proxy could send.
 ///
@@ -85,11 +86,13 @@ public enum TamperValue: Sendable, Codable, Equatable {
 }
 
 extension Simulator {
-    /// Applies the first matching `tamper` fault to a 200 response (counting it down).
-    func tamperIfAsked(_ req: HTTPRequest, _ resp: HTTPResponse) {
-        let hasFaults = state.withLock { $0.faults.contains { $0.kind == "tamper" } }
-        guard hasFaults else { return }
-        let bytes = resp.arrayBody ?? Array(resp.body.bytes)
+    /// Whether any `tamper` fault is installed (responses are only read back when one is).
+    var hasTamperFaults: Bool { state.withLock { $0.faults.contains { $0.kind == .tamper } } }
+
+    /// A 200 response body `bytes` to `req` as the first matching `tamper` fault edits it (counting the fault down), or
+    /// nil when no fault edits it.
+    func tampered(_ req: APIRequest, _ bytes: [UInt8]) -> [UInt8]? {
+        guard hasTamperFaults else { return nil }
         let sql = statementID(of: req, body: bytes).flatMap { id in state.withLock { $0.statements[id]?.sql } }
         // The first matching fault whose edits name a place in this body; only then is it counted down.
         let candidates = state.withLock { s in s.faults.filter { $0.matches(tampering: req, statementSQL: sql) } }
@@ -99,13 +102,13 @@ extension Simulator {
                 guard let i = s.faults.firstIndex(where: { $0.id == f.id }), let c = s.faults[i].count else { return }
                 if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
             }
-            resp.arrayBody = edited
-            return
+            return edited
         }
+        return nil
     }
 
     /// The statement a request is about: from its path, or from the `statement_id` of the response it got.
-    private func statementID(of req: HTTPRequest, body: [UInt8]) -> String? {
+    private func statementID(of req: APIRequest, body: [UInt8]) -> String? {
         let segs = req.path.split(separator: "/").map(String.init)
         if segs.first == "_blob", segs.count >= 2 { return segs[1] }
         if segs.count >= 5, segs[0...3] == ["api", "2.0", "sql", "statements"] { return segs[4] }

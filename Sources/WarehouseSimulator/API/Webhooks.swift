@@ -42,19 +42,19 @@ extension Simulator {
         webhooks.deliveries(name)
     }
 
-    func webhook(_ req: HTTPRequest) -> HTTPResponse {
+    func webhook(_ req: APIRequest) -> APIResponse {
         let name = String(req.path.dropFirst("/_hook/".count))
         guard req.method == "POST", !name.isEmpty, !name.contains("/") else {
-            return HTTPResponse(status: 404, json: Array(#"{"error":"POST /_hook/<name>"}"#.utf8))
+            return APIResponse(status: 404, json: Array(#"{"error":"POST /_hook/<name>"}"#.utf8))
         }
         guard (try? JSONSerialization.jsonObject(with: Data(req.body))) != nil else {
-            return HTTPResponse(status: 400, json: Array(#"{"error":"body is not JSON"}"#.utf8))
+            return APIResponse(status: 400, json: Array(#"{"error":"body is not JSON"}"#.utf8))
         }
         webhooks.accept(name: name, key: req.header("idempotency-key"), body: req.body)
-        return HTTPResponse(status: 200, json: Array("{}".utf8))
+        return APIResponse(status: 200, json: Array("{}".utf8))
     }
 
-    func webhookAdmin(_ name: String) -> HTTPResponse {
+    func webhookAdmin(_ name: String) -> APIResponse {
         let (accepted, duplicates) = webhooks.deliveries(name)
         var w = JSONWriter()
         w.beginObject()
@@ -70,6 +70,6 @@ extension Simulator {
         }
         w.endArray()
         w.endObject()
-        return HTTPResponse(status: 200, json: w.bytes)
+        return APIResponse(status: 200, json: w.bytes)
     }
 }
