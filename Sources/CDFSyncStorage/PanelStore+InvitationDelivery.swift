@@ -214,10 +214,12 @@ extension PanelStore {
             let queued = try queuedEntries(txn, pipeline: pipeline, after: delivered, limit: maxLines)
             guard let lastSeq = queued.last?.0 else { return nil }
             var w = JSONWriter(reservingCapacity: 1024)
+            var parsed: (key: String, target: ActivationTarget?) = ("", nil)
             for (seq, pid, target) in queued {
                 let key = ActivationKey.ledger(pid, target)
-                guard let bytes = try txn.get(invitationsDB, key: key) else { continue }
-                var entry = try Invitation.decode(bytes)
+                guard var entry = try key.withUnsafeBytes({ k in
+                    try txn.withValue(invitationsDB, key: k) { v in try v.map { try Invitation.decode($0) } }
+                }) else { continue }
                 // Held back (deactivated) or decided again since: its queue entry is consumed without a line.
                 guard entry.state == .queued, entry.seq == seq else { continue }
                 let record = try withBE(pid) { k in
@@ -238,7 +240,8 @@ extension PanelStore {
                     withdrawn.append(Decided(key: key, entry: entry))
                     continue
                 }
-                let t = ActivationTarget(key: target)
+                if parsed.key != target { parsed = (target, ActivationTarget(key: target)) }
+                let t = parsed.target
                 w.reset()
                 w.beginObject()
                 w.key("seq"); w.uint(seq)

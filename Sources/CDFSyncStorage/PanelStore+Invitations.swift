@@ -142,12 +142,34 @@ extension PanelStore {
             return w.bytes
         }
 
-        static func decode(_ bytes: some Collection<UInt8>) throws -> Invitation {
-            do {
-                return try JSONDecoder().decode(Invitation.self, from: Data(bytes))
-            } catch {
-                throw StorageError(code: .corrupted, message: "an invitation ledger entry does not decode", underlying: error)
+        static func decode(_ bytes: [UInt8]) throws -> Invitation {
+            try bytes.withUnsafeBytes { try decode($0) }
+        }
+
+        /// Reads an entry as ``json()`` writes it (a flat object; ``FlatJSON``, not `JSONDecoder`: delivery decodes
+        /// one per invitation).
+        static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Invitation {
+            func damaged(_ why: String) -> StorageError {
+                StorageError(code: .corrupted, message: "an invitation ledger entry does not decode (\(why))")
             }
+            guard let members = FlatJSON.members(bytes) else { throw damaged("not a JSON object") }
+            var f: [String: FlatJSONValue] = [:]
+            for (k, v) in members { f[k] = v }
+            func text(_ key: String) -> String? { if case .string(let s)? = f[key] { s } else { nil } }
+            func number(_ key: String) -> String? { if case .number(let n)? = f[key] { n } else { nil } }
+            guard let state = text("state").flatMap(State.init(rawValue:)), let pipeline = text("pipeline"),
+                let target = text("target"), let pid = number("participant_id").flatMap({ UInt64($0) }),
+                let scope = text("scope"), let externalID = text("external_id"),
+                let version = number("commit_version").flatMap({ Int64($0) }), let decidedAt = text("decided_at")
+            else { throw damaged("a required key is missing or of the wrong kind") }
+            var entry = Invitation(state: state, pipeline: pipeline, target: target, participantID: pid, scope: scope,
+                externalID: externalID, commitVersion: version, runID: number("run_id").flatMap { UInt64($0) },
+                decidedAt: decidedAt)
+            entry.seq = number("seq").flatMap { UInt64($0) }
+            entry.file = text("file")
+            entry.sentAt = text("sent_at")
+            entry.reason = text("reason")
+            return entry
         }
 
         /// The state of a stored entry, read from its first key.

@@ -124,6 +124,18 @@ struct ActivationRuleTests {
         #expect(r.ineligibility(of: record(#"{"email":"\u00e9@x.io","contactable":true}"#)) == nil)
     }
 
+    @Test func flatJSONReadsEveryMemberOrNothing() throws {
+        let text = #"{"a":"x\"y\u00e9","n":-12.5e3,"t":true,"f":false,"z":null,"o":{"k":[1,"}"]},"e":""}"#
+        let members = try #require(Array(text.utf8).withUnsafeBytes { FlatJSON.members($0) })
+        #expect(members.map(\.key) == ["a", "n", "t", "f", "z", "o", "e"])
+        #expect(members.map(\.value) == [.string("x\"yé"), .number("-12.5e3"), .bool(true), .bool(false), .null,
+                                          .composite, .string("")])
+        #expect(Array("{}".utf8).withUnsafeBytes { FlatJSON.members($0) }?.isEmpty == true)
+        for bad in ["", "{", #"{"a":1"#, #"{"a" 1}"#, #"{"a":1,}"#, #"{"a":1 "b":2}"#, #"["a"]"#, #"{"a":tru}"#] {
+            #expect(Array(bad.utf8).withUnsafeBytes { FlatJSON.members($0) } == nil, "\(bad)")
+        }
+    }
+
     @Test func readsFromYAMLShapes() throws {
         let decoder = JSONDecoder()
         let word = try decoder.decode(Pipeline.Activation.self, from: Data(#""import""#.utf8))

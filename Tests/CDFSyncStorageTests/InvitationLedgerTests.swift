@@ -89,6 +89,20 @@ import Testing
         }
     }
 
+    @Test func ledgerEntriesReadBackAsWritten() throws {
+        var entry = PanelStore.Invitation(state: .sent, pipeline: "p.1", target: "study:S \"1\"", participantID: 1 << 40,
+            scope: "p.1", externalID: "ö\\\n\u{1}x", commitVersion: -3, runID: nil, decidedAt: "2026-01-01T00:00:00Z")
+        #expect(try PanelStore.Invitation.decode(entry.json()) == entry)
+        entry.seq = 7
+        entry.runID = 9
+        entry.file = "invitations-000000000001-000000000007.ndjson.zst"
+        entry.sentAt = "2026-01-02T00:00:00Z"
+        entry.reason = "why"
+        #expect(try PanelStore.Invitation.decode(entry.json()) == entry)
+        #expect(throws: StorageError.self) { try PanelStore.Invitation.decode(Array(#"{"state":"sent"}"#.utf8)) }
+        #expect(throws: StorageError.self) { try PanelStore.Invitation.decode(Array("{".utf8)) }
+    }
+
     @Test func aPoolNeedsNoConfirmation() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir + "/db")

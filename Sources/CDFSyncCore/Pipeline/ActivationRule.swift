@@ -171,26 +171,7 @@ public struct ActivationRule: Sendable, Equatable {
 /// Tolerant by design: a record that is not a well-formed object reads as having no fields (nothing is eligible
 /// on damaged data).
 struct RecordFields {
-    enum Value: Equatable {
-        case null
-        case bool(Bool)
-        /// A number's text as written.
-        case number(String)
-        case string(String)
-        /// An object or an array (not compared).
-        case composite
-
-        /// The value as condition operands compare it: text for strings and numbers, `true`/`false`; nil for null
-        /// and composites.
-        var text: String? {
-            switch self {
-            case .null, .composite: nil
-            case .bool(let b): b ? "true" : "false"
-            case .number(let n): n
-            case .string(let s): s
-            }
-        }
-    }
+    typealias Value = FlatJSONValue
 
     private let record: UnsafeRawBufferPointer
 
@@ -204,6 +185,51 @@ struct RecordFields {
             return p.seek(key: String(path[path.index(after: dot)...])) ? p.readValue() : nil
         }
         return p.seek(key: path) ? p.readValue() : nil
+    }
+}
+
+/// One value of a JSON object as ``FlatJSON`` and the activation rule read it.
+public enum FlatJSONValue: Equatable, Sendable {
+    case null
+    case bool(Bool)
+    /// A number's text as written.
+    case number(String)
+    case string(String)
+    /// An object or an array (not looked into).
+    case composite
+
+    /// The value as condition operands compare it: text for strings and numbers, `true`/`false`; nil for null and
+    /// composites.
+    public var text: String? {
+        switch self {
+        case .null, .composite: nil
+        case .bool(let b): b ? "true" : "false"
+        case .number(let n): n
+        case .string(let s): s
+        }
+    }
+}
+
+/// Reads the members of a JSON object without Foundation (the invitation ledger's entries: a decode per invitation
+/// delivered, where `JSONDecoder` cost ~30 µs).
+public enum FlatJSON {
+    /// The object's members in order; nil when `bytes` is not one well-formed object.
+    public static func members(_ bytes: UnsafeRawBufferPointer) -> [(key: String, value: FlatJSONValue)]? {
+        var c = JSONCursor(bytes: bytes)
+        guard c.peek == UInt8(ascii: "{") else { return nil }
+        c.i += 1
+        var out: [(key: String, value: FlatJSONValue)] = []
+        if c.peek == UInt8(ascii: "}") { return out }
+        while true {
+            guard c.peek == UInt8(ascii: "\""), let key = c.readString(), c.peek == UInt8(ascii: ":") else { return nil }
+            c.i += 1
+            guard let value = c.readValue() else { return nil }
+            out.append((key, value))
+            guard let next = c.peek else { return nil }
+            c.i += 1
+            if next == UInt8(ascii: "}") { return out }
+            guard next == UInt8(ascii: ",") else { return nil }
+        }
     }
 }
 
@@ -230,13 +256,12 @@ struct JSONCursor {
     mutating func seek(key: String) -> Bool {
         guard peek == UInt8(ascii: "{") else { return false }
         i += 1
-        let wanted = Array(key.utf8)
         if peek == UInt8(ascii: "}") { return false }
         while true {
-            guard peek == UInt8(ascii: "\""), let name = readString() else { return false }
+            guard peek == UInt8(ascii: "\""), let matches = keyMatches(key) else { return false }
             guard peek == UInt8(ascii: ":") else { return false }
             i += 1
-            if Array(name.utf8) == wanted { return true }
+            if matches { return true }
             guard skipValue() else { return false }
             // Members are separated by exactly one comma; anything else ends (or breaks) the object.
             guard peek == UInt8(ascii: ",") else { return false }
@@ -272,6 +297,22 @@ struct JSONCursor {
         for k in 0..<n where bytes[i + k] != word.utf8Start[k] { return false }
         i += n
         return true
+    }
+
+    /// Reads the member name at the cursor and says whether it is `key`; nil when malformed. A name without escapes
+    /// is compared byte for byte where it lies (no allocation: a record's members are scanned per row).
+    mutating func keyMatches(_ key: String) -> Bool? {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
+        var j = i + 1
+        while j < bytes.count, bytes[j] != UInt8(ascii: "\""), bytes[j] != UInt8(ascii: "\\") { j += 1 }
+        guard j < bytes.count else { return nil }
+        if bytes[j] == UInt8(ascii: "\"") {
+            let name = UnsafeRawBufferPointer(rebasing: bytes[(i + 1)..<j])
+            i = j + 1
+            return name.elementsEqual(key.utf8)
+        }
+        guard let name = readString() else { return nil }
+        return name == key
     }
 
     /// Reads a string at the cursor (its escapes decoded); nil when malformed.
@@ -332,16 +373,32 @@ struct JSONCursor {
         return v
     }
 
+    /// Skips the string at the cursor without decoding it (escapes are stepped over; `\u` needs no check to find
+    /// the closing quote); false when it does not end.
+    mutating func skipString() -> Bool {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return false }
+        i += 1
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return true
+            }
+            i += b == UInt8(ascii: "\\") ? 2 : 1
+        }
+        return false
+    }
+
     /// Skips the value at the cursor (strings, nested objects and arrays to any depth, without recursion).
     mutating func skipValue() -> Bool {
         guard let c = peek else { return false }
-        if c == UInt8(ascii: "\"") { return readString() != nil }
+        if c == UInt8(ascii: "\"") { return skipString() }
         guard c == UInt8(ascii: "{") || c == UInt8(ascii: "[") else { return readValue() != nil }
         var depth = 0
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
-                guard readString() != nil else { return false }
+                guard skipString() else { return false }
                 continue
             }
             i += 1
