@@ -163,12 +163,7 @@ extension CDFSync {
         // A refresh: the source has these keys, even if no page can read them.
         if let seen = refreshing?.seen {
             for row in nulls.rows {
-                // Trimmed as the mapper trims an external id.
-                guard let raw = row.first ?? nil else { continue }
-                var id = Substring(raw)
-                while id.first?.isWhitespace == true { id.removeFirst() }
-                while id.last?.isWhitespace == true { id.removeLast() }
-                if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: options.pipeline, externalID: String(id))) }
+                if let raw = row.first ?? nil { try seen.insertSourceKey(raw, scope: options.pipeline) }
             }
         }
         onEvent(.statementFinished(statementID: outcome.statementID, rows: nulls.rows.count,

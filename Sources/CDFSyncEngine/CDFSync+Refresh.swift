@@ -124,3 +124,12 @@ struct RefreshKillSwitch: Sendable {
     }
 }
 #endif
+
+extension ScratchKeySet {
+    /// Notes a source key a refresh read (a NULL-cursor row's, an invalid row's): trimmed as the record mapper trims
+    /// an external id; an empty one is no key.
+    func insertSourceKey(_ raw: String, scope: String) throws {
+        let id = raw.trimmingWhitespace()
+        if !id.isEmpty { try insert(PanelStore.sourceIdentityKey(scope: scope, externalID: String(id))) }
+    }
+}

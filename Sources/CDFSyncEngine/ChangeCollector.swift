@@ -467,11 +467,7 @@ private struct RowState {
             case .invalid(let why):
                 invalid(why)
                 if let seen, seenKeyIndex >= 0, let key = row.string(seenKeyIndex) {
-                    // Trimmed as the mapper trims an external id (`Character.isWhitespace`).
-                    var id = Substring(key)
-                    while id.first?.isWhitespace == true { id.removeFirst() }
-                    while id.last?.isWhitespace == true { id.removeLast() }
-                    if !id.isEmpty { try seen.insert(PanelStore.sourceIdentityKey(scope: scope, externalID: String(id))) }
+                    try seen.insertSourceKey(key, scope: scope)
                 }
             }
         }

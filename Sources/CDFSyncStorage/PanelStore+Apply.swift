@@ -299,16 +299,8 @@ extension PanelStore {
                                     let rec = returned == nil ? record : back
                                     if try linked || linkedRecords.isShared(key) {
                                         // A participant several source keys feed: its record is their merge.
-                                        let header = try panelWriter.header(of: pid)
-                                        let m = try linkedRecords.update(
-                                            pid: pid, key: key, header: header, stamp: framer.seq + 1, record: rec)
-                                        try header.withUnsafeBytes { h in
-                                            try m.withUnsafeBytes {
-                                                try panelWriter.write(pid, key: key, header: h, version: version,
-                                                    frame: nil, record: $0, shaped: nil, append: false)
-                                            }
-                                        }
-                                        merged = m
+                                        merged = try linkedRecords.updateAndWrite(pid: pid, key: key, version: version,
+                                            stamp: framer.seq + 1, record: rec, to: &panelWriter)
                                     } else {
                                         let (fr, sh) = returned == nil ? (frame, shaped) : (nil, nil)
                                         try panelWriter.write(pid, key: key, header: nil, version: version, frame: fr,
@@ -335,16 +327,8 @@ extension PanelStore {
                                 state[g] = next
                                 try resolver.putLink(pid, key)
                                 // The participant's record becomes the merge of its keys' records (docs/pipelines.md).
-                                let header = try panelWriter.header(of: pid)
-                                let m = try linkedRecords.update(
-                                    pid: pid, key: key, header: header, stamp: framer.seq + 1, record: record)
-                                try header.withUnsafeBytes { h in
-                                    try m.withUnsafeBytes {
-                                        try panelWriter.write(pid, key: key, header: h, version: version, frame: nil,
-                                            record: $0, shaped: nil, append: false)
-                                    }
-                                }
-                                merged = m
+                                merged = try linkedRecords.updateAndWrite(pid: pid, key: key, version: version,
+                                    stamp: framer.seq + 1, record: record, to: &panelWriter)
                                 outcome.conflicts += try resolver.maintainContact(
                                     pid: pid, contact, isNew: false, identKey: key, version: version)
                                 outcome.linked += 1

@@ -142,8 +142,8 @@ public enum SQL {
 }
 
 extension String {
-    /// Without leading and trailing whitespace (`Character.isWhitespace`).
-    func trimmingWhitespace() -> Substring {
+    /// Without leading and trailing whitespace (`Character.isWhitespace`), as the record mapper trims values.
+    public func trimmingWhitespace() -> Substring {
         // An ASCII string trims by bytes: there every whitespace byte is a character of its own (only CR LF
         // combine, and both are whitespace). The Unicode property lookup per character was 6 % of a pipeline
         // sync's CPU in perf.

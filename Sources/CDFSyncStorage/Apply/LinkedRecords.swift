@@ -72,6 +72,23 @@ struct LinkedRecords {
         return RecordMerge.merge(sources) ?? Array(record)
     }
 
+    /// ``update(pid:key:header:stamp:record:)``, then the merge written as participant `pid`'s panel record (at
+    /// `version`, through `writer`); returns the merge, which is what the change delivers.
+    mutating func updateAndWrite(
+        pid: UInt64, key: UnsafeRawBufferPointer, version: Int64, stamp: UInt64, record: UnsafeRawBufferPointer,
+        to writer: inout PanelRecordWriter
+    ) throws -> [UInt8] {
+        let header = try writer.header(of: pid)
+        let merged = try update(pid: pid, key: key, header: header, stamp: stamp, record: record)
+        try header.withUnsafeBytes { h in
+            try merged.withUnsafeBytes {
+                try writer.write(pid, key: key, header: h, version: version, frame: nil, record: $0, shaped: nil,
+                    append: false)
+            }
+        }
+        return merged
+    }
+
     private func put(_ key: [UInt8], stamp: UInt64, record: [UInt8]) throws {
         try txn.put(store.keyRecords, key: key, value: bytesBE(stamp) + record)
     }
