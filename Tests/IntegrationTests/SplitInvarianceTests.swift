@@ -470,7 +470,9 @@ struct SplitInvarianceTests {
 
     @Test func everySplitGivesTheModelsPanelLinksConflictsAndDeliveries() async throws {
         try #require(FileManager.default.fileExists(atPath: "/proc"), "needs Linux")
-        await propertyCheck(count: 200, input: Self.operations, Self.splits) { ops, codes in
+        // 200 cases a CI run; CDFSYNC_PROPERTY_CASES asks for more (never fewer) on a longer run.
+        let cases = max(200, Int(ProcessInfo.processInfo.environment["CDFSYNC_PROPERTY_CASES"] ?? "") ?? 200)
+        await propertyCheck(count: cases, input: Self.operations, Self.splits) { ops, codes in
             let commits = Self.history(ops)
             for code in codes {
                 let split = Split(code, commits: commits.count)

@@ -90,7 +90,10 @@ struct IdentityResolver {
     /// Replaces the `ident` entry of a key the store holds.
     @inline(__always)
     func replaceIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue) throws {
-        try v.withBytes { try txn.put(store.ident, key: key, value: $0) }
+        // Locals, not `self`, in the closure: capturing the resolver copied it (and retained each of its references)
+        // per row.
+        let (txn, ident) = (txn, store.ident)
+        try v.withBytes { try txn.put(ident, key: key, value: $0) }
     }
 
     /// Stores a new identity key. `insertInFilter` is the key's probe when the filter still has to count it (the
@@ -100,12 +103,14 @@ struct IdentityResolver {
     func putIdent(_ key: UnsafeRawBufferPointer, _ v: IdentValue, insertInFilter: MembershipFilter.Probe?, append: Bool)
         throws
     {
-        // An append goes through the ident cursor, which then stays on the last leaf for the next.
+        // An append goes through the ident cursor, which then stays on the last leaf for the next. Locals, not
+        // `self`, in the closure (see replaceIdent).
+        let (txn, ident, cursor) = (txn, store.ident, identCursor)
         try v.withBytes {
             if append {
-                try identCursor.put(key, $0, flags: .append)
+                try cursor.put(key, $0, flags: .append)
             } else {
-                try txn.put(store.ident, key: key, value: $0)
+                try txn.put(ident, key: key, value: $0)
             }
         }
         if let insertInFilter { filter.insert(insertInFilter) }
