@@ -551,6 +551,15 @@ extension PanelStore {
         public var segments = 0
         public var queuedSequence: UInt64 = 0
         public var deliveredSequence: UInt64 = 0
+        /// Each invitation webhook that has acknowledged something, by the hash of its URL (status shows how far
+        /// behind the delivered invitations it is).
+        public var webhooks: [InvitationWebhookCursor] = []
+    }
+
+    /// How far an invitation webhook got: the last invitation sequence it acknowledged.
+    public struct InvitationWebhookCursor: Sendable, Equatable {
+        public var urlHash: UInt64
+        public var acknowledged: UInt64
     }
 
     /// ``InvitationStatistics`` of `pipeline` (no scan of the ledger: its held index, counters and segments).
@@ -565,8 +574,27 @@ extension PanelStore {
                 s.sent += info.invitations
                 s.segments += 1
             }
+            s.webhooks = try invitationWebhookCursors(txn, pipeline: pipeline)
             return s
         }
+    }
+
+    /// The webhook cursors of `pipeline`: keys `invite_webhook/<pipeline>/<hex hash>`. The hash never holds `/`, so
+    /// the cursors of a pipeline named `a/b` are not taken for `a`'s.
+    func invitationWebhookCursors(_ txn: some ReadableTransaction, pipeline: String) throws -> [InvitationWebhookCursor] {
+        let prefix = Array("invite_webhook/\(pipeline)/".utf8)
+        var found: [InvitationWebhookCursor] = []
+        try txn.forEach(meta, from: prefix) { k, v in
+            guard k.starts(with: prefix) else { return false }
+            let rest = String(decoding: k[prefix.count...], as: UTF8.self)
+            guard let hash = UInt64(rest, radix: 16), String(hash, radix: 16) == rest else { return true }
+            guard v.count == 8 else {
+                throw StorageError(code: .corrupted, message: "invitation webhook cursor of \(pipeline) in \(directory) is not 8 bytes")
+            }
+            found.append(InvitationWebhookCursor(urlHash: hash, acknowledged: loadBE(v)))
+            return true
+        }
+        return found
     }
 
     /// The last invitation sequence of `pipeline` the webhook of URL hash `urlHash` acknowledged (0: none).

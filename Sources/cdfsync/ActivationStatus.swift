@@ -55,6 +55,11 @@ struct ActivationStatus {
         let s = statistics
         var text = "  \(pipeline)  \(target): \(state)\n      invitations: \(s.sent) sent in \(s.segments) segment(s), "
             + "\(s.pending) queued not yet sent, \(s.held) held"
+        for hook in s.webhooks {
+            let behind = s.deliveredSequence - min(s.deliveredSequence, hook.acknowledged)
+            text += "\n      webhook (URL hash \(String(hook.urlHash, radix: 16))): acknowledged through invitation "
+                + "\(hook.acknowledged), \(behind) delivered not yet acknowledged" + (behind > 0 ? " (sent on the next run)" : "")
+        }
         if let (id, c) = lastRun {
             var parts = ["\(c.queued) queued", "\(c.held) held", "\(c.sent) sent"]
             if c.alreadyInvited + c.alreadyHeld > 0 { parts.append("\(c.alreadyInvited + c.alreadyHeld) already invited or held") }
@@ -89,6 +94,16 @@ struct ActivationStatus {
             w.key("segments"); w.int(Int64(a.statistics.segments))
             w.key("queued"); w.int(Int64(a.statistics.pending))
             w.key("held"); w.int(Int64(a.statistics.held))
+            w.key("webhooks")
+            w.beginArray()
+            for hook in a.statistics.webhooks {
+                w.beginObject()
+                w.key("url_hash"); w.string(String(hook.urlHash, radix: 16))
+                w.key("acknowledged"); w.uint(hook.acknowledged)
+                w.key("behind"); w.uint(a.statistics.deliveredSequence - min(a.statistics.deliveredSequence, hook.acknowledged))
+                w.endObject()
+            }
+            w.endArray()
             w.key("directory"); w.string(a.directory)
             w.key("repairs"); w.beginArray(); a.repairs.forEach { w.string($0) }; w.endArray()
             w.key("last_run_id"); if let r = a.lastRun { w.uint(r.id) } else { w.null() }

@@ -120,6 +120,24 @@ import Testing
         }
     }
 
+    @Test func statisticsListEachWebhookCursorOfThePipelineOnly() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply([Self.row("A", version: 1), Self.row("B", version: 1)],
+                scope: "p", pipeline: "p", checkpoint: nil, activation: Self.pool)
+            #expect(try deliver(store, dir + "/out", settings: Self.pool).sent == 2)
+            #expect(try store.invitationStatistics(pipeline: "p").webhooks.isEmpty)
+            try store.setInvitationWebhookCursor(1, pipeline: "p", urlHash: 0xabc)
+            try store.setInvitationWebhookCursor(2, pipeline: "p", urlHash: .max)
+            // A pipeline whose name extends "p/" keeps its own cursors.
+            try store.setInvitationWebhookCursor(7, pipeline: "p/x", urlHash: 0x1)
+            let s = try store.invitationStatistics(pipeline: "p")
+            #expect(s.deliveredSequence == 2)
+            #expect(s.webhooks == [.init(urlHash: 0xabc, acknowledged: 1), .init(urlHash: .max, acknowledged: 2)])
+            #expect(try store.invitationStatistics(pipeline: "p/x").webhooks == [.init(urlHash: 1, acknowledged: 7)])
+        }
+    }
+
     @Test func linkedKeysShareOneInvitation() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir + "/db")

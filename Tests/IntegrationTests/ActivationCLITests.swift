@@ -91,6 +91,7 @@ struct ActivationCLITests {
         #expect(sim.sim.webhookDeliveries(name: "invites").accepted.isEmpty)
         let unconfirmed = try activation(dir)
         #expect(unconfirmed["standing"] as? String == "unconfirmed" && unconfirmed["held"] as? Int == held.count)
+        #expect((unconfirmed["webhooks"] as? [Any])?.isEmpty == true)
         let statusText = try cdfsync(["status", "--state-dir", dir.sub("state")]).stdout
         #expect(statusText.contains("research-panel  invite to study S-2026-04: NOT CONFIRMED"), "\(statusText)")
 
@@ -136,6 +137,10 @@ struct ActivationCLITests {
         #expect(afterSend.contains("files in \(PanelStore.absolute(dir.sub("out") + "/invitations")): intact, nothing to repair"),
             "\(afterSend)")
         #expect(afterSend.contains("last run 2: 0 queued, 0 held, \(released) sent"), "\(afterSend)")
+        #expect(afterSend.contains("acknowledged through invitation \(released), 0 delivered not yet acknowledged"),
+            "\(afterSend)")
+        let hooks = try #require(try activation(dir)["webhooks"] as? [[String: Any]])
+        #expect(hooks.count == 1 && hooks.first?["acknowledged"] as? Int == released && hooks.first?["behind"] as? Int == 0)
 
         // 5. A replay re-applies the history: nothing is invited twice.
         let replay = try cdfsync(["replay", file, "--from-version", "0"])
