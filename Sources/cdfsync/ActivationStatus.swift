@@ -100,7 +100,8 @@ struct ActivationStatus {
                 w.beginObject()
                 w.key("url_hash"); w.string(String(hook.urlHash, radix: 16))
                 w.key("acknowledged"); w.uint(hook.acknowledged)
-                w.key("behind"); w.uint(a.statistics.deliveredSequence - min(a.statistics.deliveredSequence, hook.acknowledged))
+                let delivered = a.statistics.deliveredSequence
+                w.key("behind"); w.uint(delivered - min(delivered, hook.acknowledged))
                 w.endObject()
             }
             w.endArray()

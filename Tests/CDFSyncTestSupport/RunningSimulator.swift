@@ -13,12 +13,14 @@ public final class RunningSimulator: @unchecked Sendable {
     public init(
         workspacePath: String = fixturePath("demo-workspace.json"), configuration: Simulator.Configuration = .init()
     ) throws {
+        installTestLogging()
         sim = try Simulator(workspace: Workspace.load(path: workspacePath), configuration: configuration)
         port = try sim.start(host: "127.0.0.1", port: 0)
     }
 
     /// Serves the workspace document `json`.
     public init(workspaceJSON json: String, configuration: Simulator.Configuration = .init()) throws {
+        installTestLogging()
         sim = try Simulator(workspace: Workspace.load(data: Data(json.utf8)), configuration: configuration)
         port = try sim.start(host: "127.0.0.1", port: 0)
     }

@@ -14,6 +14,7 @@ public final class TempDir: @unchecked Sendable {
 
     /// Creates `<temporary directory>/<label>-<UUID>`; a test cannot go on without it, so failing traps.
     public init(_ label: String = "cdfsync-test") {
+        installTestLogging()
         path = NSTemporaryDirectory() + "\(label)-\(UUID().uuidString)"
         do {
             try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -30,6 +31,7 @@ public final class TempDir: @unchecked Sendable {
 
 /// Runs `body` with a fresh temporary directory, removed afterwards.
 public func withTemporaryDirectory<R>(_ label: String = "cdfsync-test", _ body: (String) throws -> R) throws -> R {
+    installTestLogging()
     let path = NSTemporaryDirectory() + label + "-" + UUID().uuidString
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: path) }
