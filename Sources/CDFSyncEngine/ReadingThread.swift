@@ -1,3 +1,4 @@
+import CDFSyncCore
 import Foundation
 
 #if canImport(Glibc)
@@ -46,39 +47,28 @@ public enum ReadingThread {
         }
     }
 
-    /// The work and its outcome, passed between the caller and the reading thread: the caller waits on `done`
-    /// until the thread has stored the outcome, so neither is touched by both threads at once.
+    /// The work, passed to the reading thread, and its outcome, passed back through a ``ResultLatch`` the caller
+    /// waits on.
     private final class Handoff<R>: @unchecked Sendable {
-        // @unchecked Sendable: `body` and `outcome` are written by the reading thread before it sets `finished`
-        // under `done`, and read by the caller only after it saw `finished` under `done`.
-        /// Released by the reading thread before it signals: the `Thread` may outlive `run(niceness:_:)` by a
-        /// moment, and must not hold the (not really escaping) closure then.
+        // @unchecked Sendable: `body` is read and released by the reading thread only, before it sets the latch;
+        // the caller touches nothing but the latch.
+        /// Released by the reading thread before it sets the latch: the `Thread` may outlive `run(niceness:_:)` by
+        /// a moment, and must not hold the (not really escaping) closure then.
         private var body: (() throws -> R)?
-        private var outcome: Result<R, any Error>?
-        private let done = NSCondition()
-        private var finished = false
+        private let outcome = ResultLatch<R>()
 
         init(_ body: @escaping () throws -> R) { self.body = body }
 
         func run() {
-            perform()
-            done.lock()
-            finished = true
-            done.signal()
-            done.unlock()
+            outcome.set(perform())
         }
 
         @inline(never)
-        private func perform() {
-            outcome = Result { try body!() }
-            body = nil
+        private func perform() -> Result<R, any Error> {
+            defer { body = nil }
+            return Result { try body!() }
         }
 
-        func wait() throws -> R {
-            done.lock()
-            while !finished { done.wait() }
-            done.unlock()
-            return try outcome!.get()
-        }
+        func wait() throws -> R { try outcome.wait() }
     }
 }

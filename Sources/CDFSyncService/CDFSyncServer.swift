@@ -5,6 +5,7 @@ import CoreMetrics
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 import UnixSignals
@@ -60,7 +61,36 @@ public final class CDFSyncServer: Sendable {
     {
         if bootstrapMetrics { MetricsSystem.bootstrap(metrics.factory) }
         let group = makeServiceGroup(signals: [.sigterm, .sigint], onListening: onListening)
-        try await group.run()
+        try await explainingListenErrors { try await group.run() }
+    }
+
+    /// Runs `body` (the service group), turning an error to listen on the configured address into a ``SyncError``.
+    func explainingListenErrors(_ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let error as IOError {
+            throw Self.listenError(error, host: configuration.host, port: configuration.port)
+        }
+    }
+
+    /// What an operator reads when the server cannot listen: the address, why in words, and what to do.
+    static func listenError(_ error: IOError, host: String, port: Int) -> SyncError {
+        let address = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        let why = String(cString: strerror(error.errnoCode))
+        return switch error.errnoCode {
+        case EADDRINUSE:
+            SyncError("cannot listen on \(address): \(why) (another process listens on port \(port))",
+                remedy: "Stop that process (`ss -ltnp 'sport = :\(port)'` names it), or choose another --port.")
+        case EADDRNOTAVAIL:
+            SyncError("cannot listen on \(address): \(why)",
+                remedy: "--host must be an address of this machine: 127.0.0.1 (the default), ::1, 0.0.0.0 or an "
+                    + "interface's address.")
+        case EACCES:
+            SyncError("cannot listen on \(address): \(why)",
+                remedy: "Ports below 1024 need privileges: choose --port 1024 or above (8080, say).")
+        default:
+            SyncError("cannot listen on \(address): \(error)", remedy: "Check --host and --port.")
+        }
     }
 
     /// The HTTP server and the scheduler as one group; `signals` start its graceful shutdown.

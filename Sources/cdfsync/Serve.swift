@@ -4,7 +4,6 @@ import CDFSyncCore
 import CDFSyncEngine
 import CDFSyncService
 import Foundation
-import Synchronization
 
 extension CDFSyncCommand {
     struct Serve: ParsableCommand {
@@ -86,8 +85,7 @@ extension CDFSyncCommand {
                 sigaddset(&unblock, SIGINT)
                 sigaddset(&unblock, SIGTERM)
                 pthread_sigmask(SIG_UNBLOCK, &unblock, nil)
-                let outcome = Mutex<(any Error)?>(nil)
-                let done = DispatchSemaphore(value: 0)
+                let finished = ResultLatch<Void>()
                 let shown = host
                 Task {
                     do {
@@ -95,13 +93,12 @@ extension CDFSyncCommand {
                             print("cdfsync serve: listening on http://\(shown.contains(":") ? "[\(shown)]" : shown):\(port)/")
                             fflush(nil)
                         }
+                        finished.succeed()
                     } catch {
-                        outcome.withLock { $0 = error }
+                        finished.set(.failure(error))
                     }
-                    done.signal()
                 }
-                done.wait()
-                if let error = outcome.withLock({ $0 }) { throw error }
+                try finished.wait()
             }
         }
     }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import Dispatch
+import CDFSyncCore
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -154,14 +154,14 @@ struct DBSQLSim: ParsableCommand {
         }
         let group = ServiceGroup(
             configuration: .init(services: [server], logger: Logger(label: "dbsql-sim", factory: { _ in SwiftLogNoOpLogHandler() })))
-        let finished = Finished()
+        let finished = ResultLatch<Void>()
         Task {
             do {
                 try await group.run()
             } catch {
                 DBSQLSim.exit(withError: SimulatorError("cannot serve on \(host):\(port): \(error)"))
             }
-            finished.signal()
+            finished.succeed()
         }
         // SIGINT/SIGTERM are blocked since process start (see the bottom of this file): this thread collects them and
         // shuts the service group down gracefully (no new connections, requests in flight answered).
@@ -169,28 +169,8 @@ struct DBSQLSim: ParsableCommand {
         var received: Int32 = 0
         while sigwait(&stopSignals, &received) != 0 {}
         Task { await group.triggerGracefulShutdown() }
-        finished.wait()
+        try? finished.wait()
         FileHandle.standardError.write(Data("dbsql-sim: stopped (signal \(received))\n".utf8))
-    }
-}
-
-/// The main thread waits here for the server's task to end.
-final class Finished: @unchecked Sendable {
-    // @unchecked: `done` is read and written only while `condition` is locked.
-    private let condition = NSCondition()
-    private var done = false
-
-    func signal() {
-        condition.lock()
-        done = true
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func wait() {
-        condition.lock()
-        while !done { condition.wait() }
-        condition.unlock()
     }
 }
 

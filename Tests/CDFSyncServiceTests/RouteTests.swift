@@ -1,9 +1,11 @@
 import CDFSyncCore
+import CDFSyncEngine
 import CDFSyncTestSupport
 import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import ServiceLifecycle
 import Testing
 
 @testable import CDFSyncService
@@ -40,6 +42,20 @@ struct RouteTests {
                 #expect(r.status == .serviceUnavailable)
             }
         }
+    }
+
+    @Test func aPortInUseIsExplainedWithTheAddressAndWhatToDo() async throws {
+        let first = try await LiveServer(try ServeFixture().server)
+        let second = try ServeFixture { $0.port = first.port }
+        let error = await #expect(throws: SyncError.self) {
+            try await second.server.explainingListenErrors {
+                try await second.server.makeServiceGroup(signals: []) { _ in }.run()
+            }
+        }
+        #expect(error?.message == "cannot listen on 127.0.0.1:\(first.port): Address already in use (another process "
+            + "listens on port \(first.port))")
+        #expect(error?.remedy.contains("choose another --port") == true)
+        try await first.stop()
     }
 
     @Test func pipelinesListShowsEveryFileAndWhyABrokenOneDoesNotLoad() async throws {
