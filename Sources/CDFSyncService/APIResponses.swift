@@ -68,6 +68,20 @@ struct ErrorMiddleware: RouterMiddleware {
 
 }
 
+/// An optional an API response writes as `null` when it has no value: every documented key is always present. (The
+/// synthesized `Encodable` leaves a nil optional's key out; a wrapped property is encoded through this instead.)
+@propertyWrapper
+struct Null<Value: Encodable & Sendable>: Encodable, Sendable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) { self.wrappedValue = wrappedValue }
+
+    func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        if let wrappedValue { try c.encode(wrappedValue) } else { try c.encodeNil() }
+    }
+}
+
 /// JSON responses: keys as declared (snake_case), sorted, `null` for a missing value, dates in ISO 8601.
 enum JSON {
     static func encode(_ value: some Encodable) -> [UInt8] {
@@ -108,26 +122,26 @@ struct PipelineView: Encodable, Sendable {
     var name: String
     var file: String
     /// Why the file does not load (it never runs then); nil when it loads.
-    var error: String?
-    var source: String?
-    var kind: String?
-    var mode: String?
-    var schedule: String?
-    var stateDir: String?
-    var nextRunAt: Date?
+    @Null var error: String?
+    @Null var source: String?
+    @Null var kind: String?
+    @Null var mode: String?
+    @Null var schedule: String?
+    @Null var stateDir: String?
+    @Null var nextRunAt: Date?
     var running: Bool
-    var runStartedAt: Date?
-    var trigger: String?
+    @Null var runStartedAt: Date?
+    @Null var trigger: String?
     var queued: Bool
-    var checkpoint: CheckpointView?
+    @Null var checkpoint: CheckpointView?
     /// The newest run record of the pipeline in its state store (as it reads now).
-    var lastRun: RunSummary?
+    @Null var lastRun: RunSummary?
     /// How the last run of this process ended (also runs that could not start).
-    var lastOutcome: OutcomeView?
-    var lastCommitAt: Date?
-    var freshnessSeconds: Double?
-    var commitToDeliverySeconds: Double?
-    var warehouse: WarehouseView?
+    @Null var lastOutcome: OutcomeView?
+    @Null var lastCommitAt: Date?
+    @Null var freshnessSeconds: Double?
+    @Null var commitToDeliverySeconds: Double?
+    @Null var warehouse: WarehouseView?
 
     enum CodingKeys: String, CodingKey {
         case name, file, error, source, kind, mode, schedule, stateDir = "state_dir", nextRunAt = "next_run_at"
@@ -135,48 +149,16 @@ struct PipelineView: Encodable, Sendable {
         case lastOutcome = "last_outcome", lastCommitAt = "last_commit_at", freshnessSeconds = "freshness_seconds"
         case commitToDeliverySeconds = "commit_to_delivery_seconds", warehouse
     }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(file, forKey: .file)
-        try c.encode(error, forKey: .error)
-        try c.encode(source, forKey: .source)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(schedule, forKey: .schedule)
-        try c.encode(stateDir, forKey: .stateDir)
-        try c.encode(nextRunAt, forKey: .nextRunAt)
-        try c.encode(running, forKey: .running)
-        try c.encode(runStartedAt, forKey: .runStartedAt)
-        try c.encode(trigger, forKey: .trigger)
-        try c.encode(queued, forKey: .queued)
-        try c.encode(checkpoint, forKey: .checkpoint)
-        try c.encode(lastRun, forKey: .lastRun)
-        try c.encode(lastOutcome, forKey: .lastOutcome)
-        try c.encode(lastCommitAt, forKey: .lastCommitAt)
-        try c.encode(freshnessSeconds, forKey: .freshnessSeconds)
-        try c.encode(commitToDeliverySeconds, forKey: .commitToDeliverySeconds)
-        try c.encode(warehouse, forKey: .warehouse)
-    }
 }
 
 struct CheckpointView: Encodable, Sendable {
-    var version: Int64?
-    var watermark: String?
-    var watermarkKey: String?
-    var sourceCreated: String?
+    @Null var version: Int64?
+    @Null var watermark: String?
+    @Null var watermarkKey: String?
+    @Null var sourceCreated: String?
 
     enum CodingKeys: String, CodingKey {
         case version, watermark, watermarkKey = "watermark_key", sourceCreated = "source_created"
-    }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(version, forKey: .version)
-        try c.encode(watermark, forKey: .watermark)
-        try c.encode(watermarkKey, forKey: .watermarkKey)
-        try c.encode(sourceCreated, forKey: .sourceCreated)
     }
 }
 
@@ -187,16 +169,16 @@ struct RunSummary: Encodable, Sendable {
     var mode: String
     var startedAt: String
     var seconds: Double
-    var read: String?
+    @Null var read: String?
     var counts: RunRecord.Counts
-    var error: String?
+    @Null var error: String?
 
     init(_ r: RunRecord) {
         runID = r.runID
         status = r.status.rawValue
         mode = r.mode.rawValue
         startedAt = r.startedAtText
-        seconds = r.seconds
+        seconds = (r.seconds * 1000).rounded() / 1000
         read = r.readDescription
         counts = r.counts
         error = r.error
@@ -205,50 +187,22 @@ struct RunSummary: Encodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case runID = "run_id", status, mode, startedAt = "started_at", seconds, read, counts, error
     }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(runID, forKey: .runID)
-        try c.encode(status, forKey: .status)
-        try c.encode(mode, forKey: .mode)
-        try c.encode(startedAt, forKey: .startedAt)
-        try c.encode((seconds * 1000).rounded() / 1000, forKey: .seconds)
-        try c.encode(read, forKey: .read)
-        try c.encode(counts, forKey: .counts)
-        try c.encode(error, forKey: .error)
-    }
 }
 
 struct OutcomeView: Encodable, Sendable {
     var result: String
-    var runID: UInt64?
+    @Null var runID: UInt64?
     var endedAt: Date
-    var error: String?
+    @Null var error: String?
 
     enum CodingKeys: String, CodingKey { case result, runID = "run_id", endedAt = "ended_at", error }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(result, forKey: .result)
-        try c.encode(runID, forKey: .runID)
-        try c.encode(endedAt, forKey: .endedAt)
-        try c.encode(error, forKey: .error)
-    }
 }
 
 struct WarehouseView: Encodable, Sendable {
     var id: String
     var state: String
     var seenAt: Date
-    var error: String?
+    @Null var error: String?
 
     enum CodingKeys: String, CodingKey { case id, state, seenAt = "seen_at", error }
-
-    func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(state, forKey: .state)
-        try c.encode(seenAt, forKey: .seenAt)
-        try c.encode(error, forKey: .error)
-    }
 }

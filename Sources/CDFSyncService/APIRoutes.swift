@@ -203,43 +203,29 @@ extension CDFSyncServer {
 /// `GET /api/status`.
 struct StatusView: Encodable, Sendable {
     struct Writer: Encodable, Sendable {
-        var pid: Int32?
-        var command: String?
-        var since: String?
+        @Null var pid: Int32?
+        @Null var command: String?
+        @Null var since: String?
     }
 
     struct Directory: Encodable, Sendable {
         var path: String
         /// Whether a run has created the store yet (the counts are null until then).
         var exists: Bool
-        var participants: Int?
-        var sourceKeys: Int?
-        var conflicts: Int?
-        var outboxSequence: UInt64?
-        var deliveredSequence: UInt64?
-        var pendingDelivery: Int?
-        var usedBytes: Int?
+        @Null var participants: Int?
+        @Null var sourceKeys: Int?
+        @Null var conflicts: Int?
+        @Null var outboxSequence: UInt64?
+        @Null var deliveredSequence: UInt64?
+        @Null var pendingDelivery: Int?
+        @Null var usedBytes: Int?
         /// The process holding the directory's writer lock (a run in progress), if any.
-        var writer: Writer?
+        @Null var writer: Writer?
 
         enum CodingKeys: String, CodingKey {
             case path, exists, participants, sourceKeys = "source_keys", conflicts
             case outboxSequence = "outbox_sequence", deliveredSequence = "delivered_sequence"
             case pendingDelivery = "pending_delivery", usedBytes = "used_bytes", writer
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(path, forKey: .path)
-            try c.encode(exists, forKey: .exists)
-            try c.encode(participants, forKey: .participants)
-            try c.encode(sourceKeys, forKey: .sourceKeys)
-            try c.encode(conflicts, forKey: .conflicts)
-            try c.encode(outboxSequence, forKey: .outboxSequence)
-            try c.encode(deliveredSequence, forKey: .deliveredSequence)
-            try c.encode(pendingDelivery, forKey: .pendingDelivery)
-            try c.encode(usedBytes, forKey: .usedBytes)
-            try c.encode(writer, forKey: .writer)
         }
     }
 

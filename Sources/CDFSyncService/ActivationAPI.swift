@@ -80,17 +80,10 @@ extension CDFSyncServer {
 
     struct ActivationSample: Encodable, Sendable {
         var externalID: String
-        var participantID: UInt64?
+        @Null var participantID: UInt64?
         var contact: String
 
         enum CodingKeys: String, CodingKey { case externalID = "external_id", participantID = "participant_id", contact }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(externalID, forKey: .externalID)
-            try c.encode(participantID, forKey: .participantID)
-            try c.encode(contact, forKey: .contact)
-        }
 
         init(_ s: ActivationPreview.Sample) {
             externalID = s.externalID
@@ -105,24 +98,13 @@ extension CDFSyncServer {
         var sends: Bool
         var description: String
         /// The recorded confirmation or deactivation (null when there is none).
-        var by: String?
-        var host: String?
-        var at: String?
-        var settingsHash: String?
+        @Null var by: String?
+        @Null var host: String?
+        @Null var at: String?
+        @Null var settingsHash: String?
 
         enum CodingKeys: String, CodingKey {
             case state, sends, description, by, host, at, settingsHash = "settings_hash"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(state, forKey: .state)
-            try c.encode(sends, forKey: .sends)
-            try c.encode(description, forKey: .description)
-            try c.encode(by, forKey: .by)
-            try c.encode(host, forKey: .host)
-            try c.encode(at, forKey: .at)
-            try c.encode(settingsHash, forKey: .settingsHash)
         }
 
         init(_ s: PanelStore.ActivationStanding) {
@@ -182,23 +164,12 @@ extension CDFSyncServer {
         var settingsHash: String
         var standing: StandingView
         var held: Held
-        var source: Source?
+        @Null var source: Source?
         /// The preview as `cdfsync pipeline activate` prints it.
         var text: String
 
         enum CodingKeys: String, CodingKey {
             case pipeline, target, settingsHash = "settings_hash", standing, held, source, text
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(pipeline, forKey: .pipeline)
-            try c.encode(target, forKey: .target)
-            try c.encode(settingsHash, forKey: .settingsHash)
-            try c.encode(standing, forKey: .standing)
-            try c.encode(held, forKey: .held)
-            try c.encode(source, forKey: .source)
-            try c.encode(text, forKey: .text)
         }
 
         init(_ p: ActivationPreview) {

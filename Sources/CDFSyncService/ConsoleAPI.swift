@@ -128,10 +128,10 @@ extension CDFSyncServer {
         var name: String
         var host: String
         var warehouseID: String
-        var catalog: String?
-        var schema: String?
+        @Null var catalog: String?
+        @Null var schema: String?
         var auth: String
-        var clientID: String?
+        @Null var clientID: String?
         /// `{"kind": "stored"}` or `{"kind": "env", "variable": "X", "set": true}` — where the secret comes from,
         /// never the secret.
         var secret: [String: String]
@@ -141,19 +141,6 @@ extension CDFSyncServer {
         enum CodingKeys: String, CodingKey {
             case name, host, catalog, schema, auth, secret, pipelines
             case warehouseID = "warehouse_id", clientID = "client_id"
-        }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(name, forKey: .name)
-            try c.encode(host, forKey: .host)
-            try c.encode(warehouseID, forKey: .warehouseID)
-            try c.encode(catalog, forKey: .catalog)
-            try c.encode(schema, forKey: .schema)
-            try c.encode(auth, forKey: .auth)
-            try c.encode(clientID, forKey: .clientID)
-            try c.encode(secret, forKey: .secret)
-            try c.encode(pipelines, forKey: .pipelines)
         }
     }
 
@@ -222,19 +209,11 @@ extension CDFSyncServer {
         }
         var passed: Bool
         var steps: [Step]
-        var failure: Failure?
+        @Null var failure: Failure?
         /// Steps that did not run (after the failure).
         var remaining: [String]
 
         enum CodingKeys: String, CodingKey { case passed, steps, failure, remaining }
-
-        func encode(to encoder: any Encoder) throws {
-            var c = encoder.container(keyedBy: CodingKeys.self)
-            try c.encode(passed, forKey: .passed)
-            try c.encode(steps, forKey: .steps)
-            try c.encode(failure, forKey: .failure)
-            try c.encode(remaining, forKey: .remaining)
-        }
     }
 
     /// A statement client for a saved connection, stopped with the service.
@@ -418,19 +397,11 @@ extension CDFSyncServer {
     struct PreviewView: Encodable, Sendable {
         struct Row: Encodable, Sendable {
             var outcome: String
-            var id: String?
-            var reason: String?
-            var record: [String: String]?
+            @Null var id: String?
+            @Null var reason: String?
+            @Null var record: [String: String]?
 
             enum CodingKeys: String, CodingKey { case outcome, id, reason, record }
-
-            func encode(to encoder: any Encoder) throws {
-                var c = encoder.container(keyedBy: CodingKeys.self)
-                try c.encode(outcome, forKey: .outcome)
-                try c.encode(id, forKey: .id)
-                try c.encode(reason, forKey: .reason)
-                try c.encode(record, forKey: .record)
-            }
         }
         var sql: String
         var columns: [String]

@@ -44,6 +44,13 @@ struct RouteTests {
         }
     }
 
+    @Test func everyKeyIsWrittenAndAnAbsentValueIsNull() throws {
+        let none = StatusView.Writer(pid: nil, command: nil, since: nil)
+        #expect(String(decoding: JSON.encode(none), as: UTF8.self) == #"{"command":null,"pid":null,"since":null}"#)
+        let some = StatusView.Writer(pid: 7, command: "cdfsync sync", since: nil)
+        #expect(String(decoding: JSON.encode(some), as: UTF8.self) == #"{"command":"cdfsync sync","pid":7,"since":null}"#)
+    }
+
     @Test func aPortInUseIsExplainedWithTheAddressAndWhatToDo() async throws {
         let first = try await LiveServer(try ServeFixture().server)
         let second = try ServeFixture { $0.port = first.port }
