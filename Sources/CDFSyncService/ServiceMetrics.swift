@@ -46,32 +46,27 @@ final class ServiceMetrics: Sendable {
     private let timers = Mutex<[Key: CoreMetrics.Timer]>([:])
 
     private func counter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Counter {
-        let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        return counters.withLock { all in
-            if let c = all[key] { return c }
-            let c = CoreMetrics.Counter(label: name, dimensions: labels, factory: factory)
-            all[key] = c
-            return c
-        }
+        cached(counters, name, labels) { CoreMetrics.Counter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func meter(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Meter {
-        let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        return meters.withLock { all in
-            if let m = all[key] { return m }
-            let m = CoreMetrics.Meter(label: name, dimensions: labels, factory: factory)
-            all[key] = m
-            return m
-        }
+        cached(meters, name, labels) { CoreMetrics.Meter(label: name, dimensions: labels, factory: factory) }
     }
 
     private func timer(_ name: String, _ labels: [(String, String)]) -> CoreMetrics.Timer {
+        cached(timers, name, labels) { CoreMetrics.Timer(label: name, dimensions: labels, factory: factory) }
+    }
+
+    /// The metric object of `name` with `labels` in `cache`, made by `make` the first time.
+    private func cached<M: Sendable>(
+        _ cache: borrowing Mutex<[Key: M]>, _ name: String, _ labels: [(String, String)], _ make: () -> M
+    ) -> M {
         let key = Key(name: name, labels: labels.flatMap { [$0.0, $0.1] })
-        return timers.withLock { all in
-            if let t = all[key] { return t }
-            let t = CoreMetrics.Timer(label: name, dimensions: labels, factory: factory)
-            all[key] = t
-            return t
+        return cache.withLock { all in
+            if let m = all[key] { return m }
+            let m = make()
+            all[key] = m
+            return m
         }
     }
 
