@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo: the import flow an admin follows, on a simulated Databricks SQL warehouse on loopback.
 #   connection add → connection test → discover → pipeline init → validate → preview → activation (confirmed)
-#   → sync → invitations → new commits arrive → sync → a sync with nothing new → runs → status
+#   → sync → invitations → new commits arrive → a run triggered on `cdfsync serve` → a sync with nothing new
+#   → runs → status
 # then the quick raw copy (`sync --table --key`). Everything it writes goes under .demo/.
 set -euo pipefail
 BIN=$(cd "${1:?usage: demo.sh <release bin dir>}" && pwd)
@@ -76,10 +77,10 @@ step "appending new commits through the simulator's admin API (fixtures/demo-com
 python3 - "$ROOT/fixtures/demo-commits-2.json" "$URL" "$ADMIN_TOKEN" <<'PY'
 import datetime, json, sys, urllib.request
 doc, url, token = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-# New commits arrive now (the fixture's own dates are the day after the table's last commit).
+# New commits arrived a moment ago, a second apart (the fixture's own dates are the day after the table's last commit).
 now = datetime.datetime.now(datetime.timezone.utc)
 for i, c in enumerate(doc["commits"]):
-    c["timestamp"] = (now + datetime.timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    c["timestamp"] = (now - datetime.timedelta(seconds=len(doc["commits"]) - i)).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
     req = urllib.request.Request(f"{url}/_sim/tables/{doc['table']}/commits", method="POST",
         data=json.dumps(c).encode(), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
     urllib.request.urlopen(req).read()
@@ -87,10 +88,47 @@ for i, c in enumerate(doc["commits"]):
     print(f"   v{c['version']} {c['operation']}: {n('insert')} inserts, {n('update')} updates, {n('delete')} deletes")
 PY
 
-step "11. sync again: only the change data of the new commits"
-show sync participants.yaml
+step "11. the same pipeline as a service: cdfsync serve, and a run triggered over its API (docs/serve.md)"
+mkdir -p pipelines && cp participants.yaml pipelines/
+echo '$ cdfsync serve --pipelines pipelines --port 0 &'
+"$CDFSYNC" serve --pipelines pipelines --port 0 >"$DEMO/serve.out" 2>"$DEMO/serve.log" &
+SERVE_PID=$!
+trap 'kill $SERVE_PID $SIM_PID 2>/dev/null; wait $SERVE_PID $SIM_PID 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  grep -q 'listening on ' "$DEMO/serve.out" 2>/dev/null && break
+  kill -0 $SERVE_PID 2>/dev/null || { echo "cdfsync serve failed to start:"; cat "$DEMO/serve.log"; exit 1; }
+  sleep 0.1
+done
+SERVE=$(sed -n 's|^cdfsync serve: listening on \(http://[^/]*\)/$|\1|p' "$DEMO/serve.out")
+[ -n "$SERVE" ] || { echo "cdfsync serve did not report its address"; cat "$DEMO/serve.log"; exit 1; }
+echo "   $SERVE (pid $SERVE_PID; the console is at $SERVE/)"
+echo "\$ curl -X POST $SERVE/api/pipelines/participants/run"
+curl -fsS -X POST "$SERVE/api/pipelines/participants/run"; echo
+python3 - "$SERVE" <<'PY'
+import json, sys, time, urllib.request
+base = sys.argv[1]
+get = lambda path: json.load(urllib.request.urlopen(base + path))
+deadline = time.time() + 120
+while True:
+    p = get("/api/pipelines/participants")
+    if p["last_outcome"] and not p["running"] and not p["queued"]:
+        break
+    if time.time() > deadline:
+        sys.exit("the triggered run did not end within 120 s")
+    time.sleep(0.2)
+run, outcome = p["last_run"], p["last_outcome"]
+print(f"   run {outcome['run_id']} {outcome['result']}: {run['read']}")
+print("   counts: " + ", ".join(f"{k} {v}" for k, v in run["counts"].items() if isinstance(v, int) and v))
+print(f"   checkpoint v{p['checkpoint']['version']}; freshness {p['freshness_seconds']:.0f} s after the last commit")
+metrics = urllib.request.urlopen(base + "/metrics").read().decode()
+for line in metrics.splitlines():
+    if line.startswith(("cdfsync_runs_total", "cdfsync_rows_applied_total")) and 'pipeline="participants"' in line:
+        print("   /metrics: " + line)
+PY
+kill -TERM $SERVE_PID
+wait $SERVE_PID && echo "   SIGTERM: cdfsync serve stopped, exit 0"
 
-step "12. and again: nothing new"
+step "12. sync again from the command line: nothing new"
 show sync participants.yaml
 
 step "13. the audit record of every run"
