@@ -61,7 +61,9 @@ let package = Package(
         // LMDB floor) and prints wall and thread CPU per phase. Never gated.
         .executableTarget(
             name: "storage-throughput",
-            dependencies: [.product(name: "CDFSyncStorage", package: "cdfsync")],
+            dependencies: [
+                .product(name: "CDFSyncCore", package: "cdfsync"), .product(name: "CDFSyncStorage", package: "cdfsync"),
+            ],
             path: "Sources/storage-throughput"
         ),
     ]

@@ -153,22 +153,38 @@ extension PanelStore {
                 StorageError(code: .corrupted, message: "an invitation ledger entry does not decode (\(why))")
             }
             guard let members = FlatJSON.members(bytes) else { throw damaged("not a JSON object") }
-            var f: [String: FlatJSONValue] = [:]
-            for (k, v) in members { f[k] = v }
-            func text(_ key: String) -> String? { if case .string(let s)? = f[key] { s } else { nil } }
-            func number(_ key: String) -> String? { if case .number(let n)? = f[key] { n } else { nil } }
-            guard let state = text("state").flatMap(State.init(rawValue:)), let pipeline = text("pipeline"),
-                let target = text("target"), let pid = number("participant_id").flatMap({ UInt64($0) }),
-                let scope = text("scope"), let externalID = text("external_id"),
-                let version = number("commit_version").flatMap({ Int64($0) }), let decidedAt = text("decided_at")
+            // One pass over the members, no dictionary (a later duplicate key wins, as it would in one).
+            var state: State?, pipeline: String?, target: String?, pid: UInt64?, scope: String?, externalID: String?
+            var version: Int64?, runID: UInt64?, decidedAt: String?, seq: UInt64?, file: String?, sentAt: String?
+            var reason: String?
+            for (key, value) in members {
+                var text: String? { if case .string(let s) = value { s } else { nil } }
+                var number: String? { if case .number(let n) = value { n } else { nil } }
+                switch key {
+                case "state": state = text.flatMap(State.init(rawValue:))
+                case "pipeline": pipeline = text
+                case "target": target = text
+                case "participant_id": pid = number.flatMap { UInt64($0) }
+                case "scope": scope = text
+                case "external_id": externalID = text
+                case "commit_version": version = number.flatMap { Int64($0) }
+                case "run_id": runID = number.flatMap { UInt64($0) }
+                case "decided_at": decidedAt = text
+                case "seq": seq = number.flatMap { UInt64($0) }
+                case "file": file = text
+                case "sent_at": sentAt = text
+                case "reason": reason = text
+                default: break
+                }
+            }
+            guard let state, let pipeline, let target, let pid, let scope, let externalID, let version, let decidedAt
             else { throw damaged("a required key is missing or of the wrong kind") }
             var entry = Invitation(state: state, pipeline: pipeline, target: target, participantID: pid, scope: scope,
-                externalID: externalID, commitVersion: version, runID: number("run_id").flatMap { UInt64($0) },
-                decidedAt: decidedAt)
-            entry.seq = number("seq").flatMap { UInt64($0) }
-            entry.file = text("file")
-            entry.sentAt = text("sent_at")
-            entry.reason = text("reason")
+                externalID: externalID, commitVersion: version, runID: runID, decidedAt: decidedAt)
+            entry.seq = seq
+            entry.file = file
+            entry.sentAt = sentAt
+            entry.reason = reason
             return entry
         }
 

@@ -122,6 +122,11 @@ struct ActivationRuleTests {
         let tricky = #"{"note":"a \"quoted\" }{ \\","nested":{"contactable":false,"x":[1,{"y":"}"}]},"email":"b@x.io","contactable":true}"#
         #expect(r.ineligibility(of: record(tricky)) == nil)
         #expect(r.ineligibility(of: record(#"{"email":"\u00e9@x.io","contactable":true}"#)) == nil)
+        // Numbers and literals before the fields are stepped over; one that is not a value stops the reading.
+        #expect(r.ineligibility(of: record(#"{"n":-1.5e3,"t":true,"f":false,"z":null,"email":"b@x.io","contactable":true}"#)) == nil)
+        for broken in [#"{"n":x,"email":"b@x.io","contactable":true}"#, #"{"t":tru,"email":"b@x.io","contactable":true}"#] {
+            #expect(r.ineligibility(of: record(broken)) != nil, "\(broken)")
+        }
     }
 
     @Test func flatJSONReadsEveryMemberOrNothing() throws {

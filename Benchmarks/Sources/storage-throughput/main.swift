@@ -8,10 +8,13 @@
 //         [--insert-only] [--durability both|durable|nosync]
 //     swift run -c release --package-path Benchmarks storage-throughput raw-lmdb [--rows N]
 //         [--keys spread|sequential] [--no-probe] [--no-outbox]
+//     swift run -c release --package-path Benchmarks storage-throughput activation [--rows N]
+//         [--durability both|durable|nosync]
 //
 // The micro-benchmarks next to it (Benchmarks/Benchmarks/ApplyBenchmarks) gate one 50k-row batch on its allocation
 // count; this measures what a million rows cost, which no gate can hold steady on a shared machine.
 
+import CDFSyncCore
 import CDFSyncStorage
 import Foundation
 
@@ -24,7 +27,7 @@ import Darwin
 // MARK: - Options
 
 struct Options {
-    enum Scenario: String { case fullSync = "full-sync", apply, rawLMDB = "raw-lmdb" }
+    enum Scenario: String { case fullSync = "full-sync", apply, rawLMDB = "raw-lmdb", activation }
     var scenario: Scenario
     var rows = 1_000_000
     /// Durable (one fsync per commit, as the engine opens the store) and/or not.
@@ -43,7 +46,7 @@ struct Options {
     var noOutbox = false
 
     static let usage = """
-        usage: storage-throughput full-sync|apply|raw-lmdb [--rows N] [--durability both|durable|nosync]
+        usage: storage-throughput full-sync|apply|raw-lmdb|activation [--rows N] [--durability both|durable|nosync]
                [--keys spread|sequential] [--contact] [--unprepared] [--insert-only] [--no-probe] [--no-outbox]
         """
 
@@ -293,6 +296,79 @@ func rawLMDB(_ o: Options) throws {
     }
 }
 
+/// An activation's cost: the same full sync (new keys with an email, opted in, 100k batches) into two stores, one
+/// without and one with an activation that invites to a pool (no confirmation), 4 in 5 rows eligible by country;
+/// then the change delivery of both and the invitation delivery. The ratios against the store without an
+/// activation, measured in the same run, are the figures to compare across machines.
+func activation(_ o: Options, durable: Bool) throws {
+    let batch = 100_000
+    let batches = o.rows / batch
+    let rows = batches * batch
+    let countries = ["GB", "IE", "DE", "FR", "ES"]
+    func makeBatch(_ b: Int) -> [PanelStore.Change] {
+        (0..<batch).map { i in
+            let n = b * batch + i
+            let json = #"{"external_id":"\#(padded(n))","email":"user\#(n)@example.com","first_name":"Name\#(n)","#
+                + #""country":"\#(countries[n % 5])","contactable":true}"#
+            return PanelStore.Change(externalID: padded(n), commitVersion: 1, record: Array(json.utf8),
+                email: "user\(n)@example.com", optedIn: true)
+        }
+    }
+    guard let rule = ActivationRule(Pipeline.Activation(pool: "benchmark",
+        eligibility: [.init(field: "country", op: .in, value: .list(["GB", "IE", "DE", "FR"]))]))
+    else { throw CountMismatch(description: "the benchmark's activation does not make a rule") }
+    let settings = PanelStore.ActivationSettings(rule: rule, settingsHash: "benchmark")
+    let eligible = (0..<rows).count { $0 % 5 != 4 }
+    try withScratchDirectory { dir in
+        var inputs = (0..<batches).map(makeBatch)
+        let plain = try PanelStore(directory: dir + "/plain", durable: durable)
+        let invited = try PanelStore(directory: dir + "/invited", durable: durable)
+        let compressor = try ZstdCompressor(level: plain.recordCompressionLevel)
+        for b in inputs.indices { try plain.prepare(&inputs[b], compressor: compressor) }
+        var applied = (plain: Measured(), invited: Measured())
+        var queued = 0
+        // Alternate the two stores batch by batch, so that both see the same machine.
+        for (b, changes) in inputs.enumerated() {
+            applied.plain = applied.plain + (try Measured.of {
+                _ = try plain.apply(changes, scope: "conn/src", pipeline: "p", checkpoint: .init(tableVersion: Int64(b)))
+            })
+            applied.invited = applied.invited + (try Measured.of {
+                queued += try invited.apply(changes, scope: "conn/src", pipeline: "p",
+                    checkpoint: .init(tableVersion: Int64(b)), activation: settings).activation.queued
+            })
+        }
+        try expect("queued invitations", queued, eligible)
+        var delivered = (plain: 0, invited: 0)
+        let deliverPlain = try Measured.of { delivered.plain = try plain.deliver(to: dir + "/out-plain").recordsDelivered }
+        let deliverInvited = try Measured.of {
+            delivered.invited = try invited.deliver(to: dir + "/out-invited").recordsDelivered
+        }
+        try expect("changes delivered", delivered.plain, rows)
+        try expect("changes delivered with an activation", delivered.invited, rows)
+        var sent = 0
+        let invitations = try Measured.of {
+            sent = try invited.deliverInvitations(pipeline: "p", settings: settings, directory: dir + "/invitations",
+                idempotencyKey: { pipeline, pid, target in "\(pipeline)/\(pid)/\(target)" }).sent
+        }
+        try expect("invitations sent", sent, eligible)
+        let ratio = { (a: Measured, b: Measured) in String(format: "×%.2f CPU", a.cpu / b.cpu) }
+        let each = { (m: Measured, n: Int) in String(format: "%.2f µs CPU each", m.cpu / Double(n) * 1e6) }
+        let without = applied.plain + deliverPlain
+        let with = applied.invited + deliverInvited + invitations
+        print("""
+            activation durable=\(durable) rows=\(rows) batch=\(batch) invited=\(eligible) (pool, country in 4 of 5)
+              apply, no activation:        \(applied.plain.rate(rows))
+              apply, activation:           \(applied.invited.rate(rows)) — \(ratio(applied.invited, applied.plain)), \
+            \(String(format: "%.2f", (applied.invited.cpu - applied.plain.cpu) / Double(rows) * 1e6)) µs more a row
+              deliver changes, none:       \(deliverPlain.rate(rows))
+              deliver changes, activation: \(deliverInvited.rate(rows))
+              deliver invitations:         \(invitations.rate(sent)) — \(each(invitations, sent))
+              the sync with its activation (apply, deliver, invite) against the same without: \
+            \(String(format: "×%.2f wall, ×%.2f CPU of the calling thread", with.wall / without.wall, with.cpu / without.cpu))
+            """)
+    }
+}
+
 // MARK: - Main
 
 do {
@@ -301,6 +377,7 @@ do {
     case .fullSync: for durable in options.durability { try fullSync(options, durable: durable) }
     case .apply: for durable in options.durability { try applyPhases(options, durable: durable) }
     case .rawLMDB: try rawLMDB(options)
+    case .activation: for durable in options.durability { try activation(options, durable: durable) }
     }
 } catch let e as Options.UsageError {
     FileHandle.standardError.write(Data(((e.detail.map { "storage-throughput: \($0)\n" } ?? "") + Options.usage + "\n").utf8))

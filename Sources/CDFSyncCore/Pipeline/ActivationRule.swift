@@ -280,14 +280,32 @@ struct JSONCursor {
         case UInt8(ascii: "n"): return literal("null") ? .null : nil
         default:
             let start = i
-            while i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")
-                || bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E")
-                || (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9"))
-            {
-                i += 1
-            }
-            guard i > start else { return nil }
+            guard skipNumber() else { return nil }
             return .number(String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self))
+        }
+    }
+
+    /// Steps over a number's characters; false when there are none.
+    private mutating func skipNumber() -> Bool {
+        let start = i
+        while i < bytes.count, bytes[i] == UInt8(ascii: "-") || bytes[i] == UInt8(ascii: "+")
+            || bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E")
+            || (bytes[i] >= UInt8(ascii: "0") && bytes[i] <= UInt8(ascii: "9"))
+        {
+            i += 1
+        }
+        return i > start
+    }
+
+    /// Steps over a literal or a number as ``readValue()`` reads them, without making its value; false when
+    /// malformed.
+    private mutating func skipScalar() -> Bool {
+        switch peek {
+        case UInt8(ascii: "t"): literal("true")
+        case UInt8(ascii: "f"): literal("false")
+        case UInt8(ascii: "n"): literal("null")
+        case nil: false
+        default: skipNumber()
         }
     }
 
@@ -319,7 +337,16 @@ struct JSONCursor {
     mutating func readString() -> String? {
         guard i < bytes.count, bytes[i] == UInt8(ascii: "\"") else { return nil }
         i += 1
-        var out: [UInt8] = []
+        // Most strings have no escape: made from their bytes where they lie, in one step.
+        var j = i
+        while j < bytes.count, bytes[j] != UInt8(ascii: "\""), bytes[j] != UInt8(ascii: "\\") { j += 1 }
+        guard j < bytes.count else { return nil }
+        if bytes[j] == UInt8(ascii: "\"") {
+            defer { i = j + 1 }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[i..<j]), as: UTF8.self)
+        }
+        var out = Array(UnsafeRawBufferPointer(rebasing: bytes[i..<j]))
+        i = j
         while i < bytes.count {
             let b = bytes[i]
             i += 1
@@ -393,7 +420,7 @@ struct JSONCursor {
     mutating func skipValue() -> Bool {
         guard let c = peek else { return false }
         if c == UInt8(ascii: "\"") { return skipString() }
-        guard c == UInt8(ascii: "{") || c == UInt8(ascii: "[") else { return readValue() != nil }
+        guard c == UInt8(ascii: "{") || c == UInt8(ascii: "[") else { return skipScalar() }
         var depth = 0
         while i < bytes.count {
             let b = bytes[i]
