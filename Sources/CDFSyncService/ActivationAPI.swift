@@ -273,16 +273,15 @@ extension CDFSyncServer {
         -> [UInt8]
     {
         let spec = try loadedPipeline(name)
-        let entries = try slot(stateDirectory(of: spec)).withReader { try $0.invitations(pipeline: spec.name) } ?? []
+        let page = try slot(stateDirectory(of: spec)).withReader {
+            try $0.invitationPage(pipeline: spec.name, state: only, offset: offset, limit: limit)
+        }
         var counts: [String: Int] = [:]
-        for s in PanelStore.Invitation.State.allCases { counts[s.rawValue] = 0 }
-        for e in entries { counts[e.state.rawValue, default: 0] += 1 }
-        let chosen = only.map { s in entries.filter { $0.state == s } } ?? entries
-        let page = chosen.dropFirst(offset).prefix(limit)
+        for s in PanelStore.Invitation.State.allCases { counts[s.rawValue] = page?.counts[s] ?? 0 }
         var out = Array("{\"pipeline\":".utf8) + JSON.encode(spec.name)
-        out += Array(",\"total\":\(chosen.count),\"offset\":\(offset),\"limit\":\(limit),\"counts\":".utf8)
+        out += Array(",\"total\":\(page?.matching ?? 0),\"offset\":\(offset),\"limit\":\(limit),\"counts\":".utf8)
         out += JSON.encode(counts)
-        out += Array(",".utf8) + Self.jsonArray(key: "invitations", page.map { $0.json() }).dropFirst()
+        out += Array(",".utf8) + Self.jsonArray(key: "invitations", (page?.entries ?? []).map { $0.json() }).dropFirst()
         return out
     }
 }

@@ -528,6 +528,42 @@ extension PanelStore {
         return out
     }
 
+    /// One page of a ledger listing, and what the whole listing holds.
+    public struct InvitationPage: Sendable, Equatable {
+        /// Every entry of the pipeline (all pipelines: nil), by state; each state present, 0 when none.
+        public var counts: [Invitation.State: Int]
+        /// How many entries are in the state asked for (all of them when none was).
+        public var matching: Int
+        /// The matching entries from `offset`, at most `limit`, in ledger order (participant, then target).
+        public var entries: [Invitation]
+    }
+
+    /// A page of `pipeline`'s ledger (nil: every pipeline's), only entries in `state` when given, with the counts of
+    /// the whole listing: one scan that keeps only the page (a ledger of millions is never held in memory).
+    public func invitationPage(pipeline: String?, state: Invitation.State? = nil, offset: Int = 0, limit: Int) throws
+        -> InvitationPage
+    {
+        var page = InvitationPage(
+            counts: Dictionary(uniqueKeysWithValues: Invitation.State.allCases.map { ($0, 0) }), matching: 0,
+            entries: [])
+        let first = max(0, offset)
+        let last = first.addingReportingOverflow(max(0, limit))
+        let end = last.overflow ? Int.max : last.partialValue
+        try environment.read { txn in
+            try txn.forEach(invitationsDB, from: [UInt8(ascii: "L")]) { k, v in
+                guard k.first == UInt8(ascii: "L") else { return false }
+                let entry = try Invitation.decode(v)
+                guard pipeline == nil || entry.pipeline == pipeline else { return true }
+                page.counts[entry.state, default: 0] += 1
+                guard state == nil || entry.state == state else { return true }
+                if page.matching >= first && page.matching < end { page.entries.append(entry) }
+                page.matching += 1
+                return true
+            }
+        }
+        return page
+    }
+
     /// The directory `pipeline`'s invitations were last delivered into (absolute), if any.
     public func invitationDirectory(pipeline: String) throws -> String? {
         try environment.read { try $0.get(meta, key: ActivationKey.directory(pipeline)) }

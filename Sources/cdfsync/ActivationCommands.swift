@@ -164,15 +164,15 @@ extension CDFSyncCommand {
                     dir = stateDirectory(spec, state)
                 }
                 let store = try state.openExistingStore(at: dir)
-                var entries = try store.invitations(pipeline: name)
-                if let only { entries = entries.filter { $0.state == only } }
-                let shown = entries.prefix(limit)
+                let page = try store.invitationPage(pipeline: name, state: only, limit: limit)
+                let shown = page.entries
                 if json {
                     for e in shown { print(String(decoding: e.json(), as: UTF8.self)) }
                     return
                 }
-                if entries.isEmpty {
-                    print("no invitations" + (name.map { " of pipeline \($0)" } ?? "") + " in \(FilePaths.shown(dir))")
+                if page.matching == 0 {
+                    print("no \(only.map { "\($0.rawValue) " } ?? "")invitations" + (name.map { " of pipeline \($0)" } ?? "")
+                        + " in \(FilePaths.shown(dir))")
                     return
                 }
                 for e in shown {
@@ -182,13 +182,11 @@ extension CDFSyncCommand {
                     if let reason = e.reason { line += "  \(reason)" }
                     print(line)
                 }
-                var byState: [String: Int] = [:]
-                for e in entries { byState[e.state.rawValue, default: 0] += 1 }
-                let summary = PanelStore.Invitation.State.allCases.compactMap { s in
-                    byState[s.rawValue].map { "\($0) \(s.rawValue)" }
-                }.joined(separator: ", ")
-                print("\(entries.count) entr\(entries.count == 1 ? "y" : "ies"): \(summary)"
-                    + (shown.count < entries.count ? " (first \(shown.count) shown; --limit)" : ""))
+                let counts = only.map { [($0, page.matching)] }
+                    ?? PanelStore.Invitation.State.allCases.map { ($0, page.counts[$0] ?? 0) }.filter { $0.1 > 0 }
+                let summary = counts.map { "\($0.1) \($0.0.rawValue)" }.joined(separator: ", ")
+                print("\(page.matching) entr\(page.matching == 1 ? "y" : "ies"): \(summary)"
+                    + (shown.count < page.matching ? " (first \(shown.count) shown; --limit)" : ""))
             }
         }
     }

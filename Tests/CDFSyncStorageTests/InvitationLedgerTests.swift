@@ -138,6 +138,30 @@ import Testing
         }
     }
 
+    @Test func aLedgerPageCountsTheWholeListingAndKeepsOnlyThePage() throws {
+        try withTemporaryDirectory { dir in
+            let store = try PanelStore(directory: dir + "/db")
+            _ = try store.apply(["A", "B", "C", "D", "E"].map { Self.row($0, version: 1) },
+                scope: "p", pipeline: "p", checkpoint: nil, activation: Self.pool)
+            _ = try store.apply([Self.row("F", version: 1), Self.row("G", version: 1)],
+                scope: "q", pipeline: "q", checkpoint: nil, activation: Self.pool)
+            #expect(try deliver(store, dir + "/out", settings: Self.pool).sent == 5)
+            let all = try store.invitations(pipeline: "p")
+            let page = try store.invitationPage(pipeline: "p", offset: 1, limit: 2)
+            #expect(page.counts[.sent] == 5 && page.counts[.queued] == 0 && page.counts[.held] == 0)
+            #expect(page.matching == 5 && page.entries == Array(all[1..<3]))
+            #expect(try store.invitationPage(pipeline: "p", offset: 4, limit: .max).entries == [all[4]])
+            #expect(try store.invitationPage(pipeline: "p", offset: 9, limit: 3).entries.isEmpty)
+            let held = try store.invitationPage(pipeline: "p", state: .held, limit: 10)
+            #expect(held.matching == 0 && held.entries.isEmpty && held.counts[.sent] == 5)
+            let q = try store.invitationPage(pipeline: "q", state: .queued, limit: 10)
+            #expect(q.matching == 2 && q.entries.map(\.externalID).sorted() == ["F", "G"])
+            let everyone = try store.invitationPage(pipeline: nil, limit: 0)
+            #expect(everyone.matching == 7 && everyone.entries.isEmpty)
+            #expect(everyone.counts[.sent] == 5 && everyone.counts[.queued] == 2)
+        }
+    }
+
     @Test func linkedKeysShareOneInvitation() throws {
         try withTemporaryDirectory { dir in
             let store = try PanelStore(directory: dir + "/db")
