@@ -171,8 +171,14 @@ extension CDFSyncCommand {
                     return
                 }
                 if page.matching == 0 {
+                    // A name that is not one of the store's pipelines is most likely a typo: say which there are.
+                    let known = try store.activationPipelines()
+                    let hint = name.flatMap { n in
+                        known.contains(n) || known.isEmpty ? nil
+                            : " (pipelines with an activation there: \(known.joined(separator: ", ")))"
+                    } ?? ""
                     print("no \(only.map { "\($0.rawValue) " } ?? "")invitations" + (name.map { " of pipeline \($0)" } ?? "")
-                        + " in \(FilePaths.shown(dir))")
+                        + " in \(FilePaths.shown(dir))" + hint)
                     return
                 }
                 for e in shown {

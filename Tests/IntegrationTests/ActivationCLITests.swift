@@ -92,6 +92,9 @@ struct ActivationCLITests {
         let unconfirmed = try activation(dir)
         #expect(unconfirmed["standing"] as? String == "unconfirmed" && unconfirmed["held"] as? Int == held.count)
         #expect((unconfirmed["webhooks"] as? [Any])?.isEmpty == true)
+        let typo = try cdfsync(["invitations", "research-panle", "--state-dir", dir.sub("state")])
+        #expect(typo.stdout.contains("no invitations of pipeline research-panle in")
+            && typo.stdout.contains("(pipelines with an activation there: research-panel)"), "\(typo.output)")
         let statusText = try cdfsync(["status", "--state-dir", dir.sub("state")]).stdout
         #expect(statusText.contains("research-panel  invite to study S-2026-04: NOT CONFIRMED"), "\(statusText)")
 
