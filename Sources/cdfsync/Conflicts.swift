@@ -97,7 +97,15 @@ extension CDFSyncCommand {
                 if json {
                     print(String(decoding: Self.json(entries, directory: dir, pipeline: name, more: more), as: UTF8.self))
                 } else {
-                    print(Self.text(entries, directory: dir, pipeline: name, more: more))
+                    var text = Self.text(entries, directory: dir, pipeline: name, more: more)
+                    // A name that is not one of the store's pipelines is most likely a typo: say which there are.
+                    if entries.isEmpty, let name {
+                        let known = try store.checkpoints().map(\.pipeline).filter { !$0.hasPrefix("webhook/") }
+                        if !known.isEmpty && !known.contains(name) {
+                            text += " (pipelines there: \(known.sorted().joined(separator: ", ")))"
+                        }
+                    }
+                    print(text)
                 }
             }
         }

@@ -219,6 +219,7 @@ struct ConflictsCLITests {
         #expect(try cli(["conflicts", "people", "--state-dir", "state"]).stdout.contains("conflict 1  email"))
         let none = try cli(["conflicts", "nobody", "--state-dir", "state"])
         #expect(none.status == 0 && none.stdout.hasPrefix("no identity conflicts of pipeline nobody"), "\(none.all)")
+        #expect(none.stdout.contains("(pipelines there: people)"), "\(none.all)")
         let missing = try cli(["conflicts", "--state-dir", "nowhere"])
         #expect(missing.status == 1 && missing.stderr.contains("no cdfsync state in nowhere"), "\(missing.all)")
         // status counts it.
