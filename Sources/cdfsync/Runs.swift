@@ -35,6 +35,7 @@ extension CDFSyncCommand {
                     let store = try state.openExistingStore(at: dir)
                     let holder = WriterLock.holder(of: dir)
                     var shown = 0
+                    var seen = Set<String>()
                     // --json: one object; each record is written as it is listed.
                     var document = JSONWriter()
                     if json {
@@ -62,6 +63,7 @@ extension CDFSyncCommand {
                             }
                             continue
                         }
+                        seen.insert(record.pipeline)
                         if let name, record.pipeline != name { continue }
                         shown += 1
                         if json {
@@ -83,6 +85,12 @@ extension CDFSyncCommand {
                         document.endArray()
                         document.endObject()
                         JSONOutput.emit(document.bytes)
+                    } else if shown == 0 {
+                        // A name no run has is most likely a typo: say which pipelines did run.
+                        let hint = name != nil && !seen.isEmpty
+                            ? " (pipelines with runs there: \(seen.sorted().joined(separator: ", ")))" : ""
+                        print("no runs" + (name.map { " of pipeline \($0)" } ?? "") + " recorded in "
+                            + FilePaths.shown(dir) + hint)
                     }
                 }
             }

@@ -220,6 +220,9 @@ struct ConflictsCLITests {
         let none = try cli(["conflicts", "nobody", "--state-dir", "state"])
         #expect(none.status == 0 && none.stdout.hasPrefix("no identity conflicts of pipeline nobody"), "\(none.all)")
         #expect(none.stdout.contains("(pipelines there: people)"), "\(none.all)")
+        let noRuns = try cli(["runs", "nobody", "--state-dir", "state"])
+        #expect(noRuns.status == 0 && noRuns.stdout.hasPrefix("no runs of pipeline nobody recorded in state")
+            && noRuns.stdout.contains("(pipelines with runs there: people)"), "\(noRuns.all)")
         let missing = try cli(["conflicts", "--state-dir", "nowhere"])
         #expect(missing.status == 1 && missing.stderr.contains("no cdfsync state in nowhere"), "\(missing.all)")
         // status counts it.
