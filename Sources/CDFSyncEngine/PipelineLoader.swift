@@ -25,15 +25,33 @@ public enum PipelineLoader {
         return min(limit - webhookCursor, (limit - 1) / 2)
     }()
 
+    /// Why `path` could not be read, in words: missing (with the pipeline files next to where it was looked for),
+    /// a directory, or not readable.
+    static func unreadable(_ path: String) -> SyncError {
+        let shown = FilePaths.shown(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+            let url = URL(fileURLWithPath: path)
+            let dir = url.deletingLastPathComponent().path
+            let near = ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])
+                .filter { $0.hasSuffix(".yaml") || $0.hasSuffix(".yml") }.sorted()
+            let there = near.isEmpty ? "" : " (pipeline files there: \(near.prefix(10).joined(separator: ", "))"
+                + (near.count > 10 ? ", …" : "") + ")"
+            return SyncError("pipeline file \(shown) does not exist\(there)",
+                remedy: "Check the path; `cdfsync pipeline init` writes a new pipeline file.")
+        }
+        if isDirectory.boolValue {
+            return SyncError("pipeline file \(shown) is a directory", remedy: "Give the path of a pipeline's YAML file.")
+        }
+        return SyncError("pipeline file \(shown) cannot be read", remedy: "Check its permissions.")
+    }
+
     /// Loads and checks a pipeline file.
     /// - Throws: `SyncError` whose message lists every problem with its line, column and field path.
     public static func load(path: String, environment: [String: String] = ProcessInfo.processInfo.environment) throws
         -> Pipeline
     {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SyncError("pipeline file \(FilePaths.shown(path)) cannot be read",
-                remedy: "Check the path and its permissions.")
-        }
+        guard let data = FileManager.default.contents(atPath: path) else { throw unreadable(path) }
         return try load(yaml: String(decoding: data, as: UTF8.self), origin: FilePaths.shown(path),
             environment: environment)
     }

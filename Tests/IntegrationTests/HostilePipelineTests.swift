@@ -64,6 +64,21 @@ struct HostilePipelineTests {
         #expect(consent != nil && schedule != nil && consent! < schedule!, "\(message)")
     }
 
+    @Test func aMissingFileOrADirectoryIsNamedAsSuch() throws {
+        let dir = TempDir("pipeline-paths")
+        try "name: p\n".write(toFile: dir.sub("panel.yaml"), atomically: true, encoding: .utf8)
+        try FileManager.default.createDirectory(atPath: dir.sub("folder.yaml"), withIntermediateDirectories: true)
+        #expect { _ = try PipelineLoader.load(path: dir.sub("panel.yml")) } throws: { e in
+            "\(e)".contains("panel.yml does not exist (pipeline files there: folder.yaml, panel.yaml)")
+        }
+        #expect { _ = try PipelineLoader.load(path: dir.sub("folder.yaml")) } throws: { e in
+            "\(e)".contains("folder.yaml is a directory")
+        }
+        #expect { _ = try PipelineLoader.load(path: dir.sub("none/x.yaml")) } throws: { e in
+            "\(e)".contains("x.yaml does not exist —")
+        }
+    }
+
     @Test func aTypoFarFromEveryFieldListsTheFieldsInstead() {
         #expect {
             _ = try PipelineLoader.load(yaml: PipelineSyncTests.participantsYAML + "\nwatermark: {zzzzzzzz: 1}\n")
