@@ -1,6 +1,6 @@
 import Foundation
 
-/// A workspace document in the `cdfsync-sim/1` format (see `shared/spec/sim-fixture-format.md`).
+/// A workspace document in the `cdfsync-sim/1` format (docs/simulator.md, "The workspace document").
 ///
 /// The document is a public contract: keys are only ever added. The simulator's own extensions are
 /// `synthetic` on a TABLE and `default_catalog` / `default_schema` on the document.

@@ -2,7 +2,7 @@ import CDFSyncCore
 import Foundation
 import Testing
 
-/// The recorded Databricks responses copied from /work/shared/fixtures/recorded-sea (see the README there).
+/// The recorded Databricks responses in Fixtures/recorded-sea (provenance and license in its README).
 enum RecordedFixtures {
     static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .appendingPathComponent("Fixtures/recorded-sea")

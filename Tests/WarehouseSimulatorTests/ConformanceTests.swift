@@ -1,15 +1,16 @@
+import CDFSyncTestSupport
 import Foundation
 import Testing
 @testable import WarehouseSimulator
 
 /// Compares the simulator's responses with the recorded real exchanges in
-/// `shared/fixtures/recorded-sea` (set `CDFSYNC_RECORDINGS` to another copy; skipped when absent):
-/// same keys, same JSON value types, same nesting.
+/// `Tests/CDFSyncCoreTests/Fixtures/recorded-sea` (set `CDFSYNC_RECORDINGS` to another copy): same keys, same JSON
+/// value types, same nesting.
 @Suite struct ConformanceTests {
     static var dir: String {
-        ProcessInfo.processInfo.environment["CDFSYNC_RECORDINGS"] ?? "/work/shared/fixtures/recorded-sea"
+        ProcessInfo.processInfo.environment["CDFSYNC_RECORDINGS"]
+            ?? repositoryRoot.appendingPathComponent("Tests/CDFSyncCoreTests/Fixtures/recorded-sea").path
     }
-    static var available: Bool { FileManager.default.fileExists(atPath: dir + "/README.md") }
 
     static func recorded(_ name: String) throws -> [String: Any] {
         let d = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/" + name))) as! [String: Any]
@@ -29,7 +30,7 @@ import Testing
         }
     }
 
-    @Test(.enabled(if: ConformanceTests.available))
+    @Test
     func inlineResultMatchesRecording() async throws {
         let rec = try Self.recorded("execute-inline-json-null-and-int.json")["body"] as! [String: Any]
         let h = try Harness(configuration: .init(rowsPerChunk: 100))
@@ -37,7 +38,7 @@ import Testing
         #expect(Self.shape(ours) == Self.shape(rec))
     }
 
-    @Test(.enabled(if: ConformanceTests.available))
+    @Test
     func emptyAndPendingAndFailedMatchRecordings() async throws {
         let clock = SimulatorClock.manual()
         let h = try Harness(configuration: .init(includeSQLState: false, executionDelay: 5), clock: clock)
@@ -65,7 +66,7 @@ import Testing
             with: "INSER INTO x VALUES (1)"))
     }
 
-    @Test(.enabled(if: ConformanceTests.available))
+    @Test
     func externalLinkChunksMatchRecording() async throws {
         let first = try Self.recorded("execute-external-links-arrow-multichunk-0.json")["body"] as! [String: Any]
         let second = try Self.recorded("chunk-external-links-arrow-1.json")["body"] as! [String: Any]
@@ -79,7 +80,7 @@ import Testing
         #expect(((r["result"] as! [String: Any])["external_links"] as! [[String: Any]])[0].keys.sorted() == recKeys)
     }
 
-    @Test(.enabled(if: ConformanceTests.available))
+    @Test
     func authErrorsMatchRecordings() async throws {
         let h = try Harness()
         for (file, token) in [("error-missing-credential-401.json", nil), ("error-invalid-token-403.json", "dapi-nope")] as [(String, String?)] {
@@ -101,7 +102,7 @@ import Testing
         #expect(Self.shape(deleted.json) == Self.shape(close["body"]!))
     }
 
-    @Test(.enabled(if: ConformanceTests.available))
+    @Test
     func oidcDiscoveryHasTheRecordedKeys() async throws {
         let rec = try Self.recorded("oidc-discovery.json")["body"] as! [String: Any]
         let h = try Harness()

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Shape test: dbsql-sim's responses against real recorded Databricks responses.
 
-For each recorded exchange in /work/shared/fixtures/recorded-sea (override with --recorded)
+For each recorded exchange in Tests/CDFSyncCoreTests/Fixtures/recorded-sea (override with --recorded)
 of a kind the simulator produces, send the simulator the same kind of request and compare the
 response: HTTP status, media type, the headers the recording shows for that kind, and the body's
 key sets, value types and nesting, recursively (not values).
@@ -34,7 +34,7 @@ import make_workspace as W  # noqa: E402
 from simproc import Sim  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_RECORDED = Path("/work/shared/fixtures/recorded-sea")
+DEFAULT_RECORDED = HERE.parent / "CDFSyncCoreTests" / "Fixtures" / "recorded-sea"
 
 # Manifest fields that exist only for ARROW_STREAM results (recorded-sea README, note 5).
 ARROW_ONLY = {"manifest.total_byte_count", "manifest.result_compression"}
