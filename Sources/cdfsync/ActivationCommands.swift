@@ -156,13 +156,7 @@ extension CDFSyncCommand {
 
         func run() throws {
             try reportingErrors {
-                var name = pipeline
-                var dir = state.stateDir
-                if let p = pipeline, p.hasSuffix(".yaml") || p.hasSuffix(".yml") {
-                    let spec = try PipelineLoader.load(path: p)
-                    name = spec.name
-                    dir = stateDirectory(spec, state)
-                }
+                let (name, dir) = try pipelineArgument(pipeline, state)
                 let store = try state.openExistingStore(at: dir)
                 let page = try store.invitationPage(pipeline: name, state: only, limit: limit)
                 let shown = page.entries

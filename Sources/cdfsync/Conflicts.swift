@@ -53,19 +53,9 @@ extension CDFSyncCommand {
 
         func run() throws {
             try reportingErrors {
-                var name: String?
-                var dir = state.stateDir
-                if let p = pipeline {
-                    if p.hasSuffix(".yaml") || p.hasSuffix(".yml") {
-                        let spec = try PipelineLoader.load(path: p)
-                        name = spec.name
-                        dir = stateDirectory(spec, state)
-                    } else if StateOptions.hasStore(in: p) {
-                        dir = p
-                    } else {
-                        name = p
-                    }
-                }
+                var (name, dir) = try pipelineArgument(pipeline, state)
+                // Here the argument may also be a state directory.
+                if let n = name, n == pipeline, StateOptions.hasStore(in: n) { (name, dir) = (nil, n) }
                 let store = try state.openExistingStore(at: dir)
                 var keysOf: [Int: [String]] = [:]
                 func keys(_ pid: Int) throws -> [String] {

@@ -39,6 +39,16 @@ func stateDirectory(_ pipeline: Pipeline?, _ state: StateOptions) -> String {
     pipeline?.stateDir ?? state.stateDir
 }
 
+/// A reporting command's optional `<pipeline>` argument: a pipeline's name, or its YAML file, whose name and state
+/// directory are then used. Without the argument: no name (every pipeline) in the command's state directory.
+func pipelineArgument(_ argument: String?, _ state: StateOptions) throws -> (name: String?, stateDir: String) {
+    guard let argument, argument.hasSuffix(".yaml") || argument.hasSuffix(".yml") else {
+        return (argument, state.stateDir)
+    }
+    let spec = try PipelineLoader.load(path: argument)
+    return (spec.name, stateDirectory(spec, state))
+}
+
 /// Warnings about directories that already exist with more access than cdfsync gives the ones it creates: the
 /// state directory (0700) and each delivery directory (0700, or what its pipeline's `file_mode` allows). Reported
 /// by `status` and `pipeline validate`; not errors — someone may have opened them on purpose.

@@ -221,44 +221,34 @@ extension TransportFault {
 extension Simulator {
     /// Takes the first request fault matching `req` (counting it down).
     func takeFault(_ req: APIRequest) -> Fault? {
-        state.withLock { s in
-            for (i, f) in s.faults.enumerated() where f.matches(req) {
-                // expire_links only applies to blob downloads.
-                if f.kind == .expireLinks && !req.path.hasPrefix("/_blob/") { continue }
-                if let c = f.count {
-                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
-                }
-                return f
-            }
-            return nil
-        }
+        // expire_links only applies to blob downloads.
+        takeFirstFault { f in f.matches(req) && (f.kind != .expireLinks || req.path.hasPrefix("/_blob/")) }
     }
 
     /// Takes the first `queue` fault matching `sql` (counting it down): how many statement responses say PENDING.
     func takeQueueFault(_ sql: String) -> Int? {
-        state.withLock { s in
-            for (i, f) in s.faults.enumerated() where f.matches(queued: sql) {
-                if let c = f.count {
-                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
-                }
-                return max(1, f.polls ?? 2)
-            }
-            return nil
-        }
+        takeFirstFault { $0.matches(queued: sql) }.map { max(1, $0.polls ?? 2) }
     }
 
     /// Takes the first `sql_error` fault matching `sql` (counting it down), as the error the statement fails with.
     func takeStatementFault(_ sql: String) -> SQLError? {
+        takeFirstFault { $0.matches(statement: sql) }.map { f in
+            var e = SQLError(f.errorClass ?? "INTERNAL_ERROR", f.sqlState ?? "XX000", f.message ?? "Injected failure.")
+            if let code = f.errorCode { e.errorCode = code }
+            return e
+        }
+    }
+
+    /// Takes the first fault `matches` accepts: a fault with a `count` is counted down, and removed after its last
+    /// use.
+    private func takeFirstFault(_ matches: (Fault) -> Bool) -> Fault? {
         state.withLock { s in
-            for (i, f) in s.faults.enumerated() where f.matches(statement: sql) {
-                if let c = f.count {
-                    if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
-                }
-                var e = SQLError(f.errorClass ?? "INTERNAL_ERROR", f.sqlState ?? "XX000", f.message ?? "Injected failure.")
-                if let code = f.errorCode { e.errorCode = code }
-                return e
+            guard let i = s.faults.firstIndex(where: matches) else { return nil }
+            let f = s.faults[i]
+            if let c = f.count {
+                if c <= 1 { s.faults.remove(at: i) } else { s.faults[i].count = c - 1 }
             }
-            return nil
+            return f
         }
     }
 

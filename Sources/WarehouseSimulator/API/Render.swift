@@ -123,25 +123,34 @@ extension Simulator {
         return configuration.requireChunkLinkQuery ? path + "?row_offset=\(r.chunkRange(chunk).lowerBound)" : path
     }
 
-    /// `{"chunk_index":..,"row_offset":..,"row_count":..,"data_array":[..],"next_chunk_index":..,...}`
-    func appendInlineChunk(_ r: StatementRecord, chunk: Int, out: inout ByteBuffer) {
-        guard case .success(let result) = r.outcome else { return }
-        let range = r.chunkRange(chunk)
+    /// `{"chunk_index":..,"row_offset":..,"row_count":..`: how every chunk object (inline or a link) starts.
+    func openChunk(_ chunk: Int, _ range: Range<Int>, out: inout ByteBuffer) {
         out.writeStaticString("{\"chunk_index\":")
         out.writeDecimal(chunk)
         out.writeStaticString(",\"row_offset\":")
         out.writeDecimal(range.lowerBound)
         out.writeStaticString(",\"row_count\":")
         out.writeDecimal(range.count)
+    }
+
+    /// `,"next_chunk_index":..,"next_chunk_internal_link":".."` unless `chunk` is the last.
+    func appendNextChunk(_ r: StatementRecord, after chunk: Int, out: inout ByteBuffer) {
+        guard chunk + 1 < r.chunkCount else { return }
+        out.writeStaticString(",\"next_chunk_index\":")
+        out.writeDecimal(chunk + 1)
+        out.writeStaticString(",\"next_chunk_internal_link\":")
+        out.writeJSONString(internalLink(r, chunk: chunk + 1))
+    }
+
+    /// `{"chunk_index":..,"row_offset":..,"row_count":..,"data_array":[..],"next_chunk_index":..,...}`
+    func appendInlineChunk(_ r: StatementRecord, chunk: Int, out: inout ByteBuffer) {
+        guard case .success(let result) = r.outcome else { return }
+        let range = r.chunkRange(chunk)
+        openChunk(chunk, range, out: &out)
         out.writeStaticString(",\"data_array\":[")
         result.rows.renderJSON(range, into: &out)
         out.writeStaticString("]")
-        if chunk + 1 < r.chunkCount {
-            out.writeStaticString(",\"next_chunk_index\":")
-            out.writeDecimal(chunk + 1)
-            out.writeStaticString(",\"next_chunk_internal_link\":")
-            out.writeJSONString(internalLink(r, chunk: chunk + 1))
-        }
+        appendNextChunk(r, after: chunk, out: &out)
         out.writeStaticString("}")
     }
 
@@ -181,20 +190,10 @@ extension Simulator {
         let expires = expiresMillis / 1000
         let url = "http://\(host)\(path)?X-Sim-Expires=\(expires)&X-Sim-Signature=\(signature(path: path, expires: expires))"
         let size = blobSize(r, chunk: chunk)
-        out.writeStaticString("{\"chunk_index\":")
-        out.writeDecimal(chunk)
-        out.writeStaticString(",\"row_offset\":")
-        out.writeDecimal(range.lowerBound)
-        out.writeStaticString(",\"row_count\":")
-        out.writeDecimal(range.count)
+        openChunk(chunk, range, out: &out)
         out.writeStaticString(",\"byte_count\":")
         out.writeDecimal(size)
-        if chunk + 1 < r.chunkCount {
-            out.writeStaticString(",\"next_chunk_index\":")
-            out.writeDecimal(chunk + 1)
-            out.writeStaticString(",\"next_chunk_internal_link\":")
-            out.writeJSONString(internalLink(r, chunk: chunk + 1))
-        }
+        appendNextChunk(r, after: chunk, out: &out)
         out.writeStaticString(",\"external_link\":")
         out.writeJSONString(url)
         out.writeStaticString(",\"expiration\":")
